@@ -1,0 +1,28 @@
+# musicmap: index a music library and serve the explorer.
+#   docker build -t musicmap .
+#   docker run --rm -v ~/Music:/music:ro -v musicmap-store:/store musicmap index /music --store /store
+#   docker run --rm -p 8050:8050 -v ~/Music:/music:ro -v musicmap-store:/store musicmap
+FROM python:3.11-slim
+
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ffmpeg libsndfile1 \
+ && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /app
+# torch first, the CPU build, so the project's torch range installs nothing more.
+RUN pip install --no-cache-dir torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
+COPY pyproject.toml README.md ./
+COPY musicmap ./musicmap
+COPY store ./store
+COPY indexer ./indexer
+COPY explorer ./explorer
+COPY data ./data
+RUN pip install --no-cache-dir .
+
+ENV MUSICMAP_STORE=/store \
+    HF_HOME=/models
+VOLUME ["/store", "/models"]
+EXPOSE 8050
+ENTRYPOINT ["musicmap"]
+# Inside a container the explorer must bind all interfaces to be reachable through -p.
+CMD ["serve", "--store", "/store", "--host", "0.0.0.0", "--port", "8050"]

@@ -1,0 +1,54 @@
+# musicmap — set-up, demo, tests, benchmarks.
+#   make demo   sets up .venv and runs `musicmap demo` (serves http://127.0.0.1:8050)
+#   make test   sets up .venv, installs ffmpeg/chromium when missing, runs ruff, mypy, pytest
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.musicmap-installed
+# torch first, pinned to the CPU wheel; then the project (its torch range is already satisfied).
+TORCH_SPEC ?= torch==2.13.0
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT_MISSING = $(strip $(foreach pair,ffmpeg:ffmpeg $(1),$(if $(shell command -v $(word 1,$(subst :, ,$(pair))) 2>/dev/null),,$(word 2,$(subst :, ,$(pair))))))
+export HF_HUB_OFFLINE ?= 1
+
+.PHONY: setup system-deps test-deps demo test test-slow lint bench clean
+
+setup: $(STAMP) system-deps
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/pip install --quiet -e ".[dev]"
+	@touch $(STAMP)
+
+# Debian packages: ffmpeg decodes m4a/AAC and other formats soundfile cannot read.
+system-deps:
+	@missing="$(call APT_MISSING,)"; if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages: $$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; fi
+
+# The browser tests drive Debian's Chromium through chromedriver.
+test-deps: setup
+	@missing="$(call APT_MISSING,chromium:chromium chromedriver:chromium-driver)"; if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages: $$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; fi
+
+demo: setup
+	$(BIN)/musicmap demo $(DEMO_ARGS)
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+test: test-deps lint
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-slow: test-deps
+	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
+
+bench: setup
+	$(BIN)/python benchmarks/bench_pipeline.py $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) musicmap-demo .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""Demo data for musicmap: the synthetic library generator (`data.demo_library`)."""

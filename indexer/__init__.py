@@ -1,0 +1,1 @@
+"""musicmap indexer: scan, tags, decode, embed, write to the store, project to a map."""

@@ -1,0 +1,47 @@
+"""The embedder interface: audio in, one track vector (and optional styles) out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from store import ModelInfo
+
+
+@dataclass(frozen=True)
+class Embedding:
+    """What an embedder returns for one track.
+
+    Parameters
+    ----------
+    vector : ndarray, shape (d,), float32
+        The track vector (the store L2-normalises it).
+    n_windows : int
+        How many windows were averaged.
+    styles : dict of str to float
+        Style activations (MAEST's Discogs labels); empty when the model has none.
+    """
+
+    vector: np.ndarray
+    n_windows: int = 1
+    styles: dict[str, float] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Turns decoded audio into an :class:`Embedding`.
+
+    ``info`` describes the model for the store's manifest. ``sample_rate`` is the rate
+    :meth:`embed` expects. ``parallel_safe`` says the embedder is cheap to pickle and
+    CPU-only, so it may run inside the decode worker processes.
+    """
+
+    info: ModelInfo
+    sample_rate: int
+    parallel_safe: bool
+
+    def embed(self, audio: np.ndarray) -> Embedding:
+        """Embed mono float32 ``audio`` (shape (n_samples,)) at :attr:`sample_rate`."""
+        ...

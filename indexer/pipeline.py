@@ -1,0 +1,244 @@
+"""``musicmap index``: a chain of small stages from files to the store.
+
+    scan ─> skip unchanged (one stat) ─> read tags ─> decode ─> embed ─> write in batches
+                                              └──────── failure (path, stage, reason) ──> failures
+
+Stages *tags → decode → embed* run per file. With ``workers > 1`` they run in a pool of
+worker processes (decode always; embedding too when the embedder is ``parallel_safe``,
+i.e. CPU-only and cheap to ship, like ``features``). Results are written to the store in
+transactions of ``commit_every`` tracks, so an interrupted run keeps what it finished and
+the next run continues. One bad file never stops a run: it becomes a ``failures`` row
+and is retried next time.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from store import Store, TrackRecord
+
+from .decode import load_audio
+from .embedders.base import Embedder, Embedding
+from .errors import FileFailure
+from .scan import scan
+from .tags import read_tags
+
+logger = logging.getLogger(__name__)
+
+ProgressFn = Callable[[int, int, str], None]
+
+
+@dataclass
+class IndexReport:
+    """What one index run did (also stored in ``runs``)."""
+
+    store: str
+    model: str
+    scanned: int = 0
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+    status: str = "running"
+    failures: list[dict[str, str]] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        return {"scanned": self.scanned, "added": self.added, "updated": self.updated,
+                "unchanged": self.unchanged, "failed": self.failed}
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class _Done:
+    path: str
+    tags: dict[str, Any]
+    embedding: Embedding | None
+    audio: np.ndarray | None
+
+
+@dataclass(frozen=True)
+class _Failed:
+    path: str
+    stage: str
+    reason: str
+
+
+# Worker-process state: set once per process by the pool initializer.
+_worker_embedder: Embedder | None = None
+_worker_sr: int = 16_000
+
+
+def _init_worker(embedder: Embedder | None, sr: int) -> None:
+    global _worker_embedder, _worker_sr
+    _worker_embedder, _worker_sr = embedder, sr
+
+
+def _process_file(path: str) -> _Done | _Failed:
+    """Tags → decode (→ embed when this process holds the embedder). Never raises."""
+    p = Path(path)
+    try:
+        try:
+            tags = read_tags(p)
+        except Exception as exc:  # damaged tags are not fatal: fall back to the file name
+            logger.debug("tags of %s unreadable (%s)", p, exc)
+            tags = read_tags_fallback(p)
+        audio = load_audio(p, _worker_sr)
+        if tags.get("duration") is None:
+            tags["duration"] = len(audio) / _worker_sr
+        if _worker_embedder is None:
+            return _Done(path, tags, None, audio)
+        try:
+            embedding = _worker_embedder.embed(audio)
+        except Exception as exc:
+            raise FileFailure("embed", f"{type(exc).__name__}: {exc}") from exc
+        return _Done(path, tags, embedding, None)
+    except FileFailure as exc:
+        return _Failed(path, exc.stage, exc.reason)
+    except Exception as exc:  # anything unexpected is this file's failure, not the run's
+        logger.debug("unexpected failure on %s", p, exc_info=True)
+        return _Failed(path, "decode", f"{type(exc).__name__}: {exc}")
+
+
+def read_tags_fallback(path: Path) -> dict[str, Any]:
+    """Tags from the file name alone, for files whose tags mutagen cannot parse."""
+    return {"title": path.stem, "artist": None, "album": None, "album_artist": None, "genre": None,
+            "year": None, "track_number": None, "duration": None,
+            "format": path.suffix.lower().lstrip("."), "tag_source": "filename"}
+
+
+def _run_files(paths: Sequence[str], embedder: Embedder, workers: int) -> Iterator[_Done | _Failed]:
+    """Process ``paths``, in worker processes when ``workers > 1``; yields in completion order."""
+    in_worker = embedder if embedder.parallel_safe else None
+    if workers <= 1 or len(paths) <= 1:
+        _init_worker(embedder, embedder.sample_rate)
+        for path in paths:
+            yield _process_file(path)
+        return
+    ctx = multiprocessing.get_context("spawn")  # never fork a process that may hold torch threads
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
+                             initargs=(in_worker, embedder.sample_rate)) as pool:
+        queue = iter(paths)
+        in_flight: set[Future[_Done | _Failed]] = set()
+        try:
+            for path in queue:  # bounded: at most 2 × workers files in flight
+                in_flight.add(pool.submit(_process_file, path))
+                if len(in_flight) >= 2 * workers:
+                    done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+                    for fut in done:
+                        yield fut.result()
+            while in_flight:
+                done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    yield fut.result()
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+
+
+def index_library(roots: Sequence[str | Path], store_path: str | Path, embedder: Embedder, *,
+                  workers: int = 1, commit_every: int = 32,
+                  progress: ProgressFn | None = None) -> IndexReport:
+    """Index the audio under ``roots`` into the store at ``store_path``.
+
+    Unchanged files (same size and mtime, with a vector) cost one ``stat``. Changed
+    and new files are tagged, decoded and embedded; failures are recorded. The FAISS
+    index and the manifest are brought up to date at the end.
+
+    Raises
+    ------
+    IndexerError
+        A root is missing or holds no audio.
+    StoreError
+        The store folder is not a store, or holds vectors of another model.
+    """
+    started = time.monotonic()
+    files = scan(roots)
+    store = Store.open_for_indexing(store_path, embedder.info)
+    report = IndexReport(store=str(store.path), model=embedder.info.id, scanned=len(files))
+    try:
+        run_id = store.start_run(str(Path(r).expanduser().resolve()) for r in roots)
+        known = store.known_files()
+        todo: list[str] = []
+        existing: set[str] = set()
+        for f in files:
+            st = f.stat()
+            seen = known.get(str(f))
+            if seen is not None:
+                _, size, mtime, has_vector = seen
+                if size == st.st_size and mtime == st.st_mtime and has_vector:
+                    report.unchanged += 1
+                    continue
+                existing.add(str(f))
+            todo.append(str(f))
+        logger.info("%d files: %d unchanged, %d to index", len(files), report.unchanged, len(todo))
+        pending: list[TrackRecord] = []
+
+        def flush() -> None:
+            if pending:
+                store.write_tracks(pending)
+                pending.clear()
+
+        status = "interrupted"
+        try:
+            for done_count, result in enumerate(_run_files(todo, embedder, workers), start=1):
+                if isinstance(result, _Failed):
+                    report.failed += 1
+                    report.failures.append({"path": result.path, "stage": result.stage,
+                                            "error": result.reason})
+                    store.record_failure(result.path, result.stage, result.reason)
+                    logger.warning("failed %s (%s): %s", result.path, result.stage, result.reason)
+                else:
+                    embedding = result.embedding
+                    if embedding is None:
+                        assert result.audio is not None
+                        try:
+                            embedding = embedder.embed(result.audio)
+                        except Exception as exc:
+                            reason = f"{type(exc).__name__}: {exc}"
+                            report.failed += 1
+                            report.failures.append({"path": result.path, "stage": "embed", "error": reason})
+                            store.record_failure(result.path, "embed", reason)
+                            continue
+                    st = Path(result.path).stat()
+                    pending.append(TrackRecord(
+                        path=result.path, size=st.st_size, mtime=st.st_mtime, tags=result.tags,
+                        vector=embedding.vector, n_windows=embedding.n_windows, styles=embedding.styles,
+                    ))
+                    if result.path in existing:
+                        report.updated += 1
+                    else:
+                        report.added += 1
+                    if len(pending) >= commit_every:
+                        flush()
+                if progress is not None:
+                    progress(done_count, len(todo), result.path)
+            flush()
+            status = "ok"
+        except KeyboardInterrupt:
+            raise
+        except BaseException:
+            status = "error"
+            raise
+        finally:
+            try:
+                flush()  # keep what was finished before an interruption
+            finally:
+                store.sync()
+                report.status = status
+                report.seconds = round(time.monotonic() - started, 3)
+                store.finish_run(run_id, status=status, counts=report.counts())
+    finally:
+        store.close()
+    return report

@@ -1,0 +1,74 @@
+"""The ``musicmap`` command: one small module per subcommand in :mod:`musicmap.commands`.
+
+Errors a person can fix (:class:`UserError`, :class:`store.StoreError`,
+:class:`indexer.errors.IndexerError`) are caught here, once: one line on stderr, exit 1.
+Usage errors exit 2 (argparse). ``--json`` prints one JSON document on stdout and
+nothing else there; logs and progress go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from store import StoreError
+
+from . import __version__
+from .commands import COMMANDS
+from .errors import UserError
+from .settings import resolve
+
+logger = logging.getLogger("musicmap")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="musicmap",
+        description="Explore a music library by how it sounds: index it with MAEST, map it with "
+                    "t-SNE, find similar tracks, query it with SQL, browse it in the explorer.",
+    )
+    parser.add_argument("--version", action="version", version=f"musicmap {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in COMMANDS:
+        p = sub.add_parser(module.NAME, help=module.HELP, description=module.__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        module.add_arguments(p)
+        p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors on stderr")
+        p.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
+        p.set_defaults(_module=module)
+    return parser
+
+
+def _setup_logging(args: argparse.Namespace) -> None:
+    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s" if level > logging.DEBUG
+                                           else "%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for noisy in ("numba", "openTSNE", "matplotlib", "werkzeug", "urllib3", "httpx", "filelock", "PIL"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args)
+    from indexer.errors import IndexerError
+
+    try:
+        settings = resolve(args)
+        return int(args._module.run(args, settings) or 0)
+    except (UserError, StoreError, IndexerError) as exc:
+        print(f"musicmap {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"musicmap {args.command}: interrupted; finished work was saved", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

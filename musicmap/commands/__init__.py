@@ -1,0 +1,7 @@
+"""One module per ``musicmap`` subcommand, each with NAME, HELP, add_arguments and run."""
+
+from types import ModuleType
+
+from . import demo, doctor, export, index, info, map, serve, similar, sql
+
+COMMANDS: tuple[ModuleType, ...] = (index, map, similar, sql, export, serve, demo, info, doctor)

@@ -1,0 +1,46 @@
+"""Helpers shared by the subcommand modules."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+from ..settings import help_for
+
+
+def add_store(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--store", metavar="DIR", help=help_for("store"))
+
+
+def add_json(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+
+
+class Progress:
+    """A throttled progress line on stderr: count, rate and ETA."""
+
+    def __init__(self, label: str, *, enabled: bool = True, every: float = 1.0) -> None:
+        self.label = label
+        self.enabled = enabled
+        self.every = every
+        self.start = time.monotonic()
+        self.last = 0.0
+
+    def __call__(self, done: int, total: int, _item: str = "") -> None:
+        now = time.monotonic()
+        if not self.enabled or (now - self.last < self.every and done < total):
+            return
+        self.last = now
+        elapsed = max(now - self.start, 1e-6)
+        rate = done / elapsed
+        eta = (total - done) / rate if rate > 0 else 0.0
+        sys.stderr.write(f"  {self.label} {done}/{total}  {rate:.1f}/s  ETA {int(eta) // 60}:{int(eta) % 60:02d}\n")
+        sys.stderr.flush()
+
+
+def print_json(obj: Any) -> None:
+    """Write ``obj`` as the one JSON document on stdout."""
+    sys.stdout.write(json.dumps(obj, indent=2, default=str, ensure_ascii=False) + "\n")

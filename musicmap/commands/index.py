@@ -1,0 +1,66 @@
+"""Index audio files: read tags, decode, embed, and write everything to the store.
+
+Unchanged files are skipped with one stat; new and changed files are embedded; a file
+that cannot be read is recorded in the store's failures and retried on the next run.
+
+examples:
+  musicmap index ~/Music --store ~/musicmap-store --model features
+  musicmap index ~/Music --model /models/discogs-maest-30s-pw-129e-519l --device cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import TYPE_CHECKING
+
+from ..settings import Settings, help_for
+from ._common import Progress, add_json, add_store, print_json
+
+if TYPE_CHECKING:
+    from indexer.pipeline import IndexReport
+
+NAME = "index"
+HELP = "index a music library into a store"
+logger = logging.getLogger(__name__)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("library", nargs="+", metavar="LIBRARY", help="folders (or files) of music")
+    add_store(p)
+    p.add_argument("--model", metavar="NAME_OR_PATH", help=help_for("model"))
+    p.add_argument("--batch-size", dest="batch_size", type=int, metavar="N", help=help_for("batch_size"))
+    p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), help=help_for("device"))
+    p.add_argument("--workers", type=int, metavar="N", help=help_for("workers"))
+    add_json(p)
+
+
+def summary(report: IndexReport) -> str:
+    lines = [
+        f"indexed {report.scanned} files into {report.store} in {report.seconds:.1f} s "
+        f"({report.model}):",
+        f"  {report.added} added, {report.updated} updated, {report.unchanged} unchanged, "
+        f"{report.failed} failed",
+    ]
+    for f in report.failures[:10]:
+        lines.append(f"  failed: {f['path']} ({f['stage']}): {f['error']}")
+    if len(report.failures) > 10:
+        lines.append(f"  ... and {len(report.failures) - 10} more: musicmap sql \"SELECT * FROM failures\"")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    from indexer.embedders import load_embedder
+    from indexer.pipeline import index_library
+
+    embedder = load_embedder(settings.model, device=settings.device, batch_size=settings.batch_size)
+    if embedder.info.kind != "maest":
+        logger.info("using %s: not MAEST; the vectors are handcrafted audio statistics", embedder.info.label)
+    report = index_library(args.library, settings.store, embedder, workers=settings.workers,
+                           progress=Progress("files", enabled=not args.quiet))
+    if args.json:
+        print_json(report.to_dict())
+    else:
+        print(summary(report))
+        print(f"next: musicmap map --store {settings.store}")
+    return 0

@@ -1,0 +1,42 @@
+"""Summarise a store: model, counts, maps, genres, last run, size."""
+
+from __future__ import annotations
+
+import argparse
+
+from store import Store
+
+from ..settings import Settings
+from ._common import add_json, add_store, print_json
+
+NAME = "info"
+HELP = "summarise a store"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_store(p)
+    add_json(p)
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    with Store.open(settings.store) as store:
+        info = store.info()
+    if args.json:
+        print_json(info)
+        return 0
+    m = info["model"]
+    print(f"store      {info['store']}  ({info['size_bytes'] / 1e6:.1f} MB)")
+    print(f"model      {m['label']}  [{m['id']}, {m['dimension']}-d"
+          + (f", {m['layer']}" if m["layer"] else "") + "]")
+    print(f"tracks     {info['tracks']}  (embedded {info['embeddings']}, failed {info['failures']})")
+    for p in info["projections"]:
+        print(f"map        {p['name']}: {p['method']}, {p['n_tracks']} tracks, {p['created_at']}")
+    if not info["projections"]:
+        print("map        none yet: musicmap map")
+    genres = ", ".join(f"{g} {n}" for g, n in list(info["genres"].items())[:8])
+    print(f"genres     {genres}")
+    if info["last_run"]:
+        r = info["last_run"]
+        print(f"last run   #{r['id']} {r['status']} at {r['started_at']}: {r['added']} added, "
+              f"{r['updated']} updated, {r['unchanged']} unchanged, {r['failed']} failed")
+    return 0

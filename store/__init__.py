@@ -1,0 +1,12 @@
+"""musicmap's store: one self-describing folder (DuckDB + FAISS + manifest).
+
+Imports nothing else of musicmap's; the indexer writes it, the explorer and the CLI read it.
+"""
+
+from .errors import StoreError
+from .manifest import Manifest, ModelInfo
+from .store import Neighbour, SQLResult, Store, TrackRecord
+from .vectors import l2_normalise
+
+__all__ = ["Manifest", "ModelInfo", "Neighbour", "SQLResult", "Store", "StoreError", "TrackRecord",
+           "l2_normalise"]

@@ -1,0 +1,117 @@
+"""DuckDB schema of ``library.duckdb``, the store's source of truth.
+
+Tables
+------
+tracks
+    One row per audio file. ``id`` is also the FAISS id of the track's vector.
+embeddings
+    One L2-normalised vector per track (``FLOAT[dimension]``), from the manifest's model.
+styles
+    Style activations per track (MAEST's Discogs labels); empty for the ``features`` embedder.
+projections, projection_info
+    2-D map coordinates per named projection, and how each projection was made.
+failures
+    Files that could not be read, decoded or embedded, with the stage and the reason.
+runs
+    What each index run did.
+meta
+    Key/value pairs: ``schema_version`` and ``vectors_generation`` (bumped on every write
+    to ``embeddings``; the FAISS file records the generation it was built from).
+"""
+
+from __future__ import annotations
+
+SCHEMA_VERSION = 1
+
+TRACK_FIELDS: tuple[str, ...] = (
+    "title",
+    "artist",
+    "album",
+    "album_artist",
+    "genre",
+    "year",
+    "track_number",
+    "duration",
+    "format",
+    "tag_source",
+)
+"""Metadata columns of ``tracks`` filled from tags (or fallbacks)."""
+
+DDL = """
+CREATE SEQUENCE IF NOT EXISTS track_ids START 1;
+CREATE TABLE IF NOT EXISTS tracks (
+    id BIGINT PRIMARY KEY DEFAULT nextval('track_ids'),
+    path VARCHAR NOT NULL UNIQUE,
+    size BIGINT NOT NULL,
+    mtime DOUBLE NOT NULL,
+    title VARCHAR,
+    artist VARCHAR,
+    album VARCHAR,
+    album_artist VARCHAR,
+    genre VARCHAR,
+    year INTEGER,
+    track_number INTEGER,
+    duration DOUBLE,
+    format VARCHAR,
+    tag_source VARCHAR,
+    added_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
+    updated_at TIMESTAMP NOT NULL DEFAULT current_timestamp
+);
+CREATE TABLE IF NOT EXISTS styles (
+    track_id BIGINT NOT NULL,
+    label VARCHAR NOT NULL,
+    activation FLOAT NOT NULL,
+    PRIMARY KEY (track_id, label)
+);
+CREATE TABLE IF NOT EXISTS projections (
+    name VARCHAR NOT NULL,
+    track_id BIGINT NOT NULL,
+    x DOUBLE NOT NULL,
+    y DOUBLE NOT NULL,
+    PRIMARY KEY (name, track_id)
+);
+CREATE TABLE IF NOT EXISTS projection_info (
+    name VARCHAR PRIMARY KEY,
+    method VARCHAR NOT NULL,
+    params VARCHAR NOT NULL,
+    n_tracks INTEGER NOT NULL,
+    created_at TIMESTAMP NOT NULL DEFAULT current_timestamp
+);
+CREATE TABLE IF NOT EXISTS failures (
+    path VARCHAR PRIMARY KEY,
+    stage VARCHAR NOT NULL,
+    error VARCHAR NOT NULL,
+    failed_at TIMESTAMP NOT NULL DEFAULT current_timestamp
+);
+CREATE SEQUENCE IF NOT EXISTS run_ids START 1;
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY DEFAULT nextval('run_ids'),
+    started_at TIMESTAMP NOT NULL,
+    finished_at TIMESTAMP,
+    model VARCHAR NOT NULL,
+    roots VARCHAR NOT NULL,
+    scanned INTEGER,
+    added INTEGER,
+    updated INTEGER,
+    unchanged INTEGER,
+    failed INTEGER,
+    status VARCHAR NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (
+    key VARCHAR PRIMARY KEY,
+    value VARCHAR NOT NULL
+);
+"""
+
+
+def embeddings_ddl(dimension: int) -> str:
+    """DDL of the ``embeddings`` table, whose vector width is fixed by the model."""
+    if dimension < 1:
+        raise ValueError(f"dimension must be positive, got {dimension}")
+    return f"""
+CREATE TABLE IF NOT EXISTS embeddings (
+    track_id BIGINT PRIMARY KEY,
+    vector FLOAT[{int(dimension)}] NOT NULL,
+    n_windows INTEGER NOT NULL
+);
+"""

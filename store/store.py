@@ -1,0 +1,558 @@
+"""The store folder: DuckDB (source of truth) + FAISS (accelerator) + manifest.
+
+A store is one self-describing folder::
+
+    STORE/
+      library.duckdb    tracks, embeddings, styles, projections, failures, runs, meta
+      vectors.faiss     exact inner-product index keyed by track id (rebuilt when stale)
+      vectors.json      which ``vectors_generation`` the FAISS file was built from
+      manifest.json     model, normalisation, metric, index type, package versions, counts
+
+Open it with :meth:`Store.open` (read-only: SQL, similarity, exports, the explorer)
+or :meth:`Store.open_for_indexing` (creates the folder, checks the model).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import faiss
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from . import schema
+from .errors import StoreError
+from .manifest import Manifest, ModelInfo, read_manifest, write_manifest
+from .vectors import build_index, l2_normalise, load_index, save_index, search
+
+logger = logging.getLogger(__name__)
+
+DB_NAME = "library.duckdb"
+
+#: Every connection: no access to files other than the database (no read_csv('/etc/passwd'),
+#: COPY, ATTACH, INSTALL/LOAD). Same config everywhere, as DuckDB requires within a process.
+_CONFIG: dict[str, Any] = {"enable_external_access": False}
+
+#: Columns of ``tracks`` shown with a result by default.
+DISPLAY_COLUMNS: tuple[str, ...] = ("id", "title", "artist", "album", "genre", "year", "duration", "path")
+
+
+@dataclass(frozen=True)
+class TrackRecord:
+    """Everything the indexer writes for one successfully processed file.
+
+    Parameters
+    ----------
+    path : str
+        Absolute path of the file.
+    size, mtime : int, float
+        From ``os.stat``, the cheap "unchanged?" check.
+    tags : dict
+        Values for :data:`store.schema.TRACK_FIELDS` (missing keys are NULL).
+    vector : ndarray, shape (d,), float32
+        The track embedding (normalised on write).
+    n_windows : int
+        Windows averaged into ``vector``.
+    styles : dict of str to float, optional
+        Style activations (MAEST), empty for the ``features`` embedder.
+    """
+
+    path: str
+    size: int
+    mtime: float
+    tags: dict[str, Any]
+    vector: np.ndarray
+    n_windows: int = 1
+    styles: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    """One similarity result. ``score`` is the cosine similarity to the query."""
+
+    track_id: int
+    score: float
+    track: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SQLResult:
+    """Rows of a read-only query; ``truncated`` is True when ``max_rows`` cut it."""
+
+    columns: list[str]
+    rows: list[tuple[Any, ...]]
+    truncated: bool
+
+    def to_frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.rows, columns=self.columns)
+
+
+class Store:
+    """A musicmap store folder. Use :meth:`open` or :meth:`open_for_indexing`, then :meth:`close`."""
+
+    def __init__(self, path: Path, con: duckdb.DuckDBPyConnection, manifest: Manifest, *,
+                 read_only: bool) -> None:
+        self.path = path
+        self.manifest = manifest
+        self.read_only = read_only
+        self._con = con
+        self._lock = threading.RLock()
+        self._index: faiss.Index | None = None
+
+    # --- opening --------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: str | Path, *, read_only: bool = True) -> Store:
+        """Open an existing store, read-only by default, with external file access disabled.
+
+        ``read_only=False`` is for maintenance that keeps the model (``musicmap map``).
+
+        Raises
+        ------
+        StoreError
+            If ``path`` is missing or is not a store.
+        """
+        folder = Path(path).expanduser()
+        if not folder.is_dir():
+            raise StoreError(f"store folder {folder} does not exist; create it with "
+                             f"`musicmap index LIBRARY --store {folder}`")
+        manifest = read_manifest(folder)
+        db = folder / DB_NAME
+        if not db.is_file():
+            raise StoreError(f"{folder} has a manifest but no {DB_NAME}; the store is damaged, "
+                             f"re-create it with `musicmap index LIBRARY --store {folder}`")
+        try:
+            con = duckdb.connect(str(db), read_only=read_only, config=_CONFIG)
+        except duckdb.Error as exc:
+            raise StoreError(f"cannot open {db}: {exc}") from exc
+        store = cls(folder, con, manifest, read_only=read_only)
+        store._check_schema()
+        return store
+
+    @classmethod
+    def open_for_indexing(cls, path: str | Path, model: ModelInfo) -> Store:
+        """Open (creating if needed) a store for writing vectors of ``model``.
+
+        Raises
+        ------
+        StoreError
+            If the folder holds something else, or a store built with another model.
+        """
+        folder = Path(path).expanduser()
+        if folder.exists() and not folder.is_dir():
+            raise StoreError(f"--store {folder} is a file, not a folder")
+        db = folder / DB_NAME
+        if (folder / "manifest.json").exists():
+            manifest = read_manifest(folder)
+            manifest.check_model(model)
+        else:
+            if folder.is_dir() and any(folder.iterdir()) and not db.exists():
+                raise StoreError(
+                    f"--store {folder} is a folder with other files in it and no store; "
+                    "give an empty or new folder"
+                )
+            folder.mkdir(parents=True, exist_ok=True)
+            manifest = Manifest.new(model)
+        try:
+            con = duckdb.connect(str(db), config=_CONFIG)
+        except duckdb.Error as exc:
+            raise StoreError(f"cannot open {db} for writing: {exc}. Is another musicmap "
+                             "process (index or serve) using this store?") from exc
+        con.execute(schema.DDL)
+        con.execute(schema.embeddings_ddl(model.dimension))
+        con.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", [str(schema.SCHEMA_VERSION)])
+        con.execute("INSERT OR IGNORE INTO meta VALUES ('vectors_generation', '0')")
+        store = cls(folder, con, manifest, read_only=False)
+        store._check_schema()
+        write_manifest(folder, manifest)
+        return store
+
+    def _check_schema(self) -> None:
+        try:
+            row = self._con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        except duckdb.Error as exc:
+            raise StoreError(f"{self.path / DB_NAME} is not a musicmap database ({exc})") from exc
+        version = int(row[0]) if row else 0
+        if version != schema.SCHEMA_VERSION:
+            raise StoreError(f"{self.path} has schema version {version}; this musicmap reads "
+                             f"{schema.SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        with self._lock:
+            self._con.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        # One cursor per call: DuckDB connections are not safe to share across threads.
+        with self._lock:
+            cur = self._con.cursor()
+        try:
+            yield cur
+        finally:
+            cur.close()
+
+    # --- writing (indexer) ----------------------------------------------------------------
+
+    def _require_writable(self) -> None:
+        if self.read_only:
+            raise StoreError("this store was opened read-only")
+
+    def known_files(self) -> dict[str, tuple[int, int, float, bool]]:
+        """Map path → (track id, size, mtime, has embedding) for every stored track."""
+        rows = self._con.execute(
+            "SELECT t.path, t.id, t.size, t.mtime, e.track_id IS NOT NULL "
+            "FROM tracks t LEFT JOIN embeddings e ON e.track_id = t.id"
+        ).fetchall()
+        return {r[0]: (int(r[1]), int(r[2]), float(r[3]), bool(r[4])) for r in rows}
+
+    def write_tracks(self, records: Sequence[TrackRecord]) -> list[int]:
+        """Insert or update ``records`` in one transaction; returns their track ids."""
+        self._require_writable()
+        if not records:
+            return []
+        d = self.manifest.model.dimension
+        ids: list[int] = []
+        cols = ("path", "size", "mtime", *schema.TRACK_FIELDS)
+        placeholders = ", ".join("?" for _ in cols)
+        updates = ", ".join(f"{c} = excluded.{c}" for c in cols[1:])
+        con = self._con
+        con.execute("BEGIN TRANSACTION")
+        try:
+            for rec in records:
+                vec = np.asarray(rec.vector, dtype=np.float32).ravel()
+                if vec.shape[0] != d:
+                    raise StoreError(f"vector of {rec.path} has {vec.shape[0]} dimensions, "
+                                     f"the store expects {d}")
+                values = [rec.path, rec.size, rec.mtime, *(rec.tags.get(c) for c in schema.TRACK_FIELDS)]
+                row = con.execute(
+                    f"INSERT INTO tracks ({', '.join(cols)}) VALUES ({placeholders}) "
+                    f"ON CONFLICT (path) DO UPDATE SET {updates}, updated_at = now() "
+                    "RETURNING id",
+                    values,
+                ).fetchone()
+                assert row is not None
+                ids.append(int(row[0]))
+            vectors = l2_normalise(np.stack([np.asarray(r.vector, np.float32).ravel() for r in records]))
+            batch = pa.table({
+                "track_id": pa.array(ids, pa.int64()),
+                "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel(), pa.float32()), d),
+                "n_windows": pa.array([r.n_windows for r in records], pa.int32()),
+            })
+            con.register("_batch", batch)
+            con.execute(f"INSERT OR REPLACE INTO embeddings SELECT track_id, vector::FLOAT[{d}], "
+                        "n_windows FROM _batch")
+            con.unregister("_batch")
+            con.execute("DELETE FROM styles WHERE track_id IN (SELECT unnest(?::BIGINT[]))", [ids])
+            style_rows = [(tid, label, float(a)) for tid, rec in zip(ids, records, strict=True)
+                          for label, a in rec.styles.items()]
+            if style_rows:
+                con.executemany("INSERT INTO styles VALUES (?, ?, ?)", style_rows)
+            con.execute("DELETE FROM failures WHERE path IN (SELECT unnest(?::VARCHAR[]))",
+                        [[r.path for r in records]])
+            con.execute("UPDATE meta SET value = CAST(CAST(value AS BIGINT) + 1 AS VARCHAR) "
+                        "WHERE key = 'vectors_generation'")
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        self._index = None
+        return ids
+
+    def record_failure(self, path: str, stage: str, error: str) -> None:
+        """Record (or replace) why ``path`` could not be indexed."""
+        self._require_writable()
+        self._con.execute("INSERT OR REPLACE INTO failures (path, stage, error, failed_at) "
+                          "VALUES (?, ?, ?, current_timestamp)", [path, stage, error])
+
+    def start_run(self, roots: Iterable[str]) -> int:
+        self._require_writable()
+        row = self._con.execute(
+            "INSERT INTO runs (started_at, model, roots, status) VALUES (?, ?, ?, 'running') RETURNING id",
+            [datetime.now(UTC).replace(tzinfo=None), self.manifest.model.id, json.dumps(list(roots))],
+        ).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    def finish_run(self, run_id: int, *, status: str, counts: dict[str, int]) -> None:
+        self._require_writable()
+        self._con.execute(
+            "UPDATE runs SET finished_at = ?, status = ?, scanned = ?, added = ?, updated = ?, "
+            "unchanged = ?, failed = ? WHERE id = ?",
+            [datetime.now(UTC).replace(tzinfo=None), status, counts.get("scanned", 0),
+             counts.get("added", 0), counts.get("updated", 0), counts.get("unchanged", 0),
+             counts.get("failed", 0), run_id],
+        )
+
+    def write_projection(self, name: str, track_ids: np.ndarray, xy: np.ndarray, *,
+                         method: str, params: dict[str, Any]) -> None:
+        """Replace projection ``name`` with coordinates ``xy`` (shape (n, 2)) for ``track_ids``."""
+        self._require_writable()
+        frame = pa.table({
+            "name": pa.array([name] * len(track_ids), pa.string()),
+            "track_id": pa.array(np.asarray(track_ids, np.int64)),
+            "x": pa.array(np.asarray(xy[:, 0], np.float64)),
+            "y": pa.array(np.asarray(xy[:, 1], np.float64)),
+        })
+        con = self._con
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.execute("DELETE FROM projections WHERE name = ?", [name])
+            con.register("_proj", frame)
+            con.execute("INSERT INTO projections SELECT name, track_id, x, y FROM _proj")
+            con.unregister("_proj")
+            con.execute("INSERT OR REPLACE INTO projection_info (name, method, params, n_tracks, created_at) "
+                        "VALUES (?, ?, ?, ?, current_timestamp)",
+                        [name, method, json.dumps(params, sort_keys=True), len(track_ids)])
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+
+    def sync(self) -> None:
+        """Rebuild and save the FAISS index if stale, and refresh the manifest's counts."""
+        self._require_writable()
+        generation = self._generation()
+        n = self.count("embeddings")
+        index = load_index(self.path, generation, n)
+        if index is None:
+            ids, vectors = self.vectors()
+            index = build_index(ids, vectors)
+            save_index(self.path, index, generation)
+        self._index = index
+        counts = {"tracks": self.count("tracks"), "embeddings": n, "failures": self.count("failures")}
+        self.manifest = replace(self.manifest, counts=counts,
+                                index={"type": "flat-ip", "metric": "inner_product", "ntotal": n})
+        write_manifest(self.path, self.manifest)
+
+    # --- reading --------------------------------------------------------------------------
+
+    def _generation(self) -> int:
+        with self._cursor() as cur:
+            row = cur.execute("SELECT value FROM meta WHERE key = 'vectors_generation'").fetchone()
+        return int(row[0]) if row else 0
+
+    def count(self, table: str) -> int:
+        if table not in ("tracks", "embeddings", "styles", "failures", "projections", "runs"):
+            raise ValueError(f"unknown table {table!r}")
+        with self._cursor() as cur:
+            row = cur.execute(f"SELECT count(*) FROM {table}").fetchone()
+        return int(row[0]) if row else 0
+
+    def vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        """All track vectors.
+
+        Returns
+        -------
+        ids : ndarray, shape (n,), int64
+        vectors : ndarray, shape (n, d), float32, L2-normalised
+        """
+        d = self.manifest.model.dimension
+        with self._cursor() as cur:
+            table = cur.sql("SELECT track_id, vector FROM embeddings ORDER BY track_id").to_arrow_table()
+        ids = table.column("track_id").to_numpy().astype(np.int64)
+        if len(ids) == 0:
+            return ids, np.zeros((0, d), np.float32)
+        flat = table.column("vector").combine_chunks().flatten().to_numpy(zero_copy_only=False)
+        return ids, np.asarray(flat, np.float32).reshape(-1, d)
+
+    @property
+    def index(self) -> faiss.Index:
+        """The FAISS index, loaded from disk if current, else rebuilt (in memory if read-only)."""
+        with self._lock:
+            if self._index is None:
+                generation, n = self._generation(), self.count("embeddings")
+                index = load_index(self.path, generation, n)
+                if index is None:
+                    ids, vectors = self.vectors()
+                    index = build_index(ids, vectors)
+                    if not self.read_only:
+                        save_index(self.path, index, generation)
+                self._index = index
+            return self._index
+
+    def tracks(self, ids: Sequence[int] | None = None, columns: Sequence[str] | None = None) -> pd.DataFrame:
+        """Rows of ``tracks`` (all, or ``ids`` in the given order), as a DataFrame."""
+        cols = ", ".join(f"t.{c}" for c in (columns or ("*",)))
+        with self._cursor() as cur:
+            if ids is None:
+                return cur.execute(f"SELECT {cols} FROM tracks t ORDER BY t.id").df()
+            frame = cur.execute(
+                f"SELECT {cols}, list_position(?::BIGINT[], t.id) AS _pos FROM tracks t "
+                "WHERE t.id IN (SELECT unnest(?::BIGINT[])) ORDER BY _pos",
+                [list(map(int, ids)), list(map(int, ids))],
+            ).df()
+        return frame.drop(columns="_pos")
+
+    def track(self, track_id: int) -> dict[str, Any]:
+        """One track's row as a dict. Raises StoreError if there is no such track."""
+        frame = self.tracks([track_id])
+        if frame.empty:
+            raise StoreError(f"no track with id {track_id} in {self.path}")
+        return _row_dict(frame.iloc[0])
+
+    def styles(self, track_id: int, top: int = 5) -> list[tuple[str, float]]:
+        with self._cursor() as cur:
+            rows = cur.execute("SELECT label, activation FROM styles WHERE track_id = ? "
+                               "ORDER BY activation DESC LIMIT ?", [track_id, top]).fetchall()
+        return [(str(r[0]), float(r[1])) for r in rows]
+
+    def track_id_for_path(self, path: str | Path) -> int | None:
+        resolved = str(Path(path).expanduser().resolve())
+        with self._cursor() as cur:
+            row = cur.execute("SELECT id FROM tracks WHERE path = ?", [resolved]).fetchone()
+        return int(row[0]) if row else None
+
+    def find_tracks(self, text: str, limit: int = 10) -> pd.DataFrame:
+        """Tracks whose "artist title" (or title, album) contains every word of ``text``."""
+        words = [w for w in text.lower().split() if w]
+        if not words:
+            raise StoreError("empty search text")
+        hay = "lower(concat_ws(' ', artist, title, album, path))"
+        where = " AND ".join(f"contains({hay}, ?)" for _ in words)
+        with self._cursor() as cur:
+            return cur.execute(
+                f"SELECT id, title, artist, album, genre FROM tracks WHERE {where} "
+                "ORDER BY (lower(concat_ws(' ', artist, title)) = ?) DESC, id LIMIT ?",
+                [*words, text.lower(), limit],
+            ).df()
+
+    def similar(self, track_id: int, k: int = 10) -> list[Neighbour]:
+        """The ``k`` tracks most similar to ``track_id`` (never the track itself)."""
+        if k < 1:
+            raise StoreError(f"k must be at least 1, got {k}")
+        with self._cursor() as cur:
+            row = cur.execute("SELECT vector FROM embeddings WHERE track_id = ?", [int(track_id)]).fetchone()
+        if row is None:
+            if self.tracks([track_id]).empty:
+                raise StoreError(f"no track with id {track_id} in {self.path}")
+            raise StoreError(f"track {track_id} has no embedding yet; run musicmap index again")
+        return self.similar_to_vector(np.asarray(row[0], np.float32), k, exclude=(int(track_id),))
+
+    def similar_to_vector(self, vector: np.ndarray, k: int = 10, *,
+                          exclude: Sequence[int] = ()) -> list[Neighbour]:
+        """The ``k`` tracks most similar to a raw ``vector`` (shape (d,)), skipping ``exclude``."""
+        d = self.manifest.model.dimension
+        vec = np.asarray(vector, np.float32).ravel()
+        if vec.shape[0] != d:
+            raise StoreError(f"query vector has {vec.shape[0]} dimensions, the store's model "
+                             f"({self.manifest.model.id}) has {d}")
+        index = self.index
+        if index.ntotal == 0:
+            return []
+        scores, ids = search(index, vec, k + len(exclude))
+        skip = set(exclude)
+        pairs = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True)
+                 if i >= 0 and int(i) not in skip][:k]
+        rows = self.tracks([i for i, _ in pairs])
+        by_id = {int(r["id"]): _row_dict(r) for _, r in rows.iterrows()}
+        return [Neighbour(i, s, by_id[i]) for i, s in pairs if i in by_id]
+
+    def projection(self, name: str = "tsne") -> pd.DataFrame:
+        """Map coordinates joined with display metadata; empty if the projection does not exist."""
+        with self._cursor() as cur:
+            return cur.execute(
+                "SELECT t.id, p.x, p.y, t.title, t.artist, t.album, t.genre, t.year, t.format "
+                "FROM projections p JOIN tracks t ON t.id = p.track_id WHERE p.name = ? ORDER BY t.id",
+                [name],
+            ).df()
+
+    def projection_info(self) -> list[dict[str, Any]]:
+        with self._cursor() as cur:
+            rows = cur.execute("SELECT name, method, params, n_tracks, created_at FROM projection_info "
+                               "ORDER BY name").fetchall()
+        return [{"name": r[0], "method": r[1], "params": json.loads(r[2]), "n_tracks": int(r[3]),
+                 "created_at": str(r[4])} for r in rows]
+
+    def failures(self) -> pd.DataFrame:
+        with self._cursor() as cur:
+            return cur.execute("SELECT path, stage, error, failed_at FROM failures ORDER BY path").df()
+
+    def sql(self, query: str, *, max_rows: int = 10_000, timeout: float = 10.0) -> SQLResult:
+        """Run one read-only SQL query over the store.
+
+        The connection is read-only and cannot touch other files (``enable_external_access =
+        false``); the query is interrupted after ``timeout`` seconds and cut at ``max_rows``.
+
+        Raises
+        ------
+        StoreError
+            With DuckDB's message, for bad SQL, writes, file access or a timeout.
+        """
+        if not query.strip():
+            raise StoreError("empty SQL query")
+        if not self.read_only:
+            raise StoreError("SQL runs on read-only stores only; open the store with Store.open")
+        with self._cursor() as cur:
+            timer = threading.Timer(timeout, cur.interrupt)
+            timer.start()
+            try:
+                result = cur.execute(query)
+                if result.description is None:
+                    return SQLResult([], [], False)
+                columns = [str(d[0]) for d in result.description]
+                rows = result.fetchmany(max_rows + 1)
+            except duckdb.InterruptException as exc:
+                raise StoreError(f"SQL query interrupted after {timeout:g} s (time limit)") from exc
+            except duckdb.Error as exc:
+                raise StoreError(f"SQL error: {exc}") from exc
+            finally:
+                timer.cancel()
+        return SQLResult(columns, [tuple(r) for r in rows[:max_rows]], len(rows) > max_rows)
+
+    def info(self) -> dict[str, Any]:
+        """A summary of the store: model, counts, projections, genres, size on disk."""
+        m = self.manifest.model
+        with self._cursor() as cur:
+            genres = cur.execute("SELECT coalesce(genre, '(none)'), count(*) FROM tracks GROUP BY 1 "
+                                 "ORDER BY 2 DESC, 1 LIMIT 20").fetchall()
+            last_run = cur.execute("SELECT id, started_at, finished_at, status, scanned, added, updated, "
+                                   "unchanged, failed FROM runs ORDER BY id DESC LIMIT 1").fetchone()
+        size = sum(p.stat().st_size for p in self.path.iterdir() if p.is_file())
+        run = None
+        if last_run:
+            keys = ("id", "started_at", "finished_at", "status", "scanned", "added", "updated",
+                    "unchanged", "failed")
+            run = {k: (str(v) if isinstance(v, datetime) else v) for k, v in zip(keys, last_run, strict=True)}
+        return {
+            "store": str(self.path),
+            "model": {"name": m.name, "id": m.id, "kind": m.kind, "label": m.label,
+                      "dimension": m.dimension, "revision": m.revision, "layer": m.layer,
+                      "pooling": m.pooling},
+            "tracks": self.count("tracks"),
+            "embeddings": self.count("embeddings"),
+            "failures": self.count("failures"),
+            "projections": self.projection_info(),
+            "genres": {str(g): int(n) for g, n in genres},
+            "last_run": run,
+            "size_bytes": size,
+            "created_at": self.manifest.created_at,
+        }
+
+
+def _row_dict(row: pd.Series) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in row.items():
+        if isinstance(value, np.generic):
+            value = value.item()
+        if isinstance(value, pd.Timestamp):
+            value = value.isoformat()
+        elif value is pd.NaT or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
+            value = None
+        out[str(key)] = value
+    return out

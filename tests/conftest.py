@@ -1,0 +1,90 @@
+"""Shared fixtures: a generated demo library and a real store built from it by the CLI's code."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+# A hub lookup takes ~26 s to fail offline; tests never reach the hub.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from data.demo_library import DemoTrack, generate_demo_library
+
+MUSICMAP = [sys.executable, "-m", "musicmap.cli"]
+N_DEMO = 96  # 12 per style, so a track's top 10 can all share its style
+
+
+@dataclass(frozen=True)
+class DemoStore:
+    library: Path
+    store: Path
+    tracks: list[DemoTrack]
+
+
+def run_cli(*args: str | os.PathLike[str], check: bool = False,
+            timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run the real ``musicmap`` CLI in a subprocess."""
+    proc = subprocess.run([*MUSICMAP, *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    if check and proc.returncode != 0:
+        raise AssertionError(f"musicmap {args} exited {proc.returncode}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="session")
+def demo_library(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[DemoTrack]]:
+    root = tmp_path_factory.mktemp("demo") / "library"
+    tracks = generate_demo_library(root, n_tracks=N_DEMO, seed=7, min_duration=20, max_duration=30)
+    return root, tracks
+
+
+@pytest.fixture(scope="session")
+def demo_store(demo_library: tuple[Path, list[DemoTrack]],
+               tmp_path_factory: pytest.TempPathFactory) -> DemoStore:
+    """The demo library indexed with the `features` embedder and mapped, through the CLI."""
+    library, tracks = demo_library
+    store = tmp_path_factory.mktemp("store") / "store"
+    run_cli("index", library, "--store", store, "--model", "features", "--workers", "2", check=True)
+    run_cli("map", "--store", store, check=True)
+    return DemoStore(library, store, tracks)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def served(demo_store: DemoStore) -> Iterator[str]:
+    """`musicmap serve` running on a free loopback port; yields its base URL."""
+    port = free_port()
+    proc = subprocess.Popen([*MUSICMAP, "serve", "--store", str(demo_store.store), "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(url + "/", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    out = proc.stdout.read() if proc.stdout else ""
+                    raise AssertionError(f"musicmap serve did not start:\n{out}") from None
+                time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

@@ -1,0 +1,123 @@
+"""The store: FAISS agrees with NumPy, ids are track ids, SQL is read-only, mismatches refused."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from store import ModelInfo, Store, StoreError, TrackRecord
+from store.vectors import INDEX_NAME, SIDECAR_NAME
+
+D = 16
+
+
+def _model(**changes: object) -> ModelInfo:
+    base = {"name": "test", "id": "test-model", "kind": "handcrafted", "label": "test vectors", "dimension": D}
+    base.update(changes)
+    return ModelInfo(**base)  # type: ignore[arg-type]
+
+
+def _records(n: int, seed: int = 0, prefix: str = "/music/t") -> list[TrackRecord]:
+    rng = np.random.default_rng(seed)
+    return [
+        TrackRecord(path=f"{prefix}{i}.flac", size=100 + i, mtime=1.0 + i,
+                    tags={"title": f"Song {i}", "artist": f"Artist {i % 5}", "genre": ["jazz", "rock"][i % 2],
+                          "year": 1960 + i},
+                    vector=rng.standard_normal(D).astype(np.float32) * (1 + i))
+        for i in range(n)
+    ]
+
+
+@pytest.fixture
+def filled(tmp_path: Path) -> Path:
+    folder = tmp_path / "store"
+    with Store.open_for_indexing(folder, _model()) as store:
+        store.write_tracks(_records(200))
+        store.sync()
+    return folder
+
+
+def test_faiss_matches_numpy_cosine_and_uses_track_ids(filled: Path) -> None:
+    with Store.open(filled) as store:
+        ids, vectors = store.vectors()
+        assert ids.tolist() == list(range(1, 201))  # DuckDB ids, not row positions
+        np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)
+        for seed in (1, 50, 199):
+            got = store.similar(seed, k=10)
+            sims = vectors @ vectors[ids.tolist().index(seed)]
+            order = [int(ids[i]) for i in np.argsort(-sims) if int(ids[i]) != seed][:10]
+            assert [n.track_id for n in got] == order
+            np.testing.assert_allclose([n.score for n in got], np.sort(sims)[::-1][1:11], atol=1e-5)
+            assert seed not in [n.track_id for n in got]
+            assert got[0].track["title"] == f"Song {got[0].track_id - 1}"
+
+
+def test_rewrites_keep_ids_and_faiss_is_rebuilt_when_stale(filled: Path) -> None:
+    with Store.open_for_indexing(filled, _model()) as store:
+        new = _records(3, seed=9)  # same paths as tracks 1..3, new vectors
+        assert store.write_tracks(new) == [1, 2, 3]
+        store.sync()
+        assert store.count("tracks") == 200
+    side = json.loads((filled / SIDECAR_NAME).read_text())
+    assert side["ntotal"] == 200
+    with Store.open(filled) as store:
+        _, vectors = store.vectors()
+        target = new[0].vector / np.linalg.norm(new[0].vector)
+        np.testing.assert_allclose(vectors[0], target, rtol=1e-5)
+    (filled / INDEX_NAME).write_bytes(b"garbage")  # a damaged accelerator is rebuilt, not trusted
+    with Store.open(filled) as store:
+        assert store.index.ntotal == 200
+        assert len(store.similar(5, k=3)) == 3
+
+
+def test_model_mismatch_is_refused_naming_the_field(filled: Path) -> None:
+    with pytest.raises(StoreError, match=r"model\.id='test-model'.*model\.id='other'"):
+        Store.open_for_indexing(filled, _model(id="other"))
+    with pytest.raises(StoreError, match=r"model\.dimension"):
+        Store.open_for_indexing(filled, _model(dimension=D + 1))
+
+
+def test_not_a_store(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="does not exist"):
+        Store.open(tmp_path / "missing")
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder" / "holiday.jpg").write_bytes(b"x")
+    with pytest.raises(StoreError, match="not a musicmap store"):
+        Store.open(tmp_path / "folder")
+    with pytest.raises(StoreError, match="other files in it"):
+        Store.open_for_indexing(tmp_path / "folder", _model())
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "manifest.json").write_text("{not json")
+    with pytest.raises(StoreError, match="not valid JSON"):
+        Store.open(tmp_path / "bad")
+
+
+def test_sql_is_read_only_sandboxed_and_limited(filled: Path) -> None:
+    with Store.open(filled) as store:
+        result = store.sql("SELECT genre, count(*) AS n FROM tracks GROUP BY genre ORDER BY genre")
+        assert result.columns == ["genre", "n"] and result.rows == [("jazz", 100), ("rock", 100)]
+        capped = store.sql("SELECT id FROM tracks", max_rows=7)
+        assert len(capped.rows) == 7 and capped.truncated
+        for bad in ("DELETE FROM tracks", "INSERT INTO meta VALUES ('a', 'b')", "DROP TABLE tracks",
+                    "SELECT * FROM read_csv('/etc/passwd')", "COPY tracks TO '/tmp/x.csv'",
+                    "ATTACH '/tmp/other.duckdb' AS o", "INSTALL httpfs", "SET enable_external_access = true"):
+            with pytest.raises(StoreError):
+                store.sql(bad)
+        with pytest.raises(StoreError, match="SQL error"):
+            store.sql("SELEC nonsense")
+        with pytest.raises(StoreError, match="interrupted"):
+            store.sql("SELECT count(*) FROM range(100000000000) a", timeout=0.5)
+        assert store.count("tracks") == 200
+
+
+def test_similar_errors(filled: Path) -> None:
+    with Store.open(filled) as store:
+        with pytest.raises(StoreError, match="no track with id 9999"):
+            store.similar(9999)
+        with pytest.raises(StoreError, match="k must be"):
+            store.similar(1, k=0)
+        with pytest.raises(StoreError, match="dimensions"):
+            store.similar_to_vector(np.ones(D + 3))

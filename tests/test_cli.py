@@ -1,0 +1,159 @@
+"""End to end through the real CLI: index → map → similar → sql → export → info → serve, and bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import urllib.request
+from pathlib import Path
+
+import matplotlib.image as mpimg
+import numpy as np
+import pytest
+
+from tests.conftest import DemoStore, run_cli
+
+
+def test_index_json_report_and_incremental_rerun(demo_store: DemoStore) -> None:
+    proc = run_cli("index", demo_store.library, "--store", demo_store.store, "--model", "features", "--json")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)  # --json: one JSON document and nothing else on stdout
+    assert report["scanned"] == len(demo_store.tracks)
+    assert report["unchanged"] == len(demo_store.tracks) and report["added"] == 0 and report["failed"] == 0
+
+
+def test_info(demo_store: DemoStore) -> None:
+    info = json.loads(run_cli("info", "--store", demo_store.store, "--json", check=True).stdout)
+    assert info["tracks"] == info["embeddings"] == len(demo_store.tracks)
+    assert info["model"]["id"] == "features-v1" and "handcrafted" in info["model"]["label"]
+    assert info["projections"][0]["method"] == "tsne"
+    assert sum(info["genres"].values()) == len(demo_store.tracks)
+    human = run_cli("info", "--store", demo_store.store, check=True).stdout
+    assert "handcrafted features (librosa)" in human
+
+
+def test_similar_by_id_path_and_text(demo_store: DemoStore) -> None:
+    out = json.loads(run_cli("similar", "1", "--store", demo_store.store, "-k", "5", "--json", check=True).stdout)
+    assert out["query"]["track"]["id"] == 1
+    assert len(out["results"]) == 5 and all(r["track_id"] != 1 for r in out["results"])
+    scores = [r["score"] for r in out["results"]]
+    assert scores == sorted(scores, reverse=True) and all(-1.0 <= s <= 1.0 for s in scores)
+    tagged = next(t for t in demo_store.tracks if t.tagged)
+    by_path = json.loads(run_cli("similar", tagged.path, "--store", demo_store.store, "--json", check=True).stdout)
+    assert by_path["query"]["track"]["title"] == tagged.title and len(by_path["results"]) == 10
+    by_text = json.loads(run_cli("similar", f"{tagged.artist} {tagged.title}", "--store", demo_store.store,
+                                 "--json", check=True).stdout)
+    assert by_text["query"]["track"]["artist"] == tagged.artist
+
+
+def test_similar_for_a_file_outside_the_store(demo_store: DemoStore, tmp_path: Path) -> None:
+    outside = tmp_path / "new song.flac"
+    shutil.copy(next(t.path for t in demo_store.tracks if t.format == "flac"), outside)
+    out = json.loads(run_cli("similar", outside, "--store", demo_store.store, "--json", check=True).stdout)
+    assert out["query"]["type"] == "file" and len(out["results"]) == 10
+    assert out["results"][0]["score"] > 0.999  # the same audio is already in the store
+
+
+def test_sql_formats(demo_store: DemoStore) -> None:
+    q = "SELECT genre, count(*) AS n FROM tracks GROUP BY genre ORDER BY genre"
+    as_json = json.loads(run_cli("sql", q, "--store", demo_store.store, "--format", "json", check=True).stdout)
+    assert as_json["columns"] == ["genre", "n"] and sum(r[1] for r in as_json["rows"]) == len(demo_store.tracks)
+    as_csv = run_cli("sql", q, "--store", demo_store.store, "--format", "csv", check=True).stdout
+    assert as_csv.splitlines()[0] == "genre,n" and len(as_csv.splitlines()) == 9
+    table = run_cli("sql", q, "--store", demo_store.store, check=True).stdout
+    assert "drum-and-bass" in table and "(8 rows)" in table
+
+
+def test_export_csv_and_png(demo_store: DemoStore, tmp_path: Path) -> None:
+    csv_path, png_path, svg_path = tmp_path / "embeddings.csv", tmp_path / "tsne_plot.png", tmp_path / "map.svg"
+    run_cli("export", "--store", demo_store.store, "--embeddings", csv_path, "--plot", png_path, check=True)
+    with open(csv_path, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == len(demo_store.tracks)
+    assert len({r["id"] for r in rows}) == len(rows)
+    dims = [k for k in rows[0] if k.startswith("e") and k[1:].isdigit()]
+    vec = np.array([float(rows[0][k]) for k in dims])
+    assert abs(np.linalg.norm(vec) - 1) < 1e-4
+    assert {"title", "artist", "genre", "x", "y", "path"} <= set(rows[0])
+    assert png_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    image = mpimg.imread(png_path)
+    assert image.shape[0] > 500 and image.shape[1] > 500 and image.std() > 0.05  # not a blank canvas
+    run_cli("export", "--store", demo_store.store, "--plot", svg_path, "--color-by", "artist", check=True)
+    assert svg_path.read_text(encoding="utf-8").lstrip().startswith("<?xml")
+    parquet = tmp_path / "e.parquet"
+    run_cli("export", "--store", demo_store.store, "--embeddings", parquet, check=True)
+    import pyarrow.parquet as pq
+
+    assert pq.read_table(parquet).num_rows == len(demo_store.tracks)
+
+
+def test_serve_answers_http(served: str) -> None:
+    with urllib.request.urlopen(served + "/", timeout=10) as response:
+        assert response.status == 200
+        assert b"musicmap" in response.read()
+
+
+def test_demo_command_end_to_end(tmp_path: Path) -> None:
+    proc = run_cli("demo", "--tracks", "16", "--store", tmp_path / "demo" / "store", "--no-serve",
+                   "--workers", "2", timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert "not MAEST" in proc.stderr or "NOT MAEST" in proc.stderr  # the fallback is announced
+    assert (tmp_path / "demo" / "embeddings.csv").is_file() and (tmp_path / "demo" / "tsne_plot.png").is_file()
+    info = json.loads(run_cli("info", "--store", tmp_path / "demo" / "store", "--json", check=True).stdout)
+    assert info["tracks"] == 16 and info["projections"]
+
+
+# --- bad input: a clear message, exit code 1, no traceback --------------------------------------
+
+def _assert_user_error(proc, *needles: str) -> None:  # type: ignore[no-untyped-def]
+    assert proc.returncode == 1, (proc.returncode, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    assert proc.stdout == ""
+    for needle in needles:
+        assert needle in proc.stderr, proc.stderr
+
+
+def test_missing_folder(tmp_path: Path) -> None:
+    proc = run_cli("index", tmp_path / "no-such-folder", "--store", tmp_path / "s", "--model", "features")
+    _assert_user_error(proc, "does not exist", "no-such-folder")
+
+
+def test_empty_folder(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    proc = run_cli("index", tmp_path / "empty", "--store", tmp_path / "s", "--model", "features")
+    _assert_user_error(proc, "no audio files found")
+
+
+def test_store_that_is_not_a_store(tmp_path: Path) -> None:
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "a.jpg").write_bytes(b"x")
+    for args in (("sql", "SELECT 1"), ("similar", "1"), ("info",), ("map",), ("export", "--plot", "x.png")):
+        _assert_user_error(run_cli(*args, "--store", tmp_path / "photos"), "not a musicmap store")
+
+
+def test_bad_sql(demo_store: DemoStore) -> None:
+    _assert_user_error(run_cli("sql", "SELEKT * FROM tracks", "--store", demo_store.store), "SQL error")
+    _assert_user_error(run_cli("sql", "DELETE FROM tracks", "--store", demo_store.store), "read-only")
+    _assert_user_error(run_cli("sql", "SELECT * FROM read_csv('/etc/passwd')", "--store", demo_store.store),
+                       "SQL error")
+
+
+def test_wrong_model_path_and_unknown_track(demo_store: DemoStore, tmp_path: Path) -> None:
+    proc = run_cli("index", demo_store.library, "--store", tmp_path / "s", "--model", tmp_path / "nope")
+    _assert_user_error(proc, "cannot load MAEST model", "--model features")
+    _assert_user_error(run_cli("similar", "99999", "--store", demo_store.store), "no track with id 99999")
+    _assert_user_error(run_cli("similar", "zzzz qqqq", "--store", demo_store.store), "matches")
+
+
+def test_usage_errors_exit_2(demo_store: DemoStore) -> None:
+    assert run_cli("sql").returncode == 2
+    assert run_cli("export", "--store", demo_store.store).returncode == 1
+    assert run_cli("index", "x", "--device", "tpu").returncode == 2
+
+
+@pytest.mark.parametrize("command", ["index", "map", "similar", "sql", "export", "serve", "demo", "info",
+                                     "doctor"])
+def test_every_command_has_help(command: str) -> None:
+    proc = run_cli(command, "--help")
+    assert proc.returncode == 0 and "usage: musicmap" in proc.stdout
