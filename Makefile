@@ -2,6 +2,9 @@
 #   make demo   sets up .venv and runs `musicmap demo` (serves http://127.0.0.1:8050)
 #   make test   sets up .venv, installs ffmpeg/chromium when missing, runs ruff, mypy, pytest
 SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
+# pip's local mirrors print one 'is ignored' warning per package: keep the log readable.
+QUIET_PIP := 2>&1 | { grep -v 'is ignored: it is neither a file nor a directory' || true; }
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -18,8 +21,8 @@ setup: $(STAMP) system-deps
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet "$(TORCH_SPEC)"
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet "$(TORCH_SPEC)" $(QUIET_PIP)
+	$(BIN)/pip install --quiet -e ".[dev]" $(QUIET_PIP)
 	@touch $(STAMP)
 
 # Debian packages: ffmpeg decodes m4a/AAC and other formats soundfile cannot read.

@@ -29,10 +29,13 @@ from __future__ import annotations
 
 import csv
 import logging
+import multiprocessing
+import os
 import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -371,6 +374,16 @@ def _safe(name: str) -> str:
     return "".join(c if c not in '/\\:*?"<>|' else "_" for c in name).strip()
 
 
+def _make_track(job: tuple[int, int, DemoTrack, dict[str, str] | None]) -> None:
+    """Synthesise one planned track, write it, tag it (runs in a worker process)."""
+    seed, i, track, tags = job
+    audio = _synth(track.style, track.duration, np.random.default_rng([seed, i, 1]))
+    track.path.parent.mkdir(parents=True, exist_ok=True)
+    _write_audio(track.path, audio, track.format)
+    if tags is not None:
+        _write_tags(track.path, track.format, tags)
+
+
 def generate_demo_library(
     root: str | Path,
     *,
@@ -381,6 +394,7 @@ def generate_demo_library(
     untagged_share: float = 0.1,
     formats: tuple[str, ...] = FORMATS,
     progress: Callable[[int, int], None] | None = None,
+    workers: int | None = None,
 ) -> list[DemoTrack]:
     """Write ``n_tracks`` synthetic tracks under ``root`` and return their ground truth.
 
@@ -401,6 +415,9 @@ def generate_demo_library(
         Formats to rotate through for tagged tracks.
     progress : callable, optional
         Called as ``progress(done, total)`` after each track.
+    workers : int, optional
+        Processes that synthesise and encode (default: all cores). The output does not
+        depend on it.
 
     Returns
     -------
@@ -420,54 +437,52 @@ def generate_demo_library(
     n_untagged = round(n_tracks * untagged_share)
     untagged = set(master.choice(n_tracks, size=n_untagged, replace=False).tolist()) if n_untagged else set()
     unicode_slots = set(range(3, n_tracks, max(n_tracks // 5, 7)))
+    # Plan every track first (names, paths, tags: cheap and sequential), then synthesise and
+    # write in parallel. Audio comes from its own per-track seed, so output never depends on
+    # the number of workers.
     tracks: list[DemoTrack] = []
+    jobs: list[tuple[int, int, DemoTrack, dict[str, str] | None]] = []
     track_counter: dict[tuple[str, str], int] = {}
+    gtzan_counter: dict[str, int] = {}
     for i in range(n_tracks):
         style = STYLES[i % len(STYLES)]
-        rng = np.random.default_rng([seed, i])
+        rng = np.random.default_rng([seed, i, 0])
         duration = float(rng.uniform(min_duration, max_duration))
-        audio = _synth(style, duration, rng)
         artist = _ARTIST_WORDS[style][int(rng.integers(3))]
-        album_no = int(rng.integers(1, 3))
-        album = f"{artist.split()[0]} {['Sessions', 'Volume II'][album_no - 1]}"
+        album = f"{artist.split()[0]} {('Sessions', 'Volume II')[int(rng.integers(2))]}"
         year = int(rng.integers(1965, 2025))
         words = rng.choice(len(_TITLE_WORDS), size=2, replace=False)
         title = f"{_TITLE_WORDS[words[0]]} {_TITLE_WORDS[words[1]]}"
         if i in unicode_slots:
             title = _UNICODE_TITLES[i % len(_UNICODE_TITLES)]
+        tags: dict[str, str] | None = None
         if i in untagged:
             ext = "wav"
-            folder = root / "gtzan" / style
-            number = sum(1 for t in tracks if not t.tagged and t.style == style)
-            path = folder / f"{style}.{number:05d}.wav"
+            number = gtzan_counter[style] = gtzan_counter.get(style, -1) + 1
+            path = root / "gtzan" / style / f"{style}.{number:05d}.wav"
         else:
             ext = formats[(i // len(STYLES) + i) % len(formats)]
             key = (artist, album)
             track_counter[key] = track_counter.get(key, 0) + 1
-            folder = root / _safe(artist) / _safe(album)
-            path = folder / f"{track_counter[key]:02d} - {_safe(title)}.{ext}"
-        folder.mkdir(parents=True, exist_ok=True)
-        _write_audio(path, audio, ext)
-        if i not in untagged:
-            _write_tags(
-                path,
-                ext,
-                {
-                    "title": title,
-                    "artist": artist,
-                    "albumartist": artist,
-                    "album": album,
-                    "genre": style,
-                    "date": str(year),
-                    "tracknumber": str(track_counter[(artist, album)]),
-                },
-            )
-        tracks.append(
-            DemoTrack(path=path, style=style, format=ext, tagged=i not in untagged, title=title,
-                      artist=artist, album=album, year=year, duration=duration)
-        )
-        if progress is not None:
-            progress(i + 1, n_tracks)
+            path = root / _safe(artist) / _safe(album) / f"{track_counter[key]:02d} - {_safe(title)}.{ext}"
+            tags = {"title": title, "artist": artist, "albumartist": artist, "album": album, "genre": style,
+                    "date": str(year), "tracknumber": str(track_counter[key])}
+        track = DemoTrack(path=path, style=style, format=ext, tagged=tags is not None, title=title,
+                          artist=artist, album=album, year=year, duration=duration)
+        tracks.append(track)
+        jobs.append((seed, i, track, tags))
+    n_workers = max(1, min(workers or os.cpu_count() or 1, n_tracks))
+    if n_workers == 1:
+        for done, job in enumerate(jobs, start=1):
+            _make_track(job)
+            if progress is not None:
+                progress(done, n_tracks)
+    else:
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx) as pool:
+            for done, _ in enumerate(pool.map(_make_track, jobs), start=1):
+                if progress is not None:
+                    progress(done, n_tracks)
     with open(root / "tracks.csv", "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(["path", "style", "format", "tagged", "title", "artist", "album", "year"])

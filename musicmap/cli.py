@@ -66,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"musicmap {args.command}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"musicmap {args.command}: interrupted; finished work was saved", file=sys.stderr)
+        print(f"musicmap {args.command}: interrupted", file=sys.stderr)
         return 130
 
 

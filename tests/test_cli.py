@@ -128,7 +128,8 @@ def test_empty_folder(tmp_path: Path) -> None:
 def test_store_that_is_not_a_store(tmp_path: Path) -> None:
     (tmp_path / "photos").mkdir()
     (tmp_path / "photos" / "a.jpg").write_bytes(b"x")
-    for args in (("sql", "SELECT 1"), ("similar", "1"), ("info",), ("map",), ("export", "--plot", "x.png")):
+    for args in (("sql", "SELECT 1"), ("similar", "1"), ("info",), ("map",), ("export", "--plot", "x.png"),
+                 ("serve", "--port", "1")):
         _assert_user_error(run_cli(*args, "--store", tmp_path / "photos"), "not a musicmap store")
 
 

@@ -70,7 +70,7 @@ def compute_features(audio: np.ndarray, sr: int = SAMPLE_RATE) -> np.ndarray:
     spec = np.abs(librosa.stft(y, n_fft=N_FFT, hop_length=HOP)) ** 2
     mel = librosa.feature.melspectrogram(S=spec, sr=sr, n_mels=64)
     mfcc = librosa.feature.mfcc(S=librosa.power_to_db(mel), n_mfcc=20)[1:]
-    chroma = librosa.feature.chroma_stft(S=spec, sr=sr, n_fft=N_FFT)
+    chroma = librosa.feature.chroma_stft(S=spec, sr=sr, n_fft=N_FFT, tuning=0.0)  # no tuning estimate
     contrast = librosa.feature.spectral_contrast(S=np.sqrt(spec), sr=sr, n_fft=N_FFT)
     centroid = librosa.feature.spectral_centroid(S=np.sqrt(spec), sr=sr)
     bandwidth = librosa.feature.spectral_bandwidth(S=np.sqrt(spec), sr=sr)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from typing import TYPE_CHECKING
 
 from ..settings import Settings, help_for
@@ -56,8 +57,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     embedder = load_embedder(settings.model, device=settings.device, batch_size=settings.batch_size)
     if embedder.info.kind != "maest":
         logger.info("using %s: not MAEST; the vectors are handcrafted audio statistics", embedder.info.label)
-    report = index_library(args.library, settings.store, embedder, workers=settings.workers,
-                           progress=Progress("files", enabled=not args.quiet))
+    try:
+        report = index_library(args.library, settings.store, embedder, workers=settings.workers,
+                               progress=Progress("files", enabled=not args.quiet))
+    except KeyboardInterrupt:
+        print("musicmap index: interrupted; the tracks finished so far are saved. Run the same "
+              "command again to continue.", file=sys.stderr)
+        return 130
     if args.json:
         print_json(report.to_dict())
     else:

@@ -91,3 +91,20 @@ def test_explorer_process_never_imports_torch(demo_store: DemoStore) -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == ""
+
+
+def test_store_without_a_map_says_what_to_do(tmp_path: Path) -> None:
+    import numpy as np
+
+    from store import ModelInfo, TrackRecord
+
+    model = ModelInfo(name="features", id="features-v1", kind="handcrafted",
+                      label="handcrafted features (librosa)", dimension=4)
+    with Store.open_for_indexing(tmp_path / "s", model) as store:
+        store.write_tracks([TrackRecord(path="/x/a.flac", size=1, mtime=1.0, tags={"title": "A"},
+                                        vector=np.ones(4, np.float32))])
+        store.sync()
+    with Store.open(tmp_path / "s") as store:
+        client = create_app(store).server.test_client()
+        layout = json.dumps(client.get("/_dash-layout").get_json())
+    assert "no map yet" in layout and "musicmap map" in layout
