@@ -27,7 +27,7 @@ import numpy as np
 from store import Store, TrackRecord
 
 from .decode import load_audio
-from .embedders.base import Embedder, Embedding
+from .embedders.base import Embedder, Embedding, embed_many
 from .errors import FileFailure
 from .scan import scan
 from .tags import read_tags
@@ -111,6 +111,21 @@ def _process_file(path: str) -> _Done | _Failed:
         return _Failed(path, "decode", f"{type(exc).__name__}: {exc}")
 
 
+def fill_genre(tags: dict[str, Any], styles: dict[str, float]) -> dict[str, Any]:
+    """A track with no genre tag gets the genre part of its top predicted style, marked predicted.
+
+    MAEST's labels read ``"Genre---Style"`` (e.g. ``"Electronic---Techno"`` → ``Electronic``).
+    """
+    if tags.get("genre") or not styles:
+        return tags
+    top = max(styles, key=lambda label: styles[label])
+    genre = top.split("---", 1)[0].strip()
+    if not genre or genre.startswith("LABEL_"):
+        return tags
+    source = ",".join(filter(None, [tags.get("tag_source"), "predicted"]))
+    return {**tags, "genre": genre, "tag_source": source}
+
+
 def read_tags_fallback(path: Path) -> dict[str, Any]:
     """Tags from the file name alone, for files whose tags mutagen cannot parse."""
     return {"title": path.stem, "artist": None, "album": None, "album_artist": None, "genre": None,
@@ -184,46 +199,69 @@ def index_library(roots: Sequence[str | Path], store_path: str | Path, embedder:
             todo.append(str(f))
         logger.info("%d files: %d unchanged, %d to index", len(files), report.unchanged, len(todo))
         pending: list[TrackRecord] = []
+        waiting: list[_Done] = []  # decoded, waiting to be embedded together (MAEST batches across tracks)
+        batch_tracks = max(1, int(getattr(embedder, "batch_size", 1)))
 
         def flush() -> None:
             if pending:
                 store.write_tracks(pending)
                 pending.clear()
 
+        def fail(path: str, stage: str, reason: str) -> None:
+            report.failed += 1
+            report.failures.append({"path": path, "stage": stage, "error": reason})
+            store.record_failure(path, stage, reason)
+            logger.warning("failed %s (%s): %s", path, stage, reason)
+
+        def accept(result: _Done, embedding: Embedding) -> None:
+            st = Path(result.path).stat()
+            pending.append(TrackRecord(
+                path=result.path, size=st.st_size, mtime=st.st_mtime,
+                tags=fill_genre(result.tags, embedding.styles),
+                vector=embedding.vector, n_windows=embedding.n_windows, styles=embedding.styles,
+                windows=embedding.windows, window_starts=embedding.window_starts,
+            ))
+            if result.path in existing:
+                report.updated += 1
+            else:
+                report.added += 1
+            if len(pending) >= commit_every:
+                flush()
+
+        def embed_waiting() -> None:
+            if not waiting:
+                return
+            batch = list(waiting)
+            waiting.clear()
+            try:
+                embeddings = embed_many(embedder, [r.audio for r in batch if r.audio is not None])
+            except Exception:  # find the culprit: embed one by one
+                embeddings = []
+                for r in batch:
+                    try:
+                        assert r.audio is not None
+                        embeddings.append(embedder.embed(r.audio))
+                    except Exception as exc:
+                        fail(r.path, "embed", f"{type(exc).__name__}: {exc}")
+                        embeddings.append(None)  # type: ignore[arg-type]
+            for r, e in zip(batch, embeddings, strict=True):
+                if e is not None:
+                    accept(r, e)
+
         status = "interrupted"
         try:
             for done_count, result in enumerate(_run_files(todo, embedder, workers), start=1):
                 if isinstance(result, _Failed):
-                    report.failed += 1
-                    report.failures.append({"path": result.path, "stage": result.stage,
-                                            "error": result.reason})
-                    store.record_failure(result.path, result.stage, result.reason)
-                    logger.warning("failed %s (%s): %s", result.path, result.stage, result.reason)
+                    fail(result.path, result.stage, result.reason)
+                elif result.embedding is not None:
+                    accept(result, result.embedding)
                 else:
-                    embedding = result.embedding
-                    if embedding is None:
-                        assert result.audio is not None
-                        try:
-                            embedding = embedder.embed(result.audio)
-                        except Exception as exc:
-                            reason = f"{type(exc).__name__}: {exc}"
-                            report.failed += 1
-                            report.failures.append({"path": result.path, "stage": "embed", "error": reason})
-                            store.record_failure(result.path, "embed", reason)
-                            continue
-                    st = Path(result.path).stat()
-                    pending.append(TrackRecord(
-                        path=result.path, size=st.st_size, mtime=st.st_mtime, tags=result.tags,
-                        vector=embedding.vector, n_windows=embedding.n_windows, styles=embedding.styles,
-                    ))
-                    if result.path in existing:
-                        report.updated += 1
-                    else:
-                        report.added += 1
-                    if len(pending) >= commit_every:
-                        flush()
+                    waiting.append(result)
+                    if len(waiting) >= batch_tracks:
+                        embed_waiting()
                 if progress is not None:
                     progress(done_count, len(todo), result.path)
+            embed_waiting()
             flush()
             status = "ok"
         except KeyboardInterrupt:

@@ -6,6 +6,9 @@ tracks
     One row per audio file. ``id`` is also the FAISS id of the track's vector.
 embeddings
     One L2-normalised vector per track (``FLOAT[dimension]``), from the manifest's model.
+windows
+    Per-window vectors (L2-normalised) of MAEST tracks, with each window's start in seconds;
+    the track vector is their mean (before normalisation).
 styles
     Style activations per track (MAEST's Discogs labels); empty for the ``features`` embedder.
 projections, projection_info
@@ -113,5 +116,12 @@ CREATE TABLE IF NOT EXISTS embeddings (
     track_id BIGINT PRIMARY KEY,
     vector FLOAT[{int(dimension)}] NOT NULL,
     n_windows INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS windows (
+    track_id BIGINT NOT NULL,
+    window_index INTEGER NOT NULL,
+    start_s DOUBLE,
+    vector FLOAT[{int(dimension)}] NOT NULL,
+    PRIMARY KEY (track_id, window_index)
 );
 """

@@ -65,6 +65,10 @@ class TrackRecord:
         Windows averaged into ``vector``.
     styles : dict of str to float, optional
         Style activations (MAEST), empty for the ``features`` embedder.
+    windows : ndarray, shape (n_windows, d), optional
+        Per-window vectors (normalised on write), stored in ``windows``.
+    window_starts : sequence of float
+        Start of each window in seconds.
     """
 
     path: str
@@ -74,6 +78,8 @@ class TrackRecord:
     vector: np.ndarray
     n_windows: int = 1
     styles: dict[str, float] = field(default_factory=dict)
+    windows: np.ndarray | None = None
+    window_starts: Sequence[float] = ()
 
 
 @dataclass(frozen=True)
@@ -258,6 +264,23 @@ class Store:
             con.execute(f"INSERT OR REPLACE INTO embeddings SELECT track_id, vector::FLOAT[{d}], "
                         "n_windows FROM _batch")
             con.unregister("_batch")
+            con.execute("DELETE FROM windows WHERE track_id IN (SELECT unnest(?::BIGINT[]))", [ids])
+            win_rows = [(tid, rec) for tid, rec in zip(ids, records, strict=True) if rec.windows is not None]
+            if win_rows:
+                stacked = l2_normalise(np.concatenate([np.asarray(r.windows, np.float32).reshape(-1, d)
+                                                       for _, r in win_rows]))
+                track_col = [tid for tid, r in win_rows for _ in range(len(np.asarray(r.windows)))]
+                index_col = [w for _, r in win_rows for w in range(len(np.asarray(r.windows)))]
+                start_col = [float(r.window_starts[w]) if w < len(r.window_starts) else None
+                             for _, r in win_rows for w in range(len(np.asarray(r.windows)))]
+                con.register("_win", pa.table({
+                    "track_id": pa.array(track_col, pa.int64()),
+                    "window_index": pa.array(index_col, pa.int32()),
+                    "start_s": pa.array(start_col, pa.float64()),
+                    "vector": pa.FixedSizeListArray.from_arrays(pa.array(stacked.ravel(), pa.float32()), d),
+                }))
+                con.execute(f"INSERT INTO windows SELECT track_id, window_index, start_s, vector::FLOAT[{d}] FROM _win")
+                con.unregister("_win")
             con.execute("DELETE FROM styles WHERE track_id IN (SELECT unnest(?::BIGINT[]))", [ids])
             style_rows = [(tid, label, float(a)) for tid, rec in zip(ids, records, strict=True)
                           for label, a in rec.styles.items()]
@@ -348,7 +371,7 @@ class Store:
         return int(row[0]) if row else 0
 
     def count(self, table: str) -> int:
-        if table not in ("tracks", "embeddings", "styles", "failures", "projections", "runs"):
+        if table not in ("tracks", "embeddings", "windows", "styles", "failures", "projections", "runs"):
             raise ValueError(f"unknown table {table!r}")
         with self._cursor() as cur:
             row = cur.execute(f"SELECT count(*) FROM {table}").fetchone()

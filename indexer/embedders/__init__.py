@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from .base import Embedder, Embedding
 from .features import FeaturesEmbedder
 
@@ -9,8 +11,11 @@ __all__ = ["Embedder", "Embedding", "FeaturesEmbedder", "load_embedder"]
 
 
 def load_embedder(model: str, *, device: str = "auto", batch_size: int = 4,
-                  local_files_only: bool | None = None) -> Embedder:
-    """The embedder named by ``--model``: ``features``, a hub id, or a local folder.
+                  local_files_only: bool | None = None, **maest_options: Any) -> Embedder:
+    """The embedder named by ``--model``: ``features``, a hub id, a local folder or a ``.ckpt``.
+
+    ``maest_options`` (layer, pooling, styles, precision, patchout, keep_windows) go to
+    :meth:`MaestEmbedder.load`; they are ignored for ``features``.
 
     Raises
     ------
@@ -22,4 +27,4 @@ def load_embedder(model: str, *, device: str = "auto", batch_size: int = 4,
     from .maest import MaestEmbedder  # imports torch: only when a model is asked for
 
     return MaestEmbedder.load(model, device=device, batch_size=batch_size,
-                              local_files_only=local_files_only)
+                              local_files_only=local_files_only, **maest_options)

@@ -22,11 +22,17 @@ class Embedding:
         How many windows were averaged.
     styles : dict of str to float
         Style activations (MAEST's Discogs labels); empty when the model has none.
+    windows : ndarray, shape (n_windows, d), float32, optional
+        Per-window vectors, when the embedder keeps them.
+    window_starts : list of float
+        Start of each window in seconds.
     """
 
     vector: np.ndarray
     n_windows: int = 1
     styles: dict[str, float] = field(default_factory=dict)
+    windows: np.ndarray | None = None
+    window_starts: list[float] = field(default_factory=list)
 
 
 @runtime_checkable
@@ -45,3 +51,11 @@ class Embedder(Protocol):
     def embed(self, audio: np.ndarray) -> Embedding:
         """Embed mono float32 ``audio`` (shape (n_samples,)) at :attr:`sample_rate`."""
         ...
+
+
+def embed_many(embedder: Embedder, audios: list[np.ndarray]) -> list[Embedding]:
+    """Embed several tracks at once when the embedder can batch them, else one by one."""
+    many = getattr(embedder, "embed_many", None)
+    if callable(many):
+        return list(many(audios))
+    return [embedder.embed(a) for a in audios]

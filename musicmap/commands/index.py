@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..settings import Settings, help_for
 from ._common import Progress, add_json, add_store, print_json
@@ -33,7 +33,34 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", dest="batch_size", type=int, metavar="N", help=help_for("batch_size"))
     p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), help=help_for("device"))
     p.add_argument("--workers", type=int, metavar="N", help=help_for("workers"))
+    maest = p.add_argument_group("MAEST options (ignored for --model features)")
+    maest.add_argument("--layer", type=int, default=7, metavar="N",
+                       help="hidden_states index feeding the embedding (default: 7, the paper's 7th block)")
+    maest.add_argument("--pooling", choices=("stack", "cls", "pooled"), default="stack",
+                       help="stack = [CLS, DIST, mean of patch tokens] (2304-d, default); cls = the CLS token; "
+                            "pooled = (CLS+DIST)/2 after the final LayerNorm (the classifier input)")
+    maest.add_argument("--precision", choices=("fp32", "int8", "bf16", "fp16"), default=None,
+                       help="fp32 (default on CPU), int8 dynamic quantisation (CPU), bf16/fp16 (CUDA; "
+                            "default on CUDA: fp16)")
+    maest.add_argument("--patchout", type=float, default=0.0, metavar="SHARE",
+                       help="drop this share of time patches at inference for speed (default: 0)")
+    maest.add_argument("--no-styles", dest="styles", action="store_false",
+                       help="skip Discogs style predictions (runs only the blocks the embedding needs)")
+    maest.add_argument("--no-windows", dest="keep_windows", action="store_false",
+                       help="do not store per-window vectors in the windows table")
     add_json(p)
+
+
+def maest_options(args: argparse.Namespace, device: str) -> dict[str, Any]:
+    """The MAEST options of ``musicmap index`` as keyword arguments for ``load_embedder``."""
+    precision = args.precision
+    if precision is None:
+        import torch
+
+        on_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+        precision = "fp16" if on_cuda else "fp32"
+    return {"layer": args.layer, "pooling": args.pooling, "precision": precision, "patchout": args.patchout,
+            "styles": args.styles, "keep_windows": args.keep_windows}
 
 
 def summary(report: IndexReport) -> str:
@@ -54,7 +81,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from indexer.embedders import load_embedder
     from indexer.pipeline import index_library
 
-    embedder = load_embedder(settings.model, device=settings.device, batch_size=settings.batch_size)
+    embedder = load_embedder(settings.model, device=settings.device, batch_size=settings.batch_size,
+                             **maest_options(args, settings.device))
     if embedder.info.kind != "maest":
         logger.info("using %s: not MAEST; the vectors are handcrafted audio statistics", embedder.info.label)
     try:

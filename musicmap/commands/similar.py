@@ -53,7 +53,9 @@ def resolve_query(store: Store, query: str, settings: Settings,
         from indexer.errors import FileFailure
 
         model = store.manifest.model
-        embedder = load_embedder(model.name, device=settings.device, batch_size=settings.batch_size)
+        options = dict(model.extra.get("options", {}))  # embed the file exactly as the store's tracks
+        options["keep_windows"] = False
+        embedder = load_embedder(model.name, device=settings.device, batch_size=settings.batch_size, **options)
         try:
             vector = embedder.embed(load_audio(path, embedder.sample_rate)).vector
         except FileFailure as exc:

@@ -47,9 +47,26 @@ def tiny_maest(tmp_path_factory: pytest.TempPathFactory) -> Path:
                        patch_size=16, frequency_stride=10, time_stride=10, num_mel_bins=96, max_length=66,
                        layer_norm_eps=1e-6, qkv_bias=True, num_labels=len(labels),
                        id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)})
+    model = ASTForAudioClassification(config)
+    with torch.no_grad():  # non-trivial positional embeddings, so slicing mistakes show
+        model.audio_spectrogram_transformer.embeddings.position_embeddings.normal_(0, 0.5)
     folder = tmp_path_factory.mktemp("models") / "tiny-maest"
-    ASTForAudioClassification(config).save_pretrained(folder)
+    model.save_pretrained(folder)
     return folder
+
+
+def test_frontend_matches_essentia_frame_by_frame() -> None:
+    """The Essentia replica against Essentia itself (PyPI `essentia`, a test-only dependency)."""
+    es = pytest.importorskip("essentia.standard")
+    extractor = es.TensorflowInputMusiCNN()
+    rng = np.random.default_rng(0)
+    for n in (1000, 16_000, 16_001, 16_255, 47_999, 160_017):
+        for audio in ((0.1 * rng.standard_normal(n)).astype(np.float32), _tone(n / SR, 330.0, seed=n)[:n]):
+            reference = np.array([extractor(f) for f in es.FrameGenerator(audio, frameSize=512, hopSize=256,
+                                                                           startFromZero=False)])
+            ours = maest_mod.essentia_logmel(audio)
+            assert ours.shape == reference.shape == (-(-n // 256) + 1, 96)
+            assert np.abs(ours - reference).max() <= 1e-3
 
 
 def test_frontend_uses_essentia_framing() -> None:
@@ -60,11 +77,73 @@ def test_frontend_uses_essentia_framing() -> None:
     np.testing.assert_allclose(silence, -2.06755686098554 / (2 * 1.268292820667291), rtol=1e-6)
 
 
-def test_windows_follow_the_model_length() -> None:
+def test_window_rule() -> None:
+    from indexer.maest.frontend import window_starts
+
     assert maest_mod.window_hop(1876) == 1875 and maest_mod.window_hop(316) == 313
-    logmel = np.zeros((66 * 3 + 10, 96), np.float32)
-    assert maest_mod.windows(logmel, 66).shape == (3, 66, 96)
-    assert maest_mod.windows(np.zeros((20, 96), np.float32), 66).shape == (1, 66, 96)
+    assert maest_mod.window_hop(66) == 65
+    assert window_starts(66 * 3 + 10, 66) == [0, 65, 130]  # a remainder under half a window is dropped
+    assert window_starts(66 * 3 + 40, 66) == [0, 65, 130, 172]  # a longer one: a last window at the end
+    assert window_starts(40, 66) == [0]
+    assert maest_mod.windows(np.zeros((238, 96), np.float32), 66).shape == (4, 66, 96)
+    short = maest_mod.windows(np.zeros((20, 96), np.float32), 66)
+    assert short.shape == (1, 20, 96)  # one shorter input, not zero-padded to 66
+    assert maest_mod.windows(np.zeros((5, 96), np.float32), 66).shape == (1, 16, 96)  # at least a patch
+
+
+def test_runner_equals_transformers_forward(tiny_maest: Path) -> None:
+    import torch
+    from transformers import ASTForAudioClassification
+
+    from indexer.maest.model import MaestRunner, RunOptions
+
+    reference = ASTForAudioClassification.from_pretrained(tiny_maest, dtype=torch.float32).eval()
+    x = np.random.default_rng(1).standard_normal((3, 66, 96)).astype(np.float32)
+    with torch.inference_mode():
+        out = reference(input_values=torch.from_numpy(x), output_hidden_states=True)
+    h7 = out.hidden_states[7]
+    stack = torch.cat([h7[:, 0], h7[:, 1], h7[:, 2:].mean(1)], -1).numpy()
+    for styles in (True, False):  # False runs only 7 of the 8 blocks
+        model = ASTForAudioClassification.from_pretrained(tiny_maest, dtype=torch.float32)
+        emb, act = MaestRunner(model, RunOptions(styles=styles), "cpu").run(x)
+        np.testing.assert_allclose(emb, stack, atol=1e-5)
+        if styles:
+            assert act is not None
+            np.testing.assert_allclose(act, torch.sigmoid(out.logits).numpy(), atol=1e-5)
+        else:
+            assert act is None
+    model = ASTForAudioClassification.from_pretrained(tiny_maest, dtype=torch.float32)
+    cls_emb, _ = MaestRunner(model, RunOptions(pooling="cls", layer=4), "cpu").run(x)
+    np.testing.assert_allclose(cls_emb, out.hidden_states[4][:, 0].numpy(), atol=1e-5)
+    model = ASTForAudioClassification.from_pretrained(tiny_maest, dtype=torch.float32)
+    pooled, _ = MaestRunner(model, RunOptions(pooling="pooled"), "cpu").run(x)
+    with torch.inference_mode():
+        final = reference.audio_spectrogram_transformer.layernorm(out.hidden_states[8])
+    np.testing.assert_allclose(pooled, ((final[:, 0] + final[:, 1]) / 2).numpy(), atol=1e-5)
+
+
+def test_short_input_slices_the_positional_grid(tiny_maest: Path) -> None:
+    """A 36-frame input equals transformers' own forward on a model whose grid is cut to 3 time slots."""
+    import torch
+    from transformers import ASTConfig, ASTForAudioClassification
+
+    from indexer.maest.model import MaestRunner, RunOptions
+
+    full = ASTForAudioClassification.from_pretrained(tiny_maest, dtype=torch.float32)
+    config = ASTConfig.from_pretrained(tiny_maest)
+    config.max_length = 36  # (36 − 16) // 10 + 1 = 3 time patches
+    cut = ASTForAudioClassification(config).eval()
+    state = full.state_dict()
+    pos = state["audio_spectrogram_transformer.embeddings.position_embeddings"]  # (1, 2 + 9·6, 32)
+    grid = pos[:, 2:].reshape(1, 9, 6, 32)[:, :, :3].reshape(1, 27, 32)
+    state["audio_spectrogram_transformer.embeddings.position_embeddings"] = torch.cat([pos[:, :2], grid], 1)
+    cut.load_state_dict(state)
+    x = np.random.default_rng(2).standard_normal((2, 36, 96)).astype(np.float32)
+    with torch.inference_mode():
+        h = cut(input_values=torch.from_numpy(x), output_hidden_states=True).hidden_states[7]
+    expected = torch.cat([h[:, 0], h[:, 1], h[:, 2:].mean(1)], -1).numpy()
+    emb, _ = MaestRunner(full, RunOptions(), "cpu").run(x)
+    np.testing.assert_allclose(emb, expected, atol=1e-5)
 
 
 def test_maest_from_local_folder(tiny_maest: Path) -> None:
@@ -73,20 +152,42 @@ def test_maest_from_local_folder(tiny_maest: Path) -> None:
     assert emb.info.layer == "hidden_states[7]" and emb.info.revision.startswith("sha256:")
     audio = _tone(3.0)
     out = emb.embed(audio)
-    n_frames = -(-len(audio) // 256) + 1
-    assert out.n_windows == 1 + (n_frames - 66) // 65
-    assert out.vector.shape == (96,) and out.vector.dtype == np.float32
-    assert set(out.styles) <= {"Electronic---Techno", "Jazz---Bop", "Rock---Noise",
-                               "Classical---Baroque", "Pop---Ballad"}
-    assert all(0.0 <= a <= 1.0 for a in out.styles.values())
-    # The track vector is the mean of the window vectors of hidden_states[7] [CLS, DIST, mean].
-    import torch
+    from indexer.maest.frontend import window_starts
 
-    wins = maest_mod.windows(maest_mod.essentia_logmel(audio), 66)
-    with torch.inference_mode():
-        hs = emb.model(input_values=torch.from_numpy(wins), output_hidden_states=True).hidden_states[7]
-    expected = torch.cat([hs[:, 0], hs[:, 1], hs[:, 2:].mean(1)], -1).mean(0).numpy()
-    np.testing.assert_allclose(out.vector, expected, atol=1e-5)
+    starts = window_starts(-(-len(audio) // 256) + 1, 66)
+    assert out.n_windows == len(starts) and out.windows is not None and out.windows.shape == (len(starts), 96)
+    assert out.window_starts == pytest.approx([s * 256 / 16_000 for s in starts])
+    np.testing.assert_allclose(out.vector, out.windows.mean(axis=0), atol=1e-6)
+    assert set(out.styles) <= {"Electronic---Techno", "Jazz---Bop", "Rock---Noise", "Classical---Baroque",
+                               "Pop---Ballad"}
+    assert all(0.0 <= a <= 1.0 for a in out.styles.values())
+    np.testing.assert_array_equal(emb.embed(audio).vector, out.vector)  # deterministic
+    short = emb.embed(_tone(0.3))  # shorter than one window: one sliced input
+    assert short.n_windows == 1 and np.all(np.isfinite(short.vector))
+    # Batching windows across tracks changes nothing.
+    together = emb.embed_many([audio, _tone(0.3), _tone(2.0, 880.0)])  # type: ignore[attr-defined]
+    np.testing.assert_allclose(together[0].vector, out.vector, atol=1e-5)
+    np.testing.assert_allclose(together[1].vector, short.vector, atol=1e-5)
+
+
+def test_maest_options(tiny_maest: Path) -> None:
+    base = load_embedder(str(tiny_maest), device="cpu")
+    audio = _tone(2.0)
+    ref = base.embed(audio).vector
+    cls = load_embedder(str(tiny_maest), device="cpu", pooling="cls", layer=5)
+    assert cls.info.dimension == 32 and cls.info.layer == "hidden_states[5]"
+    no_styles = load_embedder(str(tiny_maest), device="cpu", styles=False)
+    out = no_styles.embed(audio)
+    assert out.styles == {}
+    np.testing.assert_allclose(out.vector, ref, atol=1e-5)
+    patched = load_embedder(str(tiny_maest), device="cpu", patchout=0.5).embed(audio).vector
+    assert patched.shape == ref.shape and not np.allclose(patched, ref)
+    int8 = load_embedder(str(tiny_maest), device="cpu", precision="int8").embed(audio).vector
+    assert int8.shape == ref.shape and np.all(np.isfinite(int8))
+    with pytest.raises(IndexerError, match="--layer 9"):
+        load_embedder(str(tiny_maest), layer=9)
+    with pytest.raises(IndexerError, match="--pooling"):
+        load_embedder(str(tiny_maest), pooling="max")
 
 
 def test_maest_weights_are_float32_even_if_config_says_fp16(tiny_maest: Path, tmp_path: Path) -> None:
@@ -99,17 +200,28 @@ def test_maest_weights_are_float32_even_if_config_says_fp16(tiny_maest: Path, tm
     config["torch_dtype"] = config["dtype"] = "float16"
     (folder / "config.json").write_text(json.dumps(config))
     emb = load_embedder(str(folder), device="cpu")
-    assert next(emb.model.parameters()).dtype.__str__() == "torch.float32"
+    assert str(next(emb.model.parameters()).dtype) == "torch.float32"  # type: ignore[attr-defined]
 
 
-def test_unreachable_model_gives_a_clear_error(tmp_path: Path) -> None:
+def test_unreachable_or_wrong_models_give_clear_errors(tmp_path: Path) -> None:
+    import torch
+    from transformers import ASTConfig, ASTForAudioClassification
+
     with pytest.raises(IndexerError) as err:
         load_embedder("mtg-upf/discogs-maest-30s-pw-129e-519l", local_files_only=True)
     message = str(err.value)
     assert "mtg-upf/discogs-maest-30s-pw-129e-519l" in message
-    assert "--model features" in message and "save_pretrained" in message
+    assert "--model features" in message and "save_pretrained" in message and ".ckpt" in message
     (tmp_path / "not-a-model").mkdir()
     with pytest.raises(IndexerError, match=r"no config\.json"):
         load_embedder(str(tmp_path / "not-a-model"))
-    with pytest.raises(IndexerError, match=r"\.ckpt"):
+    with pytest.raises(IndexerError, match="no such checkpoint file"):
         load_embedder(str(tmp_path / "discogs-maest-30s-pw-129e-519l-swa.ckpt"))
+    torch.save({"state_dict": {"something.else": torch.zeros(1)}}, tmp_path / "other.ckpt")
+    with pytest.raises(IndexerError, match="not a MAEST checkpoint"):
+        load_embedder(str(tmp_path / "other.ckpt"))
+    kaldi_ast = ASTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                          num_mel_bins=128, max_length=100)
+    ASTForAudioClassification(kaldi_ast).save_pretrained(tmp_path / "audioset-ast")
+    with pytest.raises(IndexerError, match="not a MAEST checkpoint"):
+        load_embedder(str(tmp_path / "audioset-ast"))

@@ -81,6 +81,11 @@ def test_maest_index_through_the_cli_and_model_guard(tmp_path: Path) -> None:
         assert s.manifest.model.kind == "maest" and s.manifest.model.dimension == 96
         styles = s.sql("SELECT count(DISTINCT track_id), count(*) FROM styles").rows[0]
         assert styles == (4, 12)
+        windows = s.sql("SELECT count(DISTINCT track_id), sum(CASE WHEN start_s >= 0 THEN 1 END) FROM windows")
+        assert windows.rows[0][0] == 4 and windows.rows[0][1] >= 4
+        # Untagged files get the genre of their top predicted style, marked as predicted.
+        genres = s.sql("SELECT genre, tag_source FROM tracks").rows
+        assert all(g in ("Jazz", "Rock", "Electronic") and "predicted" in src for g, src in genres)
     manifest = json.loads((store / "manifest.json").read_text())
     assert manifest["model"]["layer"] == "hidden_states[7]" and manifest["counts"]["embeddings"] == 4
     proc = run_cli("index", lib, "--store", store, "--model", "features")

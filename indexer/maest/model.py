@@ -1,0 +1,167 @@
+"""Run a MAEST ``ASTForAudioClassification`` the way musicmap needs it.
+
+Our own forward over transformers' modules, because MAEST inference needs three things the
+stock ``forward`` cannot do:
+
+- **inputs shorter than ``max_length``** (a track shorter than one window): the positional grid
+  is sliced to the first time columns, as MAEST does, instead of zero-padding the input
+  (spec §4, "Input length");
+- **only the blocks the embedding needs**: block 7 of 12 when no style predictions are wanted;
+- **inference-time patchout**: dropping evenly spaced time columns of patches (the MAEST paper
+  reports faster inference at little cost).
+
+With full-length input, all blocks and no patchout it equals ``model(input_values,
+output_hidden_states=True)`` (tested).
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+POOLINGS = ("stack", "cls", "pooled")
+PRECISIONS = ("fp32", "int8", "bf16", "fp16")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run the model.
+
+    Parameters
+    ----------
+    layer : int
+        Which ``hidden_states`` index feeds the embedding (7 = the output of block 7).
+    pooling : {"stack", "cls", "pooled"}
+        ``stack``: [CLS, DIST, mean of patch tokens] of ``hidden_states[layer]`` (3 × hidden);
+        ``cls``: the CLS token of ``hidden_states[layer]``; ``pooled``: (CLS + DIST) / 2 after the
+        final LayerNorm, the classifier's input (all blocks run, ``layer`` is ignored).
+    styles : bool
+        Also compute the classifier's style activations (runs all blocks).
+    patchout : float
+        Share of time columns of patches dropped at inference (0 = none).
+    precision : {"fp32", "int8", "bf16", "fp16"}
+        int8 = dynamic quantisation of the Linear layers (CPU); bf16/fp16 for CUDA.
+    """
+
+    layer: int = 7
+    pooling: str = "stack"
+    styles: bool = True
+    patchout: float = 0.0
+    precision: str = "fp32"
+
+
+def embedding_dimension(hidden: int, pooling: str) -> int:
+    return 3 * hidden if pooling == "stack" else hidden
+
+
+class MaestRunner:
+    """Wraps a loaded ``ASTForAudioClassification``; :meth:`run` maps windows to vectors."""
+
+    def __init__(self, model: Any, options: RunOptions, device: str) -> None:
+        import torch
+
+        config = model.config
+        n_layers = int(config.num_hidden_layers)
+        if options.pooling not in POOLINGS:
+            raise ValueError(f"pooling {options.pooling!r}: choose one of {', '.join(POOLINGS)}")
+        if options.precision not in PRECISIONS:
+            raise ValueError(f"precision {options.precision!r}: choose one of {', '.join(PRECISIONS)}")
+        if not 1 <= options.layer <= n_layers:
+            raise ValueError(f"layer {options.layer}: the model has hidden_states 1..{n_layers}")
+        if not 0.0 <= options.patchout < 1.0:
+            raise ValueError(f"patchout {options.patchout}: give a share from 0 up to (not including) 1")
+        self.options = options
+        self.device = device
+        self.hidden = int(config.hidden_size)
+        self.n_freq = (int(config.num_mel_bins) - int(config.patch_size)) // int(config.frequency_stride) + 1
+        self.max_length = int(config.max_length)
+        self.all_blocks = options.styles or options.pooling == "pooled"
+        self.n_blocks = n_layers if self.all_blocks else options.layer
+        self.dtype = torch.float32
+        model.eval()
+        if options.precision == "int8":
+            if device != "cpu":
+                raise ValueError("precision int8 (dynamic quantisation) runs on the CPU only")
+            with warnings.catch_warnings():  # torch.ao dynamic quantisation is deprecated but works
+                warnings.simplefilter("ignore")
+                model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+        elif options.precision in ("bf16", "fp16"):
+            self.dtype = torch.bfloat16 if options.precision == "bf16" else torch.float16
+            if device == "cpu":
+                logger.warning("precision %s on a CPU is usually slower than fp32", options.precision)
+            model = model.to(self.dtype)
+        self.model = model.to(device)
+
+    @property
+    def dimension(self) -> int:
+        return embedding_dimension(self.hidden, self.options.pooling)
+
+    def _kept_columns(self, n_time: int) -> np.ndarray:
+        keep = max(1, round(n_time * (1.0 - self.options.patchout)))
+        return np.unique(np.round(np.linspace(0, n_time - 1, keep)).astype(int))
+
+    def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Embed windows of equal length.
+
+        Parameters
+        ----------
+        batch : ndarray, shape (b, t, 96), float32, normalised; 16 ≤ t ≤ max_length
+
+        Returns
+        -------
+        embeddings : ndarray, shape (b, dimension), float32
+        activations : ndarray, shape (b, num_labels), float32, or None without styles
+        """
+        import torch
+
+        ast = self.model.audio_spectrogram_transformer
+        emb = ast.embeddings
+        with torch.inference_mode():
+            x = torch.from_numpy(np.ascontiguousarray(batch)).to(self.device, self.dtype)
+            patches = emb.patch_embeddings(x)  # (b, F·T', D), frequency-major
+            b, n, d = patches.shape
+            n_time = n // self.n_freq
+            pos = emb.position_embeddings  # (1, 2 + F·T_slots, D)
+            slots = (pos.shape[1] - 2) // self.n_freq
+            if n_time > slots:
+                raise ValueError(f"window of {batch.shape[1]} frames is longer than the model's "
+                                 f"{self.max_length}")
+            grid = pos[:, 2:].reshape(1, self.n_freq, slots, d)[:, :, :n_time]  # slice time slots
+            tokens = (patches.reshape(b, self.n_freq, n_time, d) + grid)
+            if self.options.patchout > 0:
+                cols = torch.from_numpy(self._kept_columns(n_time)).to(self.device)
+                tokens = tokens.index_select(2, cols)
+            tokens = tokens.reshape(b, -1, d)
+            cls = emb.cls_token.expand(b, -1, -1) + pos[:, :1]
+            dist = emb.distillation_token.expand(b, -1, -1) + pos[:, 1:2]
+            h = torch.cat([cls, dist, tokens], dim=1)  # (b, 2 + patches, D)
+            picked = None
+            for i in range(self.n_blocks):
+                h = ast.layers[i](h, None)
+                if i + 1 == self.options.layer:
+                    picked = h
+            logits = None
+            pooled = None
+            if self.all_blocks:
+                final = ast.layernorm(h)
+                pooled = (final[:, 0] + final[:, 1]) / 2
+                if self.options.styles:
+                    logits = self.model.classifier(pooled)
+            if self.options.pooling == "pooled":
+                assert pooled is not None
+                vec = pooled
+            else:
+                assert picked is not None
+                if self.options.pooling == "cls":
+                    vec = picked[:, 0]
+                else:
+                    vec = torch.cat([picked[:, 0], picked[:, 1], picked[:, 2:].mean(dim=1)], dim=-1)
+            embeddings = vec.float().cpu().numpy()
+            activations = torch.sigmoid(logits).float().cpu().numpy() if logits is not None else None
+        return embeddings, activations
