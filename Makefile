@@ -52,6 +52,7 @@ test-slow: test-deps
 
 bench: setup
 	$(BIN)/python benchmarks/bench_pipeline.py $(BENCH_ARGS)
+	$(BIN)/python benchmarks/bench_maest.py --variant 30 --tracks 4 --windows-per-track 2
 
 clean:
 	rm -rf $(VENV) musicmap-demo .mypy_cache .ruff_cache .pytest_cache

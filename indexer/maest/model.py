@@ -142,8 +142,12 @@ class MaestRunner:
             dist = emb.distillation_token.expand(b, -1, -1) + pos[:, 1:2]
             h = torch.cat([cls, dist, tokens], dim=1)  # (b, 2 + patches, D)
             picked = None
+            # transformers 5 names the blocks `layers` and returns a tensor; 4.x used
+            # `encoder.layer` and returned a tuple.
+            blocks = ast.layers if hasattr(ast, "layers") else ast.encoder.layer
             for i in range(self.n_blocks):
-                h = ast.layers[i](h, None)
+                out = blocks[i](h, None)
+                h = out[0] if isinstance(out, tuple) else out
                 if i + 1 == self.options.layer:
                     picked = h
             logits = None

@@ -41,6 +41,18 @@ def test_tags_every_format(one_of_each: dict[str, Path], fmt: str) -> None:
     assert abs(tags["duration"] - 3.0) < 0.2
 
 
+def test_stereo_44k1_is_resampled_to_16k_mono(tmp_path: Path) -> None:
+    t = np.arange(44_100 * 2) / 44_100
+    left, right = np.sin(2 * np.pi * 440 * t), np.sin(2 * np.pi * 660 * t)
+    sf.write(tmp_path / "stereo.wav", np.stack([left, right], axis=1).astype(np.float32) * 0.5, 44_100)
+    audio = load_audio(tmp_path / "stereo.wav", 16_000)
+    assert audio.ndim == 1 and abs(len(audio) - 32_000) <= 2
+    spectrum = np.abs(np.fft.rfft(audio))
+    freqs = np.fft.rfftfreq(len(audio), 1 / 16_000)
+    peaks = sorted(freqs[np.argsort(spectrum)[-2:]].round())
+    assert peaks == [440.0, 660.0]  # both channels mixed, pitch preserved by the resampler
+
+
 def test_tag_fallbacks_from_file_name(tmp_path: Path) -> None:
     y = np.zeros(1600, np.float32)
     sf.write(tmp_path / "Nina Simone - Sinnerman.wav", y, 16_000)

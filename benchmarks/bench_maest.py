@@ -1,0 +1,209 @@
+"""Benchmark MAEST inference modes with full-size random weights (no downloads needed).
+
+A MAEST-size model (ViT-B: 768-d, 12 blocks, 12 heads, 519 labels, the window length of the
+chosen variant) is initialised randomly once; every mode loads the same weights and embeds the
+same windows. Reported per mode: windows/s, audio-seconds/s, speed-up over the naive baseline,
+and fidelity = cosine of each track's embedding to the fp32 full-model path.
+
+Modes (CPU):
+  naive        one window at a time, eager attention, all 12 blocks, stock forward (baseline)
+  default      musicmap's default: SDPA, windows batched across tracks, all blocks (styles on)
+  embed-only   as default, styles off: only the 7 blocks the embedding needs
+  int8         embed-only + dynamic int8 quantisation of the Linear layers
+  patchout     embed-only + inference-time patchout of half the time patches
+  int8+patchout
+Modes (CUDA): naive, default-fp32, default-fp16, default-bf16, embed-only-fp16, embed-only-bf16.
+
+Only torch, transformers and numpy are needed for the model part (``indexer.maest.model``), so
+this also runs on a GPU machine without the rest of musicmap's dependencies, given windows
+precomputed with ``--save-windows`` here.
+
+    python benchmarks/bench_maest.py [--variant 30] [--tracks 4] [--device cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from indexer.maest.model import MaestRunner, RunOptions
+
+RESULTS = Path(__file__).resolve().parent / "results"
+VARIANTS = {5: 316, 10: 626, 20: 1256, 30: 1876}
+HOPS = {316: 313, 626: 625, 1256: 1250, 1876: 1875}
+
+
+def make_windows(variant: int, tracks: int, per_track: int) -> np.ndarray:
+    """Real MAEST input: demo-library audio through the Essentia-exact front end."""
+    import tempfile
+
+    from data.demo_library import generate_demo_library
+    from indexer.decode import load_audio
+    from indexer.maest import frontend
+
+    max_length = VARIANTS[variant]
+    seconds = (per_track * HOPS[max_length] + 2) * 256 / 16_000
+    out = []
+    with tempfile.TemporaryDirectory() as tmp:
+        demo = generate_demo_library(tmp, n_tracks=tracks, seed=0, min_duration=seconds + 1,
+                                     max_duration=seconds + 1, formats=("flac",), untagged_share=0)
+        for t in demo:
+            wins = frontend.windows(frontend.essentia_logmel(load_audio(t.path)), max_length)
+            out.append(wins[:per_track])
+    return np.stack(out)  # (tracks, per_track, max_length, 96)
+
+
+def build_model(max_length: int, attn: str) -> Any:
+    import torch
+    from transformers import ASTConfig, ASTForAudioClassification
+
+    torch.manual_seed(0)
+    config = ASTConfig(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
+                       patch_size=16, frequency_stride=10, time_stride=10, num_mel_bins=96,
+                       max_length=max_length, layer_norm_eps=1e-6, qkv_bias=True, num_labels=519)
+    config._attn_implementation = attn
+    model = ASTForAudioClassification(config).eval()
+    with torch.no_grad():  # a trained-looking positional grid instead of zeros
+        model.audio_spectrogram_transformer.embeddings.position_embeddings.normal_(0, 0.02)
+    return model
+
+
+def naive(model: Any, windows: np.ndarray, device: str) -> np.ndarray:
+    import torch
+
+    model = model.to(device)
+    out = []
+    with torch.inference_mode():
+        for w in windows.reshape(-1, *windows.shape[2:]):
+            hs = model(input_values=torch.from_numpy(w[None]).to(device), output_hidden_states=True).hidden_states[7]
+            out.append(torch.cat([hs[:, 0], hs[:, 1], hs[:, 2:].mean(1)], -1).float().cpu().numpy()[0])
+    return np.stack(out)
+
+
+def run_mode(model: Any, windows: np.ndarray, options: RunOptions, device: str, batch: int) -> np.ndarray:
+    runner = MaestRunner(model, options, device)
+    flat = windows.reshape(-1, *windows.shape[2:])
+    out = [runner.run(flat[i : i + batch])[0] for i in range(0, len(flat), batch)]
+    return np.concatenate(out)
+
+
+def timed(fn: Any, device: str) -> tuple[Any, float]:
+    import torch
+
+    if device == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    out = fn()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return out, time.perf_counter() - start
+
+
+def track_cosines(vectors: np.ndarray, reference: np.ndarray, tracks: int) -> list[float]:
+    a = vectors.reshape(tracks, -1, vectors.shape[-1]).mean(1)
+    b = reference.reshape(tracks, -1, reference.shape[-1]).mean(1)
+    cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    return [round(float(c), 6) for c in cos]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--variant", type=int, choices=sorted(VARIANTS), default=30, help="window seconds")
+    parser.add_argument("--tracks", type=int, default=4)
+    parser.add_argument("--windows-per-track", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=4, help="windows per forward pass (default mode)")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    parser.add_argument("--windows", type=Path, help="precomputed windows (.npy) instead of the demo library")
+    parser.add_argument("--save-windows", type=Path, help="write the windows to this .npy and stop")
+    parser.add_argument("--repeat", type=int, default=1, help="tile the tracks this many times (GPU timing)")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--modes", default="", help="comma-separated subset of modes")
+    args = parser.parse_args()
+    import torch
+
+    max_length = VARIANTS[args.variant]
+    windows = (np.load(args.windows) if args.windows
+               else make_windows(args.variant, args.tracks, args.windows_per_track))
+    if args.save_windows:
+        np.save(args.save_windows, windows)
+        print(f"saved {windows.shape} to {args.save_windows}")
+        return
+    windows = np.concatenate([windows] * max(1, args.repeat))
+    tracks = windows.shape[0]
+    n_windows = tracks * windows.shape[1]
+    clip_seconds = HOPS[max_length] * 256 / 16_000
+    dev = args.device
+    if dev == "cpu":
+        modes: dict[str, tuple[str, RunOptions | None, int]] = {
+            "naive": ("eager", None, 1),
+            "default": ("sdpa", RunOptions(), args.batch),
+            "embed-only": ("sdpa", RunOptions(styles=False), args.batch),
+            "int8": ("sdpa", RunOptions(styles=False, precision="int8"), args.batch),
+            "patchout": ("sdpa", RunOptions(styles=False, patchout=0.5), args.batch),
+            "int8+patchout": ("sdpa", RunOptions(styles=False, precision="int8", patchout=0.5), args.batch),
+        }
+    else:
+        modes = {
+            "naive": ("eager", None, 1),
+            "default-fp32": ("sdpa", RunOptions(), args.batch),
+            "default-fp16": ("sdpa", RunOptions(precision="fp16"), args.batch),
+            "default-bf16": ("sdpa", RunOptions(precision="bf16"), args.batch),
+            "embed-only-fp16": ("sdpa", RunOptions(styles=False, precision="fp16"), args.batch),
+            "embed-only-bf16": ("sdpa", RunOptions(styles=False, precision="bf16"), args.batch),
+        }
+    wanted = [m for m in args.modes.split(",") if m] or list(modes)
+    results: dict[str, Any] = {}
+    reference = None
+    base_rate = None
+    for name in ["naive", *[m for m in wanted if m != "naive"]]:
+        attn, options, batch = modes[name]
+        model = build_model(max_length, attn)
+        if dev == "cuda":  # warm-up: kernels, cuDNN autotuning, allocator
+            if options is None:
+                naive(model, windows[:1, :1], dev)
+            else:
+                run_mode(model, windows[:1], options, dev, batch)
+                model = build_model(max_length, attn)
+        if options is None:
+            vectors, seconds = timed(partial(naive, model, windows, dev), dev)
+        else:
+            vectors, seconds = timed(partial(run_mode, model, windows, options, dev, batch), dev)
+        if reference is None:
+            reference = vectors
+        rate = n_windows / seconds
+        base_rate = base_rate or rate
+        cos = track_cosines(vectors, reference, tracks)
+        results[name] = {"seconds": round(seconds, 3), "windows_per_s": round(rate, 3),
+                         "audio_s_per_s": round(rate * clip_seconds, 2), "speedup_vs_naive": round(rate / base_rate, 2),
+                         "batch": batch, "attention": attn, "options": options.__dict__ if options else "stock forward",
+                         "track_cosine_min": min(cos), "track_cosines": cos}
+        print(f"{name:>16}: {rate:8.3f} windows/s  ×{rate / base_rate:5.2f}  cos_min {min(cos):.6f}", flush=True)
+    device_name = torch.cuda.get_device_name(0) if dev == "cuda" else platform.processor() or platform.machine()
+    report = {
+        "benchmark": "maest",
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {"device": dev, "name": device_name, "cpus": os.cpu_count(), "torch": torch.__version__,
+                    "threads": torch.get_num_threads()},
+        "model": {"variant_s": args.variant, "max_length": max_length,
+                  "weights": "random, full size (ViT-B, 519 labels)"},
+        "tracks": tracks, "windows": n_windows, "clip_seconds": clip_seconds,
+        "reference": "naive (fp32 stock forward, all blocks); equal to the fp32 full path",
+        "modes": results,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"maest-{dev}-{args.variant}s-{datetime.now(UTC):%Y%m%d-%H%M%S}.json"
+    path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
