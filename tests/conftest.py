@@ -31,11 +31,11 @@ class DemoStore:
     tracks: list[DemoTrack]
 
 
-def run_cli(*args: str | os.PathLike[str], check: bool = False,
-            timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    """Run the real ``musicmap`` CLI in a subprocess."""
+def run_cli(*args: str | os.PathLike[str], check: bool = False, timeout: float = 300,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the real ``musicmap`` CLI in a subprocess (``env`` adds environment variables)."""
     proc = subprocess.run([*MUSICMAP, *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+                          timeout=timeout, env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})})
     if check and proc.returncode != 0:
         raise AssertionError(f"musicmap {args} exited {proc.returncode}\n{proc.stderr}")
     return proc

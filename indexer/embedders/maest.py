@@ -105,8 +105,12 @@ def _load_model(name_or_path: str, *, local_files_only: bool | None, revision: s
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         where = "the local folder" if path.exists() else "the Hugging Face hub or its local cache"
         raise IndexerError(f"cannot load MAEST model {name_or_path!r} from {where}: {reason}\n{_HELP}") from exc
-    if not path.exists():
-        rev = getattr(model.config, "_commit_hash", None) or rev
+    if not path.exists():  # record the commit the revision resolved to, not just "main"
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(name_or_path, "config.json", revision=rev)
+        if isinstance(cached, str):
+            rev = Path(cached).parent.name
     return model, model_id, rev
 
 

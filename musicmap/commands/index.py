@@ -34,6 +34,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), help=help_for("device"))
     p.add_argument("--workers", type=int, metavar="N", help=help_for("workers"))
     maest = p.add_argument_group("MAEST options (ignored for --model features)")
+    maest.add_argument("--revision", metavar="REV",
+                       help="hub revision (commit hash, tag or branch) to pin a hub id to (default: main; the "
+                            "commit it resolves to is recorded in the manifest)")
     maest.add_argument("--layer", type=int, default=7, metavar="N",
                        help="hidden_states index feeding the embedding (default: 7, the paper's 7th block)")
     maest.add_argument("--pooling", choices=("stack", "cls", "pooled"), default="stack",
@@ -59,8 +62,8 @@ def maest_options(args: argparse.Namespace, device: str) -> dict[str, Any]:
 
         on_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
         precision = "fp16" if on_cuda else "fp32"
-    return {"layer": args.layer, "pooling": args.pooling, "precision": precision, "patchout": args.patchout,
-            "styles": args.styles, "keep_windows": args.keep_windows}
+    return {"revision": args.revision, "layer": args.layer, "pooling": args.pooling, "precision": precision,
+            "patchout": args.patchout, "styles": args.styles, "keep_windows": args.keep_windows}
 
 
 def summary(report: IndexReport) -> str:
