@@ -55,6 +55,7 @@ def resolve_query(store: Store, query: str, settings: Settings,
         model = store.manifest.model
         options = dict(model.extra.get("options", {}))  # embed the file exactly as the store's tracks
         options["keep_windows"] = False
+        options["revision"] = model.revision  # the commit the store's vectors came from (hub ids)
         embedder = load_embedder(model.name, device=settings.device, batch_size=settings.batch_size, **options)
         try:
             vector = embedder.embed(load_audio(path, embedder.sample_rate)).vector
