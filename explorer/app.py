@@ -240,7 +240,7 @@ def _register_routes(app: dash.Dash, store: Store) -> None:
     def audio(track_id: int) -> Response:
         """Stream a track's file by id (never by a path from the client), with HTTP Range."""
         try:
-            path = store.track(track_id)["path"]
+            path = store.file_path(track_id)
         except StoreError:
             return error(404, f"no track with id {track_id}")
         mimetype = mimetypes.guess_type(path)[0] or "application/octet-stream"

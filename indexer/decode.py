@@ -30,7 +30,8 @@ def _to_mono(audio: np.ndarray) -> np.ndarray:
 
 
 def _with_soundfile(path: Path) -> tuple[np.ndarray, int]:
-    with sf.SoundFile(path) as f:
+    # Open the file ourselves: libsndfile wants UTF-8 names, file systems may hold any bytes.
+    with open(path, "rb") as fh, sf.SoundFile(fh) as f:
         sr = int(f.samplerate)
         audio = f.read(dtype="float32", always_2d=True)
     return _to_mono(audio), sr
@@ -63,6 +64,8 @@ def load_audio(path: str | Path, sr: int = 16_000) -> np.ndarray:
         Stage ``decode``, when no decoder can read the file or it holds no audio.
     """
     path = Path(path)
+    if path.stat().st_size == 0:
+        raise FileFailure("decode", "the file is empty (0 bytes)")
     audio: np.ndarray | None = None
     native_sr = sr
     if path.suffix.lower() in _SOUNDFILE_EXTENSIONS:

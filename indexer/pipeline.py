@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -29,7 +30,7 @@ from store import Store, TrackRecord
 from .decode import load_audio
 from .embedders.base import Embedder, Embedding, embed_many
 from .errors import FileFailure
-from .scan import scan
+from .scan import fingerprint, scan
 from .tags import read_tags
 
 logger = logging.getLogger(__name__)
@@ -47,6 +48,9 @@ class IndexReport:
     added: int = 0
     updated: int = 0
     unchanged: int = 0
+    moved: int = 0
+    missing: int = 0
+    pruned: int = 0
     failed: int = 0
     seconds: float = 0.0
     status: str = "running"
@@ -162,14 +166,24 @@ def _run_files(paths: Sequence[str], embedder: Embedder, workers: int) -> Iterat
             raise
 
 
+def _under(path: str, roots: Sequence[str | Path]) -> bool:
+    for root in roots:
+        r = str(Path(root).expanduser().resolve())
+        if path == r or path.startswith(r.rstrip(os.sep) + os.sep):
+            return True
+    return False
+
+
 def index_library(roots: Sequence[str | Path], store_path: str | Path, embedder: Embedder, *,
-                  workers: int = 1, commit_every: int = 32,
+                  workers: int = 1, commit_every: int = 32, prune: bool = False,
                   progress: ProgressFn | None = None) -> IndexReport:
     """Index the audio under ``roots`` into the store at ``store_path``.
 
-    Unchanged files (same size and mtime, with a vector) cost one ``stat``. Changed
-    and new files are tagged, decoded and embedded; failures are recorded. The FAISS
-    index and the manifest are brought up to date at the end.
+    Unchanged files (same size and mtime, with a vector) cost one ``stat``. A new path whose
+    content fingerprint matches a stored track whose file is gone is a move: the track keeps its
+    id and vector. Changed and new files are tagged, decoded and embedded; failures are
+    recorded. Stored tracks under ``roots`` whose files are gone are reported, and removed with
+    ``prune``. The FAISS index and the manifest are brought up to date at the end.
 
     Raises
     ------
@@ -185,19 +199,45 @@ def index_library(roots: Sequence[str | Path], store_path: str | Path, embedder:
     try:
         run_id = store.start_run(str(Path(r).expanduser().resolve()) for r in roots)
         known = store.known_files()
+        scanned = {str(f) for f in files}
+        # Stored tracks whose file is no longer where it was: candidates for "moved or renamed".
+        vanished = {k.fingerprint: path for path, k in known.items()
+                    if path not in scanned and k.fingerprint and k.has_vector}
         todo: list[str] = []
         existing: set[str] = set()
+        fingerprints: dict[str, str] = {}
+        early_failures: list[tuple[str, str, str]] = []
         for f in files:
-            st = f.stat()
-            seen = known.get(str(f))
-            if seen is not None:
-                _, size, mtime, has_vector = seen
-                if size == st.st_size and mtime == st.st_mtime and has_vector:
-                    report.unchanged += 1
+            path = str(f)
+            try:
+                st = f.stat()
+                seen = known.get(path)
+                if seen is not None and seen.size == st.st_size and seen.mtime == st.st_mtime and seen.has_vector:
+                    report.unchanged += 1  # the fast path: one stat
                     continue
-                existing.add(str(f))
-            todo.append(str(f))
-        logger.info("%d files: %d unchanged, %d to index", len(files), report.unchanged, len(todo))
+                fingerprints[path] = fingerprint(f, st.st_size)
+            except OSError as exc:  # deleted since the scan, unreadable...
+                early_failures.append((path, "read", f"{type(exc).__name__}: {exc.strerror or exc}"))
+                continue
+            if seen is None and fingerprints[path] in vanished:
+                old = vanished.pop(fingerprints[path])
+                store.move_track(known[old].track_id, path, st.st_size, st.st_mtime)
+                report.moved += 1
+                logger.info("moved: %s -> %s (kept its vector)", old, path)
+                continue
+            if seen is not None:
+                existing.add(path)
+            todo.append(path)
+        gone = [p for p in vanished.values() if _under(p, roots)]
+        report.missing = len(gone)
+        if gone and prune:
+            report.pruned = store.delete_tracks([known[p].track_id for p in gone])
+            logger.info("pruned %d tracks whose files are gone", report.pruned)
+        elif gone:
+            logger.warning("%d stored tracks have no file any more under the given folders; "
+                           "run with --prune to remove them", len(gone))
+        logger.info("%d files: %d unchanged, %d moved, %d to index", len(files), report.unchanged,
+                    report.moved, len(todo))
         pending: list[TrackRecord] = []
         waiting: list[_Done] = []  # decoded, waiting to be embedded together (MAEST batches across tracks)
         batch_tracks = max(1, int(getattr(embedder, "batch_size", 1)))
@@ -217,7 +257,7 @@ def index_library(roots: Sequence[str | Path], store_path: str | Path, embedder:
             st = Path(result.path).stat()
             pending.append(TrackRecord(
                 path=result.path, size=st.st_size, mtime=st.st_mtime,
-                tags=fill_genre(result.tags, embedding.styles),
+                tags=fill_genre(result.tags, embedding.styles), fingerprint=fingerprints.get(result.path),
                 vector=embedding.vector, n_windows=embedding.n_windows, styles=embedding.styles,
                 windows=embedding.windows, window_starts=embedding.window_starts,
             ))
@@ -248,6 +288,8 @@ def index_library(roots: Sequence[str | Path], store_path: str | Path, embedder:
                 if e is not None:
                     accept(r, e)
 
+        for path, stage, reason in early_failures:
+            fail(path, stage, reason)
         status = "interrupted"
         try:
             for done_count, result in enumerate(_run_files(todo, embedder, workers), start=1):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from collections.abc import Iterable
@@ -15,6 +16,25 @@ AUDIO_EXTENSIONS: frozenset[str] = frozenset(
     {".mp3", ".flac", ".ogg", ".oga", ".opus", ".m4a", ".mp4", ".aac", ".wav", ".wave", ".aif",
      ".aiff", ".wma"}
 )
+
+
+FINGERPRINT_BYTES = 64 * 1024
+
+
+def fingerprint(path: Path, size: int | None = None) -> str:
+    """A content fingerprint: BLAKE2b of the size, the first and the last 64 KiB.
+
+    Cheap (two small reads, whatever the file's size) and, for audio files, unique in practice:
+    a moved or renamed file keeps its fingerprint, an edited one changes it.
+    """
+    size = path.stat().st_size if size is None else size
+    digest = hashlib.blake2b(str(size).encode(), digest_size=16)
+    with open(path, "rb") as fh:
+        digest.update(fh.read(FINGERPRINT_BYTES))
+        if size > 2 * FINGERPRINT_BYTES:
+            fh.seek(size - FINGERPRINT_BYTES)
+            digest.update(fh.read(FINGERPRINT_BYTES))
+    return digest.hexdigest()
 
 
 def scan(roots: Iterable[str | Path]) -> list[Path]:
@@ -52,9 +72,16 @@ def scan(roots: Iterable[str | Path]) -> list[Path]:
             for name in filenames:
                 if Path(name).suffix.lower() in AUDIO_EXTENSIONS and not name.startswith("._"):
                     path = Path(dirpath, name)
-                    real = path.resolve()
-                    if real.is_file():
+                    try:
+                        real = path.resolve()
+                        is_file = real.is_file()
+                    except (OSError, RuntimeError) as exc:  # a symlink loop, a vanished file
+                        logger.info("skipped %s: %s", path, exc)
+                        continue
+                    if is_file:
                         found.setdefault(str(real), real)
+                    else:
+                        logger.info("skipped %s: not a file (a broken link?)", path)
     if not found:
         names = ", ".join(str(r) for r in paths)
         raise IndexerError(f"no audio files found under {names} "

@@ -5,8 +5,8 @@ Imports nothing else of musicmap's; the indexer writes it, the explorer and the 
 
 from .errors import StoreError
 from .manifest import Manifest, ModelInfo
-from .store import Neighbour, SQLResult, Store, TrackRecord
+from .store import KnownFile, Neighbour, SQLResult, Store, TrackRecord
 from .vectors import l2_normalise
 
-__all__ = ["Manifest", "ModelInfo", "Neighbour", "SQLResult", "Store", "StoreError", "TrackRecord",
+__all__ = ["KnownFile", "Manifest", "ModelInfo", "Neighbour", "SQLResult", "Store", "StoreError", "TrackRecord",
            "l2_normalise"]

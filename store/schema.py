@@ -3,7 +3,9 @@
 Tables
 ------
 tracks
-    One row per audio file. ``id`` is also the FAISS id of the track's vector.
+    One row per audio file. ``id`` is also the FAISS id of the track's vector. ``path`` is text;
+    a file name that is not valid UTF-8 is shown with ``\\xNN`` escapes and its exact bytes are
+    kept in ``path_bytes`` (NULL otherwise).
 embeddings
     One L2-normalised vector per track (``FLOAT[dimension]``), from the manifest's model.
 windows
@@ -47,6 +49,8 @@ CREATE TABLE IF NOT EXISTS tracks (
     path VARCHAR NOT NULL UNIQUE,
     size BIGINT NOT NULL,
     mtime DOUBLE NOT NULL,
+    fingerprint VARCHAR,
+    path_bytes BLOB,
     title VARCHAR,
     artist VARCHAR,
     album VARCHAR,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -69,6 +70,8 @@ class TrackRecord:
         Per-window vectors (normalised on write), stored in ``windows``.
     window_starts : sequence of float
         Start of each window in seconds.
+    fingerprint : str, optional
+        Content fingerprint (see ``indexer.scan.fingerprint``): a moved file keeps its track.
     """
 
     path: str
@@ -80,6 +83,18 @@ class TrackRecord:
     styles: dict[str, float] = field(default_factory=dict)
     windows: np.ndarray | None = None
     window_starts: Sequence[float] = ()
+    fingerprint: str | None = None
+
+
+@dataclass(frozen=True)
+class KnownFile:
+    """What the store knows of one file, for the indexer's "unchanged / moved?" checks."""
+
+    track_id: int
+    size: int
+    mtime: float
+    fingerprint: str | None
+    has_vector: bool
 
 
 @dataclass(frozen=True)
@@ -174,6 +189,8 @@ class Store:
         except duckdb.Error as exc:
             raise StoreError(f"cannot open {db} for writing: {exc}. Is another musicmap "
                              "process (index or serve) using this store?") from exc
+        for column, kind in (("fingerprint", "VARCHAR"), ("path_bytes", "BLOB")):  # stores from before 0.1
+            con.execute(f"ALTER TABLE IF EXISTS tracks ADD COLUMN IF NOT EXISTS {column} {kind}")
         con.execute(schema.DDL)
         con.execute(schema.embeddings_ddl(model.dimension))
         con.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", [str(schema.SCHEMA_VERSION)])
@@ -219,13 +236,42 @@ class Store:
         if self.read_only:
             raise StoreError("this store was opened read-only")
 
-    def known_files(self) -> dict[str, tuple[int, int, float, bool]]:
-        """Map path → (track id, size, mtime, has embedding) for every stored track."""
+    def known_files(self) -> dict[str, KnownFile]:
+        """Every stored track by path: id, size, mtime, content fingerprint, has a vector."""
         rows = self._con.execute(
-            "SELECT t.path, t.id, t.size, t.mtime, e.track_id IS NOT NULL "
+            "SELECT t.path, t.path_bytes, t.id, t.size, t.mtime, t.fingerprint, e.track_id IS NOT NULL "
             "FROM tracks t LEFT JOIN embeddings e ON e.track_id = t.id"
         ).fetchall()
-        return {r[0]: (int(r[1]), int(r[2]), float(r[3]), bool(r[4])) for r in rows}
+        return {_fs_path(r[0], r[1]): KnownFile(int(r[2]), int(r[3]), float(r[4]), r[5], bool(r[6]))
+                for r in rows}
+
+    def move_track(self, track_id: int, path: str, size: int, mtime: float) -> None:
+        """A file moved or renamed: same content, new path. Keeps its id, vector and map position."""
+        self._require_writable()
+        self._con.execute("UPDATE tracks SET path = ?, path_bytes = ?, size = ?, mtime = ?, updated_at = now() "
+                          "WHERE id = ?", [db_path(path), _raw(path), size, mtime, track_id])
+        self._con.execute("DELETE FROM failures WHERE path = ?", [db_path(path)])
+
+    def delete_tracks(self, track_ids: Sequence[int]) -> int:
+        """Remove tracks and everything about them (vectors, windows, styles, map points)."""
+        self._require_writable()
+        ids = [int(i) for i in track_ids]
+        if not ids:
+            return 0
+        con = self._con
+        con.execute("BEGIN TRANSACTION")
+        try:
+            for table, column in (("embeddings", "track_id"), ("windows", "track_id"), ("styles", "track_id"),
+                                  ("projections", "track_id"), ("tracks", "id")):
+                con.execute(f"DELETE FROM {table} WHERE {column} IN (SELECT unnest(?::BIGINT[]))", [ids])
+            con.execute("UPDATE meta SET value = CAST(CAST(value AS BIGINT) + 1 AS VARCHAR) "
+                        "WHERE key = 'vectors_generation'")
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        self._index = None
+        return len(ids)
 
     def write_tracks(self, records: Sequence[TrackRecord]) -> list[int]:
         """Insert or update ``records`` in one transaction; returns their track ids."""
@@ -234,7 +280,7 @@ class Store:
             return []
         d = self.manifest.model.dimension
         ids: list[int] = []
-        cols = ("path", "size", "mtime", *schema.TRACK_FIELDS)
+        cols = ("path", "path_bytes", "size", "mtime", "fingerprint", *schema.TRACK_FIELDS)
         placeholders = ", ".join("?" for _ in cols)
         updates = ", ".join(f"{c} = excluded.{c}" for c in cols[1:])
         con = self._con
@@ -245,7 +291,8 @@ class Store:
                 if vec.shape[0] != d:
                     raise StoreError(f"vector of {rec.path} has {vec.shape[0]} dimensions, "
                                      f"the store expects {d}")
-                values = [rec.path, rec.size, rec.mtime, *(rec.tags.get(c) for c in schema.TRACK_FIELDS)]
+                values = [db_path(rec.path), _raw(rec.path), rec.size, rec.mtime, rec.fingerprint,
+                          *(_text(rec.tags.get(c)) for c in schema.TRACK_FIELDS)]
                 row = con.execute(
                     f"INSERT INTO tracks ({', '.join(cols)}) VALUES ({placeholders}) "
                     f"ON CONFLICT (path) DO UPDATE SET {updates}, updated_at = now() "
@@ -287,7 +334,7 @@ class Store:
             if style_rows:
                 con.executemany("INSERT INTO styles VALUES (?, ?, ?)", style_rows)
             con.execute("DELETE FROM failures WHERE path IN (SELECT unnest(?::VARCHAR[]))",
-                        [[r.path for r in records]])
+                        [[db_path(r.path) for r in records]])
             con.execute("UPDATE meta SET value = CAST(CAST(value AS BIGINT) + 1 AS VARCHAR) "
                         "WHERE key = 'vectors_generation'")
             con.execute("COMMIT")
@@ -301,7 +348,7 @@ class Store:
         """Record (or replace) why ``path`` could not be indexed."""
         self._require_writable()
         self._con.execute("INSERT OR REPLACE INTO failures (path, stage, error, failed_at) "
-                          "VALUES (?, ?, ?, current_timestamp)", [path, stage, error])
+                          "VALUES (?, ?, ?, current_timestamp)", [db_path(path), stage, error])
 
     def start_run(self, roots: Iterable[str]) -> int:
         self._require_writable()
@@ -411,7 +458,7 @@ class Store:
 
     def tracks(self, ids: Sequence[int] | None = None, columns: Sequence[str] | None = None) -> pd.DataFrame:
         """Rows of ``tracks`` (all, or ``ids`` in the given order), as a DataFrame."""
-        cols = ", ".join(f"t.{c}" for c in (columns or ("*",)))
+        cols = ", ".join(f"t.{c}" for c in columns) if columns else "t.* EXCLUDE (path_bytes)"
         with self._cursor() as cur:
             if ids is None:
                 return cur.execute(f"SELECT {cols} FROM tracks t ORDER BY t.id").df()
@@ -421,6 +468,14 @@ class Store:
                 [list(map(int, ids)), list(map(int, ids))],
             ).df()
         return frame.drop(columns="_pos")
+
+    def file_path(self, track_id: int) -> str:
+        """The file of a track, exactly as the file system names it (also for non-UTF-8 names)."""
+        with self._cursor() as cur:
+            row = cur.execute("SELECT path, path_bytes FROM tracks WHERE id = ?", [int(track_id)]).fetchone()
+        if row is None:
+            raise StoreError(f"no track with id {track_id} in {self.path}")
+        return _fs_path(row[0], row[1])
 
     def track(self, track_id: int) -> dict[str, Any]:
         """One track's row as a dict. Raises StoreError if there is no such track."""
@@ -436,7 +491,7 @@ class Store:
         return [(str(r[0]), float(r[1])) for r in rows]
 
     def track_id_for_path(self, path: str | Path) -> int | None:
-        resolved = str(Path(path).expanduser().resolve())
+        resolved = db_path(str(Path(path).expanduser().resolve()))
         with self._cursor() as cur:
             row = cur.execute("SELECT id FROM tracks WHERE path = ?", [resolved]).fetchone()
         return int(row[0]) if row else None
@@ -566,6 +621,25 @@ class Store:
             "size_bytes": size,
             "created_at": self.manifest.created_at,
         }
+
+
+def db_path(path: str) -> str:
+    """``path`` as valid UTF-8 text: undecodable bytes of a file name become ``\\xNN``."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _text(value: Any) -> Any:
+    """Tag text as valid UTF-8 (a title taken from a non-UTF-8 file name, say); other values as they are."""
+    return db_path(value) if isinstance(value, str) else value
+
+
+def _raw(path: str) -> bytes | None:
+    """The exact bytes of a path whose name is not valid UTF-8, else None."""
+    return os.fsencode(path) if db_path(path) != path else None
+
+
+def _fs_path(text: str, raw: bytes | None) -> str:
+    return os.fsdecode(raw) if raw is not None else text
 
 
 def _row_dict(row: pd.Series) -> dict[str, Any]:

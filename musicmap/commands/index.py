@@ -1,7 +1,12 @@
 """Index audio files: read tags, decode, embed, and write everything to the store.
 
-Unchanged files are skipped with one stat; new and changed files are embedded; a file
-that cannot be read is recorded in the store's failures and retried on the next run.
+Unchanged files are skipped with one stat; a moved or renamed file keeps its track (matched
+by a content fingerprint); new and changed files are embedded; a file that cannot be read is
+recorded in the store's failures and retried on the next run. Tracks whose files are gone are
+reported, and removed with --prune.
+
+exit codes: 0 all files indexed; 1 nothing could be indexed, or a usage/user error;
+            3 indexed, but some files failed (listed, and in the store's failures table).
 
 examples:
   musicmap index ~/Music --store ~/musicmap-store --model features
@@ -33,6 +38,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", dest="batch_size", type=int, metavar="N", help=help_for("batch_size"))
     p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), help=help_for("device"))
     p.add_argument("--workers", type=int, metavar="N", help=help_for("workers"))
+    p.add_argument("--prune", action="store_true",
+                   help="remove stored tracks whose files are gone from the given folders")
     maest = p.add_argument_group("MAEST options (ignored for --model features)")
     maest.add_argument("--revision", metavar="REV",
                        help="hub revision (commit hash, tag or branch) to pin a hub id to (default: main; the "
@@ -71,8 +78,11 @@ def summary(report: IndexReport) -> str:
         f"indexed {report.scanned} files into {report.store} in {report.seconds:.1f} s "
         f"({report.model}):",
         f"  {report.added} added, {report.updated} updated, {report.unchanged} unchanged, "
-        f"{report.failed} failed",
+        f"{report.moved} moved, {report.failed} failed",
     ]
+    if report.missing:
+        lines.append(f"  {report.missing} stored tracks have no file any more"
+                     + (f": {report.pruned} pruned" if report.pruned else " (--prune removes them)"))
     for f in report.failures[:10]:
         lines.append(f"  failed: {f['path']} ({f['stage']}): {f['error']}")
     if len(report.failures) > 10:
@@ -90,7 +100,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         logger.info("using %s: not MAEST; the vectors are handcrafted audio statistics", embedder.info.label)
     try:
         report = index_library(args.library, settings.store, embedder, workers=settings.workers,
-                               progress=Progress("files", enabled=not args.quiet))
+                               prune=args.prune, progress=Progress("files", enabled=not args.quiet))
     except KeyboardInterrupt:
         print("musicmap index: interrupted; the tracks finished so far are saved. Run the same "
               "command again to continue.", file=sys.stderr)
@@ -100,4 +110,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     else:
         print(summary(report))
         print(f"next: musicmap map --store {settings.store}")
-    return 0
+    indexed = report.added + report.updated + report.unchanged + report.moved
+    if report.failed and not indexed:
+        print(f"musicmap index: error: none of the {report.failed} files could be indexed (see above)",
+              file=sys.stderr)
+        return 1
+    return 3 if report.failed else 0

@@ -1,0 +1,139 @@
+"""A real library changes: moves keep their track, gone files are reported and pruned,
+exit codes tell the outcome, and a corpus of bad input never stops a run."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from indexer.embedders import FeaturesEmbedder
+from indexer.pipeline import index_library
+from store import Store
+from tests.conftest import run_cli
+
+SR = 16_000
+
+
+def _tone(path: Path, seconds: float, freq: float, sr: int = SR, channels: int = 1, subtype: str | None = None) -> Path:
+    t = np.arange(int(seconds * sr)) / sr
+    y = 0.3 * np.sin(2 * np.pi * freq * t) + 0.01 * np.random.default_rng(int(freq)).standard_normal(len(t))
+    data = np.repeat(y[:, None], channels, axis=1) if channels > 1 else y
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, data.astype(np.float32), sr, subtype=subtype)
+    return path
+
+
+def test_moved_file_keeps_its_track_and_gone_files_are_pruned(tmp_path: Path) -> None:
+    lib = tmp_path / "lib"
+    for i in range(4):
+        _tone(lib / "A" / f"Artist - Song {i}.flac", 2.0, 200 + 100 * i)
+    store = tmp_path / "store"
+    index_library([lib], store, FeaturesEmbedder())
+    with Store.open(store) as s:
+        moved_id = s.track_id_for_path(lib / "A" / "Artist - Song 1.flac")
+        before = dict(zip(*s.vectors(), strict=True))
+    (lib / "B").mkdir()
+    shutil.move(lib / "A" / "Artist - Song 1.flac", lib / "B" / "renamed.flac")
+    (lib / "A" / "Artist - Song 3.flac").unlink()
+    report = index_library([lib], store, FeaturesEmbedder())
+    assert (report.moved, report.unchanged, report.added, report.missing, report.pruned) == (1, 2, 0, 1, 0)
+    with Store.open(store) as s:
+        assert s.track_id_for_path(lib / "B" / "renamed.flac") == moved_id
+        ids, vectors = s.vectors()
+        np.testing.assert_array_equal(dict(zip(ids, vectors, strict=True))[moved_id], before[moved_id])
+        assert s.count("tracks") == 4  # the gone track is only reported...
+    proc = run_cli("index", lib, "--store", store, "--model", "features", "--prune", "--json")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert (out["missing"], out["pruned"], out["unchanged"]) == (1, 1, 3)
+    with Store.open(store) as s:  # ...until --prune removes it, with its vector
+        assert s.count("tracks") == s.count("embeddings") == 3 and s.index.ntotal == 3
+
+
+def test_exit_codes(tmp_path: Path) -> None:
+    lib = tmp_path / "lib"
+    _tone(lib / "good.wav", 1.0, 440)
+    (lib / "bad.mp3").write_text("not audio")
+    proc = run_cli("index", lib, "--store", tmp_path / "s1", "--model", "features")
+    assert proc.returncode == 3 and "bad.mp3" in proc.stdout and "Traceback" not in proc.stderr
+    only_bad = tmp_path / "only-bad"
+    only_bad.mkdir()
+    (only_bad / "bad.flac").write_bytes(b"\x00" * 100)
+    proc = run_cli("index", only_bad, "--store", tmp_path / "s2", "--model", "features")
+    assert proc.returncode == 1 and "none of the 1 files could be indexed" in proc.stderr
+
+
+def test_bad_input_corpus(tmp_path: Path) -> None:
+    """Every case is indexed correctly or recorded as a failure with a reason; the run completes."""
+    from mutagen.flac import FLAC
+
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    expect_ok: dict[str, str] = {}
+    expect_fail: dict[str, str] = {}
+    (lib / "zero.mp3").write_bytes(b"")
+    expect_fail["zero.mp3"] = "decode"
+    good_mp3 = lib / "good.mp3"
+    t = np.arange(SR * 3) / SR
+    sf.write(good_mp3, (0.3 * np.sin(2 * np.pi * 330 * t)).astype(np.float32), SR, format="MP3")
+    expect_ok["good.mp3"] = ""
+    (lib / "truncated.mp3").write_bytes(good_mp3.read_bytes()[:400])
+    (lib / "text.mp3").write_text("hello\n" * 100)
+    expect_fail["text.mp3"] = "decode"
+    _tone(lib / "short.wav", 0.2, 440)
+    expect_ok["short.wav"] = ""
+    sf.write(lib / "silence.flac", np.zeros(SR * 600, np.float32), SR)  # 10 minutes of digital silence
+    expect_ok["silence.flac"] = ""
+    _tone(lib / "eight.wav", 1.0, 300, channels=8)
+    expect_ok["eight.wav"] = ""
+    _tone(lib / "hires.flac", 1.0, 500, sr=96_000, subtype="PCM_24")
+    expect_ok["hires.flac"] = ""
+    _tone(lib / "phone.wav", 1.0, 400, sr=8_000)
+    expect_ok["phone.wav"] = ""
+    tagged = _tone(lib / "tags.flac", 1.0, 600)
+    f = FLAC(tagged)
+    f["title"] = ["🎵 Ω ‏שלום עולם‎"]
+    f["artist"] = ["مرحبا"]
+    f["comment"] = ["x" * 10_000]
+    f["album"] = ["a" * 10_000]
+    f.save()
+    expect_ok["tags.flac"] = ""
+    os.symlink(lib / "nowhere.flac", lib / "broken-link.flac")  # broken symlink: skipped by the scan
+    os.symlink(lib / "loop-b.flac", lib / "loop-a.flac")
+    os.symlink(lib / "loop-a.flac", lib / "loop-b.flac")  # a symlink loop: skipped too
+    (lib / "folder.mp3").mkdir()  # a folder named like a file
+    _tone(lib / "folder.mp3" / "inside.wav", 1.0, 700)
+    expect_ok["inside.wav"] = ""
+    plain = _tone(lib / "plain.wav", 1.0, 900)
+    os.rename(os.fsencode(plain), os.path.join(os.fsencode(lib), b"latin1-\xe9t\xe9.wav"))  # not UTF-8
+    doomed = _tone(lib / "zz-deleted-during-run.wav", 1.0, 800)
+
+    def delete_later(done: int, _total: int, _path: str) -> None:
+        if done == 1 and doomed.exists():
+            doomed.unlink()  # deleted between the scan and its decode
+
+    report = index_library([lib], tmp_path / "store", FeaturesEmbedder(), workers=1, progress=delete_later)
+    failures = {Path(f["path"]).name: f for f in report.failures}
+    assert set(failures) >= set(expect_fail)
+    assert "truncated.mp3" in failures or report.added >= len(expect_ok) + 1
+    assert "zz-deleted-during-run.wav" in failures
+    for name, stage in expect_fail.items():
+        assert failures[name]["stage"] == stage and failures[name]["error"]
+    assert failures["zero.mp3"]["error"] == "the file is empty (0 bytes)"
+    with Store.open(tmp_path / "store") as s:
+        stored = {Path(p).name: p for p in s.tracks(columns=("path",))["path"]}
+        assert set(expect_ok) <= set(stored)
+        assert any(name.startswith("latin1-") for name in stored)
+        assert not {"broken-link.flac", "loop-a.flac", "loop-b.flac"} & set(stored)
+        row = s.tracks([s.track_id_for_path(stored["tags.flac"])]).iloc[0]
+        assert row["title"] == "🎵 Ω ‏שלום עולם‎" and len(row["album"]) == 10_000
+        silence = s.track_id_for_path(stored["silence.flac"])
+        assert abs(s.track(silence)["duration"] - 600) < 1
+        _, vectors = s.vectors()
+        assert np.all(np.isfinite(vectors))
+        assert s.count("failures") == len(report.failures)
