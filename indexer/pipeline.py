@@ -29,7 +29,8 @@ from store import Store, TrackRecord
 
 from .decode import load_audio
 from .embedders.base import Embedder, Embedding, embed_many
-from .errors import FileFailure
+from .errors import FileFailure, IndexerError
+from .metadata import CATEGORY_SOURCES, apply_metadata, read_metadata
 from .scan import fingerprint, scan
 from .tags import read_tags
 
@@ -176,6 +177,7 @@ def _under(path: str, roots: Sequence[str | Path]) -> bool:
 
 def index_library(roots: Sequence[str | Path], store_path: str | Path, embedder: Embedder, *,
                   workers: int = 1, commit_every: int = 32, prune: bool = False,
+                  metadata: str | Path | None = None, category_from: str = "tag",
                   progress: ProgressFn | None = None) -> IndexReport:
     """Index the audio under ``roots`` into the store at ``store_path``.
 
@@ -193,6 +195,11 @@ def index_library(roots: Sequence[str | Path], store_path: str | Path, embedder:
         The store folder is not a store, or holds vectors of another model.
     """
     started = time.monotonic()
+    if category_from not in CATEGORY_SOURCES:
+        raise IndexerError(f"--category-from {category_from!r}: choose one of {', '.join(CATEGORY_SOURCES)}")
+    if category_from == "csv" and metadata is None:
+        raise IndexerError("--category-from csv needs --metadata FILE.csv with a genre (or category) column")
+    rows = read_metadata(metadata) if metadata is not None else None
     files = scan(roots)
     store = Store.open_for_indexing(store_path, embedder.info)
     report = IndexReport(store=str(store.path), model=embedder.info.id, scanned=len(files))
@@ -257,7 +264,9 @@ def index_library(roots: Sequence[str | Path], store_path: str | Path, embedder:
             st = Path(result.path).stat()
             pending.append(TrackRecord(
                 path=result.path, size=st.st_size, mtime=st.st_mtime,
-                tags=fill_genre(result.tags, embedding.styles), fingerprint=fingerprints.get(result.path),
+                tags=fill_genre(apply_metadata(result.tags, result.path, rows=rows, category_from=category_from),
+                                embedding.styles),
+                fingerprint=fingerprints.get(result.path),
                 vector=embedding.vector, n_windows=embedding.n_windows, styles=embedding.styles,
                 windows=embedding.windows, window_starts=embedding.window_starts,
             ))

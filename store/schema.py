@@ -39,6 +39,7 @@ TRACK_FIELDS: tuple[str, ...] = (
     "duration",
     "format",
     "tag_source",
+    "extra",
 )
 """Metadata columns of ``tracks`` filled from tags (or fallbacks)."""
 
@@ -61,6 +62,7 @@ CREATE TABLE IF NOT EXISTS tracks (
     duration DOUBLE,
     format VARCHAR,
     tag_source VARCHAR,
+    extra VARCHAR,
     added_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
     updated_at TIMESTAMP NOT NULL DEFAULT current_timestamp
 );

@@ -189,7 +189,8 @@ class Store:
         except duckdb.Error as exc:
             raise StoreError(f"cannot open {db} for writing: {exc}. Is another musicmap "
                              "process (index or serve) using this store?") from exc
-        for column, kind in (("fingerprint", "VARCHAR"), ("path_bytes", "BLOB")):  # stores from before 0.1
+        # Columns added after the first stores were written (no release had them without).
+        for column, kind in (("fingerprint", "VARCHAR"), ("path_bytes", "BLOB"), ("extra", "VARCHAR")):
             con.execute(f"ALTER TABLE IF EXISTS tracks ADD COLUMN IF NOT EXISTS {column} {kind}")
         con.execute(schema.DDL)
         con.execute(schema.embeddings_ddl(model.dimension))

@@ -38,6 +38,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", dest="batch_size", type=int, metavar="N", help=help_for("batch_size"))
     p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), help=help_for("device"))
     p.add_argument("--workers", type=int, metavar="N", help=help_for("workers"))
+    p.add_argument("--metadata", metavar="FILE.csv",
+                   help="a CSV with a 'path' column and any fields (title, artist, genre, ... override the "
+                        "tags; other columns go to tracks.extra as JSON)")
+    p.add_argument("--category-from", dest="category_from", choices=("tag", "folder", "csv"), default="tag",
+                   help="where genre comes from: tags (default; GTZAN folders as fallback), the parent "
+                        "folder's name, or the --metadata CSV's genre/category column")
     p.add_argument("--prune", action="store_true",
                    help="remove stored tracks whose files are gone from the given folders")
     maest = p.add_argument_group("MAEST options (ignored for --model features)")
@@ -100,7 +106,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         logger.info("using %s: not MAEST; the vectors are handcrafted audio statistics", embedder.info.label)
     try:
         report = index_library(args.library, settings.store, embedder, workers=settings.workers,
-                               prune=args.prune, progress=Progress("files", enabled=not args.quiet))
+                               prune=args.prune, metadata=args.metadata, category_from=args.category_from,
+                               progress=Progress("files", enabled=not args.quiet))
     except KeyboardInterrupt:
         print("musicmap index: interrupted; the tracks finished so far are saved. Run the same "
               "command again to continue.", file=sys.stderr)

@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import soundfile as sf
 
 from indexer.embedders import FeaturesEmbedder
@@ -137,3 +138,40 @@ def test_bad_input_corpus(tmp_path: Path) -> None:
         _, vectors = s.vectors()
         assert np.all(np.isfinite(vectors))
         assert s.count("failures") == len(report.failures)
+
+
+def test_metadata_csv_and_category_sources(tmp_path: Path) -> None:
+    lib = tmp_path / "lib"
+    _tone(lib / "blues" / "blues.00000.wav", 1.0, 220)
+    _tone(lib / "blues" / "take two.wav", 1.0, 330)
+    _tone(lib / "Rock" / "Band - Song.flac", 1.0, 440)
+    meta = tmp_path / "labels.csv"
+    meta.write_text("path,genre,mood,year,title\n"
+                    f"lib/blues/take two.wav,Delta Blues,sad,1936,Cross Road\n"
+                    f"{lib / 'Rock' / 'Band - Song.flac'},Hard Rock,angry,nineteen,\n", encoding="utf-8")
+    store = tmp_path / "s-tag"
+    index_library([lib], store, FeaturesEmbedder(), metadata=meta)
+    with Store.open(store) as s:
+        rows = {Path(r.path).name: r for r in s.tracks().itertuples()}
+        assert rows["blues.00000.wav"].genre == "blues"  # GTZAN fallback
+        assert pd.isna(rows["take two.wav"].genre)  # genre comes from the tags (none here), not the CSV
+        assert rows["take two.wav"].title == "Cross Road" and rows["take two.wav"].year == 1936
+        assert json.loads(rows["take two.wav"].extra) == {"mood": "sad"}
+        assert pd.isna(rows["Band - Song.flac"].year)  # "nineteen" is not a number: ignored, not fatal
+        mood = s.sql("SELECT count(*) FROM tracks WHERE json_extract_string(extra, '$.mood') = 'angry'")
+        assert mood.rows == [(1,)]
+    index_library([lib], tmp_path / "s-csv", FeaturesEmbedder(), metadata=meta, category_from="csv")
+    with Store.open(tmp_path / "s-csv") as s:
+        genres = dict(s.sql("SELECT regexp_extract(path, '[^/]+$'), genre FROM tracks").rows)
+        assert genres == {"blues.00000.wav": None, "take two.wav": "Delta Blues", "Band - Song.flac": "Hard Rock"}
+    index_library([lib], tmp_path / "s-folder", FeaturesEmbedder(), category_from="folder")
+    with Store.open(tmp_path / "s-folder") as s:
+        assert sorted(r[0] for r in s.sql("SELECT genre FROM tracks").rows) == ["Rock", "blues", "blues"]
+    for bad, message in ((["--metadata", str(tmp_path / "nope.csv")], "no such file"),
+                         (["--category-from", "csv"], "needs --metadata")):
+        proc = run_cli("index", lib, "--store", tmp_path / "s-bad", "--model", "features", *bad)
+        assert proc.returncode == 1 and message in proc.stderr and "Traceback" not in proc.stderr
+    (tmp_path / "nopath.csv").write_text("file,genre\nx,y\n")
+    proc = run_cli("index", lib, "--store", tmp_path / "s-bad", "--model", "features",
+                   "--metadata", tmp_path / "nopath.csv")
+    assert proc.returncode == 1 and "'path' column" in proc.stderr
