@@ -36,7 +36,8 @@ from .tags import read_tags
 
 logger = logging.getLogger(__name__)
 
-ProgressFn = Callable[[int, int, str], None]
+ProgressFn = Callable[[int, int, str, float], None]
+"""``progress(done, total, path, audio_seconds_so_far)``, called after each processed file."""
 
 
 @dataclass
@@ -54,6 +55,7 @@ class IndexReport:
     pruned: int = 0
     failed: int = 0
     seconds: float = 0.0
+    audio_seconds: float = 0.0
     status: str = "running"
     failures: list[dict[str, str]] = field(default_factory=list)
 
@@ -310,8 +312,10 @@ def index_library(roots: Sequence[str | Path], store_path: str | Path, embedder:
                     waiting.append(result)
                     if len(waiting) >= batch_tracks:
                         embed_waiting()
+                if isinstance(result, _Done):
+                    report.audio_seconds += float(result.tags.get("duration") or 0.0)
                 if progress is not None:
-                    progress(done_count, len(todo), result.path)
+                    progress(done_count, len(todo), result.path, report.audio_seconds)
             embed_waiting()
             flush()
             status = "ok"

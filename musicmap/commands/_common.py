@@ -20,16 +20,20 @@ def add_json(parser: argparse.ArgumentParser) -> None:
 
 
 class Progress:
-    """A throttled progress line on stderr: count, rate and ETA."""
+    """Progress on stderr: count, files/s, audio hours/s and ETA.
 
-    def __init__(self, label: str, *, enabled: bool = True, every: float = 1.0) -> None:
+    On a terminal it redraws one line (at most every ``every`` seconds); when stderr is not a
+    terminal (a log, CI) or with ``--quiet`` it stays silent and the summary says it all.
+    """
+
+    def __init__(self, label: str, *, enabled: bool = True, every: float = 0.5) -> None:
         self.label = label
-        self.enabled = enabled
+        self.enabled = enabled and sys.stderr.isatty()
         self.every = every
         self.start = time.monotonic()
         self.last = 0.0
 
-    def __call__(self, done: int, total: int, _item: str = "") -> None:
+    def __call__(self, done: int, total: int, _item: str = "", audio_seconds: float = 0.0) -> None:
         now = time.monotonic()
         if not self.enabled or (now - self.last < self.every and done < total):
             return
@@ -37,7 +41,10 @@ class Progress:
         elapsed = max(now - self.start, 1e-6)
         rate = done / elapsed
         eta = (total - done) / rate if rate > 0 else 0.0
-        sys.stderr.write(f"  {self.label} {done}/{total}  {rate:.1f}/s  ETA {int(eta) // 60}:{int(eta) % 60:02d}\n")
+        audio = f"  {audio_seconds / 3600 / elapsed:.2f} audio-h/s" if audio_seconds else ""
+        line = (f"  {self.label} {done}/{total}  {rate:.1f}/s{audio}  "
+                f"ETA {int(eta) // 3600}:{int(eta) % 3600 // 60:02d}:{int(eta) % 60:02d}")
+        sys.stderr.write("\r" + line + ("\n" if done >= total else ""))
         sys.stderr.flush()
 
 

@@ -114,7 +114,7 @@ def test_bad_input_corpus(tmp_path: Path) -> None:
     os.rename(os.fsencode(plain), os.path.join(os.fsencode(lib), b"latin1-\xe9t\xe9.wav"))  # not UTF-8
     doomed = _tone(lib / "zz-deleted-during-run.wav", 1.0, 800)
 
-    def delete_later(done: int, _total: int, _path: str) -> None:
+    def delete_later(done: int, *_: object) -> None:
         if done == 1 and doomed.exists():
             doomed.unlink()  # deleted between the scan and its decode
 
