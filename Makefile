@@ -15,7 +15,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_MISSING = $(strip $(foreach pair,ffmpeg:ffmpeg $(1),$(if $(shell command -v $(word 1,$(subst :, ,$(pair))) 2>/dev/null),,$(word 2,$(subst :, ,$(pair))))))
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: setup system-deps test-deps demo test test-slow lint bench clean
+.PHONY: setup system-deps test-deps demo test test-slow test-real lint bench clean
 
 setup: $(STAMP) system-deps
 
@@ -49,6 +49,10 @@ test: test-deps lint
 
 test-slow: test-deps
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
+
+# Opt-in: real recordings from Debian's drascula-music package (needs apt-get).
+test-real: setup
+	$(BIN)/python -m pytest -m realmusic $(PYTEST_ARGS)
 
 bench: setup
 	$(BIN)/python benchmarks/bench_pipeline.py $(BENCH_ARGS)
