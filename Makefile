@@ -57,6 +57,8 @@ test-real: setup
 bench: setup
 	$(BIN)/python benchmarks/bench_pipeline.py $(BENCH_ARGS)
 	$(BIN)/python benchmarks/bench_maest.py --variant 30 --tracks 4 --windows-per-track 2
+	$(BIN)/python benchmarks/bench_index.py scale
+	$(BIN)/python benchmarks/bench_index.py efficiency
 
 clean:
 	rm -rf $(VENV) musicmap-demo .mypy_cache .ruff_cache .pytest_cache

@@ -18,6 +18,38 @@ AUDIO_EXTENSIONS: frozenset[str] = frozenset(
 )
 
 
+#: Extensions never sniffed for audio content (covers, notes, playlists, ...).
+NOT_AUDIO_EXTENSIONS: frozenset[str] = frozenset(
+    {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".txt", ".nfo", ".cue", ".log", ".pdf", ".m3u",
+     ".m3u8", ".pls", ".xml", ".json", ".csv", ".html", ".htm", ".db", ".ini", ".sfv", ".md5", ".accurip",
+     ".lrc", ".doc", ".docx", ".zip", ".rar", ".7z", ".exe", ".py", ".sh", ".ds_store", ".tmp", ".part"}
+)
+
+
+def looks_like_audio(path: Path) -> bool:
+    """True when the first bytes are those of an audio container (for unknown extensions).
+
+    Recognised: FLAC (``fLaC``), Ogg (``OggS``), RIFF/WAVE, AIFF (``FORM…AIFF``), MP3 (``ID3`` or
+    an MPEG frame sync), MP4/M4A (``ftyp``), ASF/WMA.
+    """
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(12)
+    except OSError:
+        return False
+    if head[:4] in (b"fLaC", b"OggS") or head[:3] == b"ID3":
+        return True
+    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+        return True
+    if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
+        return True
+    if head[4:8] == b"ftyp":
+        return True
+    if head[:4] == bytes.fromhex("3026b275"):  # ASF (WMA)
+        return True
+    return len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0 and (head[1] & 0x06) != 0
+
+
 FINGERPRINT_BYTES = 64 * 1024
 
 
@@ -40,7 +72,10 @@ def fingerprint(path: Path, size: int | None = None) -> str:
 def scan(roots: Iterable[str | Path]) -> list[Path]:
     """Audio files under ``roots`` (files or folders), recursively, sorted, without duplicates.
 
-    Symbolic links to folders are followed, but a folder is visited once (no loops).
+    A file is audio by its extension (:data:`AUDIO_EXTENSIONS`) or, with any other extension
+    not known to be something else, by its first bytes (:func:`looks_like_audio`): a ``.dat``
+    that holds FLAC is found; a ``.mp3`` that holds text is found too and fails to decode, with
+    a reason, in the run. Symbolic links to folders are followed, but a folder is visited once.
 
     Raises
     ------
@@ -70,18 +105,24 @@ def scan(roots: Iterable[str | Path]) -> list[Path]:
             seen_dirs.add(key)
             dirnames.sort()
             for name in filenames:
-                if Path(name).suffix.lower() in AUDIO_EXTENSIONS and not name.startswith("._"):
-                    path = Path(dirpath, name)
-                    try:
-                        real = path.resolve()
-                        is_file = real.is_file()
-                    except (OSError, RuntimeError) as exc:  # a symlink loop, a vanished file
-                        logger.info("skipped %s: %s", path, exc)
-                        continue
-                    if is_file:
-                        found.setdefault(str(real), real)
-                    else:
-                        logger.info("skipped %s: not a file (a broken link?)", path)
+                if name.startswith("._"):  # macOS resource forks
+                    continue
+                suffix = Path(name).suffix.lower()
+                if suffix not in AUDIO_EXTENSIONS and (
+                    suffix in NOT_AUDIO_EXTENSIONS or not looks_like_audio(Path(dirpath, name))
+                ):
+                    continue
+                path = Path(dirpath, name)
+                try:
+                    real = path.resolve()
+                    is_file = real.is_file()
+                except (OSError, RuntimeError) as exc:  # a symlink loop, a vanished file
+                    logger.info("skipped %s: %s", path, exc)
+                    continue
+                if is_file:
+                    found.setdefault(str(real), real)
+                else:
+                    logger.info("skipped %s: not a file (a broken link?)", path)
     if not found:
         names = ", ".join(str(r) for r in paths)
         raise IndexerError(f"no audio files found under {names} "

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -129,6 +130,8 @@ class MaestEmbedder:
         self.batch_size = max(1, batch_size)
         self.keep_windows = keep_windows
         self.max_length = runner.max_length
+        self.model_seconds = 0.0
+        """Time spent inside the model so far (for the pipeline-efficiency benchmark)."""
 
     @classmethod
     def load(cls, name_or_path: str, *, device: str = "auto", batch_size: int = 4,
@@ -223,7 +226,9 @@ class MaestEmbedder:
             for start in range(0, len(members), self.batch_size):
                 chunk = members[start : start + self.batch_size]
                 batch = np.stack([per_track[t][0][w] for t, w in chunk])
+                started = time.perf_counter()
                 emb, act = self.runner.run(batch)
+                self.model_seconds += time.perf_counter() - started
                 for j, key in enumerate(chunk):
                     vectors[key] = emb[j]
                     if act is not None:

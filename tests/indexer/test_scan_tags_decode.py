@@ -98,6 +98,18 @@ def test_scan_recurses_follows_links_without_loops_and_unicode(tmp_path: Path) -
     assert names == ["01 - Human Behaviour.flac", "linked.ogg", "top.wav"]
 
 
+def test_scan_recognises_audio_by_content(tmp_path: Path) -> None:
+    y = (0.1 * np.sin(np.arange(16_000) / 5)).astype(np.float32)
+    sf.write(tmp_path / "flac-inside.dat", y, 16_000, format="FLAC")
+    sf.write(tmp_path / "wave-inside", y, 16_000, format="WAV")  # no extension at all
+    (tmp_path / "random.bin").write_bytes(bytes(range(256)) * 10)
+    (tmp_path / "text.mp3").write_text("not audio")  # found by its extension; fails later, with a reason
+    sf.write(tmp_path / "cover.jpg", y, 16_000, format="WAV")  # a known non-audio extension is not sniffed
+    names = sorted(p.name for p in scan([tmp_path]))
+    assert names == ["flac-inside.dat", "text.mp3", "wave-inside"]
+    assert len(load_audio(tmp_path / "flac-inside.dat")) == 16_000
+
+
 def test_scan_errors(tmp_path: Path) -> None:
     with pytest.raises(IndexerError, match="does not exist"):
         scan([tmp_path / "nope"])
