@@ -29,12 +29,20 @@ def _to_mono(audio: np.ndarray) -> np.ndarray:
     return np.asarray(audio, dtype=np.float32)
 
 
-def _with_soundfile(path: Path) -> tuple[np.ndarray, int]:
+def _with_soundfile(path: Path, sr: int) -> np.ndarray:
+    """Read in blocks, mix to mono and resample as a stream: memory is the 16 kHz mono output
+    plus one block, not the whole file at its native rate and channel count."""
     # Open the file ourselves: libsndfile wants UTF-8 names, file systems may hold any bytes.
     with open(path, "rb") as fh, sf.SoundFile(fh) as f:
-        sr = int(f.samplerate)
-        audio = f.read(dtype="float32", always_2d=True)
-    return _to_mono(audio), sr
+        native = int(f.samplerate)
+        stream = soxr.ResampleStream(native, sr, 1, dtype="float32", quality="HQ") if native != sr else None
+        parts = []
+        for block in f.blocks(blocksize=native * 30, dtype="float32", always_2d=True):
+            mono = _to_mono(block)
+            parts.append(stream.resample_chunk(mono) if stream is not None else mono)
+        if stream is not None:
+            parts.append(stream.resample_chunk(np.zeros(0, np.float32), last=True))
+    return np.concatenate(parts) if parts else np.zeros(0, np.float32)
 
 
 def _with_ffmpeg(path: Path, sr: int) -> np.ndarray:
@@ -48,7 +56,7 @@ def _with_ffmpeg(path: Path, sr: int) -> np.ndarray:
     if proc.returncode != 0:
         message = proc.stderr.decode("utf-8", "replace").strip().splitlines()
         raise FileFailure("decode", f"ffmpeg could not decode it: {message[-1] if message else 'unknown error'}")
-    return np.frombuffer(proc.stdout, dtype="<f4").astype(np.float32)
+    return np.frombuffer(proc.stdout, dtype="<f4")  # a read-only view of ffmpeg's output, no copy
 
 
 def load_audio(path: str | Path, sr: int = 16_000) -> np.ndarray:
@@ -67,17 +75,13 @@ def load_audio(path: str | Path, sr: int = 16_000) -> np.ndarray:
     if path.stat().st_size == 0:
         raise FileFailure("decode", "the file is empty (0 bytes)")
     audio: np.ndarray | None = None
-    native_sr = sr
     if path.suffix.lower() in _SOUNDFILE_EXTENSIONS:
         try:
-            audio, native_sr = _with_soundfile(path)
+            audio = _with_soundfile(path, sr)
         except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
             logger.debug("soundfile could not read %s (%s); trying ffmpeg", path, exc)
     if audio is None:
         audio = _with_ffmpeg(path, sr)
-        native_sr = sr
-    if native_sr != sr and len(audio):
-        audio = soxr.resample(audio, native_sr, sr, quality="HQ").astype(np.float32)
     if audio.size == 0:
         raise FileFailure("decode", "the file holds no audio samples")
     if not np.all(np.isfinite(audio)):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import signal
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -87,9 +88,11 @@ _worker_embedder: Embedder | None = None
 _worker_sr: int = 16_000
 
 
-def _init_worker(embedder: Embedder | None, sr: int) -> None:
+def _init_worker(embedder: Embedder | None, sr: int, in_pool: bool = False) -> None:
     global _worker_embedder, _worker_sr
     _worker_embedder, _worker_sr = embedder, sr
+    if in_pool:  # Ctrl-C is the main process's to handle: it stops the run and saves what is done
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _process_file(path: str) -> _Done | _Failed:
@@ -150,7 +153,7 @@ def _run_files(paths: Sequence[str], embedder: Embedder, workers: int) -> Iterat
         return
     ctx = multiprocessing.get_context("spawn")  # never fork a process that may hold torch threads
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
-                             initargs=(in_worker, embedder.sample_rate)) as pool:
+                             initargs=(in_worker, embedder.sample_rate, True)) as pool:
         queue = iter(paths)
         in_flight: set[Future[_Done | _Failed]] = set()
         try:

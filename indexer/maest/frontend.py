@@ -18,6 +18,8 @@ HOP = 256
 N_MELS = 96
 MEAN = 2.06755686098554
 STD = 1.268292820667291
+CHUNK_FRAMES = 8192
+"""Frames per FFT block in :func:`essentia_logmel` (about 2 minutes of audio)."""
 PATCH = 16
 """Patch size in frames: the shortest input the model accepts."""
 
@@ -53,15 +55,20 @@ def essentia_logmel(audio: np.ndarray) -> np.ndarray:
     -------
     logmel : ndarray, shape (ceil(n_samples / 256) + 1, 96), float32
     """
-    y = np.asarray(audio, dtype=np.float64).ravel()
+    y = np.asarray(audio, dtype=np.float32).ravel()
     n = len(y)
     padded = -(-n // HOP) * HOP  # Essentia zero-pads the end to the next hop
     y = np.pad(y, (FRAME // 2, padded - n + FRAME // 2))  # first frame centred on sample 0
     frames = np.lib.stride_tricks.sliding_window_view(y, FRAME)[::HOP]  # (T, 512), a view
     window = np.hanning(FRAME)  # symmetric Hann, not normalised
-    power = np.abs(np.fft.rfft(frames * window, axis=1)) ** 2  # (T, 257)
-    mel = power @ _mel_basis().T  # (T, 96)
-    return np.log10(1.0 + 10_000.0 * mel).astype(np.float32)
+    basis = _mel_basis().T
+    out = np.empty((len(frames), N_MELS), dtype=np.float32)
+    # Blocks of frames keep the float64 FFT's memory bounded for a two-hour mix.
+    for start in range(0, len(frames), CHUNK_FRAMES):
+        block = frames[start : start + CHUNK_FRAMES].astype(np.float64)
+        power = np.abs(np.fft.rfft(block * window, axis=1)) ** 2  # (t, 257)
+        out[start : start + len(block)] = np.log10(1.0 + 10_000.0 * (power @ basis))  # (t, 96)
+    return out
 
 
 def normalise(logmel: np.ndarray) -> np.ndarray:

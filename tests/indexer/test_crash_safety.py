@@ -3,6 +3,7 @@ or half-written, and the next run completes the library."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -96,3 +97,22 @@ def test_corrupt_duckdb_gives_a_clear_error(library: Path, tmp_path: Path) -> No
 
 if sys.platform != "linux":  # pragma: no cover
     pytestmark = pytest.mark.skip("process groups and SIGKILL as on Linux")
+
+
+def test_ctrl_c_stops_cleanly_and_keeps_what_is_done(library: Path, tmp_path: Path) -> None:
+    store_dir = tmp_path / "store"
+    cmd = [*MUSICMAP, "index", str(library), "--store", str(store_dir), "--model", "features", "--workers", "2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    time.sleep(7.0)
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole process group
+    _, err = proc.communicate(timeout=60)
+    if proc.returncode == 0:
+        pytest.skip("the run finished before the interrupt (a fast machine)")
+    assert proc.returncode == 130, err
+    assert "interrupted; the tracks finished so far are saved" in err and "Traceback" not in err
+    done = _check_consistent(store_dir)
+    with Store.open(store_dir) as store:
+        assert store.sql("SELECT status FROM runs ORDER BY id DESC LIMIT 1").rows == [("interrupted",)]
+    proc2 = run_cli("index", library, "--store", store_dir, "--model", "features", "--json")
+    assert proc2.returncode == 0 and json.loads(proc2.stdout)["unchanged"] == done
+    assert _check_consistent(store_dir) == N_FILES

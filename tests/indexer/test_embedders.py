@@ -225,3 +225,12 @@ def test_unreachable_or_wrong_models_give_clear_errors(tmp_path: Path) -> None:
     ASTForAudioClassification(kaldi_ast).save_pretrained(tmp_path / "audioset-ast")
     with pytest.raises(IndexerError, match="not a MAEST checkpoint"):
         load_embedder(str(tmp_path / "audioset-ast"))
+
+
+def test_frontend_in_blocks_equals_one_block(monkeypatch: pytest.MonkeyPatch) -> None:
+    from indexer.maest import frontend
+
+    audio = (0.1 * np.random.default_rng(3).standard_normal(300 * 256 + 77)).astype(np.float32)
+    whole = frontend.essentia_logmel(audio)
+    monkeypatch.setattr(frontend, "CHUNK_FRAMES", 64)  # many blocks, with a partial last one
+    np.testing.assert_array_equal(frontend.essentia_logmel(audio), whole)
