@@ -233,6 +233,24 @@ class Store:
 
     # --- writing (indexer) ----------------------------------------------------------------
 
+    @contextmanager
+    def _transaction(self, *, vectors_changed: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """One DuckDB transaction; with ``vectors_changed`` it also bumps ``vectors_generation``,
+        so a FAISS file built before it is known to be stale."""
+        con = self._con
+        con.execute("BEGIN TRANSACTION")
+        try:
+            yield con
+            if vectors_changed:
+                con.execute("UPDATE meta SET value = CAST(CAST(value AS BIGINT) + 1 AS VARCHAR) "
+                            "WHERE key = 'vectors_generation'")
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        if vectors_changed:
+            self._index = None
+
     def _require_writable(self) -> None:
         if self.read_only:
             raise StoreError("this store was opened read-only")
@@ -259,19 +277,10 @@ class Store:
         ids = [int(i) for i in track_ids]
         if not ids:
             return 0
-        con = self._con
-        con.execute("BEGIN TRANSACTION")
-        try:
+        with self._transaction(vectors_changed=True) as con:
             for table, column in (("embeddings", "track_id"), ("windows", "track_id"), ("styles", "track_id"),
                                   ("projections", "track_id"), ("tracks", "id")):
                 con.execute(f"DELETE FROM {table} WHERE {column} IN (SELECT unnest(?::BIGINT[]))", [ids])
-            con.execute("UPDATE meta SET value = CAST(CAST(value AS BIGINT) + 1 AS VARCHAR) "
-                        "WHERE key = 'vectors_generation'")
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        self._index = None
         return len(ids)
 
     def write_tracks(self, records: Sequence[TrackRecord]) -> list[int]:
@@ -284,9 +293,7 @@ class Store:
         cols = ("path", "path_bytes", "size", "mtime", "fingerprint", *schema.TRACK_FIELDS)
         placeholders = ", ".join("?" for _ in cols)
         updates = ", ".join(f"{c} = excluded.{c}" for c in cols[1:])
-        con = self._con
-        con.execute("BEGIN TRANSACTION")
-        try:
+        with self._transaction(vectors_changed=True) as con:
             for rec in records:
                 vec = np.asarray(rec.vector, dtype=np.float32).ravel()
                 if vec.shape[0] != d:
@@ -336,13 +343,6 @@ class Store:
                 con.executemany("INSERT INTO styles VALUES (?, ?, ?)", style_rows)
             con.execute("DELETE FROM failures WHERE path IN (SELECT unnest(?::VARCHAR[]))",
                         [[db_path(r.path) for r in records]])
-            con.execute("UPDATE meta SET value = CAST(CAST(value AS BIGINT) + 1 AS VARCHAR) "
-                        "WHERE key = 'vectors_generation'")
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        self._index = None
         return ids
 
     def record_failure(self, path: str, stage: str, error: str) -> None:
@@ -380,9 +380,7 @@ class Store:
             "x": pa.array(np.asarray(xy[:, 0], np.float64)),
             "y": pa.array(np.asarray(xy[:, 1], np.float64)),
         })
-        con = self._con
-        con.execute("BEGIN TRANSACTION")
-        try:
+        with self._transaction() as con:
             con.execute("DELETE FROM projections WHERE name = ?", [name])
             con.register("_proj", frame)
             con.execute("INSERT INTO projections SELECT name, track_id, x, y FROM _proj")
@@ -390,10 +388,6 @@ class Store:
             con.execute("INSERT OR REPLACE INTO projection_info (name, method, params, n_tracks, created_at) "
                         "VALUES (?, ?, ?, ?, current_timestamp)",
                         [name, method, json.dumps(params, sort_keys=True), len(track_ids)])
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
 
     def sync(self) -> None:
         """Rebuild and save the FAISS index if stale, and refresh the manifest's counts."""
