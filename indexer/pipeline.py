@@ -17,6 +17,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -172,6 +173,29 @@ def _run_files(paths: Sequence[str], embedder: Embedder, workers: int) -> Iterat
             raise
 
 
+class _StopOnCtrlC:
+    """The first Ctrl-C asks the run to stop after the file in hand (what is done is saved and the
+    run is recorded as interrupted); a second one stops at once. A flag instead of an exception,
+    so that no DuckDB statement is interrupted halfway."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, _signum: int, _frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        logger.warning("stopping after the current file; Ctrl-C again to stop at once")
+
+    def restore(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+
 def _under(path: str, roots: Sequence[str | Path]) -> bool:
     for root in roots:
         r = str(Path(root).expanduser().resolve())
@@ -305,8 +329,11 @@ def index_library(roots: Sequence[str | Path], store_path: str | Path, embedder:
         for path, stage, reason in early_failures:
             fail(path, stage, reason)
         status = "interrupted"
+        stop = _StopOnCtrlC()
         try:
             for done_count, result in enumerate(_run_files(todo, embedder, workers), start=1):
+                if stop.requested:
+                    break
                 if isinstance(result, _Failed):
                     fail(result.path, result.stage, result.reason)
                 elif result.embedding is not None:
@@ -321,13 +348,14 @@ def index_library(roots: Sequence[str | Path], store_path: str | Path, embedder:
                     progress(done_count, len(todo), result.path, report.audio_seconds)
             embed_waiting()
             flush()
-            status = "ok"
+            status = "interrupted" if stop.requested else "ok"
         except KeyboardInterrupt:
             raise
         except BaseException:
             status = "error"
             raise
         finally:
+            stop.restore()
             try:
                 flush()  # keep what was finished before an interruption
             finally:

@@ -108,14 +108,18 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         report = index_library(args.library, settings.store, embedder, workers=settings.workers,
                                prune=args.prune, metadata=args.metadata, category_from=args.category_from,
                                progress=Progress("files", enabled=not args.quiet))
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # a second Ctrl-C: stopped at once, after saving what was done
+        report = None
+    if report is not None:
+        if args.json:
+            print_json(report.to_dict())
+        else:
+            print(summary(report))
+    if report is None or report.status == "interrupted":
         print("musicmap index: interrupted; the tracks finished so far are saved. Run the same "
               "command again to continue.", file=sys.stderr)
         return 130
-    if args.json:
-        print_json(report.to_dict())
-    else:
-        print(summary(report))
+    if not args.json:
         print(f"next: musicmap map --store {settings.store}")
     indexed = report.added + report.updated + report.unchanged + report.moved
     if report.failed and not indexed:
