@@ -59,6 +59,7 @@ bench: setup
 	$(BIN)/python benchmarks/bench_maest.py --variant 30 --tracks 4 --windows-per-track 2
 	$(BIN)/python benchmarks/bench_index.py scale
 	$(BIN)/python benchmarks/bench_index.py efficiency
+	$(BIN)/python benchmarks/bench_index.py long
 
 clean:
 	rm -rf $(VENV) musicmap-demo .mypy_cache .ruff_cache .pytest_cache

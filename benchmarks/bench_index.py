@@ -7,8 +7,13 @@ the indexing process and of its decode workers, and the time of an unchanged re-
 ``efficiency``: ~20 tracks through the whole pipeline with a full-size random MAEST (saved with
 save_pretrained and loaded like a real model): model-only time / wall time of the index run.
 
+``long``: one two-hour file (a DJ mix; 16 kHz mono FLAC) indexed in a fresh process, streamed
+(the default for files over 20 minutes) and decoded whole, with `features` and with a MAEST of
+the real window length (1,876 frames) but small random weights: wall time and peak RSS growth.
+
     python benchmarks/bench_index.py scale [--sizes 1000,10000]
     python benchmarks/bench_index.py efficiency [--tracks 20]
+    python benchmarks/bench_index.py long [--minutes 120]
 """
 
 from __future__ import annotations
@@ -104,12 +109,74 @@ def efficiency(tracks: int, seconds: float) -> dict[str, Any]:
             "audio_s_per_s": round(report.audio_seconds / wall, 2)}
 
 
+def _vm_hwm_mb() -> float:
+    """Peak RSS of this process (VmHWM; ru_maxrss would carry the parent's peak across exec)."""
+    with open("/proc/self/status") as fh:
+        line = next(row for row in fh if row.startswith("VmHWM"))
+    return int(line.split()[1]) / 1024
+
+
+def _child_long(library: str, store: str, model: str, stream: str) -> None:
+    """Runs in a fresh process: index one long file, print JSON with time and peak RSS growth."""
+    from indexer.embedders import load_embedder
+    from indexer.pipeline import index_library
+
+    embedder = load_embedder(model, device="cpu", batch_size=4, layer=2) if model != "features" else None
+    if embedder is None:
+        from indexer.embedders import FeaturesEmbedder
+
+        embedder = FeaturesEmbedder()
+    embedder.embed(np.zeros(16_000, np.float32))  # warm: libraries loaded before the baseline
+    base = _vm_hwm_mb()
+    started = time.perf_counter()
+    report = index_library([library], store, embedder, workers=1,
+                           stream_seconds=None if stream == "none" else float(stream))
+    wall = time.perf_counter() - started
+    print(json.dumps({"added": report.added, "failed": report.failed, "wall_s": round(wall, 2),
+                      "peak_rss_growth_mb": round(_vm_hwm_mb() - base, 1), "baseline_rss_mb": round(base, 1)}))
+
+
+def long_file(minutes: float) -> dict[str, Any]:
+    import soundfile as sf
+    import torch
+    from transformers import ASTConfig, ASTForAudioClassification
+
+    out: dict[str, Any] = {"minutes": minutes, "decoded_audio_mb": round(minutes * 60 * 16_000 * 4 / 1e6, 1)}
+    with tempfile.TemporaryDirectory() as tmp:
+        lib = Path(tmp) / "lib"
+        lib.mkdir()
+        with sf.SoundFile(lib / "dj mix.flac", "w", 16_000, 1) as f:  # written in blocks, 1 minute each
+            rng = np.random.default_rng(0)
+            t = np.arange(16_000 * 60) / 16_000
+            for m in range(int(minutes)):
+                f.write((0.3 * np.sin(2 * np.pi * (110 + 5 * m) * t) + 0.02 * rng.standard_normal(len(t)))
+                        .astype(np.float32))
+        torch.manual_seed(0)
+        config = ASTConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
+                           num_mel_bins=96, max_length=1876, num_labels=519)
+        ASTForAudioClassification(config).save_pretrained(Path(tmp) / "maest-small")
+        for model in ("features", str(Path(tmp) / "maest-small")):
+            name = "features" if model == "features" else "maest-small-random"
+            for stream in ("1200", "none"):
+                store = Path(tmp) / f"store-{name}-{stream}"
+                proc = subprocess.run([sys.executable, __file__, "_child_long", str(lib), str(store), model, stream],
+                                      capture_output=True, text=True, check=True)
+                key = f"{name}/{'streamed' if stream != 'none' else 'whole'}"
+                out[key] = json.loads(proc.stdout.strip().splitlines()[-1])
+                print(key, out[key], flush=True)
+    return out
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "_child_scale":
         _child_scale(sys.argv[2], sys.argv[3], int(sys.argv[4]))
         return
+    if len(sys.argv) > 1 and sys.argv[1] == "_child_long":
+        _child_long(*sys.argv[2:6])
+        return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("which", choices=("scale", "efficiency"))
+    parser.add_argument("which", choices=("scale", "efficiency", "long"))
+    parser.add_argument("--minutes", type=float, default=120.0, help="length of the long file")
     parser.add_argument("--sizes", default="1000,10000")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--tracks", type=int, default=20)
@@ -117,6 +184,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.which == "scale":
         result = scale([int(s) for s in args.sizes.split(",")], args.workers)
+    elif args.which == "long":
+        result = long_file(args.minutes)
     else:
         result = efficiency(args.tracks, args.seconds)
     report = {"benchmark": f"index-{args.which}", "date": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -3,6 +3,11 @@
     scan ─> skip unchanged (one stat) ─> read tags ─> decode ─> embed ─> write in batches
                                               └──────── failure (path, stage, reason) ──> failures
 
+Files longer than ``stream_seconds`` (default :data:`STREAM_SECONDS`) are never decoded whole:
+embedders with ``embed_stream`` read them as a stream of blocks, window by window (in the
+worker when it holds the embedder, else in the main process with decoding running ahead in a
+thread), so a two-hour mix costs a few MB, not 460 MB.
+
 Stages *tags → decode → embed* run per file. With ``workers > 1`` they run in a pool of
 worker processes (decode always; embedding too when the embedder is ``parallel_safe``,
 i.e. CPU-only and cheap to ship, like ``features``). Results are written to the store in
@@ -28,15 +33,19 @@ from typing import Any
 import numpy as np
 
 from store import Store, TrackRecord
+from store.store import db_path
 
-from .decode import load_audio
-from .embedders.base import Embedder, Embedding, embed_many
+from .decode import AudioSource, load_audio, probe_seconds
+from .embedders.base import Embedder, Embedding, can_stream, embed_many
 from .errors import FileFailure, IndexerError
 from .metadata import CATEGORY_SOURCES, apply_metadata, read_metadata
 from .scan import fingerprint, scan
 from .tags import read_tags
 
 logger = logging.getLogger(__name__)
+
+STREAM_SECONDS = 20 * 60.0
+"""Files longer than this (by their tags or header) are decoded and embedded as a stream."""
 
 ProgressFn = Callable[[int, int, str, float], None]
 """``progress(done, total, path, audio_seconds_so_far)``, called after each processed file."""
@@ -75,6 +84,8 @@ class _Done:
     tags: dict[str, Any]
     embedding: Embedding | None
     audio: np.ndarray | None
+    stream: bool = False
+    """Long file left for the main process to embed as a stream (neither audio nor embedding)."""
 
 
 @dataclass(frozen=True)
@@ -87,11 +98,13 @@ class _Failed:
 # Worker-process state: set once per process by the pool initializer.
 _worker_embedder: Embedder | None = None
 _worker_sr: int = 16_000
+_worker_stream_seconds: float | None = None
 
 
-def _init_worker(embedder: Embedder | None, sr: int, in_pool: bool = False) -> None:
-    global _worker_embedder, _worker_sr
-    _worker_embedder, _worker_sr = embedder, sr
+def _init_worker(embedder: Embedder | None, sr: int, stream_seconds: float | None = None,
+                 in_pool: bool = False) -> None:
+    global _worker_embedder, _worker_sr, _worker_stream_seconds
+    _worker_embedder, _worker_sr, _worker_stream_seconds = embedder, sr, stream_seconds
     if in_pool:  # Ctrl-C is the main process's to handle: it stops the run and saves what is done
         signal.signal(signal.SIGINT, signal.SIG_IGN)
 
@@ -105,6 +118,20 @@ def _process_file(path: str) -> _Done | _Failed:
         except Exception as exc:  # damaged tags are not fatal: fall back to the file name
             logger.debug("tags of %s unreadable (%s)", p, exc)
             tags = read_tags_fallback(p)
+        if _worker_stream_seconds is not None:
+            seconds = tags.get("duration") or probe_seconds(p)
+            if seconds is not None and seconds > _worker_stream_seconds:
+                if tags.get("duration") is None:
+                    tags["duration"] = seconds
+                if _worker_embedder is None:
+                    return _Done(path, tags, None, None, stream=True)
+                try:
+                    streamed = _worker_embedder.embed_stream(AudioSource(p, _worker_sr))  # type: ignore[attr-defined]
+                    return _Done(path, tags, streamed, None)
+                except FileFailure:
+                    raise
+                except Exception as exc:
+                    raise FileFailure("embed", f"{type(exc).__name__}: {exc}") from exc
         audio = load_audio(p, _worker_sr)
         if tags.get("duration") is None:
             tags["duration"] = len(audio) / _worker_sr
@@ -144,17 +171,20 @@ def read_tags_fallback(path: Path) -> dict[str, Any]:
             "format": path.suffix.lower().lstrip("."), "tag_source": "filename"}
 
 
-def _run_files(paths: Sequence[str], embedder: Embedder, workers: int) -> Iterator[_Done | _Failed]:
+def _run_files(paths: Sequence[str], embedder: Embedder, workers: int,
+               stream_seconds: float | None) -> Iterator[_Done | _Failed]:
     """Process ``paths``, in worker processes when ``workers > 1``; yields in completion order."""
     in_worker = embedder if embedder.parallel_safe else None
+    if not can_stream(embedder):
+        stream_seconds = None
     if workers <= 1 or len(paths) <= 1:
-        _init_worker(embedder, embedder.sample_rate)
+        _init_worker(embedder, embedder.sample_rate, stream_seconds)
         for path in paths:
             yield _process_file(path)
         return
     ctx = multiprocessing.get_context("spawn")  # never fork a process that may hold torch threads
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
-                             initargs=(in_worker, embedder.sample_rate, True)) as pool:
+                             initargs=(in_worker, embedder.sample_rate, stream_seconds, True)) as pool:
         queue = iter(paths)
         in_flight: set[Future[_Done | _Failed]] = set()
         try:
@@ -207,6 +237,7 @@ def _under(path: str, roots: Sequence[str | Path]) -> bool:
 def index_library(roots: Sequence[str | Path], store_path: str | Path, embedder: Embedder, *,
                   workers: int = 1, commit_every: int = 32, prune: bool = False,
                   metadata: str | Path | None = None, category_from: str = "tag",
+                  stream_seconds: float | None = STREAM_SECONDS,
                   progress: ProgressFn | None = None) -> IndexReport:
     """Index the audio under ``roots`` into the store at ``store_path``.
 
@@ -214,7 +245,8 @@ def index_library(roots: Sequence[str | Path], store_path: str | Path, embedder:
     content fingerprint matches a stored track whose file is gone is a move: the track keeps its
     id and vector. Changed and new files are tagged, decoded and embedded; failures are
     recorded. Stored tracks under ``roots`` whose files are gone are reported, and removed with
-    ``prune``. The FAISS index and the manifest are brought up to date at the end.
+    ``prune``. Files longer than ``stream_seconds`` are embedded as a stream (None: never). The
+    FAISS index and the manifest are brought up to date at the end.
 
     Raises
     ------
@@ -229,20 +261,24 @@ def index_library(roots: Sequence[str | Path], store_path: str | Path, embedder:
     if category_from == "csv" and metadata is None:
         raise IndexerError("--category-from csv needs --metadata FILE.csv with a genre (or category) column")
     rows = read_metadata(metadata) if metadata is not None else None
-    files = scan(roots)
+    problems: list[tuple[str, str]] = []
+    files = scan(roots, problems)
     store = Store.open_for_indexing(store_path, embedder.info)
     report = IndexReport(store=str(store.path), model=embedder.info.id, scanned=len(files))
     try:
         run_id = store.start_run(str(Path(r).expanduser().resolve()) for r in roots)
         known = store.known_files()
         scanned = {str(f) for f in files}
+        # Failures of files that are gone (or folders now readable) are this run's to forget.
+        listed = {db_path(p) for p in scanned}  # failures store paths as text (see store.db_path)
+        store.forget_failures([p for p in store.failures()["path"] if p not in listed and _under(p, roots)])
         # Stored tracks whose file is no longer where it was: candidates for "moved or renamed".
         vanished = {k.fingerprint: path for path, k in known.items()
                     if path not in scanned and k.fingerprint and k.has_vector}
         todo: list[str] = []
         existing: set[str] = set()
         fingerprints: dict[str, str] = {}
-        early_failures: list[tuple[str, str, str]] = []
+        early_failures: list[tuple[str, str, str]] = [(path, "scan", reason) for path, reason in problems]
         for f in files:
             path = str(f)
             try:
@@ -326,18 +362,31 @@ def index_library(roots: Sequence[str | Path], store_path: str | Path, embedder:
                 if e is not None:
                     accept(r, e)
 
+        def embed_streamed(result: _Done) -> None:
+            source = AudioSource(result.path, embedder.sample_rate, prefetch_depth=2)
+            try:
+                embedding = embedder.embed_stream(source)  # type: ignore[attr-defined]
+            except FileFailure as exc:
+                fail(result.path, exc.stage, exc.reason)
+            except Exception as exc:
+                fail(result.path, "embed", f"{type(exc).__name__}: {exc}")
+            else:
+                accept(result, embedding)
+
         for path, stage, reason in early_failures:
             fail(path, stage, reason)
         status = "interrupted"
         stop = _StopOnCtrlC()
         try:
-            for done_count, result in enumerate(_run_files(todo, embedder, workers), start=1):
+            for done_count, result in enumerate(_run_files(todo, embedder, workers, stream_seconds), start=1):
                 if stop.requested:
                     break
                 if isinstance(result, _Failed):
                     fail(result.path, result.stage, result.reason)
                 elif result.embedding is not None:
                     accept(result, result.embedding)
+                elif result.stream:
+                    embed_streamed(result)
                 else:
                     waiting.append(result)
                     if len(waiting) >= batch_tracks:

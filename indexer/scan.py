@@ -69,13 +69,15 @@ def fingerprint(path: Path, size: int | None = None) -> str:
     return digest.hexdigest()
 
 
-def scan(roots: Iterable[str | Path]) -> list[Path]:
+def scan(roots: Iterable[str | Path], problems: list[tuple[str, str]] | None = None) -> list[Path]:
     """Audio files under ``roots`` (files or folders), recursively, sorted, without duplicates.
 
     A file is audio by its extension (:data:`AUDIO_EXTENSIONS`) or, with any other extension
     not known to be something else, by its first bytes (:func:`looks_like_audio`): a ``.dat``
     that holds FLAC is found; a ``.mp3`` that holds text is found too and fails to decode, with
     a reason, in the run. Symbolic links to folders are followed, but a folder is visited once.
+    Folders that cannot be listed (permissions) are skipped and appended to ``problems`` as
+    ``(path, reason)``.
 
     Raises
     ------
@@ -96,7 +98,14 @@ def scan(roots: Iterable[str | Path]) -> list[Path]:
                 raise IndexerError(f"{root} is not an audio file (known: {', '.join(sorted(AUDIO_EXTENSIONS))})")
             continue
         seen_dirs: set[tuple[int, int]] = set()
-        for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+
+        def unlisted(exc: OSError) -> None:
+            reason = f"{type(exc).__name__}: {exc.strerror or exc} (the folder cannot be listed)"
+            logger.warning("skipped folder %s: %s", exc.filename, reason)
+            if problems is not None:
+                problems.append((str(exc.filename), reason))
+
+        for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=unlisted):
             st = os.stat(dirpath)
             key = (st.st_dev, st.st_ino)
             if key in seen_dirs:

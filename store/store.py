@@ -351,6 +351,13 @@ class Store:
         self._con.execute("INSERT OR REPLACE INTO failures (path, stage, error, failed_at) "
                           "VALUES (?, ?, ?, current_timestamp)", [db_path(path), stage, error])
 
+    def forget_failures(self, paths: Sequence[str]) -> None:
+        """Drop the failure rows of ``paths`` (files that are gone, folders readable again)."""
+        self._require_writable()
+        if paths:
+            self._con.execute("DELETE FROM failures WHERE path IN (SELECT unnest(?::VARCHAR[]))",
+                              [[db_path(p) for p in paths]])
+
     def start_run(self, roots: Iterable[str]) -> int:
         self._require_writable()
         row = self._con.execute(

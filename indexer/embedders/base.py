@@ -53,6 +53,12 @@ class Embedder(Protocol):
         ...
 
 
+def can_stream(embedder: object) -> bool:
+    """Whether ``embedder`` has ``embed_stream(source: AudioSource) -> Embedding``: it can embed a
+    very long file as it is decoded, in bounded memory."""
+    return callable(getattr(embedder, "embed_stream", None))
+
+
 def embed_many(embedder: Embedder, audios: list[np.ndarray]) -> list[Embedding]:
     """Embed several tracks at once when the embedder can batch them, else one by one."""
     many = getattr(embedder, "embed_many", None)

@@ -30,6 +30,7 @@ import numpy as np
 
 from store import ModelInfo
 
+from ..decode import AudioSource
 from .base import Embedding
 
 SAMPLE_RATE = 16_000
@@ -139,3 +140,20 @@ class FeaturesEmbedder:
 
     def embed(self, audio: np.ndarray) -> Embedding:
         return Embedding(vector=compute_features(audio, self.sample_rate), n_windows=1)
+
+    def embed_stream(self, source: AudioSource) -> Embedding:
+        """:meth:`embed` of a long file in bounded memory: one pass counts its samples, a second
+        keeps only the central ``MAX_SECONDS`` (what :func:`compute_features` analyses)."""
+        total = sum(len(block) for block in source.blocks())
+        limit = int(MAX_SECONDS * self.sample_rate)
+        lo = (total - limit) // 2 if total > limit else 0
+        hi = lo + limit
+        parts, pos = [], 0
+        for block in source.blocks():
+            end = pos + len(block)
+            if end > lo and pos < hi:
+                parts.append(block[max(0, lo - pos) : min(len(block), hi - pos)])
+            pos = end
+            if pos >= hi:
+                break
+        return self.embed(np.concatenate(parts))

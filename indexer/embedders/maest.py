@@ -24,6 +24,7 @@ import numpy as np
 
 from store import ModelInfo
 
+from ..decode import AudioSource
 from ..errors import IndexerError
 from ..maest import frontend
 from ..maest.convert import file_hash, load_checkpoint
@@ -243,3 +244,41 @@ class MaestEmbedder:
 
     def embed(self, audio: np.ndarray) -> Embedding:
         return self.embed_many([audio])[0]
+
+    def embed_stream(self, source: AudioSource) -> Embedding:
+        """Embed a long file window by window as it is decoded: memory holds one decode block,
+        about one window of mel frames and the per-window vectors, never the whole track.
+        The result equals :meth:`embed` on the whole decoded track."""
+        logmel = frontend.LogmelStream()
+        stream = frontend.WindowStream(self.max_length)
+        starts: list[int] = []
+        vectors: list[np.ndarray] = []
+        acts: list[np.ndarray] = []
+        pending: list[np.ndarray] = []
+
+        def run_pending() -> None:
+            if not pending:
+                return
+            started = time.perf_counter()
+            emb, act = self.runner.run(np.stack(pending))
+            self.model_seconds += time.perf_counter() - started
+            vectors.extend(emb)
+            if act is not None:
+                acts.extend(act)
+            pending.clear()
+
+        def take(windows: list[tuple[int, np.ndarray]]) -> None:
+            for start, window in windows:
+                if pending and pending[0].shape != window.shape:
+                    run_pending()
+                starts.append(start)
+                pending.append(window)
+                if len(pending) >= self.batch_size:
+                    run_pending()
+
+        for block in source.blocks():
+            take(stream.feed(logmel.feed(block)))
+        take(stream.feed(logmel.finish()))
+        take(stream.finish())
+        run_pending()
+        return self._embedding(np.stack(vectors), np.stack(acts) if acts else None, starts)

@@ -60,15 +60,22 @@ def essentia_logmel(audio: np.ndarray) -> np.ndarray:
     padded = -(-n // HOP) * HOP  # Essentia zero-pads the end to the next hop
     y = np.pad(y, (FRAME // 2, padded - n + FRAME // 2))  # first frame centred on sample 0
     frames = np.lib.stride_tricks.sliding_window_view(y, FRAME)[::HOP]  # (T, 512), a view
-    window = np.hanning(FRAME)  # symmetric Hann, not normalised
-    basis = _mel_basis().T
     out = np.empty((len(frames), N_MELS), dtype=np.float32)
     # Blocks of frames keep the float64 FFT's memory bounded for a two-hour mix.
     for start in range(0, len(frames), CHUNK_FRAMES):
-        block = frames[start : start + CHUNK_FRAMES].astype(np.float64)
-        power = np.abs(np.fft.rfft(block * window, axis=1)) ** 2  # (t, 257)
-        out[start : start + len(block)] = np.log10(1.0 + 10_000.0 * (power @ basis))  # (t, 96)
+        out[start : start + CHUNK_FRAMES] = _logmel_of_frames(frames[start : start + CHUNK_FRAMES])
     return out
+
+
+def _logmel_of_frames(frames: np.ndarray) -> np.ndarray:
+    """(t, 512) sample frames → (t, 96) float32 log-mel bands (one FFT block)."""
+    power = np.abs(np.fft.rfft(frames.astype(np.float64) * _hann(), axis=1)) ** 2  # (t, 257)
+    return np.log10(1.0 + 10_000.0 * (power @ _mel_basis().T)).astype(np.float32)  # (t, 96)
+
+
+@cache
+def _hann() -> np.ndarray:
+    return np.hanning(FRAME)  # symmetric Hann, not normalised
 
 
 def normalise(logmel: np.ndarray) -> np.ndarray:
@@ -124,3 +131,84 @@ def windows(logmel: np.ndarray, max_length: int) -> np.ndarray:
         t = PATCH
     length = min(t, max_length)
     return np.stack([normalise(logmel[s : s + length]) for s in window_starts(t, max_length)])
+
+
+class LogmelStream:
+    """:func:`essentia_logmel` fed block by block: the same frames, memory bounded by a block.
+
+    ``feed(samples)`` returns the frames completed by these samples; ``finish()`` the last ones
+    (Essentia's end padding). Concatenated, they equal ``essentia_logmel`` of the whole signal.
+    """
+
+    def __init__(self) -> None:
+        self._buf = np.zeros(FRAME // 2, dtype=np.float32)  # the first frame is centred on sample 0
+        self._n = 0  # samples fed
+        self._done = False
+
+    def feed(self, samples: np.ndarray) -> np.ndarray:
+        if self._done:
+            raise RuntimeError("LogmelStream.feed after finish")
+        samples = np.asarray(samples, dtype=np.float32).ravel()
+        self._n += len(samples)
+        self._buf = np.concatenate([self._buf, samples])
+        return self._take()
+
+    def finish(self) -> np.ndarray:
+        """The remaining frames: the end zero-padded to the next hop, plus half a frame."""
+        self._done = True
+        padded = -(-self._n // HOP) * HOP
+        self._buf = np.concatenate([self._buf, np.zeros(padded - self._n + FRAME // 2, np.float32)])
+        return self._take()
+
+    def _take(self) -> np.ndarray:
+        count = (len(self._buf) - FRAME) // HOP + 1 if len(self._buf) >= FRAME else 0
+        if count <= 0:
+            return np.zeros((0, N_MELS), np.float32)
+        frames = np.lib.stride_tricks.sliding_window_view(self._buf, FRAME)[::HOP][:count]
+        out = np.concatenate([_logmel_of_frames(frames[s : s + CHUNK_FRAMES])
+                              for s in range(0, count, CHUNK_FRAMES)])
+        self._buf = self._buf[count * HOP :].copy()
+        return out
+
+
+class WindowStream:
+    """:func:`windows` for a stream of log-mel frames: yields ``(start_frame, window)`` as soon as
+    each window is complete, keeping about one window of frames. ``finish()`` adds the windows that
+    need the track's length (the end-aligned one, or a track shorter than one window)."""
+
+    def __init__(self, max_length: int) -> None:
+        self.max_length = int(max_length)
+        self.hop = window_hop(self.max_length)
+        self._frames = np.zeros((0, N_MELS), np.float32)
+        self._base = 0  # frame index of self._frames[0]
+        self._total = 0
+        self._next = 0  # start of the next full window
+        self._emitted = 0
+
+    def feed(self, logmel: np.ndarray) -> list[tuple[int, np.ndarray]]:
+        self._frames = np.concatenate([self._frames, logmel])
+        self._total += len(logmel)
+        out = []
+        length = self.max_length
+        while self._next + length <= self._total:
+            lo = self._next - self._base
+            out.append((self._next, normalise(self._frames[lo : lo + length])))
+            self._next += self.hop
+        keep_from = max(self._base, min(self._next, self._total - length))  # the end window may need them
+        self._frames = self._frames[keep_from - self._base :]
+        self._base = keep_from
+        self._emitted += len(out)
+        return out
+
+    def finish(self) -> list[tuple[int, np.ndarray]]:
+        total, length = self._total, self.max_length
+        if self._emitted == 0:  # shorter than one window: one window of its own length (≥ one patch)
+            frames = self._frames
+            if len(frames) < PATCH:
+                frames = np.pad(frames, ((0, PATCH - len(frames)), (0, 0)))
+            return [(0, normalise(frames[:length]))]
+        last = self._next - self.hop
+        if total - (last + length) >= length // 2:
+            start = total - length
+            return [(start, normalise(self._frames[start - self._base : start - self._base + length]))]
+        return []

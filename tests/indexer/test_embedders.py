@@ -234,3 +234,27 @@ def test_frontend_in_blocks_equals_one_block(monkeypatch: pytest.MonkeyPatch) ->
     whole = frontend.essentia_logmel(audio)
     monkeypatch.setattr(frontend, "CHUNK_FRAMES", 64)  # many blocks, with a partial last one
     np.testing.assert_array_equal(frontend.essentia_logmel(audio), whole)
+
+
+def test_maest_embed_stream_equals_embed(tiny_maest: Path, tmp_path: Path) -> None:
+    """Window by window from a stream of blocks: the same windows, vector, styles and starts."""
+    import soundfile as sf
+
+    from indexer.decode import AudioSource, load_audio
+
+    path = tmp_path / "mix.flac"
+    sf.write(path, _tone(14.3, freq=330.0, seed=4), SR)  # 894 frames: 13 full windows + one end-aligned
+    emb = load_embedder(str(tiny_maest), device="cpu", batch_size=3)
+    whole = emb.embed(load_audio(path, SR))
+    streamed = emb.embed_stream(AudioSource(path, SR, block_seconds=0.7, prefetch_depth=2))
+    assert streamed.n_windows == whole.n_windows == 14
+    assert streamed.window_starts == whole.window_starts
+    np.testing.assert_allclose(streamed.vector, whole.vector, rtol=1e-4, atol=1e-5)
+    assert streamed.windows is not None and whole.windows is not None
+    np.testing.assert_allclose(streamed.windows, whole.windows, rtol=1e-4, atol=1e-5)
+    assert list(streamed.styles) == list(whole.styles)
+    short = tmp_path / "short.flac"  # shorter than one window: one window of its own length
+    sf.write(short, _tone(0.5, seed=5), SR)
+    one = emb.embed_stream(AudioSource(short, SR))
+    assert one.n_windows == 1
+    np.testing.assert_allclose(one.vector, emb.embed(load_audio(short, SR)).vector, rtol=1e-4, atol=1e-5)

@@ -6,16 +6,18 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 import soundfile as sf
 
 from indexer.embedders import FeaturesEmbedder
 from indexer.pipeline import index_library
 from store import Store
-from tests.conftest import run_cli
+from tests.conftest import MUSICMAP, run_cli
 
 SR = 16_000
 
@@ -175,3 +177,44 @@ def test_metadata_csv_and_category_sources(tmp_path: Path) -> None:
     proc = run_cli("index", lib, "--store", tmp_path / "s-bad", "--model", "features",
                    "--metadata", tmp_path / "nopath.csv")
     assert proc.returncode == 1 and "'path' column" in proc.stderr
+
+
+def _without_root_powers() -> list[str]:
+    """A command prefix under which permissions apply: as root, drop the capabilities that bypass
+    them (setpriv, util-linux); as anyone else, nothing."""
+    if os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("running as root without setpriv: file permissions cannot be enforced")
+    return [setpriv, "--bounding-set", "-dac_override,-dac_read_search"]
+
+
+def test_unreadable_file_and_folder_are_failures_not_crashes(tmp_path: Path) -> None:
+    lib = tmp_path / "lib"
+    _tone(lib / "good.wav", 1.0, 440)
+    locked = _tone(lib / "locked.flac", 1.0, 550)
+    _tone(lib / "private" / "hidden.wav", 1.0, 660)
+    locked.chmod(0)
+    (lib / "private").chmod(0)
+    try:
+        proc = subprocess.run([*_without_root_powers(), *MUSICMAP, "index", str(lib), "--store", str(tmp_path / "s"),
+                               "--model", "features", "--workers", "1", "--json"],
+                              capture_output=True, text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    finally:
+        locked.chmod(0o644)
+        (lib / "private").chmod(0o755)
+    assert proc.returncode == 3, proc.stderr
+    assert "Traceback" not in proc.stderr
+    report = json.loads(proc.stdout)
+    failures = {Path(f["path"]).name: f for f in report["failures"]}
+    assert report["added"] == 1
+    assert "Permission denied" in failures["locked.flac"]["error"]
+    assert "Permission denied" in failures["private"]["error"]  # the folder that could not be listed
+    with Store.open(tmp_path / "s") as s:
+        assert s.count("failures") == 2
+    # Readable again: the next run indexes both and forgets both failures.
+    proc = run_cli("index", lib, "--store", tmp_path / "s", "--model", "features", "--json")
+    assert proc.returncode == 0 and json.loads(proc.stdout)["added"] == 2
+    with Store.open(tmp_path / "s") as s:
+        assert s.count("failures") == 0 and s.count("tracks") == 3
