@@ -256,15 +256,41 @@ def _register_routes(app: dash.Dash, store: Store) -> None:
         except StoreError as exc:
             return error(404, str(exc))
 
+    def search_params() -> dict[str, Any]:
+        """Query-string options of the similarity API, checked; ValueError names the bad one."""
+        args = request.args
+        raw_k = args.get("k", str(K_SIMILAR))
+        if not raw_k.isdigit() or not 1 <= int(raw_k) <= 1000:
+            raise ValueError(f"k={raw_k!r}: give a whole number from 1 to 1000")
+        out: dict[str, Any] = {"k": int(raw_k), "where": args.get("where") or None,
+                               "dedupe": args.get("dedupe", "false").lower() in ("1", "true", "yes")}
+        for name, kind in (("max_per_artist", int), ("max_per_album", int), ("mmr", float), ("min_score", float)):
+            raw = args.get(name)
+            if raw is not None and raw != "":
+                try:
+                    out[name] = kind(raw)
+                except ValueError:
+                    raise ValueError(f"{name}={raw!r}: give a {'whole ' if kind is int else ''}number") from None
+        unknown = set(args) - {"k", "where", "dedupe", "max_per_artist", "max_per_album", "mmr", "min_score"}
+        if unknown:
+            raise ValueError(f"unknown parameter {sorted(unknown)[0]!r}; see /api/v1 in the README")
+        return out
+
     @server.route("/api/v1/similar/<int:track_id>")
     def api_similar(track_id: int) -> Response:
-        raw_k = request.args.get("k", str(K_SIMILAR))
-        if not raw_k.isdigit() or not 1 <= int(raw_k) <= 1000:
-            return error(400, f"k={raw_k!r}: give a whole number from 1 to 1000")
+        """Tracks like ``track_id``: ``?k=&where=&max_per_artist=&max_per_album=&dedupe=&mmr=&min_score=``."""
         try:
-            neighbours = store.similar(track_id, int(raw_k))
+            params = search_params()
+        except ValueError as exc:
+            return error(400, str(exc))
+        try:
+            store.track(track_id)
         except StoreError as exc:
             return error(404, str(exc))
+        try:
+            neighbours = store.similar(track_id, **params)
+        except StoreError as exc:
+            return error(400, str(exc))
         return jsonify({"track_id": track_id, "model": store.manifest.model.id,
                         "results": [{"track_id": n.track_id, "score": n.score, **n.track} for n in neighbours]})
 

@@ -6,6 +6,7 @@ These are the two outputs of the original MAEST + t-SNE demo that musicmap grew 
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -106,4 +107,39 @@ def export_plot(store: Store, path: str | Path, *, color_by: str = "genre", proj
     fig.savefig(out, dpi=dpi, bbox_inches="tight")
     plt.close(fig)
     logger.info("wrote %s (%d points)", out, len(frame))
+    return len(frame)
+
+
+def write_m3u(store: Store, track_ids: list[int], path: str | Path) -> int:
+    """Write ``track_ids`` (in order) as an extended M3U playlist of absolute paths; returns the count.
+
+    The playlist is UTF-8 (``#EXTM3U`` with ``#EXTINF:seconds,Artist - Title``); a file name that is
+    not valid UTF-8 is written as its exact bytes, so players still find the file.
+    """
+    target = Path(path).expanduser()
+    if target.is_dir():
+        raise StoreError(f"{target} is a folder; give a playlist file name (.m3u or .m3u8)")
+    rows = store.tracks(track_ids, columns=("id", "title", "artist", "duration"))
+    by_id = {int(r["id"]): r for _, r in rows.iterrows()}
+    lines = [b"#EXTM3U"]
+    for track_id in track_ids:
+        row = by_id.get(int(track_id))
+        if row is None:
+            raise StoreError(f"no track with id {track_id} in {store.path}")
+        seconds = round(float(row["duration"])) if pd.notna(row["duration"]) else -1
+        label = " - ".join(str(v) for v in (row["artist"], row["title"]) if isinstance(v, str) and v)
+        lines.append(f"#EXTINF:{seconds},{label.replace(chr(10), ' ')}".encode())
+        lines.append(os.fsencode(store.file_path(int(track_id))))
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.write_bytes(b"\n".join(lines) + b"\n")
+    os.replace(tmp, target)
+    return len(track_ids)
+
+
+def export_projection(store: Store, path: str | Path, *, projection: str = "tsne") -> int:
+    """Write the map's coordinates with display metadata as CSV; returns the number of rows."""
+    frame = store.projection(projection)
+    if frame.empty:
+        raise StoreError(f"the store has no {projection!r} map yet; run `musicmap map --store {store.path}`")
+    frame.rename(columns={"id": "track_id"}).to_csv(Path(path).expanduser(), index=False)
     return len(frame)

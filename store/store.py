@@ -31,10 +31,11 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from . import schema
+from . import schema, sql
 from .errors import StoreError
 from .manifest import Manifest, ModelInfo, read_manifest, write_manifest
-from .vectors import build_index, l2_normalise, load_index, save_index, search
+from .search import SearchOptions, diversify, knn, mmr_order, song_key, vectors_of
+from .vectors import build_index, l2_normalise, load_index, save_index
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +44,10 @@ DB_NAME = "library.duckdb"
 #: Every connection: no access to files other than the database (no read_csv('/etc/passwd'),
 #: COPY, ATTACH, INSTALL/LOAD). Same config everywhere, as DuckDB requires within a process.
 _CONFIG: dict[str, Any] = {"enable_external_access": False}
+
+SQL_MEMORY_LIMIT = "2GB"
+"""DuckDB's memory limit on read-only stores (where user SQL runs); the configuration is locked."""
+_READ_CONFIG: dict[str, Any] = {**_CONFIG, "memory_limit": SQL_MEMORY_LIMIT, "lock_configuration": True}
 
 #: Columns of ``tracks`` shown with a result by default.
 DISPLAY_COLUMNS: tuple[str, ...] = ("id", "title", "artist", "album", "genre", "year", "duration", "path")
@@ -129,14 +134,18 @@ class Store:
         self._con = con
         self._lock = threading.RLock()
         self._index: faiss.Index | None = None
+        self._sql_lock = threading.Lock()
+        self._sql_session: duckdb.DuckDBPyConnection | None = None
+        self._sql_index: faiss.Index | None = None
 
     # --- opening --------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, path: str | Path, *, read_only: bool = True) -> Store:
+    def open(cls, path: str | Path, *, read_only: bool = True, memory_limit: str = SQL_MEMORY_LIMIT) -> Store:
         """Open an existing store, read-only by default, with external file access disabled.
 
-        ``read_only=False`` is for maintenance that keeps the model (``musicmap map``).
+        ``read_only=False`` is for maintenance that keeps the model (``musicmap map``). Read-only
+        stores run user SQL: DuckDB's ``memory_limit`` applies and its configuration is locked.
 
         Raises
         ------
@@ -153,7 +162,8 @@ class Store:
             raise StoreError(f"{folder} has a manifest but no {DB_NAME}; the store is damaged, "
                              f"re-create it with `musicmap index LIBRARY --store {folder}`")
         try:
-            con = duckdb.connect(str(db), read_only=read_only, config=_CONFIG)
+            config = {**_READ_CONFIG, "memory_limit": memory_limit} if read_only else _CONFIG
+            con = duckdb.connect(str(db), read_only=read_only, config=config)
         except duckdb.Error as exc:
             raise StoreError(f"cannot open {db}: {exc}") from exc
         store = cls(folder, con, manifest, read_only=read_only)
@@ -213,6 +223,9 @@ class Store:
 
     def close(self) -> None:
         with self._lock:
+            if self._sql_session is not None:
+                self._sql_session.close()
+                self._sql_session = None
             self._con.close()
 
     def __enter__(self) -> Store:
@@ -512,36 +525,128 @@ class Store:
                 [*words, text.lower(), limit],
             ).df()
 
-    def similar(self, track_id: int, k: int = 10) -> list[Neighbour]:
-        """The ``k`` tracks most similar to ``track_id`` (never the track itself)."""
-        if k < 1:
-            raise StoreError(f"k must be at least 1, got {k}")
-        with self._cursor() as cur:
-            row = cur.execute("SELECT vector FROM embeddings WHERE track_id = ?", [int(track_id)]).fetchone()
-        if row is None:
-            if self.tracks([track_id]).empty:
-                raise StoreError(f"no track with id {track_id} in {self.path}")
-            raise StoreError(f"track {track_id} has no embedding yet; run musicmap index again")
-        return self.similar_to_vector(np.asarray(row[0], np.float32), k, exclude=(int(track_id),))
+    def similar(self, track_id: int, k: int = 10, **options: Any) -> list[Neighbour]:
+        """The ``k`` tracks most similar to ``track_id`` (never the track itself); ``options`` as
+        :meth:`search`."""
+        return self.search(int(track_id), k=k, **options)
 
-    def similar_to_vector(self, vector: np.ndarray, k: int = 10, *,
-                          exclude: Sequence[int] = ()) -> list[Neighbour]:
+    def similar_to_vector(self, vector: np.ndarray, k: int = 10, *, exclude: Sequence[int] = (),
+                          **options: Any) -> list[Neighbour]:
         """The ``k`` tracks most similar to a raw ``vector`` (shape (d,)), skipping ``exclude``."""
-        d = self.manifest.model.dimension
-        vec = np.asarray(vector, np.float32).ravel()
-        if vec.shape[0] != d:
-            raise StoreError(f"query vector has {vec.shape[0]} dimensions, the store's model "
-                             f"({self.manifest.model.id}) has {d}")
+        return self.search(vector=vector, k=k, exclude=exclude, **options)
+
+    def search(self, seeds: int | Sequence[int] = (), *, vector: np.ndarray | None = None, k: int = 10,
+               where: str | None = None, max_per_artist: int | None = None, max_per_album: int | None = None,
+               dedupe: bool = False, mmr: float | None = None, min_score: float | None = None,
+               exclude: Sequence[int] = (), timeout: float = 10.0) -> list[Neighbour]:
+        """Similarity search: seeds (one track id, or several: their centroid) or a raw vector, with
+        a SQL filter and variety options (see :mod:`store.search`).
+
+        Returns
+        -------
+        list of Neighbour
+            Best first; never a seed or an ``exclude`` id. With ``min_score``, every track at least
+            that similar, at most ``k``.
+
+        Raises
+        ------
+        StoreError
+            A seed that does not exist or has no vector, a vector of the wrong width, a bad
+            parameter (named), or a bad ``where`` expression (with DuckDB's message).
+        """
+        opts = SearchOptions(k=k, where=where, max_per_artist=max_per_artist, max_per_album=max_per_album,
+                             dedupe=dedupe, mmr=mmr, min_score=min_score)
+        opts.validate()
+        seed_ids = [int(seeds)] if isinstance(seeds, (int, np.integer)) else [int(s) for s in seeds]
+        if bool(seed_ids) == (vector is not None):
+            raise StoreError("give seed track ids or a query vector (exactly one of them)")
         index = self.index
-        if index.ntotal == 0:
-            return []
-        scores, ids = search(index, vec, k + len(exclude))
-        skip = set(exclude)
-        pairs = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True)
-                 if i >= 0 and int(i) not in skip][:k]
-        rows = self.tracks([i for i, _ in pairs])
-        by_id = {int(r["id"]): _row_dict(r) for _, r in rows.iterrows()}
-        return [Neighbour(i, s, by_id[i]) for i, s in pairs if i in by_id]
+        if seed_ids:
+            query = self._seed_vector(seed_ids, index)
+        else:
+            assert vector is not None
+            query = np.asarray(vector, np.float32).ravel()
+            d = self.manifest.model.dimension
+            if query.shape[0] != d:
+                raise StoreError(f"query vector has {query.shape[0]} dimensions, the store's model "
+                                 f"({self.manifest.model.id}) has {d}")
+            if not np.all(np.isfinite(query)) or not np.any(query):
+                raise StoreError("query vector is zero or not finite")
+        query = l2_normalise(query)
+        allowed = self._filter_ids(opts.where, timeout) if opts.where else None
+        skip = set(seed_ids) | {int(i) for i in exclude}
+        variety = opts.max_per_artist is not None or opts.max_per_album is not None or opts.dedupe
+        seed_keys = set()
+        if opts.dedupe and seed_ids:
+            seed_keys = {key for r in self._rows(seed_ids).values() if (key := song_key(r)) is not None}
+        target = max(3 * opts.k, 30) if opts.mmr is not None and opts.mmr < 1.0 else opts.k
+        fetch = target + len(skip) if not variety else 2 * target + len(skip)
+        while True:
+            candidates = knn(index, query, fetch, allowed)
+            exhausted = len(candidates) < fetch
+            candidates = [c for c in candidates if c[0] not in skip]
+            if opts.min_score is not None:
+                above = [c for c in candidates if c[1] >= opts.min_score]
+                exhausted = exhausted or len(above) < len(candidates)
+                candidates = above
+            rows = self._rows([i for i, _ in candidates])
+            picked = diversify(candidates, rows, opts, seed_keys, limit=target)
+            if len(picked) >= target or exhausted:
+                break
+            fetch *= 4
+        if opts.mmr is not None and opts.mmr < 1.0 and picked:
+            vectors = vectors_of(index, [i for i, _ in picked])
+            order = mmr_order(query, vectors, np.array([s for _, s in picked]), float(opts.mmr), opts.k)
+            picked = [picked[i] for i in order]
+        return [Neighbour(i, s, rows[i]) for i, s in picked[: opts.k]]
+
+    def _seed_vector(self, seed_ids: list[int], index: faiss.Index) -> np.ndarray:
+        known = self._rows(seed_ids)
+        missing = [i for i in seed_ids if i not in known]
+        if missing:
+            raise StoreError(f"no track with id {missing[0]} in {self.path}")
+        try:
+            vectors = vectors_of(index, seed_ids)
+        except RuntimeError as exc:
+            raise StoreError(f"a seed track ({', '.join(map(str, seed_ids))}) has no embedding yet; "
+                             "run musicmap index again") from exc
+        return np.asarray(vectors.mean(axis=0), np.float32)
+
+    def _rows(self, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+        if not len(ids):
+            return {}
+        frame = self.tracks(ids)
+        return {int(r["id"]): _row_dict(r) for _, r in frame.iterrows()}
+
+    def _filter_ids(self, where: str, timeout: float) -> np.ndarray:
+        """Ids of the tracks matching ``where`` (run in the SQL sandbox, under its limits)."""
+        with self._sql_lock:
+            session = self._session()
+            query = sql.check_where(session, where)
+            timer = threading.Timer(timeout, session.interrupt)
+            timer.start()
+            try:
+                ids = session.execute(query).fetchnumpy()["id"]
+            except duckdb.Error as exc:
+                err = sql.describe_error(exc, timeout)
+                raise StoreError(f"--where {where!r}: {err}") from exc
+            finally:
+                timer.cancel()
+        return np.asarray(ids, dtype=np.int64)
+
+    def _session(self) -> duckdb.DuckDBPyConnection:
+        """The SQL connection: its own cursor with the views and ``similarity`` (call under _sql_lock)."""
+        if not self.read_only:
+            raise StoreError("SQL runs on read-only stores only; open the store with Store.open")
+        index = self.index
+        if self._sql_session is None or self._sql_index is not index:
+            if self._sql_session is not None:
+                self._sql_session.close()
+            with self._lock:
+                self._sql_session = self._con.cursor()
+            sql.install(self._sql_session, index)
+            self._sql_index = index
+        return self._sql_session
 
     def projection(self, name: str = "tsne") -> pd.DataFrame:
         """Map coordinates joined with display metadata; empty if the projection does not exist."""
@@ -564,33 +669,30 @@ class Store:
             return cur.execute("SELECT path, stage, error, failed_at FROM failures ORDER BY path").df()
 
     def sql(self, query: str, *, max_rows: int = 10_000, timeout: float = 10.0) -> SQLResult:
-        """Run one read-only SQL query over the store.
+        """Run one read-only SQL query over the store (views and functions: :mod:`store.sql`).
 
-        The connection is read-only and cannot touch other files (``enable_external_access =
-        false``); the query is interrupted after ``timeout`` seconds and cut at ``max_rows``.
+        The connection is read-only, cannot touch other files and has a memory limit; the query is
+        interrupted after ``timeout`` seconds and cut at ``max_rows`` (``truncated`` says so).
 
         Raises
         ------
         StoreError
-            With DuckDB's message, for bad SQL, writes, file access or a timeout.
+            With the reason: bad SQL (DuckDB's message), a refused statement type, several
+            statements, file access, the time or memory limit.
         """
-        if not query.strip():
-            raise StoreError("empty SQL query")
-        if not self.read_only:
-            raise StoreError("SQL runs on read-only stores only; open the store with Store.open")
-        with self._cursor() as cur:
-            timer = threading.Timer(timeout, cur.interrupt)
+        with self._sql_lock:
+            session = self._session()
+            sql.check_query(session, query)
+            timer = threading.Timer(timeout, session.interrupt)
             timer.start()
             try:
-                result = cur.execute(query)
+                result = session.execute(query)
                 if result.description is None:
                     return SQLResult([], [], False)
                 columns = [str(d[0]) for d in result.description]
                 rows = result.fetchmany(max_rows + 1)
-            except duckdb.InterruptException as exc:
-                raise StoreError(f"SQL query interrupted after {timeout:g} s (time limit)") from exc
             except duckdb.Error as exc:
-                raise StoreError(f"SQL error: {exc}") from exc
+                raise sql.describe_error(exc, timeout) from exc
             finally:
                 timer.cancel()
         return SQLResult(columns, [tuple(r) for r in rows[:max_rows]], len(rows) > max_rows)

@@ -55,6 +55,38 @@ def test_similar_for_a_file_outside_the_store(demo_store: DemoStore, tmp_path: P
     assert out["results"][0]["score"] > 0.999  # the same audio is already in the store
 
 
+def test_similar_filters_variety_and_playlists(demo_store: DemoStore, tmp_path: Path) -> None:
+    store = demo_store.store
+    first = json.loads(run_cli("similar", "1", "--store", store, "--json", check=True).stdout)
+    other = next(t.style for t in demo_store.tracks if t.style != first["query"]["track"]["genre"])
+    out = json.loads(run_cli("similar", "1", "--store", store, "-k", "5", "--where", f"genre = '{other}'",
+                             "--json", check=True).stdout)
+    assert len(out["results"]) == 5 and {r["genre"] for r in out["results"]} == {other}
+    many = json.loads(run_cli("similar", "1", "2", "3", "--store", store, "-k", "8", "--max-per-artist", "1",
+                              "--dedupe", "--mmr", "0.7", "--json", check=True).stdout)
+    assert many["query"]["type"] == "tracks" and len(many["results"]) == 8
+    assert not {1, 2, 3} & {r["track_id"] for r in many["results"]}
+    artists = [r["artist"] for r in many["results"] if r["artist"]]
+    assert len(artists) == len(set(artists))
+    playlist = tmp_path / "like-1.m3u"
+    run_cli("similar", "1", "--store", store, "-k", "6", "--m3u", playlist, check=True)
+    lines = playlist.read_text(encoding="utf-8").splitlines()
+    assert lines[0] == "#EXTM3U" and len(lines) == 13 and all(Path(p).is_file() for p in lines[2::2])
+    assert lines[1].startswith("#EXTINF:")
+    from_sql = tmp_path / "sql.m3u"
+    run_cli("export", "--store", store, "--m3u", from_sql, "--query", "SELECT id FROM similar_to(1, 7)", check=True)
+    sql_paths = from_sql.read_text(encoding="utf-8").splitlines()[2::2]
+    assert len(sql_paths) == 7 and sql_paths[:6] == lines[2::2]  # similar_to agrees with `similar`
+    coords = tmp_path / "map.csv"
+    run_cli("export", "--store", store, "--projection", coords, check=True)
+    with open(coords, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == len(demo_store.tracks) and {"track_id", "x", "y", "genre"} <= set(rows[0])
+    _assert_user_error(run_cli("similar", "1", "--store", store, "--mmr", "2"), "mmr")
+    _assert_user_error(run_cli("similar", "1", "--store", store, "--where", "no_such = 1"), "no_such")
+    _assert_user_error(run_cli("export", "--store", store, "--m3u", tmp_path / "x.m3u"), "--query")
+
+
 def test_sql_formats(demo_store: DemoStore) -> None:
     q = "SELECT genre, count(*) AS n FROM tracks GROUP BY genre ORDER BY genre"
     as_json = json.loads(run_cli("sql", q, "--store", demo_store.store, "--format", "json", check=True).stdout)
@@ -137,7 +169,8 @@ def test_bad_sql(demo_store: DemoStore) -> None:
     _assert_user_error(run_cli("sql", "SELEKT * FROM tracks", "--store", demo_store.store), "SQL error")
     _assert_user_error(run_cli("sql", "DELETE FROM tracks", "--store", demo_store.store), "read-only")
     _assert_user_error(run_cli("sql", "SELECT * FROM read_csv('/etc/passwd')", "--store", demo_store.store),
-                       "SQL error")
+                       "outside the store")
+    _assert_user_error(run_cli("sql", "SELECT 1; SELECT 2", "--store", demo_store.store), "one SQL statement")
 
 
 def test_wrong_model_path_and_unknown_track(demo_store: DemoStore, tmp_path: Path) -> None:

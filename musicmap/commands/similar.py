@@ -1,13 +1,17 @@
 """Find the tracks that sound most like QUERY.
 
-QUERY is a track id, a path to an audio file (in the store, or any file: it is then
-embedded with the store's model), or text matched against artist, title and album.
-Scores are cosine similarities; the query track itself is never listed.
+QUERY is a track id (several ids: tracks like all of them, their centroid), a path to an
+audio file (in the store, or any file: it is then embedded with the store's model), or text
+matched against artist, title and album. Scores are cosine similarities; the query tracks
+themselves are never listed. --where filters inside the search, so it still returns k results
+when k tracks match; --max-per-artist, --max-per-album, --dedupe and --mmr add variety.
 
 examples:
   musicmap similar 42
-  musicmap similar ~/Music/song.flac -k 20
-  musicmap similar "miles davis so what" --json
+  musicmap similar 42 57 108 -k 25 --max-per-artist 2 --dedupe
+  musicmap similar ~/Music/song.flac --where "genre = 'Jazz' AND year >= 1970"
+  musicmap similar "miles davis so what" --mmr 0.5 --m3u so-what.m3u
+  musicmap similar 42 --min-score 0.9 -k 500 --json
 """
 
 from __future__ import annotations
@@ -29,39 +33,64 @@ logger = logging.getLogger(__name__)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("query", metavar="QUERY", help="a track id, an audio file path, or artist/title text")
+    p.add_argument("query", metavar="QUERY", nargs="+",
+                   help="a track id (or several), an audio file path, or artist/title text")
     add_store(p)
-    p.add_argument("-k", type=int, default=10, help="number of results (default: 10)")
+    p.add_argument("-k", type=int, default=10, help="number of results, or the most with --min-score (default: 10)")
+    p.add_argument("--where", metavar="SQL",
+                   help="only tracks matching this SQL condition over tracks' columns, e.g. \"genre = 'Jazz'\"")
+    p.add_argument("--max-per-artist", dest="max_per_artist", type=int, metavar="N", help="at most N per artist")
+    p.add_argument("--max-per-album", dest="max_per_album", type=int, metavar="N", help="at most N per album")
+    p.add_argument("--dedupe", action="store_true",
+                   help="one version of each song (same artist and title, ignoring Live, Remastered, ...); "
+                        "versions of the query's own songs are left out")
+    p.add_argument("--mmr", type=float, metavar="LAMBDA",
+                   help="diversify with maximal marginal relevance: 1 = pure similarity, 0.5 = balanced")
+    p.add_argument("--min-score", dest="min_score", type=float, metavar="S",
+                   help="every track with cosine similarity at least S (at most -k of them)")
+    p.add_argument("--m3u", metavar="FILE.m3u", help="also write the results as an M3U playlist")
     add_json(p)
 
 
-def resolve_query(store: Store, query: str, settings: Settings,
-                  k: int) -> tuple[dict[str, Any], list[Neighbour]]:
-    """Return (what ``query`` resolved to, its ``k`` neighbours)."""
+def search_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The search options of ``musicmap similar`` as keyword arguments for ``Store.search``."""
+    return {"where": args.where, "max_per_artist": args.max_per_artist, "max_per_album": args.max_per_album,
+            "dedupe": args.dedupe, "mmr": args.mmr, "min_score": args.min_score}
+
+
+def resolve_query(store: Store, query: str | list[str], settings: Settings, k: int,
+                  **options: Any) -> tuple[dict[str, Any], list[Neighbour]]:
+    """Return (what ``query`` resolved to, its ``k`` neighbours); ``options`` as ``Store.search``."""
     kk = k
-    text = query.strip()
+    words = [query] if isinstance(query, str) else list(query)
+    if len(words) > 1 and all(w.strip().isdigit() for w in words):
+        ids = [int(w) for w in words]
+        tracks = [store.track(i) for i in ids]
+        return {"type": "tracks", "tracks": tracks}, store.search(ids, k=kk, **options)
+    text = " ".join(words).strip()
     if text.isdigit():
         track = store.track(int(text))
-        return {"type": "track", "track": track}, store.similar(int(text), kk)
+        return {"type": "track", "track": track}, store.similar(int(text), kk, **options)
     path = Path(text).expanduser()
     if path.is_file():
         track_id = store.track_id_for_path(path)
         if track_id is not None:
-            return {"type": "track", "track": store.track(track_id)}, store.similar(track_id, kk)
+            return {"type": "track", "track": store.track(track_id)}, store.similar(track_id, kk, **options)
         from indexer.decode import load_audio
         from indexer.embedders import load_embedder
         from indexer.errors import FileFailure
 
         model = store.manifest.model
-        options = dict(model.extra.get("options", {}))  # embed the file exactly as the store's tracks
-        options["keep_windows"] = False
-        options["revision"] = model.revision  # the commit the store's vectors came from (hub ids)
-        embedder = load_embedder(model.name, device=settings.device, batch_size=settings.batch_size, **options)
+        embed_options = dict(model.extra.get("options", {}))  # embed the file exactly as the store's tracks
+        embed_options["keep_windows"] = False
+        embed_options["revision"] = model.revision  # the commit the store's vectors came from (hub ids)
+        embedder = load_embedder(model.name, device=settings.device, batch_size=settings.batch_size,
+                                 **embed_options)
         try:
             vector = embedder.embed(load_audio(path, embedder.sample_rate)).vector
         except FileFailure as exc:
             raise UserError(f"cannot read {path}: {exc.reason}") from exc
-        return {"type": "file", "path": str(path.resolve())}, store.similar_to_vector(vector, kk)
+        return {"type": "file", "path": str(path.resolve())}, store.similar_to_vector(vector, kk, **options)
     matches = store.find_tracks(text, limit=5)
     if matches.empty:
         raise UserError(f"no track id, file or artist/title matches {query!r}; "
@@ -70,15 +99,20 @@ def resolve_query(store: Store, query: str, settings: Settings,
     if len(matches) > 1:
         logger.info("%r matched %d+ tracks; using #%d (%s - %s). Give a track id to choose another.",
                     query, len(matches), first, matches.iloc[0]["artist"], matches.iloc[0]["title"])
-    return {"type": "track", "track": store.track(first)}, store.similar(first, kk)
+    return {"type": "track", "track": store.track(first)}, store.similar(first, kk, **options)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.k < 1:
         raise UserError(f"-k {args.k}: must be at least 1")
     with Store.open(settings.store) as store:
-        query, neighbours = resolve_query(store, args.query, settings, args.k)
+        query, neighbours = resolve_query(store, args.query, settings, args.k, **search_options(args))
         model = store.manifest.model
+        if args.m3u:
+            from store.export import write_m3u
+
+            write_m3u(store, [n.track_id for n in neighbours], args.m3u)
+            logger.info("wrote %d tracks to %s", len(neighbours), args.m3u)
     if args.json:
         print_json({
             "query": query,
@@ -89,10 +123,14 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if query["type"] == "track":
         t = query["track"]
         print(f"similar to #{t['id']} {t.get('artist') or '?'} - {t.get('title') or '?'} ({model.label}):")
+    elif query["type"] == "tracks":
+        print(f"similar to {', '.join('#' + str(t['id']) for t in query['tracks'])} together ({model.label}):")
     else:
         print(f"similar to {query['path']} ({model.label}):")
     for rank, n in enumerate(neighbours, start=1):
         t = n.track
         print(f"{rank:3d}. {n.score:.3f}  #{n.track_id:<6d} {t.get('artist') or '?'} - {t.get('title') or '?'}"
               f"  [{t.get('genre') or '-'}]")
+    if not neighbours:
+        print("  (no tracks match)")
     return 0

@@ -53,6 +53,18 @@ def test_api_similar_and_bad_parameters(client) -> None:  # type: ignore[no-unty
         assert response.status_code == 400 and "k=" in response.get_json()["error"]
     assert client.get("/api/v1/similar/99999").status_code == 404
     assert client.get("/api/v1/tracks/1").get_json()["id"] == 1
+    genre = client.get("/api/v1/tracks/2").get_json()["genre"]
+    filtered = client.get("/api/v1/similar/1", query_string={"k": 6, "where": f"genre = '{genre}'",
+                                                             "dedupe": "true", "mmr": 0.8})
+    results = filtered.get_json()["results"]
+    assert filtered.status_code == 200 and len(results) == 6 and {r["genre"] for r in results} == {genre}
+    varied = client.get("/api/v1/similar/1", query_string={"k": 6, "max_per_artist": 1}).get_json()["results"]
+    artists = [r["artist"] for r in varied if r["artist"]]
+    assert len(varied) == 6 and len(artists) == len(set(artists))
+    for bad, named in (("mmr=9", "mmr"), ("max_per_album=x", "max_per_album"), ("where=nope%20%3D%201", "nope"),
+                       ("min_score=2", "min_score"), ("colour=red", "colour")):
+        response = client.get(f"/api/v1/similar/1?{bad}")
+        assert response.status_code == 400 and named in response.get_json()["error"], (bad, response.get_json())
 
 
 def test_select_callback_updates_panel(client) -> None:  # type: ignore[no-untyped-def]

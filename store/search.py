@@ -1,0 +1,231 @@
+"""Similarity search with filters and variety: the one search behind the CLI, the explorer and the API.
+
+A query has *seeds* (track ids, averaged into their centroid) or a raw *vector* (an uploaded
+clip), and optionally:
+
+- ``where``: a SQL boolean expression over ``tracks`` (``genre = 'Jazz' AND year >= 1970``),
+  turned into a FAISS id selector, so the search itself only sees matching tracks and a filtered
+  query returns ``k`` results whenever ``k`` tracks match;
+- variety: ``max_per_artist`` / ``max_per_album`` caps, ``dedupe`` (one version of each song:
+  same normalised artist + title, "Live" / "Remastered" / "Radio Edit" suffixes ignored; versions
+  of the seeds themselves are dropped too) and ``mmr`` (maximal marginal relevance, λ in (0, 1]:
+  1 is pure similarity, lower trades similarity for diversity among the results);
+- ``min_score``: every track at least this similar (up to ``k``), instead of the top ``k``.
+
+The seeds are never returned. Scores are cosine similarities (vectors are L2-normalised).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import faiss
+import numpy as np
+
+from .errors import StoreError
+
+#: Words that mark a version of a song rather than another song, inside brackets or after " - ".
+VERSION_WORDS = ("live", "remaster", "remastered", "remasterised", "remasterized", "mono", "stereo", "version",
+                 "edit", "demo", "deluxe", "bonus", "single", "explicit", "clean", "take", "mix", "remix",
+                 "acoustic", "unplugged", "session", "instrumental", "reprise", "mixed", "anniversary")
+_VERSION_RE = re.compile(r"\b(" + "|".join(VERSION_WORDS) + r")\b")
+_BRACKETS_RE = re.compile(r"[\(\[\{]([^\)\]\}]*)[\)\]\}]")
+_FEAT_RE = re.compile(r"\s+(feat\.?|ft\.?|featuring)\s+.*$")
+_FEAT_WORD_RE = re.compile(r"^\s*(feat\.?|ft\.?|featuring|with)\s")
+
+
+def _fold(text: str) -> str:
+    text = unicodedata.normalize("NFKD", text)
+    return "".join(c for c in text if not unicodedata.combining(c)).casefold().strip()
+
+
+def song_title(title: str) -> str:
+    """A title without its version marks: ``"Song (Live at X) - 2011 Remaster"`` → ``"song"``."""
+    t = _fold(title)
+    t = _BRACKETS_RE.sub(lambda m: " " if _VERSION_RE.search(m.group(1)) or _FEAT_WORD_RE.match(m.group(1))
+                         else m.group(0), t)
+    parts = re.split(r"\s+[-–—/]\s+", t)
+    while len(parts) > 1 and _VERSION_RE.search(parts[-1]):
+        parts.pop()
+    t = _FEAT_RE.sub("", " - ".join(parts))
+    return " ".join(re.sub(r"[^\w]+", " ", t).split())
+
+
+def artist_key(artist: Any) -> str | None:
+    """A normalised artist (first credited one), or None when unknown."""
+    if not isinstance(artist, str) or not artist.strip():
+        return None
+    a = _FEAT_RE.sub("", _fold(artist))
+    a = re.split(r"\s*(?:;|,|&|\band\b|\bx\b|/)\s*", a)[0]
+    a = re.sub(r"^the\s+", "", a)
+    return " ".join(re.sub(r"[^\w]+", " ", a).split()) or None
+
+
+def song_key(row: dict[str, Any]) -> tuple[str, str] | None:
+    """``(artist, title)`` normalised: equal for two versions of one song; None without a title."""
+    title = row.get("title")
+    if not isinstance(title, str) or not title.strip():
+        return None
+    artist = artist_key(row.get("artist")) or artist_key(row.get("album_artist")) or ""
+    return artist, song_title(title)
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    """What a similarity query asks for, beyond its seeds. See the module docstring."""
+
+    k: int = 10
+    where: str | None = None
+    max_per_artist: int | None = None
+    max_per_album: int | None = None
+    dedupe: bool = False
+    mmr: float | None = None
+    min_score: float | None = None
+
+    def validate(self) -> None:
+        """Raises StoreError naming the first bad parameter."""
+        if not isinstance(self.k, int) or self.k < 1:
+            raise StoreError(f"k must be a whole number of at least 1, got {self.k!r}")
+        for name in ("max_per_artist", "max_per_album"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise StoreError(f"{name} must be at least 1, got {value!r}")
+        if self.mmr is not None and not 0.0 < float(self.mmr) <= 1.0:
+            raise StoreError(f"mmr is λ in (0, 1] (1 = pure similarity), got {self.mmr!r}")
+        if self.min_score is not None and not -1.0 <= float(self.min_score) <= 1.0:
+            raise StoreError(f"min_score is a cosine similarity in [-1, 1], got {self.min_score!r}")
+        if self.where is not None and not self.where.strip():
+            raise StoreError("where is empty; leave it out to search every track")
+
+
+def _flat_part(index: faiss.Index) -> tuple[faiss.Index, np.ndarray]:
+    """The exact (flat) storage under ``index`` and the track id of each of its rows."""
+    outer: Any = faiss.downcast_index(index)
+    inner: Any = faiss.downcast_index(outer.index)
+    flat = inner if isinstance(inner, faiss.IndexFlat) else faiss.downcast_index(inner.storage)
+    return flat, faiss.vector_to_array(outer.id_map).astype(np.int64)
+
+
+def knn(index: faiss.Index, query: np.ndarray, k: int, allowed: np.ndarray | None = None,
+        *, ef_search: int | None = None) -> list[tuple[int, float]]:
+    """Top-``k`` ``(track_id, score)`` for one normalised ``query`` (shape (d,)), restricted to
+    ``allowed`` ids when given (a FAISS id selector inside the search).
+
+    Exact indexes are searched as they are. An approximate (HNSW) index is searched with the
+    selector and a raised ``efSearch``; when a selective filter leaves it short of results, the
+    allowed rows are searched exactly instead, so the count is always ``min(k, len(allowed))``.
+    """
+    n = int(index.ntotal)
+    if n == 0:
+        return []
+    q = np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32)
+    if allowed is not None:
+        allowed = np.unique(np.asarray(allowed, np.int64))
+        if len(allowed) == 0:
+            return []
+    want = min(k, n if allowed is None else len(allowed))
+    inner: Any = faiss.downcast_index(faiss.downcast_index(index).index)  # type: ignore[attr-defined]
+    approximate = not isinstance(inner, faiss.IndexFlat)
+    if approximate and allowed is not None and len(allowed) <= max(1000, n // 20):
+        return _exact_subset(index, q, want, allowed)  # a selective filter: exact over its rows is cheaper
+    if approximate:
+        ef = max(ef_search or int(inner.hnsw.efSearch), 2 * want)
+        params: Any = faiss.SearchParametersHNSW(efSearch=ef)  # type: ignore[attr-defined]
+    else:
+        params = faiss.SearchParameters()
+    if allowed is not None:
+        params.sel = faiss.IDSelectorBatch(allowed)
+    scores, ids = index.search(q, want, params=params)
+    pairs = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
+    if approximate and len(pairs) < want:
+        return _exact_subset(index, q, want, allowed)
+    return pairs
+
+
+def _exact_subset(index: faiss.Index, q: np.ndarray, k: int, allowed: np.ndarray | None) -> list[tuple[int, float]]:
+    flat, row_ids = _flat_part(index)
+    params = faiss.SearchParameters()
+    if allowed is not None:
+        params.sel = faiss.IDSelectorBatch(np.flatnonzero(np.isin(row_ids, allowed)).astype(np.int64))
+    scores, rows = flat.search(q, k, params=params)
+    return [(int(row_ids[r]), float(s)) for r, s in zip(rows[0], scores[0], strict=True) if r >= 0]
+
+
+def vectors_of(index: faiss.Index, ids: Sequence[int]) -> np.ndarray:
+    """The stored (normalised) vectors of ``ids``, shape (len(ids), d)."""
+    if not len(ids):
+        return np.zeros((0, index.d), np.float32)
+    return np.asarray(index.reconstruct_batch(np.asarray(ids, np.int64)), np.float32)
+
+
+def mmr_order(query: np.ndarray, vectors: np.ndarray, scores: np.ndarray, lam: float, k: int) -> list[int]:
+    """Maximal marginal relevance: greedily pick ``argmax λ·score − (1−λ)·max sim(selected)``.
+
+    Parameters
+    ----------
+    query : ndarray, shape (d,)
+    vectors : ndarray, shape (n, d), normalised candidates
+    scores : ndarray, shape (n,), their similarity to the query
+    lam : float in (0, 1]
+    k : int
+
+    Returns
+    -------
+    order : list of int, candidate positions, at most ``k``
+    """
+    n = len(vectors)
+    if n == 0:
+        return []
+    chosen: list[int] = []
+    closest = np.full(n, -np.inf, dtype=np.float64)  # max similarity to anything chosen so far
+    free = np.ones(n, dtype=bool)
+    for _ in range(min(k, n)):
+        penalty = np.where(np.isfinite(closest), closest, 0.0)
+        gain = lam * scores - (1.0 - lam) * penalty
+        gain[~free] = -np.inf
+        best = int(np.argmax(gain))
+        chosen.append(best)
+        free[best] = False
+        closest = np.maximum(closest, vectors @ vectors[best])
+    return chosen
+
+
+def diversify(candidates: list[tuple[int, float]], rows: dict[int, dict[str, Any]], options: SearchOptions,
+              seed_keys: set[tuple[str, str]], limit: int) -> list[tuple[int, float]]:
+    """Apply the artist / album caps and version dedupe to ranked ``candidates`` (best first)."""
+    per_artist: dict[str, int] = {}
+    per_album: dict[tuple[str, str], int] = {}
+    songs = set(seed_keys)
+    out: list[tuple[int, float]] = []
+    for track_id, score in candidates:
+        row = rows.get(track_id)
+        if row is None:
+            continue
+        artist = artist_key(row.get("artist")) or artist_key(row.get("album_artist"))
+        if options.max_per_artist is not None and artist is not None \
+                and per_artist.get(artist, 0) >= options.max_per_artist:
+            continue
+        album = row.get("album")
+        album_key = (artist_key(row.get("album_artist")) or artist or "", _fold(album)) \
+            if isinstance(album, str) and album.strip() else None
+        if options.max_per_album is not None and album_key is not None \
+                and per_album.get(album_key, 0) >= options.max_per_album:
+            continue
+        if options.dedupe:
+            key = song_key(row)
+            if key is not None:
+                if key in songs:
+                    continue
+                songs.add(key)
+        if artist is not None:
+            per_artist[artist] = per_artist.get(artist, 0) + 1
+        if album_key is not None:
+            per_album[album_key] = per_album.get(album_key, 0) + 1
+        out.append((track_id, score))
+        if len(out) >= limit:
+            break
+    return out

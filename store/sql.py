@@ -1,0 +1,180 @@
+"""SQL over a store: read-only and safe by construction, with similarity inside SQL.
+
+What a query sees (temporary views on its own connection, over the tables of ``library.duckdb``):
+
+=================  =====================================================================
+``tracks``         one row per file: id, path, title, artist, album, album_artist, genre,
+                   year, track_number, duration, format, tag_source, extra, added_at, ...
+``embeddings``     track_id, n_windows (the vectors themselves: ``vectors``)
+``vectors``        track_id, vector (``FLOAT[d]``, L2-normalised)
+``styles``         track_id, label, activation (MAEST's Discogs styles)
+``projections``    name, track_id, x, y (the maps)
+``failures``       path, stage, error, failed_at
+``windows``        track_id, window_index, start_s, vector (MAEST, per window)
+``runs``           what each index run did
+=================  =====================================================================
+
+Functions:
+
+- ``similarity(id, seed)``: cosine similarity of track ``id`` to track ``seed`` (vectorised:
+  one matrix-vector product per distinct seed, then a lookup per row), e.g.
+  ``SELECT title, similarity(id, 42) AS s FROM tracks WHERE genre = 'Jazz' ORDER BY s DESC LIMIT 20``.
+- ``similar_to(seed, k)``: a table of the ``k`` tracks most like ``seed`` (seed excluded), with
+  every ``tracks`` column and ``score``: ``SELECT title, score FROM similar_to(42, 10)``.
+
+Limits, each refused with a message naming it: one statement per query; only ``SELECT`` (with
+``WITH``, ``DESCRIBE``, ``SHOW``, ``SUMMARIZE``) and ``EXPLAIN``; the connection is read-only,
+``enable_external_access = false`` (no files, ``ATTACH``, ``COPY``, ``INSTALL``/``LOAD``), a
+memory limit and locked configuration (no ``SET``); a time limit (the query is interrupted)
+and a row cap.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+import duckdb
+import duckdb.func as udf
+import faiss
+import numpy as np
+import pyarrow as pa
+
+from .errors import StoreError
+
+ALLOWED_STATEMENTS = {"SELECT", "EXPLAIN"}
+
+#: Temporary views shadowing tables of the database ``{db}`` (by name: temp comes first).
+VIEWS = {
+    "embeddings": "SELECT track_id, n_windows FROM {db}.main.embeddings",
+    "vectors": "SELECT track_id, vector FROM {db}.main.embeddings",
+}
+
+SIMILAR_TO = ("CREATE OR REPLACE TEMP MACRO similar_to(seed, k) AS TABLE "
+              "SELECT t.* EXCLUDE (path_bytes), similarity(t.id, seed) AS score FROM {db}.main.tracks t "
+              "WHERE t.id <> seed AND similarity(t.id, seed) IS NOT NULL ORDER BY score DESC, t.id LIMIT k")
+
+
+def database(con: duckdb.DuckDBPyConnection) -> str:
+    """The store database's catalog name, quoted (``"library"``)."""
+    row = con.execute("SELECT current_database()").fetchone()
+    assert row is not None
+    return '"' + str(row[0]).replace('"', '""') + '"'
+
+
+def check_query(con: duckdb.DuckDBPyConnection, query: str) -> None:
+    """Refuse anything but one read-only statement, with a message naming the reason."""
+    if not query.strip():
+        raise StoreError("empty SQL query")
+    try:
+        statements = con.extract_statements(query)
+    except duckdb.Error as exc:
+        raise StoreError(f"SQL error: {exc}") from exc
+    if len(statements) != 1:
+        raise StoreError(f"one SQL statement at a time, got {len(statements)} (refused: several statements)")
+    kind = statements[0].type.name
+    if kind not in ALLOWED_STATEMENTS:
+        raise StoreError(f"{kind} statements are refused: SQL over a store is read-only "
+                         "(SELECT, WITH, DESCRIBE, SHOW, SUMMARIZE and EXPLAIN are allowed)")
+
+
+def check_where(con: duckdb.DuckDBPyConnection, where: str) -> str:
+    """A filter expression as the body of ``SELECT id FROM tracks WHERE (...)``; refused if it is
+    not one expression (a ``)`` closing early, a ``;``, a sub-statement)."""
+    query = f"SELECT id FROM {database(con)}.main.tracks WHERE ({where})"
+    try:
+        statements = con.extract_statements(query)
+    except duckdb.Error as exc:
+        raise StoreError(f"--where {where!r}: {exc}") from exc
+    if len(statements) != 1 or statements[0].type.name != "SELECT" or where.count("(") != where.count(")"):
+        raise StoreError(f"--where {where!r}: give one boolean expression over tracks' columns, "
+                         "e.g. \"genre = 'Jazz' AND year >= 1970\"")
+    return query
+
+
+class Similarity:
+    """``similarity(id, seed)`` for DuckDB: cosine similarity from the store's FAISS vectors.
+
+    Holds a view of the index's vectors (no copy), the ids sorted for a vectorised lookup, and the
+    score vectors of the last few seeds (one ``n × d`` product each).
+    """
+
+    def __init__(self, index: faiss.Index, cache: int = 16) -> None:
+        outer: Any = faiss.downcast_index(index)
+        inner: Any = faiss.downcast_index(outer.index)
+        flat: Any = inner if isinstance(inner, faiss.IndexFlat) else faiss.downcast_index(inner.storage)
+        n, d = int(flat.ntotal), int(flat.d)
+        self._index = index  # keeps the memory behind the view alive
+        self.matrix = faiss.rev_swig_ptr(flat.get_xb(), n * d).reshape(n, d) if n else np.zeros((0, d), np.float32)
+        ids = faiss.vector_to_array(outer.id_map).astype(np.int64)
+        self._order = np.argsort(ids, kind="stable")
+        self._sorted = ids[self._order]
+        self._scores: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._cache = cache
+
+    def rows(self, ids: np.ndarray) -> np.ndarray:
+        """Row of each id in :attr:`matrix`, −1 where the id has no vector."""
+        pos = np.searchsorted(self._sorted, ids)
+        pos = np.minimum(pos, max(len(self._sorted) - 1, 0))
+        found = (len(self._sorted) > 0) & (self._sorted[pos] == ids) if len(self._sorted) else np.zeros(len(ids), bool)
+        return np.where(found, self._order[pos] if len(self._order) else -1, -1)
+
+    def scores(self, seed: int) -> np.ndarray:
+        """Similarity of every row to ``seed``."""
+        cached = self._scores.get(seed)
+        if cached is not None:
+            self._scores.move_to_end(seed)
+            return cached
+        row = int(self.rows(np.array([seed], np.int64))[0])
+        if row < 0:
+            raise ValueError(f"similarity(id, {seed}): track {seed} has no embedding (no such track, or not "
+                             "indexed yet)")
+        out = self.matrix @ self.matrix[row]
+        self._scores[seed] = out
+        if len(self._scores) > self._cache:
+            self._scores.popitem(last=False)
+        return out
+
+    def __call__(self, ids: pa.Array, seeds: pa.Array) -> pa.Array:
+        id_arr = np.asarray(ids.to_numpy(zero_copy_only=False), dtype=np.float64)
+        seed_arr = np.asarray(seeds.to_numpy(zero_copy_only=False), dtype=np.float64)
+        valid = np.isfinite(id_arr) & np.isfinite(seed_arr)  # NULLs arrive as NaN
+        out = np.full(len(id_arr), np.nan)
+        if valid.any():
+            rows = self.rows(id_arr[valid].astype(np.int64))
+            vals = np.full(len(rows), np.nan)
+            seeds_valid = seed_arr[valid].astype(np.int64)
+            for seed in np.unique(seeds_valid):
+                mask = (seeds_valid == seed) & (rows >= 0)
+                if mask.any():
+                    vals[mask] = self.scores(int(seed))[rows[mask]]
+            out[valid] = vals
+        return pa.array(out, type=pa.float64(), mask=np.isnan(out))
+
+
+def install(session: duckdb.DuckDBPyConnection, index: faiss.Index) -> Similarity:
+    """Register ``similarity``, the views and ``similar_to`` on the SQL ``session`` (a connection
+    of its own: temporary objects and functions live per connection)."""
+    fn = Similarity(index)
+    session.create_function("similarity", fn, [duckdb.sqltype("BIGINT"), duckdb.sqltype("BIGINT")],
+                        duckdb.sqltype("DOUBLE"), type=udf.ARROW, null_handling=udf.SPECIAL, side_effects=False)
+    db = database(session)
+    for name, body in VIEWS.items():
+        session.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS {body.format(db=db)}")
+    session.execute(SIMILAR_TO.format(db=db))
+    return fn
+
+
+def describe_error(exc: duckdb.Error, timeout: float) -> StoreError:
+    """DuckDB's error as a StoreError naming the limit that refused the query."""
+    text = str(exc)
+    if isinstance(exc, duckdb.InterruptException):
+        return StoreError(f"SQL query interrupted after {timeout:g} s (time limit)")
+    if "memory" in text.lower() and ("limit" in text.lower() or "out of memory" in text.lower()):
+        return StoreError(f"SQL query refused: it needs more memory than the limit ({text.splitlines()[0]})")
+    if "external access" in text.lower() or "disabled by configuration" in text.lower():
+        return StoreError(f"SQL query refused: it reads or writes files outside the store, which is disabled "
+                          f"({text.splitlines()[0]})")
+    if "configuration has been locked" in text.lower():
+        return StoreError(f"SQL query refused: settings cannot be changed ({text.splitlines()[0]})")
+    return StoreError(f"SQL error: {text}")
