@@ -110,14 +110,23 @@ def _flat_part(index: faiss.Index) -> tuple[faiss.Index, np.ndarray]:
     return flat, faiss.vector_to_array(outer.id_map).astype(np.int64)
 
 
+FILTER_EXACT_FLOATS = 50_000_000
+"""A filtered query on an approximate index is answered exactly over the matching tracks while
+matching tracks × dimension stays under this (about 20 ms here): exact results, whatever the
+filter. Larger filtered sets go through HNSW with the id selector and an efSearch raised by
+1 / selectivity; a filter that correlates with the query (all matches far from it) then costs
+recall, never the count."""
+
+
 def knn(index: faiss.Index, query: np.ndarray, k: int, allowed: np.ndarray | None = None,
         *, ef_search: int | None = None) -> list[tuple[int, float]]:
     """Top-``k`` ``(track_id, score)`` for one normalised ``query`` (shape (d,)), restricted to
     ``allowed`` ids when given (a FAISS id selector inside the search).
 
-    Exact indexes are searched as they are. An approximate (HNSW) index is searched with the
-    selector and a raised ``efSearch``; when a selective filter leaves it short of results, the
-    allowed rows are searched exactly instead, so the count is always ``min(k, len(allowed))``.
+    Exact indexes are searched as they are. On an approximate (HNSW) index, a filter matching few
+    enough tracks (:data:`FILTER_EXACT_FLOATS`) is answered exactly over them; a larger one goes
+    through HNSW with the selector and a raised ``efSearch``, and if that leaves it short of
+    results the allowed rows are searched exactly, so the count is always ``min(k, len(allowed))``.
     """
     n = int(index.ntotal)
     if n == 0:
@@ -130,10 +139,12 @@ def knn(index: faiss.Index, query: np.ndarray, k: int, allowed: np.ndarray | Non
     want = min(k, n if allowed is None else len(allowed))
     inner: Any = faiss.downcast_index(faiss.downcast_index(index).index)  # type: ignore[attr-defined]
     approximate = not isinstance(inner, faiss.IndexFlat)
-    if approximate and allowed is not None and len(allowed) <= max(1000, n // 20):
-        return _exact_subset(index, q, want, allowed)  # a selective filter: exact over its rows is cheaper
+    if approximate and allowed is not None and len(allowed) * int(index.d) <= FILTER_EXACT_FLOATS:
+        return _exact_subset(index, q, want, allowed)
     if approximate:
         ef = max(ef_search or int(inner.hnsw.efSearch), 2 * want)
+        if allowed is not None:
+            ef = min(1024, int(ef * n / len(allowed)))
         params: Any = faiss.SearchParametersHNSW(efSearch=ef)  # type: ignore[attr-defined]
     else:
         params = faiss.SearchParameters()
@@ -155,7 +166,7 @@ def _exact_subset(index: faiss.Index, q: np.ndarray, k: int, allowed: np.ndarray
     return [(int(row_ids[r]), float(s)) for r, s in zip(rows[0], scores[0], strict=True) if r >= 0]
 
 
-def vectors_of(index: faiss.Index, ids: Sequence[int]) -> np.ndarray:
+def vectors_of(index: faiss.Index, ids: Sequence[int] | np.ndarray) -> np.ndarray:
     """The stored (normalised) vectors of ``ids``, shape (len(ids), d)."""
     if not len(ids):
         return np.zeros((0, index.d), np.float32)

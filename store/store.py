@@ -35,7 +35,17 @@ from . import schema, sql
 from .errors import StoreError
 from .manifest import Manifest, ModelInfo, read_manifest, write_manifest
 from .search import SearchOptions, diversify, knn, mmr_order, song_key, vectors_of
-from .vectors import build_index, l2_normalise, load_index, save_index
+from .vectors import (
+    add_to_index,
+    build_index,
+    choose_kind,
+    ids_checksum,
+    index_ids,
+    l2_normalise,
+    load_index,
+    read_sidecar,
+    save_index,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -247,16 +257,20 @@ class Store:
     # --- writing (indexer) ----------------------------------------------------------------
 
     @contextmanager
-    def _transaction(self, *, vectors_changed: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+    def _transaction(self, *, vectors_changed: bool = False,
+                     rewritten: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
         """One DuckDB transaction; with ``vectors_changed`` it also bumps ``vectors_generation``,
-        so a FAISS file built before it is known to be stale."""
+        so a FAISS file built before it is known to be stale, and with ``rewritten`` (a stored
+        vector replaced or removed, not only added) ``vectors_rewrites``, so it is rebuilt rather
+        than extended."""
         con = self._con
         con.execute("BEGIN TRANSACTION")
         try:
             yield con
-            if vectors_changed:
-                con.execute("UPDATE meta SET value = CAST(CAST(value AS BIGINT) + 1 AS VARCHAR) "
-                            "WHERE key = 'vectors_generation'")
+            bump = [key for key, on in (("vectors_generation", vectors_changed), ("vectors_rewrites", rewritten)) if on]
+            for key in bump:
+                con.execute("INSERT OR IGNORE INTO meta VALUES (?, '0')", [key])
+                con.execute("UPDATE meta SET value = CAST(CAST(value AS BIGINT) + 1 AS VARCHAR) WHERE key = ?", [key])
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
@@ -290,7 +304,7 @@ class Store:
         ids = [int(i) for i in track_ids]
         if not ids:
             return 0
-        with self._transaction(vectors_changed=True) as con:
+        with self._transaction(vectors_changed=True, rewritten=True) as con:
             for table, column in (("embeddings", "track_id"), ("windows", "track_id"), ("styles", "track_id"),
                                   ("projections", "track_id"), ("tracks", "id")):
                 con.execute(f"DELETE FROM {table} WHERE {column} IN (SELECT unnest(?::BIGINT[]))", [ids])
@@ -306,7 +320,7 @@ class Store:
         cols = ("path", "path_bytes", "size", "mtime", "fingerprint", *schema.TRACK_FIELDS)
         placeholders = ", ".join("?" for _ in cols)
         updates = ", ".join(f"{c} = excluded.{c}" for c in cols[1:])
-        with self._transaction(vectors_changed=True) as con:
+        with self._transaction(vectors_changed=True, rewritten=self._replaces_vectors(records)) as con:
             for rec in records:
                 vec = np.asarray(rec.vector, dtype=np.float32).ravel()
                 if vec.shape[0] != d:
@@ -357,6 +371,13 @@ class Store:
             con.execute("DELETE FROM failures WHERE path IN (SELECT unnest(?::VARCHAR[]))",
                         [[db_path(r.path) for r in records]])
         return ids
+
+    def _replaces_vectors(self, records: Sequence[TrackRecord]) -> bool:
+        """Whether writing ``records`` replaces a stored vector (a changed file), not only adds."""
+        row = self._con.execute("SELECT count(*) FROM embeddings e JOIN tracks t ON t.id = e.track_id "
+                                "WHERE t.path IN (SELECT unnest(?::VARCHAR[]))",
+                                [[db_path(r.path) for r in records]]).fetchone()
+        return bool(row and row[0])
 
     def record_failure(self, path: str, stage: str, error: str) -> None:
         """Record (or replace) why ``path`` could not be indexed."""
@@ -410,20 +431,91 @@ class Store:
                         [name, method, json.dumps(params, sort_keys=True), len(track_ids)])
 
     def sync(self) -> None:
-        """Rebuild and save the FAISS index if stale, and refresh the manifest's counts."""
+        """Bring the FAISS index up to date (add new vectors, or rebuild) and save it, and refresh
+        the manifest's counts and index description."""
         self._require_writable()
-        generation = self._generation()
-        n = self.count("embeddings")
-        index = load_index(self.path, generation, n)
-        if index is None:
-            ids, vectors = self.vectors()
-            index = build_index(ids, vectors)
-            save_index(self.path, index, generation)
-        self._index = index
+        with self._lock:
+            self._index = None
+            index, params = self._load_or_build(save=True)
+            self._index = index
+        n = int(index.ntotal)
         counts = {"tracks": self.count("tracks"), "embeddings": n, "failures": self.count("failures")}
-        self.manifest = replace(self.manifest, counts=counts,
-                                index={"type": "flat-ip", "metric": "inner_product", "ntotal": n})
+        self.manifest = replace(self.manifest, counts=counts, index={**params, "ntotal": n})
         write_manifest(self.path, self.manifest)
+
+    def _index_state(self) -> tuple[dict[str, Any], np.ndarray]:
+        """What the FAISS index must match (sidecar keys), and the ids DuckDB holds."""
+        with self._cursor() as cur:
+            ids = np.asarray(cur.execute("SELECT track_id FROM embeddings").fetchnumpy()["track_id"], np.int64)
+            meta = dict(cur.execute("SELECT key, value FROM meta").fetchall())
+        model = self.manifest.model
+        state = {"generation": int(meta.get("vectors_generation", 0)), "rewrites": int(meta.get("vectors_rewrites", 0)),
+                 "model": model.id, "dimension": int(model.dimension), "ntotal": len(ids),
+                 "ids_checksum": ids_checksum(ids)}
+        return state, ids
+
+    def _load_or_build(self, *, save: bool) -> tuple[faiss.Index, dict[str, Any]]:
+        """The current index: loaded if it matches DuckDB, extended if only additions happened since
+        it was saved, else rebuilt (saved when ``save``)."""
+        state, db_ids = self._index_state()
+        side = read_sidecar(self.path) or {}
+        index = load_index(self.path, state)
+        if index is not None and self._vectors_agree(index, db_ids):
+            return index, dict(side.get("params") or {"type": "flat"})
+        index = None
+        params: dict[str, Any] | None = None
+        same_base = {k: state[k] for k in ("rewrites", "model", "dimension")}
+        if side and all(side.get(k) == v for k, v in same_base.items()):
+            # Only additions since it was saved? Then add the new vectors instead of rebuilding.
+            old = load_index(self.path, {**same_base, "ids_checksum": side.get("ids_checksum"),
+                                         "ntotal": side.get("ntotal")})
+            if old is not None and self._vectors_agree(old, index_ids(old)):
+                have = index_ids(old)
+                kind = (side.get("params") or {}).get("type", "flat")
+                if np.isin(have, db_ids).all() and choose_kind(len(db_ids), state["dimension"]) == kind:
+                    new_ids = np.setdiff1d(db_ids, have)
+                    add_to_index(old, new_ids, self._vectors_for(new_ids))
+                    index = old
+                    params = {**side.get("params", {}),
+                              "added_since_build": int((side.get("params") or {}).get("added_since_build", 0))
+                              + len(new_ids)}
+                    logger.info("FAISS index: added %d new vectors", len(new_ids))
+        if index is None or params is None:
+            ids, vectors = self.vectors()
+            index, params = build_index(ids, vectors)
+            logger.info("FAISS index built: %s over %d vectors", params["type"], len(ids))
+        if save:
+            save_index(self.path, index, {**{k: state[k] for k in ("generation", "rewrites", "model", "dimension")},
+                                          "params": params})
+        return index, params
+
+    def _vectors_agree(self, index: faiss.Index, ids: np.ndarray, sample: int = 16) -> bool:
+        """Spot check: a few vectors of the index equal DuckDB's (a file copied from another store
+        with the same ids, or written over, fails it)."""
+        if not len(ids):
+            return True
+        picked = np.random.default_rng(len(ids)).choice(ids, size=min(sample, len(ids)), replace=False)
+        try:
+            ours = vectors_of(index, picked)
+        except RuntimeError:
+            return False
+        agree = bool(np.allclose(ours, self._vectors_for(picked), atol=1e-5))
+        if not agree:
+            logger.warning("FAISS index in %s holds other vectors than DuckDB; rebuilding", self.path)
+        return agree
+
+    def _vectors_for(self, ids: np.ndarray) -> np.ndarray:
+        d = self.manifest.model.dimension
+        if not len(ids):
+            return np.zeros((0, d), np.float32)
+        with self._cursor() as cur:
+            table = cur.sql("SELECT track_id, vector FROM embeddings WHERE track_id IN (SELECT unnest(?::BIGINT[]))",
+                            params=[ids.tolist()]).to_arrow_table()
+        got = table.column("track_id").to_numpy().astype(np.int64)
+        flat = table.column("vector").combine_chunks().flatten().to_numpy(zero_copy_only=False)
+        vectors = np.asarray(flat, np.float32).reshape(-1, d)
+        order = np.argsort(got)
+        return vectors[order[np.searchsorted(got[order], ids)]]  # in the order of ``ids``
 
     # --- reading --------------------------------------------------------------------------
 
@@ -458,17 +550,11 @@ class Store:
 
     @property
     def index(self) -> faiss.Index:
-        """The FAISS index, loaded from disk if current, else rebuilt (in memory if read-only)."""
+        """The FAISS index, loaded from disk if it matches DuckDB, else brought up to date (saved
+        unless the store is read-only)."""
         with self._lock:
             if self._index is None:
-                generation, n = self._generation(), self.count("embeddings")
-                index = load_index(self.path, generation, n)
-                if index is None:
-                    ids, vectors = self.vectors()
-                    index = build_index(ids, vectors)
-                    if not self.read_only:
-                        save_index(self.path, index, generation)
-                self._index = index
+                self._index, _ = self._load_or_build(save=not self.read_only)
             return self._index
 
     def tracks(self, ids: Sequence[int] | None = None, columns: Sequence[str] | None = None) -> pd.DataFrame:
