@@ -310,6 +310,7 @@ def index_library(roots: Sequence[str | Path], store_path: str | Path, embedder:
                            "run with --prune to remove them", len(gone))
         logger.info("%d files: %d unchanged, %d moved, %d to index", len(files), report.unchanged,
                     report.moved, len(todo))
+        store.release()
         pending: list[TrackRecord] = []
         waiting: list[_Done] = []  # decoded, waiting to be embedded together (MAEST batches across tracks)
         batch_tracks = max(1, int(getattr(embedder, "batch_size", 1)))
@@ -318,11 +319,13 @@ def index_library(roots: Sequence[str | Path], store_path: str | Path, embedder:
             if pending:
                 store.write_tracks(pending)
                 pending.clear()
+            store.release()  # readers (musicmap serve, sql) get the file between batches
 
         def fail(path: str, stage: str, reason: str) -> None:
             report.failed += 1
             report.failures.append({"path": path, "stage": stage, "error": reason})
             store.record_failure(path, stage, reason)
+            store.release()
             logger.warning("failed %s (%s): %s", path, stage, reason)
 
         def accept(result: _Done, embedding: Embedding) -> None:

@@ -18,7 +18,8 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -36,6 +37,7 @@ from .errors import StoreError
 from .manifest import Manifest, ModelInfo, read_manifest, write_manifest
 from .search import SearchOptions, diversify, knn, mmr_order, song_key, vectors_of
 from .vectors import (
+    SIDECAR_NAME,
     add_to_index,
     build_index,
     choose_kind,
@@ -58,6 +60,9 @@ _CONFIG: dict[str, Any] = {"enable_external_access": False}
 SQL_MEMORY_LIMIT = "2GB"
 """DuckDB's memory limit on read-only stores (where user SQL runs); the configuration is locked."""
 _READ_CONFIG: dict[str, Any] = {**_CONFIG, "memory_limit": SQL_MEMORY_LIMIT, "lock_configuration": True}
+
+LOCK_WAIT_S = 30.0
+"""How long opening a store waits while another process holds the database file."""
 
 #: Columns of ``tracks`` shown with a result by default.
 DISPLAY_COLUMNS: tuple[str, ...] = ("id", "title", "artist", "album", "genre", "year", "duration", "path")
@@ -136,26 +141,60 @@ class SQLResult:
 class Store:
     """A musicmap store folder. Use :meth:`open` or :meth:`open_for_indexing`, then :meth:`close`."""
 
-    def __init__(self, path: Path, con: duckdb.DuckDBPyConnection, manifest: Manifest, *,
-                 read_only: bool) -> None:
+    def __init__(self, path: Path, connect: Callable[[], duckdb.DuckDBPyConnection], manifest: Manifest, *,
+                 read_only: bool, shared: bool = False) -> None:
         self.path = path
         self.manifest = manifest
         self.read_only = read_only
-        self._con = con
+        self.shared = shared
+        self._connect = connect
+        self._conn: duckdb.DuckDBPyConnection | None = None
+        self._users = 0
         self._lock = threading.RLock()
         self._index: faiss.Index | None = None
+        self._index_stamp: tuple[int, int] | None = None
         self._sql_lock = threading.Lock()
         self._sql_session: duckdb.DuckDBPyConnection | None = None
         self._sql_index: faiss.Index | None = None
 
+    @property
+    def _con(self) -> duckdb.DuckDBPyConnection:
+        """The DuckDB connection, opened on first use (and again after :meth:`release`)."""
+        with self._lock:
+            if self._conn is None:
+                self._conn = self._connect()
+                if self._index is not None and self._index_stamp != _stamp(self.path / SIDECAR_NAME):
+                    self._index = None  # the writer saved a newer FAISS index: load it on next use
+                if self.read_only and (self.path / "manifest.json").is_file():
+                    self.manifest = read_manifest(self.path)
+            return self._conn
+
+    def release(self) -> None:
+        """Close the DuckDB connection until the next use, so another process can take the file
+        (DuckDB allows one writing process, or readers, at a time). Shared stores do it after every
+        read; the indexer after every committed batch. In-memory state (the FAISS index) is kept."""
+        with self._lock:
+            if self._users:
+                return
+            if self._sql_session is not None:
+                self._sql_session.close()
+                self._sql_session = None
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
     # --- opening --------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, path: str | Path, *, read_only: bool = True, memory_limit: str = SQL_MEMORY_LIMIT) -> Store:
+    def open(cls, path: str | Path, *, read_only: bool = True, memory_limit: str = SQL_MEMORY_LIMIT,
+             shared: bool = False, wait: float = LOCK_WAIT_S) -> Store:
         """Open an existing store, read-only by default, with external file access disabled.
 
         ``read_only=False`` is for maintenance that keeps the model (``musicmap map``). Read-only
         stores run user SQL: DuckDB's ``memory_limit`` applies and its configuration is locked.
+        ``shared``: hold the database file only while reading (a long-lived reader such as the
+        explorer, beside an index run). While another process writes, opening waits up to
+        ``wait`` seconds for it to let go.
 
         Raises
         ------
@@ -171,18 +210,20 @@ class Store:
         if not db.is_file():
             raise StoreError(f"{folder} has a manifest but no {DB_NAME}; the store is damaged, "
                              f"re-create it with `musicmap index LIBRARY --store {folder}`")
-        try:
-            config = {**_READ_CONFIG, "memory_limit": memory_limit} if read_only else _CONFIG
-            con = duckdb.connect(str(db), read_only=read_only, config=config)
-        except duckdb.Error as exc:
-            raise StoreError(f"cannot open {db}: {exc}") from exc
-        store = cls(folder, con, manifest, read_only=read_only)
+        config = {**_READ_CONFIG, "memory_limit": memory_limit} if read_only else _CONFIG
+        store = cls(folder, lambda: _connect(db, read_only=read_only, config=config, wait=wait), manifest,
+                    read_only=read_only, shared=shared)
         store._check_schema()
+        if shared:
+            store.release()
         return store
 
     @classmethod
-    def open_for_indexing(cls, path: str | Path, model: ModelInfo) -> Store:
+    def open_for_indexing(cls, path: str | Path, model: ModelInfo, *, wait: float = LOCK_WAIT_S) -> Store:
         """Open (creating if needed) a store for writing vectors of ``model``.
+
+        Waits up to ``wait`` seconds while readers hold the file; the indexer calls
+        :meth:`release` after each committed batch so that readers get their turn.
 
         Raises
         ------
@@ -204,11 +245,7 @@ class Store:
                 )
             folder.mkdir(parents=True, exist_ok=True)
             manifest = Manifest.new(model)
-        try:
-            con = duckdb.connect(str(db), config=_CONFIG)
-        except duckdb.Error as exc:
-            raise StoreError(f"cannot open {db} for writing: {exc}. Is another musicmap "
-                             "process (index or serve) using this store?") from exc
+        con = _connect(db, read_only=False, config=_CONFIG, wait=wait)
         # Columns added after the first stores were written (no release had them without).
         for column, kind in (("fingerprint", "VARCHAR"), ("path_bytes", "BLOB"), ("extra", "VARCHAR")):
             con.execute(f"ALTER TABLE IF EXISTS tracks ADD COLUMN IF NOT EXISTS {column} {kind}")
@@ -216,7 +253,9 @@ class Store:
         con.execute(schema.embeddings_ddl(model.dimension))
         con.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", [str(schema.SCHEMA_VERSION)])
         con.execute("INSERT OR IGNORE INTO meta VALUES ('vectors_generation', '0')")
-        store = cls(folder, con, manifest, read_only=False)
+        store = cls(folder, lambda: _connect(db, read_only=False, config=_CONFIG, wait=wait), manifest,
+                    read_only=False)
+        store._conn = con
         store._check_schema()
         write_manifest(folder, manifest)
         return store
@@ -233,10 +272,8 @@ class Store:
 
     def close(self) -> None:
         with self._lock:
-            if self._sql_session is not None:
-                self._sql_session.close()
-                self._sql_session = None
-            self._con.close()
+            self._users = 0
+            self.release()
 
     def __enter__(self) -> Store:
         return self
@@ -245,14 +282,28 @@ class Store:
         self.close()
 
     @contextmanager
+    def _holding(self) -> Iterator[None]:
+        """Keep the connection open for the block (a shared store lets go when the last user ends)."""
+        with self._lock:
+            self._users += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._users -= 1
+                if self.shared and not self._users:
+                    self.release()
+
+    @contextmanager
     def _cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
         # One cursor per call: DuckDB connections are not safe to share across threads.
-        with self._lock:
-            cur = self._con.cursor()
-        try:
-            yield cur
-        finally:
-            cur.close()
+        with self._holding():
+            with self._lock:
+                cur = self._con.cursor()
+            try:
+                yield cur
+            finally:
+                cur.close()
 
     # --- writing (indexer) ----------------------------------------------------------------
 
@@ -438,6 +489,7 @@ class Store:
             self._index = None
             index, params = self._load_or_build(save=True)
             self._index = index
+            self._index_stamp = _stamp(self.path / SIDECAR_NAME)
         n = int(index.ntotal)
         counts = {"tracks": self.count("tracks"), "embeddings": n, "failures": self.count("failures")}
         self.manifest = replace(self.manifest, counts=counts, index={**params, "ntotal": n})
@@ -554,7 +606,9 @@ class Store:
         unless the store is read-only)."""
         with self._lock:
             if self._index is None:
-                self._index, _ = self._load_or_build(save=not self.read_only)
+                with self._holding():  # one connection for the whole load
+                    self._index, _ = self._load_or_build(save=not self.read_only)
+                    self._index_stamp = _stamp(self.path / SIDECAR_NAME)
             return self._index
 
     def tracks(self, ids: Sequence[int] | None = None, columns: Sequence[str] | None = None) -> pd.DataFrame:
@@ -706,7 +760,7 @@ class Store:
 
     def _filter_ids(self, where: str, timeout: float) -> np.ndarray:
         """Ids of the tracks matching ``where`` (run in the SQL sandbox, under its limits)."""
-        with self._sql_lock:
+        with self._holding(), self._sql_lock:
             session = self._session()
             query = sql.check_where(session, where)
             timer = threading.Timer(timeout, session.interrupt)
@@ -766,7 +820,7 @@ class Store:
             With the reason: bad SQL (DuckDB's message), a refused statement type, several
             statements, file access, the time or memory limit.
         """
-        with self._sql_lock:
+        with self._holding(), self._sql_lock:
             session = self._session()
             sql.check_query(session, query)
             timer = threading.Timer(timeout, session.interrupt)
@@ -811,6 +865,35 @@ class Store:
             "size_bytes": size,
             "created_at": self.manifest.created_at,
         }
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
+
+
+def _connect(db: Path, *, read_only: bool, config: dict[str, Any], wait: float) -> duckdb.DuckDBPyConnection:
+    """``duckdb.connect``, waiting up to ``wait`` seconds while another process holds the file."""
+    deadline = time.monotonic() + wait
+    delay = 0.01
+    while True:
+        try:
+            return duckdb.connect(str(db), read_only=read_only, config=config)
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower():
+                raise StoreError(f"cannot open {db}: {exc}") from exc
+            if time.monotonic() >= deadline:
+                raise StoreError(
+                    f"{db} is busy: another musicmap process is {'writing to' if read_only else 'using'} it "
+                    f"(waited {wait:g} s). An index run lets readers in between batches; "
+                    f"`musicmap serve` holds the file only while reading.") from exc
+        except duckdb.Error as exc:
+            raise StoreError(f"cannot open {db}: {exc}") from exc
+        time.sleep(delay)
+        delay = min(0.2, delay * 1.5)
 
 
 def db_path(path: str) -> str:

@@ -96,7 +96,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     with Store.open(store_dir, read_only=False) as store:
         result = compute_map(store)
     print(f"map: {result['n_tracks']} tracks ({result['method']})")
-    with Store.open(store_dir) as store:
+    with Store.open(store_dir, shared=True) as store:
         csv_path = store_dir.parent / "embeddings.csv"
         png_path = store_dir.parent / "tsne_plot.png"
         export_embeddings(store, csv_path)

@@ -36,6 +36,6 @@ def serve(store: Store, host: str, port: int) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    with Store.open(settings.store) as store:
+    with Store.open(settings.store, shared=True) as store:  # holds the file only while reading: `index` can run
         serve(store, settings.host, settings.port)
     return 0

@@ -1,0 +1,107 @@
+"""Readers and the indexer coexist: two real processes on one store (DuckDB allows one writer)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from tests.conftest import MUSICMAP, free_port, run_cli
+
+
+def _library(root: Path, start: int, n: int) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    t = np.arange(16_000) / 16_000
+    for i in range(start, start + n):
+        y = 0.3 * np.sin(2 * np.pi * (100 + 7 * i) * t) + 0.01 * np.random.default_rng(i).standard_normal(len(t))
+        sf.write(root / f"Artist {i % 9} - Track {i:03d}.wav", y.astype(np.float32), 16_000)
+
+
+def _get(url: str) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+
+
+def test_explorer_keeps_serving_while_an_index_run_writes(tmp_path: Path) -> None:
+    lib, store = tmp_path / "lib", tmp_path / "store"
+    _library(lib / "first", 0, 30)
+    run_cli("index", lib, "--store", store, "--model", "features", "--workers", "1", check=True)
+    port = free_port()
+    serve = subprocess.Popen([*MUSICMAP, "serve", "--store", str(store), "--port", str(port)],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if _get(base + "/api/v1/tracks/1")[0] == 200:
+                    break
+            except OSError:
+                pass
+            assert serve.poll() is None and time.monotonic() < deadline, "serve did not start"
+            time.sleep(0.3)
+        assert len(_get(base + "/api/v1/similar/1?k=100")[1]["results"]) == 29
+        _library(lib / "second", 30, 70)
+        index = subprocess.Popen([*MUSICMAP, "index", str(lib), "--store", str(store), "--model", "features",
+                                  "--workers", "1", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 text=True)
+        seen: list[int] = []  # the highest track id the explorer could read, request after request
+        errors: list[str] = []
+        while index.poll() is None:
+            newest = next((i for i in range(100, 30, -1) if _get(f"{base}/api/v1/tracks/{i}")[0] == 200), 30)
+            seen.append(newest)
+            status, body = _get(base + "/api/v1/similar/1?k=5")
+            if status != 200 or len(body["results"]) != 5:
+                errors.append(f"{status} {body}")
+            time.sleep(0.05)
+        out, err = index.communicate()
+        assert index.returncode == 0, err
+        assert json.loads(out)["added"] == 70 and "busy" not in err
+        assert not errors, errors[:3]  # the explorer answered throughout the run
+        assert seen == sorted(seen) and len(set(seen)) >= 2, seen  # it saw the run's batches land
+        # After the run, without a restart: new tracks are readable and searchable (FAISS reloaded).
+        assert _get(base + "/api/v1/tracks/100")[0] == 200
+        assert len(_get(base + "/api/v1/similar/1?k=200")[1]["results"]) == 99
+    finally:
+        serve.terminate()
+        serve.wait(timeout=10)
+
+
+def test_a_second_writer_waits_then_says_busy(tmp_path: Path) -> None:
+    """Two index runs on one store: the second waits for the file, then fails with a clear message
+    if the first never lets go (a reader holding it open here, with a short wait)."""
+    lib, store = tmp_path / "lib", tmp_path / "store"
+    _library(lib, 0, 3)
+    run_cli("index", lib, "--store", store, "--model", "features", check=True)
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time\n"
+        "from store import Store\n"
+        "s = Store.open(sys.argv[1])\n"  # not shared: holds the file until it exits
+        "s.count('tracks')\n"
+        "print('holding', flush=True)\n"
+        "time.sleep(60)\n"), str(store)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
+        code = ("import sys\nfrom pathlib import Path\nfrom store import Store, StoreError\n"
+                "from store.manifest import read_manifest\n"
+                "try:\n    Store.open_for_indexing(sys.argv[1], read_manifest(Path(sys.argv[1])).model, wait=1.0)\n"
+                "except StoreError as e:\n    print(e)\n")
+        started = time.monotonic()
+        proc = subprocess.run([sys.executable, "-c", code, str(store)], capture_output=True, text=True, timeout=60)
+        assert "is busy" in proc.stdout and "waited 1 s" in proc.stdout, proc.stdout + proc.stderr
+        assert time.monotonic() - started >= 1.0
+    finally:
+        holder.kill()
+        holder.wait()
+    proc = run_cli("index", lib, "--store", store, "--model", "features")  # free again
+    assert proc.returncode == 0, proc.stderr
