@@ -367,26 +367,32 @@ class Store:
         if not records:
             return []
         d = self.manifest.model.dimension
-        ids: list[int] = []
         cols = ("path", "path_bytes", "size", "mtime", "fingerprint", *schema.TRACK_FIELDS)
-        placeholders = ", ".join("?" for _ in cols)
         updates = ", ".join(f"{c} = excluded.{c}" for c in cols[1:])
+        for rec in records:
+            vec = np.asarray(rec.vector, dtype=np.float32).ravel()
+            if vec.shape[0] != d:
+                raise StoreError(f"vector of {rec.path} has {vec.shape[0]} dimensions, the store expects {d}")
+        paths = [db_path(r.path) for r in records]
+        if len(set(paths)) != len(paths):
+            raise StoreError("write_tracks: the same path twice in one batch")
+        table = pa.table({
+            "path": pa.array(paths, pa.string()),
+            "path_bytes": pa.array([_raw(r.path) for r in records], pa.binary()),
+            "size": pa.array([int(r.size) for r in records], pa.int64()),
+            "mtime": pa.array([float(r.mtime) for r in records], pa.float64()),
+            "fingerprint": pa.array([r.fingerprint for r in records], pa.string()),
+            **{c: _tag_column(c, [r.tags.get(c) for r in records]) for c in schema.TRACK_FIELDS},
+        })
         with self._transaction(vectors_changed=True, rewritten=self._replaces_vectors(records)) as con:
-            for rec in records:
-                vec = np.asarray(rec.vector, dtype=np.float32).ravel()
-                if vec.shape[0] != d:
-                    raise StoreError(f"vector of {rec.path} has {vec.shape[0]} dimensions, "
-                                     f"the store expects {d}")
-                values = [db_path(rec.path), _raw(rec.path), rec.size, rec.mtime, rec.fingerprint,
-                          *(_text(rec.tags.get(c)) for c in schema.TRACK_FIELDS)]
-                row = con.execute(
-                    f"INSERT INTO tracks ({', '.join(cols)}) VALUES ({placeholders}) "
-                    f"ON CONFLICT (path) DO UPDATE SET {updates}, updated_at = now() "
-                    "RETURNING id",
-                    values,
-                ).fetchone()
-                assert row is not None
-                ids.append(int(row[0]))
+            con.register("_tracks", table)
+            returned = con.execute(
+                f"INSERT INTO tracks ({', '.join(cols)}) SELECT {', '.join(cols)} FROM _tracks "
+                f"ON CONFLICT (path) DO UPDATE SET {updates}, updated_at = now() RETURNING id, path"
+            ).fetchall()
+            con.unregister("_tracks")
+            id_of = {str(p): int(i) for i, p in returned}
+            ids = [id_of[p] for p in paths]
             vectors = l2_normalise(np.stack([np.asarray(r.vector, np.float32).ravel() for r in records]))
             batch = pa.table({
                 "track_id": pa.array(ids, pa.int64()),
@@ -634,10 +640,10 @@ class Store:
 
     def track(self, track_id: int) -> dict[str, Any]:
         """One track's row as a dict. Raises StoreError if there is no such track."""
-        frame = self.tracks([track_id])
-        if frame.empty:
+        row = self._rows([int(track_id)]).get(int(track_id))
+        if row is None:
             raise StoreError(f"no track with id {track_id} in {self.path}")
-        return _row_dict(frame.iloc[0])
+        return row
 
     def styles(self, track_id: int, top: int = 5) -> list[tuple[str, float]]:
         with self._cursor() as cur:
@@ -741,22 +747,31 @@ class Store:
         return [Neighbour(i, s, rows[i]) for i, s in picked[: opts.k]]
 
     def _seed_vector(self, seed_ids: list[int], index: faiss.Index) -> np.ndarray:
-        known = self._rows(seed_ids)
-        missing = [i for i in seed_ids if i not in known]
-        if missing:
-            raise StoreError(f"no track with id {missing[0]} in {self.path}")
         try:
             vectors = vectors_of(index, seed_ids)
-        except RuntimeError as exc:
+        except RuntimeError:
+            known = self._rows(seed_ids)
+            missing = [i for i in seed_ids if i not in known]
+            if missing:
+                raise StoreError(f"no track with id {missing[0]} in {self.path}") from None
             raise StoreError(f"a seed track ({', '.join(map(str, seed_ids))}) has no embedding yet; "
-                             "run musicmap index again") from exc
+                             "run musicmap index again") from None
         return np.asarray(vectors.mean(axis=0), np.float32)
 
     def _rows(self, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+        """Rows of ``tracks`` by id, as plain dicts (a point lookup: no DataFrame on the hot path)."""
         if not len(ids):
             return {}
-        frame = self.tracks(ids)
-        return {int(r["id"]): _row_dict(r) for _, r in frame.iterrows()}
+        wanted = ", ".join(str(int(i)) for i in ids)  # integers only: safe to inline
+        with self._cursor() as cur:
+            result = cur.execute(f"SELECT * EXCLUDE (path_bytes) FROM tracks WHERE id IN ({wanted})")
+            names = [str(c[0]) for c in result.description or ()]
+            rows = result.fetchall()
+        out = {}
+        for row in rows:
+            item = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in zip(names, row, strict=True)}
+            out[int(item["id"])] = item
+        return out
 
     def _filter_ids(self, where: str, timeout: float) -> np.ndarray:
         """Ids of the tracks matching ``where`` (run in the SQL sandbox, under its limits)."""
@@ -859,6 +874,7 @@ class Store:
             "tracks": self.count("tracks"),
             "embeddings": self.count("embeddings"),
             "failures": self.count("failures"),
+            "index": dict(self.manifest.index),
             "projections": self.projection_info(),
             "genres": {str(g): int(n) for g, n in genres},
             "last_run": run,
@@ -901,6 +917,25 @@ def db_path(path: str) -> str:
     return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
+_INT_TAGS = ("year", "track_number")
+
+
+def _tag_column(name: str, values: list[Any]) -> pa.Array:
+    """One tag column for a batch insert, typed as ``tracks`` wants it (bad values become NULL)."""
+    if name in _INT_TAGS:
+        out: list[Any] = []
+        for v in values:
+            try:
+                n = int(v) if v is not None and v == v else None  # NaN is not a number of anything
+            except (TypeError, ValueError):
+                n = None
+            out.append(n if n is None or -(2**31) < n < 2**31 else None)
+        return pa.array(out, pa.int32())
+    if name == "duration":
+        return pa.array([float(v) if isinstance(v, (int, float)) and v == v else None for v in values], pa.float64())
+    return pa.array([None if v is None else str(_text(v)) for v in values], pa.string())
+
+
 def _text(value: Any) -> Any:
     """Tag text as valid UTF-8 (a title taken from a non-UTF-8 file name, say); other values as they are."""
     return db_path(value) if isinstance(value, str) else value
@@ -913,16 +948,3 @@ def _raw(path: str) -> bytes | None:
 
 def _fs_path(text: str, raw: bytes | None) -> str:
     return os.fsdecode(raw) if raw is not None else text
-
-
-def _row_dict(row: pd.Series) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in row.items():
-        if isinstance(value, np.generic):
-            value = value.item()
-        if isinstance(value, pd.Timestamp):
-            value = value.isoformat()
-        elif value is pd.NaT or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
-            value = None
-        out[str(key)] = value
-    return out

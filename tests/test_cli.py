@@ -29,6 +29,7 @@ def test_info(demo_store: DemoStore) -> None:
     assert info["model"]["id"] == "features-v1" and "handcrafted" in info["model"]["label"]
     assert info["projections"][0]["method"] == "tsne"
     assert sum(info["genres"].values()) == len(demo_store.tracks)
+    assert info["index"]["type"] == "flat" and info["index"]["ntotal"] == len(demo_store.tracks)
     human = run_cli("info", "--store", demo_store.store, check=True).stdout
     assert "handcrafted features (librosa)" in human
 

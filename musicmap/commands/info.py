@@ -29,6 +29,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     print(f"model      {m['label']}  [{m['id']}, {m['dimension']}-d"
           + (f", {m['layer']}" if m["layer"] else "") + "]")
     print(f"tracks     {info['tracks']}  (embedded {info['embeddings']}, failed {info['failures']})")
+    ix = info["index"]
+    if ix.get("type") == "hnsw":
+        print(f"index      HNSW (M {ix.get('M')}, efSearch {ix.get('efSearch')}), recall@10 {ix.get('recall_at_10')} "
+              f"measured at build; {ix.get('ntotal')} vectors")
+    else:
+        print(f"index      exact (flat), {ix.get('ntotal', info['embeddings'])} vectors")
     for p in info["projections"]:
         print(f"map        {p['name']}: {p['method']}, {p['n_tracks']} tracks, {p['created_at']}")
     if not info["projections"]:
