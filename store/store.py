@@ -498,7 +498,8 @@ class Store:
             self._index_stamp = _stamp(self.path / SIDECAR_NAME)
         n = int(index.ntotal)
         counts = {"tracks": self.count("tracks"), "embeddings": n, "failures": self.count("failures")}
-        self.manifest = replace(self.manifest, counts=counts, index={**params, "ntotal": n})
+        self.manifest = replace(self.manifest, counts=counts,
+                                index={**params, "ntotal": n, "ids_checksum": ids_checksum(index_ids(index))})
         write_manifest(self.path, self.manifest)
 
     def _index_state(self) -> tuple[dict[str, Any], np.ndarray]:
@@ -623,12 +624,14 @@ class Store:
         with self._cursor() as cur:
             if ids is None:
                 return cur.execute(f"SELECT {cols} FROM tracks t ORDER BY t.id").df()
+            wanted = [int(i) for i in ids]
             frame = cur.execute(
-                f"SELECT {cols}, list_position(?::BIGINT[], t.id) AS _pos FROM tracks t "
-                "WHERE t.id IN (SELECT unnest(?::BIGINT[])) ORDER BY _pos",
-                [list(map(int, ids)), list(map(int, ids))],
+                f"SELECT {cols}, t.id AS _id FROM tracks t WHERE t.id IN (SELECT unnest(?::BIGINT[]))", [wanted],
             ).df()
-        return frame.drop(columns="_pos")
+        # In the order of ``ids`` (missing ids dropped): a hash join in pandas, not a per-row list search.
+        position = pd.Series(range(len(wanted)), index=pd.Index(wanted)).groupby(level=0).first()
+        frame["_pos"] = frame["_id"].map(position)
+        return frame.sort_values("_pos", kind="stable").drop(columns=["_pos", "_id"]).reset_index(drop=True)
 
     def file_path(self, track_id: int) -> str:
         """The file of a track, exactly as the file system names it (also for non-UTF-8 names)."""

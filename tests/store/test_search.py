@@ -200,3 +200,18 @@ def test_sql_refusals_name_their_reason(library) -> None:
             with pytest.raises(StoreError, match=reason):
                 store.sql(query, timeout=1.0)
         assert store.sql("SELECT count(*) FROM tracks").rows == [(N,)]
+
+
+def test_the_database_opens_in_a_plain_duckdb_client(library) -> None:
+    """No musicmap code: DuckDB alone reads the documented tables (another process, read-only)."""
+    import subprocess
+    import sys
+
+    folder, _, _ = library
+    code = ("import duckdb, sys\n"
+            "con = duckdb.connect(sys.argv[1], read_only=True)\n"
+            "print(con.execute('SELECT count(*), count(DISTINCT genre) FROM tracks').fetchone())\n"
+            "print(con.execute('SELECT len(vector) FROM embeddings LIMIT 1').fetchone())\n")
+    out = subprocess.run([sys.executable, "-c", code, str(folder / "library.duckdb")], capture_output=True,
+                         text=True, check=True).stdout.split("\n")
+    assert out[0] == f"({N}, 4)" and out[1] == f"({D},)"
