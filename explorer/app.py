@@ -13,6 +13,7 @@ from __future__ import annotations
 import html as html_lib
 import logging
 import mimetypes
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -86,6 +87,35 @@ def map_figure(frame: pd.DataFrame, color_by: str, hover: list[str]) -> go.Figur
     return fig
 
 
+class MapData:
+    """The map's points and hover texts, reloaded when the store's map or track count changes
+    (checked at most every ``check_every`` seconds): a page load after ``musicmap index`` /
+    ``musicmap map`` shows the new state without restarting the explorer."""
+
+    def __init__(self, store: Store, projection: str, check_every: float = 2.0) -> None:
+        self.store, self.projection, self.check_every = store, projection, check_every
+        self._key: Any = None
+        self._checked = -1e9
+        self.frame = pd.DataFrame()
+        self.hover: list[str] = []
+        self.info: dict[str, Any] | None = None
+        self.refresh()
+
+    def refresh(self) -> MapData:
+        now = time.monotonic()
+        if now - self._checked < self.check_every:
+            return self
+        self._checked = now
+        info = {p["name"]: p for p in self.store.projection_info()}.get(self.projection)
+        key = (info and (info["created_at"], info["n_tracks"]), self.store.count("tracks"),
+               self.store.count("projections"))
+        if key != self._key:
+            self.frame = self.store.projection(self.projection)
+            self.hover = _hover_text(self.frame) if len(self.frame) else []
+            self.info, self._key = info, key
+        return self
+
+
 def create_app(store: Store, embed: EmbedFn | None = None, *, projection: str = "tsne") -> dash.Dash:
     """Build the explorer for an open (read-only) ``store``.
 
@@ -98,51 +128,24 @@ def create_app(store: Store, embed: EmbedFn | None = None, *, projection: str = 
     projection : str
         Which stored map to show.
     """
-    frame = store.projection(projection)
-    hover = _hover_text(frame) if len(frame) else []
+    data = MapData(store, projection)
     model = store.manifest.model
-    info = {p["name"]: p for p in store.projection_info()}.get(projection)
     model_label = model.label + (" — not MAEST" if model.kind == "handcrafted" else "")
-    map_label = f"{info['method']} map" if info else "no map yet: run `musicmap map`"
-    initial = map_figure(frame, "genre", hover)
     app = dash.Dash(__name__, title="musicmap", update_title="")
     app.server.config["MAX_CONTENT_LENGTH"] = 1 << 20
     app.server.extensions["musicmap_embed"] = embed
     _register_routes(app, store)
-
-    app.layout = html.Div(style={"fontFamily": "system-ui, sans-serif", "margin": "0 12px"}, children=[
-        html.Div(style={"display": "flex", "alignItems": "baseline", "gap": "18px"}, children=[
-            html.H2("musicmap", style={"margin": "8px 0"}),
-            html.Span(id="status-line", children=(
-                f"{len(frame)} tracks · vectors: {model_label} · {map_label}")),
-            html.Label(["colour by ", dcc.Dropdown(
-                id="color-by", options=[{"label": f, "value": f} for f in COLOR_FIELDS], value="genre",
-                clearable=False, style={"width": "160px", "display": "inline-block", "verticalAlign": "middle"},
-            )]),
-        ]),
-        html.Div(style={"display": "flex", "gap": "12px"}, children=[
-            html.Div(style={"flex": "3", "minWidth": "0"}, children=[
-                dcc.Graph(id="map", figure=initial, style={"height": "82vh"},
-                          config={"displaylogo": False, "scrollZoom": True}),
-                html.Div(id="map-empty", children=(
-                    "" if len(frame) else "This store has no map yet: run `musicmap map --store ...`.")),
-            ]),
-            html.Div(id="panel", style={"flex": "1", "minWidth": "300px", "maxHeight": "85vh",
-                                        "overflowY": "auto"},
-                     children=html.P("Click a track on the map to play it and see similar tracks.")),
-        ]),
-        dcc.Store(id="selected"),
-        dcc.Store(id="highlight-index", data=len(initial.data) - 1),
-    ])
+    app.layout = lambda: _layout(data.refresh(), model_label)  # a function: each page load shows the current map
 
     @app.callback(Output("map", "figure"), Output("highlight-index", "data"),
                   Input("color-by", "value"), State("selected", "data"), prevent_initial_call=True)
     def recolour(color_by: str, selected: int | None) -> tuple[go.Figure, int]:
         if color_by not in COLOR_FIELDS:
             raise dash.exceptions.PreventUpdate
-        fig = map_figure(frame, color_by, hover)
+        current = data.refresh()
+        fig = map_figure(current.frame, color_by, current.hover)
         if selected is not None:
-            _apply_highlight(fig.data[-1], store, frame, selected)
+            _apply_highlight(fig.data[-1], store, current.frame, selected)
         return fig, len(fig.data) - 1
 
     @app.callback(Output("selected", "data"),
@@ -172,13 +175,44 @@ def create_app(store: Store, embed: EmbedFn | None = None, *, projection: str = 
             return html.Div(f"Cannot show track {track_id}: {exc}", className="error"), dash.no_update
         patch = dash.Patch()
         trace = go.Scattergl()
-        _apply_highlight(trace, store, frame, int(track_id), neighbours=[n.track_id for n in neighbours])
+        _apply_highlight(trace, store, data.frame, int(track_id), neighbours=[n.track_id for n in neighbours])
         for key in ("x", "y", "customdata", "text"):
             patch["data"][highlight_index][key] = list(trace[key] or [])
         patch["data"][highlight_index]["marker"]["size"] = list(trace.marker.size or [])
         return _panel(track, neighbours, store.styles(int(track_id)), model.label), patch
 
     return app
+
+
+def _layout(data: MapData, model_label: str) -> html.Div:
+    """The page, built from the store's current map (Dash calls it on every page load)."""
+    frame, info = data.frame, data.info
+    map_label = f"{info['method']} map" if info else "no map yet: run `musicmap map`"
+    initial = map_figure(frame, "genre", data.hover)
+    return html.Div(style={"fontFamily": "system-ui, sans-serif", "margin": "0 12px"}, children=[
+        html.Div(style={"display": "flex", "alignItems": "baseline", "gap": "18px"}, children=[
+            html.H2("musicmap", style={"margin": "8px 0"}),
+            html.Span(id="status-line", children=(
+                f"{len(frame)} tracks · vectors: {model_label} · {map_label}")),
+            html.Label(["colour by ", dcc.Dropdown(
+                id="color-by", options=[{"label": f, "value": f} for f in COLOR_FIELDS], value="genre",
+                clearable=False, style={"width": "160px", "display": "inline-block", "verticalAlign": "middle"},
+            )]),
+        ]),
+        html.Div(style={"display": "flex", "gap": "12px"}, children=[
+            html.Div(style={"flex": "3", "minWidth": "0"}, children=[
+                dcc.Graph(id="map", figure=initial, style={"height": "82vh"},
+                          config={"displaylogo": False, "scrollZoom": True}),
+                html.Div(id="map-empty", children=(
+                    "" if len(frame) else "This store has no map yet: run `musicmap map --store ...`.")),
+            ]),
+            html.Div(id="panel", style={"flex": "1", "minWidth": "300px", "maxHeight": "85vh",
+                                        "overflowY": "auto"},
+                     children=html.P("Click a track on the map to play it and see similar tracks.")),
+        ]),
+        dcc.Store(id="selected"),
+        dcc.Store(id="highlight-index", data=len(initial.data) - 1),
+    ])
 
 
 def _apply_highlight(trace: Any, store: Store, frame: pd.DataFrame, track_id: int,

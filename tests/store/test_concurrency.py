@@ -36,6 +36,7 @@ def test_explorer_keeps_serving_while_an_index_run_writes(tmp_path: Path) -> Non
     lib, store = tmp_path / "lib", tmp_path / "store"
     _library(lib / "first", 0, 30)
     run_cli("index", lib, "--store", store, "--model", "features", "--workers", "1", check=True)
+    run_cli("map", "--store", store, "--method", "pca", check=True)
     port = free_port()
     serve = subprocess.Popen([*MUSICMAP, "serve", "--store", str(store), "--port", str(port)],
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -51,6 +52,7 @@ def test_explorer_keeps_serving_while_an_index_run_writes(tmp_path: Path) -> Non
             assert serve.poll() is None and time.monotonic() < deadline, "serve did not start"
             time.sleep(0.3)
         assert len(_get(base + "/api/v1/similar/1?k=100")[1]["results"]) == 29
+        assert "30 tracks" in json.dumps(_get(base + "/_dash-layout")[1])
         _library(lib / "second", 30, 70)
         index = subprocess.Popen([*MUSICMAP, "index", str(lib), "--store", str(store), "--model", "features",
                                   "--workers", "1", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -72,6 +74,10 @@ def test_explorer_keeps_serving_while_an_index_run_writes(tmp_path: Path) -> Non
         # After the run, without a restart: new tracks are readable and searchable (FAISS reloaded).
         assert _get(base + "/api/v1/tracks/100")[0] == 200
         assert len(_get(base + "/api/v1/similar/1?k=200")[1]["results"]) == 99
+        # `musicmap map` (another writer) runs while the explorer serves; the next page load shows it.
+        run_cli("map", "--store", store, "--method", "pca", check=True)
+        time.sleep(2.2)
+        assert "100 tracks" in json.dumps(_get(base + "/_dash-layout")[1])
     finally:
         serve.terminate()
         serve.wait(timeout=10)
