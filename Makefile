@@ -15,7 +15,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_MISSING = $(strip $(foreach pair,ffmpeg:ffmpeg $(1),$(if $(shell command -v $(word 1,$(subst :, ,$(pair))) 2>/dev/null),,$(word 2,$(subst :, ,$(pair))))))
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: setup system-deps test-deps demo test test-slow test-real lint bench clean
+.PHONY: setup system-deps test-deps demo test test-slow test-real lint bench bench-large clean
 
 setup: $(STAMP) system-deps
 
@@ -60,6 +60,12 @@ bench: setup
 	$(BIN)/python benchmarks/bench_index.py scale
 	$(BIN)/python benchmarks/bench_index.py efficiency
 	$(BIN)/python benchmarks/bench_index.py long
+	$(BIN)/python benchmarks/bench_store.py index --sizes 10000,100000 --dims 768,2304
+	$(BIN)/python benchmarks/bench_store.py sql
+
+# The 1M-vector rows (about 10 min for 768-d, 40 for 2304-d, and 20 GB of memory at 2304-d).
+bench-large: setup
+	$(BIN)/python benchmarks/bench_store.py index --sizes 1000000 --dims 768,2304
 
 clean:
 	rm -rf $(VENV) musicmap-demo .mypy_cache .ruff_cache .pytest_cache

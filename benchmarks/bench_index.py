@@ -21,19 +21,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-RESULTS = Path(__file__).resolve().parent / "results"
+from _report import save  # benchmarks/ is on sys.path when a script runs
 
 
 def _write_library(root: Path, n: int, seconds: float = 1.0) -> None:
@@ -188,14 +185,7 @@ def main() -> None:
         result = long_file(args.minutes)
     else:
         result = efficiency(args.tracks, args.seconds)
-    report = {"benchmark": f"index-{args.which}", "date": datetime.now(UTC).isoformat(timespec="seconds"),
-              "machine": {"cpus": os.cpu_count(), "platform": platform.platform()}, "workers": args.workers,
-              "result": result}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"index-{args.which}-{datetime.now(UTC):%Y%m%d-%H%M%S}.json"
-    path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    print(json.dumps(report, indent=2))
-    print(f"wrote {path}")
+    save(f"index-{args.which}", {"workers": args.workers, "result": result})
 
 
 if __name__ == "__main__":

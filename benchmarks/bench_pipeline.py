@@ -10,24 +10,20 @@ the t-SNE map, similarity queries (exact FAISS) and SQL latency. Writes
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+from _report import save  # benchmarks/ is on sys.path when a script runs
 
 from data.demo_library import generate_demo_library
 from indexer.embedders import FeaturesEmbedder
 from indexer.pipeline import index_library
 from indexer.projection import compute_map
 from store import Store
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def timed(fn):  # type: ignore[no-untyped-def]
@@ -63,9 +59,6 @@ def main() -> None:
                 _, dt = timed(lambda: store.sql("SELECT genre, count(*) FROM tracks GROUP BY genre"))
                 sql_lat.append(dt * 1000)
     result = {
-        "benchmark": "pipeline",
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
         "tracks": args.tracks,
         "workers": args.workers,
         "audio_minutes": round(audio_seconds / 60, 1),
@@ -80,11 +73,7 @@ def main() -> None:
         "similar_ms_p99": round(float(np.percentile(lat, 99)), 3),
         "sql_groupby_ms_p50": round(statistics.median(sql_lat), 3),
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"pipeline-{datetime.now(UTC):%Y%m%d-%H%M%S}.json"
-    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(json.dumps(result, indent=2))
-    print(f"wrote {out}")
+    save("pipeline", result)
 
 
 if __name__ == "__main__":

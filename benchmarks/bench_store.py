@@ -19,20 +19,17 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
-import platform
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _report import save  # benchmarks/ is on sys.path when a script runs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def clustered(n: int, d: int, seed: int = 0) -> np.ndarray:
@@ -180,12 +177,7 @@ def main() -> None:
                        for n in map(int, args.sizes.split(","))]
     else:
         result = sql_bench(args.sql_size)
-    report = {"benchmark": f"store-{args.which}", "date": datetime.now(UTC).isoformat(timespec="seconds"),
-              "machine": {"cpus": os.cpu_count(), "platform": platform.platform()}, "result": result}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"store-{args.which}-{datetime.now(UTC):%Y%m%d-%H%M%S}.json"
-    path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {path}")
+    save(f"store-{args.which}", {"result": result})
 
 
 if __name__ == "__main__":
