@@ -9,6 +9,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,11 +66,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture
-def served(demo_store: DemoStore) -> Iterator[str]:
-    """`musicmap serve` running on a free loopback port; yields its base URL."""
+@contextmanager
+def serving(store: Path) -> Iterator[str]:
+    """`musicmap serve` on ``store`` at a free loopback port, started and answering; yields its base URL."""
     port = free_port()
-    proc = subprocess.Popen([*MUSICMAP, "serve", "--store", str(demo_store.store), "--port", str(port)],
+    proc = subprocess.Popen([*MUSICMAP, "serve", "--store", str(store), "--port", str(port)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -88,3 +89,10 @@ def served(demo_store: DemoStore) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@pytest.fixture
+def served(demo_store: DemoStore) -> Iterator[str]:
+    """`musicmap serve` on the demo store; yields its base URL."""
+    with serving(demo_store.store) as url:
+        yield url

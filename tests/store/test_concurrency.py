@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from tests.conftest import MUSICMAP, free_port, run_cli
+from tests.conftest import MUSICMAP, run_cli, serving
 
 
 def _library(root: Path, start: int, n: int) -> None:
@@ -37,20 +37,7 @@ def test_explorer_keeps_serving_while_an_index_run_writes(tmp_path: Path) -> Non
     _library(lib / "first", 0, 30)
     run_cli("index", lib, "--store", store, "--model", "features", "--workers", "1", check=True)
     run_cli("map", "--store", store, "--method", "pca", check=True)
-    port = free_port()
-    serve = subprocess.Popen([*MUSICMAP, "serve", "--store", str(store), "--port", str(port)],
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if _get(base + "/api/v1/tracks/1")[0] == 200:
-                    break
-            except OSError:
-                pass
-            assert serve.poll() is None and time.monotonic() < deadline, "serve did not start"
-            time.sleep(0.3)
+    with serving(store) as base:
         assert len(_get(base + "/api/v1/similar/1?k=100")[1]["results"]) == 29
         assert "30 tracks" in json.dumps(_get(base + "/_dash-layout")[1])
         _library(lib / "second", 30, 70)
@@ -78,9 +65,6 @@ def test_explorer_keeps_serving_while_an_index_run_writes(tmp_path: Path) -> Non
         run_cli("map", "--store", store, "--method", "pca", check=True)
         time.sleep(2.2)
         assert "100 tracks" in json.dumps(_get(base + "/_dash-layout")[1])
-    finally:
-        serve.terminate()
-        serve.wait(timeout=10)
 
 
 def test_a_second_writer_waits_then_says_busy(tmp_path: Path) -> None:
