@@ -35,8 +35,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
               f"measured at build; {ix.get('ntotal')} vectors")
     else:
         print(f"index      exact (flat), {ix.get('ntotal', info['embeddings'])} vectors")
+    from .map import describe_quality
+
     for p in info["projections"]:
-        print(f"map        {p['name']}: {p['method']}, {p['n_tracks']} tracks, {p['created_at']}")
+        print(f"map        {p['name']}: {p['method']}, {p['n_tracks']} tracks, {p['created_at']}"
+              + describe_quality(p["params"].get("quality") or {}))
     if not info["projections"]:
         print("map        none yet: musicmap map")
     genres = ", ".join(f"{g} {n}" for g, n in list(info["genres"].items())[:8])
