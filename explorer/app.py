@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 
 EmbedFn = Callable[[bytes], np.ndarray]
 
-COLOR_FIELDS: tuple[str, ...] = ("genre", "artist", "album", "year", "format")
+COLOR_FIELDS: tuple[str, ...] = ("genre", "style", "artist", "album", "year", "format")
 TOP_CATEGORIES = 15
 PALETTE = (
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf",
@@ -195,7 +195,7 @@ def _layout(data: MapData, model_label: str) -> html.Div:
             html.Span(id="status-line", children=(
                 f"{len(frame)} tracks · vectors: {model_label} · {map_label}")),
             html.Label(["colour by ", dcc.Dropdown(
-                id="color-by", options=[{"label": f, "value": f} for f in COLOR_FIELDS], value="genre",
+                id="color-by", options=[{"label": f, "value": f} for f in _fields(frame)], value="genre",
                 clearable=False, style={"width": "160px", "display": "inline-block", "verticalAlign": "middle"},
             )]),
         ]),
@@ -213,6 +213,12 @@ def _layout(data: MapData, model_label: str) -> html.Div:
         dcc.Store(id="selected"),
         dcc.Store(id="highlight-index", data=len(initial.data) - 1),
     ])
+
+
+def _fields(frame: pd.DataFrame) -> list[str]:
+    """Colour fields worth offering: ``style`` only when the store has MAEST style predictions."""
+    has_styles = "style" in frame and frame["style"].notna().any()
+    return [f for f in COLOR_FIELDS if f != "style" or has_styles]
 
 
 def _apply_highlight(trace: Any, store: Store, frame: pd.DataFrame, track_id: int,

@@ -59,12 +59,18 @@ def export_embeddings(store: Store, path: str | Path) -> int:
     return len(meta)
 
 
+COLOR_FIELDS: tuple[str, ...] = ("genre", "style", "artist", "album", "year", "format")
+"""Fields a map can be coloured by; ``style`` is the top predicted Discogs genre (MAEST)."""
+
+
 def export_plot(store: Store, path: str | Path, *, color_by: str = "genre", projection: str = "tsne",
-                top_n: int = 12, dpi: int = 150) -> int:
+                top_n: int = 12, dpi: int = 150, labels: bool = False) -> int:
     """Draw the map as a static image (PNG, SVG or PDF by the file name), coloured by a field.
 
     Categories beyond the ``top_n`` most frequent are grouped as "other"; the legend sits
-    outside the points. Returns the number of points drawn.
+    outside the points; ``labels`` writes each category's name at its centre (the median of its
+    points). The title names the model, the track count and the map method. Returns the number
+    of points drawn.
     """
     import matplotlib
 
@@ -79,26 +85,34 @@ def export_plot(store: Store, path: str | Path, *, color_by: str = "genre", proj
     frame = store.projection(projection)
     if frame.empty:
         raise StoreError(f"the store has no '{projection}' map yet; run `musicmap map --store {store.path}`")
-    allowed = ("genre", "artist", "album", "year", "format")
-    if color_by not in allowed:
-        raise StoreError(f"--color-by {color_by!r}: choose one of {', '.join(allowed)}")
-    labels = frame[color_by].astype("string").fillna("(none)")
-    counts = labels.value_counts()
+    if color_by not in COLOR_FIELDS:
+        raise StoreError(f"--color-by {color_by!r}: choose one of {', '.join(COLOR_FIELDS)}")
+    if color_by == "style" and frame["style"].isna().all():
+        raise StoreError(f"--color-by style needs MAEST style predictions; this store's vectors "
+                         f"({store.manifest.model.label}) have none. Use --color-by genre")
+    names = frame[color_by].astype("string").fillna("(none)")
+    counts = names.value_counts()
     keep = list(counts.index[:top_n])
-    labels = labels.where(labels.isin(keep), "other")
-    order = keep + (["other"] if (labels == "other").any() else [])
+    names = names.where(names.isin(keep), "other")
+    order = keep + (["other"] if (names == "other").any() else [])
 
     fig, ax = plt.subplots(figsize=(11, 8))
     cmap = plt.get_cmap("tab20" if len(order) > 10 else "tab10")
     size = float(np.clip(4000 / max(len(frame), 1), 2, 40))
     for i, name in enumerate(order):
-        mask = (labels == name).to_numpy()
+        mask = (names == name).to_numpy()
         color = "#bbbbbb" if name == "other" else cmap(i % cmap.N)
         ax.scatter(frame["x"][mask], frame["y"][mask], s=size, color=color, alpha=0.8,
                    linewidths=0, label=f"{name} ({int(mask.sum())})")
+        if labels and name not in ("other", "(none)"):
+            ax.annotate(str(name), (float(frame["x"][mask].median()), float(frame["y"][mask].median())),
+                        ha="center", va="center", fontsize=9, weight="bold",
+                        bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": color, "alpha": 0.85})
     model = store.manifest.model
     label = model.label if model.kind != "maest" else model.id
-    ax.set_title(f"musicmap — {len(frame)} tracks, {projection} of {label}, coloured by {color_by}")
+    info = {p["name"]: p for p in store.projection_info()}.get(projection)
+    method = info["method"] if info else projection
+    ax.set_title(f"musicmap — {len(frame)} tracks, {method} map of {label}, coloured by {color_by}")
     ax.set_xticks([])
     ax.set_yticks([])
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, markerscale=max(1.0, 30 / size),

@@ -807,11 +807,17 @@ class Store:
         return self._sql_session
 
     def projection(self, name: str = "tsne") -> pd.DataFrame:
-        """Map coordinates joined with display metadata; empty if the projection does not exist."""
+        """Map coordinates joined with display metadata; empty if the projection does not exist.
+
+        ``style`` is the genre part of the track's top predicted Discogs style (``Electronic---Techno``
+        → ``Electronic``), NULL without MAEST styles."""
         with self._cursor() as cur:
             return cur.execute(
-                "SELECT t.id, p.x, p.y, t.title, t.artist, t.album, t.genre, t.year, t.format "
-                "FROM projections p JOIN tracks t ON t.id = p.track_id WHERE p.name = ? ORDER BY t.id",
+                "SELECT t.id, p.x, p.y, t.title, t.artist, t.album, t.genre, t.year, t.format, "
+                "split_part(s.top, '---', 1) AS style "
+                "FROM projections p JOIN tracks t ON t.id = p.track_id "
+                "LEFT JOIN (SELECT track_id, arg_max(label, activation) AS top FROM styles GROUP BY track_id) s "
+                "ON s.track_id = t.id WHERE p.name = ? ORDER BY t.id",
                 [name],
             ).df()
 

@@ -112,8 +112,12 @@ def test_export_csv_and_png(demo_store: DemoStore, tmp_path: Path) -> None:
     assert png_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     image = mpimg.imread(png_path)
     assert image.shape[0] > 500 and image.shape[1] > 500 and image.std() > 0.05  # not a blank canvas
-    run_cli("export", "--store", demo_store.store, "--plot", svg_path, "--color-by", "artist", check=True)
-    assert svg_path.read_text(encoding="utf-8").lstrip().startswith("<?xml")
+    run_cli("export", "--store", demo_store.store, "--plot", svg_path, "--color-by", "genre", "--labels", check=True)
+    svg = svg_path.read_text(encoding="utf-8")
+    assert svg.lstrip().startswith("<?xml") and "96 tracks, tsne map of handcrafted features" in svg
+    assert all(f"<!-- {t.style} -->" in svg for t in demo_store.tracks)  # a label at each genre's centre
+    _assert_user_error(run_cli("export", "--store", demo_store.store, "--plot", svg_path, "--color-by", "style"),
+                       "needs MAEST style predictions")
     parquet = tmp_path / "e.parquet"
     run_cli("export", "--store", demo_store.store, "--embeddings", parquet, check=True)
     import pyarrow.parquet as pq

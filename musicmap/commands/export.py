@@ -31,7 +31,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--embeddings", metavar="FILE", help="write vectors + metadata to FILE.csv or FILE.parquet")
     p.add_argument("--plot", metavar="FILE", help="draw the map to FILE.png (or .svg, .pdf)")
     p.add_argument("--color-by", dest="color_by", default="genre", metavar="FIELD",
-                   help="colour the plot by genre, artist, album, year or format (default: genre)")
+                   help="colour the plot by genre, style (MAEST's top predicted genre), artist, album, year or "
+                        "format (default: genre)")
+    p.add_argument("--labels", action="store_true", help="write each category's name at its centre on the plot")
     p.add_argument("--projection", metavar="FILE.csv", help="write the map's coordinates and metadata as CSV")
     p.add_argument("--m3u", metavar="FILE.m3u", help="write the tracks of --query as an M3U playlist")
     p.add_argument("--query", metavar="SQL", help="with --m3u: a read-only SQL query returning track ids")
@@ -50,7 +52,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         if args.embeddings:
             written["embeddings"] = {"path": args.embeddings, "rows": export_embeddings(store, args.embeddings)}
         if args.plot:
-            written["plot"] = {"path": args.plot, "points": export_plot(store, args.plot, color_by=args.color_by)}
+            written["plot"] = {"path": args.plot, "points": export_plot(store, args.plot, color_by=args.color_by,
+                                                                             labels=args.labels)}
         if args.projection:
             written["projection"] = {"path": args.projection, "rows": export_projection(store, args.projection)}
         if args.m3u:

@@ -88,6 +88,11 @@ def test_maest_index_through_the_cli_and_model_guard(tmp_path: Path) -> None:
         assert all(g in ("Jazz", "Rock", "Electronic") and "predicted" in src for g, src in genres)
     manifest = json.loads((store / "manifest.json").read_text())
     assert manifest["model"]["layer"] == "hidden_states[7]" and manifest["counts"]["embeddings"] == 4
+    # The map can be coloured by the top predicted style's genre.
+    run_cli("map", "--store", store, check=True)
+    with Store.open(store) as s:
+        assert set(s.projection()["style"]) <= {"Jazz", "Rock", "Electronic"}
+    run_cli("export", "--store", store, "--plot", tmp_path / "styles.png", "--color-by", "style", check=True)
     proc = run_cli("index", lib, "--store", store, "--model", "features")
     assert proc.returncode == 1 and "model.id=" in proc.stderr and "Traceback" not in proc.stderr
     with pytest.raises(StoreError):
