@@ -69,6 +69,8 @@ class IndexReport:
     audio_seconds: float = 0.0
     status: str = "running"
     failures: list[dict[str, str]] = field(default_factory=list)
+    map: dict[str, Any] | None = None
+    """What updating the map did at the end of the run (``map_name``), or why it failed."""
 
     def counts(self) -> dict[str, int]:
         return {"scanned": self.scanned, "added": self.added, "updated": self.updated,
@@ -237,7 +239,7 @@ def _under(path: str, roots: Sequence[str | Path]) -> bool:
 def index_library(roots: Sequence[str | Path], store_path: str | Path, embedder: Embedder, *,
                   workers: int = 1, commit_every: int = 32, prune: bool = False,
                   metadata: str | Path | None = None, category_from: str = "tag",
-                  stream_seconds: float | None = STREAM_SECONDS,
+                  stream_seconds: float | None = STREAM_SECONDS, map_name: str | None = None,
                   progress: ProgressFn | None = None) -> IndexReport:
     """Index the audio under ``roots`` into the store at ``store_path``.
 
@@ -246,7 +248,8 @@ def index_library(roots: Sequence[str | Path], store_path: str | Path, embedder:
     id and vector. Changed and new files are tagged, decoded and embedded; failures are
     recorded. Stored tracks under ``roots`` whose files are gone are reported, and removed with
     ``prune``. Files longer than ``stream_seconds`` are embedded as a stream (None: never). The
-    FAISS index and the manifest are brought up to date at the end.
+    FAISS index and the manifest are brought up to date at the end, and with ``map_name`` that
+    map too (new tracks placed into it, or a refit: :func:`indexer.projection.update_map`).
 
     Raises
     ------
@@ -415,6 +418,23 @@ def index_library(roots: Sequence[str | Path], store_path: str | Path, embedder:
                 report.status = status
                 report.seconds = round(time.monotonic() - started, 3)
                 store.finish_run(run_id, status=status, counts=report.counts())
+        if map_name is not None and status == "ok" and store.count("embeddings") > 0:
+            report.map = _update_map(store, map_name)
     finally:
         store.close()
     return report
+
+
+def _update_map(store: Store, name: str) -> dict[str, Any]:
+    """Keep the map current after a run (new tracks placed, or a refit); a failure here is reported,
+    never the run's."""
+    from .projection import update_map
+
+    started = time.monotonic()
+    try:
+        result = update_map(store, name=name)
+    except Exception as exc:  # the index itself is done and saved
+        logger.warning("the map could not be updated (%s: %s); run musicmap map", type(exc).__name__, exc)
+        return {"name": name, "action": "failed", "error": f"{type(exc).__name__}: {exc}"}
+    keep = ("name", "action", "n_tracks", "placed", "method", "reason")
+    return {**{k: result[k] for k in keep if k in result}, "seconds": round(time.monotonic() - started, 2)}

@@ -14,6 +14,7 @@ import logging
 import os
 import time
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,10 +31,18 @@ QUALITY_SAMPLE = 2000
 
 
 def _pca(vectors: np.ndarray, n_components: int, seed: int) -> np.ndarray:
+    return _fit_pca(vectors, n_components, seed)[0]
+
+
+def _fit_pca(vectors: np.ndarray, n_components: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(reduced, mean, components): ``reduced = (vectors - mean) @ components.T``, so new tracks
+    can be reduced the same way later."""
     from sklearn.decomposition import PCA
 
     n_components = max(1, min(n_components, vectors.shape[0], vectors.shape[1]))
-    return np.asarray(PCA(n_components=n_components, random_state=seed).fit_transform(vectors))
+    pca = PCA(n_components=n_components, random_state=seed)
+    reduced = np.asarray(pca.fit_transform(vectors))
+    return reduced, np.asarray(pca.mean_, np.float64), np.asarray(pca.components_, np.float64)
 
 
 def project(vectors: np.ndarray, *, method: str = "tsne", perplexity: float = 30.0,
@@ -53,18 +62,35 @@ def project(vectors: np.ndarray, *, method: str = "tsne", perplexity: float = 30
     params : dict
         The method actually used and its parameters (recorded with the projection).
     """
+    xy, params, _ = fit(vectors, method=method, perplexity=perplexity, seed=seed, n_jobs=n_jobs)
+    return xy, params
+
+
+def fit(vectors: np.ndarray, *, method: str = "tsne", perplexity: float = 30.0, seed: int = 0,
+        n_jobs: int | None = None) -> tuple[np.ndarray, dict[str, Any], dict[str, np.ndarray]]:
+    """:func:`project`, also returning what :func:`place` needs to add tracks later: the PCA
+    (``mean``, ``components``) the map was made from (empty for scikit-learn's t-SNE)."""
     n = vectors.shape[0]
     if method not in METHODS:
         raise ValueError(f"unknown map method {method!r}; use {', '.join(METHODS)}")
     if n == 0:
-        return np.zeros((0, 2)), {"method": method}
+        return np.zeros((0, 2)), {"method": method}, {}
     if n < 5 or method == "pca":
-        xy = _pca(vectors, 2, seed) if n > 1 else np.zeros((n, 2))
+        if n > 1:
+            xy, mean, components = _fit_pca(vectors, 2, seed)
+        else:
+            xy, mean, components = np.zeros((n, 2)), np.zeros(vectors.shape[1]), np.zeros((2, vectors.shape[1]))
         if xy.shape[1] < 2:
             xy = np.pad(xy, ((0, 0), (0, 2 - xy.shape[1])))
+            components = np.pad(components, ((0, 2 - components.shape[0]), (0, 0)))
         return xy, {"method": "pca", "seed": seed,
-                    "reason": "requested" if method == "pca" else "fewer than 5 tracks"}
-    reduced = _pca(vectors, PCA_DIMENSIONS, seed) if vectors.shape[1] > PCA_DIMENSIONS else vectors
+                    "reason": "requested" if method == "pca" else "fewer than 5 tracks"}, \
+            {"mean": mean, "components": components}
+    if vectors.shape[1] > PCA_DIMENSIONS:
+        reduced, mean, components = _fit_pca(vectors, PCA_DIMENSIONS, seed)
+    else:
+        reduced = np.asarray(vectors, np.float64)
+        mean, components = np.zeros(vectors.shape[1]), np.eye(vectors.shape[1])
     used_perplexity = float(min(perplexity, max(2.0, (n - 1) / 3.0)))
     jobs = n_jobs or os.cpu_count() or 1
     if method == "sklearn-tsne":
@@ -75,7 +101,7 @@ def project(vectors: np.ndarray, *, method: str = "tsne", perplexity: float = 30
         xy = np.asarray(model.fit_transform(np.ascontiguousarray(reduced, dtype=np.float64)))
         return xy, {"method": "sklearn-tsne", "implementation": "scikit-learn", "perplexity": used_perplexity,
                     "metric": "cosine", "initialization": "pca", "pca_dimensions": int(reduced.shape[1]),
-                    "seed": seed, "scikit-learn": metadata.version("scikit-learn")}
+                    "seed": seed, "scikit-learn": metadata.version("scikit-learn")}, {}
     from openTSNE import TSNE
 
     tsne = TSNE(n_components=2, perplexity=used_perplexity, metric="cosine", initialization="pca",
@@ -84,7 +110,7 @@ def project(vectors: np.ndarray, *, method: str = "tsne", perplexity: float = 30
     params = {"method": "tsne", "implementation": "openTSNE", "perplexity": used_perplexity,
               "metric": "cosine", "initialization": "pca", "pca_dimensions": int(reduced.shape[1]),
               "seed": seed, "openTSNE": metadata.version("openTSNE")}
-    return xy, params
+    return xy, params, {"mean": mean, "components": components}
 
 
 def map_quality(vectors: np.ndarray, xy: np.ndarray, categories: np.ndarray | None = None, *,
@@ -146,16 +172,153 @@ def map_quality(vectors: np.ndarray, xy: np.ndarray, categories: np.ndarray | No
     return out
 
 
+RECOMPUTE_SHARE = 0.2
+"""``update_map`` places new tracks into the existing map while they are at most this share of
+the library; beyond it (and on request) the map is recomputed."""
+
+MAPS_DIR = "maps"
+
+
+def _model_file(store: Store, name: str) -> Path:
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+    return store.path / MAPS_DIR / f"{safe}.npz"
+
+
+def _save_model(store: Store, name: str, model: dict[str, np.ndarray]) -> None:
+    """The PCA a map was fitted on, as plain arrays (``.npz``, loaded without pickle)."""
+    path = _model_file(store, name)
+    if not model:
+        path.unlink(missing_ok=True)
+        return
+    path.parent.mkdir(exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.npz")
+    np.savez(tmp, mean=model["mean"], components=model["components"])
+    os.replace(tmp, path)
+
+
+def _load_model(store: Store, name: str) -> dict[str, np.ndarray] | None:
+    try:
+        with np.load(_model_file(store, name), allow_pickle=False) as data:
+            model = {"mean": np.asarray(data["mean"]), "components": np.asarray(data["components"])}
+    except (OSError, KeyError, ValueError) as exc:
+        logger.debug("no usable map model for %r (%s)", name, exc)
+        return None
+    d = store.manifest.model.dimension
+    if model["mean"].shape != (d,) or model["components"].ndim != 2 or model["components"].shape[1] != d:
+        return None
+    return model
+
+
+class _FaissAffinities:
+    """openTSNE affinities of new points to the map's tracks, from an exact FAISS kNN search over
+    the PCA-reduced tracks (cosine, as the map was fitted): what ``TSNEEmbedding.transform`` needs,
+    without keeping openTSNE's pickled fit around."""
+
+    def __init__(self, reference: np.ndarray, n_jobs: int) -> None:
+        import faiss
+        import scipy.sparse as sp
+
+        self.n_samples = len(reference)
+        self.n_jobs = n_jobs
+        self.verbose = False
+        # The map's own affinities are only needed to optimise the map itself, which never happens
+        # here; openTSNE checks their shape.
+        self.P = sp.csr_matrix((self.n_samples, self.n_samples))
+        ref = np.ascontiguousarray(reference, dtype=np.float32)
+        faiss.normalize_L2(ref)
+        self._index = faiss.IndexFlatIP(ref.shape[1])
+        self._index.add(ref)
+
+    def to_new(self, data: np.ndarray, perplexity: float = 5.0, return_distances: bool = False,
+               k_neighbors: int | str = "auto") -> Any:
+        import faiss
+        from openTSNE.affinity import joint_probabilities_nn
+
+        k = min(self.n_samples, int(3 * perplexity)) if k_neighbors == "auto" else int(k_neighbors)
+        perplexity = min(perplexity, k / 3)
+        q = np.ascontiguousarray(data, dtype=np.float32)
+        faiss.normalize_L2(q)
+        sims, neighbors = self._index.search(q, k)
+        distances = np.maximum(1.0 - sims, 0.0).astype(np.float64)
+        P = joint_probabilities_nn(neighbors, distances, [perplexity], symmetrize=False,
+                                   normalization="point-wise", n_reference_samples=self.n_samples,
+                                   n_jobs=self.n_jobs)
+        return (P, neighbors, distances) if return_distances else P
+
+
+def place(reference_vectors: np.ndarray, reference_xy: np.ndarray, new_vectors: np.ndarray,
+          model: dict[str, np.ndarray], *, method: str, seed: int = 0, n_jobs: int | None = None) -> np.ndarray:
+    """2-D positions for ``new_vectors`` in an existing map; the reference points do not move.
+
+    t-SNE maps: openTSNE's ``transform`` (affinities to the map's tracks, initialised at the median
+    of the nearest ones, then optimised with the map fixed). PCA maps: the same linear projection.
+    """
+    mean, components = model["mean"], model["components"]
+    reduced_new = (np.asarray(new_vectors, np.float64) - mean) @ components.T
+    if method == "pca":
+        return reduced_new[:, :2]
+    from openTSNE import TSNEEmbedding
+
+    jobs = n_jobs or os.cpu_count() or 1
+    reduced_ref = (np.asarray(reference_vectors, np.float64) - mean) @ components.T
+    ref_xy = np.array(reference_xy, dtype=np.float64)
+    shift = (ref_xy.max(axis=0) + ref_xy.min(axis=0)) / 2  # transform() centres the reference map
+    embedding = TSNEEmbedding(ref_xy, _FaissAffinities(reduced_ref, jobs), random_state=seed, n_jobs=jobs)
+    return np.asarray(embedding.transform(np.ascontiguousarray(reduced_new))) + shift
+
+
 def compute_map(store: Store, *, name: str = "tsne", method: str = "tsne", perplexity: float = 30.0,
                 seed: int = 0, category: str = "genre") -> dict[str, Any]:
-    """Project every embedded track of ``store``, measure the map's quality (:func:`map_quality`,
-    ``category`` for the agreement share) and save both as projection ``name``."""
+    """Fit a new map of every embedded track of ``store``, measure its quality (:func:`map_quality`,
+    ``category`` for the agreement share) and save both as projection ``name``, with the PCA it was
+    fitted on (``STORE/maps/NAME.npz``) so that later tracks can be placed into it."""
     ids, vectors = store.vectors()
     started = time.perf_counter()
-    xy, params = project(vectors, method=method, perplexity=perplexity, seed=seed)
+    xy, params, model = fit(vectors, method=method, perplexity=perplexity, seed=seed)
     params["seconds"] = round(time.perf_counter() - started, 2)
     cats = store.tracks(ids.tolist(), columns=("id", category))[category].to_numpy(dtype=object) if len(ids) else None
     params["quality"] = {**map_quality(vectors, xy, cats, seed=seed), "category": category}
+    params["placed_since_fit"] = 0
     store.write_projection(name, ids, xy, method=str(params["method"]), params=params)
+    _save_model(store, name, model)
     logger.debug("map %r: %d tracks (%s), quality %s", name, len(ids), params["method"], params["quality"])
-    return {"name": name, "n_tracks": len(ids), **params}
+    return {"name": name, "n_tracks": len(ids), "action": "fitted", **params}
+
+
+def update_map(store: Store, *, name: str = "tsne", method: str | None = None, perplexity: float = 30.0,
+               seed: int = 0, recompute: bool = False) -> dict[str, Any]:
+    """Bring map ``name`` up to date: place tracks that have no position yet into it (existing
+    points do not move), or fit it anew when asked, when there is no map or no saved model, when
+    the method changes, or when new tracks exceed :data:`RECOMPUTE_SHARE` of the library."""
+    info = {p["name"]: p for p in store.projection_info()}.get(name)
+    method = method or (info["method"] if info else "tsne")
+    ids, vectors = store.vectors()
+    placed = store.projection(name)
+    placed = placed[placed["id"].isin(ids)]
+    known = set(placed["id"].astype(int))
+    new_rows = np.array([i for i, t in enumerate(ids) if int(t) not in known], dtype=np.int64)
+    share = len(new_rows) / max(1, len(ids))
+    model = _load_model(store, name) if info else None
+    reason = ("requested" if recompute else "no map yet" if info is None else "no saved model" if model is None
+              else "another method" if method != info["method"] else "scikit-learn maps cannot place tracks"
+              if method == "sklearn-tsne" else f"{share:.0%} of the tracks are new" if share > RECOMPUTE_SHARE
+              else "too few tracks" if len(known) < 5 else None)
+    if reason is not None:
+        logger.info("map %r: fitting anew (%s)", name, reason)
+        return {**compute_map(store, name=name, method=method, perplexity=perplexity, seed=seed), "reason": reason}
+    assert info is not None and model is not None
+    if len(new_rows) == 0:
+        return {"name": name, "n_tracks": len(known), "action": "up to date", "placed": 0, **info["params"]}
+    started = time.perf_counter()
+    order = {int(t): i for i, t in enumerate(ids)}
+    ref_rows = np.array([order[int(t)] for t in placed["id"]], dtype=np.int64)
+    new_xy = place(vectors[ref_rows], placed[["x", "y"]].to_numpy(), vectors[new_rows], model,
+                   method=method, seed=seed)
+    all_ids = np.concatenate([ids[ref_rows], ids[new_rows]])
+    all_xy = np.concatenate([placed[["x", "y"]].to_numpy(), new_xy])
+    params = dict(info["params"])
+    params["placed_since_fit"] = int(params.get("placed_since_fit", 0)) + len(new_rows)
+    params["last_place_seconds"] = round(time.perf_counter() - started, 2)
+    store.write_projection(name, all_ids, all_xy, method=method, params=params)
+    logger.debug("map %r: placed %d new tracks in %.1f s", name, len(new_rows), params["last_place_seconds"])
+    return {"name": name, "n_tracks": len(all_ids), "action": "placed", "placed": len(new_rows), **params}

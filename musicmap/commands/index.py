@@ -3,7 +3,8 @@
 Unchanged files are skipped with one stat; a moved or renamed file keeps its track (matched
 by a content fingerprint); new and changed files are embedded; a file that cannot be read is
 recorded in the store's failures and retried on the next run. Tracks whose files are gone are
-reported, and removed with --prune.
+reported, and removed with --prune. At the end the map is brought up to date: new tracks are
+placed into it (or it is computed, the first time; --no-map skips this).
 
 exit codes: 0 all files indexed; 1 nothing could be indexed, or a usage/user error;
             3 indexed, but some files failed (listed, and in the store's failures table).
@@ -46,6 +47,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "folder's name, or the --metadata CSV's genre/category column")
     p.add_argument("--prune", action="store_true",
                    help="remove stored tracks whose files are gone from the given folders")
+    p.add_argument("--no-map", dest="update_map", action="store_false",
+                   help="do not update the map at the end (by default new tracks are placed into it, "
+                        "or it is computed when there is none)")
     maest = p.add_argument_group("MAEST options (ignored for --model features)")
     maest.add_argument("--revision", metavar="REV",
                        help="hub revision (commit hash, tag or branch) to pin a hub id to (default: main; the "
@@ -93,6 +97,13 @@ def summary(report: IndexReport) -> str:
         lines.append(f"  failed: {f['path']} ({f['stage']}): {f['error']}")
     if len(report.failures) > 10:
         lines.append(f"  ... and {len(report.failures) - 10} more: musicmap sql \"SELECT * FROM failures\"")
+    m = report.map
+    if m is not None:
+        lines.append(f"  map '{m['name']}': " + {
+            "placed": f"placed {m.get('placed')} new tracks ({m.get('n_tracks')} on the map)",
+            "up to date": "up to date",
+            "failed": f"not updated ({m.get('error')}); run musicmap map",
+        }.get(m["action"], f"fitted anew, {m.get('n_tracks')} tracks ({m.get('reason')})") + f", {m.get('seconds')} s")
     return "\n".join(lines)
 
 
@@ -107,6 +118,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     try:
         report = index_library(args.library, settings.store, embedder, workers=settings.workers,
                                prune=args.prune, metadata=args.metadata, category_from=args.category_from,
+                               map_name="tsne" if args.update_map else None,
                                progress=Progress("files", enabled=not args.quiet))
     except KeyboardInterrupt:  # a second Ctrl-C: stopped at once, after saving what was done
         report = None
@@ -119,7 +131,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         print("musicmap index: interrupted; the tracks finished so far are saved. Run the same "
               "command again to continue.", file=sys.stderr)
         return 130
-    if not args.json:
+    if not args.json and report.map is None:
         print(f"next: musicmap map --store {settings.store}")
     indexed = report.added + report.updated + report.unchanged + report.moved
     if report.failed and not indexed:
