@@ -62,6 +62,8 @@ bench: setup
 	$(BIN)/python benchmarks/bench_index.py long
 	$(BIN)/python benchmarks/bench_store.py index --sizes 10000,100000 --dims 768,2304
 	$(BIN)/python benchmarks/bench_store.py sql
+	$(BIN)/python benchmarks/bench_map.py fit
+	$(BIN)/python benchmarks/bench_map.py place
 
 # The 1M-vector rows (about 10 min for 768-d, 40 for 2304-d, and 20 GB of memory at 2304-d).
 bench-large: setup
