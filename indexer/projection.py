@@ -103,14 +103,51 @@ def fit(vectors: np.ndarray, *, method: str = "tsne", perplexity: float = 30.0, 
                     "metric": "cosine", "initialization": "pca", "pca_dimensions": int(reduced.shape[1]),
                     "seed": seed, "scikit-learn": metadata.version("scikit-learn")}, {}
     from openTSNE import TSNE
+    from openTSNE import initialization as init_schemes
 
-    tsne = TSNE(n_components=2, perplexity=used_perplexity, metric="cosine", initialization="pca",
-                random_state=seed, n_jobs=jobs, verbose=False)
-    xy = np.asarray(tsne.fit(np.ascontiguousarray(reduced, dtype=np.float64)))
+    data = np.ascontiguousarray(reduced, dtype=np.float64)
+    tsne = TSNE(n_components=2, perplexity=used_perplexity, metric="cosine", random_state=seed, n_jobs=jobs,
+                verbose=False)
+    affinities = _knn_affinities(data, used_perplexity, jobs)
+    start = init_schemes.pca(data, n_components=2, random_state=seed)
+    xy = np.asarray(tsne.fit(affinities=affinities, initialization=start))
     params = {"method": "tsne", "implementation": "openTSNE", "perplexity": used_perplexity,
-              "metric": "cosine", "initialization": "pca", "pca_dimensions": int(reduced.shape[1]),
+              "metric": "cosine", "neighbors": "faiss-exact" if len(data) <= EXACT_KNN_MAX else "faiss-hnsw",
+              "initialization": "pca", "pca_dimensions": int(reduced.shape[1]),
               "seed": seed, "openTSNE": metadata.version("openTSNE")}
     return xy, params, {"mean": mean, "components": components}
+
+
+EXACT_KNN_MAX = 200_000
+"""t-SNE's neighbour graph is exact (FAISS, cosine) up to this many tracks, HNSW above."""
+
+
+def _knn_affinities(data: np.ndarray, perplexity: float, n_jobs: int) -> Any:
+    """openTSNE's perplexity-based affinities, from FAISS nearest neighbours (cosine) instead of
+    Annoy: exact up to :data:`EXACT_KNN_MAX` tracks (and ~15× faster than Annoy at 20k here)."""
+    import faiss
+    from openTSNE.affinity import PrecomputedAffinities, joint_probabilities_nn
+
+    n = len(data)
+    k = min(n - 1, int(3 * perplexity))
+    x = np.ascontiguousarray(data, dtype=np.float32)
+    faiss.normalize_L2(x)
+    if n <= EXACT_KNN_MAX:
+        index: Any = faiss.IndexFlatIP(x.shape[1])
+    else:
+        index = faiss.IndexHNSWFlat(x.shape[1], 32, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efSearch = max(64, 2 * k)
+    index.add(x)
+    sims, neighbors = index.search(x, k + 1)
+    # Drop each track itself (normally the first hit; with exact duplicates it may be elsewhere).
+    rows = np.arange(n)[:, None]
+    self_hit = neighbors == rows
+    keep = ~self_hit
+    keep[~self_hit.any(axis=1), -1] = False  # no self among the hits: drop the farthest instead
+    neighbors = neighbors[keep].reshape(n, k)
+    distances = np.maximum(1.0 - sims[keep].reshape(n, k), 0.0).astype(np.float64)
+    P = joint_probabilities_nn(neighbors, distances, [perplexity], symmetrize=True, n_jobs=n_jobs)
+    return PrecomputedAffinities(P, normalize=False)
 
 
 def map_quality(vectors: np.ndarray, xy: np.ndarray, categories: np.ndarray | None = None, *,
