@@ -215,6 +215,12 @@ the library; beyond it (and on request) the map is recomputed."""
 
 MAPS_DIR = "maps"
 
+PLACE_ITERATIONS = 20
+"""Optimisation steps when placing new tracks (openTSNE's transform defaults to 250). Each step costs
+time in proportion to the whole map (0.15 s at 100k tracks here), while the median-of-neighbours
+start already puts a track among its own kind: on 20k clustered tracks, 25 to 250 steps all put
+500 new tracks among their cluster (5 of 5 map neighbours), in 0.7 s to 4.3 s."""
+
 
 def _model_file(store: Store, name: str) -> Path:
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
@@ -290,18 +296,19 @@ def place(reference_vectors: np.ndarray, reference_xy: np.ndarray, new_vectors: 
     t-SNE maps: openTSNE's ``transform`` (affinities to the map's tracks, initialised at the median
     of the nearest ones, then optimised with the map fixed). PCA maps: the same linear projection.
     """
-    mean, components = model["mean"], model["components"]
-    reduced_new = (np.asarray(new_vectors, np.float64) - mean) @ components.T
+    mean, components = model["mean"].astype(np.float32), model["components"].astype(np.float32)
+    reduced_new = (np.asarray(new_vectors, np.float32) - mean) @ components.T  # float32: 5× faster at 100k
     if method == "pca":
-        return reduced_new[:, :2]
+        return np.asarray(reduced_new[:, :2], np.float64)
     from openTSNE import TSNEEmbedding
 
     jobs = n_jobs or os.cpu_count() or 1
-    reduced_ref = (np.asarray(reference_vectors, np.float64) - mean) @ components.T
+    reduced_ref = (np.asarray(reference_vectors, np.float32) - mean) @ components.T
     ref_xy = np.array(reference_xy, dtype=np.float64)
     shift = (ref_xy.max(axis=0) + ref_xy.min(axis=0)) / 2  # transform() centres the reference map
     embedding = TSNEEmbedding(ref_xy, _FaissAffinities(reduced_ref, jobs), random_state=seed, n_jobs=jobs)
-    return np.asarray(embedding.transform(np.ascontiguousarray(reduced_new))) + shift
+    placed = embedding.transform(np.ascontiguousarray(reduced_new, dtype=np.float64), n_iter=PLACE_ITERATIONS)
+    return np.asarray(placed) + shift
 
 
 def compute_map(store: Store, *, name: str = "tsne", method: str = "tsne", perplexity: float = 30.0,
