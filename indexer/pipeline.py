@@ -433,6 +433,9 @@ def _update_map(store: Store, name: str) -> dict[str, Any]:
     started = time.monotonic()
     try:
         result = update_map(store, name=name)
+    except KeyboardInterrupt:  # Ctrl-C during the map: the index is complete, the old map stays
+        logger.warning("map update interrupted; the index is complete. Run musicmap map to update the map")
+        return {"name": name, "action": "interrupted"}
     except Exception as exc:  # the index itself is done and saved
         logger.warning("the map could not be updated (%s: %s); run musicmap map", type(exc).__name__, exc)
         return {"name": name, "action": "failed", "error": f"{type(exc).__name__}: {exc}"}

@@ -103,6 +103,7 @@ def summary(report: IndexReport) -> str:
             "placed": f"placed {m.get('placed')} new tracks ({m.get('n_tracks')} on the map)",
             "up to date": "up to date",
             "failed": f"not updated ({m.get('error')}); run musicmap map",
+            "interrupted": "not updated (interrupted); run musicmap map",
         }.get(m["action"], f"fitted anew, {m.get('n_tracks')} tracks ({m.get('reason')})") + f", {m.get('seconds')} s")
     return "\n".join(lines)
 
@@ -127,6 +128,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             print_json(report.to_dict())
         else:
             print(summary(report))
+    if report is not None and report.map is not None and report.map["action"] == "interrupted":
+        print("musicmap index: interrupted while updating the map; every file is indexed and saved. "
+              "Run musicmap map to update the map.", file=sys.stderr)
+        return 130
     if report is None or report.status == "interrupted":
         print("musicmap index: interrupted; the tracks finished so far are saved. Run the same "
               "command again to continue.", file=sys.stderr)
