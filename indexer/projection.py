@@ -30,10 +30,6 @@ QUALITY_SAMPLE = 2000
 """Map quality is measured on this many tracks (all of them when fewer), against every track."""
 
 
-def _pca(vectors: np.ndarray, n_components: int, seed: int) -> np.ndarray:
-    return _fit_pca(vectors, n_components, seed)[0]
-
-
 def _fit_pca(vectors: np.ndarray, n_components: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(reduced, mean, components): ``reduced = (vectors - mean) @ components.T``, so new tracks
     can be reduced the same way later."""
@@ -45,31 +41,21 @@ def _fit_pca(vectors: np.ndarray, n_components: int, seed: int) -> tuple[np.ndar
     return reduced, np.asarray(pca.mean_, np.float64), np.asarray(pca.components_, np.float64)
 
 
-def project(vectors: np.ndarray, *, method: str = "tsne", perplexity: float = 30.0,
-            seed: int = 0, n_jobs: int | None = None) -> tuple[np.ndarray, dict[str, Any]]:
-    """2-D coordinates of ``vectors``.
-
-    Parameters
-    ----------
-    vectors : ndarray, shape (n, d), float32
-    method : {"tsne", "sklearn-tsne", "pca"}
-        ``tsne`` is openTSNE (FFT-accelerated, all cores); ``sklearn-tsne`` scikit-learn's TSNE
-        (Barnes-Hut, the original demo's method), both on the same PCA-reduced input.
+def fit(vectors: np.ndarray, *, method: str = "tsne", perplexity: float = 30.0, seed: int = 0,
+        n_jobs: int | None = None) -> tuple[np.ndarray, dict[str, Any], dict[str, np.ndarray]]:
+    """2-D coordinates of ``vectors`` (shape (n, d)): ``tsne`` is openTSNE (FFT-accelerated, all
+    cores), ``sklearn-tsne`` scikit-learn's TSNE (the original demo's method), both on the same
+    PCA-reduced input; ``pca`` a linear map.
 
     Returns
     -------
-    xy : ndarray, shape (n, 2), float64
+    xy : ndarray, shape (n, 2)
     params : dict
-        The method actually used and its parameters (recorded with the projection).
+        The method actually used and its parameters (recorded with the map).
+    model : dict
+        What :func:`place` needs to add tracks later: the PCA (``mean``, ``components``) the map
+        was made from (empty for scikit-learn's t-SNE).
     """
-    xy, params, _ = fit(vectors, method=method, perplexity=perplexity, seed=seed, n_jobs=n_jobs)
-    return xy, params
-
-
-def fit(vectors: np.ndarray, *, method: str = "tsne", perplexity: float = 30.0, seed: int = 0,
-        n_jobs: int | None = None) -> tuple[np.ndarray, dict[str, Any], dict[str, np.ndarray]]:
-    """:func:`project`, also returning what :func:`place` needs to add tracks later: the PCA
-    (``mean``, ``components``) the map was made from (empty for scikit-learn's t-SNE)."""
     n = vectors.shape[0]
     if method not in METHODS:
         raise ValueError(f"unknown map method {method!r}; use {', '.join(METHODS)}")

@@ -198,11 +198,3 @@ def load_index(folder: Path, expect: dict[str, Any]) -> faiss.Index | None:
     if isinstance(hnsw, faiss.IndexHNSW) and side.get("params", {}).get("efSearch"):
         hnsw.hnsw.efSearch = int(side["params"]["efSearch"])
     return index
-
-
-def search(index: faiss.Index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Top-``k`` by cosine. Returns (scores, ids), each shape (n_queries, k); missing ids are -1."""
-    q = l2_normalise(np.atleast_2d(queries))
-    k = max(1, min(k, int(index.ntotal)))
-    scores, ids = index.search(q, k)
-    return scores, ids
