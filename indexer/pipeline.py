@@ -321,6 +321,8 @@ def index_library(roots: Sequence[str | Path], store_path: str | Path, embedder:
         def flush() -> None:
             if pending:
                 store.write_tracks(pending)
+                logger.debug("saved %d tracks (%d added, %d updated so far)", len(pending), report.added,
+                             report.updated)
                 pending.clear()
             store.release()  # readers (musicmap serve, sql) get the file between batches
 

@@ -85,8 +85,8 @@ def maest_options(args: argparse.Namespace, device: str) -> dict[str, Any]:
 
 def summary(report: IndexReport) -> str:
     lines = [
-        f"indexed {report.scanned} files into {report.store} in {report.seconds:.1f} s "
-        f"({report.model}):",
+        ("interrupted after" if report.status == "interrupted" else "indexed")
+        + f" {report.scanned} files into {report.store} in {report.seconds:.1f} s ({report.model}):",
         f"  {report.added} added, {report.updated} updated, {report.unchanged} unchanged, "
         f"{report.moved} moved, {report.failed} failed",
     ]
