@@ -95,7 +95,7 @@ def index_bench(n: int, d: int, n_queries: int) -> dict[str, Any]:
         t, res = _timings(lambda q: flat.search(q[None], k + 1)[1][0], queries)
         found = [[int(i) for i in r if i != ids[q]][:k] for r, q in zip(res, rows, strict=True)]
         out["faiss_flat"] = {**_summary(t), "recall_at_10": _recall(found, truth), "build_s": round(flat_build, 2)}
-        flat = None  # free it before the next index
+        del flat  # free it before the next index
         gc.collect()
 
     started = time.perf_counter()

@@ -1,18 +1,18 @@
 """The Dash explorer: ``create_app(store, embed=None)``.
 
 Reads the store only (it never imports ``indexer`` or torch); query-by-upload will get an
-``embed`` function injected by the CLI. The page shows every track on the map (WebGL),
-coloured by a chosen field, with hover details; clicking a track opens its panel (metadata,
-an audio player streaming the file by track id, similar tracks with scores), and rings the
-track and its neighbours on the map. The big scatter is sent once per colour choice;
-selection only patches a small highlight trace.
+``embed`` function injected by the CLI. The page shows every track on the map (WebGL), coloured
+by a chosen field, with hover details; clicking a track opens its panel (metadata, top styles,
+an audio player streaming the file by track id, similar tracks with scores and variety controls)
+and rings the track and its neighbours on the map while the rest is dimmed. Search (as you type)
+centres a track; filters (genre, style, years) grey out what does not match; the view state lives
+in the URL. The big scatter is sent once per colour choice; everything else patches it
+(:mod:`explorer.figure`).
 """
 
 from __future__ import annotations
 
-import html as html_lib
 import logging
-import mimetypes
 import time
 from collections.abc import Callable
 from typing import Any
@@ -22,74 +22,34 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from dash import ALL, Input, Output, State, dcc, html
-from flask import Response, jsonify, request, send_file
 
 from store import Store, StoreError
+
+from . import api
+from .figure import (
+    COLOR_FIELDS,
+    DIMMED_OPACITY,
+    Traces,
+    centred_ranges,
+    filter_mask,
+    highlight_points,
+    hover_texts,
+    map_figure,
+    selected_points,
+    split,
+)
+from .state import K_MAX, ViewState, encode, parse
 
 logger = logging.getLogger(__name__)
 
 EmbedFn = Callable[[bytes], np.ndarray]
-
-COLOR_FIELDS: tuple[str, ...] = ("genre", "style", "artist", "album", "year", "format")
-TOP_CATEGORIES = 15
-PALETTE = (
-    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf",
-    "#bcbd22", "#7f7f7f", "#393b79", "#ad494a", "#637939", "#8c6d31", "#7b4173",
-)
-OTHER_COLOR = "#c7c7c7"
 K_SIMILAR = 10
-
-
-def _hover_text(frame: pd.DataFrame) -> list[str]:
-    def esc(value: Any) -> str:
-        return html_lib.escape(str(value)) if value is not None and not pd.isna(value) else "—"
-
-    return [
-        f"<b>{esc(r.title)}</b><br>{esc(r.artist)}<br><i>{esc(r.album)}</i><br>"
-        f"genre: {esc(r.genre)} · {esc(r.year)}"
-        for r in frame.itertuples(index=False)
-    ]
-
-
-def map_figure(frame: pd.DataFrame, color_by: str, hover: list[str]) -> go.Figure:
-    """The map: one WebGL trace per category (top-N + "other"), then the highlight trace last."""
-    labels = frame[color_by].astype("string").fillna("(none)") if len(frame) else pd.Series([], dtype="string")
-    counts = labels.value_counts()
-    keep = list(counts.index[:TOP_CATEGORIES])
-    labels = labels.where(labels.isin(keep), "other")
-    order = keep + (["other"] if (labels == "other").any() else [])
-    fig = go.Figure()
-    ids = frame["id"].astype(int).to_numpy()
-    xs, ys = frame["x"].to_numpy(), frame["y"].to_numpy()
-    hover_arr = np.asarray(hover, dtype=object)
-    for i, name in enumerate(order):
-        mask = (labels == name).to_numpy()
-        fig.add_trace(go.Scattergl(
-            x=xs[mask].tolist(), y=ys[mask].tolist(), mode="markers", name=f"{name} ({int(mask.sum())})",
-            # customdata as a plain list: a numpy array arrives as None in clickData (plotly#5119)
-            customdata=[[int(t)] for t in ids[mask]],
-            text=hover_arr[mask].tolist(), hovertemplate="%{text}<extra></extra>",
-            marker={"size": 7, "color": OTHER_COLOR if name == "other" else PALETTE[i % len(PALETTE)],
-                    "opacity": 0.85},
-        ))
-    fig.add_trace(go.Scattergl(
-        x=[], y=[], mode="markers", name="selection", showlegend=False, customdata=[], text=[],
-        hovertemplate="%{text}<extra></extra>",
-        marker={"size": [], "color": "rgba(0,0,0,0)", "line": {"width": 3, "color": "#111"}},
-    ))
-    fig.update_layout(
-        uirevision="map",  # keep zoom and pan across updates
-        margin={"l": 10, "r": 10, "t": 10, "b": 10},
-        xaxis={"visible": False}, yaxis={"visible": False, "scaleanchor": "x"},
-        legend={"title": {"text": color_by}, "itemsizing": "constant"},
-        plot_bgcolor="white", clickmode="event", hovermode="closest",
-    )
-    return fig
+SEARCH_RESULTS = 8
 
 
 class MapData:
-    """The map's points and hover texts, reloaded when the store's map or track count changes
-    (checked at most every ``check_every`` seconds): a page load after ``musicmap index`` /
+    """The map's points, hover texts and search text, reloaded when the store's map or track count
+    changes (checked at most every ``check_every`` seconds): a page load after ``musicmap index`` /
     ``musicmap map`` shows the new state without restarting the explorer."""
 
     def __init__(self, store: Store, projection: str, check_every: float = 2.0) -> None:
@@ -97,8 +57,11 @@ class MapData:
         self._key: Any = None
         self._checked = -1e9
         self.frame = pd.DataFrame()
-        self.hover: list[str] = []
+        self.hover = np.zeros(0, dtype=object)
         self.info: dict[str, Any] | None = None
+        self.row_of: pd.Series = pd.Series(dtype=np.int64)
+        self._haystack = np.zeros(0, dtype=object)
+        self._traces: dict[str, Traces] = {}
         self.refresh()
 
     def refresh(self) -> MapData:
@@ -107,13 +70,53 @@ class MapData:
             return self
         self._checked = now
         info = {p["name"]: p for p in self.store.projection_info()}.get(self.projection)
-        key = (info and (info["created_at"], info["n_tracks"]), self.store.count("tracks"),
-               self.store.count("projections"))
+        key = (info and (info["created_at"], info["n_tracks"]), self.store.count("tracks"))
         if key != self._key:
-            self.frame = self.store.projection(self.projection)
-            self.hover = _hover_text(self.frame) if len(self.frame) else []
+            frame = self.store.projection(self.projection)
+            self.frame = frame
+            self.hover = hover_texts(frame) if len(frame) else np.zeros(0, dtype=object)
+            self.row_of = pd.Series(np.arange(len(frame)), index=frame["id"].astype(np.int64)) if len(frame) \
+                else pd.Series(dtype=np.int64)
+            self._haystack = (frame[["artist", "title", "album"]].astype("string").fillna("")
+                              .agg(" ".join, axis=1).str.lower().to_numpy(dtype=object)) if len(frame) \
+                else np.zeros(0, dtype=object)
+            self._traces = {}
             self.info, self._key = info, key
         return self
+
+    def traces(self, color_by: str) -> Traces:
+        if color_by not in self._traces:
+            self._traces[color_by] = split(self.frame, color_by)
+        return self._traces[color_by]
+
+    def search(self, text: str, limit: int) -> list[dict[str, Any]]:
+        """Tracks on the map whose artist, title or album contain every word of ``text``; exact
+        "artist title" matches and title prefixes first."""
+        words = text.lower().split()
+        if not words or not len(self.frame):
+            return []
+        hit = np.ones(len(self.frame), bool)
+        for w in words:
+            hit &= np.fromiter((w in h for h in self._haystack), bool, len(self._haystack))
+        rows = np.flatnonzero(hit)
+        titles = self.frame["title"].astype("string").fillna("").str.lower().to_numpy(dtype=object)
+        rank = sorted(rows.tolist(), key=lambda r: (not titles[r].startswith(text.lower()), r))[:limit]
+        out = []
+        for r in rank:
+            row = self.frame.iloc[r]
+            out.append({k: (None if pd.isna(row[k]) else (int(row[k]) if k in ("id", "year") else row[k]))
+                        for k in ("id", "title", "artist", "album", "genre", "year")})
+        return out
+
+    def options(self, column: str) -> list[str]:
+        if not len(self.frame) or column not in self.frame:
+            return []
+        counts = self.frame[column].dropna().astype(str).value_counts()
+        return list(counts.index[:500])
+
+    def year_range(self) -> tuple[int, int] | None:
+        years = pd.to_numeric(self.frame["year"], errors="coerce").dropna() if len(self.frame) else pd.Series()
+        return (int(years.min()), int(years.max())) if len(years) else None
 
 
 def create_app(store: Store, embed: EmbedFn | None = None, *, projection: str = "tsne") -> dash.Dash:
@@ -131,115 +134,340 @@ def create_app(store: Store, embed: EmbedFn | None = None, *, projection: str = 
     data = MapData(store, projection)
     model = store.manifest.model
     model_label = model.label + (" — not MAEST" if model.kind == "handcrafted" else "")
-    app = dash.Dash(__name__, title="musicmap", update_title="")
+    app = dash.Dash(__name__, title="musicmap", update_title="", compress=_can_compress())
     app.server.config["MAX_CONTENT_LENGTH"] = 1 << 20
     app.server.extensions["musicmap_embed"] = embed
-    _register_routes(app, store)
+    api.register(app.server, store, projection=data.refresh)
     app.layout = lambda: _layout(data.refresh(), model_label)  # a function: each page load shows the current map
+    callbacks = Callbacks(store, data, model.label)
+    callbacks.register(app)
+    app.server.extensions["musicmap_callbacks"] = callbacks  # tests call them as plain functions
+    return app
 
-    @app.callback(Output("map", "figure"), Output("highlight-index", "data"),
-                  Input("color-by", "value"), State("selected", "data"), prevent_initial_call=True)
-    def recolour(color_by: str, selected: int | None) -> tuple[go.Figure, int]:
-        if color_by not in COLOR_FIELDS:
-            raise dash.exceptions.PreventUpdate
-        current = data.refresh()
-        fig = map_figure(current.frame, color_by, current.hover)
-        if selected is not None:
-            _apply_highlight(fig.data[-1], store, current.frame, selected)
-        return fig, len(fig.data) - 1
 
-    @app.callback(Output("selected", "data"),
-                  Input("map", "clickData"), Input({"type": "similar", "index": ALL}, "n_clicks"),
-                  prevent_initial_call=True)
-    def select(click: dict[str, Any] | None, _clicks: list[int | None]) -> int:
-        trigger = dash.ctx.triggered_id
-        if isinstance(trigger, dict) and trigger.get("type") == "similar":
-            if not any(_clicks):
-                raise dash.exceptions.PreventUpdate
-            return int(trigger["index"])
-        points = (click or {}).get("points") or []
-        if not points or not points[0].get("customdata"):
-            raise dash.exceptions.PreventUpdate
-        return int(points[0]["customdata"][0])
+def _can_compress() -> bool:
+    """gzip the figure and API answers when flask-compress is installed (a 100k map: ~5× smaller)."""
+    try:
+        import flask_compress  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
-    @app.callback(Output("panel", "children"), Output("map", "figure", allow_duplicate=True),
-                  Input("selected", "data"), State("highlight-index", "data"), prevent_initial_call=True)
-    def show(track_id: int | None, highlight_index: int) -> tuple[Any, Any]:
+
+def _years(value: list[int] | None, full: tuple[int, int] | None) -> tuple[int, int] | None:
+    if not value or full is None or (value[0] <= full[0] and value[1] >= full[1]):
+        return None
+    return int(value[0]), int(value[1])
+
+
+class Callbacks:
+    """The explorer's callbacks as plain methods (Dash registers thin wrappers around them)."""
+
+    def __init__(self, store: Store, data: MapData, model_label: str) -> None:
+        self.store, self.data, self.model_label = store, data, model_label
+
+    # -- the figure ---------------------------------------------------------------------------
+    def figure(self, color_by: str, genres: list[str] | None, styles: list[str] | None,
+               years: tuple[int, int] | None, selected: int | None) -> go.Figure:
+        """The whole map for a colour choice, with the current filters and selection applied."""
+        data = self.data.refresh()
+        traces = data.traces(color_by)
+        fig = map_figure(data.frame, color_by, data.hover, traces)
+        mask = filter_mask(data.frame, genres=genres, styles=styles, years=years)
+        for trace, points in zip(fig.data, selected_points(traces, mask), strict=False):
+            trace.selectedpoints = points
+        if selected is not None and int(selected) in data.row_of.index:
+            neighbours = [n.track_id for n in self.store.similar(int(selected), K_SIMILAR)]
+            self._apply_selection(fig, traces, highlight_points(data.frame, int(selected), neighbours))
+        return fig
+
+    @staticmethod
+    def _apply_selection(target: Any, traces: Traces, points: dict[str, Any] | None) -> None:
+        """Put ``points`` into the highlight trace of ``target`` (a Figure or a Patch) and dim the
+        rest (restore it when ``points`` is None)."""
+        opacity = 0.85 if points is None else DIMMED_OPACITY
+        points = points or {"x": [], "y": [], "customdata": [], "text": [], "size": [], "color": []}
+        if isinstance(target, go.Figure):
+            for trace in target.data[: traces.highlight]:
+                trace.marker.opacity = opacity
+            h = target.data[traces.highlight]
+            h.x, h.y, h.customdata, h.text = points["x"], points["y"], points["customdata"], points["text"]
+            h.marker.size, h.marker.line.color = points["size"], points["color"]
+            return
+        for i in range(traces.highlight):
+            target["data"][i]["marker"]["opacity"] = opacity
+        for key in ("x", "y", "customdata", "text"):
+            target["data"][traces.highlight][key] = points[key]
+        target["data"][traces.highlight]["marker"]["size"] = points["size"]
+        target["data"][traces.highlight]["marker"]["line"]["color"] = points["color"]
+
+    def filters(self, color_by: str, genres: list[str] | None, styles: list[str] | None,
+                years: tuple[int, int] | None) -> tuple[dash.Patch, str]:
+        """A patch greying out the tracks that do not match, and a line saying how many do."""
+        data = self.data.refresh()
+        traces = data.traces(color_by)
+        mask = filter_mask(data.frame, genres=genres, styles=styles, years=years)
+        patch = dash.Patch()
+        for i, points in enumerate(selected_points(traces, mask)):
+            patch["data"][i]["selectedpoints"] = points
+        note = "" if mask is None else f"{int(mask.sum())} of {len(mask)} tracks match the filters"
+        return patch, note
+
+    # -- a selected track -----------------------------------------------------------------------
+    def show(self, track_id: int | None, color_by: str, k: int | None, per_artist: int | None,
+             per_album: int | None, dedupe: bool, where: str | None) -> tuple[Any, dash.Patch]:
+        """The track panel and the map patch (rings, lines, dimming) for ``track_id``."""
+        data = self.data.refresh()
+        traces = data.traces(color_by)
+        patch = dash.Patch()
+        if track_id is None:
+            self._apply_selection(patch, traces, None)
+            return html.P("Click a track on the map, or search, to play it and see similar tracks."), patch
+        options: dict[str, Any] = {"dedupe": bool(dedupe)}
+        if per_artist:
+            options["max_per_artist"] = int(per_artist)
+        if per_album:
+            options["max_per_album"] = int(per_album)
+        if where and where.strip():
+            options["where"] = where.strip()
+        k = int(k) if k and 1 <= int(k) <= K_MAX else K_SIMILAR
+        try:
+            track = self.store.track(int(track_id))
+        except StoreError as exc:
+            logger.info("explorer: track %s: %s", track_id, exc)
+            self._apply_selection(patch, traces, None)
+            return html.Div(f"No track {track_id} in this store.", className="error"), patch
+        problem = None
+        try:
+            neighbours = self.store.similar(int(track_id), k, **options)
+        except StoreError as exc:  # e.g. a bad filter expression: say so, show the plain list
+            problem = str(exc)
+            neighbours = self.store.similar(int(track_id), k)
+        self._apply_selection(patch, traces,
+                              highlight_points(data.frame, int(track_id), [n.track_id for n in neighbours]))
+        return _panel(track, neighbours, self.store.styles(int(track_id)), self.model_label, problem), patch
+
+    # -- search ---------------------------------------------------------------------------------
+    def search(self, text: str | None) -> list[Any]:
+        if not text or not text.strip():
+            return []
+        hits = self.data.refresh().search(text, SEARCH_RESULTS)
+        if not hits:
+            return [html.Div("no match on the map", className="search-none")]
+        return [html.Button(f"{h['artist'] or '?'} – {h['title'] or '?'}" + (f"  ({h['album']})" if h["album"] else ""),
+                            id={"type": "hit", "index": h["id"]}, n_clicks=0, className="search-hit")
+                for h in hits]
+
+    def centre(self, track_id: int | None) -> dash.Patch:
         if track_id is None:
             raise dash.exceptions.PreventUpdate
-        try:
-            track = store.track(int(track_id))
-            neighbours = store.similar(int(track_id), K_SIMILAR)
-        except StoreError as exc:
-            logger.warning("explorer: track %s: %s", track_id, exc)
-            return html.Div(f"Cannot show track {track_id}: {exc}", className="error"), dash.no_update
+        ranges = centred_ranges(self.data.refresh().frame, int(track_id))
+        if ranges is None:
+            raise dash.exceptions.PreventUpdate
         patch = dash.Patch()
-        trace = go.Scattergl()
-        _apply_highlight(trace, store, data.frame, int(track_id), neighbours=[n.track_id for n in neighbours])
-        for key in ("x", "y", "customdata", "text"):
-            patch["data"][highlight_index][key] = list(trace[key] or [])
-        patch["data"][highlight_index]["marker"]["size"] = list(trace.marker.size or [])
-        return _panel(track, neighbours, store.styles(int(track_id)), model.label), patch
+        patch["layout"]["xaxis"]["range"] = ranges["x"]
+        patch["layout"]["yaxis"]["range"] = ranges["y"]
+        patch["layout"]["xaxis"]["autorange"] = False
+        patch["layout"]["yaxis"]["autorange"] = False
+        return patch
 
-    return app
+    # -- the URL --------------------------------------------------------------------------------
+    def state_from_url(self, search: str | None, current: ViewState) -> tuple[Any, ...]:
+        """Control values from the URL (``dash.no_update`` for what already matches, so a page load
+        with the default view sends nothing)."""
+        state = parse(search, COLOR_FIELDS)
+        full = self.data.refresh().year_range()
+        years = list(state.years) if state.years and full else ([*full] if full else [0, 1])
+        wanted: tuple[Any, ...] = (state.track, state.color, state.genres, state.styles, years, state.k,
+                                   state.per_artist, state.per_album, ["dedupe"] if state.dedupe else [],
+                                   state.where)
+        have: tuple[Any, ...] = (current.track, current.color, current.genres, current.styles,
+                                 list(current.years) if current.years else ([*full] if full else [0, 1]), current.k,
+                                 current.per_artist, current.per_album, ["dedupe"] if current.dedupe else [],
+                                 current.where)
+        if wanted == have:
+            raise dash.exceptions.PreventUpdate
+        return tuple(w if w != h else dash.no_update for w, h in zip(wanted, have, strict=True))
+
+    def url_for(self, selected: int | None, color: str, genres: list[str] | None, styles: list[str] | None,
+                years: list[int] | None, k: int | None, per_artist: int | None, per_album: int | None,
+                dedupe: list[str] | None, where: str | None) -> str:
+        state = ViewState(track=selected, color=color or "genre", genres=list(genres or []),
+                          styles=list(styles or []), years=_years(years, self.data.year_range()),
+                          k=int(k) if k and 1 <= int(k) <= K_MAX else K_SIMILAR, per_artist=per_artist or None,
+                          per_album=per_album or None, dedupe=bool(dedupe), where=(where or "").strip())
+        return encode(state)
+
+    def register(self, app: dash.Dash) -> None:
+        controls = [Input("color-by", "value"), Input("genre-filter", "value"), Input("style-filter", "value"),
+                    Input("year-filter", "value"), Input("k", "value"), Input("per-artist", "value"),
+                    Input("per-album", "value"), Input("dedupe", "value"), Input("where", "value")]
+
+        @app.callback(Output("selected", "data", allow_duplicate=True), Output("color-by", "value"),
+                      Output("genre-filter", "value"), Output("style-filter", "value"),
+                      Output("year-filter", "value"), Output("k", "value"), Output("per-artist", "value"),
+                      Output("per-album", "value"), Output("dedupe", "value"), Output("where", "value"),
+                      Output("centre-on", "data", allow_duplicate=True),
+                      Input("url", "search"), State("selected", "data"), *[State(c.component_id, c.component_property)
+                                                                          for c in controls],
+                      prevent_initial_call="initial_duplicate")
+        def from_url(search: str | None, selected: int | None, color: str, genres: list[str] | None,
+                     styles: list[str] | None, years: list[int] | None, k: int | None, per_artist: int | None,
+                     per_album: int | None, dedupe: list[str] | None, where: str | None) -> tuple[Any, ...]:
+            current = parse(self.url_for(selected, color, genres, styles, years, k, per_artist, per_album,
+                                         dedupe, where), COLOR_FIELDS)
+            values = self.state_from_url(search, current)
+            centre = values[0] if values[0] is not dash.no_update and values[0] is not None else dash.no_update
+            return (*values, centre)
+
+        @app.callback(Output("url-out", "search"), Input("selected", "data"), *controls, prevent_initial_call=True)
+        def to_url(selected: int | None, *values: Any) -> str:
+            return self.url_for(selected, *values)
+
+        @app.callback(Output("map", "figure"), Input("color-by", "value"),
+                      State("genre-filter", "value"), State("style-filter", "value"), State("year-filter", "value"),
+                      State("selected", "data"), prevent_initial_call=True)
+        def recolour(color_by: str, genres: list[str] | None, styles: list[str] | None, years: list[int] | None,
+                     selected: int | None) -> go.Figure:
+            if color_by not in COLOR_FIELDS:
+                raise dash.exceptions.PreventUpdate
+            return self.figure(color_by, genres, styles, _years(years, self.data.year_range()), selected)
+
+        @app.callback(Output("map", "figure", allow_duplicate=True), Output("filter-note", "children"),
+                      Input("genre-filter", "value"), Input("style-filter", "value"), Input("year-filter", "value"),
+                      State("color-by", "value"), prevent_initial_call=True)
+        def refilter(genres: list[str] | None, styles: list[str] | None, years: list[int] | None,
+                     color_by: str) -> tuple[dash.Patch, str]:
+            return self.filters(color_by, genres, styles, _years(years, self.data.year_range()))
+
+        @app.callback(Output("selected", "data"), Output("centre-on", "data"),
+                      Input("map", "clickData"), Input({"type": "similar", "index": ALL}, "n_clicks"),
+                      Input({"type": "hit", "index": ALL}, "n_clicks"), Input("clear", "n_clicks"),
+                      prevent_initial_call=True)
+        def select(click: dict[str, Any] | None, similar_clicks: list[int | None], hit_clicks: list[int | None],
+                   _clear: int | None) -> tuple[Any, Any]:
+            trigger = dash.ctx.triggered_id
+            if trigger == "clear":
+                return None, dash.no_update
+            if isinstance(trigger, dict):
+                if not dash.ctx.triggered[0]["value"]:
+                    raise dash.exceptions.PreventUpdate  # a list re-rendered (n_clicks 0), not a click
+                track = int(trigger["index"])
+                return track, (track if trigger.get("type") == "hit" else dash.no_update)
+            points = (click or {}).get("points") or []
+            if not points or points[0].get("customdata") is None:
+                raise dash.exceptions.PreventUpdate
+            value = points[0]["customdata"]
+            return int(value[0] if isinstance(value, list) else value), dash.no_update
+
+        @app.callback(Output("panel", "children"), Output("map", "figure", allow_duplicate=True),
+                      Input("selected", "data"), Input("k", "value"), Input("per-artist", "value"),
+                      Input("per-album", "value"), Input("dedupe", "value"), Input("where", "value"),
+                      State("color-by", "value"), prevent_initial_call=True)
+        def show(track_id: int | None, k: int | None, per_artist: int | None, per_album: int | None,
+                 dedupe: list[str] | None, where: str | None, color_by: str) -> tuple[Any, dash.Patch]:
+            return self.show(track_id, color_by, k, per_artist, per_album, bool(dedupe), where)
+
+        @app.callback(Output("map", "figure", allow_duplicate=True), Input("centre-on", "data"),
+                      prevent_initial_call=True)
+        def centre(track_id: int | None) -> dash.Patch:
+            return self.centre(track_id)
+
+        @app.callback(Output("search-results", "children"), Input("search", "value"), prevent_initial_call=True)
+        def search(text: str | None) -> list[Any]:
+            return self.search(text)
+
+
+def _status(frame: pd.DataFrame, info: dict[str, Any] | None, model_label: str) -> str:
+    parts = [f"{len(frame)} tracks", f"vectors: {model_label}"]
+    if info is None:
+        parts.append("no map yet: run `musicmap map`")
+    else:
+        params = info.get("params") or {}
+        impl = params.get("implementation")
+        parts.append(f"map: {info['method']}" + (f" ({impl})" if impl else ""))
+        q = params.get("quality") or {}
+        figures = [f"{label} {q[key]:.2f}" for key, label in (("trustworthiness", "trustworthiness"),
+                                                               ("knn_preservation", "kNN preservation"),
+                                                               ("category_agreement", "same-genre neighbours"))
+                   if isinstance(q.get(key), (int, float))]
+        if figures:
+            parts.append("quality: " + ", ".join(figures))
+    return " · ".join(parts)
 
 
 def _layout(data: MapData, model_label: str) -> html.Div:
     """The page, built from the store's current map (Dash calls it on every page load)."""
     frame, info = data.frame, data.info
-    map_label = f"{info['method']} map" if info else "no map yet: run `musicmap map`"
-    initial = map_figure(frame, "genre", data.hover)
-    return html.Div(style={"fontFamily": "system-ui, sans-serif", "margin": "0 12px"}, children=[
-        html.Div(style={"display": "flex", "alignItems": "baseline", "gap": "18px"}, children=[
-            html.H2("musicmap", style={"margin": "8px 0"}),
-            html.Span(id="status-line", children=(
-                f"{len(frame)} tracks · vectors: {model_label} · {map_label}")),
-            html.Label(["colour by ", dcc.Dropdown(
-                id="color-by", options=[{"label": f, "value": f} for f in _fields(frame)], value="genre",
-                clearable=False, style={"width": "160px", "display": "inline-block", "verticalAlign": "middle"},
-            )]),
+    initial = map_figure(frame, "genre", data.hover, data.traces("genre"))
+    fields = [f for f in COLOR_FIELDS
+              if f not in ("style", "cluster") or (f in frame and len(frame) and frame[f].notna().any())]
+    years = data.year_range()
+    styles = data.options("style")
+    small = {"width": "70px"}
+    return html.Div(className="musicmap", children=[
+        dcc.Location(id="url", refresh=False),
+        dcc.Location(id="url-out", refresh=False),
+        html.Div(className="topbar", children=[
+            html.H2("musicmap"),
+            html.Span(id="status-line", children=_status(frame, info, model_label)),
         ]),
-        html.Div(style={"display": "flex", "gap": "12px"}, children=[
-            html.Div(style={"flex": "3", "minWidth": "0"}, children=[
-                dcc.Graph(id="map", figure=initial, style={"height": "82vh"},
+        html.Div(className="controls", children=[
+            html.Div(className="search-box", children=[
+                dcc.Input(id="search", type="search", placeholder="search title, artist, album…", debounce=0.25,
+                          autoComplete="off", style={"width": "260px"}),
+                html.Div(id="search-results"),
+            ]),
+            html.Label(["colour by ", dcc.Dropdown(
+                id="color-by", options=[{"label": f, "value": f} for f in fields], value="genre",
+                clearable=False, className="narrow")]),
+            html.Label(["genre ", dcc.Dropdown(id="genre-filter", options=data.options("genre"), value=[],
+                                               multi=True, placeholder="all", className="wide")]),
+            html.Label(["style ", dcc.Dropdown(id="style-filter", options=styles, value=[], multi=True,
+                                               placeholder="all", className="wide")],
+                       style={} if styles else {"display": "none"}),
+            html.Div(className="years", style={} if years else {"display": "none"}, children=[
+                html.Span("years"),
+                dcc.RangeSlider(id="year-filter", min=years[0] if years else 0, max=years[1] if years else 1,
+                                step=1, value=list(years) if years else [0, 1], allowCross=False,
+                                tooltip={"placement": "bottom"}, marks=None),
+            ]),
+            html.Span(id="filter-note"),
+        ]),
+        html.Div(className="main", children=[
+            html.Div(className="map-box", children=[
+                dcc.Graph(id="map", figure=initial, className="map",
                           config={"displaylogo": False, "scrollZoom": True}),
                 html.Div(id="map-empty", children=(
                     "" if len(frame) else "This store has no map yet: run `musicmap map --store ...`.")),
             ]),
-            html.Div(id="panel", style={"flex": "1", "minWidth": "300px", "maxHeight": "85vh",
-                                        "overflowY": "auto"},
-                     children=html.P("Click a track on the map to play it and see similar tracks.")),
+            html.Div(className="side", children=[
+                html.Div(className="variety", children=[
+                    html.Label(["similar ", dcc.Input(id="k", type="number", min=1, max=K_MAX, step=1,
+                                                      value=K_SIMILAR, debounce=True, style=small)]),
+                    html.Label(["per artist ≤ ", dcc.Input(id="per-artist", type="number", min=1, step=1,
+                                                           debounce=True, style=small)]),
+                    html.Label(["per album ≤ ", dcc.Input(id="per-album", type="number", min=1, step=1,
+                                                          debounce=True, style=small)]),
+                    dcc.Checklist(id="dedupe", options=[{"label": " one copy per song", "value": "dedupe"}],
+                                  value=[], inline=True),
+                    dcc.Input(id="where", type="text", debounce=True, placeholder="filter (SQL): year >= 1990",
+                              className="where"),
+                    html.Button("×", id="clear", title="clear the selection", n_clicks=0),
+                ]),
+                html.Div(id="panel", children=html.P(
+                    "Click a track on the map, or search, to play it and see similar tracks.")),
+            ]),
         ]),
         dcc.Store(id="selected"),
-        dcc.Store(id="highlight-index", data=len(initial.data) - 1),
+        dcc.Store(id="centre-on"),
     ])
 
 
-def _fields(frame: pd.DataFrame) -> list[str]:
-    """Colour fields worth offering: ``style`` only when the store has MAEST style predictions."""
-    has_styles = "style" in frame and frame["style"].notna().any()
-    return [f for f in COLOR_FIELDS if f != "style" or has_styles]
-
-
-def _apply_highlight(trace: Any, store: Store, frame: pd.DataFrame, track_id: int,
-                     neighbours: list[int] | None = None) -> None:
-    if neighbours is None:
-        neighbours = [n.track_id for n in store.similar(track_id, K_SIMILAR)]
-    wanted = [track_id, *neighbours]
-    pos = frame.set_index("id").reindex(wanted).dropna(subset=["x"])
-    trace.x = pos["x"].tolist()
-    trace.y = pos["y"].tolist()
-    trace.customdata = [[int(i)] for i in pos.index]
-    trace.text = [f"{'selected' if int(i) == track_id else 'similar'}: {t}" for i, t in
-                  zip(pos.index, pos["title"].astype("string").fillna("—"), strict=True)]
-    trace.marker.size = [22 if int(i) == track_id else 14 for i in pos.index]
-
-
 def _panel(track: dict[str, Any], neighbours: list[Any], styles: list[tuple[str, float]],
-           model_label: str) -> list[Any]:
+           model_label: str, problem: str | None = None) -> list[Any]:
     def field(name: str, value: Any) -> Any:
-        return html.Tr([html.Th(name, style={"textAlign": "left", "paddingRight": "8px"}),
-                        html.Td("—" if value is None else str(value))])
+        return html.Tr([html.Th(name), html.Td("—" if value is None else str(value))])
 
     duration = track.get("duration")
     rows = [field("artist", track.get("artist")), field("album", track.get("album")),
@@ -248,93 +476,24 @@ def _panel(track: dict[str, Any], neighbours: list[Any], styles: list[tuple[str,
             field("file", track.get("path"))]
     items = [
         html.Li(html.Button(
-            f"{n.score:.3f}  {n.track.get('artist') or '?'} – {n.track.get('title') or '?'}"
-            f"  [{n.track.get('genre') or '-'}]",
-            id={"type": "similar", "index": n.track_id}, n_clicks=0, className="similar-item",
-            style={"border": "none", "background": "none", "cursor": "pointer", "textAlign": "left",
-                   "padding": "2px 0"},
-        ))
+            [html.Span(f"{n.score:.3f}", className="score"),
+             f" {n.track.get('artist') or '?'} – {n.track.get('title') or '?'}",
+             html.Span(f" {n.track.get('genre') or ''}", className="genre")],
+            id={"type": "similar", "index": n.track_id}, n_clicks=0, className="similar-item"))
         for n in neighbours
     ]
     out: list[Any] = [
-        html.H3(track.get("title") or "(untitled)", id="track-title", style={"marginBottom": "4px"}),
-        html.Table(rows),
-        html.Audio(id="player", src=f"/audio/{int(track['id'])}", controls=True, autoPlay=True,
-                   style={"width": "100%", "marginTop": "8px"}),
+        html.H3(track.get("title") or "(untitled)", id="track-title"),
+        html.Table(rows, className="track-table"),
+        html.Audio(id="player", src=f"/audio/{int(track['id'])}", controls=True, autoPlay=True, preload="auto"),
     ]
     if styles:
-        out.append(html.P("styles: " + ", ".join(f"{label} {a:.2f}" for label, a in styles)))
+        out.append(html.Div(className="styles", children=[html.H4("Predicted styles")] + [
+            html.Div(className="style-row", children=[
+                html.Span(label.replace("---", " › ")),
+                html.Div(className="bar", style={"width": f"{max(2, round(100 * a))}%"}),
+            ]) for label, a in styles]))
+    if problem:
+        out.append(html.Div(f"filter not applied: {problem}", className="error", id="similar-problem"))
     out += [html.H4(f"Similar tracks ({model_label})"), html.Ol(items, id="similar-list")]
     return out
-
-
-def _register_routes(app: dash.Dash, store: Store) -> None:
-    server = app.server
-
-    def error(status: int, message: str) -> Response:
-        response = jsonify({"error": message, "status": status})
-        response.status_code = status
-        return response
-
-    @server.route("/audio/<int:track_id>")
-    def audio(track_id: int) -> Response:
-        """Stream a track's file by id (never by a path from the client), with HTTP Range."""
-        try:
-            path = store.file_path(track_id)
-        except StoreError:
-            return error(404, f"no track with id {track_id}")
-        mimetype = mimetypes.guess_type(path)[0] or "application/octet-stream"
-        try:
-            return send_file(path, mimetype=mimetype, conditional=True)
-        except FileNotFoundError:
-            return error(404, f"the file of track {track_id} is no longer on disk")
-
-    @server.route("/api/v1/tracks/<int:track_id>")
-    def api_track(track_id: int) -> Response:
-        try:
-            return jsonify(store.track(track_id))
-        except StoreError as exc:
-            return error(404, str(exc))
-
-    def search_params() -> dict[str, Any]:
-        """Query-string options of the similarity API, checked; ValueError names the bad one."""
-        args = request.args
-        raw_k = args.get("k", str(K_SIMILAR))
-        if not raw_k.isdigit() or not 1 <= int(raw_k) <= 1000:
-            raise ValueError(f"k={raw_k!r}: give a whole number from 1 to 1000")
-        out: dict[str, Any] = {"k": int(raw_k), "where": args.get("where") or None,
-                               "dedupe": args.get("dedupe", "false").lower() in ("1", "true", "yes")}
-        for name, kind in (("max_per_artist", int), ("max_per_album", int), ("mmr", float), ("min_score", float)):
-            raw = args.get(name)
-            if raw is not None and raw != "":
-                try:
-                    out[name] = kind(raw)
-                except ValueError:
-                    raise ValueError(f"{name}={raw!r}: give a {'whole ' if kind is int else ''}number") from None
-        unknown = set(args) - {"k", "where", "dedupe", "max_per_artist", "max_per_album", "mmr", "min_score"}
-        if unknown:
-            raise ValueError(f"unknown parameter {sorted(unknown)[0]!r}; see /api/v1 in the README")
-        return out
-
-    @server.route("/api/v1/similar/<int:track_id>")
-    def api_similar(track_id: int) -> Response:
-        """Tracks like ``track_id``: ``?k=&where=&max_per_artist=&max_per_album=&dedupe=&mmr=&min_score=``."""
-        try:
-            params = search_params()
-        except ValueError as exc:
-            return error(400, str(exc))
-        try:
-            store.track(track_id)
-        except StoreError as exc:
-            return error(404, str(exc))
-        try:
-            neighbours = store.similar(track_id, **params)
-        except StoreError as exc:
-            return error(400, str(exc))
-        return jsonify({"track_id": track_id, "model": store.manifest.model.id,
-                        "results": [{"track_id": n.track_id, "score": n.score, **n.track} for n in neighbours]})
-
-    @server.errorhandler(404)
-    def not_found(_exc: Exception) -> Response:
-        return error(404, f"not found: {request.path}")
-

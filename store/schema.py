@@ -77,6 +77,7 @@ CREATE TABLE IF NOT EXISTS projections (
     track_id BIGINT NOT NULL,
     x DOUBLE NOT NULL,
     y DOUBLE NOT NULL,
+    cluster INTEGER,
     PRIMARY KEY (name, track_id)
 );
 CREATE TABLE IF NOT EXISTS projection_info (

@@ -247,8 +247,9 @@ class Store:
             manifest = Manifest.new(model)
         con = _connect(db, read_only=False, config=_CONFIG, wait=wait)
         # Columns added after the first stores were written (no release had them without).
-        for column, kind in (("fingerprint", "VARCHAR"), ("path_bytes", "BLOB"), ("extra", "VARCHAR")):
-            con.execute(f"ALTER TABLE IF EXISTS tracks ADD COLUMN IF NOT EXISTS {column} {kind}")
+        for table, column, kind in (("tracks", "fingerprint", "VARCHAR"), ("tracks", "path_bytes", "BLOB"),
+                                    ("tracks", "extra", "VARCHAR"), ("projections", "cluster", "INTEGER")):
+            con.execute(f"ALTER TABLE IF EXISTS {table} ADD COLUMN IF NOT EXISTS {column} {kind}")
         con.execute(schema.DDL)
         con.execute(schema.embeddings_ddl(model.dimension))
         con.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", [str(schema.SCHEMA_VERSION)])
@@ -469,19 +470,22 @@ class Store:
         )
 
     def write_projection(self, name: str, track_ids: np.ndarray, xy: np.ndarray, *,
-                         method: str, params: dict[str, Any]) -> None:
-        """Replace projection ``name`` with coordinates ``xy`` (shape (n, 2)) for ``track_ids``."""
+                         method: str, params: dict[str, Any], clusters: np.ndarray | None = None) -> None:
+        """Replace projection ``name`` with coordinates ``xy`` (shape (n, 2)) for ``track_ids``, and
+        optionally each track's cluster number."""
         self._require_writable()
         frame = pa.table({
             "name": pa.array([name] * len(track_ids), pa.string()),
             "track_id": pa.array(np.asarray(track_ids, np.int64)),
             "x": pa.array(np.asarray(xy[:, 0], np.float64)),
             "y": pa.array(np.asarray(xy[:, 1], np.float64)),
+            "cluster": (pa.nulls(len(track_ids), pa.int32()) if clusters is None
+                        else pa.array(np.asarray(clusters, np.int32))),
         })
         with self._transaction() as con:
             con.execute("DELETE FROM projections WHERE name = ?", [name])
             con.register("_proj", frame)
-            con.execute("INSERT INTO projections SELECT name, track_id, x, y FROM _proj")
+            con.execute("INSERT INTO projections SELECT name, track_id, x, y, cluster FROM _proj")
             con.unregister("_proj")
             con.execute("INSERT OR REPLACE INTO projection_info (name, method, params, n_tracks, created_at) "
                         "VALUES (?, ?, ?, ?, current_timestamp)",
@@ -632,6 +636,22 @@ class Store:
         position = pd.Series(range(len(wanted)), index=pd.Index(wanted)).groupby(level=0).first()
         frame["_pos"] = frame["_id"].map(position)
         return frame.sort_values("_pos", kind="stable").drop(columns=["_pos", "_id"]).reset_index(drop=True)
+
+    def page_tracks(self, *, where: str | None = None, offset: int = 0, limit: int = 100,
+                    columns: Sequence[str] | None = None, timeout: float = 10.0) -> tuple[int, pd.DataFrame]:
+        """(matching count, one page of them by id): the tracks matching ``where`` (one boolean SQL
+        expression over ``tracks``, run in the SQL sandbox), rows ``offset`` to ``offset + limit``."""
+        if offset < 0 or limit < 0:
+            raise StoreError("offset and limit must be 0 or more")
+        cols = list(columns or ("id", "title", "artist", "album", "genre", "year", "duration", "format"))
+        if where:
+            ids = np.sort(self._filter_ids(where, timeout))
+            return len(ids), self.tracks(ids[offset : offset + limit].tolist(), columns=cols)
+        with self._cursor() as cur:
+            total = int(cur.execute("SELECT count(*) FROM tracks").fetchone()[0])  # type: ignore[index]
+            frame = cur.execute(f"SELECT {', '.join(f't.{c}' for c in cols)} FROM tracks t ORDER BY t.id "
+                                "LIMIT ? OFFSET ?", [int(limit), int(offset)]).df()
+        return total, frame
 
     def file_path(self, track_id: int) -> str:
         """The file of a track, exactly as the file system names it (also for non-UTF-8 names)."""
@@ -812,8 +832,11 @@ class Store:
         ``style`` is the genre part of the track's top predicted Discogs style (``Electronic---Techno``
         → ``Electronic``), NULL without MAEST styles."""
         with self._cursor() as cur:
+            has_cluster = cur.execute("SELECT count(*) FROM duckdb_columns() WHERE table_name = 'projections' "
+                                      "AND column_name = 'cluster'").fetchone() != (0,)
             return cur.execute(
                 "SELECT t.id, p.x, p.y, t.title, t.artist, t.album, t.genre, t.year, t.format, "
+                + ("p.cluster, " if has_cluster else "NULL::INTEGER AS cluster, ") +
                 "split_part(s.top, '---', 1) AS style "
                 "FROM projections p JOIN tracks t ON t.id = p.track_id "
                 "LEFT JOIN (SELECT track_id, arg_max(label, activation) AS top FROM styles GROUP BY track_id) s "

@@ -1,108 +1,63 @@
-"""The explorer's server side: HTTP routes with a real Flask client, and no torch in its process."""
+"""The explorer's server side: the JSON API and audio through Flask's test client, the Dash
+callbacks as plain functions, and no torch in its process."""
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import dash
 import pytest
+from flask.testing import FlaskClient
 
 from explorer import create_app
+from explorer.api import OPENAPI
+from explorer.app import Callbacks
+from explorer.state import ViewState, encode, parse
 from store import Store
-from tests.conftest import DemoStore
+from tests.conftest import DemoStore, serving
 
 
-@pytest.fixture
-def client(demo_store: DemoStore):  # type: ignore[no-untyped-def]
+@pytest.fixture(scope="module")
+def app(demo_store: DemoStore) -> Iterator[dash.Dash]:
     store = Store.open(demo_store.store)
-    app = create_app(store)
-    yield app.server.test_client()
+    yield create_app(store)
     store.close()
 
 
-def test_page_and_layout(client) -> None:  # type: ignore[no-untyped-def]
+@pytest.fixture
+def client(app: dash.Dash) -> FlaskClient:
+    return app.server.test_client()
+
+
+@pytest.fixture
+def cb(app: dash.Dash) -> Callbacks:
+    callbacks: Callbacks = app.server.extensions["musicmap_callbacks"]
+    return callbacks
+
+
+def _texts(component: Any) -> str:
+    """Every string inside a Dash component tree."""
+    return json.dumps(component.to_plotly_json() if hasattr(component, "to_plotly_json") else component,
+                      default=lambda o: o.to_plotly_json() if hasattr(o, "to_plotly_json") else str(o))
+
+
+# -- the page ------------------------------------------------------------------------------------
+
+def test_page_and_honest_status_line(client: FlaskClient) -> None:
     assert client.get("/").status_code == 200
-    layout = client.get("/_dash-layout").get_json()
-    text = json.dumps(layout)
-    assert "handcrafted features (librosa)" in text and "96 tracks" in text
-
-
-def test_audio_by_id_with_range(client, demo_store: DemoStore) -> None:  # type: ignore[no-untyped-def]
-    with Store.open(demo_store.store) as store:
-        path = store.track(1)["path"]
-    size = Path(path).stat().st_size
-    full = client.get("/audio/1")
-    assert full.status_code == 200 and len(full.data) == size
-    part = client.get("/audio/1", headers={"Range": "bytes=10-19"})
-    assert part.status_code == 206 and len(part.data) == 10
-    assert part.headers["Content-Range"] == f"bytes 10-19/{size}"
-    missing = client.get("/audio/99999")
-    assert missing.status_code == 404 and "no track" in missing.get_json()["error"]
-    for trick in ("/audio/..%2F..%2Fetc%2Fpasswd", "/audio/%2Fetc%2Fpasswd", "/audio/-1"):
-        response = client.get(trick)  # never a file: Dash's catch-all page or a 404
-        assert b"root:" not in response.data and not response.mimetype.startswith("audio/")
-
-
-def test_api_similar_and_bad_parameters(client) -> None:  # type: ignore[no-untyped-def]
-    ok = client.get("/api/v1/similar/1?k=4")
-    assert ok.status_code == 200 and len(ok.get_json()["results"]) == 4
-    for bad in ("k=0", "k=-1", "k=abc", "k=100000"):
-        response = client.get(f"/api/v1/similar/1?{bad}")
-        assert response.status_code == 400 and "k=" in response.get_json()["error"]
-    assert client.get("/api/v1/similar/99999").status_code == 404
-    assert client.get("/api/v1/tracks/1").get_json()["id"] == 1
-    genre = client.get("/api/v1/tracks/2").get_json()["genre"]
-    filtered = client.get("/api/v1/similar/1", query_string={"k": 6, "where": f"genre = '{genre}'",
-                                                             "dedupe": "true", "mmr": 0.8})
-    results = filtered.get_json()["results"]
-    assert filtered.status_code == 200 and len(results) == 6 and {r["genre"] for r in results} == {genre}
-    varied = client.get("/api/v1/similar/1", query_string={"k": 6, "max_per_artist": 1}).get_json()["results"]
-    artists = [r["artist"] for r in varied if r["artist"]]
-    assert len(varied) == 6 and len(artists) == len(set(artists))
-    for bad, named in (("mmr=9", "mmr"), ("max_per_album=x", "max_per_album"), ("where=nope%20%3D%201", "nope"),
-                       ("min_score=2", "min_score"), ("colour=red", "colour")):
-        response = client.get(f"/api/v1/similar/1?{bad}")
-        assert response.status_code == 400 and named in response.get_json()["error"], (bad, response.get_json())
-
-
-def test_select_callback_updates_panel(client) -> None:  # type: ignore[no-untyped-def]
-    """Dash's own callback endpoint, as the browser calls it: selecting track 3 lists 10 neighbours."""
-    body: dict[str, object] = {
-        "inputs": [{"id": "selected", "property": "data", "value": 3}],
-        "state": [{"id": "highlight-index", "property": "data", "value": 8}],
-        "changedPropIds": ["selected.data"],
-    }
-    # Dash names duplicate outputs with a hash suffix; find the real callback id from the server.
-    deps = client.get("/_dash-dependencies").get_json()
-    show = next(d for d in deps if "panel.children" in d["output"])
-    body["output"] = show["output"]
-    body["outputs"] = [{"id": o.split(".")[0], "property": o.split(".", 1)[1]}
-                       for o in show["output"].strip(".").split("...")]
-    response = client.post("/_dash-update-component", json=body)
-    assert response.status_code == 200, response.data[:500]
-    panel = response.get_json()["response"]["panel"]["children"]
-    text = json.dumps(panel)  # plain JSON: the server escapes "/" as \\u002f
-    assert text.count('"type": "similar"') == 10 and '"src": "/audio/3"' in text
-
-
-def test_explorer_process_never_imports_torch(demo_store: DemoStore) -> None:
-    code = (
-        "import sys\n"
-        "from store import Store\n"
-        "from explorer import create_app\n"
-        f"store = Store.open({str(demo_store.store)!r})\n"
-        "app = create_app(store)\n"
-        "client = app.server.test_client()\n"
-        "assert client.get('/').status_code == 200\n"
-        "assert client.get('/api/v1/similar/1').status_code == 200\n"
-        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers', 'indexer'))\n"
-        "print(','.join(bad))\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == ""
+    text = json.dumps(client.get("/_dash-layout").get_json())
+    assert "handcrafted features (librosa)" in text and "not MAEST" in text and "96 tracks" in text
+    assert "map: tsne (openTSNE)" in text and "trustworthiness 0." in text and "kNN preservation 0." in text
+    # the figure is compressed on the wire when the browser accepts gzip
+    response = client.get("/_dash-layout", headers={"Accept-Encoding": "gzip"})
+    assert response.headers.get("Content-Encoding") == "gzip"
 
 
 def test_store_without_a_map_says_what_to_do(tmp_path: Path) -> None:
@@ -119,4 +74,273 @@ def test_store_without_a_map_says_what_to_do(tmp_path: Path) -> None:
     with Store.open(tmp_path / "s") as store:
         client = create_app(store).server.test_client()
         layout = json.dumps(client.get("/_dash-layout").get_json())
+        assert client.get("/api/v1/map").get_json()["n"] == 0
     assert "no map yet" in layout and "musicmap map" in layout
+
+
+# -- audio ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("prefix", ["/audio", "/api/v1/audio"])
+def test_audio_by_id_with_range(client: FlaskClient, demo_store: DemoStore, prefix: str) -> None:
+    with Store.open(demo_store.store) as store:
+        path = store.track(1)["path"]
+    size = Path(path).stat().st_size
+    full = client.get(f"{prefix}/1")
+    assert full.status_code == 200 and len(full.data) == size and full.headers["Accept-Ranges"] == "bytes"
+    part = client.get(f"{prefix}/1", headers={"Range": "bytes=10-19"})
+    assert part.status_code == 206 and len(part.data) == 10 and part.data == Path(path).read_bytes()[10:20]
+    assert part.headers["Content-Range"] == f"bytes 10-19/{size}"
+    missing = client.get(f"{prefix}/99999")
+    assert missing.status_code == 404 and "no track" in missing.get_json()["error"]
+    for trick in (f"{prefix}/..%2F..%2Fetc%2Fpasswd", f"{prefix}/%2Fetc%2Fpasswd", f"{prefix}/-1"):
+        response = client.get(trick)  # never a file: Dash's catch-all page or a JSON 404
+        assert b"root:" not in response.data and not response.mimetype.startswith("audio/")
+
+
+def test_audio_of_a_file_gone_from_disk(tmp_path: Path, demo_store: DemoStore) -> None:
+    import shutil
+
+    store_copy, library_copy = tmp_path / "store", tmp_path / "lib"
+    shutil.copytree(demo_store.store, store_copy)
+    with Store.open(store_copy) as store:
+        path = Path(store.track(1)["path"])
+        client = create_app(store).server.test_client()
+        path.rename(path.with_suffix(".moved"))  # the demo library is shared: put it back after
+        try:
+            response = client.get("/audio/1")
+        finally:
+            path.with_suffix(".moved").rename(path)
+    assert response.status_code == 404 and "no longer readable" in response.get_json()["error"]
+    assert not library_copy.exists()
+
+
+# -- the JSON API ----------------------------------------------------------------------------------
+
+def test_api_tracks_paged_and_filtered(client: FlaskClient) -> None:
+    first = client.get("/api/v1/tracks?limit=10").get_json()
+    assert first["total"] == 96 and [r["id"] for r in first["results"]] == list(range(1, 11))
+    second = client.get("/api/v1/tracks?limit=10&offset=10").get_json()
+    assert [r["id"] for r in second["results"]] == list(range(11, 21))
+    genre = first["results"][0]["genre"]
+    by_genre = client.get("/api/v1/tracks", query_string={"genre": genre, "limit": 1000}).get_json()
+    assert by_genre["total"] == len(by_genre["results"]) > 1 and {r["genre"] for r in by_genre["results"]} == {genre}
+    years = client.get("/api/v1/tracks?year_min=1990&year_max=1999&limit=1000").get_json()["results"]
+    assert years and all(1990 <= r["year"] <= 1999 for r in years)
+    quoted = client.get("/api/v1/tracks", query_string={"artist": "O'Brien'; DROP TABLE tracks; --"})
+    assert quoted.status_code == 200 and quoted.get_json()["total"] == 0  # a value, never SQL
+    where = client.get("/api/v1/tracks", query_string={"where": "year < 1980", "limit": 1000}).get_json()
+    assert where["total"] == len(where["results"]) and all(r["year"] < 1980 for r in where["results"])
+    for bad, named in (("limit=5000", "limit"), ("offset=-1", "offset"), ("year_min=x", "year_min"),
+                       ("where=nope%20%3D%201", "nope"), ("where=1%3B%20DROP%20TABLE%20tracks", "where"),
+                       ("sort=title", "sort")):
+        response = client.get(f"/api/v1/tracks?{bad}")
+        assert response.status_code == 400 and named in response.get_json()["error"], (bad, response.get_json())
+
+
+def test_api_track_similar_search_and_map(client: FlaskClient, demo_store: DemoStore) -> None:
+    track = client.get("/api/v1/tracks/3").get_json()
+    assert track["id"] == 3 and track["audio"] == "/api/v1/audio/3" and track["position"]["map"] == "tsne"
+    assert isinstance(track["styles"], list)
+    assert client.get("/api/v1/tracks/99999").status_code == 404
+
+    ok = client.get("/api/v1/similar/1?k=4").get_json()
+    assert len(ok["results"]) == 4 and all(0 < r["score"] <= 1 for r in ok["results"])
+    for bad in ("k=0", "k=-1", "k=abc", "k=100000"):
+        response = client.get(f"/api/v1/similar/1?{bad}")
+        assert response.status_code == 400 and "k=" in response.get_json()["error"]
+    assert client.get("/api/v1/similar/99999").status_code == 404
+    genre = client.get("/api/v1/tracks/2").get_json()["genre"]
+    filtered = client.get("/api/v1/similar/1", query_string={"k": 6, "where": f"genre = '{genre}'",
+                                                             "dedupe": "true", "mmr": 0.8})
+    results = filtered.get_json()["results"]
+    assert filtered.status_code == 200 and len(results) == 6 and {r["genre"] for r in results} == {genre}
+    varied = client.get("/api/v1/similar/1", query_string={"k": 6, "max_per_artist": 1}).get_json()["results"]
+    artists = [r["artist"] for r in varied if r["artist"]]
+    assert len(varied) == 6 and len(artists) == len(set(artists))
+    for bad, named in (("mmr=9", "mmr"), ("max_per_album=x", "max_per_album"), ("where=nope%20%3D%201", "nope"),
+                       ("min_score=2", "min_score"), ("colour=red", "colour"), ("dedupe=maybe", "dedupe"),
+                       ("min_score=nan", "min_score")):
+        response = client.get(f"/api/v1/similar/1?{bad}")
+        assert response.status_code == 400 and named in response.get_json()["error"], (bad, response.get_json())
+
+    tagged = next(t for t in demo_store.tracks if t.title and t.artist)
+    found = client.get("/api/v1/search", query_string={"q": f"{tagged.artist} {tagged.title}"}).get_json()
+    assert found["results"] and found["results"][0]["title"] == tagged.title
+    assert client.get("/api/v1/search").status_code == 400
+    assert client.get("/api/v1/search?q=a&limit=0").status_code == 400
+
+    mapped = client.get("/api/v1/map?fields=genre,cluster").get_json()
+    assert mapped["n"] == 96 and len(mapped["id"]) == len(mapped["x"]) == len(mapped["y"]) == len(mapped["genre"]) == 96
+    assert mapped["method"] == "tsne" and mapped["quality"]["trustworthiness"] > 0.5
+    assert set(mapped["cluster"]) <= set(range(20)) and len(set(mapped["cluster"])) >= 2
+    assert client.get("/api/v1/map?fields=path").status_code == 400  # no file paths in bulk
+
+
+def test_api_errors_are_json_with_the_right_status(client: FlaskClient) -> None:
+    for method, path, status in (("get", "/api/v1/nothing", 404), ("post", "/api/v1/tracks", 405),
+                                 ("delete", "/api/v1/tracks/1", 405), ("get", "/api/v1/tracks/abc", 404)):
+        response = getattr(client, method)(path)
+        body = response.get_json()
+        assert response.status_code == status and body["status"] == status and body["error"], (path, body)
+
+
+def test_openapi_document_matches_the_routes(client: FlaskClient, app: dash.Dash) -> None:
+    doc = client.get("/api/v1/openapi.json").get_json()
+    assert doc == json.loads(json.dumps(OPENAPI)) and doc["openapi"].startswith("3.")
+    routes = {re.sub(r"<(?:int:)?(\w+)>", r"{\1}", rule.rule) for rule in app.server.url_map.iter_rules()
+              if rule.rule.startswith("/api/v1/") and rule.endpoint != "api_unknown"}
+    assert routes == set(doc["paths"])
+    # every documented query parameter is accepted (no 400 naming it) and nothing else is
+    for path, item in doc["paths"].items():
+        for param in item["get"].get("parameters", []):
+            if param["in"] != "query":
+                continue
+            url = path.replace("{track_id}", "1")
+            value = {"integer": "1", "number": "0.5", "boolean": "true"}.get(param["schema"]["type"], "x")
+            if param["name"] == "where":
+                value = "year > 0"
+            if param["name"] == "fields":
+                value = "genre"
+            response = client.get(url, query_string={param["name"]: value, **({"q": "a"} if path.endswith("search")
+                                                                              else {})})
+            assert response.status_code in (200, 206), (path, param["name"], response.get_json())
+
+
+# -- callbacks as plain functions ----------------------------------------------------------------
+
+def test_show_lists_neighbours_highlights_and_dims(cb: Callbacks) -> None:
+    panel, patch = cb.show(3, "genre", 10, None, None, False, None)
+    text = _texts(panel)
+    assert text.count('"type": "similar"') == 10 and "/audio/3" in text
+    ops = json.dumps(patch.to_plotly_json())
+    assert '"opacity"' in ops and "0.3" in ops  # the rest of the map dimmed
+    highlight = cb.data.traces("genre").highlight
+    xs = next(op["params"]["value"] for op in patch.to_plotly_json()["operations"]
+              if op["location"] == ["data", highlight, "customdata"])
+    assert xs[0] == 3 and len(set(xs)) == 11  # the track and its 10 neighbours, linked
+
+    panel, _ = cb.show(3, "genre", 6, 1, None, True, None)
+    buttons = [c for c in _texts(panel).split('"type": "similar"')][1:]
+    assert len(buttons) == 6
+
+    panel, _ = cb.show(3, "genre", 5, None, None, False, "nope = 1")
+    text = _texts(panel)
+    assert "filter not applied" in text and "nope" in text and text.count('"type": "similar"') == 5
+
+    panel, patch = cb.show(99999, "genre", 10, None, None, False, None)
+    assert "No track 99999" in _texts(panel)
+    panel, patch = cb.show(None, "genre", 10, None, None, False, None)
+    assert "Click a track" in _texts(panel) and "0.85" in json.dumps(patch.to_plotly_json())
+
+
+def test_variety_controls_change_the_list(cb: Callbacks, demo_store: DemoStore) -> None:
+    plain, _ = cb.show(5, "genre", 10, None, None, False, None)
+    per_artist, _ = cb.show(5, "genre", 10, 1, None, False, None)
+    with Store.open(demo_store.store) as store:
+        def artists(panel: Any) -> list[str]:
+            ids = [int(m) for m in re.findall(r"\"type\": \"similar\", \"index\": (\d+)", _texts(panel))]
+            return [store.track(i)["artist"] for i in ids]
+        known = [a for a in artists(per_artist) if a]  # untagged tracks have no artist to limit
+        assert len(artists(per_artist)) == 10 and len(set(known)) == len(known)
+        known = [a for a in artists(plain) if a]
+        assert len(set(known)) < len(known)  # the demo has 12 tracks per style, a few per artist
+
+
+def test_filters_grey_out_what_does_not_match(cb: Callbacks) -> None:
+    frame = cb.data.frame
+    genre = str(frame["genre"].dropna().iloc[0])
+    patch, note = cb.filters("genre", [genre], None, None)
+    matching = int((frame["genre"] == genre).sum())
+    assert note == f"{matching} of {len(frame)} tracks match the filters"
+    ops = patch.to_plotly_json()["operations"]
+    kept = sum(len(op["params"]["value"]) for op in ops if op["location"][-1] == "selectedpoints")
+    assert kept == matching
+    _, note = cb.filters("genre", None, None, (1990, 1999))
+    assert note.startswith(f"{int(frame['year'].between(1990, 1999).sum())} of")
+    patch, note = cb.filters("genre", None, None, None)
+    assert note == "" and all(op["params"]["value"] is None for op in patch.to_plotly_json()["operations"])
+
+    fig = cb.figure("decade", [genre], None, None, 3)
+    names = [t.name for t in fig.data[:-1]]
+    assert all(re.match(r"\d{4}s \(\d+\)|\(none\)", n) for n in names) and names == sorted(names)
+    assert sum(len(t.selectedpoints) for t in fig.data[:-1]) == matching  # filters survive a recolour
+    assert len(fig.data[-1].x) == 21  # and the selection: 1 + 10 neighbours, each linked back
+    clusters = cb.figure("cluster", None, None, None, None)
+    assert sum(len(t.x) for t in clusters.data[:-1]) == len(frame) and len(clusters.data) >= 3
+
+
+def test_search_and_centre(cb: Callbacks) -> None:
+    row = cb.data.frame.dropna(subset=["title"]).iloc[0]
+    hits = cb.search(str(row["title"]).split()[0].upper())
+    assert hits and any(h.id["index"] == int(row["id"]) for h in hits)
+    assert "no match" in _texts(cb.search("zzzz-nothing-like-this"))
+    assert cb.search("   ") == []
+    ops = cb.centre(int(row["id"])).to_plotly_json()["operations"]
+    xr = next(op["params"]["value"] for op in ops if op["location"] == ["layout", "xaxis", "range"])
+    assert xr[0] < row["x"] < xr[1] and abs((xr[0] + xr[1]) / 2 - row["x"]) < 1e-6
+    with pytest.raises(dash.exceptions.PreventUpdate):
+        cb.centre(99999)
+
+
+def test_view_state_round_trips_through_the_url(cb: Callbacks) -> None:
+    colors = ("genre", "style", "decade")
+    state = ViewState(track=7, color="decade", genres=["Jazz", "Rock & Roll"], years=(1970, 1989), k=20,
+                      per_artist=2, dedupe=True, where="year > 1970")
+    assert parse(encode(state), colors) == state
+    assert encode(ViewState()) == "" and parse("", colors) == ViewState()
+    junk = parse("?track=abc&color=<script>&k=999999&years=2000-1990&per_artist=-3&dedupe=perhaps", colors)
+    assert junk == ViewState()  # a bad link shows the default view, never an error
+    url = cb.url_for(4, "decade", ["Jazz"], None, [1970, 1989], 12, None, 2, ["dedupe"], "")
+    values = cb.state_from_url(url, parse("", colors))
+    assert values[0] == 4 and values[1] == "decade" and values[2] == ["Jazz"] and values[4] == [1970, 1989]
+    assert values[5] == 12 and values[7] == 2 and values[8] == ["dedupe"]
+    with pytest.raises(dash.exceptions.PreventUpdate):  # the URL already shows this view: nothing to send
+        cb.state_from_url(url, parse(url, colors))
+
+
+def test_show_callback_through_dash_endpoint(client: FlaskClient) -> None:
+    """Dash's own callback endpoint, as the browser calls it: selecting track 3 lists 10 neighbours."""
+    deps = client.get("/_dash-dependencies").get_json()
+    show = next(d for d in deps if "panel.children" in d["output"])
+    values = {"selected.data": 3, "k.value": 10, "per-artist.value": None, "per-album.value": None,
+              "dedupe.value": [], "where.value": "", "color-by.value": "genre"}
+    body = {
+        "output": show["output"],
+        "outputs": [{"id": o.split(".")[0], "property": o.split(".", 1)[1].split("@")[0]}
+                    for o in show["output"].strip(".").split("...")],
+        "inputs": [{**i, "value": values[f"{i['id']}.{i['property']}"]} for i in show["inputs"]],
+        "state": [{**s, "value": values[f"{s['id']}.{s['property']}"]} for s in show["state"]],
+        "changedPropIds": ["selected.data"],
+    }
+    response = client.post("/_dash-update-component", json=body)
+    assert response.status_code == 200, response.data[:500]
+    panel = response.get_json()["response"]["panel"]["children"]
+    text = json.dumps(panel)  # plain JSON: the server escapes "/" as \\u002f
+    assert text.count('"type": "similar"') == 10 and '"src": "/audio/3"' in text
+
+
+# -- the process ---------------------------------------------------------------------------------
+
+def test_explorer_process_never_imports_torch(demo_store: DemoStore) -> None:
+    code = (
+        "import sys\n"
+        "from store import Store\n"
+        "from explorer import create_app\n"
+        f"store = Store.open({str(demo_store.store)!r})\n"
+        "app = create_app(store)\n"
+        "client = app.server.test_client()\n"
+        "assert client.get('/').status_code == 200\n"
+        "assert client.get('/_dash-layout').status_code == 200\n"
+        "assert client.get('/api/v1/similar/1').status_code == 200\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers', 'indexer'))\n"
+        "print(','.join(bad))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == ""
+
+
+def test_serve_runs_a_production_server(demo_store: DemoStore) -> None:
+    with serving(demo_store.store) as url, urllib.request.urlopen(url + "/api/v1/tracks?limit=1") as response:
+        assert response.headers["Server"] == "musicmap"  # waitress (ident), not Werkzeug's dev server
+        assert json.load(response)["total"] == 96

@@ -1,4 +1,7 @@
-"""Real-browser flow in headless Debian Chromium against `musicmap serve`."""
+"""Real-browser flows in headless Debian Chromium against `musicmap serve` on 127.0.0.1.
+
+Each flow saves screenshots under ``test-artifacts/explorer/`` (the repository root; ignored by git).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +10,8 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlparse
 
 import pytest
 
@@ -16,10 +21,11 @@ pytestmark = pytest.mark.browser
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "explorer"
 
 
 @pytest.fixture
-def browser() -> Iterator[object]:
+def browser() -> Iterator[Any]:
     if not (CHROMIUM and CHROMEDRIVER):
         pytest.fail("chromium and chromium-driver are required (make test installs them)")
     from selenium import webdriver
@@ -30,6 +36,7 @@ def browser() -> Iterator[object]:
     options.binary_location = CHROMIUM
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                 "--disable-background-networking", "--disable-component-update", "--no-first-run",
+                "--autoplay-policy=no-user-gesture-required", "--mute-audio",
                 "--window-size=1400,900", f"--user-data-dir={profile}"):
         options.add_argument(arg)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
@@ -38,6 +45,11 @@ def browser() -> Iterator[object]:
     finally:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
+
+
+def _shot(driver: Any, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    driver.save_screenshot(str(ARTIFACTS / f"{name}.png"))
 
 
 def _wait(predicate, timeout: float = 30.0, what: str = "condition"):  # type: ignore[no-untyped-def]
@@ -54,58 +66,143 @@ def _wait(predicate, timeout: float = 30.0, what: str = "condition"):  # type: i
     raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
 
 
-POINTS_JS = """
-const gd = document.querySelector('#map .js-plotly-plot');
-if (!gd || !gd.data) return null;
-const traces = gd.data.filter(t => t.name !== 'selection');
-return traces.reduce((n, t) => n + t.x.length, 0);
+GD = "const gd = document.querySelector('#map .js-plotly-plot');"
+POINTS_JS = GD + """
+if (!gd || !gd._fullData) return null;
+return gd._fullData.filter(t => t.name !== 'selection').reduce((n, t) => n + t.x.length, 0);
 """
-
 # Viewport coordinates of one track's point: axis offset + data-to-pixel, plus the graph's box.
-POINT_JS = """
-const gd = document.querySelector('#map .js-plotly-plot');
-const fl = gd._fullLayout;
-const box = gd.getBoundingClientRect();
-const t = gd.data[arguments[0]];
-const i = arguments[1];
-return {id: t.customdata[i][0],
-        x: box.left + fl.xaxis._offset + fl.xaxis.l2p(t.x[i]),
-        y: box.top + fl.yaxis._offset + fl.yaxis.l2p(t.y[i])};
+POINT_JS = GD + """
+const fl = gd._fullLayout, box = gd.getBoundingClientRect();
+for (let c = 0; c < gd._fullData.length - 1; c++) {
+  const t = gd._fullData[c];
+  for (let i = 0; i < t.x.length; i++) {
+    if (arguments[0] === null || t.customdata[i] === arguments[0]) {
+      return {id: t.customdata[i], x: box.left + fl.xaxis._offset + fl.xaxis.l2p(t.x[i]),
+              y: box.top + fl.yaxis._offset + fl.yaxis.l2p(t.y[i]), mx: t.x[i], my: t.y[i]};
+    }
+  }
+}
+return null;
 """
+HIGHLIGHT_JS = GD + "const h = gd._fullData[gd._fullData.length - 1]; return Array.from(new Set(h.customdata));"
+VIEW_JS = GD + "const fl = gd._fullLayout; return {x: fl.xaxis.range, y: fl.yaxis.range, legend: fl.legend.title.text};"
 
 
-def test_map_shows_every_track_and_click_lists_similar(browser, served: str, demo_store: DemoStore,
-                                                       tmp_path: Path) -> None:
+def _click_point(driver: Any, point: dict[str, Any]) -> None:
     from selenium.webdriver.common.action_chains import ActionChains
-    from selenium.webdriver.common.by import By
 
-    driver = browser
-    driver.get(served + "/")
-    n_points = _wait(lambda: driver.execute_script(POINTS_JS), what="the map")
-    assert n_points == len(demo_store.tracks)
-    status = driver.find_element(By.ID, "status-line").text
-    assert f"{len(demo_store.tracks)} tracks" in status
-    assert "handcrafted features" in status  # honest label: these vectors are not MAEST
-
-    point = driver.execute_script(POINT_JS, 0, 0)
     actions = ActionChains(driver)
     actions.w3c_actions.pointer_action.move_to_location(int(point["x"]), int(point["y"]))
     actions.w3c_actions.pointer_action.pause(0.3)
     actions.w3c_actions.pointer_action.click()
     actions.perform()
 
+
+def _load(driver: Any, url: str, n: int) -> None:
+    driver.get(url)
+    assert _wait(lambda: driver.execute_script(POINTS_JS), what="the map") == n
+
+
+def test_map_click_lists_similar_and_highlights(browser: Any, served: str, demo_store: DemoStore) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver = browser
+    _load(driver, served + "/", len(demo_store.tracks))  # every track, no sampling
+    status = driver.find_element(By.ID, "status-line").text
+    assert f"{len(demo_store.tracks)} tracks" in status and "handcrafted features" in status  # honest label
+    assert "trustworthiness" in status
+    _shot(driver, "1-map")
+
+    point = driver.execute_script(POINT_JS, None)
+    _click_point(driver, point)
     items = _wait(lambda: driver.find_elements(By.CSS_SELECTOR, "#similar-list li"), what="similar list")
     assert len(items) == 10
-    audio = driver.find_element(By.ID, "player")
-    assert audio.get_attribute("src").endswith(f"/audio/{point['id']}")
-    driver.save_screenshot(str(tmp_path / "explorer.png"))
+    assert driver.find_element(By.ID, "player").get_attribute("src").endswith(f"/audio/{point['id']}")
+    ringed = _wait(lambda: driver.execute_script(HIGHLIGHT_JS), what="highlight")
+    assert ringed[0] == point["id"] and len(ringed) == 11  # the track and its 10 neighbours
+    opacity = driver.execute_script(GD + "return gd._fullData[0].marker.opacity;")
+    assert opacity < 0.5  # the rest of the map greyed, still drawn
+    assert parse_qs(urlparse(driver.current_url).query)["track"] == [str(point["id"])]
+    _shot(driver, "2-selected")
 
-    # Clicking a similar track moves the selection there.
     first = items[0].find_element(By.TAG_NAME, "button")
     title_before = driver.find_element(By.ID, "track-title").text
     first.click()
     _wait(lambda: driver.find_element(By.ID, "track-title").text != title_before, what="new selection")
     assert not driver.find_element(By.ID, "player").get_attribute("src").endswith(f"/audio/{point['id']}")
-    highlighted = driver.execute_script(
-        "const gd=document.querySelector('#map .js-plotly-plot');return gd.data[gd.data.length-1].x.length;")
-    assert highlighted == 11  # the selected track and its 10 neighbours are ringed
+    _shot(driver, "3-moved-to-a-neighbour")
+
+
+def test_play_receives_audio_and_seeks(browser: Any, served: str, demo_store: DemoStore) -> None:
+    from store import Store
+
+    driver = browser
+    with Store.open(demo_store.store) as store:
+        track_id = int(store.sql("SELECT min(id) FROM tracks WHERE format IN ('flac', 'wav') "
+                                 "AND duration > 12").rows[0][0])
+    _load(driver, f"{served}/?track={track_id}", len(demo_store.tracks))
+    player = _wait(lambda: driver.find_element("id", "player"), what="the player")
+    assert player.get_attribute("src").endswith(f"/audio/{track_id}")
+    duration = _wait(lambda: driver.execute_script("const p = document.getElementById('player');"
+                                                   "return p.readyState >= 1 && p.duration;"), what="audio metadata")
+    assert duration > 12
+    received = driver.execute_script(
+        "return performance.getEntriesByType('resource').filter(e => e.name.includes('/audio/'))"
+        ".map(e => e.name);")
+    assert any(name.endswith(f"/audio/{track_id}") for name in received)
+    driver.execute_script("const p = document.getElementById('player'); p.currentTime = 10;")
+    _wait(lambda: driver.execute_script("const p = document.getElementById('player');"
+                                        "return !p.seeking && p.currentTime >= 9.9 && p.seekable.length > 0 "
+                                        "&& p.seekable.end(0) >= 10;"), what="seek to 10 s")
+    _shot(driver, "4-playing")
+
+
+def test_search_centres_the_match(browser: Any, served: str, demo_store: DemoStore) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver = browser
+    _load(driver, served + "/", len(demo_store.tracks))
+    target = next(t for t in demo_store.tracks if t.tagged and t.title)
+    box = driver.find_element(By.ID, "search")
+    box.send_keys(target.title)
+    hits = _wait(lambda: driver.find_elements(By.CSS_SELECTOR, "#search-results .search-hit"), what="search hits")
+    hit = next(h for h in hits if target.title in h.text)
+    hit.click()
+    _wait(lambda: driver.find_element(By.ID, "track-title").text == target.title, what="the found track")
+    track_id = int(parse_qs(urlparse(driver.current_url).query)["track"][0])
+    point = driver.execute_script(POINT_JS, track_id)
+
+    def centred() -> bool:
+        view = driver.execute_script(VIEW_JS)
+        return (abs(sum(view["x"]) / 2 - point["mx"]) < 1e-3 * abs(view["x"][1] - view["x"][0]) + 1e-6
+                and view["x"][0] < point["mx"] < view["x"][1] and view["y"][0] < point["my"] < view["y"][1])
+
+    _wait(centred, what="the map centred on the match")
+    _shot(driver, "5-search-centred")
+
+
+def test_permalink_brings_back_the_view(browser: Any, served: str, demo_store: DemoStore) -> None:
+    from selenium.webdriver.common.by import By
+
+    from store import Store
+
+    driver = browser
+    with Store.open(demo_store.store) as store:
+        genre, n_genre = store.sql("SELECT genre, count(*) FROM tracks WHERE genre IS NOT NULL "
+                                   "GROUP BY genre ORDER BY 2 DESC, 1 LIMIT 1").rows[0]
+    _load(driver, f"{served}/?" + urlencode({"track": 5, "color": "decade", "genre": genre}), len(demo_store.tracks))
+    _wait(lambda: driver.execute_script(VIEW_JS)["legend"] == "decade", what="colour by decade")
+    title = _wait(lambda: driver.find_element(By.ID, "track-title").text, what="the track panel")
+    note = _wait(lambda: driver.find_element(By.ID, "filter-note").text, what="the filter note")
+    assert note.startswith(f"{n_genre} of {len(demo_store.tracks)}")
+    shown = driver.execute_script(GD + "return gd._fullData.slice(0, -1).reduce((n, t) => n + "
+                                       "(t.selectedpoints ? t.selectedpoints.length : t.x.length), 0);")
+    assert shown == n_genre  # the rest greyed out
+    _shot(driver, "6-permalink")
+    # the same URL in a new page load: the same view
+    driver.get(driver.current_url)
+    _wait(lambda: driver.find_element(By.ID, "track-title").text == title, what="the same track after reload")
+    assert driver.execute_script(VIEW_JS)["legend"] == "decade"
+    query = parse_qs(urlparse(driver.current_url).query)
+    assert query["track"] == ["5"] and query["genre"] == [genre] and query["color"] == ["decade"]

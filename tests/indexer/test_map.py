@@ -65,6 +65,19 @@ def test_new_tracks_are_placed_without_moving_the_map(mapped: Path) -> None:
         d[track_id] = np.inf
         shares.append(float((after.loc[d.nsmallest(5).index, "genre"] == row["genre"]).mean()))
     assert np.mean(shares) >= 0.9  # each lands among its own kind
+    # clusters: fitted with the map, new tracks join the cluster of their own kind
+    assert after["cluster"].notna().all() and before.index.isin(after.index).all()
+    old = after.loc[before.index]
+    assert old["cluster"].nunique() == 9  # sqrt(300 / 4), rounded
+    with Store.open(mapped) as store:
+        ids, vectors = store.vectors()
+    vec = dict(zip(ids.tolist(), vectors, strict=True))
+    old_v = np.stack([vec[i] for i in old.index])
+    agree = []
+    for i in new.index:  # a new track joins the cluster of its nearest old tracks
+        near = old.index[np.argsort(-(old_v @ vec[i]))[:5]]
+        agree.append(after.at[i, "cluster"] == old.loc[near, "cluster"].value_counts().index[0])
+    assert np.mean(agree) >= 0.9
     with Store.open(mapped, read_only=False) as store:
         assert update_map(store)["action"] == "up to date"
 

@@ -1,0 +1,313 @@
+"""The explorer's JSON API, ``/api/v1`` on the same server, and audio by track id.
+
+Every error is JSON ``{"error": message, "status": code}`` with the right status: a bad parameter
+is 400 (naming it), an unknown track 404; never a 500 for something the client sent. The OpenAPI
+document at ``/api/v1/openapi.json`` lists every route below (a test checks they agree).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import mimetypes
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from flask import Flask, Response, jsonify, request, send_file
+from werkzeug.exceptions import HTTPException
+
+from store import Store, StoreError
+
+logger = logging.getLogger(__name__)
+
+API = "/api/v1"
+K_DEFAULT = 10
+K_MAX = 1000
+PAGE_MAX = 1000
+SEARCH_MAX = 100
+
+SIMILAR_OPTIONS: dict[str, type] = {"max_per_artist": int, "max_per_album": int, "mmr": float, "min_score": float}
+
+
+class BadRequest(ValueError):
+    """A query parameter the API cannot use; the message names it."""
+
+
+def error(status: int, message: str) -> Response:
+    response = jsonify({"error": message, "status": status})
+    response.status_code = status
+    return response
+
+
+def _int(name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or not lo <= int(raw) <= hi:
+        raise BadRequest(f"{name}={raw!r}: give a whole number from {lo} to {hi}")
+    return int(raw)
+
+
+def _number(name: str, kind: type) -> Any:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise BadRequest(f"{name}={raw!r}: give a {'whole ' if kind is int else ''}number") from None
+    if kind is float and not math.isfinite(value):
+        raise BadRequest(f"{name}={raw!r}: give a finite number")
+    return value
+
+
+def _flag(name: str) -> bool:
+    raw = request.args.get(name, "false").lower()
+    if raw not in ("1", "true", "yes", "0", "false", "no"):
+        raise BadRequest(f"{name}={raw!r}: give true or false")
+    return raw in ("1", "true", "yes")
+
+
+def _only(*allowed: str) -> None:
+    unknown = sorted(set(request.args) - set(allowed))
+    if unknown:
+        raise BadRequest(f"unknown parameter {unknown[0]!r}; this endpoint takes {', '.join(allowed) or 'none'} "
+                         f"(see {API}/openapi.json)")
+
+
+def similar_options() -> dict[str, Any]:
+    """The similarity options of the query string (k, where, dedupe, max_per_artist, ...), checked."""
+    out: dict[str, Any] = {"k": _int("k", K_DEFAULT, 1, K_MAX), "where": request.args.get("where") or None,
+                           "dedupe": _flag("dedupe")}
+    for name, kind in SIMILAR_OPTIONS.items():
+        value = _number(name, kind)
+        if value is not None:
+            out[name] = value
+    return out
+
+
+def _sql_string(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, np.generic):
+        return _json_safe(value.item())
+    return value
+
+
+def register(server: Flask, store: Store, *, projection: Callable[[], Any]) -> None:
+    """Add the API and the audio route to ``server``. ``projection()`` returns the explorer's
+    current :class:`explorer.app.MapData` (the map it shows)."""
+
+    def route(rule: str, endpoint: str) -> Callable[[Callable[..., Response]], Callable[..., Response]]:
+        def wrap(fn: Callable[..., Response]) -> Callable[..., Response]:
+            def handler(**kwargs: Any) -> Response:
+                try:
+                    return fn(**kwargs)
+                except BadRequest as exc:
+                    return error(400, str(exc))
+                except StoreError as exc:  # e.g. the store is busy or unreadable: not the client's fault
+                    logger.warning("%s: %s", request.path, exc)
+                    return error(503, str(exc))
+            server.add_url_rule(rule, endpoint, handler, methods=["GET"])
+            return fn
+        return wrap
+
+    def send_audio(track_id: int) -> Response:
+        try:
+            path = store.file_path(track_id)
+        except StoreError:
+            return error(404, f"no track with id {track_id}")
+        mimetype = mimetypes.guess_type(path)[0] or "application/octet-stream"
+        try:
+            response = send_file(path, mimetype=mimetype, conditional=True)  # HTTP Range: seeking works
+        except (FileNotFoundError, PermissionError, IsADirectoryError):
+            return error(404, f"the file of track {track_id} is no longer readable on disk")
+        response.headers["Accept-Ranges"] = "bytes"
+        return response
+
+    @route("/audio/<int:track_id>", "audio")
+    def audio(track_id: int) -> Response:
+        """A track's file by id (never by a path from the client)."""
+        return send_audio(track_id)
+
+    @route(f"{API}/audio/<int:track_id>", "api_audio")
+    def api_audio(track_id: int) -> Response:
+        _only()
+        return send_audio(track_id)
+
+    @route(API, "api_index")
+    def api_index() -> Response:
+        return jsonify({"openapi": f"{API}/openapi.json",
+                        "endpoints": sorted(p for p in OPENAPI["paths"])})
+
+    @route(f"{API}/openapi.json", "api_openapi")
+    def api_openapi() -> Response:
+        return jsonify(OPENAPI)
+
+    @route(f"{API}/tracks", "api_tracks")
+    def api_tracks() -> Response:
+        _only("offset", "limit", "where", "genre", "artist", "album", "year_min", "year_max")
+        offset = _int("offset", 0, 0, 10**12)
+        limit = _int("limit", 100, 0, PAGE_MAX)
+        clauses = [f"({request.args['where']})"] if request.args.get("where") else []
+        for column in ("genre", "artist", "album"):
+            if request.args.get(column):
+                clauses.append(f"{column} = {_sql_string(request.args[column])}")
+        for name, op in (("year_min", ">="), ("year_max", "<=")):
+            year = _number(name, int)
+            if year is not None:
+                clauses.append(f"year {op} {int(year)}")
+        try:
+            total, page = store.page_tracks(where=" AND ".join(clauses) or None, offset=offset, limit=limit)
+        except StoreError as exc:
+            raise BadRequest(str(exc)) from None
+        rows = [{k: _json_safe(v) for k, v in r.items()} for r in page.astype(object).where(page.notna(), None)
+                .to_dict(orient="records")]
+        return jsonify({"total": total, "offset": offset, "limit": limit, "results": rows})
+
+    @route(f"{API}/tracks/<int:track_id>", "api_track")
+    def api_track(track_id: int) -> Response:
+        _only()
+        try:
+            track = store.track(track_id)
+        except StoreError as exc:
+            return error(404, str(exc))
+        data = projection()
+        where = data.frame.index[data.frame["id"] == track_id] if len(data.frame) else []
+        position = None
+        if len(where):
+            row = data.frame.loc[where[0]]
+            position = {"map": data.projection, "x": float(row["x"]), "y": float(row["y"])}
+        styles = [{"label": label, "activation": round(float(a), 4)} for label, a in store.styles(track_id)]
+        return jsonify({**{k: _json_safe(v) for k, v in track.items()}, "styles": styles, "position": position,
+                        "audio": f"{API}/audio/{track_id}"})
+
+    @route(f"{API}/similar/<int:track_id>", "api_similar")
+    def api_similar(track_id: int) -> Response:
+        _only("k", "where", "dedupe", *SIMILAR_OPTIONS)
+        params = similar_options()
+        try:
+            store.track(track_id)
+        except StoreError as exc:
+            return error(404, str(exc))
+        try:
+            neighbours = store.similar(track_id, **params)
+        except StoreError as exc:
+            raise BadRequest(str(exc)) from None
+        return jsonify({"track_id": track_id, "model": store.manifest.model.id,
+                        "results": [{"track_id": n.track_id, "score": round(float(n.score), 6),
+                                     **{k: _json_safe(v) for k, v in n.track.items()}} for n in neighbours]})
+
+    @route(f"{API}/search", "api_search")
+    def api_search() -> Response:
+        _only("q", "limit")
+        text = (request.args.get("q") or "").strip()
+        if not text:
+            raise BadRequest("q: give some words of a title, artist or album")
+        limit = _int("limit", 10, 1, SEARCH_MAX)
+        found = projection().search(text, limit)
+        return jsonify({"q": text, "results": found})
+
+    @route(f"{API}/map", "api_map")
+    def api_map() -> Response:
+        _only("fields")
+        data = projection()
+        frame = data.frame
+        fields = [f for f in (request.args.get("fields") or "").split(",") if f]
+        bad = [f for f in fields if f not in ("title", "artist", "album", "genre", "year", "style", "cluster")]
+        if bad:
+            raise BadRequest(f"fields: unknown field {bad[0]!r}")
+        body: dict[str, Any] = {
+            "map": data.projection, "method": data.info["method"] if data.info else None,
+            "quality": (data.info or {}).get("params", {}).get("quality"), "n": len(frame),
+            "id": frame["id"].astype(int).tolist() if len(frame) else [],
+            # 4 significant decimals are far below a pixel: the payload stays small
+            "x": np.round(frame["x"].to_numpy(float), 3).tolist() if len(frame) else [],
+            "y": np.round(frame["y"].to_numpy(float), 3).tolist() if len(frame) else [],
+        }
+        for f in fields:
+            body[f] = [_json_safe(v) for v in frame[f].astype(object).where(frame[f].notna(), None)]
+        return jsonify(body)
+
+    @route(f"{API}/<path:rest>", "api_unknown")
+    def api_unknown(rest: str) -> Response:  # before Dash's catch-all page route
+        return error(404, f"no such endpoint: {request.path} (see {API}/openapi.json)")
+
+    def json_errors(exc: HTTPException) -> Response | HTTPException:
+        if request.path.startswith(API) or request.path.startswith("/audio/"):
+            return error(exc.code or 500, f"{exc.name}: {request.method} {request.path}")
+        return exc
+
+    server.register_error_handler(HTTPException, json_errors)
+
+
+def _param(name: str, description: str, kind: str = "string", **extra: Any) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "description": description,
+            "schema": {"type": kind, **extra}}
+
+
+_ERROR = {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+_TRACK_ID = {"name": "track_id", "in": "path", "required": True, "schema": {"type": "integer"}}
+_SIMILAR_PARAMS = [
+    _param("k", "how many", "integer", minimum=1, maximum=K_MAX, default=K_DEFAULT),
+    _param("where", "SQL boolean expression over tracks' columns, e.g. genre = 'Jazz' AND year >= 1970"),
+    _param("max_per_artist", "at most this many results per artist", "integer", minimum=1),
+    _param("max_per_album", "at most this many results per album", "integer", minimum=1),
+    _param("dedupe", "drop other copies of the same song (same artist and title)", "boolean"),
+    _param("mmr", "diversity: 0 (relevance only) to 1", "number"),
+    _param("min_score", "drop results below this cosine similarity", "number"),
+]
+
+
+def _ok(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": {"type": "object"}}}}
+
+
+OPENAPI: dict[str, Any] = {
+    "openapi": "3.0.3",
+    "info": {"title": "musicmap explorer API", "version": "1",
+             "description": "Read-only access to a musicmap store: tracks, similar tracks, search, the map, audio."},
+    "paths": {
+        f"{API}/tracks": {"get": {
+            "summary": "Tracks, paged and filtered, by id",
+            "parameters": [
+                _param("offset", "first row", "integer", minimum=0, default=0),
+                _param("limit", "rows per page", "integer", minimum=0, maximum=PAGE_MAX, default=100),
+                _param("where", "SQL boolean expression over tracks' columns (read-only sandbox)"),
+                _param("genre", "exact genre"), _param("artist", "exact artist"), _param("album", "exact album"),
+                _param("year_min", "earliest year", "integer"), _param("year_max", "latest year", "integer"),
+            ],
+            "responses": {"200": _ok("{total, offset, limit, results: [track]}"), "400": _ERROR}}},
+        f"{API}/tracks/{{track_id}}": {"get": {
+            "summary": "One track: tags, top styles, map position, audio URL",
+            "parameters": [_TRACK_ID], "responses": {"200": _ok("track"), "404": _ERROR}}},
+        f"{API}/similar/{{track_id}}": {"get": {
+            "summary": "Tracks that sound like this one, with scores (cosine similarity)",
+            "parameters": [_TRACK_ID, *_SIMILAR_PARAMS],
+            "responses": {"200": _ok("{track_id, model, results: [track + score]}"), "400": _ERROR,
+                          "404": _ERROR}}},
+        f"{API}/search": {"get": {
+            "summary": "Tracks whose artist, title or album contain every word",
+            "parameters": [{**_param("q", "words"), "required": True},
+                           _param("limit", "how many", "integer", minimum=1, maximum=SEARCH_MAX, default=10)],
+            "responses": {"200": _ok("{q, results: [track]}"), "400": _ERROR}}},
+        f"{API}/map": {"get": {
+            "summary": "The map's coordinates, compact: parallel arrays id, x, y (and the fields asked for)",
+            "parameters": [_param("fields", "comma-separated: title, artist, album, genre, year, style, cluster")],
+            "responses": {"200": _ok("{map, method, quality, n, id, x, y, ...}"), "400": _ERROR}}},
+        f"{API}/audio/{{track_id}}": {"get": {
+            "summary": "The track's audio file (HTTP Range supported)",
+            "parameters": [_TRACK_ID],
+            "responses": {"200": {"description": "audio bytes"}, "206": {"description": "a byte range"},
+                          "404": _ERROR}}},
+        f"{API}/openapi.json": {"get": {"summary": "This document", "responses": {"200": _ok("OpenAPI 3")}}},
+    },
+    "components": {"schemas": {"Error": {"type": "object", "required": ["error", "status"],
+                                         "properties": {"error": {"type": "string"},
+                                                        "status": {"type": "integer"}}}}},
+}

@@ -1,0 +1,167 @@
+"""The map figure: every track as one WebGL point, one trace per colour category.
+
+The big traces are sent once per colour choice; everything that changes often (a selected track,
+its neighbours, filters, a search hit) is a small :class:`dash.Patch` against them: the highlight
+trace's points, each category trace's ``selectedpoints`` (filters grey out the rest) and opacity
+(a selection dims the map), and the axis ranges (centring on a track).
+"""
+
+from __future__ import annotations
+
+import html as html_lib
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+COLOR_FIELDS: tuple[str, ...] = ("genre", "style", "cluster", "artist", "album", "decade", "year", "format")
+TOP_CATEGORIES = 15
+PALETTE = (
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf",
+    "#bcbd22", "#7f7f7f", "#393b79", "#ad494a", "#637939", "#8c6d31", "#7b4173",
+)
+OTHER_COLOR = "#c7c7c7"
+DIMMED_OPACITY = 0.3
+"""Category traces while a track is selected: greyed, still visible."""
+FILTERED_OPACITY = 0.06
+"""Points that do not match the filters."""
+
+
+def hover_texts(frame: pd.DataFrame) -> np.ndarray:
+    """Per track: title, artist, album, genre and year, HTML-escaped (tags are user data)."""
+    def esc(value: Any) -> str:
+        return html_lib.escape(str(value)) if value is not None and not pd.isna(value) else "—"
+
+    return np.asarray([
+        f"<b>{esc(r.title)}</b><br>{esc(r.artist)}<br><i>{esc(r.album)}</i><br>genre: {esc(r.genre)} · {esc(r.year)}"
+        for r in frame.itertuples(index=False)
+    ], dtype=object)
+
+
+def category_labels(frame: pd.DataFrame, color_by: str) -> pd.Series:
+    """The category of each track for ``color_by`` (``decade`` from ``year``; "(none)" when missing)."""
+    if not len(frame):
+        return pd.Series([], dtype="string")
+    if color_by == "decade":
+        years = pd.to_numeric(frame["year"], errors="coerce")
+        labels = (years // 10 * 10).astype("Int64").astype("string") + "s"
+    elif color_by == "cluster":
+        labels = "cluster " + frame["cluster"].astype("Int64").astype("string")
+    else:
+        labels = frame[color_by].astype("string")
+    return labels.fillna("(none)")
+
+
+@dataclass
+class Traces:
+    """How the map's points are split into category traces: ``names[i]`` and the frame rows
+    ``members[i]`` (ascending) of trace ``i``; the highlight trace comes after them."""
+
+    names: list[str]
+    members: list[np.ndarray]
+
+    @property
+    def highlight(self) -> int:
+        return len(self.names)
+
+
+def split(frame: pd.DataFrame, color_by: str, top: int = TOP_CATEGORIES) -> Traces:
+    """The ``top`` largest categories of ``color_by`` in order of size (years and decades in time
+    order), then "other" for the rest."""
+    labels = category_labels(frame, color_by)
+    counts = labels.value_counts()
+    keep = list(counts.index[:top])
+    if color_by in ("year", "decade"):
+        keep.sort()
+    codes = labels.where(labels.isin(keep), "other").to_numpy(dtype=object)
+    names = keep + (["other"] if (codes == "other").any() else [])
+    return Traces(names, [np.flatnonzero(codes == name) for name in names])
+
+
+def map_figure(frame: pd.DataFrame, color_by: str, hover: np.ndarray, traces: Traces | None = None) -> go.Figure:
+    """The map: one WebGL trace per category (top-N + "other"), then the (empty) highlight trace."""
+    traces = traces or split(frame, color_by)
+    ids = frame["id"].to_numpy(np.int64) if len(frame) else np.zeros(0, np.int64)
+    xs = frame["x"].to_numpy(np.float32) if len(frame) else np.zeros(0, np.float32)
+    ys = frame["y"].to_numpy(np.float32) if len(frame) else np.zeros(0, np.float32)
+    fig = go.Figure()
+    for i, (name, rows) in enumerate(zip(traces.names, traces.members, strict=True)):
+        fig.add_trace(go.Scattergl(
+            x=xs[rows], y=ys[rows], mode="markers", name=f"{name} ({len(rows)})",
+            # customdata as plain ints: a typed array arrives as None in clickData (plotly#5119)
+            customdata=ids[rows].tolist(),
+            text=hover[rows].tolist(), hovertemplate="%{text}<extra></extra>",
+            marker={"size": 6, "color": OTHER_COLOR if name == "other" else PALETTE[i % len(PALETTE)],
+                    "opacity": 0.85},
+            unselected={"marker": {"opacity": FILTERED_OPACITY}},
+        ))
+    fig.add_trace(go.Scattergl(
+        x=[], y=[], mode="markers+lines", name="selection", showlegend=False, customdata=[], text=[],
+        hovertemplate="%{text}<extra></extra>", line={"width": 1, "color": "rgba(17,17,17,0.35)"},
+        marker={"size": [], "color": "rgba(0,0,0,0)", "line": {"width": 3, "color": []}},
+    ))
+    fig.update_layout(
+        template="none",  # the default template adds 8 kB of styling to every figure sent
+        uirevision="map",  # keep zoom and pan across updates
+        margin={"l": 10, "r": 10, "t": 10, "b": 10},
+        xaxis={"visible": False}, yaxis={"visible": False, "scaleanchor": "x"},
+        legend={"title": {"text": color_by}, "itemsizing": "constant"},
+        plot_bgcolor="white", paper_bgcolor="white", clickmode="event", hovermode="closest", dragmode="pan",
+    )
+    return fig
+
+
+def highlight_points(frame: pd.DataFrame, track_id: int, neighbours: list[int]) -> dict[str, Any]:
+    """The highlight trace for a selected track and its neighbours: rings, and a line from the
+    selected track to each neighbour (the path goes out and back through the selected track)."""
+    positions = frame.set_index("id")
+    if track_id not in positions.index:
+        return {"x": [], "y": [], "customdata": [], "text": [], "size": [], "color": []}
+    titles = positions["title"].astype("string").fillna("—")
+    x0, y0 = float(positions.at[track_id, "x"]), float(positions.at[track_id, "y"])
+    xs, ys, ids, text, sizes, colors = [x0], [y0], [track_id], [f"selected: {titles[track_id]}"], [20], ["#111111"]
+    for n in neighbours:
+        if n not in positions.index:
+            continue
+        xs += [float(positions.at[n, "x"]), x0]
+        ys += [float(positions.at[n, "y"]), y0]
+        ids += [n, track_id]
+        text += [f"similar: {titles[n]}", f"selected: {titles[track_id]}"]
+        sizes += [13, 20]
+        colors += ["#d62728", "#111111"]
+    return {"x": xs, "y": ys, "customdata": ids, "text": text, "size": sizes, "color": colors}
+
+
+def filter_mask(frame: pd.DataFrame, *, genres: list[str] | None = None, styles: list[str] | None = None,
+                years: tuple[int, int] | None = None) -> np.ndarray | None:
+    """Which tracks match the filters (None: no filter set)."""
+    if not len(frame) or not (genres or styles or years):
+        return None
+    mask = np.ones(len(frame), bool)
+    if genres:
+        mask &= frame["genre"].astype("string").isin(genres).fillna(False).to_numpy(bool)
+    if styles:
+        mask &= frame["style"].astype("string").isin(styles).fillna(False).to_numpy(bool)
+    if years:
+        year = pd.to_numeric(frame["year"], errors="coerce")
+        mask &= ((year >= years[0]) & (year <= years[1])).fillna(False).to_numpy(bool)
+    return mask
+
+
+def selected_points(traces: Traces, mask: np.ndarray | None) -> list[list[int] | None]:
+    """Each category trace's ``selectedpoints`` for a filter mask (None: all shown normally)."""
+    if mask is None:
+        return [None] * len(traces.names)
+    return [np.flatnonzero(mask[rows]).tolist() for rows in traces.members]
+
+
+def centred_ranges(frame: pd.DataFrame, track_id: int, share: float = 0.12) -> dict[str, list[float]] | None:
+    """Axis ranges centred on a track, ``share`` of the map's extent on each side."""
+    row = frame.loc[frame["id"] == track_id]
+    if row.empty:
+        return None
+    x, y = float(row["x"].iloc[0]), float(row["y"].iloc[0])
+    half = share * max(float(np.ptp(frame["x"])), float(np.ptp(frame["y"])), 1e-6)
+    return {"x": [x - half, x + half], "y": [y - half, y + half]}
