@@ -33,10 +33,12 @@ from .figure import (
     centred_ranges,
     filter_mask,
     highlight_points,
+    hover_patch,
     hover_texts,
     map_figure,
     selected_points,
     split,
+    track_at,
 )
 from .state import K_MAX, ViewState, encode, parse
 
@@ -247,6 +249,25 @@ class Callbacks:
                               highlight_points(data.frame, int(track_id), [n.track_id for n in neighbours]))
         return _panel(track, neighbours, self.store.styles(int(track_id)), self.model_label, problem), patch
 
+    def clicked(self, click: dict[str, Any] | None, color_by: str) -> int | None:
+        """The track a map click landed on: a category point by (curve, point), a ring by its id."""
+        points = (click or {}).get("points") or []
+        if not points:
+            return None
+        data = self.data.refresh()
+        traces = data.traces(color_by if color_by in COLOR_FIELDS else "genre")
+        p = points[0]
+        curve, point = int(p.get("curveNumber", -1)), int(p.get("pointNumber", p.get("pointIndex", -1)))
+        if curve == traces.highlight:
+            value = p.get("customdata")
+            return int(value[0] if isinstance(value, list) else value) if value is not None else None
+        return track_at(traces, data.frame["id"].to_numpy(np.int64), curve, point)
+
+    def hover(self, color_by: str) -> dash.Patch:
+        """The hover texts for a figure sent without them (the first paint)."""
+        data = self.data.refresh()
+        return hover_patch(dash.Patch(), data.hover, data.traces(color_by if color_by in COLOR_FIELDS else "genre"))
+
     # -- search ---------------------------------------------------------------------------------
     def search(self, text: str | None) -> list[Any]:
         if not text or not text.strip():
@@ -307,18 +328,28 @@ class Callbacks:
                       Output("genre-filter", "value"), Output("style-filter", "value"),
                       Output("year-filter", "value"), Output("k", "value"), Output("per-artist", "value"),
                       Output("per-album", "value"), Output("dedupe", "value"), Output("where", "value"),
-                      Output("centre-on", "data", allow_duplicate=True),
-                      Input("url", "search"), State("selected", "data"), *[State(c.component_id, c.component_property)
-                                                                          for c in controls],
+                      Output("centre-on", "data", allow_duplicate=True), Output("hover-load", "data"),
+                      Input("url", "search"), State("hover-load", "data"), State("selected", "data"),
+                      *[State(c.component_id, c.component_property) for c in controls],
                       prevent_initial_call="initial_duplicate")
-        def from_url(search: str | None, selected: int | None, color: str, genres: list[str] | None,
-                     styles: list[str] | None, years: list[int] | None, k: int | None, per_artist: int | None,
-                     per_album: int | None, dedupe: list[str] | None, where: str | None) -> tuple[Any, ...]:
+        def from_url(search: str | None, hover_load: str | None, selected: int | None, color: str,
+                     genres: list[str] | None, styles: list[str] | None, years: list[int] | None, k: int | None,
+                     per_artist: int | None, per_album: int | None, dedupe: list[str] | None,
+                     where: str | None) -> tuple[Any, ...]:
             current = parse(self.url_for(selected, color, genres, styles, years, k, per_artist, per_album,
                                          dedupe, where), COLOR_FIELDS)
-            values = self.state_from_url(search, current)
+            # The page's first figure has no hover texts: on the first call, ask for them when the
+            # figure stays (a URL with another colour brings a new figure, texts included).
+            first = hover_load is None
+            try:
+                values = self.state_from_url(search, current)
+            except dash.exceptions.PreventUpdate:
+                if not first:
+                    raise
+                values = (dash.no_update,) * 10
+            load = (("genre" if values[1] is dash.no_update else "recoloured") if first else dash.no_update)
             centre = values[0] if values[0] is not dash.no_update and values[0] is not None else dash.no_update
-            return (*values, centre)
+            return (*values, centre, load)
 
         @app.callback(Output("url-out", "search"), Input("selected", "data"), *controls, prevent_initial_call=True)
         def to_url(selected: int | None, *values: Any) -> str:
@@ -343,9 +374,9 @@ class Callbacks:
         @app.callback(Output("selected", "data"), Output("centre-on", "data"),
                       Input("map", "clickData"), Input({"type": "similar", "index": ALL}, "n_clicks"),
                       Input({"type": "hit", "index": ALL}, "n_clicks"), Input("clear", "n_clicks"),
-                      prevent_initial_call=True)
+                      State("color-by", "value"), prevent_initial_call=True)
         def select(click: dict[str, Any] | None, similar_clicks: list[int | None], hit_clicks: list[int | None],
-                   _clear: int | None) -> tuple[Any, Any]:
+                   _clear: int | None, color_by: str) -> tuple[Any, Any]:
             trigger = dash.ctx.triggered_id
             if trigger == "clear":
                 return None, dash.no_update
@@ -354,11 +385,27 @@ class Callbacks:
                     raise dash.exceptions.PreventUpdate  # a list re-rendered (n_clicks 0), not a click
                 track = int(trigger["index"])
                 return track, (track if trigger.get("type") == "hit" else dash.no_update)
-            points = (click or {}).get("points") or []
-            if not points or points[0].get("customdata") is None:
+            on_map = self.clicked(click, color_by)
+            if on_map is None:
                 raise dash.exceptions.PreventUpdate
-            value = points[0]["customdata"]
-            return int(value[0] if isinstance(value, list) else value), dash.no_update
+            return on_map, dash.no_update
+
+        # Ask for the hover texts once the first figure is drawn (Plotly reports relayoutData then),
+        # so they never delay the first paint: a browser-side gate, no server round trip.
+        app.clientside_callback(
+            """function(relayout, pending, sent) {
+                if (relayout && pending && pending !== "recoloured" && !sent) { return pending; }
+                return window.dash_clientside.no_update;
+            }""",
+            Output("hover-go", "data"), Input("map", "relayoutData"), Input("hover-load", "data"),
+            State("hover-go", "data"), prevent_initial_call=True)
+
+        @app.callback(Output("map", "figure", allow_duplicate=True), Input("hover-go", "data"),
+                      prevent_initial_call=True)
+        def load_hover(figure_colour: str | None) -> dash.Patch:
+            if figure_colour not in COLOR_FIELDS:
+                raise dash.exceptions.PreventUpdate
+            return self.hover(figure_colour)
 
         @app.callback(Output("panel", "children"), Output("map", "figure", allow_duplicate=True),
                       Input("selected", "data"), Input("k", "value"), Input("per-artist", "value"),
@@ -399,7 +446,7 @@ def _status(frame: pd.DataFrame, info: dict[str, Any] | None, model_label: str) 
 def _layout(data: MapData, model_label: str) -> html.Div:
     """The page, built from the store's current map (Dash calls it on every page load)."""
     frame, info = data.frame, data.info
-    initial = map_figure(frame, "genre", data.hover, data.traces("genre"))
+    initial = map_figure(frame, "genre", None, data.traces("genre"))  # hover texts follow in a patch
     fields = [f for f in COLOR_FIELDS
               if f not in ("style", "cluster") or (f in frame and len(frame) and frame[f].notna().any())]
     years = data.year_range()
@@ -461,6 +508,8 @@ def _layout(data: MapData, model_label: str) -> html.Div:
         ]),
         dcc.Store(id="selected"),
         dcc.Store(id="centre-on"),
+        dcc.Store(id="hover-load"),  # which colour's hover texts the first figure still needs
+        dcc.Store(id="hover-go"),  # set once the figure is drawn: send them now
     ])
 
 

@@ -80,8 +80,12 @@ def split(frame: pd.DataFrame, color_by: str, top: int = TOP_CATEGORIES) -> Trac
     return Traces(names, [np.flatnonzero(codes == name) for name in names])
 
 
-def map_figure(frame: pd.DataFrame, color_by: str, hover: np.ndarray, traces: Traces | None = None) -> go.Figure:
-    """The map: one WebGL trace per category (top-N + "other"), then the (empty) highlight trace."""
+def map_figure(frame: pd.DataFrame, color_by: str, hover: np.ndarray | None, traces: Traces | None = None) -> go.Figure:
+    """The map: one WebGL trace per category (top-N + "other"), then the (empty) highlight trace.
+
+    Coordinates and track ids go as typed arrays (base64, 4 bytes a number). ``hover=None`` leaves
+    the hover texts out (half the bytes at 100k tracks): the page's first paint sends them in a
+    patch right after (:func:`hover_patch`)."""
     traces = traces or split(frame, color_by)
     ids = frame["id"].to_numpy(np.int64) if len(frame) else np.zeros(0, np.int64)
     xs = frame["x"].to_numpy(np.float32) if len(frame) else np.zeros(0, np.float32)
@@ -90,9 +94,10 @@ def map_figure(frame: pd.DataFrame, color_by: str, hover: np.ndarray, traces: Tr
     for i, (name, rows) in enumerate(zip(traces.names, traces.members, strict=True)):
         fig.add_trace(go.Scattergl(
             x=xs[rows], y=ys[rows], mode="markers", name=f"{name} ({len(rows)})",
-            # customdata as plain ints: a typed array arrives as None in clickData (plotly#5119)
-            customdata=ids[rows].tolist(),
-            text=hover[rows].tolist(), hovertemplate="%{text}<extra></extra>",
+            # the track ids; a click is resolved from (curve, point) on the server, since a typed
+            # array may arrive as None in clickData (plotly#5119)
+            customdata=ids[rows].astype(np.int32),
+            text=None if hover is None else hover[rows].tolist(), hovertemplate="%{text}<extra></extra>",
             marker={"size": 6, "color": OTHER_COLOR if name == "other" else PALETTE[i % len(PALETTE)],
                     "opacity": 0.85},
             unselected={"marker": {"opacity": FILTERED_OPACITY}},
@@ -111,6 +116,20 @@ def map_figure(frame: pd.DataFrame, color_by: str, hover: np.ndarray, traces: Tr
         plot_bgcolor="white", paper_bgcolor="white", clickmode="event", hovermode="closest", dragmode="pan",
     )
     return fig
+
+
+def hover_patch(patch: Any, hover: np.ndarray, traces: Traces) -> Any:
+    """Put the hover texts into the category traces of a figure sent without them."""
+    for i, rows in enumerate(traces.members):
+        patch["data"][i]["text"] = hover[rows].tolist()
+    return patch
+
+
+def track_at(traces: Traces, ids: np.ndarray, curve: int, point: int) -> int | None:
+    """The track id of point ``point`` of category trace ``curve`` (None if out of range)."""
+    if not 0 <= curve < len(traces.members) or not 0 <= point < len(traces.members[curve]):
+        return None
+    return int(ids[traces.members[curve][point]])
 
 
 def highlight_points(frame: pd.DataFrame, track_id: int, neighbours: list[int]) -> dict[str, Any]:

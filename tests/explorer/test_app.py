@@ -269,6 +269,24 @@ def test_filters_grey_out_what_does_not_match(cb: Callbacks) -> None:
     assert sum(len(t.x) for t in clusters.data[:-1]) == len(frame) and len(clusters.data) >= 3
 
 
+def test_click_and_hover_texts(cb: Callbacks, client: FlaskClient) -> None:
+    traces = cb.data.traces("genre")
+    ids = cb.data.frame["id"].to_numpy()
+    assert cb.clicked({"points": [{"curveNumber": 1, "pointNumber": 2}]}, "genre") == ids[traces.members[1][2]]
+    ring = {"points": [{"curveNumber": traces.highlight, "pointNumber": 0, "customdata": 7}]}
+    assert cb.clicked(ring, "genre") == 7
+    assert cb.clicked({"points": [{"curveNumber": 0, "pointNumber": 10**6}]}, "genre") is None
+    assert cb.clicked({"points": []}, "genre") is None
+    # the page's first figure comes without hover texts (half the bytes); they follow in a patch
+    layout = client.get("/_dash-layout").get_json()
+    figure = json.dumps(layout).split('"figure": ')[1][:200_000]
+    assert '"text": [' not in figure.split('"name": "selection"')[0]
+    ops = cb.hover("genre").to_plotly_json()["operations"]
+    assert [len(op["params"]["value"]) for op in ops] == [len(rows) for rows in traces.members]
+    title = cb.data.frame["title"].iloc[traces.members[0][0]]
+    assert title is None or str(title) in ops[0]["params"]["value"][0]
+
+
 def test_search_and_centre(cb: Callbacks) -> None:
     row = cb.data.frame.dropna(subset=["title"]).iloc[0]
     hits = cb.search(str(row["title"]).split()[0].upper())

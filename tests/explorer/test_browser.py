@@ -112,6 +112,9 @@ def test_map_click_lists_similar_and_highlights(browser: Any, served: str, demo_
     status = driver.find_element(By.ID, "status-line").text
     assert f"{len(demo_store.tracks)} tracks" in status and "handcrafted features" in status  # honest label
     assert "trustworthiness" in status
+    texts = _wait(lambda: driver.execute_script(GD + "const t = gd._fullData[0].text; return t && t.length;"),
+                  what="hover texts")  # sent after the first paint
+    assert texts == driver.execute_script(GD + "return gd._fullData[0].x.length;")
     _shot(driver, "1-map")
 
     point = driver.execute_script(POINT_JS, None)
