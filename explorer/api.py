@@ -107,7 +107,8 @@ def register(server: Flask, store: Store, *, projection: Callable[[], Any]) -> N
         def wrap(fn: Callable[..., Response]) -> Callable[..., Response]:
             def handler(**kwargs: Any) -> Response:
                 try:
-                    return fn(**kwargs)
+                    with store.holding():  # one connection for the request, however many reads
+                        return fn(**kwargs)
                 except BadRequest as exc:
                     return error(400, str(exc))
                 except StoreError as exc:  # e.g. the store is busy or unreadable: not the client's fault

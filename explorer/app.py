@@ -172,14 +172,16 @@ class Callbacks:
     def figure(self, color_by: str, genres: list[str] | None, styles: list[str] | None,
                years: tuple[int, int] | None, selected: int | None) -> go.Figure:
         """The whole map for a colour choice, with the current filters and selection applied."""
-        data = self.data.refresh()
+        with self.store.holding():
+            data = self.data.refresh()
         traces = data.traces(color_by)
         fig = map_figure(data.frame, color_by, data.hover, traces)
         mask = filter_mask(data.frame, genres=genres, styles=styles, years=years)
         for trace, points in zip(fig.data, selected_points(traces, mask), strict=False):
             trace.selectedpoints = points
         if selected is not None and int(selected) in data.row_of.index:
-            neighbours = [n.track_id for n in self.store.similar(int(selected), K_SIMILAR)]
+            with self.store.holding():
+                neighbours = [n.track_id for n in self.store.similar(int(selected), K_SIMILAR)]
             self._apply_selection(fig, traces, highlight_points(data.frame, int(selected), neighbours))
         return fig
 
@@ -219,6 +221,11 @@ class Callbacks:
     def show(self, track_id: int | None, color_by: str, k: int | None, per_artist: int | None,
              per_album: int | None, dedupe: bool, where: str | None) -> tuple[Any, dash.Patch]:
         """The track panel and the map patch (rings, lines, dimming) for ``track_id``."""
+        with self.store.holding():  # one connection for the whole callback
+            return self._show(track_id, color_by, k, per_artist, per_album, dedupe, where)
+
+    def _show(self, track_id: int | None, color_by: str, k: int | None, per_artist: int | None,
+              per_album: int | None, dedupe: bool, where: str | None) -> tuple[Any, dash.Patch]:
         data = self.data.refresh()
         traces = data.traces(color_by)
         patch = dash.Patch()

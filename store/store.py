@@ -283,8 +283,9 @@ class Store:
         self.close()
 
     @contextmanager
-    def _holding(self) -> Iterator[None]:
-        """Keep the connection open for the block (a shared store lets go when the last user ends)."""
+    def holding(self) -> Iterator[None]:
+        """Keep the connection open for the block (a shared store lets go when the last user ends):
+        several reads in one block connect once (the explorer wraps each request in it)."""
         with self._lock:
             self._users += 1
         try:
@@ -298,7 +299,7 @@ class Store:
     @contextmanager
     def _cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
         # One cursor per call: DuckDB connections are not safe to share across threads.
-        with self._holding():
+        with self.holding():
             with self._lock:
                 cur = self._con.cursor()
             try:
@@ -617,7 +618,7 @@ class Store:
         unless the store is read-only)."""
         with self._lock:
             if self._index is None:
-                with self._holding():  # one connection for the whole load
+                with self.holding():  # one connection for the whole load
                     self._index, _ = self._load_or_build(save=not self.read_only)
                     self._index_stamp = _stamp(self.path / SIDECAR_NAME)
             return self._index
@@ -798,7 +799,7 @@ class Store:
 
     def _filter_ids(self, where: str, timeout: float) -> np.ndarray:
         """Ids of the tracks matching ``where`` (run in the SQL sandbox, under its limits)."""
-        with self._holding(), self._sql_lock:
+        with self.holding(), self._sql_lock:
             session = self._session()
             query = sql.check_where(session, where)
             timer = threading.Timer(timeout, session.interrupt)
@@ -867,7 +868,7 @@ class Store:
             With the reason: bad SQL (DuckDB's message), a refused statement type, several
             statements, file access, the time or memory limit.
         """
-        with self._holding(), self._sql_lock:
+        with self.holding(), self._sql_lock:
             session = self._session()
             sql.check_query(session, query)
             timer = threading.Timer(timeout, session.interrupt)

@@ -206,6 +206,6 @@ def test_permalink_brings_back_the_view(browser: Any, served: str, demo_store: D
     # the same URL in a new page load: the same view
     driver.get(driver.current_url)
     _wait(lambda: driver.find_element(By.ID, "track-title").text == title, what="the same track after reload")
-    assert driver.execute_script(VIEW_JS)["legend"] == "decade"
+    _wait(lambda: driver.execute_script(VIEW_JS)["legend"] == "decade", what="colour by decade after reload")
     query = parse_qs(urlparse(driver.current_url).query)
     assert query["track"] == ["5"] and query["genre"] == [genre] and query["color"] == ["decade"]
