@@ -121,3 +121,24 @@ def test_similar_errors(filled: Path) -> None:
             store.similar(1, k=0)
         with pytest.raises(StoreError, match="dimensions"):
             store.similar_to_vector(np.ones(D + 3))
+
+
+def test_maps_from_before_clusters_still_open(filled: Path) -> None:
+    """A store whose ``projections`` has no ``cluster`` column (written before it existed) opens
+    read-only with clusters unknown, and gains the column at the next write."""
+    import duckdb
+
+    with Store.open(filled, read_only=False) as store:
+        ids, _ = store.vectors()
+        store.write_projection("tsne", ids, np.zeros((len(ids), 2)), method="pca", params={},
+                               clusters=np.arange(len(ids)) % 3)
+    con = duckdb.connect(str(filled / "library.duckdb"))
+    con.execute("ALTER TABLE projections DROP COLUMN cluster")
+    con.close()
+    with Store.open(filled) as store:
+        frame = store.projection("tsne")
+    assert len(frame) == len(ids) and frame["cluster"].isna().all()
+    with Store.open_for_indexing(filled, _model()) as store:
+        store.write_projection("tsne", ids, np.ones((len(ids), 2)), method="pca", params={},
+                               clusters=np.arange(len(ids)) % 3)
+        assert store.projection("tsne")["cluster"].tolist() == (np.arange(len(ids)) % 3).tolist()
