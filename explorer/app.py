@@ -380,10 +380,11 @@ class Callbacks:
 
         @app.callback(Output("selected", "data"), Output("centre-on", "data"),
                       Input("map", "clickData"), Input({"type": "similar", "index": ALL}, "n_clicks"),
-                      Input({"type": "hit", "index": ALL}, "n_clicks"), Input("clear", "n_clicks"),
+                      Input({"type": "hit", "index": ALL}, "n_clicks"),
+                      Input({"type": "hub", "index": ALL}, "n_clicks"), Input("clear", "n_clicks"),
                       State("color-by", "value"), prevent_initial_call=True)
         def select(click: dict[str, Any] | None, similar_clicks: list[int | None], hit_clicks: list[int | None],
-                   _clear: int | None, color_by: str) -> tuple[Any, Any]:
+                   hub_clicks: list[int | None], _clear: int | None, color_by: str) -> tuple[Any, Any]:
             trigger = dash.ctx.triggered_id
             if trigger == "clear":
                 return None, dash.no_update
@@ -391,7 +392,7 @@ class Callbacks:
                 if not dash.ctx.triggered[0]["value"]:
                     raise dash.exceptions.PreventUpdate  # a list re-rendered (n_clicks 0), not a click
                 track = int(trigger["index"])
-                return track, (track if trigger.get("type") == "hit" else dash.no_update)
+                return track, (track if trigger.get("type") in ("hit", "hub") else dash.no_update)
             on_map = self.clicked(click, color_by)
             if on_map is None:
                 raise dash.exceptions.PreventUpdate
@@ -450,6 +451,41 @@ def _status(frame: pd.DataFrame, info: dict[str, Any] | None, model_label: str) 
     return " · ".join(parts)
 
 
+def _quality_panel(data: MapData) -> Any:
+    """The map's measured quality and its hub tracks (those in the most similar-track lists)."""
+    params = (data.info or {}).get("params") or {}
+    q, hubs = params.get("quality") or {}, params.get("hubness") or {}
+    if not q and not hubs:
+        return html.Span()
+    rows = []
+    for key, label, what in (
+            ("trustworthiness", "trustworthiness@10",
+             "1 when a track's map neighbours are its neighbours in the vectors"),
+            ("knn_preservation", "kNN preservation", "share of a track's 10 nearest (vectors) among its 10 nearest "
+                                                     "on the map"),
+            ("category_agreement", "same-genre neighbours", "share of map neighbours with the track's genre")):
+        if isinstance(q.get(key), (int, float)):
+            rows.append(html.Tr([html.Th(label), html.Td(f"{q[key]:.3f}"), html.Td(what, className="what")]))
+    children: list[Any] = [html.Summary("map quality and hubs"),
+                           html.Table(rows, className="quality-table"),
+                           html.P(f"measured on {q.get('sample', '?')} tracks", className="what")] if rows else \
+        [html.Summary("map quality and hubs")]
+    if hubs.get("hubs"):
+        named = data.frame.set_index("id")[["title", "artist"]].astype(object) if len(data.frame) else pd.DataFrame()
+        named = named.where(named.notna(), "?")
+        titles, artists = (named["title"], named["artist"]) if len(named) else (pd.Series(), pd.Series())
+        children += [
+            html.P(f"Hubs: tracks in the most top-{hubs['k']} similar lists (k-occurrence skewness "
+                   f"{hubs['skewness']:.2f}; {100 * hubs['never_listed']:.0f} % of tracks are in no list). "
+                   "Hubs make similar lists feel repetitive.", className="what"),
+            html.Ol(id="hub-list", children=[
+                html.Li(html.Button(f"{artists[t]} – {titles[t]} ({count:g} lists)",
+                                    id={"type": "hub", "index": int(t)}, n_clicks=0, className="similar-item"))
+                for t, count in hubs["hubs"][:10] if t in titles.index]),
+        ]
+    return html.Details(children, id="quality-panel")
+
+
 def _layout(data: MapData, model_label: str) -> html.Div:
     """The page, built from the store's current map (Dash calls it on every page load)."""
     frame, info = data.frame, data.info
@@ -465,6 +501,7 @@ def _layout(data: MapData, model_label: str) -> html.Div:
         html.Div(className="topbar", children=[
             html.H2("musicmap"),
             html.Span(id="status-line", children=_status(frame, info, model_label)),
+            _quality_panel(data),
         ]),
         html.Div(className="controls", children=[
             html.Div(className="search-box", children=[

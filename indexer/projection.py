@@ -203,6 +203,43 @@ def map_quality(vectors: np.ndarray, xy: np.ndarray, categories: np.ndarray | No
     return out
 
 
+HUB_K = 10
+HUB_SAMPLE = 20_000
+"""Hubness is counted over the top-10 lists of this many tracks (all of them when fewer)."""
+
+
+def hubness(index: Any, ids: np.ndarray, vectors: np.ndarray, *, k: int = HUB_K, sample: int = HUB_SAMPLE,
+            top: int = 20, seed: int = 0) -> dict[str, Any]:
+    """How unevenly tracks appear in each other's top-``k`` similar lists (the store's own index).
+
+    A "hub" turns up in many lists and makes them feel repetitive. Returns the k-occurrence
+    skewness (0 for an even spread; high-dimensional embeddings are often above 1), the share of
+    tracks in no list at all, and the ``top`` hubs as ``[track id, lists it is in]`` (estimated from
+    ``sample`` lists on large libraries, scaled to all of them).
+    """
+    n = len(ids)
+    if n <= k + 1:
+        return {}
+    rows = np.arange(n) if n <= sample else np.sort(np.random.default_rng(seed).choice(n, sample, replace=False))
+    q = np.ascontiguousarray(vectors[rows], dtype=np.float32).copy()
+    q /= np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
+    _, found = index.search(q, k + 1)
+    lists = [[int(t) for t in hits if t != ids[r] and t >= 0][:k] for r, hits in zip(rows, found, strict=True)]
+    counted, counts = np.unique(np.concatenate([np.asarray(x, np.int64) for x in lists]), return_counts=True)
+    scale = n / len(rows)
+    occurrences = np.zeros(n)
+    position = {int(t): i for i, t in enumerate(ids)}
+    for t, c in zip(counted, counts, strict=True):
+        if int(t) in position:
+            occurrences[position[int(t)]] = c * scale
+    std = float(occurrences.std())
+    skew = float(np.mean((occurrences - occurrences.mean()) ** 3) / std**3) if std > 0 else 0.0
+    order = np.argsort(-counts, kind="stable")[:top]
+    return {"k": k, "lists": len(rows), "skewness": round(skew, 3),
+            "never_listed": round(float(np.mean(occurrences == 0)), 4),
+            "hubs": [[int(counted[i]), round(float(counts[i] * scale), 1)] for i in order]}
+
+
 RECOMPUTE_SHARE = 0.2
 """``update_map`` places new tracks into the existing map while they are at most this share of
 the library; beyond it (and on request) the map is recomputed."""
@@ -356,6 +393,8 @@ def compute_map(store: Store, *, name: str = "tsne", method: str = "tsne", perpl
     cats = store.tracks(ids.tolist(), columns=("id", category))[category].to_numpy(dtype=object) if len(ids) else None
     params["quality"] = {**map_quality(vectors, xy, cats, seed=seed), "category": category}
     params["placed_since_fit"] = 0
+    if len(ids):
+        params["hubness"] = hubness(store.index, ids, vectors, seed=seed)
     labels, centroids = clusters(vectors, seed) if len(ids) else (np.zeros(0, np.int32), np.zeros((0, 0)))
     params["clusters"] = len(centroids)
     store.write_projection(name, ids, xy, method=str(params["method"]), params=params, clusters=labels)

@@ -55,6 +55,7 @@ def test_page_and_honest_status_line(client: FlaskClient) -> None:
     text = json.dumps(client.get("/_dash-layout").get_json())
     assert "handcrafted features (librosa)" in text and "not MAEST" in text and "96 tracks" in text
     assert "map: tsne (openTSNE)" in text and "trustworthiness 0." in text and "kNN preservation 0." in text
+    assert "map quality and hubs" in text and text.count('"type": "hub"') == 10  # the 10 biggest hubs, clickable
     # the figure is compressed on the wire when the browser accepts gzip
     response = client.get("/_dash-layout", headers={"Accept-Encoding": "gzip"})
     assert response.headers.get("Content-Encoding") == "gzip"

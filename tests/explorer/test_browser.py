@@ -136,6 +136,15 @@ def test_map_click_lists_similar_and_highlights(browser: Any, served: str, demo_
     assert not driver.find_element(By.ID, "player").get_attribute("src").endswith(f"/audio/{point['id']}")
     _shot(driver, "3-moved-to-a-neighbour")
 
+    # the map-quality panel: figures, and its hub tracks select like any other
+    driver.find_element(By.CSS_SELECTOR, "#quality-panel summary").click()
+    hub = _wait(lambda: driver.find_elements(By.CSS_SELECTOR, "#hub-list button"), what="hub list")[0]
+    assert "lists)" in hub.text and "trustworthiness@10" in driver.find_element(By.ID, "quality-panel").text
+    _shot(driver, "3b-quality-and-hubs")
+    title = hub.text.split(" – ", 1)[1].rsplit(" (", 1)[0]
+    hub.click()
+    _wait(lambda: driver.find_element(By.ID, "track-title").text == title, what="the hub selected")
+
 
 def test_play_receives_audio_and_seeks(browser: Any, served: str, demo_store: DemoStore) -> None:
     from store import Store

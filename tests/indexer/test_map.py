@@ -138,3 +138,19 @@ def test_the_index_command_keeps_the_map_current(tmp_path: Path) -> None:
     assert skipped["map"] is None
     out = run_cli("map", "--store", store, check=True).stdout
     assert "placed 1 new tracks" in out
+
+
+def test_hubness_counts_the_similar_lists(mapped: Path) -> None:
+    with Store.open(mapped) as store:
+        hubs = store.projection_info()[0]["params"]["hubness"]
+        ids, vectors = store.vectors()
+    v = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    sims = v @ v.T
+    np.fill_diagonal(sims, -np.inf)
+    top = np.argsort(-sims, axis=1)[:, :10]  # every track's 10 most similar, by brute force
+    counts = np.bincount(top.ravel(), minlength=len(ids))
+    assert hubs["k"] == 10 and hubs["lists"] == len(ids) == 300
+    assert hubs["hubs"][0][1] == counts.max() and dict(hubs["hubs"])[int(ids[counts.argmax()])] == counts.max()
+    assert hubs["never_listed"] == round(float(np.mean(counts == 0)), 4)
+    assert hubs["skewness"] == pytest.approx(float(np.mean((counts - counts.mean()) ** 3) / counts.std() ** 3),
+                                             abs=1e-3)
