@@ -12,6 +12,7 @@ in the URL. The big scatter is sent once per colour choice; everything else patc
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -275,6 +276,69 @@ class Callbacks:
         data = self.data.refresh()
         return hover_patch(dash.Patch(), data.hover, data.traces(color_by if color_by in COLOR_FIELDS else "genre"))
 
+    # -- selections -----------------------------------------------------------------------------
+    def selected_on_map(self, selected: dict[str, Any] | None, color_by: str) -> list[int]:
+        """Track ids in a lasso or box selection (points of the category traces, in map order)."""
+        data = self.data.refresh()
+        traces = data.traces(color_by if color_by in COLOR_FIELDS else "genre")
+        ids = data.frame["id"].to_numpy(np.int64)
+        out: list[int] = []
+        for p in (selected or {}).get("points") or []:
+            track = track_at(traces, ids, int(p.get("curveNumber", -1)), int(p.get("pointNumber", -1)))
+            if track is not None:
+                out.append(track)
+        return list(dict.fromkeys(out))
+
+    def selection_panel(self, ids: list[int] | None) -> Any:
+        """Count, genre breakdown, a player that plays the selection in order, exports."""
+        if not ids:
+            return html.P("Lasso or box-select tracks on the map (or “select these” under a similar list) "
+                          "to make a playlist.", className="what")
+        data = self.data.refresh()
+        rows = data.frame.set_index("id").reindex(ids).dropna(subset=["x"])
+        genres = rows["genre"].astype("string").fillna("(none)").value_counts()
+        breakdown = ", ".join(f"{g} {c}" for g, c in genres.head(6).items()) + (", …" if len(genres) > 6 else "")
+        queue = [f"/audio/{int(i)}" for i in rows.index]
+        listing = [html.Li(f"{r.artist if isinstance(r.artist, str) else '?'} – "
+                           f"{r.title if isinstance(r.title, str) else '?'}") for r in rows.head(50).itertuples()]
+        where = f"WHERE id IN ({', '.join(str(int(i)) for i in rows.index)})"
+        return [
+            html.H4(f"Selection: {len(rows)} tracks", id="selection-count"),
+            html.P(breakdown, className="what", id="selection-genres"),
+            html.Audio(id="queue-player", src=queue[0] if queue else None, controls=True, preload="none",
+                       **{"data-queue": json.dumps(queue), "data-pos": "0"}),  # type: ignore[arg-type]
+            html.Div(className="selection-buttons", children=[
+                html.Button("M3U", id={"type": "export", "index": "m3u-absolute"}, n_clicks=0,
+                            className="small-button", title="a playlist with absolute paths"),
+                html.Button("M3U (relative)", id={"type": "export", "index": "m3u-relative"}, n_clicks=0,
+                            className="small-button",
+                            title="paths relative to the folder holding all these files: save it there"),
+                html.Button("CSV", id={"type": "export", "index": "csv"}, n_clicks=0, className="small-button"),
+                dcc.Clipboard(target_id="selection-where", title="copy the WHERE clause", className="copy"),
+                html.Button("clear", id={"type": "selection-clear", "index": 0}, n_clicks=0,
+                            className="small-button"),
+            ]),
+            html.Code(where if len(where) <= 4000 else where[:4000] + " …", id="selection-where"),
+            html.Ol(listing + ([html.Li(f"… and {len(rows) - 50} more")] if len(rows) > 50 else []),
+                    id="selection-list"),
+        ]
+
+    def export(self, kind: str, ids: list[int] | None) -> dict[str, Any]:
+        """The selection as a download: ``m3u-absolute``, ``m3u-relative`` or ``csv``."""
+        if not ids:
+            raise dash.exceptions.PreventUpdate
+        from store.export import common_folder, m3u_bytes
+
+        ids = [int(i) for i in ids]
+        with self.store.holding():
+            if kind == "csv":
+                frame = self.store.tracks(ids, columns=("id", "title", "artist", "album", "genre", "year",
+                                                        "duration", "path"))
+                return dcc.send_data_frame(frame.to_csv, "musicmap-selection.csv", index=False)
+            relative_to = common_folder(self.store, ids) if kind == "m3u-relative" else None
+            data = m3u_bytes(self.store, ids, relative_to=relative_to)
+        return dcc.send_bytes(data, "musicmap-selection.m3u8")
+
     # -- search ---------------------------------------------------------------------------------
     def search(self, text: str | None) -> list[Any]:
         if not text or not text.strip():
@@ -428,6 +492,33 @@ class Callbacks:
         def centre(track_id: int | None) -> dash.Patch:
             return self.centre(track_id)
 
+        @app.callback(Output("selection", "data"), Input("map", "selectedData"),
+                      Input({"type": "select-similar", "index": ALL}, "n_clicks"),
+                      Input({"type": "selection-clear", "index": ALL}, "n_clicks"), State("color-by", "value"),
+                      prevent_initial_call=True)
+        def selection(selected: dict[str, Any] | None, _similar: list[int | None], _clear: list[int | None],
+                      color_by: str) -> list[int] | None:
+            trigger = dash.ctx.triggered_id
+            if isinstance(trigger, dict):
+                if not dash.ctx.triggered[0]["value"]:
+                    raise dash.exceptions.PreventUpdate  # re-rendered, not clicked
+                if trigger.get("type") == "selection-clear":
+                    return None
+                return [int(i) for i in str(trigger["index"]).split(",") if i]
+            return self.selected_on_map(selected, color_by) or None
+
+        @app.callback(Output("selection-panel", "children"), Input("selection", "data"))
+        def selection_panel(ids: list[int] | None) -> Any:
+            return self.selection_panel(ids)
+
+        @app.callback(Output("download", "data"), Input({"type": "export", "index": ALL}, "n_clicks"),
+                      State("selection", "data"), prevent_initial_call=True)
+        def download(_clicks: list[int | None], ids: list[int] | None) -> dict[str, Any]:
+            trigger = dash.ctx.triggered_id
+            if not isinstance(trigger, dict) or not dash.ctx.triggered[0]["value"]:
+                raise dash.exceptions.PreventUpdate
+            return self.export(str(trigger["index"]), ids)
+
         @app.callback(Output("search-results", "children"), Input("search", "value"), prevent_initial_call=True)
         def search(text: str | None) -> list[Any]:
             return self.search(text)
@@ -546,12 +637,15 @@ def _layout(data: MapData, model_label: str) -> html.Div:
                               className="where"),
                     html.Button("×", id="clear", title="clear the selection", n_clicks=0),
                 ]),
+                html.Div(id="selection-panel", className="selection"),
                 html.Div(id="panel", children=html.P(
                     "Click a track on the map, or search, to play it and see similar tracks.")),
             ]),
         ]),
         dcc.Store(id="selected"),
         dcc.Store(id="centre-on"),
+        dcc.Store(id="selection"),
+        dcc.Download(id="download"),
         dcc.Store(id="hover-load"),  # which colour's hover texts the first figure still needs
         dcc.Store(id="hover-go"),  # set once the figure is drawn: send them now
     ])
@@ -588,5 +682,8 @@ def _panel(track: dict[str, Any], neighbours: list[Any], styles: list[tuple[str,
             ]) for label, a in styles]))
     if problem:
         out.append(html.Div(f"filter not applied: {problem}", className="error", id="similar-problem"))
-    out += [html.H4(f"Similar tracks ({model_label})"), html.Ol(items, id="similar-list")]
+    out += [html.H4(f"Similar tracks ({model_label})"), html.Ol(items, id="similar-list"),
+            html.Button("select these", n_clicks=0, className="small-button",
+                        id={"type": "select-similar",
+                            "index": ",".join(str(i) for i in [int(track["id"]), *(n.track_id for n in neighbours)])})]
     return out

@@ -363,3 +363,39 @@ def test_serve_runs_a_production_server(demo_store: DemoStore) -> None:
     with serving(demo_store.store) as url, urllib.request.urlopen(url + "/api/v1/tracks?limit=1") as response:
         assert response.headers["Server"] == "musicmap"  # waitress (ident), not Werkzeug's dev server
         assert json.load(response)["total"] == 96
+
+
+def test_selection_panel_and_exports(cb: Callbacks, demo_store: DemoStore) -> None:
+    import base64
+    import csv
+    import io
+    import os
+
+    traces = cb.data.traces("genre")
+    ids = cb.data.frame["id"].to_numpy()
+    points = [{"curveNumber": 0, "pointNumber": i} for i in range(len(traces.members[0]))]
+    points += [{"curveNumber": 0, "pointNumber": 0}, {"curveNumber": traces.highlight, "pointNumber": 0}]
+    chosen = cb.selected_on_map({"points": points}, "genre")
+    assert chosen == [int(ids[r]) for r in traces.members[0]]  # one genre, each once, rings ignored
+
+    text = _texts(cb.selection_panel(chosen))
+    genre = cb.data.frame.set_index("id").loc[chosen[0], "genre"]
+    assert f"Selection: {len(chosen)} tracks" in text and f"{genre} {len(chosen)}" in text
+    assert f"WHERE id IN ({', '.join(map(str, chosen))})" in text
+    assert json.dumps(json.dumps([f"/audio/{i}" for i in chosen]))[1:-1] in text  # the play-in-order queue
+    assert "Lasso" in _texts(cb.selection_panel(None))
+
+    with Store.open(demo_store.store) as store:
+        paths = [store.file_path(i) for i in chosen]
+    absolute = base64.b64decode(cb.export("m3u-absolute", chosen)["content"]).decode().splitlines()
+    assert absolute[0] == "#EXTM3U" and absolute[2::2] == paths and absolute[1].startswith("#EXTINF:")
+    relative = cb.export("m3u-relative", chosen)
+    lines = base64.b64decode(relative["content"]).decode().splitlines()[2::2]
+    folder = os.path.commonpath([os.path.dirname(p) for p in paths])
+    assert all(not Path(p).is_absolute() for p in lines)
+    assert [os.path.normpath(os.path.join(folder, p)) for p in lines] == paths
+    table = cb.export("csv", chosen)
+    rows = list(csv.DictReader(io.StringIO(table["content"])))
+    assert table["filename"].endswith(".csv") and [int(r["id"]) for r in rows] == chosen
+    with pytest.raises(dash.exceptions.PreventUpdate):
+        cb.export("csv", [])

@@ -218,3 +218,72 @@ def test_permalink_brings_back_the_view(browser: Any, served: str, demo_store: D
     _wait(lambda: driver.execute_script(VIEW_JS)["legend"] == "decade", what="colour by decade after reload")
     query = parse_qs(urlparse(driver.current_url).query)
     assert query["track"] == ["5"] and query["genre"] == [genre] and query["color"] == ["decade"]
+
+
+# Pixel positions of every category point, with its track id.
+ALL_POINTS_JS = GD + """
+const fl = gd._fullLayout, box = gd.getBoundingClientRect(), out = [];
+for (let c = 0; c < gd._fullData.length - 1; c++) {
+  const t = gd._fullData[c];
+  for (let i = 0; i < t.x.length; i++) {
+    out.push({id: t.customdata[i], x: box.left + fl.xaxis._offset + fl.xaxis.l2p(t.x[i]),
+              y: box.top + fl.yaxis._offset + fl.yaxis.l2p(t.y[i])});
+  }
+}
+return out;
+"""
+
+
+def test_box_selection_becomes_a_playlist(browser: Any, served: str, demo_store: DemoStore, tmp_path: Path) -> None:
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    from store import Store
+
+    driver = browser
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    driver.execute_cdp_cmd("Page.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
+    _load(driver, served + "/", len(demo_store.tracks))
+    points = driver.execute_script(ALL_POINTS_JS)
+    # a box around the left third of the map's points
+    xs = sorted(p["x"] for p in points)
+    ys = sorted(p["y"] for p in points)
+    # the right edge in the widest gap between points in the middle third (no point near an edge)
+    third = range(len(xs) // 3, 2 * len(xs) // 3)
+    gap = max(third, key=lambda i: xs[i + 1] - xs[i])
+    x0, x1 = int(xs[0]) - 5, int((xs[gap] + xs[gap + 1]) / 2)
+    y0, y1 = int(ys[0]) - 5, int(ys[-1]) + 5
+    inside = {p["id"] for p in points if x0 <= p["x"] <= x1 and y0 <= p["y"] <= y1}
+    assert 5 <= len(inside) < len(points)
+    driver.find_element(By.CSS_SELECTOR, "#map .modebar-btn[data-val='select']").click()
+    actions = ActionChains(driver)
+    pointer = actions.w3c_actions.pointer_action
+    pointer.move_to_location(int(x0), int(y0))
+    pointer.pointer_down()
+    for f in (0.25, 0.5, 0.75, 1.0):
+        pointer.move_to_location(int(x0 + f * (x1 - x0)), int(y0 + f * (y1 - y0)))
+        pointer.pause(0.05)
+    pointer.pointer_up()
+    actions.perform()
+    count = _wait(lambda: driver.find_element(By.ID, "selection-count").text, what="the selection panel")
+    assert count == f"Selection: {len(inside)} tracks"
+    where = driver.find_element(By.ID, "selection-where").text
+    assert {int(i) for i in where.split("(")[1].rstrip(")").split(", ")} == inside
+    _shot(driver, "7-box-selection")
+
+    driver.find_element(By.XPATH, "//button[text()='M3U']").click()
+    playlist = _wait(lambda: [p for p in downloads.iterdir() if p.suffix == ".m3u8"], what="the M3U download")[0]
+    lines = playlist.read_text(encoding="utf-8").splitlines()
+    with Store.open(demo_store.store) as store:
+        expected = {store.file_path(i) for i in inside}
+    assert lines[0] == "#EXTM3U" and set(lines[2::2]) == expected
+
+    # play in order: when the first track ends, the player moves on to the second
+    queue = driver.execute_script("return JSON.parse(document.getElementById('queue-player').dataset.queue);")
+    driver.execute_script("const p = document.getElementById('queue-player'); p.muted = true; p.play();")
+    _wait(lambda: driver.execute_script("return document.getElementById('queue-player').duration > 0;"),
+          what="the first track loaded")
+    driver.execute_script("const p = document.getElementById('queue-player'); p.currentTime = p.duration - 0.2;")
+    _wait(lambda: driver.execute_script("return document.getElementById('queue-player').src").endswith(queue[1]),
+          what="the second track of the selection")
