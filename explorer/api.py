@@ -26,6 +26,8 @@ K_DEFAULT = 10
 K_MAX = 1000
 PAGE_MAX = 1000
 SEARCH_MAX = 100
+SQL_MAX_ROWS = 5000
+SQL_TIMEOUT = 10.0
 
 SIMILAR_OPTIONS: dict[str, type] = {"max_per_artist": int, "max_per_album": int, "mmr": float, "min_score": float}
 
@@ -214,6 +216,22 @@ def register(server: Flask, store: Store, *, projection: Callable[[], Any]) -> N
         found = projection().search(text, limit)
         return jsonify({"q": text, "results": found})
 
+    @route(f"{API}/sql", "api_sql")
+    def api_sql() -> Response:
+        """One read-only query in the store's SQL sandbox: ``?q=SELECT ...&limit=``."""
+        _only("q", "limit")
+        query = (request.args.get("q") or "").strip()
+        if not query:
+            raise BadRequest("q: give one SQL statement, e.g. SELECT genre, count(*) FROM tracks GROUP BY genre")
+        limit = _int("limit", 1000, 1, SQL_MAX_ROWS)
+        try:
+            result = store.sql(query, max_rows=limit, timeout=SQL_TIMEOUT)
+        except StoreError as exc:
+            raise BadRequest(str(exc)) from None
+        rows = [[_json_safe(v) if not isinstance(v, (bytes, bytearray, memoryview)) else None for v in row]
+                for row in result.rows]
+        return jsonify({"columns": result.columns, "rows": rows, "truncated": result.truncated})
+
     @route(f"{API}/map", "api_map")
     def api_map() -> Response:
         _only("fields")
@@ -297,6 +315,12 @@ OPENAPI: dict[str, Any] = {
             "parameters": [{**_param("q", "words"), "required": True},
                            _param("limit", "how many", "integer", minimum=1, maximum=SEARCH_MAX, default=10)],
             "responses": {"200": _ok("{q, results: [track]}"), "400": _ERROR}}},
+        f"{API}/sql": {"get": {
+            "summary": "One read-only SQL query over the store (tracks, styles, projections, ...; similarity(id, "
+                       "seed) and similar_to(seed, k)); no file access, time and row limits",
+            "parameters": [{**_param("q", "one SELECT statement"), "required": True},
+                           _param("limit", "row cap", "integer", minimum=1, maximum=SQL_MAX_ROWS, default=1000)],
+            "responses": {"200": _ok("{columns, rows, truncated}"), "400": _ERROR}}},
         f"{API}/map": {"get": {
             "summary": "The map's coordinates, compact: parallel arrays id, x, y (and the fields asked for)",
             "parameters": [_param("fields", "comma-separated: title, artist, album, genre, year, style, cluster")],

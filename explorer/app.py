@@ -26,7 +26,7 @@ from dash import ALL, Input, Output, State, dcc, html
 
 from store import Store, StoreError
 
-from . import api
+from . import api, sqltab
 from .figure import (
     COLOR_FIELDS,
     DIMMED_OPACITY,
@@ -207,13 +207,18 @@ class Callbacks:
         target["data"][traces.highlight]["marker"]["line"]["color"] = points["color"]
 
     def filters(self, color_by: str, genres: list[str] | None, styles: list[str] | None,
-                years: tuple[int, int] | None) -> tuple[dash.Patch, str]:
-        """A patch greying out the tracks that do not match, and a line saying how many do."""
+                years: tuple[int, int] | None, selection: list[int] | None = None) -> tuple[dash.Patch, str]:
+        """A patch greying out the tracks that do not match the filters (or are outside the
+        selection, when there is one), and a line saying how many match the filters."""
         data = self.data.refresh()
         traces = data.traces(color_by)
         mask = filter_mask(data.frame, genres=genres, styles=styles, years=years)
+        shown = mask
+        if selection:
+            chosen = data.frame["id"].isin([int(i) for i in selection]).to_numpy(bool)
+            shown = chosen if mask is None else mask & chosen
         patch = dash.Patch()
-        for i, points in enumerate(selected_points(traces, mask)):
+        for i, points in enumerate(selected_points(traces, shown)):
             patch["data"][i]["selectedpoints"] = points
         note = "" if mask is None else f"{int(mask.sum())} of {len(mask)} tracks match the filters"
         return patch, note
@@ -275,6 +280,20 @@ class Callbacks:
         """The hover texts for a figure sent without them (the first paint)."""
         data = self.data.refresh()
         return hover_patch(dash.Patch(), data.hover, data.traces(color_by if color_by in COLOR_FIELDS else "genre"))
+
+    # -- SQL ------------------------------------------------------------------------------------
+    def run_sql(self, query: str | None, selected: int | None) -> tuple[Any, ...]:
+        """(grid columns, grid rows, error, status, result track ids) for the SQL panel."""
+        try:
+            with self.store.holding():
+                result = sqltab.run(self.store, query or "", selected)
+        except sqltab.QueryError as exc:
+            return [], [], str(exc), "", None
+        columns = [{"name": c, "id": c} for c in result["columns"]]
+        status = f"{len(result['rows'])} rows" + (f" (cut at {sqltab.SQL_MAX_ROWS})" if result["truncated"] else "")
+        if result["ids"]:
+            status += f" · {len(result['ids'])} tracks: “show on map” selects them"
+        return columns, result["rows"], "", status, result["ids"] or None
 
     # -- selections -----------------------------------------------------------------------------
     def selected_on_map(self, selected: dict[str, Any] | None, color_by: str) -> list[int]:
@@ -437,10 +456,46 @@ class Callbacks:
 
         @app.callback(Output("map", "figure", allow_duplicate=True), Output("filter-note", "children"),
                       Input("genre-filter", "value"), Input("style-filter", "value"), Input("year-filter", "value"),
-                      State("color-by", "value"), prevent_initial_call=True)
+                      Input("selection", "data"), State("color-by", "value"), prevent_initial_call=True)
         def refilter(genres: list[str] | None, styles: list[str] | None, years: list[int] | None,
-                     color_by: str) -> tuple[dash.Patch, str]:
-            return self.filters(color_by, genres, styles, _years(years, self.data.year_range()))
+                     selection: list[int] | None, color_by: str) -> tuple[dash.Patch, str]:
+            return self.filters(color_by, genres, styles, _years(years, self.data.year_range()), selection)
+
+        # -- the SQL panel
+        @app.callback(Output("sql-grid", "columns"), Output("sql-grid", "data"), Output("sql-error", "children"),
+                      Output("sql-status", "children"), Output("sql-ids", "data"),
+                      Input("sql-run", "n_clicks"), State("sql-text", "value"), State("selected", "data"),
+                      prevent_initial_call=True)
+        def run_sql(_n: int | None, query: str | None, selected: int | None) -> tuple[Any, ...]:
+            return self.run_sql(query, selected)
+
+        @app.callback(Output("sql-text", "value"), Input("sql-examples", "value"), Input("sql-saved-list", "value"),
+                      State("sql-saved", "data"), prevent_initial_call=True)
+        def pick_query(example: int | None, saved_name: str | None, saved: dict[str, str] | None) -> str:
+            if dash.ctx.triggered_id == "sql-examples" and example is not None:
+                return sqltab.EXAMPLES[int(example)][1]
+            if dash.ctx.triggered_id == "sql-saved-list" and saved_name and saved and saved_name in saved:
+                return saved[saved_name]
+            raise dash.exceptions.PreventUpdate
+
+        @app.callback(Output("sql-saved", "data"), Input("sql-save", "n_clicks"), State("sql-name", "value"),
+                      State("sql-text", "value"), State("sql-saved", "data"), prevent_initial_call=True)
+        def save_query(_n: int | None, name: str | None, query: str | None,
+                       saved: dict[str, str] | None) -> dict[str, str]:
+            if not name or not name.strip() or not query or not query.strip():
+                raise dash.exceptions.PreventUpdate
+            return {**(saved or {}), name.strip()[:80]: query}
+
+        @app.callback(Output("sql-saved-list", "options"), Input("sql-saved", "data"))
+        def saved_list(saved: dict[str, str] | None) -> list[str]:
+            return sorted(saved or {})
+
+        @app.callback(Output("selection", "data", allow_duplicate=True), Input("sql-show", "n_clicks"),
+                      State("sql-ids", "data"), prevent_initial_call=True)
+        def sql_to_selection(_n: int | None, ids: list[int] | None) -> list[int]:
+            if not ids:
+                raise dash.exceptions.PreventUpdate
+            return ids
 
         @app.callback(Output("selected", "data"), Output("centre-on", "data"),
                       Input("map", "clickData"), Input({"type": "similar", "index": ALL}, "n_clicks"),
@@ -622,6 +677,7 @@ def _layout(data: MapData, model_label: str) -> html.Div:
                           config={"displaylogo": False, "scrollZoom": True}),
                 html.Div(id="map-empty", children=(
                     "" if len(frame) else "This store has no map yet: run `musicmap map --store ...`.")),
+                sqltab.layout(data.store),
             ]),
             html.Div(className="side", children=[
                 html.Div(className="variety", children=[

@@ -25,7 +25,7 @@ PALETTE = (
 OTHER_COLOR = "#c7c7c7"
 DIMMED_OPACITY = 0.3
 """Category traces while a track is selected: greyed, still visible."""
-FILTERED_OPACITY = 0.06
+FILTERED_OPACITY = 0.15
 """Points that do not match the filters."""
 
 

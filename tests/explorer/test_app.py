@@ -202,8 +202,10 @@ def test_openapi_document_matches_the_routes(client: FlaskClient, app: dash.Dash
                 value = "year > 0"
             if param["name"] == "fields":
                 value = "genre"
-            response = client.get(url, query_string={param["name"]: value, **({"q": "a"} if path.endswith("search")
-                                                                              else {})})
+            if param["name"] == "q" and path.endswith("sql"):
+                value = "SELECT 1"
+            extra = {"q": "a"} if path.endswith("search") else {"q": "SELECT 1"} if path.endswith("sql") else {}
+            response = client.get(url, query_string={**extra, param["name"]: value})
             assert response.status_code in (200, 206), (path, param["name"], response.get_json())
 
 
@@ -399,3 +401,32 @@ def test_selection_panel_and_exports(cb: Callbacks, demo_store: DemoStore) -> No
     assert table["filename"].endswith(".csv") and [int(r["id"]) for r in rows] == chosen
     with pytest.raises(dash.exceptions.PreventUpdate):
         cb.export("csv", [])
+
+
+def test_sql_through_the_api_and_the_panel(client: FlaskClient, cb: Callbacks) -> None:
+    ok = client.get("/api/v1/sql", query_string={"q": "SELECT genre, count(*) AS n FROM tracks GROUP BY genre "
+                                                       "ORDER BY n DESC, genre", "limit": 3}).get_json()
+    assert ok["columns"] == ["genre", "n"] and len(ok["rows"]) == 3 and ok["truncated"] is True
+    similar = client.get("/api/v1/sql", query_string={"q": "SELECT id, score FROM similar_to(1, 5)"}).get_json()
+    assert len(similar["rows"]) == 5 and all(r[0] != 1 for r in similar["rows"])
+    for hostile, said in (("SELECT * FROM read_csv('/etc/passwd')", "file"),
+                          ("SELECT * FROM read_text('/etc/hostname')", "file"),
+                          ("SELECT * FROM glob('/*')", "file"),
+                          ("ATTACH '/tmp/x.duckdb' AS x", "SELECT"), ("COPY tracks TO '/tmp/x.csv'", "SELECT"),
+                          ("INSTALL httpfs", "SELECT"), ("LOAD httpfs", "SELECT"), ("DELETE FROM tracks", "SELECT"),
+                          ("SELECT 1; SELECT 2", "several statements"), ("SELEC nothing", "syntax")):
+        response = client.get("/api/v1/sql", query_string={"q": hostile})
+        body = response.get_json()
+        assert response.status_code == 400 and said.lower() in body["error"].lower(), (hostile, body)
+    assert client.get("/api/v1/sql").status_code == 400
+
+    columns, rows, error, status, ids = cb.run_sql("SELECT id, title, score FROM similar_to({selected}, 7)", 3)
+    assert error == "" and [c["id"] for c in columns] == ["id", "title", "score"] and len(rows) == 7
+    assert ids == [r["id"] for r in rows] and "7 rows" in status and "show on map" in status
+    _, _, error, _, ids = cb.run_sql("SELECT id FROM similar_to({selected}, 3)", None)
+    assert "click a track" in error and ids is None
+    _, rows, error, _, _ = cb.run_sql("SELECT nope FROM tracks", None)
+    assert rows == [] and "nope" in error  # DuckDB's message, inline
+    patch, _ = cb.filters("genre", None, None, None, selection=[1, 2, 3])
+    kept = sum(len(op["params"]["value"]) for op in patch.to_plotly_json()["operations"])
+    assert kept == 3  # "show on map": the result tracks stand out, the rest greyed

@@ -287,3 +287,35 @@ def test_box_selection_becomes_a_playlist(browser: Any, served: str, demo_store:
     driver.execute_script("const p = document.getElementById('queue-player'); p.currentTime = p.duration - 0.2;")
     _wait(lambda: driver.execute_script("return document.getElementById('queue-player').src").endswith(queue[1]),
           what="the second track of the selection")
+
+
+def test_sql_panel_runs_a_query_and_shows_it_on_the_map(browser: Any, served: str, demo_store: DemoStore) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    driver = browser
+    _load(driver, f"{served}/?track=3", len(demo_store.tracks))
+    _wait(lambda: driver.find_element(By.ID, "track-title").text, what="the selected track")
+    driver.find_element(By.CSS_SELECTOR, "#sql-panel summary").click()
+    assert "similarity(id, seed)" in driver.find_element(By.ID, "sql-schema").text
+    box = driver.find_element(By.ID, "sql-text")
+    box.send_keys(Keys.CONTROL, "a", Keys.DELETE)  # clear() does not reach React's state
+    box.send_keys("SELECT id, title, score FROM similar_to({selected}, 6) ORDER BY score DESC")
+    driver.find_element(By.ID, "sql-run").click()
+    cells = _wait(lambda: driver.find_elements(By.CSS_SELECTOR, "#sql-grid td[data-dash-column='id']"),
+                  what="the result grid")
+    ids = {int(c.text) for c in cells}
+    assert len(ids) == 6 and 3 not in ids
+    driver.find_element(By.ID, "sql-show").click()
+    _wait(lambda: driver.find_element(By.ID, "selection-count").text == "Selection: 6 tracks", what="the selection")
+    shown = _wait(lambda: driver.execute_script(
+        GD + "const out = []; gd._fullData.slice(0, -1).forEach(t => (t.selectedpoints || []).forEach("
+             "i => out.push(t.customdata[i]))); return out.length ? out : null;"), what="the result on the map")
+    assert set(shown) == ids  # only the result tracks stand out; the rest is greyed
+
+    box.send_keys(Keys.CONTROL, "a", Keys.DELETE)
+    box.send_keys("SELECT * FROM read_csv('/etc/passwd')")
+    driver.find_element(By.ID, "sql-run").click()
+    error = _wait(lambda: driver.find_element(By.ID, "sql-error").text, what="the inline error")
+    assert "file" in error.lower()
+    _shot(driver, "8-sql")
