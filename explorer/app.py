@@ -336,11 +336,28 @@ class Callbacks:
                 dcc.Clipboard(target_id="selection-where", title="copy the WHERE clause", className="copy"),
                 html.Button("clear", id={"type": "selection-clear", "index": 0}, n_clicks=0,
                             className="small-button"),
+                html.Button("similar to these", id={"type": "selection-similar", "index": 0}, n_clicks=0,
+                            className="small-button", title="tracks like the selection as a whole (its centroid)"),
             ]),
+            html.Div(id={"type": "selection-similar-list", "index": 0}),
             html.Code(where if len(where) <= 4000 else where[:4000] + " …", id="selection-where"),
             html.Ol(listing + ([html.Li(f"… and {len(rows) - 50} more")] if len(rows) > 50 else []),
                     id="selection-list"),
         ]
+
+    def similar_to_selection(self, ids: list[int] | None, k: int = K_SIMILAR) -> Any:
+        """Tracks like the selection as a whole (the centroid of its vectors), none of its own."""
+        if not ids:
+            return html.P("nothing selected", className="what")
+        with self.store.holding():
+            neighbours = self.store.search([int(i) for i in ids], k=k)
+        items = [html.Li(html.Button(
+            [html.Span(f"{n.score:.3f}", className="score"),
+             f" {n.track.get('artist') or '?'} – {n.track.get('title') or '?'}",
+             html.Span(f" {n.track.get('genre') or ''}", className="genre")],
+            id={"type": "similar", "index": n.track_id}, n_clicks=0, className="similar-item"))
+            for n in neighbours]
+        return [html.H4(f"Like these {len(ids)} tracks ({self.model_label})"), html.Ol(items, id="centroid-list")]
 
     def export(self, kind: str, ids: list[int] | None) -> dict[str, Any]:
         """The selection as a download: ``m3u-absolute``, ``m3u-relative`` or ``csv``."""
@@ -565,6 +582,14 @@ class Callbacks:
         @app.callback(Output("selection-panel", "children"), Input("selection", "data"))
         def selection_panel(ids: list[int] | None) -> Any:
             return self.selection_panel(ids)
+
+        @app.callback(Output({"type": "selection-similar-list", "index": ALL}, "children"),
+                      Input({"type": "selection-similar", "index": ALL}, "n_clicks"), State("selection", "data"),
+                      prevent_initial_call=True)
+        def selection_similar(clicks: list[int | None], ids: list[int] | None) -> list[Any]:
+            if not any(clicks):
+                raise dash.exceptions.PreventUpdate
+            return [self.similar_to_selection(ids)] * len(clicks)
 
         @app.callback(Output("download", "data"), Input({"type": "export", "index": ALL}, "n_clicks"),
                       State("selection", "data"), prevent_initial_call=True)

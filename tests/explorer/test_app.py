@@ -402,6 +402,14 @@ def test_selection_panel_and_exports(cb: Callbacks, demo_store: DemoStore) -> No
     with pytest.raises(dash.exceptions.PreventUpdate):
         cb.export("csv", [])
 
+    # tracks like the selection as a whole: its centroid, none of its own
+    text = _texts(cb.similar_to_selection(chosen[:4]))
+    found = [int(m) for m in re.findall(r"\"type\": \"similar\", \"index\": (\d+)", text)]
+    assert len(found) == 10 and not set(found) & set(chosen[:4]) and "Like these 4 tracks" in text
+    frame = cb.data.frame.set_index("id")
+    assert (frame.loc[found, "genre"] == genre).mean() >= 0.5  # mostly the selection's own genre
+    assert "nothing selected" in _texts(cb.similar_to_selection(None))
+
 
 def test_sql_through_the_api_and_the_panel(client: FlaskClient, cb: Callbacks) -> None:
     ok = client.get("/api/v1/sql", query_string={"q": "SELECT genre, count(*) AS n FROM tracks GROUP BY genre "

@@ -279,6 +279,10 @@ def test_box_selection_becomes_a_playlist(browser: Any, served: str, demo_store:
         expected = {store.file_path(i) for i in inside}
     assert lines[0] == "#EXTM3U" and set(lines[2::2]) == expected
 
+    driver.find_element(By.XPATH, "//button[text()='similar to these']").click()
+    like = _wait(lambda: driver.find_elements(By.CSS_SELECTOR, "#centroid-list li"), what="tracks like the selection")
+    assert len(like) == 10
+
     # play in order: when the first track ends, the player moves on to the second
     queue = driver.execute_script("return JSON.parse(document.getElementById('queue-player').dataset.queue);")
     driver.execute_script("const p = document.getElementById('queue-player'); p.muted = true; p.play();")
