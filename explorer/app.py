@@ -137,7 +137,7 @@ def create_app(store: Store, embed: EmbedFn | None = None, *, projection: str = 
     data = MapData(store, projection)
     model = store.manifest.model
     model_label = model.label + (" — not MAEST" if model.kind == "handcrafted" else "")
-    app = dash.Dash(__name__, title="musicmap", update_title="", compress=_can_compress())
+    app = dash.Dash(__name__, title="musicmap", update_title="", compress=True)  # gzip (flask-compress)
     app.server.config["MAX_CONTENT_LENGTH"] = 1 << 20
     app.server.extensions["musicmap_embed"] = embed
     api.register(app.server, store, projection=data.refresh)
@@ -146,15 +146,6 @@ def create_app(store: Store, embed: EmbedFn | None = None, *, projection: str = 
     callbacks.register(app)
     app.server.extensions["musicmap_callbacks"] = callbacks  # tests call them as plain functions
     return app
-
-
-def _can_compress() -> bool:
-    """gzip the figure and API answers when flask-compress is installed (a 100k map: ~5× smaller)."""
-    try:
-        import flask_compress  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def _years(value: list[int] | None, full: tuple[int, int] | None) -> tuple[int, int] | None:
@@ -351,13 +342,8 @@ class Callbacks:
             return html.P("nothing selected", className="what")
         with self.store.holding():
             neighbours = self.store.search([int(i) for i in ids], k=k)
-        items = [html.Li(html.Button(
-            [html.Span(f"{n.score:.3f}", className="score"),
-             f" {n.track.get('artist') or '?'} – {n.track.get('title') or '?'}",
-             html.Span(f" {n.track.get('genre') or ''}", className="genre")],
-            id={"type": "similar", "index": n.track_id}, n_clicks=0, className="similar-item"))
-            for n in neighbours]
-        return [html.H4(f"Like these {len(ids)} tracks ({self.model_label})"), html.Ol(items, id="centroid-list")]
+        return [html.H4(f"Like these {len(ids)} tracks ({self.model_label})"),
+                html.Ol(_similar_items(neighbours), id="centroid-list")]
 
     def export(self, kind: str, ids: list[int] | None) -> dict[str, Any]:
         """The selection as a download: ``m3u-absolute``, ``m3u-relative`` or ``csv``."""
@@ -732,6 +718,16 @@ def _layout(data: MapData, model_label: str) -> html.Div:
     ])
 
 
+def _similar_items(neighbours: list[Any]) -> list[Any]:
+    """A similar-track list: score, artist – title, genre; clicking one selects it."""
+    return [html.Li(html.Button(
+        [html.Span(f"{n.score:.3f}", className="score"),
+         f" {n.track.get('artist') or '?'} – {n.track.get('title') or '?'}",
+         html.Span(f" {n.track.get('genre') or ''}", className="genre")],
+        id={"type": "similar", "index": n.track_id}, n_clicks=0, className="similar-item"))
+        for n in neighbours]
+
+
 def _panel(track: dict[str, Any], neighbours: list[Any], styles: list[tuple[str, float]],
            model_label: str, problem: str | None = None) -> list[Any]:
     def field(name: str, value: Any) -> Any:
@@ -742,14 +738,7 @@ def _panel(track: dict[str, Any], neighbours: list[Any], styles: list[tuple[str,
             field("genre", track.get("genre")), field("year", track.get("year")),
             field("length", f"{int(duration) // 60}:{int(duration) % 60:02d}" if duration else None),
             field("file", track.get("path"))]
-    items = [
-        html.Li(html.Button(
-            [html.Span(f"{n.score:.3f}", className="score"),
-             f" {n.track.get('artist') or '?'} – {n.track.get('title') or '?'}",
-             html.Span(f" {n.track.get('genre') or ''}", className="genre")],
-            id={"type": "similar", "index": n.track_id}, n_clicks=0, className="similar-item"))
-        for n in neighbours
-    ]
+    items = _similar_items(neighbours)
     out: list[Any] = [
         html.H3(track.get("title") or "(untitled)", id="track-title"),
         html.Table(rows, className="track-table"),
