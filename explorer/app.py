@@ -336,6 +336,56 @@ class Callbacks:
                     id="selection-list"),
         ]
 
+    def explain(self, seed: int, other: int) -> Any:
+        """Why ``other`` is like ``seed``: their score, their top predicted styles side by side
+        (shared ones marked) and the closest pair of windows, each playable from its start."""
+        with self.store.holding():
+            try:
+                a, b = self.store.track(seed), self.store.track(other)
+            except StoreError as exc:
+                return html.P(str(exc), className="error")
+            found = self.store.sql(f"SELECT similarity({int(other)}, {int(seed)})").rows
+            score = float(found[0][0]) if found and found[0][0] is not None else float("nan")
+            styles_a, styles_b = dict(self.store.styles(seed, 8)), dict(self.store.styles(other, 8))
+            starts_a, windows_a = self.store.windows(seed)
+            starts_b, windows_b = self.store.windows(other)
+
+        def name(t: dict[str, Any]) -> str:
+            return f"{t.get('artist') or '?'} – {t.get('title') or '?'}"
+
+        out: list[Any] = [html.H4(f"Why {name(b)} is like {name(a)}"),
+                          html.P(f"similarity {score:.3f} (cosine, {self.model_label})", className="what")]
+        if styles_a or styles_b:
+            labels = sorted(set(styles_a) | set(styles_b),
+                            key=lambda label: -(styles_a.get(label, 0.0) + styles_b.get(label, 0.0)))
+            shared = set(styles_a) & set(styles_b)
+            out.append(html.Table(className="explain-styles", children=[
+                html.Tr([html.Th("style"), html.Th("this"), html.Th("that")])] + [
+                html.Tr([html.Td(label.replace("---", " › "), className="shared" if label in shared else ""),
+                         html.Td(f"{styles_a[label]:.2f}" if label in styles_a else "—"),
+                         html.Td(f"{styles_b[label]:.2f}" if label in styles_b else "—")]) for label in labels]))
+            out.append(html.P(f"{len(shared)} of their top styles shared" if shared else "no top style shared",
+                              id="explain-shared"))
+        else:
+            out.append(html.P("No style predictions in this store (MAEST makes them).", className="what"))
+        if len(windows_a) and len(windows_b):
+            sims = windows_a @ windows_b.T
+            i, j = np.unravel_index(int(np.argmax(sims)), sims.shape)
+            at_a = float(starts_a[i]) if np.isfinite(starts_a[i]) else 0.0
+            at_b = float(starts_b[j]) if np.isfinite(starts_b[j]) else 0.0
+            out += [html.P(f"Closest moments: {_clock(at_a)} here and {_clock(at_b)} there "
+                           f"(window similarity {float(sims[i, j]):.3f}).", id="explain-windows"),
+                    html.Div(className="explain-play", children=[
+                        html.Span("this from here"),
+                        html.Audio(src=f"/audio/{seed}#t={at_a:.1f}", controls=True, preload="none"),
+                        html.Span("that from here"),
+                        html.Audio(src=f"/audio/{other}#t={at_b:.1f}", controls=True, preload="none",
+                                   id="explain-play-other")])]
+        else:
+            out.append(html.P("No per-window vectors stored (MAEST stores them; --no-windows skips them).",
+                              className="what"))
+        return out
+
     def similar_to_selection(self, ids: list[int] | None, k: int = K_SIMILAR) -> Any:
         """Tracks like the selection as a whole (the centroid of its vectors), none of its own."""
         if not ids:
@@ -577,6 +627,15 @@ class Callbacks:
                 raise dash.exceptions.PreventUpdate
             return [self.similar_to_selection(ids)] * len(clicks)
 
+        @app.callback(Output("explain-panel", "children"), Input({"type": "explain", "index": ALL}, "n_clicks"),
+                      prevent_initial_call=True)
+        def explain(_clicks: list[int | None]) -> Any:
+            trigger = dash.ctx.triggered_id
+            if not isinstance(trigger, dict) or not dash.ctx.triggered[0]["value"]:
+                raise dash.exceptions.PreventUpdate
+            seed, other = (int(x) for x in str(trigger["index"]).split("-"))
+            return self.explain(seed, other)
+
         @app.callback(Output("download", "data"), Input({"type": "export", "index": ALL}, "n_clicks"),
                       State("selection", "data"), prevent_initial_call=True)
         def download(_clicks: list[int | None], ids: list[int] | None) -> dict[str, Any]:
@@ -705,6 +764,7 @@ def _layout(data: MapData, model_label: str) -> html.Div:
                     html.Button("×", id="clear", title="clear the selection", n_clicks=0),
                 ]),
                 html.Div(id="selection-panel", className="selection"),
+                html.Div(id="explain-panel", className="explain"),
                 html.Div(id="panel", children=html.P(
                     "Click a track on the map, or search, to play it and see similar tracks.")),
             ]),
@@ -718,14 +778,21 @@ def _layout(data: MapData, model_label: str) -> html.Div:
     ])
 
 
-def _similar_items(neighbours: list[Any]) -> list[Any]:
-    """A similar-track list: score, artist – title, genre; clicking one selects it."""
-    return [html.Li(html.Button(
+def _similar_items(neighbours: list[Any], seed: int | None = None) -> list[Any]:
+    """A similar-track list: score, artist – title, genre; clicking one selects it, and with a
+    ``seed`` track, "why?" explains the match."""
+    return [html.Li([html.Button(
         [html.Span(f"{n.score:.3f}", className="score"),
          f" {n.track.get('artist') or '?'} – {n.track.get('title') or '?'}",
          html.Span(f" {n.track.get('genre') or ''}", className="genre")],
-        id={"type": "similar", "index": n.track_id}, n_clicks=0, className="similar-item"))
+        id={"type": "similar", "index": n.track_id}, n_clicks=0, className="similar-item")]
+        + ([html.Button("why?", id={"type": "explain", "index": f"{seed}-{n.track_id}"}, n_clicks=0,
+                        className="why", title="what the two tracks share")] if seed is not None else []))
         for n in neighbours]
+
+
+def _clock(seconds: float) -> str:
+    return f"{int(seconds) // 60}:{int(seconds) % 60:02d}"
 
 
 def _panel(track: dict[str, Any], neighbours: list[Any], styles: list[tuple[str, float]],
@@ -738,7 +805,7 @@ def _panel(track: dict[str, Any], neighbours: list[Any], styles: list[tuple[str,
             field("genre", track.get("genre")), field("year", track.get("year")),
             field("length", f"{int(duration) // 60}:{int(duration) % 60:02d}" if duration else None),
             field("file", track.get("path"))]
-    items = _similar_items(neighbours)
+    items = _similar_items(neighbours, seed=int(track["id"]))
     out: list[Any] = [
         html.H3(track.get("title") or "(untitled)", id="track-title"),
         html.Table(rows, className="track-table"),

@@ -675,6 +675,18 @@ class Store:
                                "ORDER BY activation DESC LIMIT ?", [track_id, top]).fetchall()
         return [(str(r[0]), float(r[1])) for r in rows]
 
+    def windows(self, track_id: int) -> tuple[np.ndarray, np.ndarray]:
+        """(start seconds, vectors (n, d)) of a track's stored windows, in order; empty arrays when
+        it has none (the ``features`` embedder, or ``--no-windows``)."""
+        with self._cursor() as cur:
+            rows = cur.execute("SELECT start_s, vector FROM windows WHERE track_id = ? ORDER BY window_index",
+                               [int(track_id)]).fetchall()
+        d = self.manifest.model.dimension
+        if not rows:
+            return np.zeros(0), np.zeros((0, d), np.float32)
+        starts = np.array([np.nan if r[0] is None else float(r[0]) for r in rows])
+        return starts, np.asarray([r[1] for r in rows], np.float32)
+
     def track_id_for_path(self, path: str | Path) -> int | None:
         resolved = db_path(str(Path(path).expanduser().resolve()))
         with self._cursor() as cur:

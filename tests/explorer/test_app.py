@@ -45,7 +45,8 @@ def cb(app: dash.Dash) -> Callbacks:
 def _texts(component: Any) -> str:
     """Every string inside a Dash component tree."""
     return json.dumps(component.to_plotly_json() if hasattr(component, "to_plotly_json") else component,
-                      default=lambda o: o.to_plotly_json() if hasattr(o, "to_plotly_json") else str(o))
+                      default=lambda o: o.to_plotly_json() if hasattr(o, "to_plotly_json") else str(o),
+                      ensure_ascii=False)
 
 
 # -- the page ------------------------------------------------------------------------------------
@@ -438,3 +439,40 @@ def test_sql_through_the_api_and_the_panel(client: FlaskClient, cb: Callbacks) -
     patch, _ = cb.filters("genre", None, None, None, selection=[1, 2, 3])
     kept = sum(len(op["params"]["value"]) for op in patch.to_plotly_json()["operations"])
     assert kept == 3  # "show on map": the result tracks stand out, the rest greyed
+
+
+def test_explain_a_match_shared_styles_and_closest_windows(tmp_path: Path, cb: Callbacks) -> None:
+    import numpy as np
+
+    from store import ModelInfo, TrackRecord
+
+    d = 8
+    rng = np.random.default_rng(3)
+    w1, w2 = rng.standard_normal((4, d)), rng.standard_normal((3, d))
+    w2[1] = w1[2] + 0.01 * rng.standard_normal(d)  # the moments that match: 60 s into one, 30 s into the other
+    model = ModelInfo(name="m", id="m", kind="maest", label="test MAEST", dimension=d)
+    with Store.open_for_indexing(tmp_path / "s", model) as store:
+        store.write_tracks([
+            TrackRecord(path="/x/a.flac", size=1, mtime=1.0, tags={"title": "A", "artist": "X"},
+                        vector=w1.mean(axis=0).astype(np.float32), n_windows=4, windows=w1.astype(np.float32),
+                        window_starts=[0.0, 30.0, 60.0, 90.0],
+                        styles={"Jazz---Bebop": 0.7, "Jazz---Cool Jazz": 0.4, "Rock---Punk": 0.05}),
+            TrackRecord(path="/x/b.flac", size=1, mtime=1.0, tags={"title": "B", "artist": "Y"},
+                        vector=w2.mean(axis=0).astype(np.float32), n_windows=3, windows=w2.astype(np.float32),
+                        window_starts=[0.0, 30.0, 60.0],
+                        styles={"Jazz---Bebop": 0.5, "Electronic---Techno": 0.3}),
+        ])
+        store.sync()
+    with Store.open(tmp_path / "s") as store:
+        callbacks: Callbacks = create_app(store).server.extensions["musicmap_callbacks"]
+        text = _texts(callbacks.explain(1, 2))
+        similarity = store.sql("SELECT similarity(2, 1)").rows[0][0]
+        assert store.windows(1)[0].tolist() == [0.0, 30.0, 60.0, 90.0] and store.windows(1)[1].shape == (4, d)
+    assert "Why Y – B is like X – A" in text and f"similarity {similarity:.3f}" in text
+    assert "Jazz › Bebop" in text and "1 of their top styles shared" in text and "Electronic › Techno" in text
+    assert "Closest moments: 1:00 here and 0:30 there" in text
+    assert "/audio/1#t=60.0" in text and "/audio/2#t=30.0" in text  # play each from that moment
+    # a store without styles or windows says so
+    plain = _texts(cb.explain(1, 2))
+    assert "No style predictions" in plain and "No per-window vectors" in plain
+    assert "no track" in _texts(cb.explain(1, 99999)).lower()

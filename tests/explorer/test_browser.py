@@ -129,6 +129,10 @@ def test_map_click_lists_similar_and_highlights(browser: Any, served: str, demo_
     assert parse_qs(urlparse(driver.current_url).query)["track"] == [str(point["id"])]
     _shot(driver, "2-selected")
 
+    driver.find_element(By.CSS_SELECTOR, "#similar-list .why").click()  # explain the best match
+    explained = _wait(lambda: driver.find_element(By.ID, "explain-panel").text, what="the explanation")
+    assert "is like" in explained and "similarity 0." in explained
+
     first = items[0].find_element(By.TAG_NAME, "button")
     title_before = driver.find_element(By.ID, "track-title").text
     first.click()
