@@ -181,10 +181,9 @@ def register(server: Flask, store: Store, *, projection: Callable[[], Any]) -> N
         except StoreError as exc:
             return error(404, str(exc))
         data = projection()
-        where = data.frame.index[data.frame["id"] == track_id] if len(data.frame) else []
         position = None
-        if len(where):
-            row = data.frame.loc[where[0]]
+        if track_id in data.row_of.index:
+            row = data.frame.iloc[int(data.row_of[track_id])]
             position = {"map": data.projection, "x": float(row["x"]), "y": float(row["y"])}
         styles = [{"label": label, "activation": round(float(a), 4)} for label, a in store.styles(track_id)]
         return jsonify({**{k: _json_safe(v) for k, v in track.items()}, "styles": styles, "position": position,

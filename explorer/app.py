@@ -64,6 +64,7 @@ class MapData:
         self.info: dict[str, Any] | None = None
         self.row_of: pd.Series = pd.Series(dtype=np.int64)
         self._haystack = np.zeros(0, dtype=object)
+        self._titles = np.zeros(0, dtype=object)
         self._traces: dict[str, Traces] = {}
         self.refresh()
 
@@ -83,6 +84,8 @@ class MapData:
             self._haystack = (frame[["artist", "title", "album"]].astype("string").fillna("")
                               .agg(" ".join, axis=1).str.lower().to_numpy(dtype=object)) if len(frame) \
                 else np.zeros(0, dtype=object)
+            self._titles = frame["title"].astype("string").fillna("").str.lower().to_numpy(dtype=object) \
+                if len(frame) else np.zeros(0, dtype=object)  # lower-cased once, not per keystroke
             self._traces = {}
             self.info, self._key = info, key
         return self
@@ -102,7 +105,7 @@ class MapData:
         for w in words:
             hit &= np.fromiter((w in h for h in self._haystack), bool, len(self._haystack))
         rows = np.flatnonzero(hit)
-        titles = self.frame["title"].astype("string").fillna("").str.lower().to_numpy(dtype=object)
+        titles: Any = self._titles
         rank = sorted(rows.tolist(), key=lambda r: (not titles[r].startswith(text.lower()), r))[:limit]
         out = []
         for r in rank:
@@ -174,7 +177,7 @@ class Callbacks:
         if selected is not None and int(selected) in data.row_of.index:
             with self.store.holding():
                 neighbours = [n.track_id for n in self.store.similar(int(selected), K_SIMILAR)]
-            self._apply_selection(fig, traces, highlight_points(data.frame, int(selected), neighbours))
+            self._apply_selection(fig, traces, highlight_points(data.frame, int(selected), neighbours, data.row_of))
         return fig
 
     @staticmethod
@@ -250,7 +253,8 @@ class Callbacks:
             problem = str(exc)
             neighbours = self.store.similar(int(track_id), k)
         self._apply_selection(patch, traces,
-                              highlight_points(data.frame, int(track_id), [n.track_id for n in neighbours]))
+                              highlight_points(data.frame, int(track_id), [n.track_id for n in neighbours],
+                                               data.row_of))
         return _panel(track, neighbours, self.store.styles(int(track_id)), self.model_label, problem), patch
 
     def clicked(self, click: dict[str, Any] | None, color_by: str) -> int | None:

@@ -132,12 +132,17 @@ def track_at(traces: Traces, ids: np.ndarray, curve: int, point: int) -> int | N
     return int(ids[traces.members[curve][point]])
 
 
-def highlight_points(frame: pd.DataFrame, track_id: int, neighbours: list[int]) -> dict[str, Any]:
+def highlight_points(frame: pd.DataFrame, track_id: int, neighbours: list[int],
+                     row_of: pd.Series | None = None) -> dict[str, Any]:
     """The highlight trace for a selected track and its neighbours: rings, and a line from the
-    selected track to each neighbour (the path goes out and back through the selected track)."""
-    positions = frame.set_index("id")
-    if track_id not in positions.index:
+    selected track to each neighbour (the path goes out and back through the selected track).
+    ``row_of`` maps track id to frame row (built here when not given)."""
+    if row_of is None:
+        row_of = pd.Series(np.arange(len(frame)), index=frame["id"].astype(np.int64))
+    if track_id not in row_of.index:
         return {"x": [], "y": [], "customdata": [], "text": [], "size": [], "color": []}
+    wanted = list(dict.fromkeys(t for t in [track_id, *neighbours] if t in row_of.index))
+    positions = frame.iloc[row_of[wanted].to_numpy()].set_index("id")  # only these rows, not the whole map
     titles = positions["title"].astype("string").fillna("—")
     x0, y0 = float(positions.at[track_id, "x"]), float(positions.at[track_id, "y"])
     xs, ys, ids, text, sizes, colors = [x0], [y0], [track_id], [f"selected: {titles[track_id]}"], [20], ["#111111"]
