@@ -284,6 +284,14 @@ def _synth(style: str, duration: float, rng: np.random.Generator) -> np.ndarray:
 
 # --- writing ---------------------------------------------------------------------------------
 
+def synthesise(style: str, duration: float, seed: int = 0) -> tuple[np.ndarray, int]:
+    """``duration`` seconds of a fresh clip in one of :data:`STYLES` (not a track of the library):
+    float32 mono audio and its sample rate. For query-by-example tests and demos."""
+    if style not in STYLES:
+        raise ValueError(f"unknown style {style!r}; choose one of {', '.join(STYLES)}")
+    return _synth(style, duration, np.random.default_rng(seed)).astype(np.float32), SR
+
+
 def _write_blocks(path: Path, audio: np.ndarray, fmt: str, subtype: str | None) -> None:
     # One big sf.write of a long OGG can segfault in libsndfile: write in blocks.
     with sf.SoundFile(path, "w", samplerate=SR, channels=1, format=fmt, subtype=subtype) as f:

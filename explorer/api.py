@@ -7,6 +7,7 @@ document at ``/api/v1/openapi.json`` lists every route below (a test checks they
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import mimetypes
@@ -19,6 +20,8 @@ from werkzeug.exceptions import HTTPException
 
 from store import Store, StoreError
 
+from .upload import UploadError, Uploads
+
 logger = logging.getLogger(__name__)
 
 API = "/api/v1"
@@ -29,6 +32,7 @@ SEARCH_MAX = 100
 SQL_MAX_ROWS = 5000
 SQL_TIMEOUT = 10.0
 
+UPLOAD_PATH = f"{API}/similar/upload"
 SIMILAR_OPTIONS: dict[str, type] = {"max_per_artist": int, "max_per_album": int, "mmr": float, "min_score": float}
 
 
@@ -101,22 +105,32 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-def register(server: Flask, store: Store, *, projection: Callable[[], Any]) -> None:
-    """Add the API and the audio route to ``server``. ``projection()`` returns the explorer's
-    current :class:`explorer.app.MapData` (the map it shows)."""
+def _results(neighbours: list[Any]) -> list[dict[str, Any]]:
+    return [{"track_id": n.track_id, "score": round(float(n.score), 6),
+             **{k: _json_safe(v) for k, v in n.track.items()}} for n in neighbours]
 
-    def route(rule: str, endpoint: str) -> Callable[[Callable[..., Response]], Callable[..., Response]]:
+
+def register(server: Flask, store: Store, *, projection: Callable[[], Any], uploads: Uploads | None = None) -> None:
+    """Add the API and the audio route to ``server``. ``projection()`` returns the explorer's
+    current :class:`explorer.app.MapData` (the map it shows); ``uploads`` turns on
+    ``POST /api/v1/similar/upload``."""
+
+    def route(rule: str, endpoint: str, methods: tuple[str, ...] = ("GET",),
+              hold: bool = True) -> Callable[[Callable[..., Response]], Callable[..., Response]]:
         def wrap(fn: Callable[..., Response]) -> Callable[..., Response]:
             def handler(**kwargs: Any) -> Response:
                 try:
-                    with store.holding():  # one connection for the request, however many reads
+                    # one connection for the request, however many reads (not while a clip is embedded)
+                    with store.holding() if hold else contextlib.nullcontext():
                         return fn(**kwargs)
                 except BadRequest as exc:
                     return error(400, str(exc))
                 except StoreError as exc:  # e.g. the store is busy or unreadable: not the client's fault
                     logger.warning("%s: %s", request.path, exc)
                     return error(503, str(exc))
-            server.add_url_rule(rule, endpoint, handler, methods=["GET"])
+                except UploadError as exc:
+                    return error(exc.status, str(exc))
+            server.add_url_rule(rule, endpoint, handler, methods=list(methods))
             return fn
         return wrap
 
@@ -201,9 +215,55 @@ def register(server: Flask, store: Store, *, projection: Callable[[], Any]) -> N
             neighbours = store.similar(track_id, **params)
         except StoreError as exc:
             raise BadRequest(str(exc)) from None
-        return jsonify({"track_id": track_id, "model": store.manifest.model.id,
-                        "results": [{"track_id": n.track_id, "score": round(float(n.score), 6),
-                                     **{k: _json_safe(v) for k, v in n.track.items()}} for n in neighbours]})
+        return jsonify({"track_id": track_id, "model": store.manifest.model.id, "results": _results(neighbours)})
+
+    @route(f"{API}/similar", "api_similar_many")
+    def api_similar_many() -> Response:
+        """Tracks like several tracks together (the centroid of their vectors): ``?ids=1,2,3``."""
+        _only("ids", "k", "where", "dedupe", *SIMILAR_OPTIONS)
+        raw = [part.strip() for part in (request.args.get("ids") or "").split(",") if part.strip()]
+        if not raw or not all(part.isdigit() for part in raw) or len(raw) > PAGE_MAX:
+            raise BadRequest(f"ids: give 1 to {PAGE_MAX} track ids separated by commas, e.g. ids=12,40,7")
+        ids = list(dict.fromkeys(int(part) for part in raw))
+        params = similar_options()
+        for track_id in ids:
+            try:
+                store.track(track_id)
+            except StoreError as exc:
+                return error(404, str(exc))
+        try:
+            neighbours = store.search(ids, **params)
+        except StoreError as exc:
+            raise BadRequest(str(exc)) from None
+        return jsonify({"ids": ids, "model": store.manifest.model.id, "results": _results(neighbours)})
+
+    @route(UPLOAD_PATH, "api_similar_upload", methods=("POST",), hold=False)
+    def api_similar_upload() -> Response:
+        """Tracks like an uploaded clip (multipart field ``file``, or the raw bytes as the body),
+        and where it lands on the map. Only with ``musicmap serve --allow-upload``."""
+        if uploads is None:
+            return error(403, "uploads are off on this server: start it with `musicmap serve --allow-upload`")
+        _only("k", "where", "dedupe", *SIMILAR_OPTIONS)
+        params = similar_options()
+        if request.files:
+            if "file" not in request.files:
+                raise BadRequest(f"send the clip in the multipart field 'file' (got {', '.join(request.files)})")
+            part = request.files["file"]
+            filename, data = part.filename or "clip", part.read(uploads.max_bytes + 1)
+        else:
+            filename, data = "clip", request.get_data(cache=False)
+        vector = uploads.vector(data, filename)
+        data_map = projection()
+        position = uploads.position(data_map.projection, vector) if data_map.info is not None else None
+        try:
+            with store.holding():
+                neighbours = store.similar_to_vector(vector, **params)
+        except StoreError as exc:
+            raise BadRequest(str(exc)) from None
+        where = {"map": data_map.projection, "x": position[0], "y": position[1]} if position else None
+        return jsonify({"query": {"type": "upload", "filename": filename[:200], "bytes": len(data),
+                                  "position": where},
+                        "model": store.manifest.model.id, "results": _results(neighbours)})
 
     @route(f"{API}/search", "api_search")
     def api_search() -> Response:
@@ -277,7 +337,7 @@ _SIMILAR_PARAMS = [
     _param("max_per_artist", "at most this many results per artist", "integer", minimum=1),
     _param("max_per_album", "at most this many results per album", "integer", minimum=1),
     _param("dedupe", "drop other copies of the same song (same artist and title)", "boolean"),
-    _param("mmr", "diversity: 0 (relevance only) to 1", "number"),
+    _param("mmr", "maximal marginal relevance λ in (0, 1]: 1 = pure similarity, 0.5 = balanced", "number"),
     _param("min_score", "drop results below this cosine similarity", "number"),
 ]
 
@@ -309,6 +369,21 @@ OPENAPI: dict[str, Any] = {
             "parameters": [_TRACK_ID, *_SIMILAR_PARAMS],
             "responses": {"200": _ok("{track_id, model, results: [track + score]}"), "400": _ERROR,
                           "404": _ERROR}}},
+        f"{API}/similar": {"get": {
+            "summary": "Tracks that sound like several tracks together (the centroid of their vectors)",
+            "parameters": [{**_param("ids", "track ids separated by commas, e.g. 12,40,7"), "required": True},
+                           *_SIMILAR_PARAMS],
+            "responses": {"200": _ok("{ids, model, results: [track + score]}"), "400": _ERROR, "404": _ERROR}}},
+        UPLOAD_PATH: {"post": {
+            "summary": "Tracks that sound like an uploaded clip, and where it lands on the map (only with "
+                       "`musicmap serve --allow-upload`; the clip is embedded with the store's model and deleted)",
+            "parameters": _SIMILAR_PARAMS,
+            "requestBody": {"required": True, "content": {
+                "multipart/form-data": {"schema": {"type": "object", "properties": {
+                    "file": {"type": "string", "format": "binary"}}}},
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+            "responses": {"200": _ok("{query: {type, filename, bytes, position}, model, results: [track + score]}"),
+                          "400": _ERROR, "403": _ERROR, "413": _ERROR}}},
         f"{API}/search": {"get": {
             "summary": "Tracks whose artist, title or album contain every word",
             "parameters": [{**_param("q", "words"), "required": True},

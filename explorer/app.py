@@ -1,13 +1,13 @@
 """The Dash explorer: ``create_app(store, embed=None)``.
 
-Reads the store only (it never imports ``indexer`` or torch); query-by-upload will get an
-``embed`` function injected by the CLI. The page shows every track on the map (WebGL), coloured
-by a chosen field, with hover details; clicking a track opens its panel (metadata, top styles,
-an audio player streaming the file by track id, similar tracks with scores and variety controls)
-and rings the track and its neighbours on the map while the rest is dimmed. Search (as you type)
-centres a track; filters (genre, style, years) grey out what does not match; the view state lives
-in the URL. The big scatter is sent once per colour choice; everything else patches it
-(:mod:`explorer.figure`).
+Reads the store only (it never imports ``indexer`` or torch); query by an uploaded clip gets its
+``embed`` and ``place`` functions injected by the CLI (:mod:`explorer.upload`). The page shows
+every track on the map (WebGL), coloured by a chosen field, with hover details; clicking a track
+opens its panel (metadata, top styles, an audio player streaming the file by track id, similar
+tracks with scores and variety controls) and rings the track and its neighbours on the map while
+the rest is dimmed. Search (as you type) centres a track; filters (genre, style, years) grey out
+what does not match; the view state lives in the URL. The big scatter is sent once per colour
+choice; everything else patches it (:mod:`explorer.figure`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
 from typing import Any
 
 import dash
@@ -32,6 +31,7 @@ from .figure import (
     DIMMED_OPACITY,
     Traces,
     centred_ranges,
+    clip_points,
     filter_mask,
     highlight_points,
     hover_patch,
@@ -42,10 +42,10 @@ from .figure import (
     track_at,
 )
 from .state import K_MAX, ViewState, encode, parse
+from .upload import MAX_UPLOAD_MB, EmbedFn, PlaceFn, UploadError, Uploads, data_url_bytes
 
 logger = logging.getLogger(__name__)
 
-EmbedFn = Callable[[bytes], np.ndarray]
 K_SIMILAR = 10
 SEARCH_RESULTS = 8
 
@@ -125,7 +125,12 @@ class MapData:
         return (int(years.min()), int(years.max())) if len(years) else None
 
 
-def create_app(store: Store, embed: EmbedFn | None = None, *, projection: str = "tsne") -> dash.Dash:
+BODY_LIMIT = 1 << 20
+"""Largest request body, uploads aside."""
+
+
+def create_app(store: Store, embed: EmbedFn | None = None, *, place: PlaceFn | None = None,
+               projection: str = "tsne", max_upload_bytes: int = MAX_UPLOAD_MB * 1_000_000) -> dash.Dash:
     """Build the explorer for an open (read-only) ``store``.
 
     Parameters
@@ -133,22 +138,45 @@ def create_app(store: Store, embed: EmbedFn | None = None, *, projection: str = 
     store : Store
         Opened with :meth:`Store.open`; the app only reads it.
     embed : callable, optional
-        ``embed(audio_bytes) -> vector``; enables query-by-upload (later). Unused when None.
+        ``embed(path) -> vector`` with the store's model: turns on query by an uploaded clip
+        (the page's upload box and ``POST /api/v1/similar/upload``). Off when None.
+    place : callable, optional
+        ``place(map_name, vectors) -> positions``: where an uploaded clip lands on the map.
     projection : str
         Which stored map to show.
+    max_upload_bytes : int
+        Largest upload accepted.
     """
     data = MapData(store, projection)
     model = store.manifest.model
     model_label = model.label + (" — not MAEST" if model.kind == "handcrafted" else "")
     app = dash.Dash(__name__, title="musicmap", update_title="", compress=True)  # gzip (flask-compress)
-    app.server.config["MAX_CONTENT_LENGTH"] = 1 << 20
-    app.server.extensions["musicmap_embed"] = embed
-    api.register(app.server, store, projection=data.refresh)
-    app.layout = lambda: _layout(data.refresh(), model_label)  # a function: each page load shows the current map
-    callbacks = Callbacks(store, data, model.label)
+    uploads = Uploads(embed, place, max_upload_bytes) if embed is not None else None
+    _limit_bodies(app, uploads)
+    api.register(app.server, store, projection=data.refresh, uploads=uploads)
+    app.layout = lambda: _layout(data.refresh(), model_label, uploads)  # each page load shows the current map
+    callbacks = Callbacks(store, data, model.label, uploads)
     callbacks.register(app)
     app.server.extensions["musicmap_callbacks"] = callbacks  # tests call them as plain functions
     return app
+
+
+def _limit_bodies(app: dash.Dash, uploads: Uploads | None) -> None:
+    """Refuse request bodies over :data:`BODY_LIMIT` (413, before any handler runs); with uploads
+    on, the upload routes take a clip as base64 (the page) or raw (the API) up to the upload limit."""
+    from flask import abort, request
+
+    big = uploads.max_bytes * 4 // 3 + BODY_LIMIT if uploads is not None else BODY_LIMIT  # base64 in JSON
+    upload_paths = (app.config.requests_pathname_prefix + "_dash-update-component", api.UPLOAD_PATH) \
+        if uploads is not None else ()
+    app.server.config["MAX_CONTENT_LENGTH"] = big  # also caps bodies sent without a length (chunked)
+
+    @app.server.before_request
+    def body_limit() -> None:
+        limit = big if request.path in upload_paths else BODY_LIMIT
+        request.max_content_length = limit
+        if request.content_length is not None and request.content_length > limit:
+            abort(413)
 
 
 def _years(value: list[int] | None, full: tuple[int, int] | None) -> tuple[int, int] | None:
@@ -160,8 +188,8 @@ def _years(value: list[int] | None, full: tuple[int, int] | None) -> tuple[int, 
 class Callbacks:
     """The explorer's callbacks as plain methods (Dash registers thin wrappers around them)."""
 
-    def __init__(self, store: Store, data: MapData, model_label: str) -> None:
-        self.store, self.data, self.model_label = store, data, model_label
+    def __init__(self, store: Store, data: MapData, model_label: str, uploads: Uploads | None = None) -> None:
+        self.store, self.data, self.model_label, self.uploads = store, data, model_label, uploads
 
     # -- the figure ---------------------------------------------------------------------------
     def figure(self, color_by: str, genres: list[str] | None, styles: list[str] | None,
@@ -185,20 +213,23 @@ class Callbacks:
         """Put ``points`` into the highlight trace of ``target`` (a Figure or a Patch) and dim the
         rest (restore it when ``points`` is None)."""
         opacity = 0.85 if points is None else DIMMED_OPACITY
-        points = points or {"x": [], "y": [], "customdata": [], "text": [], "size": [], "color": []}
+        points = points or {"x": [], "y": [], "customdata": [], "text": [], "size": [], "color": [], "symbol": [],
+                            "fill": []}
         if isinstance(target, go.Figure):
             for trace in target.data[: traces.highlight]:
                 trace.marker.opacity = opacity
             h = target.data[traces.highlight]
             h.x, h.y, h.customdata, h.text = points["x"], points["y"], points["customdata"], points["text"]
             h.marker.size, h.marker.line.color = points["size"], points["color"]
+            h.marker.symbol, h.marker.color = points["symbol"], points["fill"]
             return
         for i in range(traces.highlight):
             target["data"][i]["marker"]["opacity"] = opacity
         for key in ("x", "y", "customdata", "text"):
             target["data"][traces.highlight][key] = points[key]
-        target["data"][traces.highlight]["marker"]["size"] = points["size"]
-        target["data"][traces.highlight]["marker"]["line"]["color"] = points["color"]
+        marker = target["data"][traces.highlight]["marker"]
+        marker["size"], marker["line"]["color"] = points["size"], points["color"]
+        marker["symbol"], marker["color"] = points["symbol"], points["fill"]
 
     def filters(self, color_by: str, genres: list[str] | None, styles: list[str] | None,
                 years: tuple[int, int] | None, selection: list[int] | None = None) -> tuple[dash.Patch, str]:
@@ -232,13 +263,7 @@ class Callbacks:
         if track_id is None:
             self._apply_selection(patch, traces, None)
             return html.P("Click a track on the map, or search, to play it and see similar tracks."), patch
-        options: dict[str, Any] = {"dedupe": bool(dedupe)}
-        if per_artist:
-            options["max_per_artist"] = int(per_artist)
-        if per_album:
-            options["max_per_album"] = int(per_album)
-        if where and where.strip():
-            options["where"] = where.strip()
+        options = _similar_options(per_artist, per_album, dedupe, where)
         k = int(k) if k and 1 <= int(k) <= K_MAX else K_SIMILAR
         try:
             track = self.store.track(int(track_id))
@@ -268,13 +293,57 @@ class Callbacks:
         curve, point = int(p.get("curveNumber", -1)), int(p.get("pointNumber", p.get("pointIndex", -1)))
         if curve == traces.highlight:
             value = p.get("customdata")
-            return int(value[0] if isinstance(value, list) else value) if value is not None else None
+            track = int(value[0] if isinstance(value, list) else value) if value is not None else None
+            return track if track is not None and track >= 0 else None  # -1: an uploaded clip's star
         return track_at(traces, data.frame["id"].to_numpy(np.int64), curve, point)
 
     def hover(self, color_by: str) -> dash.Patch:
         """The hover texts for a figure sent without them (the first paint)."""
         data = self.data.refresh()
         return hover_patch(dash.Patch(), data.hover, data.traces(color_by if color_by in COLOR_FIELDS else "genre"))
+
+    # -- query by an uploaded clip --------------------------------------------------------------
+    def upload(self, contents: str | None, filename: str | None, color_by: str, k: int | None,
+               per_artist: int | None, per_album: int | None, dedupe: bool, where: str | None) -> tuple[Any, ...]:
+        """(panel, map patch, error line) for a clip dropped on the page: its neighbours in the
+        panel, a star where it lands on the map with lines to them."""
+        if self.uploads is None or not contents:
+            raise dash.exceptions.PreventUpdate
+        name = str(filename or "clip")[:200]
+        try:
+            vector = self.uploads.vector(data_url_bytes(contents), name)
+        except UploadError as exc:
+            return dash.no_update, dash.no_update, f"{name}: {exc}"
+        data = self.data.refresh()
+        position = self.uploads.position(self.data.projection, vector) if data.info is not None else None
+        options = _similar_options(per_artist, per_album, dedupe, where)
+        k = int(k) if k and 1 <= int(k) <= K_MAX else K_SIMILAR
+        problem = None
+        with self.store.holding():
+            try:
+                neighbours = self.store.similar_to_vector(vector, k, **options)
+            except StoreError as exc:
+                problem = str(exc)
+                neighbours = self.store.similar_to_vector(vector, k)
+        patch = dash.Patch()
+        traces = data.traces(color_by if color_by in COLOR_FIELDS else "genre")
+        if position is not None:
+            self._apply_selection(patch, traces, clip_points(data.frame, position, [n.track_id for n in neighbours],
+                                                             data.row_of, name))
+        where_note = (f"on the map at the star ({position[0]:.1f}, {position[1]:.1f})" if position is not None
+                      else "not placed: this map cannot place new tracks (fit it with openTSNE or PCA)")
+        panel: list[Any] = [
+            html.H3(f"Your clip: {name}", id="track-title"),
+            html.P(f"embedded with {self.model_label}, {where_note}; the file was deleted after embedding",
+                   className="what", id="upload-where"),
+        ]
+        if problem:
+            panel.append(html.Div(f"filter not applied: {problem}", className="error", id="similar-problem"))
+        panel += [html.H4(f"Similar tracks ({self.model_label})"),
+                  html.Ol(_similar_items(neighbours), id="similar-list"),
+                  html.Button("select these", n_clicks=0, className="small-button",
+                              id={"type": "select-similar", "index": ",".join(str(n.track_id) for n in neighbours)})]
+        return panel, patch, ""
 
     # -- SQL ------------------------------------------------------------------------------------
     def run_sql(self, query: str | None, selected: int | None) -> tuple[Any, ...]:
@@ -652,6 +721,51 @@ class Callbacks:
         def search(text: str | None) -> list[Any]:
             return self.search(text)
 
+        if self.uploads is not None:
+            self._register_upload(app)
+
+    def _register_upload(self, app: dash.Dash) -> None:
+        # A browser-side gate: a file over the limit is refused at once, never sent.
+        app.clientside_callback(
+            """function(contents, filename, limit) {
+                if (!contents) { return [window.dash_clientside.no_update, window.dash_clientside.no_update]; }
+                const size = Math.floor((contents.length - contents.indexOf(",") - 1) * 3 / 4);
+                const mb = (n) => (n / 1e6).toFixed(n < 1e7 ? 1 : 0) + " MB";
+                if (size > limit) {
+                    return [window.dash_clientside.no_update,
+                            (filename || "the file") + ": the file is " + mb(size) + "; uploads may be at most "
+                            + mb(limit)];
+                }
+                return [{contents: contents, filename: filename}, "embedding " + (filename || "the clip") + " …"];
+            }""",
+            Output("upload-go", "data"), Output("upload-error", "children"), Input("upload", "contents"),
+            State("upload", "filename"), State("upload-limit", "data"), prevent_initial_call=True)
+
+        @app.callback(Output("panel", "children", allow_duplicate=True), Output("map", "figure", allow_duplicate=True),
+                      Output("upload-error", "children", allow_duplicate=True), Output("upload", "contents"),
+                      Input("upload-go", "data"), State("color-by", "value"), State("k", "value"),
+                      State("per-artist", "value"), State("per-album", "value"), State("dedupe", "value"),
+                      State("where", "value"), prevent_initial_call=True)
+        def upload(go_data: dict[str, Any] | None, color_by: str, k: int | None, per_artist: int | None,
+                   per_album: int | None, dedupe: list[str] | None, where: str | None) -> tuple[Any, ...]:
+            if not go_data:
+                raise dash.exceptions.PreventUpdate
+            return (*self.upload(go_data.get("contents"), go_data.get("filename"), color_by, k, per_artist,
+                                 per_album, bool(dedupe), where), None)  # cleared: the same file can come again
+
+
+def _similar_options(per_artist: int | None, per_album: int | None, dedupe: bool | list[str] | None,
+                     where: str | None) -> dict[str, Any]:
+    """The variety controls as keyword arguments for ``Store.search``."""
+    options: dict[str, Any] = {"dedupe": bool(dedupe)}
+    if per_artist:
+        options["max_per_artist"] = int(per_artist)
+    if per_album:
+        options["max_per_album"] = int(per_album)
+    if where and where.strip():
+        options["where"] = where.strip()
+    return options
+
 
 def _status(frame: pd.DataFrame, info: dict[str, Any] | None, model_label: str) -> str:
     parts = [f"{len(frame)} tracks", f"vectors: {model_label}"]
@@ -706,7 +820,21 @@ def _quality_panel(data: MapData) -> Any:
     return html.Details(children, id="quality-panel")
 
 
-def _layout(data: MapData, model_label: str) -> html.Div:
+def _upload_box(uploads: Uploads | None) -> Any:
+    """The drop zone for query by example (only when the server allows uploads)."""
+    if uploads is None:
+        return html.Div(id="upload-off")
+    return html.Div(className="upload-box", children=[
+        dcc.Upload(id="upload", multiple=False, className="upload", children=html.Div([
+            "Drop an audio clip here or ", html.A("choose a file", className="link"),
+            f" to find tracks like it (up to {uploads.max_bytes / 1e6:g} MB; not kept)"])),
+        html.Div(id="upload-error", className="error"),
+        dcc.Store(id="upload-go"),
+        dcc.Store(id="upload-limit", data=uploads.max_bytes),
+    ])
+
+
+def _layout(data: MapData, model_label: str, uploads: Uploads | None = None) -> html.Div:
     """The page, built from the store's current map (Dash calls it on every page load)."""
     frame, info = data.frame, data.info
     initial = map_figure(frame, "genre", None, data.traces("genre"))  # hover texts follow in a patch
@@ -767,6 +895,7 @@ def _layout(data: MapData, model_label: str) -> html.Div:
                               className="where"),
                     html.Button("×", id="clear", title="clear the selection", n_clicks=0),
                 ]),
+                _upload_box(uploads),
                 html.Div(id="selection-panel", className="selection"),
                 html.Div(id="explain-panel", className="explain"),
                 html.Div(id="panel", children=html.P(

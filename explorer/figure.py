@@ -105,7 +105,7 @@ def map_figure(frame: pd.DataFrame, color_by: str, hover: np.ndarray | None, tra
     fig.add_trace(go.Scattergl(
         x=[], y=[], mode="markers+lines", name="selection", showlegend=False, customdata=[], text=[],
         hovertemplate="%{text}<extra></extra>", line={"width": 1, "color": "rgba(17,17,17,0.35)"},
-        marker={"size": [], "color": "rgba(0,0,0,0)", "line": {"width": 3, "color": []}},
+        marker={"size": [], "color": [], "symbol": [], "line": {"width": 3, "color": []}},
     ))
     fig.update_layout(
         template="none",  # the default template adds 8 kB of styling to every figure sent
@@ -132,30 +132,50 @@ def track_at(traces: Traces, ids: np.ndarray, curve: int, point: int) -> int | N
     return int(ids[traces.members[curve][point]])
 
 
+def _rays(frame: pd.DataFrame, origin: tuple[float, float], origin_id: int, origin_text: str, symbol: str,
+          fill: str, neighbours: list[int], row_of: pd.Series) -> dict[str, Any]:
+    """The highlight trace: the origin, and a line from it to each neighbour's ring (the path goes
+    out and back through the origin)."""
+    wanted = list(dict.fromkeys(t for t in neighbours if t in row_of.index))
+    positions = frame.iloc[row_of[wanted].to_numpy()].set_index("id") if wanted else frame.iloc[:0].set_index("id")
+    titles = positions["title"].astype("string").fillna("—")
+    x0, y0 = origin
+    out: dict[str, list[Any]] = {"x": [x0], "y": [y0], "customdata": [origin_id], "text": [origin_text],
+                                 "size": [20], "color": ["#111111"], "symbol": [symbol], "fill": [fill]}
+    for n in wanted:
+        for key, value in (("x", float(positions.at[n, "x"])), ("y", float(positions.at[n, "y"])),
+                           ("customdata", n), ("text", f"similar: {titles[n]}"), ("size", 13), ("color", "#d62728"),
+                           ("symbol", "circle"), ("fill", "rgba(0,0,0,0)")):
+            out[key].append(value)
+        for key, value in (("x", x0), ("y", y0), ("customdata", origin_id), ("text", origin_text), ("size", 20),
+                           ("color", "#111111"), ("symbol", symbol), ("fill", fill)):
+            out[key].append(value)
+    return out
+
+
 def highlight_points(frame: pd.DataFrame, track_id: int, neighbours: list[int],
                      row_of: pd.Series | None = None) -> dict[str, Any]:
     """The highlight trace for a selected track and its neighbours: rings, and a line from the
-    selected track to each neighbour (the path goes out and back through the selected track).
-    ``row_of`` maps track id to frame row (built here when not given)."""
+    selected track to each neighbour. ``row_of`` maps track id to frame row (built here when not given)."""
     if row_of is None:
         row_of = pd.Series(np.arange(len(frame)), index=frame["id"].astype(np.int64))
     if track_id not in row_of.index:
-        return {"x": [], "y": [], "customdata": [], "text": [], "size": [], "color": []}
-    wanted = list(dict.fromkeys(t for t in [track_id, *neighbours] if t in row_of.index))
-    positions = frame.iloc[row_of[wanted].to_numpy()].set_index("id")  # only these rows, not the whole map
-    titles = positions["title"].astype("string").fillna("—")
-    x0, y0 = float(positions.at[track_id, "x"]), float(positions.at[track_id, "y"])
-    xs, ys, ids, text, sizes, colors = [x0], [y0], [track_id], [f"selected: {titles[track_id]}"], [20], ["#111111"]
-    for n in neighbours:
-        if n not in positions.index:
-            continue
-        xs += [float(positions.at[n, "x"]), x0]
-        ys += [float(positions.at[n, "y"]), y0]
-        ids += [n, track_id]
-        text += [f"similar: {titles[n]}", f"selected: {titles[track_id]}"]
-        sizes += [13, 20]
-        colors += ["#d62728", "#111111"]
-    return {"x": xs, "y": ys, "customdata": ids, "text": text, "size": sizes, "color": colors}
+        return {"x": [], "y": [], "customdata": [], "text": [], "size": [], "color": [], "symbol": [], "fill": []}
+    row = frame.iloc[int(row_of[track_id])]
+    title = row["title"] if isinstance(row["title"], str) else "—"
+    return _rays(frame, (float(row["x"]), float(row["y"])), track_id, f"selected: {title}", "circle",
+                 "rgba(0,0,0,0)", [n for n in neighbours if n != track_id], row_of)
+
+
+CLIP_ID = -1
+"""The highlight trace's track id for an uploaded clip's star (not a track: clicks on it do nothing)."""
+
+
+def clip_points(frame: pd.DataFrame, position: tuple[float, float], neighbours: list[int], row_of: pd.Series,
+                name: str) -> dict[str, Any]:
+    """The highlight trace for an uploaded clip: a filled star where it lands, lines to its neighbours."""
+    return _rays(frame, position, CLIP_ID, f"your clip: {html_lib.escape(name)}", "star", "#ffd400", neighbours,
+                 row_of)
 
 
 def filter_mask(frame: pd.DataFrame, *, genres: list[str] | None = None, styles: list[str] | None = None,

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from store import Store
 
@@ -359,26 +361,89 @@ class _FaissAffinities:
         return (P, neighbors, distances) if return_distances else P
 
 
-def place(reference_vectors: np.ndarray, reference_xy: np.ndarray, new_vectors: np.ndarray,
-          model: dict[str, np.ndarray], *, method: str, seed: int = 0, n_jobs: int | None = None) -> np.ndarray:
-    """2-D positions for ``new_vectors`` in an existing map; the reference points do not move.
+class MapReference:
+    """A stored map ready to place new vectors into, its points fixed (built once, used many times).
 
     t-SNE maps: openTSNE's ``transform`` (affinities to the map's tracks, initialised at the median
     of the nearest ones, then optimised with the map fixed). PCA maps: the same linear projection.
     """
-    mean, components = model["mean"].astype(np.float32), model["components"].astype(np.float32)
-    reduced_new = (np.asarray(new_vectors, np.float32) - mean) @ components.T  # float32: 5× faster at 100k
-    if method == "pca":
-        return np.asarray(reduced_new[:, :2], np.float64)
-    from openTSNE import TSNEEmbedding
 
-    jobs = n_jobs or os.cpu_count() or 1
-    reduced_ref = (np.asarray(reference_vectors, np.float32) - mean) @ components.T
-    ref_xy = np.array(reference_xy, dtype=np.float64)
-    shift = (ref_xy.max(axis=0) + ref_xy.min(axis=0)) / 2  # transform() centres the reference map
-    embedding = TSNEEmbedding(ref_xy, _FaissAffinities(reduced_ref, jobs), random_state=seed, n_jobs=jobs)
-    placed = embedding.transform(np.ascontiguousarray(reduced_new, dtype=np.float64), n_iter=PLACE_ITERATIONS)
-    return np.asarray(placed) + shift
+    def __init__(self, reference_vectors: np.ndarray, reference_xy: np.ndarray, model: dict[str, np.ndarray], *,
+                 method: str, seed: int = 0, n_jobs: int | None = None) -> None:
+        self.method = method
+        self.mean = model["mean"].astype(np.float32)
+        self.components = model["components"].astype(np.float32)
+        self._embedding: Any = None
+        if method == "pca":
+            return
+        from openTSNE import TSNEEmbedding
+
+        jobs = n_jobs or os.cpu_count() or 1
+        reduced_ref = (np.asarray(reference_vectors, np.float32) - self.mean) @ self.components.T
+        ref_xy = np.array(reference_xy, dtype=np.float64)
+        self._shift = (ref_xy.max(axis=0) + ref_xy.min(axis=0)) / 2  # transform() centres the reference map
+        self._embedding = TSNEEmbedding(ref_xy, _FaissAffinities(reduced_ref, jobs), random_state=seed, n_jobs=jobs)
+
+    def place(self, new_vectors: np.ndarray) -> np.ndarray:
+        """2-D positions, shape (m, 2), for ``new_vectors`` (shape (m, d))."""
+        reduced_new = (np.asarray(new_vectors, np.float32) - self.mean) @ self.components.T  # float32: 5× faster
+        if self._embedding is None:
+            return np.asarray(reduced_new[:, :2], np.float64)
+        placed = self._embedding.transform(np.ascontiguousarray(reduced_new, dtype=np.float64),
+                                           n_iter=PLACE_ITERATIONS)
+        return np.asarray(placed) + self._shift
+
+
+def place(reference_vectors: np.ndarray, reference_xy: np.ndarray, new_vectors: np.ndarray,
+          model: dict[str, np.ndarray], *, method: str, seed: int = 0, n_jobs: int | None = None) -> np.ndarray:
+    """2-D positions for ``new_vectors`` in an existing map; the reference points do not move
+    (:class:`MapReference`)."""
+    return MapReference(reference_vectors, reference_xy, model, method=method, seed=seed,
+                        n_jobs=n_jobs).place(new_vectors)
+
+
+class Placer:
+    """Places outside vectors (an uploaded clip) into the maps of a store, for the explorer.
+
+    ``placer(name, vectors)`` returns their positions in map ``name`` without changing the store;
+    the map's :class:`MapReference` is built on first use and rebuilt when the map changes. Returns
+    None when the map does not exist or cannot place (no saved model, a scikit-learn map).
+    """
+
+    def __init__(self, store: Store, *, seed: int = 0) -> None:
+        self.store, self.seed = store, seed
+        self._lock = threading.Lock()
+        self._references: dict[str, tuple[Any, MapReference | None]] = {}
+
+    def __call__(self, name: str, vectors: np.ndarray) -> np.ndarray | None:
+        with self._lock:  # one build at a time; openTSNE's transform is not meant for threads either
+            with self.store.holding():
+                info = {p["name"]: p for p in self.store.projection_info()}.get(name)
+                if info is None:
+                    return None
+                key = (info["created_at"], info["n_tracks"], info["params"].get("placed_since_fit"))
+                cached = self._references.get(name)
+                if cached is None or cached[0] != key:
+                    cached = (key, self._build(name, info["method"]))
+                    self._references[name] = cached
+            reference = cached[1]
+            return None if reference is None else reference.place(np.atleast_2d(vectors))
+
+    def _build(self, name: str, method: str) -> MapReference | None:
+        model = _load_model(self.store, name)
+        if model is None or "mean" not in model or method == "sklearn-tsne":
+            return None
+        ids, vectors = self.store.vectors()
+        placed = self.store.projection(name)
+        order = pd.Series(np.arange(len(ids)), index=ids)
+        placed = placed[placed["id"].isin(order.index)]
+        if len(placed) < 5:
+            return None
+        rows = order[placed["id"].astype(np.int64)].to_numpy()
+        started = time.perf_counter()
+        reference = MapReference(vectors[rows], placed[["x", "y"]].to_numpy(), model, method=method, seed=self.seed)
+        logger.debug("map %r ready for placing (%d tracks, %.1f s)", name, len(rows), time.perf_counter() - started)
+        return reference
 
 
 def compute_map(store: Store, *, name: str = "tsne", method: str = "tsne", perplexity: float = 30.0,

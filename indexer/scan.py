@@ -26,8 +26,8 @@ NOT_AUDIO_EXTENSIONS: frozenset[str] = frozenset(
 )
 
 
-def looks_like_audio(path: Path) -> bool:
-    """True when the first bytes are those of an audio container (for unknown extensions).
+def audio_suffix(path: Path) -> str | None:
+    """The usual extension of the audio container whose first bytes ``path`` has, or None.
 
     Recognised: FLAC (``fLaC``), Ogg (``OggS``), RIFF/WAVE, AIFF (``FORM…AIFF``), MP3 (``ID3`` or
     an MPEG frame sync), MP4/M4A (``ftyp``), ASF/WMA.
@@ -36,18 +36,29 @@ def looks_like_audio(path: Path) -> bool:
         with open(path, "rb") as fh:
             head = fh.read(12)
     except OSError:
-        return False
-    if head[:4] in (b"fLaC", b"OggS") or head[:3] == b"ID3":
-        return True
+        return None
+    if head[:4] == b"fLaC":
+        return ".flac"
+    if head[:4] == b"OggS":
+        return ".ogg"
+    if head[:3] == b"ID3":
+        return ".mp3"
     if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
-        return True
+        return ".wav"
     if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
-        return True
+        return ".aiff"
     if head[4:8] == b"ftyp":
-        return True
+        return ".m4a"
     if head[:4] == bytes.fromhex("3026b275"):  # ASF (WMA)
-        return True
-    return len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0 and (head[1] & 0x06) != 0
+        return ".wma"
+    if len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0 and (head[1] & 0x06) != 0:
+        return ".mp3"
+    return None
+
+
+def looks_like_audio(path: Path) -> bool:
+    """True when the first bytes are those of an audio container (for unknown extensions)."""
+    return audio_suffix(path) is not None
 
 
 FINGERPRINT_BYTES = 64 * 1024

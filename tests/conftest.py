@@ -67,10 +67,11 @@ def free_port() -> int:
 
 
 @contextmanager
-def serving(store: Path) -> Iterator[str]:
-    """`musicmap serve` on ``store`` at a free loopback port, started and answering; yields its base URL."""
+def serving(store: Path, *extra: str) -> Iterator[str]:
+    """`musicmap serve` on ``store`` (with ``extra`` flags) at a free loopback port, started and
+    answering; yields its base URL."""
     port = free_port()
-    proc = subprocess.Popen([*MUSICMAP, "serve", "--store", str(store), "--port", str(port)],
+    proc = subprocess.Popen([*MUSICMAP, "serve", "--store", str(store), "--port", str(port), *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     try:

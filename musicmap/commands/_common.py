@@ -6,9 +6,13 @@ import argparse
 import json
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..settings import help_for
+from ..settings import Settings, help_for
+
+if TYPE_CHECKING:
+    from indexer.embedders.base import Embedder
+    from store import Store
 
 
 def add_store(parser: argparse.ArgumentParser) -> None:
@@ -51,3 +55,15 @@ class Progress:
 def print_json(obj: Any) -> None:
     """Write ``obj`` as the one JSON document on stdout."""
     sys.stdout.write(json.dumps(obj, indent=2, default=str, ensure_ascii=False) + "\n")
+
+
+def store_embedder(store: Store, settings: Settings) -> Embedder:
+    """The store's own model, set up exactly as its tracks were embedded (same options, same hub
+    commit), to embed a file from outside the library."""
+    from indexer.embedders import load_embedder
+
+    model = store.manifest.model
+    options = dict(model.extra.get("options", {}))
+    options["keep_windows"] = False
+    options["revision"] = model.revision  # the commit the store's vectors came from (hub ids)
+    return load_embedder(model.name, device=settings.device, batch_size=settings.batch_size, **options)

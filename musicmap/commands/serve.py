@@ -1,19 +1,30 @@
 """Serve the explorer: the map, hover details, playback and similar tracks, in the browser.
 
 Runs under waitress (a production WSGI server, several threads) and binds 127.0.0.1 by default
-(only this machine can connect).
+(only this machine can connect). With --allow-upload, visitors can drop an audio clip on the page
+(or POST one to /api/v1/similar/upload) to find tracks like it: the clip is embedded with the
+store's own model, placed on the map, and deleted; the model is loaded when the server starts.
+
+examples:
+  musicmap serve --store ~/music-store
+  musicmap serve --allow-upload --max-upload-mb 20
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import threading
+from pathlib import Path
 
+import numpy as np
+
+from explorer.upload import MAX_UPLOAD_MB, MAX_UPLOAD_SECONDS, EmbedFn, PlaceFn, UploadError
 from store import Store
 
 from ..errors import UserError
 from ..settings import Settings, help_for
-from ._common import add_store
+from ._common import add_store, store_embedder
 
 NAME = "serve"
 HELP = "serve the explorer web app"
@@ -24,19 +35,60 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_store(p)
     p.add_argument("--host", help=help_for("host"))
     p.add_argument("--port", type=int, help=help_for("port"))
+    p.add_argument("--allow-upload", dest="allow_upload", action="store_true",
+                   help="let visitors upload an audio clip to find similar tracks (embedded with the store's "
+                        "model, never kept)")
+    p.add_argument("--max-upload-mb", dest="max_upload_mb", type=float, default=MAX_UPLOAD_MB, metavar="MB",
+                   help=f"largest upload accepted (default: {MAX_UPLOAD_MB})")
 
 
 THREADS = 8
 """waitress worker threads: audio streams hold one each while the page keeps working."""
 
 
-def serve(store: Store, host: str, port: int) -> None:
-    """Run the explorer over ``store`` until Ctrl-C."""
+def upload_functions(store: Store, settings: Settings) -> tuple[EmbedFn, PlaceFn]:
+    """``embed(path)`` with the store's model (content-checked, decoded as a stream, at most
+    :data:`MAX_UPLOAD_SECONDS`) and ``place(map, vectors)`` into the store's maps, for uploads."""
+    from indexer.decode import iter_audio
+    from indexer.errors import FileFailure
+    from indexer.projection import Placer
+    from indexer.scan import audio_suffix
+
+    embedder = store_embedder(store, settings)
+    lock = threading.Lock()  # one clip through the model at a time: bounded memory under load
+
+    def embed(path: Path) -> np.ndarray:
+        suffix = audio_suffix(path)
+        if suffix is None:
+            raise UploadError("not an audio file: its first bytes are not those of an audio format musicmap reads "
+                              "(mp3, flac, ogg/opus, m4a, wav, aiff, wma)")
+        if not path.suffix:  # decode by what it is (soundfile for flac/wav/ogg, as the indexer did)
+            path = path.rename(path.with_suffix(suffix))
+        limit = MAX_UPLOAD_SECONDS * embedder.sample_rate
+        blocks, total = [], 0
+        try:
+            for block in iter_audio(path, embedder.sample_rate):
+                total += len(block)
+                if total > limit:
+                    raise UploadError(f"the clip is longer than {MAX_UPLOAD_SECONDS // 60} minutes; "
+                                      "upload a shorter excerpt")
+                blocks.append(block)
+        except FileFailure as exc:
+            raise UploadError(f"could not decode the file: {exc.reason}") from None
+        with lock:
+            return embedder.embed(np.concatenate(blocks)).vector
+
+    return embed, Placer(store)
+
+
+def serve(store: Store, host: str, port: int, *, embed: EmbedFn | None = None, place: PlaceFn | None = None,
+          max_upload_mb: float = MAX_UPLOAD_MB) -> None:
+    """Run the explorer over ``store`` until Ctrl-C (uploads when ``embed`` is given)."""
     from waitress import create_server
 
     from explorer import create_app
 
-    app = create_app(store)
+    app = create_app(store, embed, place=place, max_upload_bytes=int(max_upload_mb * 1_000_000))
     try:
         server = create_server(app.server, host=host, port=port, threads=THREADS, ident="musicmap")
     except OSError as exc:
@@ -51,6 +103,13 @@ def serve(store: Store, host: str, port: int) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    if not args.max_upload_mb > 0:
+        raise UserError(f"--max-upload-mb {args.max_upload_mb}: give a size above 0")
     with Store.open(settings.store, shared=True) as store:  # holds the file only while reading: `index` can run
-        serve(store, settings.host, settings.port)
+        embed = place = None
+        if args.allow_upload:
+            embed, place = upload_functions(store, settings)  # a wrong model path fails here, not on the first upload
+            logger.info("uploads on: clips up to %g MB are embedded with %s and deleted", args.max_upload_mb,
+                        store.manifest.model.label)
+        serve(store, settings.host, settings.port, embed=embed, place=place, max_upload_mb=args.max_upload_mb)
     return 0

@@ -25,7 +25,7 @@ from store import Neighbour, Store
 
 from ..errors import UserError
 from ..settings import Settings
-from ._common import add_json, add_store, print_json
+from ._common import add_json, add_store, print_json, store_embedder
 
 NAME = "similar"
 HELP = "list the tracks most similar to a track, a file or a text match"
@@ -77,15 +77,9 @@ def resolve_query(store: Store, query: str | list[str], settings: Settings, k: i
         if track_id is not None:
             return {"type": "track", "track": store.track(track_id)}, store.similar(track_id, kk, **options)
         from indexer.decode import load_audio
-        from indexer.embedders import load_embedder
         from indexer.errors import FileFailure
 
-        model = store.manifest.model
-        embed_options = dict(model.extra.get("options", {}))  # embed the file exactly as the store's tracks
-        embed_options["keep_windows"] = False
-        embed_options["revision"] = model.revision  # the commit the store's vectors came from (hub ids)
-        embedder = load_embedder(model.name, device=settings.device, batch_size=settings.batch_size,
-                                 **embed_options)
+        embedder = store_embedder(store, settings)
         try:
             vector = embedder.embed(load_audio(path, embedder.sample_rate)).vector
         except FileFailure as exc:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlparse
 
+import numpy as np
 import pytest
 
 from tests.conftest import DemoStore
@@ -327,3 +328,35 @@ def test_sql_panel_runs_a_query_and_shows_it_on_the_map(browser: Any, served: st
     error = _wait(lambda: driver.find_element(By.ID, "sql-error").text, what="the inline error")
     assert "file" in error.lower()
     _shot(driver, "8-sql")
+
+
+def test_upload_a_clip_shows_a_star_and_its_neighbours(browser: Any, demo_store: DemoStore, tmp_path: Path) -> None:
+    import soundfile as sf
+    from selenium.webdriver.common.by import By
+
+    from data.demo_library import synthesise
+    from tests.conftest import serving
+
+    driver = browser
+    clip, big = tmp_path / "my clip ♪.wav", tmp_path / "too big.wav"
+    audio, sr = synthesise("piano", 10.0, seed=7)  # 480 kB as 16-bit wav
+    sf.write(clip, audio, sr, subtype="PCM_16")
+    sf.write(big, np.tile(audio, 3), sr, subtype="PCM_16")  # 1.4 MB: over the 1 MB limit
+    with serving(demo_store.store, "--allow-upload", "--max-upload-mb", "1") as url:
+        _load(driver, url + "/", len(demo_store.tracks))
+        driver.find_element(By.CSS_SELECTOR, "#upload input[type=file]").send_keys(str(big))
+        error = _wait(lambda: driver.find_element(By.ID, "upload-error").text, what="the size refusal")
+        assert "too big.wav" in error and "at most 1.0 MB" in error
+        driver.find_element(By.CSS_SELECTOR, "#upload input[type=file]").send_keys(str(clip))
+        _wait(lambda: "Your clip: my clip ♪.wav" in driver.find_element(By.ID, "track-title").text,
+              what="the clip's panel")
+        assert "on the map at the star" in driver.find_element(By.ID, "upload-where").text
+        items = driver.find_elements(By.CSS_SELECTOR, "#similar-list li")
+        assert len(items) == 10
+        star = _wait(lambda: driver.execute_script(
+            GD + "const h = gd._fullData[gd._fullData.length - 1];"
+                 "return h.x.length ? {symbol: h.marker.symbol[0], id: h.customdata[0], n: new Set(h.customdata).size}"
+                 " : null;"), what="the star on the map")
+        assert star == {"symbol": "star", "id": -1, "n": 11}  # the clip and its 10 neighbours
+        assert driver.find_element(By.ID, "upload-error").text == ""
+        _shot(driver, "9-upload")
