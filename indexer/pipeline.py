@@ -71,13 +71,21 @@ class IndexReport:
     failures: list[dict[str, str]] = field(default_factory=list)
     map: dict[str, Any] | None = None
     """What updating the map did at the end of the run (``map_name``), or why it failed."""
+    durations: dict[str, float] = field(default_factory=dict)
+    """Seconds per stage: ``scan`` (listing and stat), ``files`` (decode, embed, write), ``map``, ``total``."""
+
+    @property
+    def indexed(self) -> int:
+        """Files embedded in this run (new or changed)."""
+        return self.added + self.updated
 
     def counts(self) -> dict[str, int]:
         return {"scanned": self.scanned, "added": self.added, "updated": self.updated,
                 "unchanged": self.unchanged, "failed": self.failed}
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Everything, plus ``indexed`` (added + updated) and ``skipped`` (unchanged: one stat each)."""
+        return {**asdict(self), "indexed": self.indexed, "skipped": self.unchanged}
 
 
 @dataclass(frozen=True)
@@ -266,8 +274,10 @@ def index_library(roots: Sequence[str | Path], store_path: str | Path, embedder:
     rows = read_metadata(metadata) if metadata is not None else None
     problems: list[tuple[str, str]] = []
     files = scan(roots, problems)
+    scanned_at = time.monotonic()
     store = Store.open_for_indexing(store_path, embedder.info)
     report = IndexReport(store=str(store.path), model=embedder.info.id, scanned=len(files))
+    report.durations["scan"] = round(scanned_at - started, 3)
     try:
         run_id = store.start_run(str(Path(r).expanduser().resolve()) for r in roots)
         known = store.known_files()
@@ -419,11 +429,15 @@ def index_library(roots: Sequence[str | Path], store_path: str | Path, embedder:
                 store.sync()
                 report.status = status
                 report.seconds = round(time.monotonic() - started, 3)
+                report.durations["files"] = round(time.monotonic() - scanned_at, 3)
                 store.finish_run(run_id, status=status, counts=report.counts())
         if map_name is not None and status == "ok" and store.count("embeddings") > 0:
+            map_started = time.monotonic()
             report.map = _update_map(store, map_name)
+            report.durations["map"] = round(time.monotonic() - map_started, 3)
     finally:
         store.close()
+    report.durations["total"] = round(time.monotonic() - started, 3)
     return report
 
 

@@ -122,15 +122,21 @@ def tune_ef_search(index: faiss.Index, vectors: np.ndarray, seed: int = 0) -> tu
         return int(hnsw.hnsw.efSearch), 1.0
     rows = np.random.default_rng(seed).choice(n, size=min(RECALL_QUERIES, n), replace=False)
     queries = vectors[rows]
-    k = min(10, n)
-    _, exact_rows = faiss.knn(queries, vectors, k, metric=faiss.METRIC_INNER_PRODUCT)
+    k = min(10, n - 1)
+    if k < 1:
+        return int(hnsw.hnsw.efSearch), 1.0
     ids = index_ids(index)
-    truth = ids[exact_rows]
+    own = ids[rows]
+    # The queries are tracks of the index: each finds itself, which says nothing about recall, so
+    # the top k+1 are asked for and the query's own id is left out of both lists.
+    _, exact_rows = faiss.knn(queries, vectors, k + 1, metric=faiss.METRIC_INNER_PRODUCT)
+    truth = [[t for t in ids[r] if t != me][:k] for r, me in zip(exact_rows, own, strict=True)]
     recall = 0.0
     for ef in EF_SEARCH_CANDIDATES:
-        hnsw.hnsw.efSearch = max(ef, k)
-        _, found = index.search(queries, k)
-        recall = float(np.mean([len(set(f) & set(t)) / k for f, t in zip(found, truth, strict=True)]))
+        hnsw.hnsw.efSearch = max(ef, k + 1)
+        _, found = index.search(queries, k + 1)
+        recall = float(np.mean([len(set(t) & {f for f in row if f != me}) / k
+                                for row, t, me in zip(found, truth, own, strict=True)]))
         if recall >= RECALL_TARGET:
             return int(hnsw.hnsw.efSearch), recall
     return int(hnsw.hnsw.efSearch), recall

@@ -21,6 +21,9 @@ def test_index_json_report_and_incremental_rerun(demo_store: DemoStore) -> None:
     report = json.loads(proc.stdout)  # --json: one JSON document and nothing else on stdout
     assert report["scanned"] == len(demo_store.tracks)
     assert report["unchanged"] == len(demo_store.tracks) and report["added"] == 0 and report["failed"] == 0
+    assert report["skipped"] == len(demo_store.tracks) and report["indexed"] == 0 and report["moved"] == 0
+    durations = report["durations"]
+    assert {"scan", "files", "total"} <= set(durations) and durations["total"] >= durations["scan"] >= 0
 
 
 def test_info(demo_store: DemoStore) -> None:
@@ -30,8 +33,11 @@ def test_info(demo_store: DemoStore) -> None:
     assert info["projections"][0]["method"] == "tsne"
     assert sum(info["genres"].values()) == len(demo_store.tracks)
     assert info["index"]["type"] == "flat" and info["index"]["ntotal"] == len(demo_store.tracks)
+    assert info["failures"] == 0
+    on_disk = sum(f.stat().st_size for f in Path(demo_store.store).rglob("*") if f.is_file())
+    assert 0.5 * on_disk <= info["size_bytes"] <= 1.5 * on_disk  # the store's size, roughly (files change)
     human = run_cli("info", "--store", demo_store.store, check=True).stdout
-    assert "handcrafted features (librosa)" in human
+    assert "handcrafted features (librosa)" in human and "failed 0" in human and " MB)" in human
 
 
 def test_similar_by_id_path_and_text(demo_store: DemoStore) -> None:
@@ -69,6 +75,16 @@ def test_similar_filters_variety_and_playlists(demo_store: DemoStore, tmp_path: 
     assert not {1, 2, 3} & {r["track_id"] for r in many["results"]}
     artists = [r["artist"] for r in many["results"] if r["artist"]]
     assert len(artists) == len(set(artists))
+    per_album = json.loads(run_cli("similar", "1", "--store", store, "-k", "6", "--max-per-album", "1", "--json",
+                                   check=True).stdout)
+    albums = [r["album"] for r in per_album["results"] if r["album"]]
+    assert len(per_album["results"]) == 6 and len(albums) == len(set(albums))
+    plain = json.loads(run_cli("similar", "1", "--store", store, "-k", "50", "--json", check=True).stdout)["results"]
+    cut = plain[3]["score"]
+    above = json.loads(run_cli("similar", "1", "--store", store, "-k", "50", "--min-score", str(cut), "--json",
+                               check=True).stdout)["results"]
+    assert [r["track_id"] for r in above] == [r["track_id"] for r in plain if r["score"] >= cut][:50]
+    assert len(above) >= 4 and all(r["score"] >= cut for r in above)
     playlist = tmp_path / "like-1.m3u"
     run_cli("similar", "1", "--store", store, "-k", "6", "--m3u", playlist, check=True)
     lines = playlist.read_text(encoding="utf-8").splitlines()

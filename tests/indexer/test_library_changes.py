@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -64,6 +65,8 @@ def test_exit_codes(tmp_path: Path) -> None:
     (lib / "bad.mp3").write_text("not audio")
     proc = run_cli("index", lib, "--store", tmp_path / "s1", "--model", "features")
     assert proc.returncode == 3 and "bad.mp3" in proc.stdout and "Traceback" not in proc.stderr
+    info = json.loads(run_cli("info", "--store", tmp_path / "s1", "--json", check=True).stdout)
+    assert info["tracks"] == 1 and info["failures"] == 1  # `info` counts the failure
     only_bad = tmp_path / "only-bad"
     only_bad.mkdir()
     (only_bad / "bad.flac").write_bytes(b"\x00" * 100)
@@ -218,3 +221,37 @@ def test_unreadable_file_and_folder_are_failures_not_crashes(tmp_path: Path) -> 
     assert proc.returncode == 0 and json.loads(proc.stdout)["added"] == 2
     with Store.open(tmp_path / "s") as s:
         assert s.count("failures") == 0 and s.count("tracks") == 3
+
+
+def _stderr_on_a_terminal(*args: str | Path) -> str:
+    """Run the CLI with stderr on a pseudo-terminal (as in a shell) and return what it wrote there."""
+    import pty
+
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([*MUSICMAP, *map(str, args)], stdout=subprocess.DEVNULL, stderr=follower,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    os.close(follower)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        out += chunk
+    proc.wait(timeout=120)
+    os.close(leader)
+    return out.decode("utf-8", "replace")
+
+
+def test_progress_on_a_terminal_only(tmp_path: Path) -> None:
+    lib = tmp_path / "lib"
+    for i in range(6):
+        _tone(lib / f"t{i}.wav", 2.0, 300 + 40 * i)
+    shown = _stderr_on_a_terminal("index", lib, "--store", tmp_path / "s1", "--model", "features", "--workers", "1")
+    assert re.search(r"files 6/6 +[\d.]+/s +[\d.]+ audio-h/s +ETA 0:00:00", shown), shown
+    quiet = _stderr_on_a_terminal("index", lib, "--store", tmp_path / "s2", "--model", "features", "--quiet")
+    assert "files 6/6" not in quiet and "ETA" not in quiet
+    piped = run_cli("index", lib, "--store", tmp_path / "s3", "--model", "features")  # stderr is a pipe: no bar
+    assert piped.returncode == 0 and "ETA" not in piped.stderr
