@@ -76,7 +76,7 @@ def _flag(name: str) -> bool:
 
 
 def _only(*allowed: str) -> None:
-    unknown = sorted(set(request.args) - set(allowed))
+    unknown = sorted(set(request.args) - set(allowed) - {"token"})  # token: explorer.auth's
     if unknown:
         raise BadRequest(f"unknown parameter {unknown[0]!r}; this endpoint takes {', '.join(allowed) or 'none'} "
                          f"(see {API}/openapi.json)")

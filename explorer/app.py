@@ -25,7 +25,7 @@ from dash import ALL, Input, Output, State, dcc, html
 
 from store import Store, StoreError
 
-from . import api, sqltab
+from . import api, auth, sqltab
 from .figure import (
     COLOR_FIELDS,
     DIMMED_OPACITY,
@@ -130,7 +130,8 @@ BODY_LIMIT = 1 << 20
 
 
 def create_app(store: Store, embed: EmbedFn | None = None, *, place: PlaceFn | None = None,
-               projection: str = "tsne", max_upload_bytes: int = MAX_UPLOAD_MB * 1_000_000) -> dash.Dash:
+               projection: str = "tsne", max_upload_bytes: int = MAX_UPLOAD_MB * 1_000_000,
+               token: str | None = None) -> dash.Dash:
     """Build the explorer for an open (read-only) ``store``.
 
     Parameters
@@ -146,6 +147,8 @@ def create_app(store: Store, embed: EmbedFn | None = None, *, place: PlaceFn | N
         Which stored map to show.
     max_upload_bytes : int
         Largest upload accepted.
+    token : str, optional
+        When given, every request (pages, callbacks, API, audio) must carry it (:mod:`explorer.auth`).
     """
     data = MapData(store, projection)
     model = store.manifest.model
@@ -153,6 +156,8 @@ def create_app(store: Store, embed: EmbedFn | None = None, *, place: PlaceFn | N
     app = dash.Dash(__name__, title="musicmap", update_title="", compress=True)  # gzip (flask-compress)
     uploads = Uploads(embed, place, max_upload_bytes) if embed is not None else None
     _limit_bodies(app, uploads)
+    if token:
+        auth.protect(app.server, token)  # runs first, before the body limits and every route
     api.register(app.server, store, projection=data.refresh, uploads=uploads)
     app.layout = lambda: _layout(data.refresh(), model_label, uploads)  # each page load shows the current map
     callbacks = Callbacks(store, data, model.label, uploads)

@@ -54,6 +54,9 @@ SETTINGS: tuple[Setting, ...] = (
             "address the explorer binds to"),
     Setting("port", int, lambda: 8050, "MUSICMAP_PORT",
             "port the explorer listens on"),
+    Setting("token", str, lambda: "", "MUSICMAP_TOKEN",
+            "secret every request to the explorer must carry (header, cookie or ?token= once); "
+            "needed to bind an address other than loopback"),
 )
 _BY_NAME = {s.name: s for s in SETTINGS}
 _CHOICES = {"device": ("auto", "cpu", "cuda", "mps")}
@@ -70,6 +73,7 @@ class Settings:
     workers: int
     host: str
     port: int
+    token: str = ""
 
 
 def _convert(setting: Setting, raw: Any, origin: str) -> Any:
@@ -105,4 +109,4 @@ def help_for(name: str) -> str:
     """Help text for a flag, with its environment variable and default."""
     s = _BY_NAME[name]
     default = s.default()
-    return f"{s.help} (env {s.env}; default: {default})"
+    return f"{s.help} (env {s.env}; default: {default if default != '' else 'none'})"

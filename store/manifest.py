@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import StoreError
+from .faults import fault_point
 
 FORMAT = "musicmap-store"
 FORMAT_VERSION = 1
@@ -146,6 +147,7 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
             fh.write("\n")
             fh.flush()
             os.fsync(fh.fileno())
+        fault_point("json-write")
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

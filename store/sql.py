@@ -31,6 +31,8 @@ and a row cap.
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections import OrderedDict
 from typing import Any
 
@@ -152,12 +154,45 @@ class Similarity:
         return pa.array(out, type=pa.float64(), mask=np.isnan(out))
 
 
+class _Dispatch:
+    """The ``similarity`` function DuckDB calls: DuckDB keeps scalar functions per database
+    instance, which every connection to one file in this process shares, so the function is
+    registered once and answers with the newest live :class:`Similarity` installed for that file."""
+
+    def __init__(self) -> None:
+        self.providers: list[weakref.ref[Similarity]] = []
+
+    def add(self, fn: Similarity) -> None:
+        self.providers = [r for r in self.providers if r() is not None] + [weakref.ref(fn)]
+
+    def __call__(self, ids: pa.Array, seeds: pa.Array) -> pa.Array:
+        for ref in reversed(self.providers):
+            fn = ref()
+            if fn is not None:
+                return fn(ids, seeds)
+        raise ValueError("similarity(): the store this session belonged to is closed")
+
+
+_dispatchers: dict[str, _Dispatch] = {}
+_dispatch_lock = threading.Lock()
+
+
 def install(session: duckdb.DuckDBPyConnection, index: faiss.Index) -> Similarity:
-    """Register ``similarity``, the views and ``similar_to`` on the SQL ``session`` (a connection
-    of its own: temporary objects and functions live per connection)."""
+    """Register ``similarity``, the views and ``similar_to`` on the SQL ``session`` (temporary views
+    live per connection; the function per database instance, see :class:`_Dispatch`)."""
     fn = Similarity(index)
-    session.create_function("similarity", fn, [duckdb.sqltype("BIGINT"), duckdb.sqltype("BIGINT")],
-                        duckdb.sqltype("DOUBLE"), type=udf.ARROW, null_handling=udf.SPECIAL, side_effects=False)
+    found = session.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()"
+                            ).fetchall()
+    with _dispatch_lock:
+        dispatch = _dispatchers.setdefault(str(found[0][0] if found else id(session)), _Dispatch())
+        dispatch.add(fn)
+        try:
+            session.create_function("similarity", dispatch, [duckdb.sqltype("BIGINT"), duckdb.sqltype("BIGINT")],
+                                    duckdb.sqltype("DOUBLE"), type=udf.ARROW, null_handling=udf.SPECIAL,
+                                    side_effects=False)
+        except duckdb.CatalogException as exc:
+            if "already exists" not in str(exc):
+                raise  # else: registered by another connection to this file; the dispatcher now knows fn
     db = database(session)
     for name, body in VIEWS.items():
         session.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS {body.format(db=db)}")

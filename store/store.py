@@ -34,6 +34,7 @@ import pyarrow as pa
 
 from . import schema, sql
 from .errors import StoreError
+from .faults import fault_point
 from .manifest import Manifest, ModelInfo, read_manifest, write_manifest
 from .search import SearchOptions, diversify, knn, mmr_order, song_key, vectors_of
 from .vectors import (
@@ -155,6 +156,7 @@ class Store:
         self._index_stamp: tuple[int, int] | None = None
         self._sql_lock = threading.Lock()
         self._sql_session: duckdb.DuckDBPyConnection | None = None
+        self._similarity: sql.Similarity | None = None
         self._sql_index: faiss.Index | None = None
 
     @property
@@ -258,6 +260,11 @@ class Store:
                     read_only=False)
         store._conn = con
         store._check_schema()
+        # Temporary files of a writer that was killed mid-write (atomic writes: never the real
+        # files). This process holds the DuckDB lock, so no other writer is still using one.
+        for leftover in folder.glob(".*.tmp"):
+            leftover.unlink(missing_ok=True)
+            logger.info("removed %s, left by an interrupted write", leftover.name)
         write_manifest(folder, manifest)
         return store
 
@@ -324,6 +331,7 @@ class Store:
             for key in bump:
                 con.execute("INSERT OR IGNORE INTO meta VALUES (?, '0')", [key])
                 con.execute("UPDATE meta SET value = CAST(CAST(value AS BIGINT) + 1 AS VARCHAR) WHERE key = ?", [key])
+            fault_point("duckdb-commit")
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
@@ -835,7 +843,7 @@ class Store:
                 self._sql_session.close()
             with self._lock:
                 self._sql_session = self._con.cursor()
-            sql.install(self._sql_session, index)
+            self._similarity = sql.install(self._sql_session, index)  # kept alive here (see sql._Dispatch)
             self._sql_index = index
         return self._sql_session
 

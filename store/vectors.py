@@ -24,6 +24,7 @@ from typing import Any
 import faiss
 import numpy as np
 
+from .faults import fault_point
 from .manifest import write_json_atomic
 
 logger = logging.getLogger(__name__)
@@ -154,10 +155,14 @@ def save_index(folder: Path, index: faiss.Index, state: dict[str, Any]) -> None:
     os.close(fd)
     try:
         faiss.write_index(index, tmp)
+        with open(tmp, "rb+") as fh:  # on disk before the rename: a power cut never leaves an empty file
+            os.fsync(fh.fileno())
+        fault_point("faiss-write")
         os.replace(tmp, folder / INDEX_NAME)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    fault_point("faiss-sidecar")
     write_json_atomic(folder / SIDECAR_NAME, {**state, "ntotal": int(index.ntotal),
                                               "ids_checksum": ids_checksum(index_ids(index))})
 

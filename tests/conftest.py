@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -81,6 +82,8 @@ def serving(store: Path, *extra: str) -> Iterator[str]:
                 with urllib.request.urlopen(url + "/", timeout=2) as response:
                     if response.status == 200:
                         break
+            except urllib.error.HTTPError:  # answering (e.g. 401 without the token)
+                break
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
                     out = proc.stdout.read() if proc.stdout else ""

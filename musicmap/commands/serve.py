@@ -35,6 +35,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_store(p)
     p.add_argument("--host", help=help_for("host"))
     p.add_argument("--port", type=int, help=help_for("port"))
+    p.add_argument("--token", help=help_for("token"))
+    p.add_argument("--insecure", action="store_true",
+                   help="serve a --host other than loopback without a token (anyone who can reach it can browse, "
+                        "play and query the library)")
     p.add_argument("--allow-upload", dest="allow_upload", action="store_true",
                    help="let visitors upload an audio clip to find similar tracks (embedded with the store's "
                         "model, never kept)")
@@ -81,21 +85,36 @@ def upload_functions(store: Store, settings: Settings) -> tuple[EmbedFn, PlaceFn
     return embed, Placer(store)
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def check_exposure(host: str, token: str, insecure: bool) -> None:
+    """A --host other than loopback needs a token, or --insecure said out loud."""
+    if host in LOOPBACK or host.startswith("127.") or token:
+        return
+    if not insecure:
+        raise UserError(f"--host {host} lets other machines reach the explorer: give a secret with --token "
+                        "(or MUSICMAP_TOKEN) that every visitor must send, or add --insecure to serve without one")
+    logger.warning("--insecure: %s is served WITHOUT a token; anyone who can reach it can browse, play and query "
+                   "the library", host)
+
+
 def serve(store: Store, host: str, port: int, *, embed: EmbedFn | None = None, place: PlaceFn | None = None,
-          max_upload_mb: float = MAX_UPLOAD_MB) -> None:
-    """Run the explorer over ``store`` until Ctrl-C (uploads when ``embed`` is given)."""
+          max_upload_mb: float = MAX_UPLOAD_MB, token: str = "") -> None:
+    """Run the explorer over ``store`` until Ctrl-C (uploads when ``embed`` is given; ``token``
+    required of every request when given)."""
     from waitress import create_server
 
     from explorer import create_app
 
-    app = create_app(store, embed, place=place, max_upload_bytes=int(max_upload_mb * 1_000_000))
+    app = create_app(store, embed, place=place, max_upload_bytes=int(max_upload_mb * 1_000_000), token=token or None)
     try:
         server = create_server(app.server, host=host, port=port, threads=THREADS, ident="musicmap")
     except OSError as exc:
         raise UserError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-    logger.info("musicmap explorer on http://%s:%d/  (Ctrl-C to stop)", host, port)
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        logger.warning("binding %s: anyone who can reach this address can browse and play the library", host)
+    shown = "localhost" if host in LOOPBACK else host
+    logger.info("musicmap explorer on http://%s:%d/%s  (Ctrl-C to stop)", shown, port,
+                "?token=<your token>" if token else "")
     try:
         server.run()
     finally:
@@ -105,11 +124,13 @@ def serve(store: Store, host: str, port: int, *, embed: EmbedFn | None = None, p
 def run(args: argparse.Namespace, settings: Settings) -> int:
     if not args.max_upload_mb > 0:
         raise UserError(f"--max-upload-mb {args.max_upload_mb}: give a size above 0")
+    check_exposure(settings.host, settings.token, args.insecure)
     with Store.open(settings.store, shared=True) as store:  # holds the file only while reading: `index` can run
         embed = place = None
         if args.allow_upload:
             embed, place = upload_functions(store, settings)  # a wrong model path fails here, not on the first upload
             logger.info("uploads on: clips up to %g MB are embedded with %s and deleted", args.max_upload_mb,
                         store.manifest.model.label)
-        serve(store, settings.host, settings.port, embed=embed, place=place, max_upload_mb=args.max_upload_mb)
+        serve(store, settings.host, settings.port, embed=embed, place=place, max_upload_mb=args.max_upload_mb,
+              token=settings.token)
     return 0
