@@ -8,6 +8,8 @@ document at ``/api/v1/openapi.json`` lists every route below (a test checks they
 from __future__ import annotations
 
 import contextlib
+import gzip
+import json
 import logging
 import math
 import mimetypes
@@ -291,26 +293,52 @@ def register(server: Flask, store: Store, *, projection: Callable[[], Any], uplo
                 for row in result.rows]
         return jsonify({"columns": result.columns, "rows": rows, "truncated": result.truncated})
 
+    map_cache: dict[tuple[int, tuple[str, ...]], tuple[bytes, bytes]] = {}  # (JSON, gzip) per map and fields
+
     @route(f"{API}/map", "api_map")
     def api_map() -> Response:
         _only("fields")
         data = projection()
         frame = data.frame
-        fields = [f for f in (request.args.get("fields") or "").split(",") if f]
+        fields = tuple(f for f in (request.args.get("fields") or "").split(",") if f)
         bad = [f for f in fields if f not in ("title", "artist", "album", "genre", "year", "style", "cluster")]
         if bad:
             raise BadRequest(f"fields: unknown field {bad[0]!r}")
-        body: dict[str, Any] = {
-            "map": data.projection, "method": data.info["method"] if data.info else None,
-            "quality": (data.info or {}).get("params", {}).get("quality"), "n": len(frame),
-            "id": frame["id"].astype(int).tolist() if len(frame) else [],
-            # 4 significant decimals are far below a pixel: the payload stays small
-            "x": np.round(frame["x"].to_numpy(float), 3).tolist() if len(frame) else [],
-            "y": np.round(frame["y"].to_numpy(float), 3).tolist() if len(frame) else [],
-        }
-        for f in fields:
-            body[f] = [_json_safe(v) for v in frame[f].astype(object).where(frame[f].notna(), None)]
-        return jsonify(body)
+        key = (id(frame), fields)  # a new frame object whenever the map or the tracks change
+        if key not in map_cache:
+            body: dict[str, Any] = {
+                "map": data.projection, "method": data.info["method"] if data.info else None,
+                "quality": (data.info or {}).get("params", {}).get("quality"), "n": len(frame),
+                "id": frame["id"].astype(int).tolist() if len(frame) else [],
+                # 3 decimals are far below a pixel: the payload stays small
+                "x": np.round(frame["x"].to_numpy(float), 3).tolist() if len(frame) else [],
+                "y": np.round(frame["y"].to_numpy(float), 3).tolist() if len(frame) else [],
+            }
+            for f in fields:
+                body[f] = [_json_safe(v) for v in frame[f].astype(object).where(frame[f].notna(), None)]
+            raw = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+            if len(map_cache) >= 8 or any(k[0] != key[0] for k in map_cache):
+                map_cache.clear()  # only the current map's answers are kept
+            map_cache[key] = (raw, gzip.compress(raw, compresslevel=5, mtime=0))
+        raw, packed = map_cache[key]
+        if "gzip" in request.headers.get("Accept-Encoding", ""):
+            response = Response(packed, mimetype="application/json")
+            response.headers["Content-Encoding"] = "gzip"  # flask-compress leaves an encoded answer alone
+        else:
+            response = Response(raw, mimetype="application/json")
+        response.headers["Vary"] = "Accept-Encoding"
+        return response
+
+    @route("/audio/<path:rest>", "audio_unknown")
+    def audio_unknown(rest: str) -> Response:  # /audio/<not a track id>: never Dash's page, never a file
+        return error(404, f"no audio at {request.path}: audio is served by track id, /audio/<id>")
+
+    @server.before_request
+    def audio_only_by_id() -> Response | None:
+        # Whatever else matched (Dash's catch-all page route takes "/audio//etc/passwd"): 404.
+        if request.path.startswith(("/audio/", f"{API}/audio/")) and request.endpoint not in ("audio", "api_audio"):
+            return error(404, f"no audio at {request.path}: audio is served by track id, /audio/<id>")
+        return None
 
     @route(f"{API}/<path:rest>", "api_unknown")
     def api_unknown(rest: str) -> Response:  # before Dash's catch-all page route

@@ -12,9 +12,12 @@ choice; everything else patches it (:mod:`explorer.figure`).
 
 from __future__ import annotations
 
+import bisect
 import json
 import logging
+import re
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import dash
@@ -64,7 +67,8 @@ class MapData:
         self.info: dict[str, Any] | None = None
         self.row_of: pd.Series = pd.Series(dtype=np.int64)
         self._haystack = np.zeros(0, dtype=object)
-        self._titles = np.zeros(0, dtype=object)
+        self._blob, self._blob_starts = "", [0]
+        self._title_blob, self._title_starts = "", [0]
         self._traces: dict[str, Traces] = {}
         self.refresh()
 
@@ -84,8 +88,12 @@ class MapData:
             self._haystack = (frame[["artist", "title", "album"]].astype("string").fillna("")
                               .agg(" ".join, axis=1).str.lower().to_numpy(dtype=object)) if len(frame) \
                 else np.zeros(0, dtype=object)
-            self._titles = frame["title"].astype("string").fillna("").str.lower().to_numpy(dtype=object) \
+            titles = frame["title"].astype("string").fillna("").str.lower().to_numpy(dtype=object) \
                 if len(frame) else np.zeros(0, dtype=object)  # lower-cased once, not per keystroke
+            # One string per field, rows joined by newlines: a word is found by C-speed string search
+            # over the whole map, then mapped to rows by offset (a Python loop over 100k rows costs 30 ms).
+            self._blob, self._blob_starts = _joined(self._haystack)
+            self._title_blob, self._title_starts = _joined(titles)
             self._traces = {}
             self.info, self._key = info, key
         return self
@@ -96,19 +104,26 @@ class MapData:
         return self._traces[color_by]
 
     def search(self, text: str, limit: int) -> list[dict[str, Any]]:
-        """Tracks on the map whose artist, title or album contain every word of ``text``; exact
-        "artist title" matches and title prefixes first."""
-        words = text.lower().split()
-        if not words or not len(self.frame):
+        """Tracks on the map whose artist, title or album contain every word of ``text``; titles
+        that start with ``text`` first, then map order. Stops as soon as it has ``limit``."""
+        query = " ".join(text.lower().split())
+        words = query.split()
+        if not words or not len(self.frame) or limit < 1:
             return []
-        hit = np.ones(len(self.frame), bool)
-        for w in words:
-            hit &= np.fromiter((w in h for h in self._haystack), bool, len(self._haystack))
-        rows = np.flatnonzero(hit)
-        titles: Any = self._titles
-        rank = sorted(rows.tolist(), key=lambda r: (not titles[r].startswith(text.lower()), r))[:limit]
+        # Titles starting with the query contain every word: found by one literal search.
+        first = _first_distinct(_rows_with(self._title_blob, self._title_starts, "\n" + query, shift=1), limit)
+        chosen = set(first)
+        # The rarest word first (counted in the first 256 kB: a full count costs ~3 ms at 100k tracks).
+        words.sort(key=lambda w: (self._blob.count(w, 0, 1 << 18), -len(w)))
+        hay, rest = self._haystack, list[int]()
+        for r in _rows_with(self._blob, self._blob_starts, words[0]):
+            if len(first) + len(rest) >= limit:
+                break
+            if r not in chosen and all(w in hay[r] for w in words[1:]):
+                rest.append(r)
+                chosen.add(r)
         out = []
-        for r in rank:
+        for r in first + rest:
             row = self.frame.iloc[r]
             out.append({k: (None if pd.isna(row[k]) else (int(row[k]) if k in ("id", "year") else row[k]))
                         for k in ("id", "title", "artist", "album", "genre", "year")})
@@ -164,6 +179,35 @@ def create_app(store: Store, embed: EmbedFn | None = None, *, place: PlaceFn | N
     callbacks.register(app)
     app.server.extensions["musicmap_callbacks"] = callbacks  # tests call them as plain functions
     return app
+
+
+def _joined(texts: np.ndarray) -> tuple[str, list[int]]:
+    """``texts`` joined by newlines, with one before the first (newlines cannot be in a query:
+    it is split on whitespace), and the offset where each text starts."""
+    cleaned = [str(t).replace("\n", " ") for t in texts]
+    starts, at = [], 1
+    for t in cleaned:
+        starts.append(at)
+        at += len(t) + 1
+    return "\n" + "\n".join(cleaned), starts
+
+
+def _first_distinct(rows: Iterator[int], n: int) -> list[int]:
+    out: dict[int, None] = {}
+    for r in rows:
+        out[r] = None
+        if len(out) >= n:
+            break
+    return list(out)
+
+
+def _rows_with(blob: str, starts: list[int], needle: str, shift: int = 0) -> Iterator[int]:
+    """The rows of a :func:`_joined` text where ``needle`` occurs, in order (a row once per
+    occurrence); ``shift``: characters of the needle before the row's text (its newline)."""
+    if not needle.strip() or not blob:
+        return
+    for match in re.finditer(re.escape(needle), blob):
+        yield bisect.bisect_right(starts, match.start() + shift) - 1
 
 
 def _limit_bodies(app: dash.Dash, uploads: Uploads | None) -> None:

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from store import Store, TrackRecord
+from store import Store, StoreError, TrackRecord
 from store.store import db_path
 
 from .decode import AudioSource, load_audio, probe_seconds
@@ -423,14 +423,17 @@ def index_library(roots: Sequence[str | Path], store_path: str | Path, embedder:
             raise
         finally:
             stop.restore()
+            # After an error (a full disk...), the wrap-up is best effort: its own failures are
+            # logged, and the first error is the one the user sees.
+            wrap_up = _best_effort if status == "error" else _must
             try:
-                flush()  # keep what was finished before an interruption
+                wrap_up(flush, "saving the last tracks")  # keep what was finished before an interruption
             finally:
-                store.sync()
+                wrap_up(store.sync, "updating the FAISS index")
                 report.status = status
                 report.seconds = round(time.monotonic() - started, 3)
                 report.durations["files"] = round(time.monotonic() - scanned_at, 3)
-                store.finish_run(run_id, status=status, counts=report.counts())
+                wrap_up(lambda: store.finish_run(run_id, status=status, counts=report.counts()), "recording the run")
         if map_name is not None and status == "ok" and store.count("embeddings") > 0:
             map_started = time.monotonic()
             report.map = _update_map(store, map_name)
@@ -439,6 +442,17 @@ def index_library(roots: Sequence[str | Path], store_path: str | Path, embedder:
         store.close()
     report.durations["total"] = round(time.monotonic() - started, 3)
     return report
+
+
+def _must(fn: Callable[[], Any], _what: str) -> None:
+    fn()
+
+
+def _best_effort(fn: Callable[[], Any], what: str) -> None:
+    try:
+        fn()
+    except StoreError as exc:
+        logger.warning("while stopping after an error, %s failed too: %s", what, exc)
 
 
 def _update_map(store: Store, name: str) -> dict[str, Any]:

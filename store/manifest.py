@@ -149,8 +149,10 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
             os.fsync(fh.fileno())
         fault_point("json-write")
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise StoreError(f"could not write {path}: {exc.strerror or exc}") from exc
         raise
 
 

@@ -24,6 +24,7 @@ from typing import Any
 import faiss
 import numpy as np
 
+from .errors import StoreError
 from .faults import fault_point
 from .manifest import write_json_atomic
 
@@ -159,8 +160,12 @@ def save_index(folder: Path, index: faiss.Index, state: dict[str, Any]) -> None:
             os.fsync(fh.fileno())
         fault_point("faiss-write")
         os.replace(tmp, folder / INDEX_NAME)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, (RuntimeError, OSError)):  # FAISS reports a full disk as a RuntimeError
+            why = "no space left on device" if "no space left" in str(exc).lower() else str(exc).strip()
+            raise StoreError(f"could not write the FAISS index in {folder}: {why}. It is rebuilt from DuckDB on "
+                             "the next open.") from exc
         raise
     fault_point("faiss-sidecar")
     write_json_atomic(folder / SIDECAR_NAME, {**state, "ntotal": int(index.ntotal),

@@ -13,7 +13,9 @@ examples:
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import logging
+import signal
 import threading
 from pathlib import Path
 
@@ -113,6 +115,9 @@ def serve(store: Store, host: str, port: int, *, embed: EmbedFn | None = None, p
     except OSError as exc:
         raise UserError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     shown = "localhost" if host in LOOPBACK else host
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # "Task queue depth is N" under any load
+    if hasattr(signal, "SIGUSR1"):  # `kill -USR1 <pid>`: every thread's stack on stderr, for a stuck server
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
     logger.info("musicmap explorer on http://%s:%d/%s  (Ctrl-C to stop)", shown, port,
                 "?token=<your token>" if token else "")
     try:

@@ -360,3 +360,40 @@ def test_upload_a_clip_shows_a_star_and_its_neighbours(browser: Any, demo_store:
         assert star == {"symbol": "star", "id": -1, "n": 11}  # the clip and its 10 neighbours
         assert driver.find_element(By.ID, "upload-error").text == ""
         _shot(driver, "9-upload")
+
+
+def test_explain_panel_lists_shared_styles(browser: Any, tmp_path: Path) -> None:
+    """On a store with MAEST-style predictions and window vectors (written through the Store API;
+    the demo's `features` embedder makes neither)."""
+    from selenium.webdriver.common.by import By
+
+    from store import ModelInfo, Store, TrackRecord
+    from tests.conftest import serving
+
+    d, rng = 16, np.random.default_rng(5)
+    centre = rng.standard_normal(d)
+    model = ModelInfo(name="m", id="m", kind="maest", label="test MAEST", dimension=d)
+    records = []
+    for i in range(12):
+        windows = (centre + 0.3 * rng.standard_normal((3, d))).astype(np.float32)
+        styles = {"Jazz---Bebop": 0.8 - 0.02 * i, f"Rock---Style {i}": 0.3, "Jazz---Hard Bop": 0.2 if i % 2 else 0.01}
+        records.append(TrackRecord(path=f"/nowhere/t{i}.flac", size=1, mtime=1.0,
+                                   tags={"title": f"Tune {i}", "artist": f"Band {i}", "genre": "Jazz"},
+                                   vector=windows.mean(axis=0), n_windows=3, windows=windows,
+                                   window_starts=[0.0, 30.0, 60.0], styles=styles))
+    with Store.open_for_indexing(tmp_path / "s", model) as store:
+        store.write_tracks(records)
+        store.sync()
+        ids, _ = store.vectors()
+        store.write_projection("tsne", ids, rng.normal(0, 10, (len(ids), 2)), method="synthetic", params={})
+    driver = browser
+    with serving(tmp_path / "s") as url:
+        _load(driver, f"{url}/?track=1", 12)
+        _wait(lambda: driver.find_element(By.ID, "track-title").text == "Tune 0", what="the track")
+        driver.find_element(By.CSS_SELECTOR, "#similar-list .why").click()
+        shared = _wait(lambda: driver.find_element(By.ID, "explain-shared").text, what="the explanation")
+        assert "of their top styles shared" in shared and not shared.startswith("no ")
+        marked = [td.text for td in driver.find_elements(By.CSS_SELECTOR, ".explain-styles td.shared")]
+        assert "Jazz › Bebop" in marked and all("Rock" not in m for m in marked)  # each track's own Rock style
+        assert "Closest moments:" in driver.find_element(By.ID, "explain-windows").text
+        _shot(driver, "10-explain-styles")
