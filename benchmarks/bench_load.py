@@ -264,6 +264,7 @@ def concurrency(new: int, base: int = 200) -> dict[str, Any]:
                                    "--model", "features", "--json"], capture_output=True, text=True, cwd=ROOT,
                                   env=env)
             out["index"] = {"returncode": done.returncode, "seconds": round(time.monotonic() - index_started, 1),
+                            "stderr_tail": done.stderr.strip().splitlines()[-3:],
                             **{k: v for k, v in json.loads(done.stdout or "{}").items()
                                if k in ("added", "failed", "unchanged")}}
             deadline = time.monotonic() + 30

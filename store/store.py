@@ -164,6 +164,7 @@ class Store:
         self._idle = threading.Condition(self._lock)  # notified when the last user leaves
         self._linger: threading.Timer | None = None
         self._last_use = 0.0
+        self._depth = threading.local()  # how deep each thread is in holding()
         self._row_cache: dict[int, dict[str, Any]] = {}
         self._epoch = 0  # bumped whenever the connection is opened: cached rows are then dropped
         self._writing = not read_only
@@ -314,13 +315,16 @@ class Store:
         """Keep the connection open for the block: several reads in one block connect once (the
         explorer wraps each request in it). A shared store keeps it :data:`LINGER_S` longer, and
         gives the file up at once, between reads, when a writer is waiting for it."""
-        if self.shared and self._writer_waiting():
+        depth = getattr(self._depth, "n", 0)  # this thread's nesting: only its outermost entry yields
+        if self.shared and not depth and self._writer_waiting():
             self._yield_to_writer()
         with self._lock:
             self._users += 1
+        self._depth.n = depth + 1
         try:
             yield
         finally:
+            self._depth.n = depth
             with self._lock:
                 self._users -= 1
                 if self.shared and not self._users:
