@@ -62,6 +62,8 @@ bench: setup
 	$(BIN)/python benchmarks/bench_index.py long
 	$(BIN)/python benchmarks/bench_store.py index --sizes 10000,100000 --dims 768,2304
 	$(BIN)/python benchmarks/bench_store.py sql
+	$(BIN)/python benchmarks/bench_load.py load
+	$(BIN)/python benchmarks/bench_load.py concurrency
 	$(BIN)/python benchmarks/bench_map.py fit
 	$(BIN)/python benchmarks/bench_map.py place
 

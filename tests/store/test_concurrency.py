@@ -95,3 +95,55 @@ def test_a_second_writer_waits_then_says_busy(tmp_path: Path) -> None:
         holder.wait()
     proc = run_cli("index", lib, "--store", store, "--model", "features")  # free again
     assert proc.returncode == 0, proc.stderr
+
+
+def test_busy_readers_let_a_waiting_writer_in_at_once(demo_store, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Five threads read without pause (holds nested as in the explorer: a request, then the store's
+    own reads); a writer in another process still gets the file within a second (its marker makes
+    the readers let go between reads), and the readers carry on after it."""
+    import shutil
+    import threading
+
+    from store import Store
+
+    folder = tmp_path / "store"
+    shutil.copytree(demo_store.store, folder)
+    reader = Store.open(folder, shared=True)
+    stop, reads, problems = threading.Event(), [0], []
+
+    def read(i: int) -> None:
+        while not stop.is_set():
+            try:
+                with reader.holding():
+                    reader.similar(1 + i, 5)
+                reads[0] += 1
+            except Exception as exc:  # collected and asserted below
+                problems.append(exc)
+
+    threads = [threading.Thread(target=read, args=(i,)) for i in range(5)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(1.0)
+        before = reads[0]
+        assert before > 10  # the readers hold the file most of the time
+        writer = subprocess.run([sys.executable, "-c", (
+            "import sys, time\n"
+            "from pathlib import Path\n"
+            "from store import Store\n"
+            "from store.manifest import read_manifest\n"
+            f"folder = Path({str(folder)!r})\n"
+            "started = time.monotonic()\n"
+            "store = Store.open_for_indexing(folder, read_manifest(folder).model, wait=10)\n"
+            "print(round(time.monotonic() - started, 3))\n"
+            "store.close()\n")], capture_output=True, text=True, timeout=60, cwd=Path(__file__).resolve().parents[2])
+        assert writer.returncode == 0, writer.stderr
+        assert float(writer.stdout.strip()) < 1.0, writer.stdout
+        time.sleep(0.5)
+        assert reads[0] > before  # and the readers went on
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+        reader.close()
+    assert problems == [] and not (folder / ".writer-waiting").exists()
