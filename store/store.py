@@ -64,6 +64,7 @@ SQL_MEMORY_LIMIT = "2GB"
 _READ_CONFIG: dict[str, Any] = {**_CONFIG, "memory_limit": SQL_MEMORY_LIMIT, "lock_configuration": True}
 
 LOCK_WAIT_S = 30.0
+"""How long opening a store waits while another process holds the database file."""
 ROW_CACHE = 20_000
 """Track rows kept in memory while a connection stays open (see ``Store._rows``)."""
 LINGER_S = 0.5
@@ -72,7 +73,6 @@ at 100k tracks), unless a writer is waiting for the file (:data:`WRITER_WAITING`
 WRITER_WAITING = ".writer-waiting"
 """Marker file a writer puts in the store folder while DuckDB's lock keeps it out: shared readers
 then let go of the file as soon as their current reads end, and wait for the writer's turn."""
-"""How long opening a store waits while another process holds the database file."""
 
 #: Columns of ``tracks`` shown with a result by default.
 DISPLAY_COLUMNS: tuple[str, ...] = ("id", "title", "artist", "album", "genre", "year", "duration", "path")
@@ -340,6 +340,8 @@ class Store:
         try:
             pid = int(marker.read_text() or "0")
         except (OSError, ValueError):
+            return False
+        if pid <= 0:  # being written: not yet a writer to wait for (kill(0) would signal our own group)
             return False
         try:
             os.kill(pid, 0)
