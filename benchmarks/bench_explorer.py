@@ -180,8 +180,9 @@ def measure(n: int, d: int) -> dict[str, Any]:
         folder = Path(tmp) / "store"
         out["build_s"] = round(build(folder, n, d), 1)
         with socket_port() as port:
+            log = open(Path(tmp) / "serve.log", "w")  # noqa: SIM115 (a pipe nobody reads would stall the server)
             proc = subprocess.Popen([sys.executable, "-m", "musicmap.cli", "serve", "--store", str(folder),
-                                     "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     "--port", str(port)], stdout=subprocess.DEVNULL, stderr=log,
                                     text=True, cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
         url = f"http://127.0.0.1:{port}"
         try:
@@ -192,8 +193,8 @@ def measure(n: int, d: int) -> dict[str, Any]:
                     break
                 except OSError:
                     if proc.poll() is not None or time.perf_counter() - started > 600:
-                        raise RuntimeError("musicmap serve did not start: " + (proc.stderr.read() if proc.stderr
-                                                                               else "")) from None
+                        raise RuntimeError("musicmap serve did not start: "
+                                           + (Path(tmp) / "serve.log").read_text()) from None
                     time.sleep(0.2)
             out["server_start_s"] = round(time.perf_counter() - started, 1)
             _get(url + "/_dash-layout")  # the first build of the figure, as the first visitor triggers it

@@ -329,6 +329,24 @@ def test_sql_panel_runs_a_query_and_shows_it_on_the_map(browser: Any, served: st
     assert "file" in error.lower()
     _shot(driver, "8-sql")
 
+    # saved by name in the browser's storage, there after a reload, and picked back into the editor
+    box.send_keys(Keys.CONTROL, "a", Keys.DELETE)
+    box.send_keys("SELECT genre, count(*) AS n_saved FROM tracks GROUP BY genre")
+    driver.find_element(By.ID, "sql-name").send_keys("genres")
+    driver.find_element(By.ID, "sql-save").click()
+    stored = _wait(lambda: driver.execute_script("return window.localStorage.getItem('sql-saved')"),
+                   what="the saved query")
+    assert "genres" in stored and "n_saved" in stored
+    _load(driver, f"{served}/", len(demo_store.tracks))
+    driver.find_element(By.CSS_SELECTOR, "#sql-panel summary").click()
+    driver.find_element(By.ID, "sql-saved-list").click()
+    option = _wait(lambda: next(e for e in driver.find_elements(By.XPATH, "//*[normalize-space(text())='genres']")
+                                if e.is_displayed()), what="the saved query in the list")
+    assert "n_saved" not in driver.find_element(By.ID, "sql-text").get_attribute("value")  # the default first
+    option.click()
+    _wait(lambda: "n_saved" in driver.find_element(By.ID, "sql-text").get_attribute("value"),
+          what="the saved query back in the editor")
+
 
 def test_upload_a_clip_shows_a_star_and_its_neighbours(browser: Any, demo_store: DemoStore, tmp_path: Path) -> None:
     import soundfile as sf
