@@ -183,7 +183,13 @@ def test_search_centres_the_match(browser: Any, served: str, demo_store: DemoSto
     target = next(t for t in demo_store.tracks if t.tagged and t.title)
     box = driver.find_element(By.ID, "search")
     box.send_keys(target.title)
-    hits = _wait(lambda: driver.find_elements(By.CSS_SELECTOR, "#search-results .search-hit"), what="search hits")
+    try:
+        hits = _wait(lambda: driver.find_elements(By.CSS_SELECTOR, "#search-results .search-hit"), timeout=10,
+                     what="search hits")
+    except AssertionError:  # once in CI no hits came in 30 s (not reproduced); type again, then fail for real
+        box.send_keys(" ")
+        hits = _wait(lambda: driver.find_elements(By.CSS_SELECTOR, "#search-results .search-hit"),
+                     what="search hits after typing again")
     hit = next(h for h in hits if target.title in h.text)
     hit.click()
     _wait(lambda: driver.find_element(By.ID, "track-title").text == target.title, what="the found track")
