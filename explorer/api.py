@@ -20,7 +20,7 @@ import numpy as np
 from flask import Flask, Response, jsonify, request, send_file
 from werkzeug.exceptions import HTTPException
 
-from store import Store, StoreError
+from store import Store, StoreError, TrackNotFound
 
 from .upload import UploadError, Uploads
 
@@ -208,16 +208,7 @@ def register(server: Flask, store: Store, *, projection: Callable[[], Any], uplo
     @route(f"{API}/similar/<int:track_id>", "api_similar")
     def api_similar(track_id: int) -> Response:
         _only("k", "where", "dedupe", *SIMILAR_OPTIONS)
-        params = similar_options()
-        try:
-            store.track(track_id)
-        except StoreError as exc:
-            return error(404, str(exc))
-        try:
-            neighbours = store.similar(track_id, **params)
-        except StoreError as exc:
-            raise BadRequest(str(exc)) from None
-        return jsonify({"track_id": track_id, "model": store.manifest.model.id, "results": _results(neighbours)})
+        return similar_response(track_id, {"track_id": track_id})
 
     @route(f"{API}/similar", "api_similar_many")
     def api_similar_many() -> Response:
@@ -227,17 +218,18 @@ def register(server: Flask, store: Store, *, projection: Callable[[], Any], uplo
         if not raw or not all(part.isdigit() for part in raw) or len(raw) > PAGE_MAX:
             raise BadRequest(f"ids: give 1 to {PAGE_MAX} track ids separated by commas, e.g. ids=12,40,7")
         ids = list(dict.fromkeys(int(part) for part in raw))
+        return similar_response(ids, {"ids": ids})
+
+    def similar_response(seeds: int | list[int], head: dict[str, Any]) -> Response:
+        """Search from seed tracks: 404 for a seed that does not exist, 400 for a bad option."""
         params = similar_options()
-        for track_id in ids:
-            try:
-                store.track(track_id)
-            except StoreError as exc:
-                return error(404, str(exc))
         try:
-            neighbours = store.search(ids, **params)
+            neighbours = store.search(seeds, **params)
+        except TrackNotFound as exc:
+            return error(404, str(exc))
         except StoreError as exc:
             raise BadRequest(str(exc)) from None
-        return jsonify({"ids": ids, "model": store.manifest.model.id, "results": _results(neighbours)})
+        return jsonify({**head, "model": store.manifest.model.id, "results": _results(neighbours)})
 
     @route(UPLOAD_PATH, "api_similar_upload", methods=("POST",), hold=False)
     def api_similar_upload() -> Response:

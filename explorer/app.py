@@ -13,6 +13,7 @@ choice; everything else patches it (:mod:`explorer.figure`).
 from __future__ import annotations
 
 import bisect
+import gc
 import json
 import logging
 import re
@@ -70,6 +71,7 @@ class MapData:
         self._blob, self._blob_starts = "", [0]
         self._title_blob, self._title_starts = "", [0]
         self._traces: dict[str, Traces] = {}
+        self._hit_columns: dict[str, list[Any]] | None = None
         self.refresh()
 
     def refresh(self) -> MapData:
@@ -95,7 +97,13 @@ class MapData:
             self._blob, self._blob_starts = _joined(self._haystack)
             self._title_blob, self._title_starts = _joined(titles)
             self._traces = {}
+            self._hit_columns = {k: [None if pd.isna(v) else (int(v) if k in ("id", "year") else v)
+                                     for v in frame[k].tolist()] for k in HIT_FIELDS} if len(frame) else None
             self.info, self._key = info, key
+            # The map's data lives as long as the map: out of the cyclic GC's sight, whose full
+            # collections (every few seconds under load) otherwise walk it with every thread stopped
+            # (73 ms at 100k tracks; ~0 once frozen). Refcounting still frees it when replaced.
+            gc.freeze()
         return self
 
     def traces(self, color_by: str) -> Traces:
@@ -122,12 +130,9 @@ class MapData:
             if r not in chosen and all(w in hay[r] for w in words[1:]):
                 rest.append(r)
                 chosen.add(r)
-        out = []
-        for r in first + rest:
-            row = self.frame.iloc[r]
-            out.append({k: (None if pd.isna(row[k]) else (int(row[k]) if k in ("id", "year") else row[k]))
-                        for k in ("id", "title", "artist", "album", "genre", "year")})
-        return out
+        columns = self._hit_columns  # plain Python values, built with the map (pandas' .iloc is ~0.1 ms a row)
+        assert columns is not None
+        return [{k: columns[k][r] for k in HIT_FIELDS} for r in first + rest]
 
     def options(self, column: str) -> list[str]:
         if not len(self.frame) or column not in self.frame:
@@ -139,6 +144,9 @@ class MapData:
         years = pd.to_numeric(self.frame["year"], errors="coerce").dropna() if len(self.frame) else pd.Series()
         return (int(years.min()), int(years.max())) if len(years) else None
 
+
+HIT_FIELDS = ("id", "title", "artist", "album", "genre", "year")
+"""The fields of a search hit."""
 
 BODY_LIMIT = 1 << 20
 """Largest request body, uploads aside."""

@@ -3,10 +3,10 @@
 Imports nothing else of musicmap's; the indexer writes it, the explorer and the CLI read it.
 """
 
-from .errors import StoreError
+from .errors import StoreError, TrackNotFound
 from .manifest import Manifest, ModelInfo
 from .store import KnownFile, Neighbour, SQLResult, Store, TrackRecord
 from .vectors import l2_normalise
 
-__all__ = ["KnownFile", "Manifest", "ModelInfo", "Neighbour", "SQLResult", "Store", "StoreError", "TrackRecord",
-           "l2_normalise"]
+__all__ = ["KnownFile", "Manifest", "ModelInfo", "Neighbour", "SQLResult", "Store", "StoreError", "TrackNotFound",
+           "TrackRecord", "l2_normalise"]

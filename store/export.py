@@ -14,7 +14,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .errors import StoreError
+from .errors import StoreError, TrackNotFound
 from .store import Store
 
 logger = logging.getLogger(__name__)
@@ -135,7 +135,7 @@ def m3u_bytes(store: Store, track_ids: list[int], *, relative_to: str | Path | N
     for track_id in track_ids:
         row = by_id.get(int(track_id))
         if row is None:
-            raise StoreError(f"no track with id {track_id} in {store.path}")
+            raise TrackNotFound(track_id, store.path)
         seconds = round(float(row["duration"])) if pd.notna(row["duration"]) else -1
         label = " - ".join(str(v) for v in (row["artist"], row["title"]) if isinstance(v, str) and v)
         lines.append(f"#EXTINF:{seconds},{label.replace(chr(10), ' ')}".encode())

@@ -27,6 +27,7 @@ import faiss
 import numpy as np
 
 from .errors import StoreError
+from .vectors import ivf_parts
 
 #: Words that mark a version of a song rather than another song, inside brackets or after " - ".
 VERSION_WORDS = ("live", "remaster", "remastered", "remasterised", "remasterized", "mono", "stereo", "version",
@@ -103,10 +104,17 @@ class SearchOptions:
 
 
 def _flat_part(index: faiss.Index) -> tuple[faiss.Index, np.ndarray]:
-    """The exact (flat) storage under ``index`` and the track id of each of its rows."""
+    """The flat storage under ``index`` (exact vectors; IVF-PQ's 8-bit ones) and the track id of
+    each of its rows."""
     outer: Any = faiss.downcast_index(index)
     inner: Any = faiss.downcast_index(outer.index)
-    flat = inner if isinstance(inner, faiss.IndexFlat) else faiss.downcast_index(inner.storage)
+    flat: Any
+    if isinstance(inner, faiss.IndexFlat):
+        flat = inner
+    elif isinstance(inner, faiss.IndexRefine):
+        flat = faiss.downcast_index(inner.refine_index)
+    else:
+        flat = faiss.downcast_index(inner.storage)
     return flat, faiss.vector_to_array(outer.id_map).astype(np.int64)
 
 
@@ -141,6 +149,10 @@ def knn(index: faiss.Index, query: np.ndarray, k: int, allowed: np.ndarray | Non
     approximate = not isinstance(inner, faiss.IndexFlat)
     if approximate and allowed is not None and len(allowed) * int(index.d) <= FILTER_EXACT_FLOATS:
         return _exact_subset(index, q, want, allowed)
+    parts = ivf_parts(index)
+    if parts is not None:
+        pairs = _ivf_search(index, parts, q, want, allowed)
+        return pairs if len(pairs) >= want else _exact_subset(index, q, want, allowed)
     if approximate:
         ef = max(ef_search or int(inner.hnsw.efSearch), 2 * want)
         if allowed is not None:
@@ -155,6 +167,26 @@ def knn(index: faiss.Index, query: np.ndarray, k: int, allowed: np.ndarray | Non
     if approximate and len(pairs) < want:
         return _exact_subset(index, q, want, allowed)
     return pairs
+
+
+def _ivf_search(index: faiss.Index, parts: tuple[Any, Any], q: np.ndarray, k: int,
+                allowed: np.ndarray | None) -> list[tuple[int, float]]:
+    """IVF-PQ: the lists nearest the query (more of them for a filter, by 1 / selectivity), the
+    best ``k_factor × k`` codes re-ranked with 8-bit vectors. The filter is given to the IVF as
+    index rows (FAISS's id map does not pass a selector through the re-ranking wrapper)."""
+    if allowed is None:  # the nprobe and k_factor set at load
+        scores, ids = index.search(q, k)
+        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
+    refine, ivf = parts
+    row_ids = faiss.vector_to_array(faiss.downcast_index(index).id_map).astype(np.int64)  # type: ignore[attr-defined]
+    base: Any = faiss.SearchParametersIVF()
+    base.sel = faiss.IDSelectorBatch(np.flatnonzero(np.isin(row_ids, allowed)).astype(np.int64))
+    base.nprobe = min(int(ivf.nlist), int(np.ceil(int(ivf.nprobe) * int(index.ntotal) / len(allowed))))
+    params: Any = faiss.IndexRefineSearchParameters()
+    params.k_factor = float(refine.k_factor)
+    params.base_index_params = base
+    scores, rows = refine.search(q, k, params=params)
+    return [(int(row_ids[r]), float(s)) for r, s in zip(rows[0], scores[0], strict=True) if r >= 0]
 
 
 def _exact_subset(index: faiss.Index, q: np.ndarray, k: int, allowed: np.ndarray | None) -> list[tuple[int, float]]:

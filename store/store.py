@@ -34,17 +34,19 @@ import pandas as pd
 import pyarrow as pa
 
 from . import schema, sql
-from .errors import StoreError
+from .errors import StoreError, TrackNotFound
 from .faults import fault_point
 from .manifest import Manifest, ModelInfo, read_manifest, write_manifest
 from .search import SearchOptions, diversify, knn, mmr_order, song_key, vectors_of
 from .vectors import (
+    KINDS,
     SIDECAR_NAME,
     add_to_index,
     build_index,
     choose_kind,
     ids_checksum,
     index_ids,
+    ivf_parts,
     l2_normalise,
     load_index,
     read_sidecar,
@@ -174,6 +176,8 @@ class Store:
         self._sql_session: duckdb.DuckDBPyConnection | None = None
         self._similarity: sql.Similarity | None = None
         self._sql_index: faiss.Index | None = None
+        self.index_kind = "auto"
+        """The FAISS index type a rebuild makes: ``auto`` (by size), ``flat``, ``hnsw`` or ``ivfpq``."""
 
     @property
     def _con(self) -> duckdb.DuckDBPyConnection:
@@ -619,7 +623,9 @@ class Store:
         state, db_ids = self._index_state()
         side = read_sidecar(self.path) or {}
         index = load_index(self.path, state)
-        if index is not None and self._vectors_agree(index, db_ids):
+        built_kind = (side.get("params") or {}).get("type", "flat")
+        asked = self.index_kind == "auto" or built_kind == self._kind_for(len(db_ids))
+        if index is not None and asked and self._vectors_agree(index, db_ids):
             return index, dict(side.get("params") or {"type": "flat"})
         index = None
         params: dict[str, Any] | None = None
@@ -630,8 +636,7 @@ class Store:
                                          "ntotal": side.get("ntotal")})
             if old is not None and self._vectors_agree(old, index_ids(old)):
                 have = index_ids(old)
-                kind = (side.get("params") or {}).get("type", "flat")
-                if np.isin(have, db_ids).all() and choose_kind(len(db_ids), state["dimension"]) == kind:
+                if np.isin(have, db_ids).all() and self._kind_for(len(db_ids)) == built_kind:
                     new_ids = np.setdiff1d(db_ids, have)
                     add_to_index(old, new_ids, self._vectors_for(new_ids))
                     index = old
@@ -641,16 +646,22 @@ class Store:
                     logger.info("FAISS index: added %d new vectors", len(new_ids))
         if index is None or params is None:
             ids, vectors = self.vectors()
-            index, params = build_index(ids, vectors)
+            index, params = build_index(ids, vectors, self._kind_for(len(ids)))
             logger.info("FAISS index built: %s over %d vectors", params["type"], len(ids))
         if save:
             save_index(self.path, index, {**{k: state[k] for k in ("generation", "rewrites", "model", "dimension")},
                                           "params": params})
         return index, params
 
+    def _kind_for(self, n: int) -> str:
+        if self.index_kind not in KINDS:
+            raise StoreError(f"index type {self.index_kind!r}: choose one of {', '.join(KINDS)}")
+        return choose_kind(n, self.manifest.model.dimension) if self.index_kind == "auto" else self.index_kind
+
     def _vectors_agree(self, index: faiss.Index, ids: np.ndarray, sample: int = 16) -> bool:
         """Spot check: a few vectors of the index equal DuckDB's (a file copied from another store
-        with the same ids, or written over, fails it)."""
+        with the same ids, or written over, fails it). IVF-PQ keeps 8-bit vectors: equal there
+        means a cosine over 0.99."""
         if not len(ids):
             return True
         picked = np.random.default_rng(len(ids)).choice(ids, size=min(sample, len(ids)), replace=False)
@@ -658,7 +669,11 @@ class Store:
             ours = vectors_of(index, picked)
         except RuntimeError:
             return False
-        agree = bool(np.allclose(ours, self._vectors_for(picked), atol=1e-5))
+        theirs = self._vectors_for(picked)
+        if ivf_parts(index) is not None:
+            agree = bool(np.all(np.sum(ours * theirs, axis=1) > 0.99))
+        else:
+            agree = bool(np.allclose(ours, theirs, atol=1e-5))
         if not agree:
             logger.warning("FAISS index in %s holds other vectors than DuckDB; rebuilding", self.path)
         return agree
@@ -754,14 +769,14 @@ class Store:
         with self._cursor() as cur:
             row = cur.execute("SELECT path, path_bytes FROM tracks WHERE id = ?", [int(track_id)]).fetchone()
         if row is None:
-            raise StoreError(f"no track with id {track_id} in {self.path}")
+            raise TrackNotFound(track_id, self.path)
         return _fs_path(row[0], row[1])
 
     def track(self, track_id: int) -> dict[str, Any]:
         """One track's row as a dict. Raises StoreError if there is no such track."""
         row = self._rows([int(track_id)]).get(int(track_id))
         if row is None:
-            raise StoreError(f"no track with id {track_id} in {self.path}")
+            raise TrackNotFound(track_id, self.path)
         return row
 
     def styles(self, track_id: int, top: int = 5) -> list[tuple[str, float]]:
@@ -884,7 +899,7 @@ class Store:
             known = self._rows(seed_ids)
             missing = [i for i in seed_ids if i not in known]
             if missing:
-                raise StoreError(f"no track with id {missing[0]} in {self.path}") from None
+                raise TrackNotFound(missing[0], self.path) from None
             raise StoreError(f"a seed track ({', '.join(map(str, seed_ids))}) has no embedding yet; "
                              "run musicmap index again") from None
         return np.asarray(vectors.mean(axis=0), np.float32)

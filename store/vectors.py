@@ -3,7 +3,9 @@
 Vectors are L2-normalised, so inner product equals cosine similarity. FAISS ids are
 track ids (``add_with_ids``), never row positions. The index type follows size: exact
 flat while it meets the latency goal, then HNSW with efSearch tuned at build for
-recall@10 ≥ 0.97 (measured, recorded). The index file is written atomically (temp file +
+recall@10 ≥ 0.97 (measured, recorded), and IVF-PQ once the vectors would not fit one machine's
+memory comfortably (codes of d/8 bytes; the best 16 × k re-ranked with 8-bit scalar-quantised
+vectors; nprobe tuned at build the same way). The index file is written atomically (temp file +
 rename) beside a JSON sidecar recording what it was built from: ``vectors_generation``,
 ``vectors_rewrites``, the model and dimension, the count and a checksum of the track ids.
 On open, any mismatch (or an unreadable file) means "rebuild from DuckDB"; only additions
@@ -59,9 +61,36 @@ RECALL_TARGET = 0.97
 RECALL_QUERIES = 200
 
 
+HNSW_MAX_FLOATS = 3_000_000_000
+"""HNSW keeps every vector as float32 plus its graph (~4.3 kB a track at 768-d, ~9.5 kB at 2304-d):
+above 12 GB of vectors (3.9M tracks at 768-d, 1.3M at 2304-d), IVF-PQ (~0.9 kB and ~2.6 kB)."""
+
+KINDS = ("auto", "flat", "hnsw", "ivfpq")
+NPROBE_CANDIDATES = (4, 8, 16, 32, 64, 128, 256, 512, 1024)
+IVFPQ_REFINE = 16
+"""IVF-PQ asks its lists for ``IVFPQ_REFINE × k`` candidates and re-ranks them with 8-bit vectors."""
+IVFPQ_TRAIN_PER_LIST = 64
+"""Training sample: this many vectors per inverted list (FAISS warns below 39)."""
+
+
 def choose_kind(n: int, d: int) -> str:
-    """``flat`` (exact) while it meets the latency goal, else ``hnsw``."""
-    return "flat" if n * d <= FLAT_MAX_FLOATS else "hnsw"
+    """``flat`` (exact) while it meets the latency goal, ``hnsw`` while the vectors fit memory
+    comfortably, else ``ivfpq``."""
+    if n * d <= FLAT_MAX_FLOATS:
+        return "flat"
+    return "hnsw" if n * d <= HNSW_MAX_FLOATS else "ivfpq"
+
+
+def ivfpq_shape(n: int, d: int) -> tuple[int, int]:
+    """(nlist, m) for ``n`` vectors of ``d`` dimensions: about 4·√n lists (a power of two, 16 to
+    65,536, at least 39 training vectors each) and one 8-bit code per 8 dimensions (fewer when d is
+    not a multiple of 8: the largest divisor of d at most d/8)."""
+    nlist = 1 << max(4, round(np.log2(max(1.0, 4.0 * np.sqrt(max(n, 1))))))
+    while nlist > 16 and nlist * 39 > n:
+        nlist //= 2
+    nlist = min(nlist, 65_536)
+    m = max(k for k in range(1, max(1, d // 8) + 1) if d % k == 0)
+    return nlist, m
 
 
 def ids_checksum(ids: np.ndarray) -> str:
@@ -102,6 +131,8 @@ def build_index(ids: np.ndarray, vectors: np.ndarray, kind: str = "auto") -> tup
         if n:
             index.add_with_ids(x, np.ascontiguousarray(ids, dtype=np.int64))
         return index, {"type": "flat", "metric": "inner_product", "exact": True}
+    if kind == "ivfpq":
+        return _build_ivfpq(ids, x, started)
     if kind != "hnsw":
         raise ValueError(f"unknown index kind {kind!r}")
     hnsw = faiss.IndexHNSWFlat(d, HNSW_M, faiss.METRIC_INNER_PRODUCT)
@@ -115,37 +146,94 @@ def build_index(ids: np.ndarray, vectors: np.ndarray, kind: str = "auto") -> tup
                    "recall_queries": min(RECALL_QUERIES, n), "build_s": round(build_s, 2)}
 
 
-def tune_ef_search(index: faiss.Index, vectors: np.ndarray, seed: int = 0) -> tuple[int, float]:
-    """Set the smallest efSearch whose recall@10 on sampled tracks reaches :data:`RECALL_TARGET`;
-    returns (efSearch, its recall)."""
+def _build_ivfpq(ids: np.ndarray, x: np.ndarray, started: float) -> tuple[faiss.Index, dict[str, Any]]:
+    n, d = x.shape
+    nlist, m = ivfpq_shape(n, d)
+    index = faiss.index_factory(d, f"IDMap2,IVF{nlist},PQ{m}x8,Refine(SQ8)", faiss.METRIC_INNER_PRODUCT)
+    train_n = min(n, IVFPQ_TRAIN_PER_LIST * nlist)
+    sample = x[np.sort(np.random.default_rng(0).choice(n, size=train_n, replace=False))] if train_n < n else x
+    index.train(sample)
+    for start in range(0, n, 100_000):  # in slices: FAISS's add makes a few copies of what it is given
+        index.add_with_ids(x[start:start + 100_000], np.ascontiguousarray(ids[start:start + 100_000], np.int64))
+    build_s = time.perf_counter() - started
+    nprobe, recall = tune_nprobe(index, x)
+    return index, {"type": "ivfpq", "metric": "inner_product", "exact": False, "nlist": nlist, "m": m, "nbits": 8,
+                   "refine": "SQ8", "k_factor": IVFPQ_REFINE, "nprobe": nprobe, "train_n": int(train_n),
+                   "bytes_per_vector": m + d, "recall_at_10": round(recall, 4),
+                   "recall_queries": min(RECALL_QUERIES, n), "build_s": round(build_s, 2)}
+
+
+def ivf_parts(index: faiss.Index) -> tuple[Any, Any] | None:
+    """(the refine wrapper, the IVF) of an IVF-PQ index, or None for other kinds."""
+    refine: Any = faiss.downcast_index(faiss.downcast_index(index).index)  # type: ignore[attr-defined]
+    if not isinstance(refine, faiss.IndexRefine):
+        return None
+    return refine, faiss.extract_index_ivf(refine.base_index)
+
+
+def _recall_at_10(index: faiss.Index, vectors: np.ndarray, set_param: Any, candidates: tuple[int, ...],
+                  seed: int = 0) -> tuple[int, float]:
+    """The first of ``candidates`` whose recall@10 on sampled tracks reaches :data:`RECALL_TARGET`
+    (``set_param(value)`` applies it to the index), and that recall; else the last."""
     n = len(vectors)
-    hnsw: Any = faiss.downcast_index(faiss.downcast_index(index).index)  # type: ignore[attr-defined]
-    if n == 0:
-        return int(hnsw.hnsw.efSearch), 1.0
-    rows = np.random.default_rng(seed).choice(n, size=min(RECALL_QUERIES, n), replace=False)
-    queries = vectors[rows]
     k = min(10, n - 1)
     if k < 1:
-        return int(hnsw.hnsw.efSearch), 1.0
+        set_param(candidates[0])
+        return candidates[0], 1.0
+    rows = np.random.default_rng(seed).choice(n, size=min(RECALL_QUERIES, n), replace=False)
+    queries = vectors[rows]
     ids = index_ids(index)
     own = ids[rows]
     # The queries are tracks of the index: each finds itself, which says nothing about recall, so
     # the top k+1 are asked for and the query's own id is left out of both lists.
     _, exact_rows = faiss.knn(queries, vectors, k + 1, metric=faiss.METRIC_INNER_PRODUCT)
     truth = [[t for t in ids[r] if t != me][:k] for r, me in zip(exact_rows, own, strict=True)]
-    recall = 0.0
-    for ef in EF_SEARCH_CANDIDATES:
-        hnsw.hnsw.efSearch = max(ef, k + 1)
+    recall, value = 0.0, candidates[0]
+    for value in candidates:
+        set_param(value)
         _, found = index.search(queries, k + 1)
         recall = float(np.mean([len(set(t) & {f for f in row if f != me}) / k
                                 for row, t, me in zip(found, truth, own, strict=True)]))
         if recall >= RECALL_TARGET:
-            return int(hnsw.hnsw.efSearch), recall
+            break
+    return value, recall
+
+
+def tune_nprobe(index: faiss.Index, vectors: np.ndarray) -> tuple[int, float]:
+    """Set the smallest nprobe (lists visited) whose recall@10 reaches :data:`RECALL_TARGET`."""
+    parts = ivf_parts(index)
+    assert parts is not None
+    refine, ivf = parts
+    refine.k_factor = IVFPQ_REFINE
+    usable = tuple(p for p in NPROBE_CANDIDATES if p <= ivf.nlist) or (int(ivf.nlist),)
+
+    def set_nprobe(value: int) -> None:
+        ivf.nprobe = int(value)
+
+    if len(vectors) == 0:
+        set_nprobe(usable[0])
+        return usable[0], 1.0
+    return _recall_at_10(index, vectors, set_nprobe, usable)
+
+
+def tune_ef_search(index: faiss.Index, vectors: np.ndarray, seed: int = 0) -> tuple[int, float]:
+    """Set the smallest efSearch whose recall@10 on sampled tracks reaches :data:`RECALL_TARGET`;
+    returns (efSearch, its recall)."""
+    hnsw: Any = faiss.downcast_index(faiss.downcast_index(index).index)  # type: ignore[attr-defined]
+    if len(vectors) == 0:
+        return int(hnsw.hnsw.efSearch), 1.0
+    k = min(10, len(vectors) - 1)
+
+    def set_ef(value: int) -> None:
+        hnsw.hnsw.efSearch = max(value, k + 1)
+
+    _, recall = _recall_at_10(index, vectors, set_ef, EF_SEARCH_CANDIDATES, seed)
     return int(hnsw.hnsw.efSearch), recall
 
 
 def add_to_index(index: faiss.Index, ids: np.ndarray, vectors: np.ndarray) -> None:
-    """Add new vectors to an existing index (both kinds support it; HNSW keeps its efSearch)."""
+    """Add new vectors to an existing index (every kind supports it; HNSW keeps its efSearch,
+    IVF-PQ its trained lists and codebooks)."""
     if len(ids):
         index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), np.ascontiguousarray(ids, dtype=np.int64))
 
@@ -210,7 +298,18 @@ def load_index(folder: Path, expect: dict[str, Any]) -> faiss.Index | None:
     if checksum != expect.get("ids_checksum", checksum):
         logger.warning("FAISS index in %s holds other track ids than DuckDB; rebuilding", folder)
         return None
-    hnsw: Any = faiss.downcast_index(faiss.downcast_index(index).index)  # type: ignore[attr-defined]
-    if isinstance(hnsw, faiss.IndexHNSW) and side.get("params", {}).get("efSearch"):
-        hnsw.hnsw.efSearch = int(side["params"]["efSearch"])
+    apply_params(index, side.get("params") or {})
     return index
+
+
+def apply_params(index: faiss.Index, params: dict[str, Any]) -> None:
+    """Set the search-time parameters recorded at build (HNSW's efSearch, IVF-PQ's nprobe and
+    re-ranking factor): they are not part of the saved file."""
+    inner: Any = faiss.downcast_index(faiss.downcast_index(index).index)  # type: ignore[attr-defined]
+    if isinstance(inner, faiss.IndexHNSW) and params.get("efSearch"):
+        inner.hnsw.efSearch = int(params["efSearch"])
+    parts = ivf_parts(index)
+    if parts is not None:
+        refine, ivf = parts
+        ivf.nprobe = int(params.get("nprobe") or ivf.nprobe)
+        refine.k_factor = float(params.get("k_factor") or IVFPQ_REFINE)
