@@ -22,7 +22,7 @@ setup: $(STAMP) system-deps
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet "$(TORCH_SPEC)" $(QUIET_PIP)
-	$(BIN)/pip install --quiet -e ".[dev]" $(QUIET_PIP)
+	$(BIN)/pip install --quiet -e ".[dev,ray]" $(QUIET_PIP)
 	@touch $(STAMP)
 
 # Debian packages: ffmpeg decodes m4a/AAC and other formats soundfile cannot read.

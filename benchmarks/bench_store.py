@@ -10,7 +10,7 @@ NumPy brute force; build time; a filtered query at 10 % selectivity through the 
 ``SELECT title, artist, similarity(id, SEED) AS s FROM tracks WHERE genre = 'Jazz' ORDER BY s DESC
 LIMIT 20`` and ``Store.search(seed, where="genre = 'Jazz'")`` (10 % of tracks), p50/p99.
 
-    python benchmarks/bench_store.py index [--sizes 10000,100000] [--dims 768,2304]
+    python benchmarks/bench_store.py index [--sizes 10000,100000] [--dims 768,2304] [--kind ivfpq]
     python benchmarks/bench_store.py sql [--sql-size 100000]
 """
 
@@ -62,7 +62,7 @@ def _recall(found: list[list[int]], truth: list[list[int]]) -> float:
     return round(float(np.mean([len(set(f) & set(t)) / max(1, len(t)) for f, t in zip(found, truth, strict=True)])), 4)
 
 
-def index_bench(n: int, d: int, n_queries: int) -> dict[str, Any]:
+def index_bench(n: int, d: int, n_queries: int, kind: str = "auto") -> dict[str, Any]:
     import faiss
 
     from store.search import knn
@@ -99,12 +99,14 @@ def index_bench(n: int, d: int, n_queries: int) -> dict[str, Any]:
         gc.collect()
 
     started = time.perf_counter()
-    index, params = build_index(ids, x, kind="auto")
+    index, params = build_index(ids, x, kind=kind)
     build = time.perf_counter() - started
     t, res = _timings(lambda q: index.search(q[None], k + 1)[1][0], queries)
     found = [[int(i) for i in r if i != ids[q]][:k] for r, q in zip(res, rows, strict=True)]
-    out["store_pick"] = {"type": params["type"], "params": params, **_summary(t),
-                         "recall_at_10": _recall(found, truth), "build_s": round(build, 2)}
+    out["store_pick"] = {"type": params["type"], "asked": kind, "params": params, **_summary(t),
+                         "recall_at_10": _recall(found, truth), "build_s": round(build, 2),
+                         "index_bytes": len(faiss.serialize_index(index)),
+                         "float32_bytes": int(n * d * 4)}
 
     allowed = np.sort(rng.choice(ids, size=n // 10, replace=False))
     allowed_set = set(allowed.tolist())
@@ -170,14 +172,17 @@ def main() -> None:
     parser.add_argument("--sizes", default="10000,100000")
     parser.add_argument("--dims", default="768,2304")
     parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--kind", choices=("auto", "flat", "hnsw", "ivfpq"), default="auto",
+                        help="the index to measure (default: the one the store picks by size)")
     parser.add_argument("--sql-size", dest="sql_size", type=int, default=100_000)
     args = parser.parse_args()
     if args.which == "index":
-        result: Any = [index_bench(n, d, args.queries) for d in map(int, args.dims.split(","))
+        result: Any = [index_bench(n, d, args.queries, args.kind) for d in map(int, args.dims.split(","))
                        for n in map(int, args.sizes.split(","))]
     else:
         result = sql_bench(args.sql_size)
-    save(f"store-{args.which}", {"result": result})
+    save(f"store-{args.which}" + (f"-{args.kind}" if args.which == "index" and args.kind != "auto" else ""),
+         {"result": result})
 
 
 if __name__ == "__main__":

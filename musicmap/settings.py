@@ -57,6 +57,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("token", str, lambda: "", "MUSICMAP_TOKEN",
             "secret every request to the explorer must carry (header, cookie or ?token= once); "
             "needed to bind an address other than loopback"),
+    Setting("ray_address", str, lambda: "", "MUSICMAP_RAY_ADDRESS",
+            "the Ray cluster `index --engine ray` runs on (e.g. auto, or ray://head:10001); "
+            "none: a Ray started on this machine"),
+    Setting("staging", str, lambda: "", "MUSICMAP_STAGING",
+            "where `index --engine ray` writes its Parquet shards: a folder or an fsspec URL "
+            "(s3://, gs://, ...); none: the store's shards/ folder"),
 )
 _BY_NAME = {s.name: s for s in SETTINGS}
 _CHOICES = {"device": ("auto", "cpu", "cuda", "mps")}
@@ -74,6 +80,8 @@ class Settings:
     host: str
     port: int
     token: str = ""
+    ray_address: str = ""
+    staging: str = ""
 
 
 def _convert(setting: Setting, raw: Any, origin: str) -> Any:

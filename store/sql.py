@@ -94,6 +94,10 @@ def check_where(con: duckdb.DuckDBPyConnection, where: str) -> str:
     return query
 
 
+DECODE_ROWS = 65_536
+"""IVF-PQ stores keep 8-bit vectors: ``similarity()`` decodes this many at a time (~200 MB at 768-d)."""
+
+
 class Similarity:
     """``similarity(id, seed)`` for DuckDB: cosine similarity from the store's FAISS vectors.
 
@@ -104,10 +108,19 @@ class Similarity:
     def __init__(self, index: faiss.Index, cache: int = 16) -> None:
         outer: Any = faiss.downcast_index(index)
         inner: Any = faiss.downcast_index(outer.index)
-        flat: Any = inner if isinstance(inner, faiss.IndexFlat) else faiss.downcast_index(inner.storage)
-        n, d = int(flat.ntotal), int(flat.d)
-        self._index = index  # keeps the memory behind the view alive
-        self.matrix = faiss.rev_swig_ptr(flat.get_xb(), n * d).reshape(n, d) if n else np.zeros((0, d), np.float32)
+        self._index = index  # keeps the memory behind the views alive
+        self._coded: Any = None
+        if isinstance(inner, faiss.IndexRefine):  # IVF-PQ: 8-bit vectors, decoded a slice at a time
+            self._coded = faiss.downcast_index(inner.refine_index)
+            n, d = int(self._coded.ntotal), int(self._coded.d)
+            size = int(self._coded.code_size)
+            self._codes = faiss.rev_swig_ptr(self._coded.codes.data(), n * size).reshape(n, size) if n \
+                else np.zeros((0, size), np.uint8)
+            self.matrix = np.zeros((0, d), np.float32)
+        else:
+            flat: Any = inner if isinstance(inner, faiss.IndexFlat) else faiss.downcast_index(inner.storage)
+            n, d = int(flat.ntotal), int(flat.d)
+            self.matrix = faiss.rev_swig_ptr(flat.get_xb(), n * d).reshape(n, d) if n else np.zeros((0, d), np.float32)
         ids = faiss.vector_to_array(outer.id_map).astype(np.int64)
         self._order = np.argsort(ids, kind="stable")
         self._sorted = ids[self._order]
@@ -131,7 +144,13 @@ class Similarity:
         if row < 0:
             raise ValueError(f"similarity(id, {seed}): track {seed} has no embedding (no such track, or not "
                              "indexed yet)")
-        out = self.matrix @ self.matrix[row]
+        if self._coded is None:
+            out = self.matrix @ self.matrix[row]
+        else:
+            query = self._coded.sa_decode(self._codes[row:row + 1])[0]
+            out = np.concatenate([self._coded.sa_decode(self._codes[i:i + DECODE_ROWS]) @ query
+                                  for i in range(0, len(self._codes), DECODE_ROWS)]) if len(self._codes) \
+                else np.zeros(0, np.float32)
         self._scores[seed] = out
         if len(self._scores) > self._cache:
             self._scores.popitem(last=False)

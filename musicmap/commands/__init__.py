@@ -2,6 +2,6 @@
 
 from types import ModuleType
 
-from . import demo, doctor, export, index, info, map, serve, similar, sql
+from . import demo, doctor, export, index, info, ingest, map, serve, similar, sql
 
-COMMANDS: tuple[ModuleType, ...] = (index, map, similar, sql, export, serve, demo, info, doctor)
+COMMANDS: tuple[ModuleType, ...] = (index, ingest, map, similar, sql, export, serve, demo, info, doctor)

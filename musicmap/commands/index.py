@@ -9,9 +9,14 @@ placed into it (or it is computed, the first time; --no-map skips this).
 exit codes: 0 all files indexed; 1 nothing could be indexed, or a usage/user error;
             3 indexed, but some files failed (listed, and in the store's failures table).
 
+With --engine ray the files are embedded on a Ray cluster (Ray Data: decoding in CPU tasks, the
+model in a pool of actors, a GPU each with --gpus-per-worker) into Parquet shards under
+--staging, which are then merged into the store (musicmap ingest; --shards-only stops before).
+
 examples:
   musicmap index ~/Music --store ~/musicmap-store --model features
   musicmap index ~/Music --model /models/discogs-maest-30s-pw-129e-519l --device cuda
+  musicmap index /archive --engine ray --ray-address auto --gpus-per-worker 1 --staging s3://bucket/shards
 """
 
 from __future__ import annotations
@@ -19,8 +24,10 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from dataclasses import asdict, replace
 from typing import TYPE_CHECKING, Any
 
+from ..errors import UserError
 from ..settings import Settings, help_for
 from ._common import Progress, add_json, add_store, print_json
 
@@ -68,6 +75,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                        help="skip Discogs style predictions (runs only the blocks the embedding needs)")
     maest.add_argument("--no-windows", dest="keep_windows", action="store_false",
                        help="do not store per-window vectors in the windows table")
+    ray = p.add_argument_group("Ray options (--engine ray)")
+    ray.add_argument("--engine", choices=("local", "ray"), default="local",
+                     help="local: this machine (default); ray: a Ray cluster (pip install 'musicmap[ray]')")
+    ray.add_argument("--ray-address", dest="ray_address", metavar="ADDR", help=help_for("ray_address"))
+    ray.add_argument("--gpus-per-worker", dest="gpus_per_worker", type=float, default=0.0, metavar="N",
+                     help="GPUs each embedding actor asks Ray for (may be fractional, e.g. 0.5: two actors "
+                          "per GPU); default 0: CPU actors")
+    ray.add_argument("--embed-workers", dest="embed_workers", type=int, metavar="N",
+                     help="embedding actors at most (default: GPUs / --gpus-per-worker, or half the CPUs)")
+    ray.add_argument("--staging", metavar="FOLDER_OR_URL", help=help_for("staging"))
+    ray.add_argument("--shards-only", dest="shards_only", action="store_true",
+                     help="write the shards and stop (merge them later with musicmap ingest)")
+    ray.add_argument("--index-type", dest="index_type", choices=("auto", "flat", "hnsw", "ivfpq"), default="auto",
+                     help="the FAISS index ingest builds (default: by size; ivfpq for very large stores)")
     add_json(p)
 
 
@@ -112,6 +133,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from indexer.embedders import load_embedder
     from indexer.pipeline import index_library
 
+    if args.engine == "ray":
+        return run_ray(args, settings)
+    for flag, given in (("--ray-address", args.ray_address), ("--staging", args.staging),
+                        ("--gpus-per-worker", args.gpus_per_worker), ("--shards-only", args.shards_only),
+                        ("--embed-workers", args.embed_workers)):
+        if given:
+            raise UserError(f"{flag} is for --engine ray")
     embedder = load_embedder(settings.model, device=settings.device, batch_size=settings.batch_size,
                              **maest_options(args, settings.device))
     if embedder.info.kind != "maest":
@@ -142,5 +170,62 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if report.failed and not indexed:
         print(f"musicmap index: error: none of the {report.failed} files could be indexed (see above)",
               file=sys.stderr)
+        return 1
+    return 3 if report.failed else 0
+
+
+def run_ray(args: argparse.Namespace, settings: Settings) -> int:
+    """``--engine ray``: embed on Ray into shards, then (unless --shards-only) merge them into the store."""
+    from indexer.distributed import EmbedderSpec, ingest
+    from indexer.distributed import run_ray as embed_on_ray
+    from indexer.embedders import load_embedder
+
+    if args.prune or (args.metadata is not None and args.shards_only):
+        raise UserError("--prune is for the local engine (run musicmap index --prune after ingesting)"
+                        if args.prune else "--metadata is applied by ingest: give it to musicmap ingest")
+    if args.gpus_per_worker < 0:
+        raise UserError(f"--gpus-per-worker {args.gpus_per_worker:g}: give 0 or more")
+    if args.embed_workers is not None and args.embed_workers < 1:
+        raise UserError(f"--embed-workers {args.embed_workers}: give 1 or more")
+    device = "cuda" if args.gpus_per_worker > 0 and settings.device == "auto" else settings.device
+    options = maest_options(args, device) if settings.model != "features" else {}
+    # Loaded here once: a wrong model path fails now, not in every worker; its info names the shards.
+    embedder = load_embedder(settings.model, device="cpu", batch_size=settings.batch_size,
+                             **{**options, "precision": "fp32"} if options else {})
+    info = embedder.info
+    if options:
+        options["revision"] = info.revision or options.get("revision")  # every worker loads the same commit
+        info = replace(info, extra={**info.extra, "options": {**info.extra.get("options", {}),
+                                                              "precision": options["precision"]}})
+    spec = EmbedderSpec(settings.model, device=device, batch_size=settings.batch_size, options=options)
+    staging = settings.staging or str(settings.store / "shards")
+    ray_run = embed_on_ray(args.library, staging, spec, info, store_path=settings.store,
+                           ray_address=settings.ray_address or None, gpus_per_worker=args.gpus_per_worker,
+                           embed_workers=args.embed_workers)
+    del embedder
+    out: dict[str, Any] = {"ray": asdict(ray_run)}
+    if not args.json:
+        cluster = ray_run.cluster
+        where = (f"{cluster['nodes']} nodes, {cluster['cpus']:g} CPUs, {cluster['gpus']:g} GPUs" if cluster
+                 else "nothing to do")
+        print(f"embedded on Ray ({where}): {ray_run.scanned} files, {ray_run.unchanged} unchanged in the store, "
+              f"{ray_run.in_shards} already in the shards, {ray_run.processed} processed ({ray_run.failed} failed) "
+              f"in {ray_run.seconds:.1f} s; shards in {staging}")
+    if args.shards_only:
+        if args.json:
+            print_json(out)
+        else:
+            print(f"next: musicmap ingest {staging} --store {settings.store}")
+        return 3 if ray_run.failed else 0
+    report = ingest(staging, settings.store, metadata=args.metadata, category_from=args.category_from,
+                    index_kind=args.index_type, map_name="tsne" if args.update_map else None,
+                    progress=Progress("tracks", enabled=not args.quiet))
+    # Read as one run over the library: files the store held unchanged were skipped before Ray.
+    report.scanned, report.unchanged = ray_run.scanned, report.unchanged + ray_run.unchanged
+    if args.json:
+        print_json({**out, "ingest": report.to_dict()})
+    else:
+        print(summary(report))
+    if report.failed and not (report.added + report.updated + report.unchanged):
         return 1
     return 3 if report.failed else 0

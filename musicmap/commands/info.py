@@ -33,6 +33,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if ix.get("type") == "hnsw":
         print(f"index      HNSW (M {ix.get('M')}, efSearch {ix.get('efSearch')}), recall@10 {ix.get('recall_at_10')} "
               f"measured at build; {ix.get('ntotal')} vectors")
+    elif ix.get("type") == "ivfpq":
+        print(f"index      IVF-PQ ({ix.get('nlist')} lists, PQ{ix.get('m')}x8 + SQ8 re-ranking, nprobe "
+              f"{ix.get('nprobe')}), recall@10 {ix.get('recall_at_10')} measured at build; {ix.get('ntotal')} vectors")
     else:
         print(f"index      exact (flat), {ix.get('ntotal', info['embeddings'])} vectors")
     from .map import describe_quality

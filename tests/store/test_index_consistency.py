@@ -135,3 +135,57 @@ def test_hnsw_above_the_flat_limit_records_recall_and_filters_return_k(tmp_path:
         store.sync()
         assert _sidecar(folder)["params"]["type"] == "hnsw" and _sidecar(folder)["params"]["added_since_build"] == 100
         assert store.search(3050, k=1)[0].track_id != 3050
+
+
+def test_ivfpq_when_asked_records_its_parameters_and_searches_like_the_others(tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """The index for stores beyond one machine's memory, asked for explicitly (by size it starts at
+    billions of floats): codebooks trained, nprobe tuned to the recall target, filters still give k,
+    a reopened store loads it (8-bit vectors pass the consistency check), additions extend it."""
+    folder = tmp_path / "store"
+    n = 12_000
+    with Store.open_for_indexing(folder, _model()) as store:
+        store.write_tracks(_records(0, n, seed=0))
+        store.index_kind = "ivfpq"
+        store.sync()
+    params = json.loads((folder / "manifest.json").read_text())["index"]
+    nlist, m = vectors_mod.ivfpq_shape(n, D)
+    assert (params["type"], params["nlist"], params["m"], params["refine"]) == ("ivfpq", nlist, m, "SQ8")
+    assert (nlist, m) == (256, 4) and params["train_n"] == 10_240 and params["bytes_per_vector"] == m + D
+    # 4 codes of 8 dimensions rank these vectors coarsely: the build re-ranks more candidates (k_factor
+    # above 16) rather than visit every list
+    assert params["recall_at_10"] >= 0.95 and params["k_factor"] > 16 and 1 <= params["nprobe"] < nlist
+    stamp = (folder / INDEX_NAME).stat().st_mtime_ns
+    with Store.open(folder) as store:
+        recall = np.mean([len({t.track_id for t in store.search(s, k=10)} & set(_exact(store, s, 10))) / 10
+                          for s in range(1, n + 1, 240)])
+        assert recall >= 0.88
+        monkeypatch.setattr("store.search.FILTER_EXACT_FLOATS", 0)  # through the IVF with a selector
+        half = {int(r[0]) for r in store.sql("SELECT id FROM tracks WHERE hash(id) % 2 = 0", max_rows=n).rows}
+        recalls = []
+        for seed in range(1, n + 1, 600):
+            got = [n.track_id for n in store.search(seed, k=10, where="hash(id) % 2 = 0")]
+            assert len(got) == 10 and set(got) <= half
+            recalls.append(len(set(got) & set(_exact(store, seed, 10, half))) / 10)
+        assert np.mean(recalls) >= 0.85, recalls
+        rare = [n.track_id for n in store.search(2, k=10, where="year = 1960")]  # few matches, none near
+        assert len(rare) == 10 and all((t - 1) % 70 == 10 for t in rare)
+        # similarity() in SQL scores every track from the 8-bit vectors: nearly the exact cosine
+        ids, vectors = store.vectors()
+        exact = dict(zip(ids.tolist(), (vectors @ vectors[ids.tolist().index(2)]).tolist(), strict=True))
+        rows = store.sql("SELECT id, similarity(id, 2) FROM tracks", max_rows=n + 100).rows
+        assert len(rows) == n and max(abs(s - exact[i]) for i, s in rows) < 0.02
+        top = [r[0] for r in store.sql("SELECT id FROM similar_to(2, 10)").rows]
+        assert len(set(top) & set(_exact(store, 2, 10))) >= 8
+    assert (folder / INDEX_NAME).stat().st_mtime_ns == stamp  # loaded as it was, not rebuilt
+    with Store.open_for_indexing(folder, _model()) as store:
+        store.index_kind = "ivfpq"
+        store.write_tracks(_records(n, 100, seed=4))
+        store.sync()
+        side = _sidecar(folder)["params"]
+        assert side["type"] == "ivfpq" and side["added_since_build"] == 100 and side["nprobe"] == params["nprobe"]
+        assert store.search(n + 50, k=1)[0].track_id != n + 50
+    # Too few vectors for codebooks: the size rule's pick, whatever was asked.
+    assert vectors_mod.effective_kind("ivfpq", 500, D) == "flat"
+    assert vectors_mod.effective_kind("auto", 10**7, 768) == "ivfpq"
+    assert vectors_mod.effective_kind("auto", 10**6, 768) == "hnsw"

@@ -1,0 +1,537 @@
+"""Indexing on a Ray cluster (``musicmap index --engine ray``) and merging its output (``musicmap ingest``).
+
+    driver: scan ─> skip (unchanged in the store, or already in the shards)
+      Ray Data: files ─> tags + decode (CPU tasks) ─> embed (actor pool, a GPU each when asked)
+                ─> Parquet shards in a staging folder (a local path or any fsspec URL)
+    ingest: shards ─> DuckDB (tracks, embeddings, windows, styles, failures) ─> FAISS
+
+Each step runs the code the one-machine path runs (:func:`indexer.pipeline._process_file` for
+tags and decoding, :func:`indexer.embedders.base.embed_many` for the model), so both engines give
+the same vectors (to float rounding). A file that fails is a shard row with its stage and reason,
+and becomes a ``failures`` row on ingest. A shard file is complete or unreadable (Parquet writes
+its footer last): an interrupted run leaves the files it finished, and the next run skips the
+tracks they hold.
+
+Staging folder::
+
+    STAGING/musicmap-shards.json    the model (ModelInfo) and how to load it; a re-run must match
+    STAGING/run-<time>-<id>/*.parquet    one folder per run, written by Ray Data
+
+Ray is an optional dependency (``pip install musicmap[ray]``); it is imported only here, and only
+when this engine is used.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from store import ModelInfo, Store, StoreError, TrackRecord
+from store.store import db_path
+
+from .embedders.base import Embedding, embed_many
+from .errors import IndexerError
+from .metadata import CATEGORY_SOURCES, apply_metadata, read_metadata
+from .pipeline import STREAM_SECONDS, IndexReport, ProgressFn, _Failed, _init_worker, _process_file, fill_genre
+from .scan import fingerprint, scan
+
+logger = logging.getLogger(__name__)
+
+SHARDS_MANIFEST = "musicmap-shards.json"
+SHARD_FORMAT = 1
+DECODE_BATCH = 4
+"""Files per decode task."""
+EMBED_MEMORY_MAEST = 2 << 30
+EMBED_MEMORY_FEATURES = 256 << 20
+"""Memory each embedding actor reserves from Ray (MAEST: weights, activations, a batch of audio)."""
+
+
+def shard_schema(dimension: int) -> pa.Schema:
+    """The columns of a shard file: one row per file, a success or a failure."""
+    return pa.schema([
+        ("path", pa.string()),  # as the store shows it (undecodable bytes as \\xNN)
+        ("path_bytes", pa.binary()),  # the file system's own bytes: what ingest uses
+        ("size", pa.int64()),
+        ("mtime", pa.float64()),
+        ("fingerprint", pa.string()),
+        ("status", pa.string()),  # "ok" or "failed"
+        ("stage", pa.string()),
+        ("error", pa.string()),
+        ("tags", pa.string()),  # JSON
+        ("vector", pa.list_(pa.float32(), dimension)),
+        ("n_windows", pa.int32()),
+        ("windows", pa.list_(pa.float32())),  # n_windows × dimension, row-major; null when not kept
+        ("window_starts", pa.list_(pa.float64())),
+        ("style_labels", pa.list_(pa.string())),
+        ("style_values", pa.list_(pa.float32())),
+        ("model", pa.string()),
+        ("processed_at", pa.float64()),
+    ])
+
+
+@dataclass(frozen=True)
+class EmbedderSpec:
+    """How every actor loads the same model the driver checked (``load_embedder``'s arguments)."""
+
+    model: str
+    device: str = "auto"
+    batch_size: int = 4
+    options: dict[str, Any] | None = None
+
+    def load(self) -> Any:
+        from .embedders import load_embedder
+
+        return load_embedder(self.model, device=self.device, batch_size=self.batch_size, **(self.options or {}))
+
+
+# ---------------------------------------------------------------------------------------------
+# The staging folder (local or fsspec)
+
+
+def _filesystem(url: str) -> tuple[Any, str]:
+    """A pyarrow file system and the path inside it for a local folder or an fsspec URL."""
+    import pyarrow.fs as pafs
+
+    if "://" not in url or url.startswith("file://"):
+        local = url[len("file://"):] if url.startswith("file://") else url
+        return pafs.LocalFileSystem(), str(Path(local).expanduser().resolve())
+    try:
+        import fsspec
+    except ImportError:
+        raise IndexerError(f"staging {url}: URLs need fsspec (pip install 'musicmap[ray]')") from None
+    try:
+        fs, path = fsspec.core.url_to_fs(url)
+    except (ImportError, ValueError) as exc:
+        raise IndexerError(f"staging {url}: {exc}") from None
+    return pafs.PyFileSystem(pafs.FSSpecHandler(fs)), str(path)
+
+
+def _read_json(fs: Any, path: str) -> dict[str, Any] | None:
+    import pyarrow.fs as pafs
+
+    if fs.get_file_info(path).type != pafs.FileType.File:
+        return None
+    with fs.open_input_stream(path) as fh:
+        data = json.loads(fh.read().decode("utf-8"))
+    return data if isinstance(data, dict) else None
+
+
+def prepare_staging(url: str, info: ModelInfo, spec: EmbedderSpec) -> None:
+    """Create the staging folder, or check that the shards already there are of the same model."""
+    fs, root = _filesystem(url)
+    fs.create_dir(root, recursive=True)
+    path = f"{root}/{SHARDS_MANIFEST}"
+    existing = _read_json(fs, path)
+    if existing is not None:
+        have = existing.get("model", {})
+        for key in ("id", "dimension", "layer", "pooling", "revision"):
+            if have.get(key) != getattr(info, key):
+                raise IndexerError(f"staging {url} holds shards of another model ({key}: {have.get(key)!r}, "
+                                   f"now {getattr(info, key)!r}); use another --staging folder")
+        return
+    manifest = {"format": "musicmap-shards", "format_version": SHARD_FORMAT, "model": asdict(info),
+                "embedder": asdict(spec), "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    with fs.open_output_stream(path) as fh:
+        fh.write(json.dumps(manifest, indent=2, sort_keys=True).encode("utf-8"))
+
+
+def staging_model(url: str) -> ModelInfo:
+    """The model the shards under ``url`` were made with."""
+    fs, root = _filesystem(url)
+    manifest = _read_json(fs, f"{root}/{SHARDS_MANIFEST}")
+    if manifest is None or manifest.get("format") != "musicmap-shards":
+        raise IndexerError(f"{url} is not a musicmap shard folder (no {SHARDS_MANIFEST}); make one with "
+                           "musicmap index --engine ray --staging ...")
+    if int(manifest.get("format_version", 0)) > SHARD_FORMAT:
+        raise IndexerError(f"{url}: shard format {manifest['format_version']} is newer than this musicmap "
+                           f"reads ({SHARD_FORMAT}); upgrade musicmap")
+    return ModelInfo(**manifest["model"])
+
+
+def shard_files(url: str) -> list[str]:
+    """Every ``.parquet`` file under the staging folder, oldest run first."""
+    import pyarrow.fs as pafs
+
+    fs, root = _filesystem(url)
+    infos = fs.get_file_info(pafs.FileSelector(root, recursive=True, allow_not_found=True))
+    return sorted(i.path for i in infos if i.type == pafs.FileType.File and i.path.endswith(".parquet"))
+
+
+def _readable(fs: Any, path: str, columns: Sequence[str] | None = None) -> pa.Table | None:
+    """A shard file's table, or None (with a warning) when it is incomplete or not a shard."""
+    try:
+        return pq.read_table(path, filesystem=fs, columns=list(columns) if columns else None)
+    except (OSError, pa.ArrowInvalid, KeyError) as exc:
+        logger.warning("skipping shard %s: unreadable (%s); its files are indexed again on the next run",
+                       path, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        return None
+
+
+def latest_rows(url: str) -> dict[bytes, tuple[float, str, int, int, float, str]]:
+    """For each file (its path bytes): its newest shard row, as (processed_at, shard file, row,
+    size, mtime, status)."""
+    fs, _ = _filesystem(url)
+    latest: dict[bytes, tuple[float, str, int, int, float, str]] = {}
+    for f in shard_files(url):
+        t = _readable(fs, f, ["path_bytes", "processed_at", "size", "mtime", "status"])
+        if t is None:
+            continue
+        cols = [t.column(c).to_pylist() for c in ("path_bytes", "processed_at", "size", "mtime", "status")]
+        for row, (pb, at, size, mtime, status) in enumerate(zip(*cols, strict=True)):
+            seen = latest.get(pb)
+            if seen is None or at >= seen[0]:
+                latest[pb] = (float(at), f, row, int(size), float(mtime), str(status))
+    return latest
+
+
+# ---------------------------------------------------------------------------------------------
+# The Ray stages (run in Ray workers: plain functions and one class, no closures over the driver)
+
+
+def _decode_batch(batch: pa.Table, sr: int, stream_seconds: float | None) -> pa.Table:
+    """Tags and audio for a batch of files (a CPU task). The audio travels as float32 bytes."""
+    _init_worker(None, sr, stream_seconds)
+    out: dict[str, list[Any]] = {k: [] for k in ("path_bytes", "size", "mtime", "fingerprint", "tags", "audio",
+                                                 "stream", "stage", "error")}
+    for pb, size, mtime, fp in zip(*(batch.column(c).to_pylist() for c in ("path_bytes", "size", "mtime",
+                                                                            "fingerprint")), strict=True):
+        result = _process_file(os.fsdecode(pb))
+        out["path_bytes"].append(pb)
+        out["size"].append(size)
+        out["mtime"].append(mtime)
+        out["fingerprint"].append(fp)
+        if isinstance(result, _Failed):
+            out["tags"].append(None)
+            out["audio"].append(None)
+            out["stream"].append(False)
+            out["stage"].append(result.stage)
+            out["error"].append(result.reason)
+            continue
+        out["tags"].append(json.dumps(result.tags, default=str))
+        out["audio"].append(None if result.audio is None else np.asarray(result.audio, np.float32).tobytes())
+        out["stream"].append(bool(result.stream))
+        out["stage"].append(None)
+        out["error"].append(None)
+    return pa.table({
+        "path_bytes": pa.array(out["path_bytes"], pa.binary()), "size": pa.array(out["size"], pa.int64()),
+        "mtime": pa.array(out["mtime"], pa.float64()), "fingerprint": pa.array(out["fingerprint"], pa.string()),
+        "tags": pa.array(out["tags"], pa.string()), "audio": pa.array(out["audio"], pa.large_binary()),
+        "stream": pa.array(out["stream"], pa.bool_()), "stage": pa.array(out["stage"], pa.string()),
+        "error": pa.array(out["error"], pa.string()),
+    })
+
+
+class EmbedActor:
+    """Holds the model (loaded once per actor) and embeds batches of decoded files."""
+
+    def __init__(self, spec: EmbedderSpec, model_id: str, dimension: int) -> None:
+        self.embedder = spec.load()
+        if self.embedder.info.id != model_id or self.embedder.info.dimension != dimension:
+            raise IndexerError(f"a worker loaded {self.embedder.info.id} ({self.embedder.info.dimension}-d), "
+                               f"the driver {model_id} ({dimension}-d): is the model the same on every node?")
+        self.schema = shard_schema(dimension)
+        self.model_id = model_id
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        from .decode import AudioSource
+
+        rows = batch.to_pylist()
+        results: list[Embedding | tuple[str, str]] = [("", "")] * len(rows)
+        plain = [i for i, r in enumerate(rows) if r["stage"] is None and not r["stream"]]
+        for i, r in enumerate(rows):
+            if r["stage"] is not None:
+                results[i] = (r["stage"], r["error"])
+            elif r["stream"]:  # a long file: decoded here, window by window, as on one machine
+                source = AudioSource(os.fsdecode(r["path_bytes"]), self.embedder.sample_rate, prefetch_depth=2)
+                results[i] = self._guard(partial(self.embedder.embed_stream, source))
+        audios = [np.frombuffer(rows[i]["audio"], dtype=np.float32) for i in plain]
+        try:
+            for i, e in zip(plain, embed_many(self.embedder, audios), strict=True):
+                results[i] = e
+        except Exception:  # find the culprit: one by one
+            for i, audio in zip(plain, audios, strict=True):
+                results[i] = self._guard(partial(self.embedder.embed, audio))
+        return self._table(rows, results)
+
+    @staticmethod
+    def _guard(fn: Callable[[], Embedding]) -> Embedding | tuple[str, str]:
+        from .errors import FileFailure
+
+        try:
+            return fn()
+        except FileFailure as exc:
+            return exc.stage, exc.reason
+        except Exception as exc:
+            return "embed", f"{type(exc).__name__}: {exc}"
+
+    def _table(self, rows: list[dict[str, Any]], results: Sequence[Embedding | tuple[str, str]]) -> pa.Table:
+        now = time.time()
+        cols: dict[str, list[Any]] = {name: [] for name in self.schema.names}
+        for r, res in zip(rows, results, strict=True):
+            ok = isinstance(res, Embedding)
+            cols["path"].append(db_path(os.fsdecode(r["path_bytes"])))
+            for k in ("path_bytes", "size", "mtime", "fingerprint", "tags"):
+                cols[k].append(r[k])
+            cols["status"].append("ok" if ok else "failed")
+            cols["stage"].append(None if ok else res[0])  # type: ignore[index]
+            cols["error"].append(None if ok else res[1])  # type: ignore[index]
+            if isinstance(res, Embedding):
+                cols["vector"].append(np.asarray(res.vector, np.float32).ravel())
+                cols["n_windows"].append(int(res.n_windows))
+                cols["windows"].append(None if res.windows is None else np.asarray(res.windows, np.float32).ravel())
+                cols["window_starts"].append([float(s) for s in res.window_starts])
+                cols["style_labels"].append(list(res.styles))
+                cols["style_values"].append([float(v) for v in res.styles.values()])
+            else:
+                for k in ("vector", "n_windows", "windows", "window_starts", "style_labels", "style_values"):
+                    cols[k].append(None)
+            cols["model"].append(self.model_id)
+            cols["processed_at"].append(now)
+        return pa.table({name: pa.array(cols[name], self.schema.field(name).type) for name in self.schema.names},
+                        schema=self.schema)
+
+
+# ---------------------------------------------------------------------------------------------
+# The driver
+
+
+@dataclass
+class RayRun:
+    """What ``index --engine ray`` did before ingest."""
+
+    staging: str
+    scanned: int = 0
+    unchanged: int = 0
+    """Skipped: in the store with the same size and mtime."""
+    in_shards: int = 0
+    """Skipped: the shards already hold them (same size and mtime)."""
+    processed: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+    cluster: dict[str, Any] | None = None
+    run_folder: str | None = None
+
+
+def _connect(address: str | None, num_cpus: int | None) -> dict[str, Any]:
+    try:
+        import ray
+    except ImportError:
+        raise IndexerError("--engine ray needs Ray: pip install 'musicmap[ray]'") from None
+    if not ray.is_initialized():
+        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
+                                  "configure_logging": False}
+        if address:
+            kwargs["address"] = address
+        elif num_cpus:
+            kwargs["num_cpus"] = num_cpus
+        try:
+            ray.init(**kwargs)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise IndexerError(f"cannot reach the Ray cluster at {address or 'a local Ray'}: {exc}") from None
+    resources = ray.cluster_resources()
+    return {"address": address or "local", "cpus": float(resources.get("CPU", 0)),
+            "gpus": float(resources.get("GPU", 0)), "nodes": len(ray.nodes())}
+
+
+def run_ray(roots: Sequence[str | Path], staging: str, spec: EmbedderSpec, info: ModelInfo, *,
+            store_path: str | Path | None = None, ray_address: str | None = None, num_cpus: int | None = None,
+            gpus_per_worker: float = 0.0, embed_workers: int | None = None,
+            stream_seconds: float | None = STREAM_SECONDS, batch_size: int | None = None) -> RayRun:
+    """Embed the audio under ``roots`` on Ray into Parquet shards under ``staging``.
+
+    Skips files the store at ``store_path`` (when it exists) holds unchanged, and files the shards
+    already hold (same size and mtime, embedded; failed ones are tried again). ``gpus_per_worker``
+    (may be fractional): each embedding actor asks Ray for that many GPUs; 0 = CPU actors.
+
+    Raises
+    ------
+    IndexerError
+        Ray missing or unreachable, a staging folder of another model, no audio under ``roots``.
+    """
+    import ray
+    import ray.data
+
+    started = time.monotonic()
+    prepare_staging(staging, info, spec)
+    files = scan(roots)
+    run = RayRun(staging=staging, scanned=len(files))
+    known = {}
+    if store_path is not None and (Path(store_path) / "manifest.json").is_file():
+        with Store.open(store_path) as store:
+            if store.manifest.model.id != info.id:
+                raise IndexerError(f"store {store_path} holds vectors of {store.manifest.model.id}, not {info.id}")
+            known = store.known_files()
+    shards = latest_rows(staging)
+    todo: list[dict[str, Any]] = []
+    for f in files:
+        path = str(f)
+        try:
+            st = f.stat()
+        except OSError:
+            st = None
+        seen = known.get(path)
+        if st is not None and seen is not None and seen.size == st.st_size and seen.mtime == st.st_mtime \
+                and seen.has_vector:
+            run.unchanged += 1
+            continue
+        staged = shards.get(os.fsencode(path))
+        if st is not None and staged is not None and staged[5] == "ok" and staged[3] == st.st_size \
+                and staged[4] == st.st_mtime:
+            run.in_shards += 1
+            continue
+        try:
+            fp = fingerprint(f, st.st_size) if st is not None else None
+        except OSError:
+            fp = None
+        todo.append({"path_bytes": os.fsencode(path), "size": st.st_size if st else -1,
+                     "mtime": st.st_mtime if st else 0.0, "fingerprint": fp})
+    logger.info("%d files: %d unchanged in the store, %d already in the shards, %d to embed on Ray",
+                len(files), run.unchanged, run.in_shards, len(todo))
+    if not todo:
+        run.seconds = round(time.monotonic() - started, 3)
+        return run
+    run.cluster = _connect(ray_address, num_cpus)
+    gpus = run.cluster["gpus"]
+    if gpus_per_worker > 0 and gpus < gpus_per_worker:
+        raise IndexerError(f"--gpus-per-worker {gpus_per_worker}: the Ray cluster has {gpus:g} GPUs")
+    if embed_workers is None:
+        embed_workers = int(gpus // gpus_per_worker) if gpus_per_worker > 0 else max(1, int(run.cluster["cpus"]) // 2)
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    run_folder = f"run-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:8]}"
+    fs, root = _filesystem(staging)
+    ds: Any = ray.data.from_items(todo, override_num_blocks=max(1, -(-len(todo) // DECODE_BATCH)))
+    ds = ds.map_batches(_decode_batch, batch_size=DECODE_BATCH, batch_format="pyarrow", num_cpus=1,
+                        fn_kwargs={"sr": info.sample_rate, "stream_seconds": stream_seconds})
+    ds = ds.map_batches(EmbedActor, batch_size=max(1, batch_size or spec.batch_size), batch_format="pyarrow",
+                        fn_constructor_kwargs={"spec": spec, "model_id": info.id, "dimension": info.dimension},
+                        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, embed_workers)),
+                        num_gpus=gpus_per_worker or None, num_cpus=0 if gpus_per_worker > 0 else 1,
+                        # a model's worth of memory per actor; it also keeps Ray from fusing decoding
+                        # into the actors (operators with equal resources are fused)
+                        memory=EMBED_MEMORY_FEATURES if spec.model == "features" else EMBED_MEMORY_MAEST)
+    ds.write_parquet(f"{root}/{run_folder}", filesystem=fs, min_rows_per_file=256)
+    written = latest_rows(staging)
+    for item in todo:
+        row = written.get(item["path_bytes"])
+        run.processed += 1
+        if row is None or row[5] != "ok":
+            run.failed += 1
+    run.run_folder = f"{staging.rstrip('/')}/{run_folder}"
+    run.seconds = round(time.monotonic() - started, 3)
+    return run
+
+
+# ---------------------------------------------------------------------------------------------
+# Ingest
+
+
+def _records(url: str) -> Iterator[dict[str, Any]]:
+    """The newest shard row of every file, file by file (a few thousand rows in memory at once)."""
+    fs, _ = _filesystem(url)
+    chosen: dict[str, set[int]] = {}
+    for _pb, (_at, f, row, *_rest) in latest_rows(url).items():
+        chosen.setdefault(f, set()).add(row)
+    for f in sorted(chosen):
+        table = _readable(fs, f)
+        if table is not None:
+            yield from table.take(pa.array(sorted(chosen[f]), pa.int64())).to_pylist()
+
+
+def ingest(shards: str, store_path: str | Path, *, commit_every: int = 256, metadata: str | Path | None = None,
+           category_from: str = "tag", index_kind: str = "auto", map_name: str | None = None,
+           progress: ProgressFn | None = None) -> IndexReport:
+    """Merge the shards under ``shards`` into the store at ``store_path`` (created if missing) and
+    build its FAISS index (``index_kind``: ``auto`` picks by size; see :mod:`store.vectors`).
+
+    A file the store already holds with the same size and mtime and a vector is left alone
+    (ingesting twice changes nothing); failed rows become ``failures`` rows.
+    """
+    from .pipeline import _update_map
+
+    started = time.monotonic()
+    if category_from not in CATEGORY_SOURCES:
+        raise IndexerError(f"--category-from {category_from!r}: choose one of {', '.join(CATEGORY_SOURCES)}")
+    rows_meta = read_metadata(metadata) if metadata is not None else None
+    info = staging_model(shards)
+    store = Store.open_for_indexing(store_path, info)
+    store.index_kind = index_kind
+    report = IndexReport(store=str(store.path), model=info.id)
+    try:
+        run_id = store.start_run([shards])
+        known = store.known_files()
+        pending: list[TrackRecord] = []
+        total = 0
+
+        def flush() -> None:
+            if pending:
+                store.write_tracks(pending)
+                pending.clear()
+            store.release()
+
+        status = "error"
+        try:
+            for total, row in enumerate(_records(shards), start=1):
+                path = os.fsdecode(row["path_bytes"])
+                report.scanned += 1
+                if row["status"] != "ok":
+                    report.failed += 1
+                    report.failures.append({"path": path, "stage": row["stage"], "error": row["error"]})
+                    store.record_failure(path, str(row["stage"]), str(row["error"]))
+                    continue
+                seen = known.get(path)
+                if seen is not None and seen.size == row["size"] and seen.mtime == row["mtime"] and seen.has_vector:
+                    report.unchanged += 1
+                    continue
+                tags = json.loads(row["tags"]) if row["tags"] else {}
+                styles = dict(zip(row["style_labels"] or [], row["style_values"] or [], strict=True))
+                d = info.dimension
+                windows = None if row["windows"] is None else np.asarray(row["windows"], np.float32).reshape(-1, d)
+                pending.append(TrackRecord(
+                    path=path, size=int(row["size"]), mtime=float(row["mtime"]),
+                    tags=fill_genre(apply_metadata(tags, path, rows=rows_meta, category_from=category_from), styles),
+                    fingerprint=row["fingerprint"], vector=np.asarray(row["vector"], np.float32),
+                    n_windows=int(row["n_windows"] or 1), styles=styles, windows=windows,
+                    window_starts=list(row["window_starts"] or []),
+                ))
+                report.audio_seconds += float(tags.get("duration") or 0.0)
+                if seen is not None:
+                    report.updated += 1
+                else:
+                    report.added += 1
+                if len(pending) >= commit_every:
+                    flush()
+                if progress is not None:
+                    progress(total, 0, path, report.audio_seconds)
+            flush()
+            status = "ok"
+        finally:
+            report.durations["files"] = round(time.monotonic() - started, 3)
+            index_started = time.monotonic()
+            store.sync()
+            report.durations["index"] = round(time.monotonic() - index_started, 3)
+            report.status = status
+            report.seconds = round(time.monotonic() - started, 3)
+            store.finish_run(run_id, status=status, counts=report.counts())
+        if map_name is not None and store.count("embeddings") > 0:
+            map_started = time.monotonic()
+            report.map = _update_map(store, map_name)
+            report.durations["map"] = round(time.monotonic() - map_started, 3)
+    except StoreError:
+        raise
+    finally:
+        store.close()
+    report.durations["total"] = round(time.monotonic() - started, 3)
+    return report
