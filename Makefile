@@ -66,10 +66,14 @@ bench: setup
 	$(BIN)/python benchmarks/bench_load.py concurrency
 	$(BIN)/python benchmarks/bench_map.py fit
 	$(BIN)/python benchmarks/bench_map.py place
+	$(BIN)/python benchmarks/bench_scale.py engines
+	$(BIN)/python benchmarks/bench_scale.py shards
 
-# The 1M-vector rows (about 10 min for 768-d, 40 for 2304-d, and 20 GB of memory at 2304-d).
+# The 1M-vector rows (HNSW: about 10 min for 768-d, 40 for 2304-d, and 20 GB of memory at 2304-d;
+# IVF-PQ: 4 and 13 min).
 bench-large: setup
 	$(BIN)/python benchmarks/bench_store.py index --sizes 1000000 --dims 768,2304
+	$(BIN)/python benchmarks/bench_store.py index --sizes 1000000 --dims 768,2304 --kind ivfpq
 
 clean:
 	rm -rf $(VENV) musicmap-demo .mypy_cache .ruff_cache .pytest_cache

@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -38,7 +39,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from store import ModelInfo, Store, StoreError, TrackRecord
+from store import ModelInfo, Store, TrackRecord
 from store.store import db_path
 
 from .embedders.base import Embedding, embed_many
@@ -348,7 +349,8 @@ def _connect(address: str | None, num_cpus: int | None) -> dict[str, Any]:
 def run_ray(roots: Sequence[str | Path], staging: str, spec: EmbedderSpec, info: ModelInfo, *,
             store_path: str | Path | None = None, ray_address: str | None = None, num_cpus: int | None = None,
             gpus_per_worker: float = 0.0, embed_workers: int | None = None,
-            stream_seconds: float | None = STREAM_SECONDS, batch_size: int | None = None) -> RayRun:
+            stream_seconds: float | None = STREAM_SECONDS, batch_size: int | None = None,
+            progress: bool = False) -> RayRun:
     """Embed the audio under ``roots`` on Ray into Parquet shards under ``staging``.
 
     Skips files the store at ``store_path`` (when it exists) holds unchanged, and files the shards
@@ -409,7 +411,7 @@ def run_ray(roots: Sequence[str | Path], staging: str, spec: EmbedderSpec, info:
     if embed_workers is None:
         embed_workers = int(gpus // gpus_per_worker) if gpus_per_worker > 0 else max(1, int(run.cluster["cpus"]) // 2)
     ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = False
+    ctx.enable_progress_bars = progress  # Ray Data's own bars: one per stage, rows and rate
     run_folder = f"run-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:8]}"
     fs, root = _filesystem(staging)
     ds: Any = ray.data.from_items(todo, override_num_blocks=max(1, -(-len(todo) // DECODE_BATCH)))
@@ -422,7 +424,15 @@ def run_ray(roots: Sequence[str | Path], staging: str, spec: EmbedderSpec, info:
                         # a model's worth of memory per actor; it also keeps Ray from fusing decoding
                         # into the actors (operators with equal resources are fused)
                         memory=EMBED_MEMORY_FEATURES if spec.model == "features" else EMBED_MEMORY_MAEST)
-    ds.write_parquet(f"{root}/{run_folder}", filesystem=fs, min_rows_per_file=256)
+    try:
+        ds.write_parquet(f"{root}/{run_folder}", filesystem=fs, min_rows_per_file=256)
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # a lost node, an actor that cannot load the model, a full staging disk...
+        held = latest_rows(staging)
+        done = sum(1 for item in todo if item["path_bytes"] in held)
+        raise IndexerError(f"the Ray run stopped: {_root_cause(exc)}. {done} of {len(todo)} files are in complete "
+                           f"shards under {staging}; run the same command again to continue from there") from exc
     written = latest_rows(staging)
     for item in todo:
         row = written.get(item["path_bytes"])
@@ -434,15 +444,25 @@ def run_ray(roots: Sequence[str | Path], staging: str, spec: EmbedderSpec, info:
     return run
 
 
+def _root_cause(exc: BaseException) -> str:
+    """The line of a Ray error that says what went wrong: Ray wraps a worker's exception in its
+    own (ActorDiedError, RayTaskError) whose text ends with the original one."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    causes = [line for line in lines if re.match(r"^[\w.]+(Error|Exception|Failure): ", line)]
+    return (causes[-1] if causes else f"{type(exc).__name__}: {lines[0] if lines else ''}")[:500]
+
+
 # ---------------------------------------------------------------------------------------------
 # Ingest
 
 
-def _records(url: str) -> Iterator[dict[str, Any]]:
-    """The newest shard row of every file, file by file (a few thousand rows in memory at once)."""
+def _records(url: str, latest: dict[bytes, tuple[float, str, int, int, float, str]]) -> Iterator[dict[str, Any]]:
+    """The newest shard row of every file (``latest``: :func:`latest_rows`), one shard file in
+    memory at a time."""
     fs, _ = _filesystem(url)
     chosen: dict[str, set[int]] = {}
-    for _pb, (_at, f, row, *_rest) in latest_rows(url).items():
+    for _pb, (_at, f, row, *_rest) in latest.items():
         chosen.setdefault(f, set()).add(row)
     for f in sorted(chosen):
         table = _readable(fs, f)
@@ -459,7 +479,7 @@ def ingest(shards: str, store_path: str | Path, *, commit_every: int = 256, meta
     A file the store already holds with the same size and mtime and a vector is left alone
     (ingesting twice changes nothing); failed rows become ``failures`` rows.
     """
-    from .pipeline import _update_map
+    from .pipeline import _best_effort, _must, _update_map
 
     started = time.monotonic()
     if category_from not in CATEGORY_SOURCES:
@@ -473,7 +493,6 @@ def ingest(shards: str, store_path: str | Path, *, commit_every: int = 256, meta
         run_id = store.start_run([shards])
         known = store.known_files()
         pending: list[TrackRecord] = []
-        total = 0
 
         def flush() -> None:
             if pending:
@@ -482,10 +501,13 @@ def ingest(shards: str, store_path: str | Path, *, commit_every: int = 256, meta
             store.release()
 
         status = "error"
+        latest = latest_rows(shards)
         try:
-            for total, row in enumerate(_records(shards), start=1):
+            for done, row in enumerate(_records(shards, latest), start=1):
                 path = os.fsdecode(row["path_bytes"])
                 report.scanned += 1
+                if progress is not None:
+                    progress(done, len(latest), path, report.audio_seconds)
                 if row["status"] != "ok":
                     report.failed += 1
                     report.failures.append({"path": path, "stage": row["stage"], "error": row["error"]})
@@ -513,24 +535,25 @@ def ingest(shards: str, store_path: str | Path, *, commit_every: int = 256, meta
                     report.added += 1
                 if len(pending) >= commit_every:
                     flush()
-                if progress is not None:
-                    progress(total, 0, path, report.audio_seconds)
             flush()
             status = "ok"
+        except KeyboardInterrupt:  # what was committed stays; ingesting again goes on from there
+            status = "interrupted"
+            raise
         finally:
+            # after an error the wrap-up is best effort, and the first error is the one reported
+            wrap_up = _must if status == "ok" else _best_effort
             report.durations["files"] = round(time.monotonic() - started, 3)
             index_started = time.monotonic()
-            store.sync()
+            wrap_up(store.sync, "updating the FAISS index")
             report.durations["index"] = round(time.monotonic() - index_started, 3)
             report.status = status
             report.seconds = round(time.monotonic() - started, 3)
-            store.finish_run(run_id, status=status, counts=report.counts())
+            wrap_up(lambda: store.finish_run(run_id, status=status, counts=report.counts()), "recording the run")
         if map_name is not None and store.count("embeddings") > 0:
             map_started = time.monotonic()
             report.map = _update_map(store, map_name)
             report.durations["map"] = round(time.monotonic() - map_started, 3)
-    except StoreError:
-        raise
     finally:
         store.close()
     report.durations["total"] = round(time.monotonic() - started, 3)

@@ -201,7 +201,7 @@ def run_ray(args: argparse.Namespace, settings: Settings) -> int:
     staging = settings.staging or str(settings.store / "shards")
     ray_run = embed_on_ray(args.library, staging, spec, info, store_path=settings.store,
                            ray_address=settings.ray_address or None, gpus_per_worker=args.gpus_per_worker,
-                           embed_workers=args.embed_workers)
+                           embed_workers=args.embed_workers, progress=not args.quiet and sys.stderr.isatty())
     del embedder
     out: dict[str, Any] = {"ray": asdict(ray_run)}
     if not args.json:

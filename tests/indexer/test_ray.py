@@ -7,11 +7,13 @@ import json
 import os
 import shutil
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+import ray
 import soundfile as sf
 
 from indexer.distributed import EmbedderSpec, ingest, latest_rows, run_ray, shard_files, staging_model
@@ -20,8 +22,6 @@ from indexer.errors import IndexerError
 from indexer.pipeline import index_library
 from store import Store, StoreError
 from tests.conftest import run_cli
-
-ray = pytest.importorskip("ray")
 
 SR = 16_000
 STREAM_S = 4.0  # the 6-s file goes through the streaming path on both engines
@@ -214,6 +214,17 @@ def test_bad_shard_folders_and_models_are_clear_errors(tmp_path: Path, tiny_maes
         run_ray([lib], str(staging), spec, spec.load().info, store_path=other)
     with pytest.raises(IndexerError, match="GPUs"):
         run_ray([lib], str(tmp_path / "fresh"), spec, spec.load().info, gpus_per_worker=1)
+
+
+def test_a_run_that_cannot_finish_says_what_is_kept(tmp_path: Path) -> None:
+    """Workers that cannot embed (here: they load another model than the driver checked) stop the
+    run with a clear error, not a hang or a traceback."""
+    lib = _library(tmp_path / "lib")
+    spec = EmbedderSpec("features")
+    info = replace(spec.load().info, id="features-v0")
+    with pytest.raises(IndexerError, match=r"the Ray run stopped: .*IndexerError: a worker loaded features-v1 .*"
+                                           r"the driver features-v0.* 0 of 6 files .* run the same command again"):
+        run_ray([lib], str(tmp_path / "shards"), spec, info)
 
 
 def test_cli_engine_ray_then_ingest(tmp_path: Path) -> None:
