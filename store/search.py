@@ -237,37 +237,56 @@ def mmr_order(query: np.ndarray, vectors: np.ndarray, scores: np.ndarray, lam: f
     return chosen
 
 
-def diversify(candidates: list[tuple[int, float]], rows: dict[int, dict[str, Any]], options: SearchOptions,
-              seed_keys: set[tuple[str, str]], limit: int) -> list[tuple[int, float]]:
-    """Apply the artist / album caps and version dedupe to ranked ``candidates`` (best first)."""
-    per_artist: dict[str, int] = {}
-    per_album: dict[tuple[str, str], int] = {}
-    songs = set(seed_keys)
-    out: list[tuple[int, float]] = []
-    for track_id, score in candidates:
-        row = rows.get(track_id)
-        if row is None:
-            continue
+class Variety:
+    """The artist / album caps and version dedupe of :class:`SearchOptions`, counted over a list as
+    it grows (a result list, a song path, a playlist's extension)."""
+
+    def __init__(self, options: SearchOptions, seed_keys: set[tuple[str, str]] | None = None) -> None:
+        self.options = options
+        self.per_artist: dict[str, int] = {}
+        self.per_album: dict[tuple[str, str], int] = {}
+        self.songs = set(seed_keys or ())
+
+    @staticmethod
+    def _keys(row: dict[str, Any]) -> tuple[str | None, tuple[str, str] | None]:
         artist = artist_key(row.get("artist")) or artist_key(row.get("album_artist"))
-        if options.max_per_artist is not None and artist is not None \
-                and per_artist.get(artist, 0) >= options.max_per_artist:
-            continue
         album = row.get("album")
         album_key = (artist_key(row.get("album_artist")) or artist or "", _fold(album)) \
             if isinstance(album, str) and album.strip() else None
-        if options.max_per_album is not None and album_key is not None \
-                and per_album.get(album_key, 0) >= options.max_per_album:
-            continue
-        if options.dedupe:
-            key = song_key(row)
-            if key is not None:
-                if key in songs:
-                    continue
-                songs.add(key)
+        return artist, album_key
+
+    def admits(self, row: dict[str, Any]) -> bool:
+        """Whether ``row`` may join the list (nothing is recorded)."""
+        artist, album_key = self._keys(row)
+        o = self.options
+        if o.max_per_artist is not None and artist is not None and self.per_artist.get(artist, 0) >= o.max_per_artist:
+            return False
+        if o.max_per_album is not None and album_key is not None \
+                and self.per_album.get(album_key, 0) >= o.max_per_album:
+            return False
+        return not (o.dedupe and (key := song_key(row)) is not None and key in self.songs)
+
+    def take(self, row: dict[str, Any]) -> None:
+        """Count ``row`` as part of the list."""
+        artist, album_key = self._keys(row)
         if artist is not None:
-            per_artist[artist] = per_artist.get(artist, 0) + 1
+            self.per_artist[artist] = self.per_artist.get(artist, 0) + 1
         if album_key is not None:
-            per_album[album_key] = per_album.get(album_key, 0) + 1
+            self.per_album[album_key] = self.per_album.get(album_key, 0) + 1
+        if self.options.dedupe and (key := song_key(row)) is not None:
+            self.songs.add(key)
+
+
+def diversify(candidates: list[tuple[int, float]], rows: dict[int, dict[str, Any]], options: SearchOptions,
+              seed_keys: set[tuple[str, str]], limit: int) -> list[tuple[int, float]]:
+    """Apply the artist / album caps and version dedupe to ranked ``candidates`` (best first)."""
+    variety = Variety(options, seed_keys)
+    out: list[tuple[int, float]] = []
+    for track_id, score in candidates:
+        row = rows.get(track_id)
+        if row is None or not variety.admits(row):
+            continue
+        variety.take(row)
         out.append((track_id, score))
         if len(out) >= limit:
             break

@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from . import schema, sql
+from . import listening, schema, sql
 from .errors import StoreError, TrackNotFound
 from .faults import fault_point
 from .manifest import Manifest, ModelInfo, read_manifest, write_manifest
@@ -831,6 +831,14 @@ class Store:
                           **options: Any) -> list[Neighbour]:
         """The ``k`` tracks most similar to a raw ``vector`` (shape (d,)), skipping ``exclude``."""
         return self.search(vector=vector, k=k, exclude=exclude, **options)
+
+    def song_path(self, start: int, end: int, *, length: int = 10, **options: Any) -> list[listening.PathStep]:
+        """``length`` tracks from ``start`` to ``end``, each near the last (:func:`store.listening.song_path`)."""
+        return listening.song_path(self, start, end, length=length, **options)
+
+    def extend(self, seeds: Sequence[int], *, n: int = 20, mode: str = "centroid", **options: Any) -> list[Neighbour]:
+        """``n`` tracks that fit the playlist ``seeds`` (:func:`store.listening.extend_playlist`)."""
+        return listening.extend_playlist(self, seeds, n=n, mode=mode, **options)
 
     def search(self, seeds: int | Sequence[int] = (), *, vector: np.ndarray | None = None, k: int = 10,
                where: str | None = None, max_per_artist: int | None = None, max_per_album: int | None = None,

@@ -2,6 +2,7 @@
 
 from types import ModuleType
 
-from . import demo, doctor, export, index, info, ingest, map, serve, similar, sql
+from . import demo, doctor, export, extend, index, info, ingest, map, path, serve, similar, sql
 
-COMMANDS: tuple[ModuleType, ...] = (index, ingest, map, similar, sql, export, serve, demo, info, doctor)
+COMMANDS: tuple[ModuleType, ...] = (index, ingest, map, similar, path, extend, sql, export, serve, demo, info,
+                                    doctor)
