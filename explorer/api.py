@@ -21,6 +21,7 @@ from flask import Flask, Response, jsonify, request, send_file
 from werkzeug.exceptions import HTTPException
 
 from store import Store, StoreError, TrackNotFound
+from store.listening import MAX_EXTEND, MAX_PATH
 
 from .upload import UploadError, Uploads
 
@@ -93,6 +94,30 @@ def similar_options() -> dict[str, Any]:
         if value is not None:
             out[name] = value
     return out
+
+
+def _ids_param() -> list[int]:
+    raw = [part.strip() for part in (request.args.get("ids") or "").split(",") if part.strip()]
+    if not raw or not all(part.isdigit() for part in raw) or len(raw) > PAGE_MAX:
+        raise BadRequest(f"ids: give 1 to {PAGE_MAX} track ids separated by commas, e.g. ids=12,40,7")
+    return list(dict.fromkeys(int(part) for part in raw))
+
+
+def _variety() -> dict[str, Any]:
+    """``where``, ``dedupe`` and the caps of the query string (for paths and playlists)."""
+    out: dict[str, Any] = {"where": request.args.get("where") or None, "dedupe": _flag("dedupe")}
+    for name in ("max_per_artist", "max_per_album"):
+        value = _number(name, int)
+        if value is not None:
+            out[name] = value
+    return out
+
+
+def _format() -> str:
+    value = request.args.get("format") or "json"
+    if value not in ("json", "m3u"):
+        raise BadRequest(f"format={value!r}: give json or m3u")
+    return value
 
 
 def _sql_string(value: str) -> str:
@@ -214,11 +239,54 @@ def register(server: Flask, store: Store, *, projection: Callable[[], Any], uplo
     def api_similar_many() -> Response:
         """Tracks like several tracks together (the centroid of their vectors): ``?ids=1,2,3``."""
         _only("ids", "k", "where", "dedupe", *SIMILAR_OPTIONS)
-        raw = [part.strip() for part in (request.args.get("ids") or "").split(",") if part.strip()]
-        if not raw or not all(part.isdigit() for part in raw) or len(raw) > PAGE_MAX:
-            raise BadRequest(f"ids: give 1 to {PAGE_MAX} track ids separated by commas, e.g. ids=12,40,7")
-        ids = list(dict.fromkeys(int(part) for part in raw))
+        ids = _ids_param()
         return similar_response(ids, {"ids": ids})
+
+    @route(f"{API}/path", "api_path")
+    def api_path() -> Response:
+        """A song path from one track to another (``store.listening.song_path``); JSON or M3U."""
+        _only("from", "to", "steps", "where", "dedupe", "max_per_artist", "max_per_album", "format")
+        ends = []
+        for name in ("from", "to"):
+            raw = request.args.get(name) or ""
+            if not raw.isdigit():
+                raise BadRequest(f"{name}: give a track id, e.g. {name}=12")
+            ends.append(int(raw))
+        try:
+            steps = store.song_path(ends[0], ends[1], length=_int("steps", 10, 2, MAX_PATH), **_variety())
+        except TrackNotFound as exc:
+            return error(404, str(exc))
+        except StoreError as exc:
+            raise BadRequest(str(exc)) from None
+        if _format() == "m3u":
+            return _m3u([s.track_id for s in steps], f"path-{ends[0]}-{ends[1]}")
+        return jsonify({"from": ends[0], "to": ends[1], "model": store.manifest.model.id, "steps": [
+            {"track_id": s.track_id, "to_previous": None if s.to_previous is None else round(s.to_previous, 6),
+             "to_end": round(s.to_end, 6), **{k: _json_safe(v) for k, v in s.track.items()}} for s in steps]})
+
+    @route(f"{API}/extend", "api_extend")
+    def api_extend() -> Response:
+        """Tracks that fit a playlist (``store.listening.extend_playlist``); JSON or M3U."""
+        _only("ids", "n", "mode", "where", "dedupe", "max_per_artist", "max_per_album", "format")
+        ids = _ids_param()
+        mode = request.args.get("mode") or "centroid"
+        if mode not in ("centroid", "seeds"):
+            raise BadRequest(f"mode={mode!r}: give centroid or seeds")
+        try:
+            added = store.extend(ids, n=_int("n", 20, 1, MAX_EXTEND), mode=mode, **_variety())
+        except TrackNotFound as exc:
+            return error(404, str(exc))
+        except StoreError as exc:
+            raise BadRequest(str(exc)) from None
+        if _format() == "m3u":
+            return _m3u([a.track_id for a in added], "extension")
+        return jsonify({"ids": ids, "mode": mode, "model": store.manifest.model.id, "results": _results(added)})
+
+    def _m3u(track_ids: list[int], name: str) -> Response:
+        from store.export import m3u_bytes
+
+        return Response(m3u_bytes(store, track_ids), mimetype="audio/x-mpegurl",
+                        headers={"Content-Disposition": f'attachment; filename="{name}.m3u8"'})
 
     def similar_response(seeds: int | list[int], head: dict[str, Any]) -> Response:
         """Search from seed tracks: 404 for a seed that does not exist, 400 for a bad option."""
@@ -362,6 +430,16 @@ _SIMILAR_PARAMS = [
 ]
 
 
+_VARIETY_PARAMS = [
+    _param("where", "SQL boolean expression over tracks' columns"),
+    _param("max_per_artist", "at most this many per artist, counted over the whole list", "integer", minimum=1),
+    _param("max_per_album", "at most this many per album", "integer", minimum=1),
+    _param("dedupe", "one version of each song", "boolean"),
+    {**_param("format", "json (default) or m3u (an M3U8 playlist)"),
+     "schema": {"type": "string", "enum": ["json", "m3u"]}},
+]
+
+
 def _ok(description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": {"type": "object"}}}}
 
@@ -404,6 +482,24 @@ OPENAPI: dict[str, Any] = {
                 "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
             "responses": {"200": _ok("{query: {type, filename, bytes, position}, model, results: [track + score]}"),
                           "400": _ERROR, "403": _ERROR, "413": _ERROR}}},
+        f"{API}/path": {"get": {
+            "summary": "A path of tracks from one to another: each step near the last and closer to the end",
+            "parameters": [{**_param("from", "first track id", "integer", minimum=0), "required": True},
+                           {**_param("to", "last track id", "integer", minimum=0), "required": True},
+                           _param("steps", "tracks in the path, both ends included", "integer", minimum=2,
+                                  maximum=MAX_PATH, default=10),
+                           *_VARIETY_PARAMS],
+            "responses": {"200": _ok("{from, to, model, steps: [track + to_previous + to_end]}, or M3U"),
+                          "400": _ERROR, "404": _ERROR}}},
+        f"{API}/extend": {"get": {
+            "summary": "Tracks that fit a playlist (never one of its own), by its centroid or by each track",
+            "parameters": [{**_param("ids", "the playlist's track ids separated by commas"), "required": True},
+                           _param("n", "tracks to add", "integer", minimum=1, maximum=MAX_EXTEND, default=20),
+                           {**_param("mode", "centroid (default) or seeds"),
+                            "schema": {"type": "string", "enum": ["centroid", "seeds"]}},
+                           *_VARIETY_PARAMS],
+            "responses": {"200": _ok("{ids, mode, model, results: [track + score]}, or M3U"), "400": _ERROR,
+                          "404": _ERROR}}},
         f"{API}/search": {"get": {
             "summary": "Tracks whose artist, title or album contain every word",
             "parameters": [{**_param("q", "words"), "required": True},

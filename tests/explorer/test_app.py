@@ -178,6 +178,36 @@ def test_api_track_similar_search_and_map(client: FlaskClient, demo_store: DemoS
     assert client.get("/api/v1/map?fields=path").status_code == 400  # no file paths in bulk
 
 
+def test_api_path_and_extend_in_json_and_m3u(client: FlaskClient, demo_store: DemoStore) -> None:
+    path = client.get("/api/v1/path", query_string={"from": 1, "to": 50, "steps": 7, "max_per_artist": 2})
+    assert path.status_code == 200, path.get_json()
+    steps = path.get_json()["steps"]
+    ids = [s["track_id"] for s in steps]
+    assert ids[0] == 1 and ids[-1] == 50 and len(ids) == 7 and len(set(ids)) == 7
+    assert steps[0]["to_previous"] is None and all(0 < s["to_previous"] <= 1 for s in steps[1:])
+    artists = [s["artist"] for s in steps if s["artist"]]
+    assert all(artists.count(a) <= 2 for a in artists)
+    m3u = client.get("/api/v1/path", query_string={"from": 1, "to": 50, "steps": 7, "max_per_artist": 2,
+                                                   "format": "m3u"})
+    assert m3u.status_code == 200 and m3u.mimetype == "audio/x-mpegurl"
+    files = [line for line in m3u.get_data(as_text=True).splitlines() if not line.startswith("#")]
+    with Store.open(demo_store.store) as store:
+        assert files == [store.file_path(i) for i in ids]
+
+    members = [3, 9, 27]
+    ext = client.get("/api/v1/extend", query_string={"ids": "3,9,27", "n": 8, "mode": "seeds"}).get_json()
+    added = [r["track_id"] for r in ext["results"]]
+    assert len(added) == 8 and not set(added) & set(members) and ext["mode"] == "seeds"
+    assert client.get("/api/v1/extend?ids=3,9&n=4&format=m3u").mimetype == "audio/x-mpegurl"
+    for url, status in (("/api/v1/path?from=1&to=99999", 404), ("/api/v1/path?from=1&to=1", 400),
+                        ("/api/v1/path?from=1", 400), ("/api/v1/path?from=1&to=2&steps=1", 400),
+                        ("/api/v1/path?from=1&to=2&format=xml", 400), ("/api/v1/extend?ids=1,99999", 404),
+                        ("/api/v1/extend?ids=1&mode=shuffle", 400), ("/api/v1/extend?ids=1&n=0", 400),
+                        ("/api/v1/extend?ids=", 400), ("/api/v1/extend?ids=1&where=nonsense((", 400)):
+        response = client.get(url)
+        assert response.status_code == status and response.get_json()["error"], url
+
+
 def test_api_errors_are_json_with_the_right_status(client: FlaskClient) -> None:
     for method, path, status in (("get", "/api/v1/nothing", 404), ("post", "/api/v1/tracks", 405),
                                  ("delete", "/api/v1/tracks/1", 405), ("get", "/api/v1/tracks/abc", 404)):
@@ -209,8 +239,15 @@ def test_openapi_document_matches_the_routes(client: FlaskClient, app: dash.Dash
                 value = "1,2"
             if param["name"] == "q" and path.endswith("sql"):
                 value = "SELECT 1"
+            if "enum" in param["schema"]:
+                value = param["schema"]["enum"][-1]
+            if "minimum" in param["schema"]:
+                value = str(max(1, param["schema"]["minimum"]))
+            if param["name"] in ("from", "to"):
+                value = {"from": "3", "to": "4"}[param["name"]]
             extra = {"q": "a"} if path.endswith("search") else {"q": "SELECT 1"} if path.endswith("sql") \
-                else {"ids": "1,2"} if path.endswith("similar") else {}
+                else {"ids": "1,2"} if path.endswith(("similar", "extend")) \
+                else {"from": "1", "to": "2"} if path.endswith("path") else {}
             response = client.get(url, query_string={**extra, param["name"]: value})
             assert response.status_code in (200, 206), (path, param["name"], response.get_json())
 
