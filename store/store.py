@@ -450,6 +450,16 @@ class Store:
                           "WHERE id = ?", [db_path(path), _raw(path), size, mtime, track_id])
         self._con.execute("DELETE FROM failures WHERE path = ?", [db_path(path)])
 
+    def update_file_stats(self, rows: Sequence[tuple[int, int, float, str | None]]) -> None:
+        """``(track_id, size, mtime, fingerprint)``: files whose bytes changed but not their sound
+        (tags written by ``musicmap tag``, or put back by its undo), so the next index run does not
+        take them for changed files and embed them again."""
+        self._require_writable()
+        if rows:
+            with self._transaction() as con:
+                con.executemany("UPDATE tracks SET size = ?, mtime = ?, fingerprint = ?, updated_at = now() "
+                                "WHERE id = ?", [[int(s), float(m), f, int(i)] for i, s, m, f in rows])
+
     def delete_tracks(self, track_ids: Sequence[int]) -> int:
         """Remove tracks and everything about them (vectors, windows, styles, map points)."""
         self._require_writable()

@@ -1,0 +1,137 @@
+"""``musicmap tag``: predicted styles and map clusters written into real files of every format with
+mutagen, read back, the store told (no re-embedding), and ``--undo`` restoring every byte."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from data.demo_library import FORMATS, generate_demo_library
+from indexer.decode import load_audio
+from indexer.embedders import load_embedder
+from indexer.pipeline import index_library
+from indexer.tagwrite import read_field
+from store import Store
+from tests.conftest import run_cli
+
+
+@pytest.fixture
+def maest_store(tmp_path: Path) -> tuple[Path, Path]:
+    """Six tracks, one per format (tags partly missing), indexed with a tiny random MAEST and mapped."""
+    import torch
+    from transformers import ASTConfig, ASTForAudioClassification
+
+    torch.manual_seed(0)
+    labels = ["Electronic---Techno", "Jazz---Bop", "Rock---Noise", "Classical---Baroque", "Pop---Ballad"]
+    config = ASTConfig(hidden_size=32, num_hidden_layers=8, num_attention_heads=2, intermediate_size=64,
+                       patch_size=16, frequency_stride=10, time_stride=10, num_mel_bins=96, max_length=66,
+                       layer_norm_eps=1e-6, qkv_bias=True, num_labels=len(labels),
+                       id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)})
+    model = tmp_path / "tiny-maest"
+    ASTForAudioClassification(config).save_pretrained(model)
+    lib = tmp_path / "lib"
+    generate_demo_library(lib, n_tracks=12, seed=5, min_duration=3, max_duration=4, formats=FORMATS)
+    store = tmp_path / "store"
+    report = index_library([lib], store, load_embedder(str(model), device="cpu"), workers=1, map_name="tsne")
+    assert report.added == 12 and report.failed == 0
+    return lib, store
+
+
+def _snapshot(lib: Path) -> dict[Path, tuple[bytes, int]]:
+    return {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(lib.rglob("*"))
+            if p.is_file() and p.suffix.lstrip(".") in FORMATS}
+
+
+def test_write_read_back_no_reembedding_and_byte_exact_undo(maest_store: tuple[Path, Path]) -> None:
+    lib, store = maest_store
+    before = _snapshot(lib)
+    assert {p.suffix for p in before} == {f".{f}" for f in FORMATS}
+    proc = run_cli("tag", "--store", store, "--write", "styles,cluster", "--dry-run", "--json")
+    assert proc.returncode == 0, proc.stderr
+    planned = json.loads(proc.stdout)["changes"]
+    assert len(planned) == 12 and all(set(c["values"]) == {"grouping", "cluster"} for c in planned)
+    assert _snapshot(lib) == before  # a dry run writes nothing
+
+    proc = run_cli("tag", "--store", store, "--write", "styles,cluster", "--top", "2", "--json")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert (out["written"], out["unchanged"], out["failed"]) == (12, 0, [])
+    with Store.open(store) as s:
+        top = {int(i): labels for i, labels in s.sql(
+            "SELECT track_id, list(label ORDER BY activation DESC)[1:2] FROM styles GROUP BY track_id").rows}
+        clusters = dict(s.sql("SELECT track_id, cluster FROM projections WHERE name = 'tsne'").rows)
+        paths = {int(i): p for i, p in s.sql("SELECT id, path FROM tracks").rows}
+    for track_id, path in paths.items():
+        expected = "; ".join(label.split("---")[1] for label in top[track_id])
+        assert read_field(path, "grouping") == expected, path
+        assert read_field(path, "cluster") == f"musicmap {clusters[track_id]}", path
+        original = before[Path(path)][0]
+        assert Path(path).read_bytes() != original
+        assert np.array_equal(load_audio(path), load_audio_bytes(original, Path(path).suffix)), path  # same sound
+    # the store knows the new sizes and times: the next run embeds nothing again
+    proc = run_cli("index", lib, "--store", store, "--model", str(store.parent / "tiny-maest"), "--json",
+                   "--no-map", "--workers", "1")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["unchanged"] == 12
+    # writing the same values again changes nothing
+    proc = run_cli("tag", "--store", store, "--write", "styles,cluster", "--top", "2", "--json")
+    assert json.loads(proc.stdout)["unchanged"] == 12
+
+    proc = run_cli("tag", "--store", store, "--undo", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert len(json.loads(proc.stdout)["restored"]) == 12
+    assert _snapshot(lib) == before  # every byte, and the modification times
+    proc = run_cli("index", lib, "--store", store, "--model", str(store.parent / "tiny-maest"), "--json",
+                   "--no-map", "--workers", "1")
+    assert json.loads(proc.stdout)["unchanged"] == 12
+    proc = run_cli("tag", "--store", store, "--undo")
+    assert proc.returncode == 1 and "nothing to undo" in proc.stderr
+
+
+def load_audio_bytes(data: bytes, suffix: str) -> np.ndarray:
+    import tempfile
+
+    with tempfile.NamedTemporaryFile(suffix=suffix) as fh:
+        fh.write(data)
+        fh.flush()
+        return load_audio(fh.name)
+
+
+def test_undo_leaves_files_edited_since_alone(maest_store: tuple[Path, Path]) -> None:
+    lib, store = maest_store
+    before = _snapshot(lib)
+    proc = run_cli("tag", "--store", store, "--write", "styles", "--to", "genre", "--where", "id <= 3")
+    assert proc.returncode == 0, proc.stderr
+    with Store.open(store) as s:
+        edited, gone, kept = (Path(s.file_path(i)) for i in (1, 2, 3))
+    edited.write_bytes(edited.read_bytes() + b"\0")  # someone else changed it afterwards
+    gone.unlink()
+    proc = run_cli("tag", "--store", store, "--undo", "--json")
+    assert proc.returncode == 3
+    result = json.loads(proc.stdout)
+    assert result["restored"] == [str(kept)] and result["changed since"] == [str(edited)] and \
+        result["gone"] == [str(gone)]
+    assert kept.read_bytes() == before[kept][0]
+    assert edited.read_bytes() != before[edited][0]  # left as the other program left it
+    untouched = [p for p in before if p not in (edited, gone, kept)]
+    assert all(p.read_bytes() == before[p][0] for p in untouched)
+
+
+def test_tag_errors_are_named(tmp_path: Path, maest_store: tuple[Path, Path]) -> None:
+    lib, store = maest_store
+    features = tmp_path / "features-store"
+    index_library([lib], features, load_embedder("features"), workers=1)
+    for args, message in ((("--write", "styles"), "no style predictions"),
+                          (("--write", "cluster"), "no map clusters yet"),
+                          (("--undo",), "nothing to undo")):
+        proc = run_cli("tag", "--store", features, *args)
+        assert proc.returncode == 1 and message in proc.stderr, (args, proc.stderr)
+    for args, message in ((("--write", "moods"), "give styles, cluster"),
+                          (("--write", "styles", "--where", "nonsense (("), "--where"),
+                          (("--write", "styles", "--top", "0"), "--top 0"),
+                          (("--undo", "20990101T000000Z"), "no such backup")):
+        proc = run_cli("tag", "--store", store, *args)
+        assert proc.returncode == 1 and message in proc.stderr, (args, proc.stderr)
