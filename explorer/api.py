@@ -23,6 +23,7 @@ from werkzeug.exceptions import HTTPException
 from store import Store, StoreError, TrackNotFound
 from store.listening import MAX_EXTEND, MAX_PATH
 
+from . import subsonic
 from .upload import UploadError, Uploads
 
 logger = logging.getLogger(__name__)
@@ -137,7 +138,8 @@ def _results(neighbours: list[Any]) -> list[dict[str, Any]]:
              **{k: _json_safe(v) for k, v in n.track.items()}} for n in neighbours]
 
 
-def register(server: Flask, store: Store, *, projection: Callable[[], Any], uploads: Uploads | None = None) -> None:
+def register(server: Flask, store: Store, *, projection: Callable[[], Any], uploads: Uploads | None = None,
+             token: str | None = None) -> None:
     """Add the API and the audio route to ``server``. ``projection()`` returns the explorer's
     current :class:`explorer.app.MapData` (the map it shows); ``uploads`` turns on
     ``POST /api/v1/similar/upload``."""
@@ -173,6 +175,8 @@ def register(server: Flask, store: Store, *, projection: Callable[[], Any], uplo
             return error(404, f"the file of track {track_id} is no longer readable on disk")
         response.headers["Accept-Ranges"] = "bytes"
         return response
+
+    subsonic.register(server, store, token=token, send_audio=send_audio)
 
     @route("/audio/<int:track_id>", "audio")
     def audio(track_id: int) -> Response:

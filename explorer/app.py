@@ -181,7 +181,7 @@ def create_app(store: Store, embed: EmbedFn | None = None, *, place: PlaceFn | N
     _limit_bodies(app, uploads)
     if token:
         auth.protect(app.server, token)  # runs first, before the body limits and every route
-    api.register(app.server, store, projection=data.refresh, uploads=uploads)
+    api.register(app.server, store, projection=data.refresh, uploads=uploads, token=token or None)
     app.layout = lambda: _layout(data.refresh(), model_label, uploads)  # each page load shows the current map
     callbacks = Callbacks(store, data, model.label, uploads)
     callbacks.register(app)

@@ -5,7 +5,8 @@ cookie ``musicmap_token``, or ``?token=`` in the URL. A page opened with a good 
 cookie (HttpOnly, SameSite=Strict) and is redirected to the same address without it, so the token
 leaves the address bar and the page's own requests (callbacks, audio) carry the cookie. Tokens are
 compared in constant time (HMAC-SHA-256 digests of both, :func:`hmac.compare_digest`). Anything else
-gets 401: JSON for the API and audio, a small page with a token field for browsers.
+gets 401: JSON for the API and audio, a small page with a token field for browsers. The
+OpenSubsonic endpoints under ``/rest/`` check the same token their own way (:mod:`explorer.subsonic`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from flask import Flask, Response, jsonify, redirect, request
 from werkzeug.wrappers import Response as BaseResponse
 
 COOKIE = "musicmap_token"
+SUBSONIC_PREFIX = "/rest/"
 HEADER = "X-Musicmap-Token"
 COOKIE_DAYS = 30
 
@@ -53,6 +55,8 @@ def protect(server: Flask, token: str) -> None:
     expected = _digest(key, token)
 
     def check() -> BaseResponse | None:
+        if request.path.startswith(SUBSONIC_PREFIX):
+            return None  # OpenSubsonic checks its own credentials (u/p, u/t/s or apiKey against the token)
         given, where = _given()
         if given is not None and hmac.compare_digest(_digest(key, given), expected):
             if where == "query" and request.method == "GET" and not _machine_route(request.path):
