@@ -28,6 +28,7 @@ import plotly.graph_objects as go
 from dash import ALL, Input, Output, State, dcc, html
 
 from store import Store, StoreError
+from store.listening import MAX_PATH
 
 from . import api, auth, sqltab
 from .figure import (
@@ -41,6 +42,7 @@ from .figure import (
     hover_patch,
     hover_texts,
     map_figure,
+    path_points,
     selected_points,
     split,
     track_at,
@@ -51,6 +53,8 @@ from .upload import MAX_UPLOAD_MB, EmbedFn, PlaceFn, UploadError, Uploads, data_
 logger = logging.getLogger(__name__)
 
 K_SIMILAR = 10
+PATH_STEPS = 10
+EXTEND_N = 20
 SEARCH_RESULTS = 8
 
 
@@ -307,13 +311,16 @@ class Callbacks:
 
     # -- a selected track -----------------------------------------------------------------------
     def show(self, track_id: int | None, color_by: str, k: int | None, per_artist: int | None,
-             per_album: int | None, dedupe: bool, where: str | None) -> tuple[Any, dash.Patch]:
-        """The track panel and the map patch (rings, lines, dimming) for ``track_id``."""
+             per_album: int | None, dedupe: bool, where: str | None,
+             path_from: int | None = None) -> tuple[Any, dash.Patch]:
+        """The track panel and the map patch (rings, lines, dimming) for ``track_id``; with
+        ``path_from`` (a track chosen as a path's start), the panel offers the path to this one."""
         with self.store.holding():  # one connection for the whole callback
-            return self._show(track_id, color_by, k, per_artist, per_album, dedupe, where)
+            return self._show(track_id, color_by, k, per_artist, per_album, dedupe, where, path_from)
 
     def _show(self, track_id: int | None, color_by: str, k: int | None, per_artist: int | None,
-              per_album: int | None, dedupe: bool, where: str | None) -> tuple[Any, dash.Patch]:
+              per_album: int | None, dedupe: bool, where: str | None,
+              path_from: int | None = None) -> tuple[Any, dash.Patch]:
         data = self.data.refresh()
         traces = data.traces(color_by)
         patch = dash.Patch()
@@ -337,7 +344,14 @@ class Callbacks:
         self._apply_selection(patch, traces,
                               highlight_points(data.frame, int(track_id), [n.track_id for n in neighbours],
                                                data.row_of))
-        return _panel(track, neighbours, self.store.styles(int(track_id)), self.model_label, problem), patch
+        start = None
+        if path_from is not None and int(path_from) != int(track_id):
+            try:
+                start = self.store.track(int(path_from))
+            except StoreError:
+                start = None
+        panel = _panel(track, neighbours, self.store.styles(int(track_id)), self.model_label, problem)
+        return panel + _path_controls(int(track_id), start, path_from), patch
 
     def clicked(self, click: dict[str, Any] | None, color_by: str) -> int | None:
         """The track a map click landed on: a category point by (curve, point), a ring by its id."""
@@ -459,7 +473,11 @@ class Callbacks:
                             className="small-button"),
                 html.Button("similar to these", id={"type": "selection-similar", "index": 0}, n_clicks=0,
                             className="small-button", title="tracks like the selection as a whole (its centroid)"),
+                html.Button(f"extend by {EXTEND_N}", id={"type": "selection-extend", "index": 0}, n_clicks=0,
+                            className="small-button",
+                            title="grow the selection as a playlist: tracks that fit it, none already in it"),
             ]),
+            html.Div(id={"type": "selection-extend-list", "index": 0}),
             html.Div(id={"type": "selection-similar-list", "index": 0}),
             html.Code(where if len(where) <= 4000 else where[:4000] + " …", id="selection-where"),
             html.Ol(listing + ([html.Li(f"… and {len(rows) - 50} more")] if len(rows) > 50 else []),
@@ -515,6 +533,59 @@ class Callbacks:
             out.append(html.P("No per-window vectors stored (MAEST stores them; --no-windows skips them).",
                               className="what"))
         return out
+
+    def path(self, start: int, end: int, steps: int | None, color_by: str) -> tuple[Any, Any]:
+        """(the path panel, a map patch drawing it) for a song path from ``start`` to ``end``."""
+        steps = int(steps) if steps and 2 <= int(steps) <= MAX_PATH else PATH_STEPS
+        data = self.data.refresh()
+        traces = data.traces(color_by if color_by in COLOR_FIELDS else "genre")
+        patch = dash.Patch()
+        with self.store.holding():
+            try:
+                path = self.store.song_path(int(start), int(end), length=steps)
+            except StoreError as exc:
+                return html.P(str(exc), className="error", id="path-error"), dash.no_update
+        ids = [s.track_id for s in path]
+        self._apply_selection(patch, traces, path_points(data.frame, ids, data.row_of))
+        first, last = path[0].track, path[-1].track
+        queue = [f"/audio/{i}" for i in ids]
+        items = [html.Li(html.Button(
+            [html.Span("" if s.to_previous is None else f"{s.to_previous:.3f}", className="score"),
+             f" {s.track.get('artist') or '?'} – {s.track.get('title') or '?'}",
+             html.Span(f" {s.track.get('genre') or ''}", className="genre")],
+            id={"type": "similar", "index": s.track_id}, n_clicks=0, className="similar-item")) for s in path]
+        return [
+            html.H4(f"Path: {first.get('title') or '?'} → {last.get('title') or '?'} ({len(path)} tracks)",
+                    id="path-title"),
+            html.P("each step close to the last (its similarity shown) and closer to the end; drawn on the map",
+                   className="what"),
+            html.Audio(id="path-player", src=queue[0], controls=True, preload="none",
+                       **{"data-queue": json.dumps(queue), "data-pos": "0"}),  # type: ignore[arg-type]
+            html.Div(className="selection-buttons", children=[
+                html.A("M3U", href=f"/api/v1/path?from={int(start)}&to={int(end)}&steps={steps}&format=m3u",
+                       download=f"musicmap-path-{int(start)}-{int(end)}.m3u8", className="small-button",
+                       id="path-m3u"),
+                html.Button("select these", n_clicks=0, className="small-button",
+                            id={"type": "select-similar", "index": ",".join(str(i) for i in ids)})]),
+            html.Ol(items, id="path-list"),
+        ], patch
+
+    def extend_selection(self, ids: list[int] | None, n: int = EXTEND_N) -> Any:
+        """Tracks that fit the selection as a playlist (its centroid), never one of its own."""
+        if not ids:
+            return html.P("nothing selected", className="what")
+        members = [int(i) for i in ids]
+        with self.store.holding():
+            added = self.store.extend(members, n=n)
+        new_ids = [a.track_id for a in added]
+        return [html.H4(f"{len(added)} more for these {len(members)} tracks ({self.model_label})"),
+                html.Ol(_similar_items(added), id="extend-list"),
+                html.Div(className="selection-buttons", children=[
+                    html.Button("add to selection", n_clicks=0, className="small-button", id={
+                        "type": "select-similar", "index": ",".join(str(i) for i in members + new_ids)}),
+                    html.A("M3U of the new ones", className="small-button", id="extend-m3u",
+                           href=f"/api/v1/extend?ids={','.join(map(str, members[:1000]))}&n={n}&format=m3u",
+                           download="musicmap-extension.m3u8")])]
 
     def similar_to_selection(self, ids: list[int] | None, k: int = K_SIMILAR) -> Any:
         """Tracks like the selection as a whole (the centroid of its vectors), none of its own."""
@@ -720,10 +791,11 @@ class Callbacks:
         @app.callback(Output("panel", "children"), Output("map", "figure", allow_duplicate=True),
                       Input("selected", "data"), Input("k", "value"), Input("per-artist", "value"),
                       Input("per-album", "value"), Input("dedupe", "value"), Input("where", "value"),
-                      State("color-by", "value"), prevent_initial_call=True)
+                      Input("path-from", "data"), State("color-by", "value"), prevent_initial_call=True)
         def show(track_id: int | None, k: int | None, per_artist: int | None, per_album: int | None,
-                 dedupe: list[str] | None, where: str | None, color_by: str) -> tuple[Any, dash.Patch]:
-            return self.show(track_id, color_by, k, per_artist, per_album, bool(dedupe), where)
+                 dedupe: list[str] | None, where: str | None, path_from: int | None,
+                 color_by: str) -> tuple[Any, dash.Patch]:
+            return self.show(track_id, color_by, k, per_artist, per_album, bool(dedupe), where, path_from)
 
         @app.callback(Output("map", "figure", allow_duplicate=True), Input("centre-on", "data"),
                       prevent_initial_call=True)
@@ -756,6 +828,33 @@ class Callbacks:
             if not any(clicks):
                 raise dash.exceptions.PreventUpdate
             return [self.similar_to_selection(ids)] * len(clicks)
+
+        @app.callback(Output({"type": "selection-extend-list", "index": ALL}, "children"),
+                      Input({"type": "selection-extend", "index": ALL}, "n_clicks"), State("selection", "data"),
+                      prevent_initial_call=True)
+        def selection_extend(clicks: list[int | None], ids: list[int] | None) -> list[Any]:
+            if not any(clicks):
+                raise dash.exceptions.PreventUpdate
+            return [self.extend_selection(ids)] * len(clicks)
+
+        @app.callback(Output("path-from", "data"), Input({"type": "path-from", "index": ALL}, "n_clicks"),
+                      prevent_initial_call=True)
+        def path_from(_clicks: list[int | None]) -> int:
+            trigger = dash.ctx.triggered_id
+            if not isinstance(trigger, dict) or not dash.ctx.triggered[0]["value"]:
+                raise dash.exceptions.PreventUpdate
+            return int(trigger["index"])
+
+        @app.callback(Output("path-panel", "children"), Output("map", "figure", allow_duplicate=True),
+                      Input({"type": "path-go", "index": ALL}, "n_clicks"),
+                      State({"type": "path-steps", "index": ALL}, "value"), State("color-by", "value"),
+                      prevent_initial_call=True)
+        def path(_clicks: list[int | None], steps: list[int | None], color_by: str) -> tuple[Any, Any]:
+            trigger = dash.ctx.triggered_id
+            if not isinstance(trigger, dict) or not dash.ctx.triggered[0]["value"]:
+                raise dash.exceptions.PreventUpdate
+            start, end = (int(x) for x in str(trigger["index"]).split("-"))
+            return self.path(start, end, steps[0] if steps else None, color_by)
 
         @app.callback(Output("explain-panel", "children"), Input({"type": "explain", "index": ALL}, "n_clicks"),
                       prevent_initial_call=True)
@@ -955,6 +1054,7 @@ def _layout(data: MapData, model_label: str, uploads: Uploads | None = None) -> 
                 _upload_box(uploads),
                 html.Div(id="selection-panel", className="selection"),
                 html.Div(id="explain-panel", className="explain"),
+                html.Div(id="path-panel", className="explain"),
                 html.Div(id="panel", children=html.P(
                     "Click a track on the map, or search, to play it and see similar tracks.")),
             ]),
@@ -962,6 +1062,7 @@ def _layout(data: MapData, model_label: str, uploads: Uploads | None = None) -> 
         dcc.Store(id="selected"),
         dcc.Store(id="centre-on"),
         dcc.Store(id="selection"),
+        dcc.Store(id="path-from"),  # the track a path starts from, until the path is drawn
         dcc.Download(id="download"),
         dcc.Store(id="hover-load"),  # which colour's hover texts the first figure still needs
         dcc.Store(id="hover-go"),  # set once the figure is drawn: send them now
@@ -979,6 +1080,26 @@ def _similar_items(neighbours: list[Any], seed: int | None = None) -> list[Any]:
         + ([html.Button("why?", id={"type": "explain", "index": f"{seed}-{n.track_id}"}, n_clicks=0,
                         className="why", title="what the two tracks share")] if seed is not None else []))
         for n in neighbours]
+
+
+def _path_controls(track_id: int, start: dict[str, Any] | None, path_from: int | None) -> list[Any]:
+    """Under a track: start a song path here, or (once a start is chosen) draw the path to here."""
+    out: list[Any] = [html.H4("Song path")]
+    if start is not None:
+        out.append(html.Div(className="path-controls", children=[
+            html.Span(f"from {start.get('artist') or '?'} – {start.get('title') or '?'} to here, in "),
+            dcc.Input(id={"type": "path-steps", "index": 0}, type="number", min=2, max=MAX_PATH, step=1,
+                      value=PATH_STEPS, className="path-steps"),
+            html.Span(" tracks "),
+            html.Button("draw the path", id={"type": "path-go", "index": f"{int(start['id'])}-{track_id}"},
+                        n_clicks=0, className="small-button")]))
+    elif path_from is not None and int(path_from) == track_id:
+        out.append(html.P("The path starts here: now pick the track it should end on.", className="what",
+                          id="path-start-note"))
+    out.append(html.Button("start a path here", id={"type": "path-from", "index": track_id}, n_clicks=0,
+                           className="small-button", title="then pick another track: a path of similar tracks "
+                           "leads from this one to that one"))
+    return out
 
 
 def _clock(seconds: float) -> str:

@@ -167,6 +167,24 @@ def highlight_points(frame: pd.DataFrame, track_id: int, neighbours: list[int],
                  "rgba(0,0,0,0)", [n for n in neighbours if n != track_id], row_of)
 
 
+def path_points(frame: pd.DataFrame, track_ids: list[int], row_of: pd.Series) -> dict[str, Any]:
+    """The highlight trace for a song path: one line through its tracks in order, the ends large."""
+    out: dict[str, list[Any]] = {"x": [], "y": [], "customdata": [], "text": [], "size": [], "color": [],
+                                 "symbol": [], "fill": []}
+    shown = [t for t in track_ids if t in row_of.index]
+    for step, track_id in enumerate(shown):
+        row = frame.iloc[int(row_of[track_id])]
+        title = row["title"] if isinstance(row["title"], str) else "—"
+        end = step in (0, len(shown) - 1)
+        label = "start" if step == 0 else "end" if step == len(shown) - 1 else f"step {step + 1}"
+        for key, value in (("x", float(row["x"])), ("y", float(row["y"])), ("customdata", track_id),
+                           ("text", f"{label}: {html_lib.escape(title)}"), ("size", 20 if end else 13),
+                           ("color", "#111111" if end else "#1f77b4"), ("symbol", "diamond" if end else "circle"),
+                           ("fill", "#ffd400" if end else "rgba(0,0,0,0)")):
+            out[key].append(value)
+    return out
+
+
 CLIP_ID = -1
 """The highlight trace's track id for an uploaded clip's star (not a track: clicks on it do nothing)."""
 

@@ -292,6 +292,40 @@ def test_variety_controls_change_the_list(cb: Callbacks, demo_store: DemoStore) 
         assert len(set(known)) < len(known)  # the demo has 12 tracks per style, a few per artist
 
 
+def test_song_path_from_the_panel_drawn_listed_and_playable(cb: Callbacks) -> None:
+    panel, _ = cb.show(1, "genre", 10, None, None, False, None)
+    assert '"type": "path-from", "index": 1' in _texts(panel) and "path-go" not in _texts(panel)
+    panel, _ = cb.show(1, "genre", 10, None, None, False, None, path_from=1)
+    assert "The path starts here" in _texts(panel)
+    panel, _ = cb.show(50, "genre", 10, None, None, False, None, path_from=1)
+    text = _texts(panel)
+    assert '"type": "path-go", "index": "1-50"' in text and '"type": "path-steps"' in text
+
+    panel, patch = cb.path(1, 50, 6, "genre")
+    text = _texts(panel)
+    with cb.store.holding():
+        expected = [s.track_id for s in cb.store.song_path(1, 50, length=6)]
+    listed = [int(m) for m in re.findall(r'"type": "similar", "index": (\d+)', text)]
+    assert listed == expected and "(6 tracks)" in text
+    assert "/api/v1/path?from=1&to=50&steps=6&format=m3u" in text
+    assert "path-player" in text and all(f"/audio/{i}" in text for i in expected)  # played in order
+    highlight = cb.data.traces("genre").highlight
+    drawn = next(op["params"]["value"] for op in patch.to_plotly_json()["operations"]
+                 if op["location"] == ["data", highlight, "customdata"])
+    assert drawn == expected  # one line through the path, in order
+    error, _ = cb.path(1, 1, 6, "genre")
+    assert "two different tracks" in _texts(error)
+
+
+def test_extend_a_selection(cb: Callbacks) -> None:
+    members = [3, 9, 27]
+    text = _texts(cb.extend_selection(members))
+    added = [int(m) for m in re.findall(r'"type": "similar", "index": (\d+)', text)]
+    assert len(added) == 20 and not set(added) & set(members)
+    assert "/api/v1/extend?ids=3,9,27&n=20&format=m3u" in text
+    assert "nothing selected" in _texts(cb.extend_selection(None))
+
+
 def test_filters_grey_out_what_does_not_match(cb: Callbacks) -> None:
     frame = cb.data.frame
     genre = str(frame["genre"].dropna().iloc[0])

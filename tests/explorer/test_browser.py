@@ -421,3 +421,32 @@ def test_explain_panel_lists_shared_styles(browser: Any, tmp_path: Path) -> None
         assert "Jazz › Bebop" in marked and all("Rock" not in m for m in marked)  # each track's own Rock style
         assert "Closest moments:" in driver.find_element(By.ID, "explain-windows").text
         _shot(driver, "10-explain-styles")
+
+
+def test_song_path_drawn_on_the_map_and_queued(browser: Any, served: str, demo_store: DemoStore) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver = browser
+    _load(driver, f"{served}/?track=3", len(demo_store.tracks))
+    _wait(lambda: driver.find_element(By.ID, "track-title").text, what="the track panel")
+    start_title = driver.find_element(By.ID, "track-title").text
+    driver.find_element(By.XPATH, "//button[text()='start a path here']").click()
+    _wait(lambda: driver.find_element(By.ID, "path-start-note"), what="the path's start noted")
+    # pick the end: the last of the similar tracks
+    driver.find_elements(By.CSS_SELECTOR, "#similar-list li button.similar-item")[-1].click()
+    _wait(lambda: driver.find_element(By.ID, "track-title").text != start_title, what="the end track")
+    end_id = int(parse_qs(urlparse(driver.current_url).query)["track"][0])
+    steps = _wait(lambda: driver.find_element(By.CSS_SELECTOR, ".path-controls input"),
+                  what="the path controls: " + driver.find_element(By.ID, "panel").text[-300:])
+    steps.clear()
+    steps.send_keys("7")
+    driver.find_element(By.XPATH, "//button[text()='draw the path']").click()
+    items = _wait(lambda: driver.find_elements(By.CSS_SELECTOR, "#path-list li"), what="the path list")
+    assert len(items) == 7
+    drawn = _wait(lambda: driver.execute_script(GD + "return gd._fullData[gd._fullData.length - 1].customdata;"),
+                  what="the path on the map")
+    assert drawn[0] == 3 and drawn[-1] == end_id and len(drawn) == 7 and len(set(drawn)) == 7
+    assert driver.find_element(By.ID, "path-player").get_attribute("src").endswith("/audio/3")
+    href = driver.find_element(By.ID, "path-m3u").get_attribute("href")
+    assert f"from=3&to={end_id}&steps=7&format=m3u" in href
+    _shot(driver, "10-song-path")
