@@ -36,7 +36,7 @@ def engines(files: int, seconds: float, workers: int) -> dict[str, Any]:
     import ray
 
     from data.demo_library import generate_demo_library
-    from indexer.distributed import EmbedderSpec, _connect, ingest, run_ray
+    from indexer.distributed import EmbedderSpec, connect, ingest, run_ray
     from indexer.embedders import load_embedder
     from indexer.pipeline import index_library
     from store import Store
@@ -51,7 +51,7 @@ def engines(files: int, seconds: float, workers: int) -> dict[str, Any]:
         out["local"] = {"workers": workers, "seconds": round(local_s, 2), "files_per_s": round(files / local_s, 2),
                         "added": local.added}
         started = time.perf_counter()
-        cluster = _connect(None, 2)
+        cluster = connect(None, 2)
         start_s = time.perf_counter() - started
         spec = EmbedderSpec("features")
         started = time.perf_counter()

@@ -325,7 +325,15 @@ class RayRun:
     run_folder: str | None = None
 
 
-def _connect(address: str | None, num_cpus: int | None) -> dict[str, Any]:
+def connect(address: str | None = None, num_cpus: int | None = None) -> dict[str, Any]:
+    """Join the Ray cluster at ``address`` (None: start a local Ray, ``num_cpus`` CPUs) unless this
+    process already has; returns its address, CPUs, GPUs and nodes.
+
+    Raises
+    ------
+    IndexerError
+        Ray is not installed, or the cluster cannot be reached.
+    """
     try:
         import ray
     except ImportError:
@@ -404,7 +412,7 @@ def run_ray(roots: Sequence[str | Path], staging: str, spec: EmbedderSpec, info:
     if not todo:
         run.seconds = round(time.monotonic() - started, 3)
         return run
-    run.cluster = _connect(ray_address, num_cpus)
+    run.cluster = connect(ray_address, num_cpus)
     gpus = run.cluster["gpus"]
     if gpus_per_worker > 0 and gpus < gpus_per_worker:
         raise IndexerError(f"--gpus-per-worker {gpus_per_worker}: the Ray cluster has {gpus:g} GPUs")

@@ -79,9 +79,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     ray.add_argument("--engine", choices=("local", "ray"), default="local",
                      help="local: this machine (default); ray: a Ray cluster (pip install 'musicmap[ray]')")
     ray.add_argument("--ray-address", dest="ray_address", metavar="ADDR", help=help_for("ray_address"))
-    ray.add_argument("--gpus-per-worker", dest="gpus_per_worker", type=float, default=0.0, metavar="N",
+    ray.add_argument("--gpus-per-worker", dest="gpus_per_worker", type=float, default=None, metavar="N",
                      help="GPUs each embedding actor asks Ray for (may be fractional, e.g. 0.5: two actors "
-                          "per GPU); default 0: CPU actors")
+                          "per GPU; 0: CPU actors); default: 1 when the cluster has GPUs, else 0")
     ray.add_argument("--embed-workers", dest="embed_workers", type=int, metavar="N",
                      help="embedding actors at most (default: GPUs / --gpus-per-worker, or half the CPUs)")
     ray.add_argument("--staging", metavar="FOLDER_OR_URL", help=help_for("staging"))
@@ -138,7 +138,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     for flag, given in (("--ray-address", args.ray_address), ("--staging", args.staging),
                         ("--gpus-per-worker", args.gpus_per_worker), ("--shards-only", args.shards_only),
                         ("--embed-workers", args.embed_workers)):
-        if given:
+        if given is not None and given is not False:
             raise UserError(f"{flag} is for --engine ray")
     embedder = load_embedder(settings.model, device=settings.device, batch_size=settings.batch_size,
                              **maest_options(args, settings.device))
@@ -176,18 +176,20 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 def run_ray(args: argparse.Namespace, settings: Settings) -> int:
     """``--engine ray``: embed on Ray into shards, then (unless --shards-only) merge them into the store."""
-    from indexer.distributed import EmbedderSpec, ingest
+    from indexer.distributed import EmbedderSpec, connect, ingest
     from indexer.distributed import run_ray as embed_on_ray
     from indexer.embedders import load_embedder
 
     if args.prune or (args.metadata is not None and args.shards_only):
         raise UserError("--prune is for the local engine (run musicmap index --prune after ingesting)"
                         if args.prune else "--metadata is applied by ingest: give it to musicmap ingest")
-    if args.gpus_per_worker < 0:
+    if args.gpus_per_worker is not None and args.gpus_per_worker < 0:
         raise UserError(f"--gpus-per-worker {args.gpus_per_worker:g}: give 0 or more")
     if args.embed_workers is not None and args.embed_workers < 1:
         raise UserError(f"--embed-workers {args.embed_workers}: give 1 or more")
-    device = "cuda" if args.gpus_per_worker > 0 and settings.device == "auto" else settings.device
+    cluster = connect(settings.ray_address or None)  # its GPUs decide where the model runs
+    gpus = args.gpus_per_worker if args.gpus_per_worker is not None else (1.0 if cluster["gpus"] >= 1 else 0.0)
+    device = "cuda" if gpus > 0 and settings.device == "auto" else settings.device
     options = maest_options(args, device) if settings.model != "features" else {}
     # Loaded here once: a wrong model path fails now, not in every worker; its info names the shards.
     embedder = load_embedder(settings.model, device="cpu", batch_size=settings.batch_size,
@@ -200,13 +202,13 @@ def run_ray(args: argparse.Namespace, settings: Settings) -> int:
     spec = EmbedderSpec(settings.model, device=device, batch_size=settings.batch_size, options=options)
     staging = settings.staging or str(settings.store / "shards")
     ray_run = embed_on_ray(args.library, staging, spec, info, store_path=settings.store,
-                           ray_address=settings.ray_address or None, gpus_per_worker=args.gpus_per_worker,
+                           ray_address=settings.ray_address or None, gpus_per_worker=gpus,
                            embed_workers=args.embed_workers, progress=not args.quiet and sys.stderr.isatty())
     del embedder
     out: dict[str, Any] = {"ray": asdict(ray_run)}
     if not args.json:
-        cluster = ray_run.cluster
-        where = (f"{cluster['nodes']} nodes, {cluster['cpus']:g} CPUs, {cluster['gpus']:g} GPUs" if cluster
+        used = ray_run.cluster
+        where = (f"{used['nodes']} nodes, {used['cpus']:g} CPUs, {used['gpus']:g} GPUs" if used
                  else "nothing to do")
         print(f"embedded on Ray ({where}): {ray_run.scanned} files, {ray_run.unchanged} unchanged in the store, "
               f"{ray_run.in_shards} already in the shards, {ray_run.processed} processed ({ray_run.failed} failed) "
