@@ -43,6 +43,26 @@ def run_cli(*args: str | os.PathLike[str], check: bool = False, timeout: float =
     return proc
 
 
+def make_tiny_maest(folder: Path, labels: list[str], *, shuffle_positions: bool = False) -> Path:
+    """A randomly initialised MAEST-shaped AST (8 blocks, 32-d, 66-frame windows), saved to
+    ``folder`` with save_pretrained (weights cannot be downloaded here: the loading code is tested
+    on these). ``shuffle_positions``: non-trivial positional embeddings, so slicing mistakes show."""
+    import torch
+    from transformers import ASTConfig, ASTForAudioClassification
+
+    torch.manual_seed(0)
+    config = ASTConfig(hidden_size=32, num_hidden_layers=8, num_attention_heads=2, intermediate_size=64,
+                       patch_size=16, frequency_stride=10, time_stride=10, num_mel_bins=96, max_length=66,
+                       layer_norm_eps=1e-6, qkv_bias=True, num_labels=len(labels),
+                       id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)})
+    model = ASTForAudioClassification(config)
+    if shuffle_positions:
+        with torch.no_grad():
+            model.audio_spectrogram_transformer.embeddings.position_embeddings.normal_(0, 0.5)
+    model.save_pretrained(folder)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def demo_library(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[DemoTrack]]:
     root = tmp_path_factory.mktemp("demo") / "library"

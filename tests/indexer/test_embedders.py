@@ -10,6 +10,7 @@ import pytest
 from indexer.embedders import FeaturesEmbedder, load_embedder
 from indexer.embedders import maest as maest_mod
 from indexer.errors import IndexerError
+from tests.conftest import make_tiny_maest
 
 SR = 16_000
 
@@ -38,21 +39,8 @@ def test_features_handles_very_short_audio() -> None:
 @pytest.fixture(scope="module")
 def tiny_maest(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A randomly initialised MAEST-shaped AST (8 blocks, 32-d, 66-frame windows), saved locally."""
-    import torch
-    from transformers import ASTConfig, ASTForAudioClassification
-
-    torch.manual_seed(0)
     labels = ["Electronic---Techno", "Jazz---Bop", "Rock---Noise", "Classical---Baroque", "Pop---Ballad"]
-    config = ASTConfig(hidden_size=32, num_hidden_layers=8, num_attention_heads=2, intermediate_size=64,
-                       patch_size=16, frequency_stride=10, time_stride=10, num_mel_bins=96, max_length=66,
-                       layer_norm_eps=1e-6, qkv_bias=True, num_labels=len(labels),
-                       id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)})
-    model = ASTForAudioClassification(config)
-    with torch.no_grad():  # non-trivial positional embeddings, so slicing mistakes show
-        model.audio_spectrogram_transformer.embeddings.position_embeddings.normal_(0, 0.5)
-    folder = tmp_path_factory.mktemp("models") / "tiny-maest"
-    model.save_pretrained(folder)
-    return folder
+    return make_tiny_maest(tmp_path_factory.mktemp("models") / "tiny-maest", labels, shuffle_positions=True)
 
 
 def test_frontend_matches_essentia_frame_by_frame() -> None:

@@ -21,7 +21,7 @@ from indexer.embedders import load_embedder
 from indexer.errors import IndexerError
 from indexer.pipeline import index_library
 from store import Store, StoreError
-from tests.conftest import run_cli
+from tests.conftest import make_tiny_maest, run_cli
 
 SR = 16_000
 STREAM_S = 4.0  # the 6-s file goes through the streaming path on both engines
@@ -90,18 +90,8 @@ def test_features_same_vectors_tags_and_failures_on_both_engines(tmp_path: Path)
 
 @pytest.fixture(scope="module")
 def tiny_maest(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import torch
-    from transformers import ASTConfig, ASTForAudioClassification
-
-    torch.manual_seed(0)
-    labels = ["Electronic---Techno", "Jazz---Bop", "Rock---Noise"]
-    config = ASTConfig(hidden_size=32, num_hidden_layers=8, num_attention_heads=2, intermediate_size=64,
-                       patch_size=16, frequency_stride=10, time_stride=10, num_mel_bins=96, max_length=66,
-                       layer_norm_eps=1e-6, qkv_bias=True, num_labels=len(labels),
-                       id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)})
-    folder = tmp_path_factory.mktemp("models") / "tiny-maest"
-    ASTForAudioClassification(config).save_pretrained(folder)
-    return folder
+    return make_tiny_maest(tmp_path_factory.mktemp("models") / "tiny-maest",
+                           ["Electronic---Techno", "Jazz---Bop", "Rock---Noise"])
 
 
 def test_maest_same_vectors_windows_and_styles_on_both_engines(tmp_path: Path, tiny_maest: Path) -> None:

@@ -15,23 +15,14 @@ from indexer.embedders import load_embedder
 from indexer.pipeline import index_library
 from indexer.tagwrite import read_field
 from store import Store
-from tests.conftest import run_cli
+from tests.conftest import make_tiny_maest, run_cli
 
 
 @pytest.fixture
 def maest_store(tmp_path: Path) -> tuple[Path, Path]:
     """Six tracks, one per format (tags partly missing), indexed with a tiny random MAEST and mapped."""
-    import torch
-    from transformers import ASTConfig, ASTForAudioClassification
-
-    torch.manual_seed(0)
-    labels = ["Electronic---Techno", "Jazz---Bop", "Rock---Noise", "Classical---Baroque", "Pop---Ballad"]
-    config = ASTConfig(hidden_size=32, num_hidden_layers=8, num_attention_heads=2, intermediate_size=64,
-                       patch_size=16, frequency_stride=10, time_stride=10, num_mel_bins=96, max_length=66,
-                       layer_norm_eps=1e-6, qkv_bias=True, num_labels=len(labels),
-                       id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)})
-    model = tmp_path / "tiny-maest"
-    ASTForAudioClassification(config).save_pretrained(model)
+    model = make_tiny_maest(tmp_path / "tiny-maest", ["Electronic---Techno", "Jazz---Bop", "Rock---Noise",
+                                                      "Classical---Baroque", "Pop---Ballad"])
     lib = tmp_path / "lib"
     generate_demo_library(lib, n_tracks=12, seed=5, min_duration=3, max_duration=4, formats=FORMATS)
     store = tmp_path / "store"
