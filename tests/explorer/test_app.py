@@ -401,7 +401,7 @@ def test_show_callback_through_dash_endpoint(client: FlaskClient) -> None:
     deps = client.get("/_dash-dependencies").get_json()
     show = next(d for d in deps if "panel.children" in d["output"])
     values = {"selected.data": 3, "k.value": 10, "per-artist.value": None, "per-album.value": None,
-              "dedupe.value": [], "where.value": "", "color-by.value": "genre"}
+              "dedupe.value": [], "where.value": "", "path-from.data": None, "color-by.value": "genre"}
     body = {
         "output": show["output"],
         "outputs": [{"id": o.split(".")[0], "property": o.split(".", 1)[1].split("@")[0]}
