@@ -9,7 +9,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,12 +88,13 @@ def free_port() -> int:
 
 
 @contextmanager
-def serving(store: Path, *extra: str) -> Iterator[str]:
+def serving(store: Path, *extra: str, command: Sequence[str] = tuple(MUSICMAP), cwd: Path | None = None,
+            env: dict[str, str] | None = None) -> Iterator[str]:
     """`musicmap serve` on ``store`` (with ``extra`` flags) at a free loopback port, started and
-    answering; yields its base URL."""
+    answering; yields its base URL. ``command`` runs another musicmap (an installed wheel's)."""
     port = free_port()
-    proc = subprocess.Popen([*MUSICMAP, "serve", "--store", str(store), "--port", str(port), *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen([*command, "serve", "--store", str(store), "--port", str(port), *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=cwd, env=env)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60

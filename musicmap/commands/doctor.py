@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import shutil
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 from store import Store, StoreError
@@ -17,6 +19,23 @@ HELP = "check the environment and a store"
 
 PACKAGES = ("numpy", "duckdb", "faiss-cpu", "librosa", "soundfile", "mutagen", "openTSNE", "dash",
             "torch", "transformers")
+PARTS = ("musicmap.commands.index", "store.store", "indexer.pipeline", "indexer.embedders.maest",
+         "indexer.maest.model", "indexer.maest.frontend", "indexer.maest.convert", "indexer.embedders.features",
+         "explorer.app", "explorer.api", "data.demo_library")
+"""Modules each part of musicmap needs, looked up (not imported): an install that lacks one (a wheel
+built with a package left out) is named here instead of failing later in the middle of a run."""
+
+
+def _missing_modules() -> list[str]:
+    missing = []
+    for name in PARTS:
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except ModuleNotFoundError:
+            found = False
+        if not found:
+            missing.append(name)
+    return missing
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -26,6 +45,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     checks: list[dict[str, Any]] = []
+    missing = _missing_modules()
+    checks.append({"check": "musicmap modules", "ok": not missing,
+                   "detail": f"missing {', '.join(missing)}: reinstall musicmap" if missing
+                   else f"{len(PARTS)} found in {Path(__file__).parents[2]}"})
     for name in PACKAGES:
         try:
             checks.append({"check": name, "ok": True, "detail": metadata.version(name)})
@@ -54,5 +77,5 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         print_json({"ok": ok, "checks": checks})
     else:
         for c in checks:
-            print(f"{'ok ' if c['ok'] else 'BAD'}  {c['check']:<14} {c['detail']}")
+            print(f"{'ok ' if c['ok'] else 'BAD'}  {c['check']:<16} {c['detail']}")
     return 0 if ok else 1
