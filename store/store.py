@@ -56,6 +56,9 @@ from .vectors import (
 logger = logging.getLogger(__name__)
 
 DB_NAME = "library.duckdb"
+OWN_ENTRIES = frozenset({"shards"})
+"""What musicmap may write into a store folder before the store itself exists: ``shards/``, where
+``musicmap index --engine ray`` stages its Parquet shards by default (ingested afterwards)."""
 
 #: Every connection: no access to files other than the database (no read_csv('/etc/passwd'),
 #: COPY, ATTACH, INSTALL/LOAD). Same config everywhere, as DuckDB requires within a process.
@@ -242,6 +245,34 @@ class Store:
             store.release()
         return store
 
+    @staticmethod
+    def check_can_index(path: str | Path, model: ModelInfo) -> Manifest | None:
+        """Check, creating nothing, that :meth:`open_for_indexing` can take ``path`` for ``model``:
+        a new or empty folder, a store of that model (its manifest is returned), or a folder that
+        holds only musicmap's own leftovers from before the store existed (:data:`OWN_ENTRIES`,
+        e.g. the ``shards/`` a Ray run stages into). Commands call it before long work.
+
+        Raises
+        ------
+        StoreError
+            If ``path`` is a file, a folder with other files and no store, or a store of another
+            model (the message names the field).
+        """
+        folder = Path(path).expanduser()
+        if folder.exists() and not folder.is_dir():
+            raise StoreError(f"--store {folder} is a file, not a folder")
+        if (folder / "manifest.json").exists():
+            manifest = read_manifest(folder)
+            manifest.check_model(model)
+            return manifest
+        if folder.is_dir() and not (folder / DB_NAME).exists():
+            foreign = sorted(p.name for p in folder.iterdir() if p.name not in OWN_ENTRIES)
+            if foreign:
+                shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+                raise StoreError(f"--store {folder} is a folder with other files in it ({shown}) and no store; "
+                                 "give an empty or new folder")
+        return None
+
     @classmethod
     def open_for_indexing(cls, path: str | Path, model: ModelInfo, *, wait: float = LOCK_WAIT_S) -> Store:
         """Open (creating if needed) a store for writing vectors of ``model``.
@@ -255,18 +286,11 @@ class Store:
             If the folder holds something else, or a store built with another model.
         """
         folder = Path(path).expanduser()
-        if folder.exists() and not folder.is_dir():
-            raise StoreError(f"--store {folder} is a file, not a folder")
+        existing = cls.check_can_index(folder, model)
         db = folder / DB_NAME
-        if (folder / "manifest.json").exists():
-            manifest = read_manifest(folder)
-            manifest.check_model(model)
+        if existing is not None:
+            manifest = existing
         else:
-            if folder.is_dir() and any(folder.iterdir()) and not db.exists():
-                raise StoreError(
-                    f"--store {folder} is a folder with other files in it and no store; "
-                    "give an empty or new folder"
-                )
             folder.mkdir(parents=True, exist_ok=True)
             manifest = Manifest.new(model)
         con = _connect(db, read_only=False, config=_CONFIG, wait=wait)

@@ -27,6 +27,8 @@ import sys
 from dataclasses import asdict, replace
 from typing import TYPE_CHECKING, Any
 
+from store import Store
+
 from ..errors import UserError
 from ..settings import Settings, help_for
 from ._common import Progress, add_json, add_store, print_json
@@ -200,6 +202,8 @@ def run_ray(args: argparse.Namespace, settings: Settings) -> int:
         info = replace(info, extra={**info.extra, "options": {**info.extra.get("options", {}),
                                                               "precision": options["precision"]}})
     spec = EmbedderSpec(settings.model, device=device, batch_size=settings.batch_size, options=options)
+    if not args.shards_only:  # a store the shards cannot go into is said now, not after the Ray work
+        Store.check_can_index(settings.store, info)
     staging = settings.staging or str(settings.store / "shards")
     ray_run = embed_on_ray(args.library, staging, spec, info, store_path=settings.store,
                            ray_address=settings.ray_address or None, gpus_per_worker=gpus,

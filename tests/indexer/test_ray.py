@@ -240,6 +240,42 @@ def test_cli_engine_ray_then_ingest(tmp_path: Path) -> None:
     assert "tracks     5" in info
 
 
+def test_cli_engine_ray_into_a_new_store_an_existing_one_and_a_folder_of_shards(tmp_path: Path) -> None:
+    """The default staging folder is the store's own shards/: a new store folder, a store that
+    exists, and a folder holding only the shards of an earlier --shards-only run all work."""
+    lib = _library(tmp_path / "lib")
+    new = tmp_path / "new-store"
+    proc = run_cli("index", lib, "--store", new, "--model", "features", "--engine", "ray", "--json", timeout=600)
+    assert proc.returncode == 3, proc.stderr  # one file is not audio
+    first = json.loads(proc.stdout)
+    assert (first["ray"]["processed"], first["ingest"]["added"], first["ingest"]["failed"]) == (6, 5, 1)
+    proc = run_cli("index", lib, "--store", new, "--model", "features", "--engine", "ray", "--json", timeout=600)
+    assert proc.returncode == 3, proc.stderr
+    again = json.loads(proc.stdout)
+    assert again["ray"]["unchanged"] == 5 and again["ingest"]["added"] == 0
+
+    only_shards = tmp_path / "shards-first"
+    proc = run_cli("index", lib, "--store", only_shards, "--model", "features", "--engine", "ray", "--shards-only",
+                   timeout=600)
+    assert proc.returncode == 3, proc.stderr
+    assert sorted(p.name for p in only_shards.iterdir()) == ["shards"]
+    proc = run_cli("index", lib, "--store", only_shards, "--model", "features", "--engine", "ray", "--json",
+                   timeout=600)
+    assert proc.returncode == 3, proc.stderr
+    done = json.loads(proc.stdout)
+    assert done["ray"]["in_shards"] == 5 and done["ray"]["processed"] == 1  # only the failed file is tried again
+    assert done["ingest"]["added"] == 5
+    with Store.open(only_shards) as store:
+        assert store.count("tracks") == 5 and store.index.ntotal == 5
+
+    foreign = tmp_path / "my-documents"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    proc = run_cli("index", lib, "--store", foreign, "--model", "features", "--engine", "ray", timeout=600)
+    assert proc.returncode == 1 and "other files in it (notes.txt)" in proc.stderr, proc.stderr
+    assert "embedded on Ray" not in proc.stdout and sorted(p.name for p in foreign.iterdir()) == ["notes.txt"]
+
+
 def test_cli_ray_flags_need_the_ray_engine(tmp_path: Path) -> None:
     lib = _library(tmp_path / "lib")
     for flags in (["--staging", str(tmp_path / "s")], ["--shards-only"], ["--gpus-per-worker", "1"]):
