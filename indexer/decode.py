@@ -46,14 +46,33 @@ def _to_mono(audio: np.ndarray) -> np.ndarray:
     return np.asarray(audio, dtype=np.float32)
 
 
+def _read_into(f: sf.SoundFile, buffer: np.ndarray) -> int:
+    """Read up to ``len(buffer)`` frames of ``f`` into ``buffer`` (float32, C order, (n, channels));
+    the number of frames read, 0 at the end.
+
+    Straight through libsndfile's ``sf_readf_float``: soundfile's own ``read`` seeks back to its
+    position after every call, and for MP3 each such seek restarts libmpg123 at a frame whose bit
+    reservoir it no longer has, which prints ``part2_3_length ... too large`` on the process's
+    stderr and decodes that frame again. Without the seeks, block reads equal one whole read.
+    """
+    lib, ffi, handle = getattr(sf, "_snd", None), getattr(sf, "_ffi", None), getattr(f, "_file", None)
+    if lib is None or ffi is None or handle is None:  # a soundfile without these internals: its own read
+        return len(f.read(out=buffer))
+    n = int(lib.sf_readf_float(handle, ffi.cast("float *", ffi.from_buffer(buffer)), len(buffer)))
+    if n == 0 and lib.sf_error(handle):
+        raise RuntimeError(ffi.string(lib.sf_strerror(handle)).decode("utf-8", "replace"))
+    return n
+
+
 def _soundfile_blocks(path: Path, sr: int, block_seconds: float = BLOCK_SECONDS) -> Iterator[np.ndarray]:
     """Read in blocks, mix to mono and resample as a stream: memory is one block, not the file."""
     # Open the file ourselves: libsndfile wants UTF-8 names, file systems may hold any bytes.
     with open(path, "rb") as fh, sf.SoundFile(fh) as f:
         native = int(f.samplerate)
         stream = soxr.ResampleStream(native, sr, 1, dtype="float32", quality="HQ") if native != sr else None
-        for block in f.blocks(blocksize=max(1, int(native * block_seconds)), dtype="float32", always_2d=True):
-            mono = _to_mono(block)
+        buffer = np.empty((max(1, int(native * block_seconds)), f.channels), np.float32)
+        while n := _read_into(f, buffer):
+            mono = _to_mono(buffer[:n])
             out = stream.resample_chunk(mono) if stream is not None else mono
             if out.size:
                 yield out

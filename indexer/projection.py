@@ -306,7 +306,10 @@ def clusters(vectors: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray
         return np.zeros(n, np.int32), np.asarray(vectors[:1], np.float32).reshape(-1, d)
     x = np.ascontiguousarray(vectors, dtype=np.float32).copy()
     faiss.normalize_L2(x)
-    kmeans = faiss.Kmeans(d, n_clusters(n), niter=25, seed=seed + 1, spherical=True, verbose=False)
+    # min_points_per_centroid=1: a small library is fine to cluster (FAISS would print a WARNING line
+    # asking for 39 points per cluster, which a newcomer reads as an error).
+    kmeans = faiss.Kmeans(d, n_clusters(n), niter=25, seed=seed + 1, spherical=True, verbose=False,
+                          min_points_per_centroid=1)
     kmeans.train(x)
     _, labels = kmeans.index.search(x, 1)
     labels = labels[:, 0]

@@ -320,7 +320,10 @@ def load_index(folder: Path, expect: dict[str, Any]) -> faiss.Index | None:
     with the reason logged (missing, stale, from another model, or corrupt)."""
     side = read_sidecar(folder)
     if side is None or not (folder / INDEX_NAME).is_file():
-        logger.info("no usable FAISS index in %s; it will be built", folder)
+        if side is None and not (folder / INDEX_NAME).exists():  # a new store: nothing to report
+            logger.debug("no FAISS index in %s yet; it will be built", folder)
+        else:
+            logger.info("no usable FAISS index in %s; it will be built", folder)
         return None
     for key, value in expect.items():
         if side.get(key) != value:

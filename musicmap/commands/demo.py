@@ -38,6 +38,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--library", metavar="DIR", help="where to write the demo library "
                                                     "(default: a 'library' folder beside the store)")
     p.add_argument("--seed", type=int, default=0, help="seed of the generated library (default: 0)")
+    p.add_argument("--synthetic", action="store_true",
+                   help="use the generated synthetic library (8 styles, all six formats)")
     p.add_argument("--model", metavar="NAME_OR_PATH",
                    help=f"embedding model (default: {DEFAULT_MODEL} if cached locally, else features)")
     p.add_argument("--workers", type=int, metavar="N", help=help_for("workers"))
