@@ -12,6 +12,8 @@ Modes (CPU):
   int8         embed-only + dynamic int8 quantisation of the Linear layers
   patchout     embed-only + inference-time patchout of half the time patches
   int8+patchout
+  int8-torch-ao  (only with --modes) embed-only + torch.ao's deprecated quantize_dynamic, the path
+               musicmap's own int8 layers replaced (issue #17): for comparison in one run
 Modes (CUDA): naive, default-fp32, default-fp16, default-bf16, embed-only-fp16, embed-only-bf16.
 
 Only torch, transformers and numpy are needed for the model part (``indexer.maest.model``), so
@@ -148,6 +150,7 @@ def main() -> None:
             "int8": ("sdpa", RunOptions(styles=False, precision="int8"), args.batch),
             "patchout": ("sdpa", RunOptions(styles=False, patchout=0.5), args.batch),
             "int8+patchout": ("sdpa", RunOptions(styles=False, precision="int8", patchout=0.5), args.batch),
+            "int8-torch-ao": ("sdpa", RunOptions(styles=False), args.batch),
         }
     else:
         modes = {
@@ -158,13 +161,20 @@ def main() -> None:
             "embed-only-fp16": ("sdpa", RunOptions(styles=False, precision="fp16"), args.batch),
             "embed-only-bf16": ("sdpa", RunOptions(styles=False, precision="bf16"), args.batch),
         }
-    wanted = ["naive", *[m for m in (args.modes.split(",") if args.modes else modes) if m and m != "naive"]]
+    default_modes = [m for m in modes if m != "int8-torch-ao"]
+    wanted = ["naive", *[m for m in (args.modes.split(",") if args.modes else default_modes) if m and m != "naive"]]
     # Build every mode once, then time them round-robin `--repeats` times and keep each mode's best
     # time: a slow spell of the machine then hits all modes alike instead of one.
     prepared: dict[str, Any] = {}
     for name in wanted:
         attn, options, batch = modes[name]
         model = build_model(max_length, attn)
+        if name == "int8-torch-ao":
+            import warnings
+
+            with warnings.catch_warnings():  # deprecated: measured here only to compare
+                warnings.simplefilter("ignore")
+                model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
         if options is None:
             prepared[name] = partial(naive, model, windows, dev)
         else:

@@ -17,7 +17,6 @@ output_hidden_states=True)`` (tested).
 from __future__ import annotations
 
 import logging
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,7 +45,7 @@ class RunOptions:
     patchout : float
         Share of time columns of patches dropped at inference (0 = none).
     precision : {"fp32", "int8", "bf16", "fp16"}
-        int8 = dynamic quantisation of the Linear layers (CPU); bf16/fp16 for CUDA.
+        int8 = dynamic int8 Linear layers (CPU, :mod:`indexer.maest.int8`); bf16/fp16 for CUDA.
     """
 
     layer: int = 7
@@ -119,9 +118,9 @@ class MaestRunner:
         if options.precision == "int8":
             if device != "cpu":
                 raise ValueError("precision int8 (dynamic quantisation) runs on the CPU only")
-            with warnings.catch_warnings():  # torch.ao dynamic quantisation is deprecated but works
-                warnings.simplefilter("ignore")
-                model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+            from .int8 import quantize_linears  # our own: torch.ao's dynamic quantisation is deprecated
+
+            model = quantize_linears(model)
         elif options.precision in ("bf16", "fp16"):
             self.dtype = torch.bfloat16 if options.precision == "bf16" else torch.float16
             if device == "cpu":
