@@ -12,6 +12,7 @@ import matplotlib.image as mpimg
 import numpy as np
 import pytest
 
+from musicmap.commands import COMMANDS
 from tests.conftest import DemoStore, run_cli
 
 
@@ -207,8 +208,8 @@ def test_usage_errors_exit_2(demo_store: DemoStore) -> None:
     assert run_cli("index", "x", "--device", "tpu").returncode == 2
 
 
-@pytest.mark.parametrize("command", ["index", "map", "similar", "sql", "export", "serve", "demo", "info",
-                                     "doctor"])
+@pytest.mark.parametrize("command", [module.NAME for module in COMMANDS])
 def test_every_command_has_help(command: str) -> None:
     proc = run_cli(command, "--help")
-    assert proc.returncode == 0 and "usage: musicmap" in proc.stdout
+    assert proc.returncode == 0 and f"usage: musicmap {command}" in proc.stdout
+    assert command in run_cli("--help").stdout  # listed in the overview
