@@ -25,6 +25,9 @@ RUN apt-get update \
 RUN pip install --no-cache-dir torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
 COPY --from=build /dist /dist
 RUN pip install --no-cache-dir /dist/musicmap-*.whl && rm -rf /dist
+# MusiCNN's weights (ISC): their own hash-pinned step, --no-deps (see the file).
+COPY requirements-musicnn.txt /tmp/
+RUN pip install --no-cache-dir --no-deps --require-hashes -r /tmp/requirements-musicnn.txt
 
 ENV MUSICMAP_STORE=/store \
     HF_HOME=/models

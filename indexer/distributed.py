@@ -531,7 +531,8 @@ def ingest(shards: str, store_path: str | Path, *, commit_every: int = 256, meta
                 windows = None if row["windows"] is None else np.asarray(row["windows"], np.float32).reshape(-1, d)
                 pending.append(TrackRecord(
                     path=path, size=int(row["size"]), mtime=float(row["mtime"]),
-                    tags=fill_genre(apply_metadata(tags, path, rows=rows_meta, category_from=category_from), styles),
+                    tags=fill_genre(apply_metadata(tags, path, rows=rows_meta, category_from=category_from), styles,
+                                    info.extra.get("genre_labels")),
                     fingerprint=row["fingerprint"], vector=np.asarray(row["vector"], np.float32),
                     n_windows=int(row["n_windows"] or 1), styles=styles, windows=windows,
                     window_starts=list(row["window_starts"] or []),

@@ -24,7 +24,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -159,15 +159,25 @@ def _process_file(path: str) -> _Done | _Failed:
         return _Failed(path, "decode", f"{type(exc).__name__}: {exc}")
 
 
-def fill_genre(tags: dict[str, Any], styles: dict[str, float]) -> dict[str, Any]:
-    """A track with no genre tag gets the genre part of its top predicted style, marked predicted.
+def fill_genre(tags: dict[str, Any], styles: dict[str, float],
+               genre_labels: Collection[str] | None = None) -> dict[str, Any]:
+    """A track with no genre tag gets a predicted genre, marked predicted.
 
-    MAEST's labels read ``"Genre---Style"`` (e.g. ``"Electronic---Techno"`` → ``Electronic``).
+    MAEST's labels read ``"Genre---Style"``: the genre part of the top style (``"Electronic---Techno"``
+    → ``Electronic``). A model whose labels mix genres with moods and instruments (MusiCNN's tags)
+    names its genre labels (``ModelInfo.extra["genre_labels"]``): the highest-scoring of those.
     """
     if tags.get("genre") or not styles:
         return tags
-    top = max(styles, key=lambda label: styles[label])
-    genre = top.split("---", 1)[0].strip()
+    if genre_labels is not None:
+        candidates = [label for label in styles if label in genre_labels]
+        if not candidates:
+            return tags
+        top = max(candidates, key=lambda label: styles[label])
+        genre = top[:1].upper() + top[1:]
+    else:
+        top = max(styles, key=lambda label: styles[label])
+        genre = top.split("---", 1)[0].strip()
     if not genre or genre.startswith("LABEL_"):
         return tags
     source = ",".join(filter(None, [tags.get("tag_source"), "predicted"]))
@@ -348,7 +358,7 @@ def index_library(roots: Sequence[str | Path], store_path: str | Path, embedder:
             pending.append(TrackRecord(
                 path=result.path, size=st.st_size, mtime=st.st_mtime,
                 tags=fill_genre(apply_metadata(result.tags, result.path, rows=rows, category_from=category_from),
-                                embedding.styles),
+                                embedding.styles, embedder.info.extra.get("genre_labels")),
                 fingerprint=fingerprints.get(result.path),
                 vector=embedding.vector, n_windows=embedding.n_windows, styles=embedding.styles,
                 windows=embedding.windows, window_starts=embedding.window_starts,

@@ -43,7 +43,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("store", Path, default_store, "MUSICMAP_STORE",
             "the store folder (DuckDB + FAISS + manifest)"),
     Setting("model", str, lambda: DEFAULT_MODEL, "MUSICMAP_MODEL",
-            "embedding model: a Hugging Face hub id, a local save_pretrained folder, or 'features'"),
+            "embedding model: a MAEST hub id, a local save_pretrained folder or .ckpt, 'musicnn-msd' / "
+            "'musicnn-mtt' (MusiCNN), or 'features'"),
     Setting("device", str, lambda: "auto", "MUSICMAP_DEVICE",
             "where the model runs: auto, cpu, cuda or mps"),
     Setting("batch_size", int, lambda: 4, "MUSICMAP_BATCH_SIZE",

@@ -1,4 +1,5 @@
-"""Embedders: MAEST (transformers) and the offline handcrafted ``features``."""
+"""Embedders, in tiers: the handcrafted ``features`` (no model), MusiCNN (a trained model whose
+weights come in a PyPI package) and MAEST (the product's model: weights from the hub or a file)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,21 @@ from .features import FeaturesEmbedder
 __all__ = ["Embedder", "Embedding", "FeaturesEmbedder", "load_embedder"]
 
 
+def _is_musicnn_folder(model: str) -> bool:
+    """A folder holding a MusiCNN checkpoint (``.index`` and ``checkpoint``, as the package has them)."""
+    from pathlib import Path
+
+    folder = Path(model).expanduser()
+    return folder.is_dir() and (folder / ".index").exists() and (folder / "checkpoint").exists()
+
+
 def load_embedder(model: str, *, device: str = "auto", batch_size: int = 4,
                   local_files_only: bool | None = None, **maest_options: Any) -> Embedder:
-    """The embedder named by ``--model``: ``features``, a hub id, a local folder or a ``.ckpt``.
+    """The embedder named by ``--model``: ``features``, ``musicnn-msd`` (and the other MusiCNN names),
+    a MAEST hub id, a local folder or a ``.ckpt``.
 
     ``maest_options`` (layer, pooling, styles, precision, patchout, keep_windows) go to
-    :meth:`MaestEmbedder.load`; they are ignored for ``features``.
+    :meth:`MaestEmbedder.load`; ``features`` ignores them, MusiCNN takes ``keep_windows``.
 
     Raises
     ------
@@ -24,6 +34,11 @@ def load_embedder(model: str, *, device: str = "auto", batch_size: int = 4,
     """
     if model == "features":
         return FeaturesEmbedder()
+    if model.startswith("musicnn-") or _is_musicnn_folder(model):
+        from .musicnn import MusicnnEmbedder  # imports torch
+
+        return MusicnnEmbedder.load(model, batch_size=max(batch_size, 1) * 4,
+                                    keep_windows=bool(maest_options.get("keep_windows", True)))
     from .maest import MaestEmbedder  # imports torch: only when a model is asked for
 
     return MaestEmbedder.load(model, device=device, batch_size=batch_size,

@@ -24,6 +24,7 @@ import numpy as np
 
 from store import ModelInfo
 
+from ..cpu import keep_freed_memory
 from ..decode import AudioSource
 from ..errors import IndexerError
 from ..maest import frontend
@@ -46,7 +47,8 @@ windows = frontend.windows
 
 _HELP = ("  On an offline machine, pass a local folder written by save_pretrained "
          "(--model /path/to/discogs-maest-30s-pw-129e-519l), an original MAEST release checkpoint "
-         "(--model /path/to/discogs-maest-30s-pw-129e-519l-swa.ckpt), or use the handcrafted "
+         "(--model /path/to/discogs-maest-30s-pw-129e-519l-swa.ckpt), use the trained MusiCNN whose "
+         "weights come with a package (--model musicnn-msd or musicnn-mtt), or the handcrafted "
          "embedder with --model features.")
 
 
@@ -162,6 +164,8 @@ class MaestEmbedder:
         if not 1 <= layer <= n_layers:
             raise IndexerError(f"--layer {layer}: the model has hidden_states 1..{n_layers}")
         dev = resolve_device(device)
+        if dev == "cpu":
+            keep_freed_memory()  # large temporaries reused, not page-faulted afresh each call (indexer.cpu)
         options = RunOptions(layer=layer, pooling=pooling, styles=styles, patchout=patchout, precision=precision)
         try:
             runner = MaestRunner(model, options, dev)

@@ -8,6 +8,7 @@ normalisation, log10(1 + 10⁴·x). MAEST then normalises with (x − 2.0676) / 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cache
 
 import numpy as np
@@ -29,7 +30,9 @@ WINDOW_HOPS = {316: 313, 626: 625, 1256: 1250, 1876: 1875}
 
 
 @cache
-def _mel_basis() -> np.ndarray:
+def mel_basis() -> np.ndarray:
+    """The 96 Slaney mel bands (Slaney area normalisation) over the 257 bins of a 512-point FFT
+    at 16 kHz, 0–8 kHz: shape (96, 257), float64. MusiCNN's front end uses the same bands."""
     import librosa
 
     return np.asarray(
@@ -70,7 +73,12 @@ def essentia_logmel(audio: np.ndarray) -> np.ndarray:
 def _logmel_of_frames(frames: np.ndarray) -> np.ndarray:
     """(t, 512) sample frames → (t, 96) float32 log-mel bands (one FFT block)."""
     power = np.abs(np.fft.rfft(frames.astype(np.float64) * _hann(), axis=1)) ** 2  # (t, 257)
-    return np.log10(1.0 + 10_000.0 * (power @ _mel_basis().T)).astype(np.float32)  # (t, 96)
+    return log_compress(power @ mel_basis().T)  # (t, 96)
+
+
+def log_compress(mel: np.ndarray) -> np.ndarray:
+    """log10(1 + 10⁴·x) as float32: the "logC" compression both MAEST and MusiCNN were trained on."""
+    return np.log10(1.0 + 10_000.0 * np.asarray(mel, dtype=np.float64)).astype(np.float32)
 
 
 @cache
@@ -88,7 +96,7 @@ def window_hop(max_length: int) -> int:
     return WINDOW_HOPS.get(int(max_length), max(1, int(max_length) - 1))
 
 
-def window_starts(total: int, max_length: int) -> list[int]:
+def window_starts(total: int, max_length: int, hop: int | None = None) -> list[int]:
     """Where the windows of a ``total``-frame track start.
 
     The rule (spec §1.3 leaves the last partial window open; this is musicmap's choice):
@@ -99,10 +107,12 @@ def window_starts(total: int, max_length: int) -> list[int]:
       only real audio, never padding); a shorter remainder is dropped, as Essentia does;
     - a track shorter than one window is a single window of its own length (the caller runs it
       with the positional grid sliced, as MAEST does), so the list is ``[0]``.
+
+    ``hop`` overrides MAEST's window hop (MusiCNN's patches: 187, no overlap).
     """
     if total <= max_length:
         return [0]
-    hop = window_hop(max_length)
+    hop = hop or window_hop(max_length)
     starts = list(range(0, total - max_length + 1, hop))
     covered = starts[-1] + max_length
     if total - covered >= max_length // 2:
@@ -134,13 +144,26 @@ def windows(logmel: np.ndarray, max_length: int) -> np.ndarray:
 
 
 class LogmelStream:
-    """:func:`essentia_logmel` fed block by block: the same frames, memory bounded by a block.
+    """A log-mel front end fed block by block: the same frames, memory bounded by a block.
 
-    ``feed(samples)`` returns the frames completed by these samples; ``finish()`` the last ones
-    (Essentia's end padding). Concatenated, they equal ``essentia_logmel`` of the whole signal.
+    ``feed(samples)`` returns the frames completed by these samples; ``finish()`` the last ones.
+    Concatenated, they equal the whole-signal function: :func:`essentia_logmel` by default, or,
+    given ``of_frames`` and ``centred_end=True``, a librosa-style front end (``center=True``:
+    half a frame of zeros at each end; MusiCNN's).
+
+    Parameters
+    ----------
+    of_frames : callable, optional
+        (t, 512) sample frames → (t, 96) float32 bands (default: Essentia's).
+    centred_end : bool
+        End padding: False = Essentia's (to the next hop, plus half a frame: ceil(n/256)+1
+        frames); True = librosa's ``center=True`` (half a frame: n//256+1 frames).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, of_frames: Callable[[np.ndarray], np.ndarray] | None = None, *,
+                 centred_end: bool = False) -> None:
+        self._of_frames = of_frames or _logmel_of_frames
+        self._centred_end = centred_end
         self._buf = np.zeros(FRAME // 2, dtype=np.float32)  # the first frame is centred on sample 0
         self._n = 0  # samples fed
         self._done = False
@@ -154,9 +177,9 @@ class LogmelStream:
         return self._take()
 
     def finish(self) -> np.ndarray:
-        """The remaining frames: the end zero-padded to the next hop, plus half a frame."""
+        """The remaining frames, with the end padding of the front end."""
         self._done = True
-        padded = -(-self._n // HOP) * HOP
+        padded = self._n if self._centred_end else -(-self._n // HOP) * HOP
         self._buf = np.concatenate([self._buf, np.zeros(padded - self._n + FRAME // 2, np.float32)])
         return self._take()
 
@@ -165,7 +188,7 @@ class LogmelStream:
         if count <= 0:
             return np.zeros((0, N_MELS), np.float32)
         frames = np.lib.stride_tricks.sliding_window_view(self._buf, FRAME)[::HOP][:count]
-        out = np.concatenate([_logmel_of_frames(frames[s : s + CHUNK_FRAMES])
+        out = np.concatenate([self._of_frames(frames[s : s + CHUNK_FRAMES])
                               for s in range(0, count, CHUNK_FRAMES)])
         self._buf = self._buf[count * HOP :].copy()
         return out
@@ -174,11 +197,26 @@ class LogmelStream:
 class WindowStream:
     """:func:`windows` for a stream of log-mel frames: yields ``(start_frame, window)`` as soon as
     each window is complete, keeping about one window of frames. ``finish()`` adds the windows that
-    need the track's length (the end-aligned one, or a track shorter than one window)."""
+    need the track's length (the end-aligned one, or a track shorter than one window).
 
-    def __init__(self, max_length: int) -> None:
+    Parameters
+    ----------
+    max_length : int
+        Window length in frames.
+    hop : int, optional
+        Frames between window starts (default: :func:`window_hop`, MAEST's).
+    prepare : callable
+        Applied to each window (default: MAEST's :func:`normalise`).
+    min_frames : int
+        A track shorter than this is zero-padded to it (MAEST: one patch, 16 frames).
+    """
+
+    def __init__(self, max_length: int, *, hop: int | None = None,
+                 prepare: Callable[[np.ndarray], np.ndarray] = normalise, min_frames: int = PATCH) -> None:
         self.max_length = int(max_length)
-        self.hop = window_hop(self.max_length)
+        self.hop = int(hop) if hop else window_hop(self.max_length)
+        self._prepare = prepare
+        self._min_frames = min_frames
         self._frames = np.zeros((0, N_MELS), np.float32)
         self._base = 0  # frame index of self._frames[0]
         self._total = 0
@@ -192,7 +230,7 @@ class WindowStream:
         length = self.max_length
         while self._next + length <= self._total:
             lo = self._next - self._base
-            out.append((self._next, normalise(self._frames[lo : lo + length])))
+            out.append((self._next, self._prepare(self._frames[lo : lo + length])))
             self._next += self.hop
         keep_from = max(self._base, min(self._next, self._total - length))  # the end window may need them
         self._frames = self._frames[keep_from - self._base :]
@@ -202,13 +240,13 @@ class WindowStream:
 
     def finish(self) -> list[tuple[int, np.ndarray]]:
         total, length = self._total, self.max_length
-        if self._emitted == 0:  # shorter than one window: one window of its own length (≥ one patch)
+        if self._emitted == 0:  # shorter than one window: one window of its own length
             frames = self._frames
-            if len(frames) < PATCH:
-                frames = np.pad(frames, ((0, PATCH - len(frames)), (0, 0)))
-            return [(0, normalise(frames[:length]))]
+            if len(frames) < self._min_frames:
+                frames = np.pad(frames, ((0, self._min_frames - len(frames)), (0, 0)))
+            return [(0, self._prepare(frames[:length]))]
         last = self._next - self.hop
         if total - (last + length) >= length // 2:
             start = total - length
-            return [(start, normalise(self._frames[start - self._base : start - self._base + length]))]
+            return [(start, self._prepare(self._frames[start - self._base : start - self._base + length]))]
         return []

@@ -20,8 +20,10 @@ HELP = "check the environment and a store"
 PACKAGES = ("numpy", "duckdb", "faiss-cpu", "librosa", "soundfile", "mutagen", "openTSNE", "dash",
             "torch", "transformers")
 PARTS = ("musicmap.commands.index", "store.store", "indexer.pipeline", "indexer.embedders.maest",
-         "indexer.maest.model", "indexer.maest.frontend", "indexer.maest.convert", "indexer.embedders.features",
-         "explorer.app", "explorer.api", "data.demo_library")
+         "indexer.maest.model", "indexer.maest.frontend", "indexer.maest.convert", "indexer.maest.int8",
+         "indexer.embedders.musicnn", "indexer.musicnn.model", "indexer.musicnn.checkpoint",
+         "indexer.musicnn.frontend", "indexer.embedders.features", "explorer.app", "explorer.api",
+         "data.demo_library", "data.debian_music")
 """Modules each part of musicmap needs, looked up (not imported): an install that lacks one (a wheel
 built with a package left out) is named here instead of failing later in the middle of a run."""
 
@@ -43,6 +45,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_json(p)
 
 
+def _musicnn() -> dict[str, Any]:
+    """MusiCNN's weights (optional: MAEST and `features` work without them)."""
+    from indexer.embedders.musicnn import INSTALL, VARIANTS
+    from indexer.errors import IndexerError
+
+    try:
+        from indexer.embedders.musicnn import package_folder
+
+        folder = package_folder()
+    except IndexerError:
+        return {"check": "musicnn", "ok": False, "optional": True,
+                "detail": f"not installed (optional; --model musicnn-msd needs it): {INSTALL}"}
+    missing = [v.folder for v in VARIANTS.values() if not (folder / v.folder / ".index").is_file()]
+    return {"check": "musicnn", "ok": not missing, "optional": True,
+            "detail": f"missing {', '.join(missing)}: reinstall with {INSTALL}" if missing
+            else f"{metadata.version('musicnn')}, 4 checkpoints in {folder}"}
+
+
 def run(args: argparse.Namespace, settings: Settings) -> int:
     checks: list[dict[str, Any]] = []
     missing = _missing_modules()
@@ -54,6 +74,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             checks.append({"check": name, "ok": True, "detail": metadata.version(name)})
         except metadata.PackageNotFoundError:
             checks.append({"check": name, "ok": False, "detail": "not installed"})
+    checks.append(_musicnn())
     ffmpeg = shutil.which("ffmpeg")
     checks.append({"check": "ffmpeg", "ok": ffmpeg is not None,
                    "detail": ffmpeg or "missing: m4a/AAC and other formats cannot be decoded"})
@@ -72,10 +93,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                            "detail": f"{info['tracks']} tracks, model {info['model']['id']}"})
         except StoreError as exc:
             checks.append({"check": "store", "ok": False, "detail": str(exc)})
-    ok = all(c["ok"] for c in checks)
+    ok = all(c["ok"] or c.get("optional") for c in checks)
     if args.json:
         print_json({"ok": ok, "checks": checks})
     else:
         for c in checks:
-            print(f"{'ok ' if c['ok'] else 'BAD'}  {c['check']:<16} {c['detail']}")
+            mark = "ok " if c["ok"] else "-- " if c.get("optional") else "BAD"
+            print(f"{mark}  {c['check']:<16} {c['detail']}")
     return 0 if ok else 1
