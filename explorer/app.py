@@ -19,6 +19,7 @@ import logging
 import re
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import dash
@@ -179,15 +180,16 @@ def create_app(store: Store, embed: EmbedFn | None = None, *, place: PlaceFn | N
     """
     data = MapData(store, projection)
     model = store.manifest.model
-    model_label = model.label + (" — not MAEST" if model.kind == "handcrafted" else "")
+    model_label = model.label + (" — not MAEST" if model.kind != "maest" else "")
+    labels = label_words(model)
     app = dash.Dash(__name__, title="musicmap", update_title="", compress=True)  # gzip (flask-compress)
     uploads = Uploads(embed, place, max_upload_bytes) if embed is not None else None
     _limit_bodies(app, uploads)
     if token:
         auth.protect(app.server, token)  # runs first, before the body limits and every route
     api.register(app.server, store, projection=data.refresh, uploads=uploads, token=token or None)
-    app.layout = lambda: _layout(data.refresh(), model_label, uploads)  # each page load shows the current map
-    callbacks = Callbacks(store, data, model.label, uploads)
+    app.layout = lambda: _layout(data.refresh(), model_label, uploads, labels)  # each page load: the current map
+    callbacks = Callbacks(store, data, model.label, uploads, labels)
     callbacks.register(app)
     app.server.extensions["musicmap_callbacks"] = callbacks  # tests call them as plain functions
     return app
@@ -249,8 +251,10 @@ def _years(value: list[int] | None, full: tuple[int, int] | None) -> tuple[int, 
 class Callbacks:
     """The explorer's callbacks as plain methods (Dash registers thin wrappers around them)."""
 
-    def __init__(self, store: Store, data: MapData, model_label: str, uploads: Uploads | None = None) -> None:
+    def __init__(self, store: Store, data: MapData, model_label: str, uploads: Uploads | None = None,
+                 labels: LabelWords | None = None) -> None:
         self.store, self.data, self.model_label, self.uploads = store, data, model_label, uploads
+        self.labels = labels or LabelWords("styles", "Predicted styles")
 
     # -- the figure ---------------------------------------------------------------------------
     def figure(self, color_by: str, genres: list[str] | None, styles: list[str] | None,
@@ -350,7 +354,8 @@ class Callbacks:
                 start = self.store.track(int(path_from))
             except StoreError:
                 start = None
-        panel = _panel(track, neighbours, self.store.styles(int(track_id)), self.model_label, problem)
+        panel = _panel(track, neighbours, self.store.styles(int(track_id)), self.model_label, problem,
+                       heading=self.labels.heading)
         return panel + _path_controls(int(track_id), start, path_from), patch
 
     def clicked(self, click: dict[str, Any] | None, color_by: str) -> int | None:
@@ -512,7 +517,8 @@ class Callbacks:
                 html.Tr([html.Td(label.replace("---", " › "), className="shared" if label in shared else ""),
                          html.Td(f"{styles_a[label]:.2f}" if label in styles_a else "—"),
                          html.Td(f"{styles_b[label]:.2f}" if label in styles_b else "—")]) for label in labels]))
-            out.append(html.P(f"{len(shared)} of their top styles shared" if shared else "no top style shared",
+            word = self.labels.plural
+            out.append(html.P(f"{len(shared)} of their top {word} shared" if shared else f"no top {word[:-1]} shared",
                               id="explain-shared"))
         else:
             out.append(html.P("No style predictions in this store (MAEST makes them).", className="what"))
@@ -990,7 +996,8 @@ def _upload_box(uploads: Uploads | None) -> Any:
     ])
 
 
-def _layout(data: MapData, model_label: str, uploads: Uploads | None = None) -> html.Div:
+def _layout(data: MapData, model_label: str, uploads: Uploads | None = None,
+            labels: LabelWords | None = None) -> html.Div:
     """The page, built from the store's current map (Dash calls it on every page load)."""
     frame, info = data.frame, data.info
     initial = map_figure(frame, "genre", None, data.traces("genre"))  # hover texts follow in a patch
@@ -998,6 +1005,7 @@ def _layout(data: MapData, model_label: str, uploads: Uploads | None = None) -> 
               if f not in ("style", "cluster") or (f in frame and len(frame) and frame[f].notna().any())]
     years = data.year_range()
     styles = data.options("style")
+    top = f"top {(labels or LabelWords('styles', '')).plural[:-1]}"  # "top style" / "top tag"
     small = {"width": "70px"}
     return html.Div(className="musicmap", children=[
         dcc.Location(id="url", refresh=False),
@@ -1014,11 +1022,12 @@ def _layout(data: MapData, model_label: str, uploads: Uploads | None = None) -> 
                 html.Div(id="search-results"),
             ]),
             html.Label(["colour by ", dcc.Dropdown(
-                id="color-by", options=[{"label": f, "value": f} for f in fields], value="genre",
+                id="color-by", options=[{"label": top if f == "style" else f, "value": f} for f in fields],
+                value="genre",
                 clearable=False, className="narrow")]),
             html.Label(["genre ", dcc.Dropdown(id="genre-filter", options=data.options("genre"), value=[],
                                                multi=True, placeholder="all", className="wide")]),
-            html.Label(["style ", dcc.Dropdown(id="style-filter", options=styles, value=[], multi=True,
+            html.Label([f"{top} ", dcc.Dropdown(id="style-filter", options=styles, value=[], multi=True,
                                                placeholder="all", className="wide")],
                        style={} if styles else {"display": "none"}),
             html.Div(className="years", style={} if years else {"display": "none"}, children=[
@@ -1102,12 +1111,27 @@ def _path_controls(track_id: int, start: dict[str, Any] | None, path_from: int |
     return out
 
 
+@dataclass(frozen=True)
+class LabelWords:
+    """How the page names a model's labels: MAEST predicts Discogs *styles*, MusiCNN *tags*."""
+
+    plural: str
+    heading: str
+
+
+def label_words(model: Any) -> LabelWords:
+    """The words for ``model``'s (a :class:`store.ModelInfo`) predicted labels."""
+    if model.kind == "musicnn":
+        return LabelWords("tags", f"Predicted tags ({model.extra.get('labels', 'MusiCNN')})")
+    return LabelWords("styles", "Predicted styles")
+
+
 def _clock(seconds: float) -> str:
     return f"{int(seconds) // 60}:{int(seconds) % 60:02d}"
 
 
 def _panel(track: dict[str, Any], neighbours: list[Any], styles: list[tuple[str, float]],
-           model_label: str, problem: str | None = None) -> list[Any]:
+           model_label: str, problem: str | None = None, heading: str = "Predicted styles") -> list[Any]:
     def field(name: str, value: Any) -> Any:
         return html.Tr([html.Th(name), html.Td("—" if value is None else str(value))])
 
@@ -1123,7 +1147,7 @@ def _panel(track: dict[str, Any], neighbours: list[Any], styles: list[tuple[str,
         html.Audio(id="player", src=f"/audio/{int(track['id'])}", controls=True, autoPlay=True, preload="auto"),
     ]
     if styles:
-        out.append(html.Div(className="styles", children=[html.H4("Predicted styles")] + [
+        out.append(html.Div(className="styles", children=[html.H4(heading)] + [
             html.Div(className="style-row", children=[
                 html.Span(label.replace("---", " › ")),
                 html.Div(className="bar", style={"width": f"{max(2, round(100 * a))}%"}),

@@ -109,7 +109,7 @@ def export_plot(store: Store, path: str | Path, *, color_by: str = "genre", proj
                         ha="center", va="center", fontsize=9, weight="bold",
                         bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": color, "alpha": 0.85})
     model = store.manifest.model
-    label = model.label if model.kind != "maest" else model.id
+    label = model.id if model.kind == "maest" else model.label + " — not MAEST"
     info = {p["name"]: p for p in store.projection_info()}.get(projection)
     method = info["method"] if info else projection
     ax.set_title(f"musicmap — {len(frame)} tracks, {method} map of {label}, coloured by {color_by}")

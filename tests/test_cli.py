@@ -149,7 +149,7 @@ def test_serve_answers_http(served: str) -> None:
 
 
 def test_demo_command_end_to_end(tmp_path: Path) -> None:
-    proc = run_cli("demo", "--tracks", "16", "--store", tmp_path / "demo" / "store", "--no-serve",
+    proc = run_cli("demo", "--synthetic", "--tracks", "16", "--store", tmp_path / "demo" / "store", "--no-serve",
                    "--workers", "2", timeout=600)
     assert proc.returncode == 0, proc.stderr
     assert "not MAEST" in proc.stderr or "NOT MAEST" in proc.stderr  # the fallback is announced

@@ -1,44 +1,116 @@
-"""Opt-in: real recordings from Debian's game-music packages, end to end (`make test-real`).
+"""A trained model on real music, in `make test` (issue #19).
 
-Fetches `drascula-music` (31 Ogg Vorbis tracks, 36 MB; free licence, see its copyright file) with
-`apt-get download`, unpacks it with `dpkg -x`, then indexes, maps, queries and exports it.
+Three of the demo's Debian game soundtracks (:data:`data.debian_music.TEST_SOURCES`: Drascula,
+HyperRogue, Extreme Tux Racer; ~50 tracks, ~80 minutes, 141 MB of downloads, free licences: see
+each package's copyright file) are fetched once with ``apt-get download`` into
+``data/generated/debian-music`` (reused by later runs) and indexed through the CLI with MusiCNN
+(MagnaTagATune) and with the handcrafted ``features``. The tests check what a listener would:
+tags that fit what is heard, neighbours from the same soundtrack more often than the handcrafted
+features find them, and a t-SNE map more faithful than a PCA map.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from data.debian_music import TEST_SOURCES, available, fetch, write_metadata
+from store import Store
 from tests.conftest import run_cli
 
-pytestmark = pytest.mark.realmusic
-PACKAGE = "drascula-music"
+CACHE = Path(__file__).resolve().parents[1] / "data" / "generated" / "debian-music"
+
+
+@dataclass(frozen=True)
+class RealStores:
+    library: Path
+    musicnn: Path
+    features: Path
 
 
 @pytest.fixture(scope="module")
-def real_library(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if not (shutil.which("apt-get") and shutil.which("dpkg")):
-        pytest.skip("needs Debian's apt-get and dpkg")
-    work = tmp_path_factory.mktemp("real")
-    subprocess.run(["apt-get", "download", PACKAGE], cwd=work, check=True, capture_output=True, timeout=300)
-    deb = next(work.glob(f"{PACKAGE}_*.deb"))
-    subprocess.run(["dpkg", "-x", str(deb), str(work / "root")], check=True, timeout=300)
-    return work / "root"
+def real(tmp_path_factory: pytest.TempPathFactory) -> RealStores:
+    why = available()
+    if why is not None:
+        pytest.skip(f"real music needs Debian's tools: {why}")
+    fetched = fetch(CACHE, TEST_SOURCES)
+    metadata = write_metadata(fetched, tmp_path_factory.mktemp("meta") / "metadata.csv")
+    stores = tmp_path_factory.mktemp("real")
+    out = {}
+    for model in ("musicnn-mtt", "features"):
+        store = stores / model
+        proc = run_cli("index", CACHE, "--store", store, "--model", model, "--metadata", metadata, "--json",
+                       timeout=1200)
+        assert proc.returncode == 0, proc.stderr
+        report = json.loads(proc.stdout)
+        assert report["failed"] == 0 and report["added"] == sum(len(f.files) for f in fetched)
+        out[model] = store
+    return RealStores(CACHE, out["musicnn-mtt"], out["features"])
 
 
-def test_real_recordings_end_to_end(real_library: Path, tmp_path: Path) -> None:
-    store = tmp_path / "store"
-    proc = run_cli("index", real_library, "--store", store, "--model", "features", "--json", timeout=900)
-    assert proc.returncode == 0, proc.stderr
-    report = json.loads(proc.stdout)
-    assert report["added"] == 31 and report["failed"] == 0
-    assert report["audio_seconds"] > 31 * 5
-    run_cli("map", "--store", store, check=True)
-    similar = json.loads(run_cli("similar", "1", "--store", store, "--json", check=True).stdout)
-    assert len(similar["results"]) == 10
-    run_cli("export", "--store", store, "--embeddings", tmp_path / "e.csv", "--plot", tmp_path / "p.png", check=True)
-    assert (tmp_path / "p.png").stat().st_size > 10_000
+def _sources(store: Store) -> dict[int, str]:
+    rows = store.sql("SELECT id, json_extract_string(extra, '$.source') FROM tracks").rows
+    return {int(i): str(s) for i, s in rows}
+
+
+def _same_source_share(path: Path, k: int) -> float:
+    """The share of each track's ``k`` most similar tracks that come from its soundtrack."""
+    with Store.open(path) as store:
+        source = _sources(store)
+        return float(np.mean([np.mean([source[n.track_id] == source[t] for n in store.similar(t, k)])
+                              for t in source]))
+
+
+def test_musicnn_finds_the_same_soundtrack_more_often_than_handcrafted_features(real: RealStores) -> None:
+    """k = 1 and 5: the smallest soundtrack has 6 tracks, so a top 10 would be mostly others for it
+    whatever the model (measured on this set: MusiCNN 0.96 / 0.74, features 0.78 / 0.66, chance 0.41)."""
+    with Store.open(real.musicnn) as store:
+        counts = list(store.sql("SELECT count(*) FROM tracks GROUP BY json_extract_string(extra, '$.source')").rows)
+        total = sum(c for (c,) in counts)
+    chance = sum(c * (c - 1) for (c,) in counts) / (total * (total - 1))
+    for k in (1, 5):
+        musicnn, features = _same_source_share(real.musicnn, k), _same_source_share(real.features, k)
+        assert musicnn > features > chance, (k, musicnn, features, chance)
+
+
+def test_the_tsne_map_of_musicnn_vectors_beats_a_pca_map(real: RealStores) -> None:
+    run_cli("map", "--store", real.musicnn, check=True, timeout=600)
+    run_cli("map", "--store", real.musicnn, "--method", "pca", "--name", "pca", check=True, timeout=600)
+    with Store.open(real.musicnn) as store:
+        quality = {p["name"]: p["params"]["quality"] for p in store.projection_info()}
+    tsne, pca = quality["tsne"], quality["pca"]
+    assert tsne["trustworthiness"] > pca["trustworthiness"] and tsne["knn_preservation"] > pca["knn_preservation"]
+
+
+def test_the_tags_fit_what_is_heard(real: RealStores) -> None:
+    """Tags measured against the audio itself: the tracks MusiCNN calls most percussive ("drums",
+    "beat", "techno") have far stronger regular onsets than those it calls "classical"/"strings"/
+    "slow"; and every track has a genre, either its own tag or a predicted one."""
+    import librosa
+
+    from indexer.decode import load_audio
+
+    with Store.open(real.musicnn) as store:
+        rows = store.sql("SELECT t.id, t.path, "
+                         "sum(s.activation) FILTER (WHERE s.label IN ('drums', 'beat', 'techno', 'beats')) AS beat, "
+                         "sum(s.activation) FILTER (WHERE s.label IN ('classical', 'strings', 'slow', 'violin')) "
+                         "AS calm FROM tracks t JOIN styles s ON s.track_id = t.id GROUP BY t.id, t.path").rows
+        genres = store.sql("SELECT count(*) FILTER (WHERE genre IS NULL), count(*) FROM tracks").rows[0]
+    assert genres[0] == 0, genres
+    margin = np.array([float(beat) - float(calm) for _, _, beat, calm in rows])
+    order = np.argsort(margin)
+    calm_tracks = [rows[i][1] for i in order[:5]]
+    beat_tracks = [rows[i][1] for i in order[-5:]]
+
+    def pulse(path: str) -> float:
+        y = load_audio(path)[: 16_000 * 60]
+        envelope = librosa.onset.onset_strength(y=y, sr=16_000)
+        return float(np.mean(envelope))
+
+    calm = np.mean([pulse(p) for p in calm_tracks])
+    beat = np.mean([pulse(p) for p in beat_tracks])
+    assert beat > 1.4 * calm, (beat, calm, beat_tracks, calm_tracks)  # measured: 1.94 vs 1.12

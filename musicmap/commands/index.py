@@ -144,8 +144,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             raise UserError(f"{flag} is for --engine ray")
     embedder = load_embedder(settings.model, device=settings.device, batch_size=settings.batch_size,
                              **maest_options(args, settings.device))
-    if embedder.info.kind != "maest":
+    if embedder.info.kind == "handcrafted":
         logger.info("using %s: not MAEST; the vectors are handcrafted audio statistics", embedder.info.label)
+    elif embedder.info.kind != "maest":
+        logger.info("using %s: a trained model, not MAEST", embedder.info.label)
     try:
         report = index_library(args.library, settings.store, embedder, workers=settings.workers,
                                prune=args.prune, metadata=args.metadata, category_from=args.category_from,

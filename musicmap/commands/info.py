@@ -26,8 +26,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     m = info["model"]
     print(f"store      {info['store']}  ({info['size_bytes'] / 1e6:.1f} MB)")
-    print(f"model      {m['label']}  [{m['id']}, {m['dimension']}-d"
-          + (f", {m['layer']}" if m["layer"] else "") + "]")
+    print(f"model      {m['label']}{'' if m['kind'] == 'maest' else ' — not MAEST'}  [{m['id']}, "
+          f"{m['dimension']}-d" + (f", {m['layer']}" if m["layer"] else "") + "]")
     print(f"tracks     {info['tracks']}  (embedded {info['embeddings']}, failed {info['failures']})")
     ix = info["index"]
     if ix.get("type") == "hnsw":

@@ -1,6 +1,7 @@
 """Write musicmap's predictions into the files' own tags, so any player can use them (opt-in).
 
---write styles puts each track's top predicted Discogs styles ("Techno; House") into --to
+--write styles puts each track's top predicted Discogs styles ("Techno; House"), or MusiCNN's
+tags ("techno; electronic"; --write tags says the same), into --to
 (grouping by default; genre, comment, or a custom MUSICMAP_STYLES tag); --write cluster puts its
 map cluster into a MUSICMAP_CLUSTER tag. Run with --dry-run first: it lists every change and
 writes nothing. Every write is backed up in the store (tag-backups/), exact to the byte, and
@@ -60,8 +61,8 @@ def _plan(store: Store, wanted: list[str], field: str, top: int, where: str | No
     plans: dict[int, dict[str, str]] = {i: {} for i in ids}
     if "styles" in wanted:
         if not store.count("styles"):
-            raise UserError(f"{store.path} has no style predictions ({store.manifest.model.label}); they come from "
-                            "MAEST. --write cluster works with any model")
+            raise UserError(f"{store.path} has no style or tag predictions ({store.manifest.model.label}); they "
+                            "come from MAEST or MusiCNN. --write cluster works with any model")
         rows = store.sql("SELECT track_id, list(label ORDER BY activation DESC) FROM (SELECT track_id, label, "
                          "activation, row_number() OVER (PARTITION BY track_id ORDER BY activation DESC) AS r "
                          f"FROM styles) WHERE r <= {int(top)} GROUP BY track_id", max_rows=100_000_000,
@@ -83,9 +84,10 @@ def _plan(store: Store, wanted: list[str], field: str, top: int, where: str | No
 def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.undo is not None:
         return _undo(args, settings)
-    wanted = [w.strip() for w in args.write.split(",") if w.strip()]
+    # "tags": MusiCNN's word for what MAEST calls styles (both are the store's `styles` table)
+    wanted = ["styles" if w.strip() == "tags" else w.strip() for w in args.write.split(",") if w.strip()]
     if not wanted or any(w not in ("styles", "cluster") for w in wanted):
-        raise UserError(f"--write {args.write!r}: give styles, cluster, or styles,cluster")
+        raise UserError(f"--write {args.write!r}: give styles (or tags), cluster, or styles,cluster")
     if args.top < 1:
         raise UserError(f"--top {args.top}: give 1 or more")
     with Store.open(settings.store) as store:

@@ -19,7 +19,7 @@ import torch
 from data.demo_library import synthesise
 from indexer.decode import AudioSource, load_audio
 from indexer.embedders import load_embedder
-from indexer.embedders.musicnn import MusicnnEmbedder, package_folder
+from indexer.embedders.musicnn import MTT_TAGS, MusicnnEmbedder, package_folder
 from indexer.errors import IndexerError
 from indexer.musicnn import frontend
 from indexer.musicnn.checkpoint import CheckpointError, read_checkpoint
@@ -195,3 +195,7 @@ def test_index_with_musicnn_stores_tags_windows_and_a_predicted_genre(tmp_path: 
                    "--store", store, "--format", "json", check=True).stdout
     styles, windows, predicted = json.loads(rows)["rows"][0]
     assert styles == 3 * 50 and windows == 3 * 3 and predicted == 3
+    plan = json.loads(run_cli("tag", "--store", store, "--write", "tags", "--top", "2", "--dry-run", "--json",
+                              check=True).stdout)
+    values = [change["values"]["grouping"].split("; ") for change in plan["changes"]]
+    assert len(values) == 3 and all(len(v) == 2 and set(v) <= set(MTT_TAGS) for v in values)

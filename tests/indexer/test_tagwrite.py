@@ -115,12 +115,12 @@ def test_tag_errors_are_named(tmp_path: Path, maest_store: tuple[Path, Path]) ->
     lib, store = maest_store
     features = tmp_path / "features-store"
     index_library([lib], features, load_embedder("features"), workers=1)
-    for args, message in ((("--write", "styles"), "no style predictions"),
+    for args, message in ((("--write", "styles"), "no style or tag predictions"),
                           (("--write", "cluster"), "no map clusters yet"),
                           (("--undo",), "nothing to undo")):
         proc = run_cli("tag", "--store", features, *args)
         assert proc.returncode == 1 and message in proc.stderr, (args, proc.stderr)
-    for args, message in ((("--write", "moods"), "give styles, cluster"),
+    for args, message in ((("--write", "moods"), "give styles (or tags), cluster"),
                           (("--write", "styles", "--where", "nonsense (("), "--where"),
                           (("--write", "styles", "--top", "0"), "--top 0"),
                           (("--undo", "20990101T000000Z"), "no such backup")):
