@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml requirements-musicnn.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet "$(TORCH_SPEC)" $(QUIET_PIP)
 	$(BIN)/pip install --quiet -e ".[dev,ray]" $(QUIET_PIP)
-	# MusiCNN's weights: their own hash-pinned step, without the wheel's impossible dependencies.
+	@# MusiCNN's weights: their own hash-pinned step, without the wheel's impossible dependencies.
 	$(BIN)/pip install --quiet --no-deps --require-hashes -r requirements-musicnn.txt $(QUIET_PIP)
 	@touch $(STAMP)
 

@@ -43,7 +43,7 @@ class Source:
     package : str
         The Debian package.
     name : str
-        The game, shown as the album of its tracks (unless a file's own tags name one).
+        The game, shown as the album of its tracks.
     folders : tuple of str
         Folders inside the package that hold its music (``./usr/share/...``).
     credit : str
@@ -234,9 +234,11 @@ def fetch(root: str | Path, sources: Sequence[Source] = DEMO_SOURCES,
 
 
 def write_metadata(fetched: Sequence[Fetched], csv_path: str | Path) -> Path:
-    """A ``--metadata`` CSV for the fetched music: the source as the album where a file's own tags
-    name none, and the package as ``source`` (kept in ``tracks.extra``, the ground truth the
-    benchmarks score neighbours by)."""
+    """A ``--metadata`` CSV for the fetched music: the soundtrack as every track's album (some
+    files tag their own album, in several spellings — "SuperTux Soundtrack", "Supertux Soundtrack"
+    — which would split one soundtrack into many; theirs is kept as ``file_album``), and the
+    package as ``source`` (both kept in ``tracks.extra``; ``source`` is the ground truth the tests
+    and benchmarks score neighbours by). Titles and artists stay the files' own."""
     import csv
 
     import mutagen
@@ -244,14 +246,14 @@ def write_metadata(fetched: Sequence[Fetched], csv_path: str | Path) -> Path:
     csv_path = Path(csv_path)
     with open(csv_path, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["path", "album", "source"])
+        writer.writerow(["path", "album", "source", "file_album"])
         for got in fetched:
             for name in got.files:
                 path = got.folder / name
                 try:
                     tags = mutagen.File(path, easy=True)
-                    own = (tags.get("album") or [None])[0] if tags is not None and tags.tags is not None else None
-                except Exception:  # an unreadable tag block: the source names the album
-                    own = None
-                writer.writerow([str(path.resolve()), own or got.source.name, got.source.package])
+                    own = (tags.get("album") or [""])[0] if tags is not None and tags.tags is not None else ""
+                except Exception:  # an unreadable tag block
+                    own = ""
+                writer.writerow([str(path.resolve()), got.source.name, got.source.package, own])
     return csv_path

@@ -1122,7 +1122,7 @@ class LabelWords:
 def label_words(model: Any) -> LabelWords:
     """The words for ``model``'s (a :class:`store.ModelInfo`) predicted labels."""
     if model.kind == "musicnn":
-        return LabelWords("tags", f"Predicted tags ({model.extra.get('labels', 'MusiCNN')})")
+        return LabelWords("tags", f"Predicted {model.extra.get('labels', 'tags')}")  # "... MagnaTagATune tags"
     return LabelWords("styles", "Predicted styles")
 
 
