@@ -54,7 +54,9 @@ test-slow: test-deps
 
 bench: setup
 	$(BIN)/python benchmarks/bench_pipeline.py $(BENCH_ARGS)
-	$(BIN)/python benchmarks/bench_maest.py --variant 30 --tracks 4 --windows-per-track 2
+	$(BIN)/python benchmarks/bench_maest.py --variant 30 --tracks 4 --windows-per-track 8
+	$(BIN)/python benchmarks/bench_musicnn.py quality
+	$(BIN)/python benchmarks/bench_musicnn.py speed
 	$(BIN)/python benchmarks/bench_index.py scale
 	$(BIN)/python benchmarks/bench_index.py efficiency
 	$(BIN)/python benchmarks/bench_index.py long

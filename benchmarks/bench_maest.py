@@ -1,26 +1,30 @@
-"""Benchmark MAEST inference modes with full-size random weights (no downloads needed).
+"""Benchmark MAEST inference modes with full-size random weights (no downloads needed), against
+this machine's own GEMM peaks.
 
 A MAEST-size model (ViT-B: 768-d, 12 blocks, 12 heads, 519 labels, the window length of the
 chosen variant) is initialised randomly once; every mode loads the same weights and embeds the
-same windows. Reported per mode: windows/s, audio-seconds/s, speed-up over the naive baseline,
-and fidelity = cosine of each track's embedding to the fp32 full-model path.
+same windows. Reported per mode: windows/s, audio-seconds/s, the arithmetic it does (GFLOP per
+window, counted from the model's shapes) and so its GFLOP/s and **share of the peak of its
+precision** measured in the same run (a 1024 × 768 × 3072 GEMM: fp32, bf16, int8), and fidelity
+= cosine of each track's embedding to the fp32 full model's over all windows.
 
-Modes (CPU):
-  naive        one window at a time, eager attention, all 12 blocks, stock forward (baseline)
-  default      musicmap's default: SDPA, windows batched across tracks, all blocks (styles on)
-  embed-only   as default, styles off: only the 7 blocks the embedding needs
-  int8         embed-only + dynamic int8 quantisation of the Linear layers
-  patchout     embed-only + inference-time patchout of half the time patches
+Modes (CPU; "auto" is what ``--precision auto`` picks on this machine):
+  fp32 (reference)   all 12 blocks (styles on), fp32 — the reference for fidelity
+  default            musicmap's default: styles on, --precision auto
+  embed-only fp32    styles off: only the 7 blocks the embedding needs
+  embed-only         styles off, --precision auto
+  int8               embed-only + musicmap's dynamic int8 layers
+  patchout           embed-only auto + half the time patches dropped
   int8+patchout
-  int8-torch-ao  (only with --modes) embed-only + torch.ao's deprecated quantize_dynamic, the path
-               musicmap's own int8 layers replaced (issue #17): for comparison in one run
+  fast               index --fast: int8 + patchout 0.5 + a window budget (fidelity over whole tracks)
+  naive              (only with --modes) one window at a time, eager attention, stock forward
+  int8-torch-ao      (only with --modes) torch.ao's deprecated quantize_dynamic (issue #17 comparison)
 Modes (CUDA): naive, default-fp32, default-fp16, default-bf16, embed-only-fp16, embed-only-bf16.
 
-Only torch, transformers and numpy are needed for the model part (``indexer.maest.model``), so
-this also runs on a GPU machine without the rest of musicmap's dependencies, given windows
-precomputed with ``--save-windows`` here.
+Only torch, transformers and numpy are needed for the model part, so this also runs on a GPU
+machine given windows precomputed with ``--save-windows`` here.
 
-    python benchmarks/bench_maest.py [--variant 30] [--tracks 4] [--device cpu]
+    python benchmarks/bench_maest.py [--variant 30] [--tracks 4] [--windows-per-track 8] [--device cpu]
 """
 
 from __future__ import annotations
@@ -108,17 +112,34 @@ def timed(fn: Any, device: str) -> tuple[Any, float]:
 
 
 def track_cosines(vectors: np.ndarray, reference: np.ndarray, tracks: int) -> list[float]:
+    """Cosine of each track's mean vector to the reference's mean over all its windows (a mode
+    with a window budget has fewer windows per track)."""
     a = vectors.reshape(tracks, -1, vectors.shape[-1]).mean(1)
     b = reference.reshape(tracks, -1, reference.shape[-1]).mean(1)
     cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
     return [round(float(c), 6) for c in cos]
 
 
+def flops_per_window(config: Any, frames: int, blocks: int, patchout: float, last_shortcut: bool) -> float:
+    """Multiply-adds × 2 of one window through the patch embedding and ``blocks`` blocks (dense
+    layers and attention; LayerNorm, softmax and GELU are not counted)."""
+    d, inner = int(config.hidden_size), int(config.intermediate_size)
+    n_freq = (int(config.num_mel_bins) - int(config.patch_size)) // int(config.frequency_stride) + 1
+    n_time = (frames - int(config.patch_size)) // int(config.time_stride) + 1
+    if patchout > 0:
+        n_time = max(1, round(n_time * (1 - patchout)))
+    n = n_freq * n_time + 2
+    embed = 2.0 * n_freq * n_time * d * int(config.patch_size) ** 2
+    block = 2.0 * n * d * (3 * d + d + 2 * inner) + 4.0 * n * n * d  # qkv, o, mlp; QKᵀ and AV
+    last = 2.0 * n * d * 2 * d + 2.0 * 2 * d * (2 * d + 2 * inner) + 4.0 * 2 * n * d  # K, V; 2 rows; attention
+    return embed + (blocks - 1) * block + (last if last_shortcut else block)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variant", type=int, choices=sorted(VARIANTS), default=30, help="window seconds")
     parser.add_argument("--tracks", type=int, default=4)
-    parser.add_argument("--windows-per-track", type=int, default=2)
+    parser.add_argument("--windows-per-track", type=int, default=8)
     parser.add_argument("--batch", type=int, default=4, help="windows per forward pass (default mode)")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--windows", type=Path, help="precomputed windows (.npy) instead of the demo library")
@@ -130,6 +151,10 @@ def main() -> None:
     args = parser.parse_args()
     import torch
 
+    from indexer.cpu import auto_precision, cpu_name, gemm_rates
+    from indexer.embedders import FAST
+    from indexer.maest.frontend import spread
+
     max_length = VARIANTS[args.variant]
     windows = (np.load(args.windows) if args.windows
                else make_windows(args.variant, args.tracks, args.windows_per_track))
@@ -138,37 +163,49 @@ def main() -> None:
         print(f"saved {windows.shape} to {args.save_windows}")
         return
     windows = np.concatenate([windows] * max(1, args.repeat))
-    tracks = windows.shape[0]
-    n_windows = tracks * windows.shape[1]
+    tracks, per_track = windows.shape[0], windows.shape[1]
     clip_seconds = HOPS[max_length] * 256 / 16_000
     dev = args.device
+    budget = FAST["maest"]["max_windows"]
+    keep = spread(per_track, budget)
+    auto = auto_precision(dev).name
     if dev == "cpu":
-        modes: dict[str, tuple[str, RunOptions | None, int]] = {
-            "naive": ("eager", None, 1),
-            "default": ("sdpa", RunOptions(), args.batch),
-            "embed-only": ("sdpa", RunOptions(styles=False), args.batch),
-            "int8": ("sdpa", RunOptions(styles=False, precision="int8"), args.batch),
-            "patchout": ("sdpa", RunOptions(styles=False, patchout=0.5), args.batch),
-            "int8+patchout": ("sdpa", RunOptions(styles=False, precision="int8", patchout=0.5), args.batch),
-            "int8-torch-ao": ("sdpa", RunOptions(styles=False), args.batch),
+        modes: dict[str, tuple[str, RunOptions | None, int, list[int] | None]] = {
+            "fp32 (reference)": ("sdpa", RunOptions(precision="fp32"), args.batch, None),
+            "default": ("sdpa", RunOptions(precision=auto), args.batch, None),
+            "embed-only fp32": ("sdpa", RunOptions(styles=False, precision="fp32"), args.batch, None),
+            "embed-only": ("sdpa", RunOptions(styles=False, precision=auto), args.batch, None),
+            "int8": ("sdpa", RunOptions(styles=False, precision="int8"), args.batch, None),
+            "patchout": ("sdpa", RunOptions(styles=False, precision=auto, patchout=0.5), args.batch, None),
+            "int8+patchout": ("sdpa", RunOptions(styles=False, precision="int8", patchout=0.5), args.batch, None),
+            "fast": ("sdpa", RunOptions(styles=False, precision=FAST["maest"]["precision"],
+                                        patchout=FAST["maest"]["patchout"]), args.batch, keep),
+            "naive": ("eager", None, 1, None),
+            "int8-torch-ao": ("sdpa", RunOptions(styles=False), args.batch, None),
         }
+        default_modes = [m for m in modes if m not in ("naive", "int8-torch-ao")]
     else:
         modes = {
-            "naive": ("eager", None, 1),
-            "default-fp32": ("sdpa", RunOptions(), args.batch),
-            "default-fp16": ("sdpa", RunOptions(precision="fp16"), args.batch),
-            "default-bf16": ("sdpa", RunOptions(precision="bf16"), args.batch),
-            "embed-only-fp16": ("sdpa", RunOptions(styles=False, precision="fp16"), args.batch),
-            "embed-only-bf16": ("sdpa", RunOptions(styles=False, precision="bf16"), args.batch),
+            "naive": ("eager", None, 1, None),
+            "default-fp32": ("sdpa", RunOptions(precision="fp32"), args.batch, None),
+            "default-fp16": ("sdpa", RunOptions(precision="fp16"), args.batch, None),
+            "default-bf16": ("sdpa", RunOptions(precision="bf16"), args.batch, None),
+            "embed-only-fp16": ("sdpa", RunOptions(styles=False, precision="fp16"), args.batch, None),
+            "embed-only-bf16": ("sdpa", RunOptions(styles=False, precision="bf16"), args.batch, None),
         }
-    default_modes = [m for m in modes if m != "int8-torch-ao"]
-    wanted = ["naive", *[m for m in (args.modes.split(",") if args.modes else default_modes) if m and m != "naive"]]
+        default_modes = list(modes)
+    reference_name = next(iter(modes))
+    wanted = [reference_name, *[m for m in (args.modes.split(",") if args.modes else default_modes)
+                                if m and m != reference_name]]
+    peaks: dict[str, float] = gemm_rates(repeats=5) if dev == "cpu" else {}
     # Build every mode once, then time them round-robin `--repeats` times and keep each mode's best
     # time: a slow spell of the machine then hits all modes alike instead of one.
     prepared: dict[str, Any] = {}
+    config = None
     for name in wanted:
-        attn, options, batch = modes[name]
+        attn, options, batch, chosen = modes[name]
         model = build_model(max_length, attn)
+        config = model.config
         if name == "int8-torch-ao":
             import warnings
 
@@ -179,7 +216,8 @@ def main() -> None:
             prepared[name] = partial(naive, model, windows, dev)
         else:
             runner = MaestRunner(model, options, dev)
-            flat = windows.reshape(-1, *windows.shape[2:])
+            selected = windows[:, chosen] if chosen is not None else windows
+            flat = selected.reshape(-1, *windows.shape[2:])
             prepared[name] = partial(_run_all, runner, flat, batch)
         if dev == "cuda":
             prepared[name]()  # warm-up: kernels, autotuning, allocator
@@ -189,28 +227,48 @@ def main() -> None:
         for name in wanted:
             vectors[name], seconds = timed(prepared[name], dev)
             best[name] = min(best.get(name, float("inf")), seconds)
-    reference = vectors["naive"]
-    base_rate = n_windows / best["naive"]
+    if dev == "cpu":  # the peaks again after the modes: the better of the two (the machine drifts)
+        peaks = {k: max(v, peaks.get(k, 0.0)) for k, v in gemm_rates(repeats=5).items()}
+    reference = vectors[reference_name]
+    base_rate = None
     results: dict[str, Any] = {}
     for name in wanted:
-        attn, options, batch = modes[name]
+        attn, options, batch, chosen = modes[name]
+        n_windows = tracks * (len(chosen) if chosen is not None else per_track)
         rate = n_windows / best[name]
+        base_rate = base_rate or rate
         cos = track_cosines(vectors[name], reference, tracks)
-        results[name] = {"seconds": round(best[name], 3), "windows_per_s": round(rate, 3),
-                         "audio_s_per_s": round(rate * clip_seconds, 2), "speedup_vs_naive": round(rate / base_rate, 2),
-                         "batch": batch, "attention": attn, "options": options.__dict__ if options else "stock forward",
-                         "track_cosine_min": min(cos), "track_cosines": cos}
-        print(f"{name:>16}: {rate:8.3f} windows/s  ×{rate / base_rate:5.2f}  cos_min {min(cos):.6f}", flush=True)
-    device_name = torch.cuda.get_device_name(0) if dev == "cuda" else platform.processor() or platform.machine()
+        row: dict[str, Any] = {
+            "seconds": round(best[name], 3), "windows_per_s": round(rate, 3),
+            "audio_s_per_s": round(rate * clip_seconds, 2), "speedup_vs_reference": round(rate / base_rate, 2),
+            "batch": batch, "attention": attn, "options": options.__dict__ if options else "stock forward",
+            "window_budget": len(chosen) if chosen is not None else None,
+            "track_cosine_min": min(cos), "track_cosines": cos}
+        if options is not None and config is not None and dev == "cpu":
+            blocks = int(config.num_hidden_layers) if options.styles else options.layer
+            flops = flops_per_window(config, max_length, blocks, options.patchout,
+                                     last_shortcut=options.styles and options.layer < int(config.num_hidden_layers))
+            precision = "int8" if name == "int8-torch-ao" else options.precision
+            achieved = rate * flops / 1e9
+            row.update({"gflop_per_window": round(flops / 1e9, 1), "gflops": round(achieved, 1),
+                        "peak_gflops": peaks.get(precision), "share_of_peak":
+                        round(achieved / peaks[precision], 3) if peaks.get(precision) else None})
+        results[name] = row
+        share = f"  {row['share_of_peak']:.0%} of its {options.precision if options else ''} peak" \
+            if row.get("share_of_peak") else ""
+        print(f"{name:>18}: {rate:8.3f} windows/s  ×{rate / base_rate:5.2f}  cos_min {min(cos):.6f}{share}",
+              flush=True)
+    device_name = torch.cuda.get_device_name(0) if dev == "cuda" else cpu_name()
     report = {
         "benchmark": "maest",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"device": dev, "name": device_name, "cpus": os.cpu_count(), "torch": torch.__version__,
-                    "threads": torch.get_num_threads()},
+                    "threads": torch.get_num_threads(), "gemm_peak_gflops": peaks, "auto_precision": auto,
+                    "platform": platform.platform()},
         "model": {"variant_s": args.variant, "max_length": max_length,
                   "weights": "random, full size (ViT-B, 519 labels)"},
-        "tracks": tracks, "windows": n_windows, "clip_seconds": clip_seconds,
-        "reference": "naive (fp32 stock forward, all blocks); equal to the fp32 full path",
+        "tracks": tracks, "windows_per_track": per_track, "clip_seconds": clip_seconds,
+        "reference": f"{reference_name}: every window, all blocks, fp32",
         "repeats": args.repeats,
         "modes": results,
     }

@@ -182,13 +182,15 @@ def create_app(store: Store, embed: EmbedFn | None = None, *, place: PlaceFn | N
     model = store.manifest.model
     model_label = model.label + (" — not MAEST" if model.kind != "maest" else "")
     labels = label_words(model)
+    ran = ((store.info().get("last_run") or {}).get("settings") or {}).get("precision")
+    status_label = model_label + (f" ({ran})" if ran else "")  # the precision the last index run used
     app = dash.Dash(__name__, title="musicmap", update_title="", compress=True)  # gzip (flask-compress)
     uploads = Uploads(embed, place, max_upload_bytes) if embed is not None else None
     _limit_bodies(app, uploads)
     if token:
         auth.protect(app.server, token)  # runs first, before the body limits and every route
     api.register(app.server, store, projection=data.refresh, uploads=uploads, token=token or None)
-    app.layout = lambda: _layout(data.refresh(), model_label, uploads, labels)  # each page load: the current map
+    app.layout = lambda: _layout(data.refresh(), status_label, uploads, labels)  # each page load: the current map
     callbacks = Callbacks(store, data, model.label, uploads, labels)
     callbacks.register(app)
     app.server.extensions["musicmap_callbacks"] = callbacks  # tests call them as plain functions

@@ -498,7 +498,7 @@ def ingest(shards: str, store_path: str | Path, *, commit_every: int = 256, meta
     store.index_kind = index_kind
     report = IndexReport(store=str(store.path), model=info.id)
     try:
-        run_id = store.start_run([shards])
+        run_id = store.start_run([shards], info.extra.get("options"))
         known = store.known_files()
         pending: list[TrackRecord] = []
 

@@ -289,7 +289,8 @@ def index_library(roots: Sequence[str | Path], store_path: str | Path, embedder:
     report = IndexReport(store=str(store.path), model=embedder.info.id, scanned=len(files))
     report.durations["scan"] = round(scanned_at - started, 3)
     try:
-        run_id = store.start_run(str(Path(r).expanduser().resolve()) for r in roots)
+        run_id = store.start_run((str(Path(r).expanduser().resolve()) for r in roots),
+                                 embedder.info.extra.get("options"))
         known = store.known_files()
         scanned = {str(f) for f in files}
         # Failures of files that are gone (or folders now readable) are this run's to forget.

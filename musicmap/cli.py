@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
         module.add_arguments(p)
         p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors on stderr")
         p.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
-        p.set_defaults(_module=module)
+        p.set_defaults(_module=module, _parser=p)
     return parser
 
 
@@ -57,6 +57,9 @@ def _setup_logging(args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    check = getattr(args._module, "check_args", None)
+    if check is not None:  # combinations of flags that are usage errors (exit 2, like argparse's own)
+        check(args._parser.error, args)
     _setup_logging(args)
     from indexer.errors import IndexerError
 

@@ -105,7 +105,8 @@ CREATE TABLE IF NOT EXISTS runs (
     updated INTEGER,
     unchanged INTEGER,
     failed INTEGER,
-    status VARCHAR NOT NULL
+    status VARCHAR NOT NULL,
+    settings VARCHAR
 );
 CREATE TABLE IF NOT EXISTS meta (
     key VARCHAR PRIMARY KEY,

@@ -296,7 +296,8 @@ class Store:
         con = _connect(db, read_only=False, config=_CONFIG, wait=wait)
         # Columns added after the first stores were written (no release had them without).
         for table, column, kind in (("tracks", "fingerprint", "VARCHAR"), ("tracks", "path_bytes", "BLOB"),
-                                    ("tracks", "extra", "VARCHAR"), ("projections", "cluster", "INTEGER")):
+                                    ("tracks", "extra", "VARCHAR"), ("projections", "cluster", "INTEGER"),
+                                    ("runs", "settings", "VARCHAR")):
             con.execute(f"ALTER TABLE IF EXISTS {table} ADD COLUMN IF NOT EXISTS {column} {kind}")
         con.execute(schema.DDL)
         con.execute(schema.embeddings_ddl(model.dimension))
@@ -589,11 +590,15 @@ class Store:
             self._con.execute("DELETE FROM failures WHERE path IN (SELECT unnest(?::VARCHAR[]))",
                               [[db_path(p) for p in paths]])
 
-    def start_run(self, roots: Iterable[str]) -> int:
+    def start_run(self, roots: Iterable[str], settings: dict[str, Any] | None = None) -> int:
+        """Record an index run; ``settings`` says how the model ran (precision, patchout, window
+        budget, ...), which may differ between runs of one store without changing its model."""
         self._require_writable()
         row = self._con.execute(
-            "INSERT INTO runs (started_at, model, roots, status) VALUES (?, ?, ?, 'running') RETURNING id",
-            [datetime.now(UTC).replace(tzinfo=None), self.manifest.model.id, json.dumps(list(roots))],
+            "INSERT INTO runs (started_at, model, roots, status, settings) VALUES (?, ?, ?, 'running', ?) "
+            "RETURNING id",
+            [datetime.now(UTC).replace(tzinfo=None), self.manifest.model.id, json.dumps(list(roots)),
+             json.dumps(settings or {}, sort_keys=True)],
         ).fetchone()
         assert row is not None
         return int(row[0])
@@ -1074,14 +1079,18 @@ class Store:
         with self._cursor() as cur:
             genres = cur.execute("SELECT coalesce(genre, '(none)'), count(*) FROM tracks GROUP BY 1 "
                                  "ORDER BY 2 DESC, 1 LIMIT 20").fetchall()
+            has_settings = cur.execute("SELECT count(*) FROM duckdb_columns() WHERE table_name = 'runs' "
+                                       "AND column_name = 'settings'").fetchone() != (0,)
             last_run = cur.execute("SELECT id, started_at, finished_at, status, scanned, added, updated, "
-                                   "unchanged, failed FROM runs ORDER BY id DESC LIMIT 1").fetchone()
+                                   "unchanged, failed, " + ("settings" if has_settings else "NULL") +
+                                   " FROM runs ORDER BY id DESC LIMIT 1").fetchone()
         size = sum(p.stat().st_size for p in self.path.iterdir() if p.is_file())
         run = None
         if last_run:
             keys = ("id", "started_at", "finished_at", "status", "scanned", "added", "updated",
-                    "unchanged", "failed")
+                    "unchanged", "failed", "settings")
             run = {k: (str(v) if isinstance(v, datetime) else v) for k, v in zip(keys, last_run, strict=True)}
+            run["settings"] = json.loads(run["settings"]) if run["settings"] else {}
         return {
             "store": str(self.path),
             "model": {"name": m.name, "id": m.id, "kind": m.kind, "label": m.label,

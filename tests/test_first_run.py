@@ -22,6 +22,9 @@ OWN_LINES = [
     r"wrote .*\.png \(\d+ points\)",
     r"map: .*",
     r"t-SNE .*",
+    r"plan: \d+ files to index \(\d+ unchanged\), [\d.]+ hours of audio",
+    r"  these settings: .* → about .*",
+    r"  --fast: .* → about .*",
 ]
 """Every line the demo may print on stderr (musicmap's own logging); anything else is foreign."""
 FOREIGN = re.compile(r"libmpg123|\[src/|WARNING|Warning|warn\(|Traceback|nanobind|error", re.IGNORECASE)

@@ -8,7 +8,15 @@ from typing import Any
 from .base import Embedder, Embedding
 from .features import FeaturesEmbedder
 
-__all__ = ["Embedder", "Embedding", "FeaturesEmbedder", "load_embedder"]
+__all__ = ["FAST", "Embedder", "Embedding", "FeaturesEmbedder", "load_embedder"]
+
+FAST: dict[str, dict[str, Any]] = {
+    "maest": {"precision": "int8", "patchout": 0.5, "max_windows": 8},
+    "musicnn": {"max_windows": 32},
+}
+"""``musicmap index --fast`` per model kind: the fastest settings measured to keep track vectors
+within cosine 0.99 of the full computation (MAEST: ``benchmarks/bench_maest.py`` with random
+weights; MusiCNN: ``musicmap doctor --fidelity`` on the demo's real music; README)."""
 
 
 def _is_musicnn_folder(model: str) -> bool:
@@ -37,8 +45,11 @@ def load_embedder(model: str, *, device: str = "auto", batch_size: int = 4,
     if model.startswith("musicnn-") or _is_musicnn_folder(model):
         from .musicnn import MusicnnEmbedder  # imports torch
 
+        fast = bool(maest_options.get("fast"))
         return MusicnnEmbedder.load(model, batch_size=max(batch_size, 1) * 4,
-                                    keep_windows=bool(maest_options.get("keep_windows", True)))
+                                    keep_windows=bool(maest_options.get("keep_windows", True)),
+                                    max_windows=FAST["musicnn"]["max_windows"] if fast
+                                    else maest_options.get("max_windows"), fast=fast)
     from .maest import MaestEmbedder  # imports torch: only when a model is asked for
 
     return MaestEmbedder.load(model, device=device, batch_size=batch_size,

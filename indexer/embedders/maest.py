@@ -24,7 +24,7 @@ import numpy as np
 
 from store import ModelInfo
 
-from ..cpu import keep_freed_memory
+from ..cpu import auto_precision, bf16_speedup, cpu_flags, native_bf16
 from ..decode import AudioSource
 from ..errors import IndexerError
 from ..maest import frontend
@@ -118,6 +118,26 @@ def _load_model(name_or_path: str, *, local_files_only: bool | None, revision: s
     return model, model_id, rev
 
 
+def resolve_precision(precision: str, device: str) -> str:
+    """``auto`` → :func:`indexer.cpu.auto_precision`'s choice (logged with its reason); an explicit
+    precision that will be slow here gets one warning saying so and what it costs (measured)."""
+    if precision == "auto":
+        chosen = auto_precision(device)
+        logger.info("precision %s (%s)", chosen.name, chosen.reason)
+        return chosen.name
+    if device == "cpu" and precision == "bf16" and not native_bf16():
+        logger.warning("--precision bf16: this CPU has no native bf16 (AVX-512 BF16 or AMX), so bf16 is emulated "
+                       "and measured %.1f× slower than fp32 here; --precision auto picks fp32",
+                       1 / max(bf16_speedup(), 1e-3))
+    elif device == "cpu" and precision == "fp16" and not {"avx512_fp16", "amx_fp16"} & cpu_flags():
+        logger.warning("--precision fp16: this CPU has no native fp16 arithmetic, so fp16 is emulated and slower "
+                       "than fp32; --precision auto picks the fastest precision this machine has")
+    elif device != "cpu" and precision == "int8":
+        raise IndexerError("--precision int8 (dynamic int8 layers) runs on the CPU only; use --device cpu, "
+                           "or fp16/bf16 on a GPU")
+    return precision
+
+
 class MaestEmbedder:
     """MAEST through ``transformers``. Build it with :meth:`load`."""
 
@@ -125,8 +145,10 @@ class MaestEmbedder:
     parallel_safe = False
 
     def __init__(self, runner: MaestRunner, info: ModelInfo, labels: list[str], *, batch_size: int,
-                 keep_windows: bool) -> None:
+                 keep_windows: bool, max_windows: int | None = None) -> None:
         self.runner = runner
+        self.max_windows = max_windows
+        """At most this many windows a track, spread evenly over it (None: all)."""
         self.model = runner.model
         self.info = info
         self.labels = labels
@@ -139,7 +161,8 @@ class MaestEmbedder:
     @classmethod
     def load(cls, name_or_path: str, *, device: str = "auto", batch_size: int = 4,
              layer: int = DEFAULT_LAYER, pooling: str = "stack", styles: bool = True,
-             precision: str = "fp32", patchout: float = 0.0, keep_windows: bool = True,
+             precision: str = "auto", patchout: float = 0.0, keep_windows: bool = True,
+             max_windows: int | None = None, fast: bool = False,
              local_files_only: bool | None = None, revision: str | None = None) -> MaestEmbedder:
         """Load MAEST from a hub id, a local ``save_pretrained`` folder or a release ``.ckpt``.
 
@@ -151,8 +174,15 @@ class MaestEmbedder:
         """
         if pooling not in POOLINGS:
             raise IndexerError(f"--pooling {pooling!r}: choose one of {', '.join(POOLINGS)}")
-        if precision not in PRECISIONS:
-            raise IndexerError(f"--precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+        if precision not in ("auto", *PRECISIONS):
+            raise IndexerError(f"--precision {precision!r}: choose auto or one of {', '.join(PRECISIONS)}")
+        if fast:
+            from . import FAST
+
+            precision, patchout, max_windows = (FAST["maest"]["precision"], FAST["maest"]["patchout"],
+                                                FAST["maest"]["max_windows"])
+        if max_windows is not None and max_windows < 1:
+            raise IndexerError(f"--max-windows {max_windows}: give 1 or more")
         model, model_id, revision_used = _load_model(name_or_path, local_files_only=local_files_only,
                                                      revision=revision)
         config = model.config
@@ -164,8 +194,8 @@ class MaestEmbedder:
         if not 1 <= layer <= n_layers:
             raise IndexerError(f"--layer {layer}: the model has hidden_states 1..{n_layers}")
         dev = resolve_device(device)
-        if dev == "cpu":
-            keep_freed_memory()  # large temporaries reused, not page-faulted afresh each call (indexer.cpu)
+        requested = precision
+        precision = resolve_precision(precision, dev)
         options = RunOptions(layer=layer, pooling=pooling, styles=styles, patchout=patchout, precision=precision)
         try:
             runner = MaestRunner(model, options, dev)
@@ -188,9 +218,10 @@ class MaestEmbedder:
             extra={"max_length": max_length, "window_hop": frontend.window_hop(max_length),
                    "num_labels": len(labels),
                    "options": {"layer": layer, "pooling": pooling, "styles": styles, "precision": precision,
-                               "patchout": patchout, "keep_windows": keep_windows}},
+                               "precision_requested": requested, "patchout": patchout,
+                               "max_windows": max_windows, "fast": fast, "keep_windows": keep_windows}},
         )
-        return cls(runner, info, labels, batch_size=batch_size, keep_windows=keep_windows)
+        return cls(runner, info, labels, batch_size=batch_size, keep_windows=keep_windows, max_windows=max_windows)
 
     def _embedding(self, window_vectors: np.ndarray, activations: np.ndarray | None,
                    starts: list[int]) -> Embedding:
@@ -218,8 +249,9 @@ class MaestEmbedder:
         for audio in audios:
             logmel = frontend.essentia_logmel(audio)
             total = max(logmel.shape[0], frontend.PATCH)
-            per_track.append((frontend.windows(logmel, self.max_length),
-                              frontend.window_starts(total, self.max_length)))
+            wins, starts = frontend.windows(logmel, self.max_length), frontend.window_starts(total, self.max_length)
+            keep = frontend.spread(len(starts), self.max_windows)
+            per_track.append((wins[keep], [starts[i] for i in keep]))
         # Group windows of equal length (all full windows together; short tracks on their own).
         groups: dict[int, list[tuple[int, int]]] = {}
         for t, (wins, _) in enumerate(per_track):
@@ -259,6 +291,12 @@ class MaestEmbedder:
         vectors: list[np.ndarray] = []
         acts: list[np.ndarray] = []
         pending: list[np.ndarray] = []
+        keep: set[int] | None = None
+        if self.max_windows is not None:  # one pass to count the samples, so the budget is spread as embed() does
+            samples = sum(len(block) for block in source.blocks())
+            total = max(frontend.n_frames(samples), frontend.PATCH)
+            keep = set(frontend.spread(len(frontend.window_starts(total, self.max_length)), self.max_windows))
+        seen = 0
 
         def run_pending() -> None:
             if not pending:
@@ -272,7 +310,11 @@ class MaestEmbedder:
             pending.clear()
 
         def take(windows: list[tuple[int, np.ndarray]]) -> None:
+            nonlocal seen
             for start, window in windows:
+                seen += 1
+                if keep is not None and seen - 1 not in keep:
+                    continue  # outside the window budget: never reaches the model
                 if pending and pending[0].shape != window.shape:
                     run_pending()
                 starts.append(start)

@@ -36,6 +36,7 @@ from store import ModelInfo
 from ..cpu import keep_freed_memory
 from ..decode import AudioSource
 from ..errors import IndexerError
+from ..maest import frontend as maest_frontend
 from ..musicnn import frontend
 from ..musicnn.checkpoint import CheckpointError, read_checkpoint
 from ..musicnn.model import PATCH_FRAMES, VGG, MusiCNN, WeightError
@@ -144,7 +145,7 @@ class MusicnnEmbedder:
     parallel_safe = False
 
     def __init__(self, network: MusiCNN | VGG, variant: Variant, info: ModelInfo, *, vector: str, pooling: str,
-                 batch_size: int = BATCH, keep_windows: bool = True) -> None:
+                 batch_size: int = BATCH, keep_windows: bool = True, max_windows: int | None = None) -> None:
         self.network = network
         self.variant = variant
         self.info = info
@@ -152,12 +153,15 @@ class MusicnnEmbedder:
         self.pooling = pooling
         self.batch_size = max(1, batch_size)
         self.keep_windows = keep_windows
+        self.max_windows = max_windows
+        """At most this many patches a track, spread evenly over it (None: all)."""
         self.labels = list(variant.tags)
         self.model_seconds = 0.0
 
     @classmethod
     def load(cls, name: str, *, folder: str | Path | None = None, vector: str = VECTOR, pooling: str = POOLING,
-             batch_size: int = BATCH, keep_windows: bool = True) -> MusicnnEmbedder:
+             batch_size: int = BATCH, keep_windows: bool = True, max_windows: int | None = None,
+             fast: bool = False) -> MusicnnEmbedder:
         """The model ``name`` (one of :data:`NAMES`) from the installed package, or from ``folder``;
         ``name`` may also be a checkpoint folder itself (``.../MSD_musicnn``: see
         :func:`variant_of_folder`).
@@ -174,6 +178,8 @@ class MusicnnEmbedder:
         if vector not in ("penultimate", "dense") or pooling not in ("mean", "mean+std"):
             raise IndexerError(f"MusiCNN vector {vector!r} / pooling {pooling!r}: choose penultimate|dense, "
                                "mean|mean+std")
+        if max_windows is not None and max_windows < 1:
+            raise IndexerError(f"--max-windows {max_windows}: give 1 or more")
         variant = VARIANTS[name]
         where = Path(folder).expanduser() if folder is not None else package_folder() / variant.folder
         try:
@@ -201,10 +207,11 @@ class MusicnnEmbedder:
                    "labels": variant.label_kind, "num_labels": len(variant.tags), "patch_frames": PATCH_FRAMES,
                    "genre_labels": sorted(variant.genres),
                    "licence": "ISC, Music Technology Group (UPF) 2019",
-                   "options": {"vector": vector, "pooling": pooling, "keep_windows": keep_windows}},
+                   "options": {"vector": vector, "pooling": pooling, "keep_windows": keep_windows,
+                               "max_windows": max_windows, "fast": fast, "precision": "fp32"}},
         )
         return cls(network, variant, info, vector=vector, pooling=pooling, batch_size=batch_size,
-                   keep_windows=keep_windows)
+                   keep_windows=keep_windows, max_windows=max_windows)
 
     # --- model ---------------------------------------------------------------------------------
 
@@ -253,7 +260,9 @@ class MusicnnEmbedder:
         per_track = []
         for audio in audios:
             bands = frontend.logmel(audio)
-            per_track.append((frontend.patches(bands), frontend.patch_starts(max(1, len(bands)))))
+            patches, starts = frontend.patches(bands), frontend.patch_starts(max(1, len(bands)))
+            keep = maest_frontend.spread(len(starts), self.max_windows)
+            per_track.append((patches[keep], [starts[i] for i in keep]))
         groups: dict[int, list[tuple[int, int]]] = {}
         for t, (patches, _) in enumerate(per_track):
             for p in range(len(patches)):
@@ -281,6 +290,12 @@ class MusicnnEmbedder:
         pending: list[np.ndarray] = []
         vectors: list[np.ndarray] = []
         tags: list[np.ndarray] = []
+        keep: set[int] | None = None
+        if self.max_windows is not None:  # one pass to count the samples, so the budget is spread as embed() does
+            samples = sum(len(block) for block in source.blocks())
+            keep = set(maest_frontend.spread(len(frontend.patch_starts(samples // frontend.HOP + 1)),
+                                             self.max_windows))
+        seen = 0
 
         def flush() -> None:
             if pending:
@@ -290,7 +305,11 @@ class MusicnnEmbedder:
                 pending.clear()
 
         def take(items: list[tuple[int, np.ndarray]]) -> None:
+            nonlocal seen
             for start, patch in items:
+                seen += 1
+                if keep is not None and seen - 1 not in keep:
+                    continue  # outside the patch budget
                 if pending and pending[0].shape != patch.shape:
                     flush()
                 starts.append(start)

@@ -120,6 +120,17 @@ def window_starts(total: int, max_length: int, hop: int | None = None) -> list[i
     return starts
 
 
+def spread(count: int, budget: int | None) -> list[int]:
+    """Which of ``count`` windows a window budget keeps: all when ``budget`` is None or at least
+    ``count``, else ``budget`` of them spread evenly from the first to the last (``--max-windows``).
+    """
+    if budget is None or budget >= count:
+        return list(range(count))
+    if budget < 1:
+        raise ValueError(f"a window budget must be at least 1, got {budget}")
+    return sorted(set(np.round(np.linspace(0, count - 1, budget)).astype(int).tolist()))
+
+
 def windows(logmel: np.ndarray, max_length: int) -> np.ndarray:
     """Normalised model windows of a track.
 

@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from ..cpu import keep_freed_memory
+
 logger = logging.getLogger(__name__)
 
 POOLINGS = ("stack", "cls", "pooled")
@@ -45,7 +47,8 @@ class RunOptions:
     patchout : float
         Share of time columns of patches dropped at inference (0 = none).
     precision : {"fp32", "int8", "bf16", "fp16"}
-        int8 = dynamic int8 Linear layers (CPU, :mod:`indexer.maest.int8`); bf16/fp16 for CUDA.
+        int8 = dynamic int8 Linear layers (CPU, :mod:`indexer.maest.int8`); bf16 (CPUs with native
+        bf16, CUDA); fp16 (CUDA). ``auto`` is resolved before (:func:`indexer.cpu.auto_precision`).
     """
 
     layer: int = 7
@@ -114,6 +117,8 @@ class MaestRunner:
         self.all_blocks = options.styles or options.pooling == "pooled"
         self.n_blocks = n_layers if self.all_blocks else options.layer
         self.dtype = torch.float32
+        if device == "cpu":
+            keep_freed_memory()  # large temporaries reused, not page-faulted afresh each call (indexer.cpu)
         model.eval()
         if options.precision == "int8":
             if device != "cpu":
@@ -123,8 +128,6 @@ class MaestRunner:
             model = quantize_linears(model)
         elif options.precision in ("bf16", "fp16"):
             self.dtype = torch.bfloat16 if options.precision == "bf16" else torch.float16
-            if device == "cpu":
-                logger.warning("precision %s on a CPU is usually slower than fp32", options.precision)
             model = model.to(self.dtype)
         self.model = model.to(device)
 

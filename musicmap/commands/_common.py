@@ -31,12 +31,24 @@ class Progress:
     terminal (a log, CI) or with ``--quiet`` it stays silent and the summary says it all.
     """
 
-    def __init__(self, label: str, *, enabled: bool = True, every: float = 0.5) -> None:
+    def __init__(self, label: str, *, enabled: bool = True, every: float = 0.5,
+                 total_audio: float | None = None) -> None:
         self.label = label
         self.enabled = enabled and sys.stderr.isatty()
         self.every = every
+        self.total_audio = total_audio
+        """Seconds of audio the run will process (from its plan): the ETA then follows the audio
+        done, not the file count (files differ in length by 100×)."""
         self.start = time.monotonic()
         self.last = 0.0
+
+    def eta(self, done: int, total: int, audio_seconds: float, now: float) -> float:
+        """Seconds left: by audio when the run's total audio is known, else by files."""
+        elapsed = max(now - self.start, 1e-6)
+        if self.total_audio and audio_seconds > 0:
+            return elapsed * max(self.total_audio - audio_seconds, 0.0) / audio_seconds
+        rate = done / elapsed
+        return (total - done) / rate if rate > 0 else 0.0
 
     def __call__(self, done: int, total: int, _item: str = "", audio_seconds: float = 0.0) -> None:
         now = time.monotonic()
@@ -45,7 +57,7 @@ class Progress:
         self.last = now
         elapsed = max(now - self.start, 1e-6)
         rate = done / elapsed
-        eta = (total - done) / rate if rate > 0 else 0.0
+        eta = self.eta(done, total, audio_seconds, now)
         audio = f"  {audio_seconds / 3600 / elapsed:.2f} audio-h/s" if audio_seconds else ""
         line = (f"  {self.label} {done}/{total}  {rate:.1f}/s{audio}  "
                 f"ETA {int(eta) // 3600}:{int(eta) % 3600 // 60:02d}:{int(eta) % 60:02d}")
@@ -65,6 +77,11 @@ def store_embedder(store: Store, settings: Settings) -> Embedder:
 
     model = store.manifest.model
     options = dict(model.extra.get("options", {}))
+    requested = options.pop("precision_requested", None)
+    if requested == "auto":  # precision is a property of the machine, not of the store's model
+        options["precision"] = "auto"
+    for key in ("vector", "pooling") if model.kind == "musicnn" else ():
+        options.pop(key, None)  # fixed by the model name (and checked by the manifest)
     options["keep_windows"] = False
     options["revision"] = model.revision  # the commit the store's vectors came from (hub ids)
     return load_embedder(model.name, device=settings.device, batch_size=settings.batch_size, **options)
@@ -88,3 +105,22 @@ def resolve_track(store: Store, query: str) -> int:
     if matches.empty:
         raise UserError(f"no track id, file or artist/title matches {query!r}")
     return int(matches.iloc[0]["id"])
+
+
+def run_settings(settings: dict[str, Any] | None) -> str:
+    """How an index run ran the model, in a few words: ``bf16 (auto), patchout 0.5, ≤ 8 windows``."""
+    if not settings:
+        return ""
+    parts = []
+    if settings.get("precision"):
+        auto = settings.get("precision_requested") == "auto"
+        parts.append(f"{settings['precision']}{' (auto)' if auto else ''}")
+    if settings.get("fast"):
+        parts.append("--fast")
+    if settings.get("patchout"):
+        parts.append(f"patchout {settings['patchout']:g}")
+    if settings.get("max_windows"):
+        parts.append(f"≤ {settings['max_windows']} windows a track")
+    if settings.get("styles") is False:
+        parts.append("no styles")
+    return ", ".join(parts)

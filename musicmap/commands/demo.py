@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,7 +27,7 @@ from store import Store
 from ..errors import UserError
 from ..settings import DEFAULT_MODEL, Settings, help_for
 from ._common import Progress
-from .index import summary
+from .index import make_run_plan, summary
 from .serve import serve
 
 if TYPE_CHECKING:
@@ -147,8 +148,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         library = Path(args.library).expanduser() if args.library else store_dir.parent / "library"
         _synthetic(library, args.tracks, args.seed, args.quiet)
     embedder = _embedder(args, settings)
+    plan = make_run_plan([str(library)], replace(settings, store=store_dir), embedder, {}) if not args.quiet else None
+    if plan is not None:
+        logger.info("%s", plan.describe())
     report = index_library([library], store_dir, embedder, workers=settings.workers, metadata=metadata,
-                           progress=Progress("indexed", enabled=not args.quiet))
+                           progress=Progress("indexed", enabled=not args.quiet,
+                                             total_audio=plan.audio_seconds if plan else None))
     print(summary(report))
     with Store.open(store_dir, read_only=False) as store:
         result = compute_map(store)

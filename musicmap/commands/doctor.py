@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import shutil
+import sys
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from store import Store, StoreError
 
+from ..errors import UserError
 from ..settings import Settings
 from ._common import add_json, print_json
 
@@ -42,6 +44,11 @@ def _missing_modules() -> list[str]:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--store", metavar="DIR", help="also check this store")
+    p.add_argument("--fidelity", metavar="LIBRARY", nargs="+",
+                   help="measure each faster mode (bf16, int8, patchout, a window budget, --fast) against the "
+                        "full computation on a sample of this music with --model, and recommend one")
+    p.add_argument("--model", metavar="NAME_OR_PATH", help="the model for --fidelity (default: the settings')")
+    p.add_argument("--sample", type=int, default=20, metavar="N", help="files --fidelity samples (default: 20)")
     add_json(p)
 
 
@@ -63,7 +70,48 @@ def _musicnn() -> dict[str, Any]:
             else f"{metadata.version('musicnn')}, 4 checkpoints in {folder}"}
 
 
+def _fidelity(args: argparse.Namespace, settings: Settings) -> int:
+    from indexer.embedders import load_embedder
+    from indexer.fidelity import measure, recommend, sample_files
+
+    if args.sample < 3:
+        raise UserError(f"--sample {args.sample}: give 3 or more")
+    model = args.model or settings.model
+    files = sample_files(args.fidelity, args.sample)
+    first = load_embedder(model, device=settings.device, batch_size=settings.batch_size, precision="fp32")
+    kind = first.info.kind
+
+    def load(options: dict[str, Any]) -> Any:
+        if not options or options == {"precision": "fp32"}:
+            return first
+        return load_embedder(model, device=settings.device, batch_size=settings.batch_size, **options)
+
+    def said(mode: str) -> None:
+        if not args.quiet and not args.json:
+            print(f"  measuring {mode} ...", file=sys.stderr, flush=True)
+
+    results, n = measure(files, load, kind, progress=said)
+    advice = recommend(results)
+    if args.json:
+        print_json({"model": first.info.label, "files": n, "modes": [r.to_dict() for r in results],
+                    "recommend": advice})
+        return 0
+    print(f"fidelity of faster modes: {first.info.label}, {n} files of {', '.join(args.fidelity)}")
+    print(f"{'mode':<24} {'windows/s':>9} {'audio-s/s':>9} {'cos min':>9} {'cos mean':>9} {'top-10':>7} "
+          f"{'top-5 labels':>12}")
+    for r in results:
+        d = r.to_dict()
+        labels = "—" if d["labels_top5"] is None else f"{d['labels_top5']:.2f}"
+        print(f"{r.name:<24} {d['windows_per_s']:>9.2f} {d['audio_s_per_s']:>9.1f} {d['cosine_min']:>9.5f} "
+              f"{d['cosine_mean']:>9.5f} {d['top10_overlap']:>7.2f} {labels:>12}")
+    print(f"recommended: {advice['same_results'] or 'the full computation'} for results like the full computation "
+          f"(every track at cosine ≥ 0.9999); {advice['fast'] or 'none'} for the fastest within cosine 0.99")
+    return 0
+
+
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.fidelity:
+        return _fidelity(args, settings)
     checks: list[dict[str, Any]] = []
     missing = _missing_modules()
     checks.append({"check": "musicmap modules", "ok": not missing,

@@ -27,7 +27,7 @@ import sys
 from dataclasses import asdict, replace
 from typing import TYPE_CHECKING, Any
 
-from store import Store
+from store import Store, StoreError
 
 from ..errors import UserError
 from ..settings import Settings, help_for
@@ -35,6 +35,7 @@ from ._common import Progress, add_json, add_store, print_json
 
 if TYPE_CHECKING:
     from indexer.pipeline import IndexReport
+    from indexer.plan import Plan
 
 NAME = "index"
 HELP = "index a music library into a store"
@@ -68,11 +69,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     maest.add_argument("--pooling", choices=("stack", "cls", "pooled"), default="stack",
                        help="stack = [CLS, DIST, mean of patch tokens] (2304-d, default); cls = the CLS token; "
                             "pooled = (CLS+DIST)/2 after the final LayerNorm (the classifier input)")
-    maest.add_argument("--precision", choices=("fp32", "int8", "bf16", "fp16"), default=None,
-                       help="fp32 (default on CPU), int8 dynamic quantisation (CPU), bf16/fp16 (CUDA; "
-                            "default on CUDA: fp16)")
-    maest.add_argument("--patchout", type=float, default=0.0, metavar="SHARE",
+    maest.add_argument("--precision", choices=("auto", "fp32", "int8", "bf16", "fp16"), default=None,
+                       help="auto (default): the fastest that keeps vectors within cosine 0.9999 of fp32 on this "
+                            "device — bf16 on a CPU with native bf16 (measured once), fp16 on CUDA, else fp32; "
+                            "int8: dynamic int8 layers (CPU)")
+    maest.add_argument("--patchout", type=float, default=None, metavar="SHARE",
                        help="drop this share of time patches at inference for speed (default: 0)")
+    maest.add_argument("--max-windows", dest="max_windows", type=_positive("--max-windows"), default=None,
+                       metavar="N", help="embed at most N windows a track, spread evenly over it (MAEST's 30-s "
+                                         "windows, MusiCNN's 3-s patches; default: all)")
+    maest.add_argument("--fast", action="store_true",
+                       help="the fastest settings measured to keep track vectors within cosine 0.99 of the full "
+                            "computation (see the README); recorded in the store")
+    p.add_argument("--plan", action="store_true",
+                   help="print the files, hours of audio, windows and the estimated time (for these settings and "
+                        "for --fast), measured on a few windows here, then stop")
     maest.add_argument("--no-styles", dest="styles", action="store_false",
                        help="skip Discogs style predictions (runs only the blocks the embedding needs)")
     maest.add_argument("--no-windows", dest="keep_windows", action="store_false",
@@ -94,16 +105,84 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_json(p)
 
 
-def maest_options(args: argparse.Namespace, device: str) -> dict[str, Any]:
-    """The MAEST options of ``musicmap index`` as keyword arguments for ``load_embedder``."""
-    precision = args.precision
-    if precision is None:
-        import torch
+def _positive(flag: str) -> Any:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{flag} takes a whole number, not {text!r}") from None
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"{flag} {value}: give 1 or more")
+        return value
+    return parse
 
-        on_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
-        precision = "fp16" if on_cuda else "fp32"
-    return {"revision": args.revision, "layer": args.layer, "pooling": args.pooling, "precision": precision,
-            "patchout": args.patchout, "styles": args.styles, "keep_windows": args.keep_windows}
+
+def maest_options(args: argparse.Namespace, device: str) -> dict[str, Any]:
+    """The model options of ``musicmap index`` as keyword arguments for ``load_embedder``; with
+    ``--fast`` the loader applies :data:`indexer.embedders.FAST` for the model's kind (an explicit
+    flag that sets one of its settings as well is a usage error: :func:`check_args`)."""
+    return {"revision": args.revision, "layer": args.layer, "pooling": args.pooling,
+            "precision": args.precision or "auto", "patchout": args.patchout or 0.0, "styles": args.styles,
+            "keep_windows": args.keep_windows, "max_windows": args.max_windows,
+            "fast": bool(getattr(args, "fast", False))}
+
+
+def check_args(parser_error: Any, args: argparse.Namespace) -> None:
+    """Usage errors the parser cannot see alone (the CLI calls this after parsing; exit 2):
+    ``--fast`` chooses precision, patchout and the window budget, so giving one of those too is
+    an error naming the flag."""
+    if not getattr(args, "fast", False):
+        return
+    for flag, given in (("--precision", args.precision not in (None, "auto")), ("--patchout", args.patchout),
+                        ("--max-windows", args.max_windows)):
+        if given:
+            parser_error(f"{flag} cannot be combined with --fast, which chooses it (see --help)")
+
+
+def make_run_plan(library: list[str], settings: Settings, embedder: Any,
+                  options: dict[str, Any]) -> Plan | None:
+    """The plan of this run (:mod:`indexer.plan`) for its settings and, when they are not already
+    ``--fast``, for ``--fast`` too; None when there is nothing to index."""
+    import copy
+
+    from indexer.embedders import FAST, load_embedder
+    from indexer.errors import IndexerError
+    from indexer.plan import make_plan
+    from indexer.scan import scan
+
+    try:
+        files = scan(library)
+    except IndexerError:
+        return None  # index_library says what is wrong
+    known = {}
+    if (settings.store / "manifest.json").is_file():
+        try:
+            with Store.open(settings.store) as store:
+                known = store.known_files()
+        except StoreError:
+            known = {}
+    todo = []
+    for f in files:
+        seen = known.get(str(f))
+        try:
+            st = f.stat()
+        except OSError:
+            continue
+        if seen is None or not (seen.size == st.st_size and seen.mtime == st.st_mtime and seen.has_vector):
+            todo.append(f)
+    if not todo:
+        return None
+    choices: list[tuple[str, Any]] = [("these settings", embedder)]
+    if not options.get("fast") and embedder.info.kind == "musicnn":
+        fast = copy.copy(embedder)  # MusiCNN's --fast is only the window budget: the same network
+        fast.max_windows = FAST["musicnn"]["max_windows"]
+        choices.append(("--fast", fast))
+    elif not options.get("fast") and embedder.info.kind == "maest":
+        fast_options = {**options, "fast": True, "keep_windows": False,
+                        "revision": embedder.info.revision or options.get("revision")}
+        choices.append(("--fast", load_embedder(settings.model, device=settings.device,
+                                                batch_size=settings.batch_size, **fast_options)))
+    return make_plan(todo, len(files) - len(todo), choices, workers=settings.workers)
 
 
 def summary(report: IndexReport) -> str:
@@ -142,22 +221,36 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                         ("--embed-workers", args.embed_workers)):
         if given is not None and given is not False:
             raise UserError(f"{flag} is for --engine ray")
-    embedder = load_embedder(settings.model, device=settings.device, batch_size=settings.batch_size,
-                             **maest_options(args, settings.device))
+    options = maest_options(args, settings.device)
+    embedder = load_embedder(settings.model, device=settings.device, batch_size=settings.batch_size, **options)
     if embedder.info.kind == "handcrafted":
         logger.info("using %s: not MAEST; the vectors are handcrafted audio statistics", embedder.info.label)
     elif embedder.info.kind != "maest":
         logger.info("using %s: a trained model, not MAEST", embedder.info.label)
+    plan = None
+    if args.plan or not args.quiet:
+        plan = make_run_plan(args.library, settings, embedder, options)
+        if plan is not None and not args.plan:
+            logger.info("%s", plan.describe())
+    if args.plan:
+        if plan is None:
+            raise UserError("nothing to plan: no audio files under " + ", ".join(map(str, args.library)))
+        if args.json:
+            print_json({"plan": plan.to_dict()})
+        else:
+            print(plan.describe())
+        return 0
     try:
         report = index_library(args.library, settings.store, embedder, workers=settings.workers,
                                prune=args.prune, metadata=args.metadata, category_from=args.category_from,
                                map_name="tsne" if args.update_map else None,
-                               progress=Progress("files", enabled=not args.quiet))
+                               progress=Progress("files", enabled=not args.quiet,
+                                                 total_audio=plan.audio_seconds if plan else None))
     except KeyboardInterrupt:  # a second Ctrl-C: stopped at once, after saving what was done
         report = None
     if report is not None:
         if args.json:
-            print_json(report.to_dict())
+            print_json({**report.to_dict(), **({"plan": plan.to_dict()} if plan is not None else {})})
         else:
             print(summary(report))
     if report is not None and report.map is not None and report.map["action"] == "interrupted":

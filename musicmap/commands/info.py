@@ -7,7 +7,7 @@ import argparse
 from store import Store
 
 from ..settings import Settings
-from ._common import add_json, add_store, print_json
+from ._common import add_json, add_store, print_json, run_settings
 
 NAME = "info"
 HELP = "summarise a store"
@@ -50,5 +50,6 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if info["last_run"]:
         r = info["last_run"]
         print(f"last run   #{r['id']} {r['status']} at {r['started_at']}: {r['added']} added, "
-              f"{r['updated']} updated, {r['unchanged']} unchanged, {r['failed']} failed")
+              f"{r['updated']} updated, {r['unchanged']} unchanged, {r['failed']} failed"
+              + (f"; ran {run_settings(r['settings'])}" if run_settings(r.get("settings")) else ""))
     return 0

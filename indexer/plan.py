@@ -1,0 +1,206 @@
+"""How long an index run will take, said before the work starts (``musicmap index`` and ``--plan``).
+
+The plan counts the files still to index (unchanged ones cost nothing), their hours of audio
+(from the tags' lengths; the header, else the median, where a file has none) and the windows the
+model will run, then times this machine: the model on a few windows of the real size (random
+input: speed does not depend on content) and the decoder on a few of the files themselves.
+
+    estimate = windows / model rate + audio seconds / decode rate / decode workers sharing the cores
+
+The decoders run in worker processes beside the model; on a machine with as many cores as the
+model uses threads they take CPU time from it, hence the decode term. Checked against real runs by
+``benchmarks/bench_plan.py`` (the README has the figures).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+CALIBRATION_SECONDS = 1.0
+"""The model is timed on batches until this long has passed (at least one batch), after a
+warm-up: MAEST's one batch of 4 × 30-s windows takes 2–4 s here, MusiCNN's 16 patches 0.3 s."""
+DECODE_SAMPLE_FILES = 3
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """The time one set of settings will take."""
+
+    label: str
+    windows: int
+    windows_per_s: float
+    """The model alone, measured here."""
+    seconds: float
+
+
+@dataclass
+class Plan:
+    """What an index run has to do and how long it should take here."""
+
+    files: int
+    unchanged: int
+    audio_seconds: float
+    unit: str
+    """What the model runs on: "30-s windows", "3-s patches" or "tracks"."""
+    decode_audio_s_per_s: float
+    decode_workers: int
+    estimates: list[Estimate] = field(default_factory=list)
+
+    @property
+    def to_index(self) -> int:
+        return self.files - self.unchanged
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"files": self.files, "unchanged": self.unchanged, "to_index": self.to_index,
+                "audio_hours": round(self.audio_seconds / 3600, 3), "unit": self.unit,
+                "decode_audio_s_per_s": round(self.decode_audio_s_per_s, 1), "decode_workers": self.decode_workers,
+                "estimates": [{"label": e.label, "windows": e.windows, "windows_per_s": round(e.windows_per_s, 3),
+                               "seconds": round(e.seconds, 1)} for e in self.estimates]}
+
+    def describe(self) -> str:
+        lines = [f"plan: {self.to_index} files to index ({self.unchanged} unchanged), "
+                 f"{self.audio_seconds / 3600:.2f} hours of audio"]
+        for e in self.estimates:
+            lines.append(f"  {e.label}: {e.windows:,} {self.unit}, the model {e.windows_per_s:.2f}/s here "
+                         f"→ about {clock(e.seconds)}")
+        return "\n".join(lines)
+
+
+def clock(seconds: float) -> str:
+    whole = max(0, round(seconds))
+    if whole >= 3600:
+        return f"{whole // 3600} h {whole % 3600 // 60:02d} min"
+    return f"{whole // 60} min {whole % 60:02d} s" if whole >= 60 else f"{whole} s"
+
+
+def audio_seconds(paths: Sequence[str | Path]) -> list[float | None]:
+    """Each file's length from its tags (mutagen), else its header (soundfile); None if unknown."""
+    import mutagen
+
+    from .decode import probe_seconds
+
+    out: list[float | None] = []
+    for path in paths:
+        length: float | None = None
+        try:
+            info: Any = getattr(mutagen.File(path), "info", None)
+            length = float(info.length) if info is not None and info.length else None
+        except Exception:  # a file mutagen cannot parse: the header, else unknown
+            length = None
+        out.append(length if length else probe_seconds(path))
+    return out
+
+
+def windows_of(embedder: Any, seconds: float) -> int:
+    """How many model windows a track of ``seconds`` makes for ``embedder`` (its budget included)."""
+    kind = embedder.info.kind
+    if kind == "maest":
+        from .maest import frontend
+
+        total = max(frontend.n_frames(int(seconds * frontend.SAMPLE_RATE)), frontend.PATCH)
+        count = len(frontend.window_starts(total, embedder.max_length))
+    elif kind == "musicnn":
+        from .musicnn import frontend as patches
+
+        count = len(patches.patch_starts(int(seconds * patches.SAMPLE_RATE) // patches.HOP + 1))
+    else:
+        return 1
+    budget = getattr(embedder, "max_windows", None)
+    return min(count, budget) if budget else count
+
+
+def model_rate(embedder: Any) -> float:
+    """Windows per second of ``embedder``'s model alone on full-size random windows, measured now."""
+    kind = embedder.info.kind
+    rng = np.random.default_rng(0)
+    if kind == "maest":
+        batch = rng.standard_normal((embedder.batch_size, embedder.max_length, 96)).astype(np.float32)
+
+        def run() -> None:
+            embedder.runner.run(batch)
+        per_call = embedder.batch_size
+        embedder.runner.run(batch[:1])  # warm-up on one window (thread pools, kernels)
+    elif kind == "musicnn":
+        from .musicnn.model import PATCH_FRAMES
+
+        batch = rng.uniform(0, 3, (embedder.batch_size, PATCH_FRAMES, 96)).astype(np.float32)
+
+        def run() -> None:
+            embedder.run(batch)
+        per_call = embedder.batch_size
+    else:
+        audio = (0.1 * rng.standard_normal(embedder.sample_rate * 180)).astype(np.float32)  # features: ≤ 3 min
+
+        def run() -> None:
+            embedder.embed(audio)
+        per_call = 1
+    if kind != "maest":
+        run()  # warm-up
+    started = time.perf_counter()
+    calls = 0
+    while calls == 0 or time.perf_counter() - started < CALIBRATION_SECONDS:
+        run()
+        calls += 1
+    return calls * per_call / max(time.perf_counter() - started, 1e-9)
+
+
+def decode_rate(paths: Sequence[str | Path], sr: int) -> float:
+    """Audio seconds decoded per second here, on a few of ``paths`` (spread over the list)."""
+    from .decode import load_audio
+    from .errors import FileFailure
+
+    if not paths:
+        return float("inf")
+    picks = [paths[int(i)] for i in np.linspace(0, len(paths) - 1, min(DECODE_SAMPLE_FILES, len(paths)))]
+    decoded = spent = 0.0
+    for path in picks:
+        started = time.perf_counter()
+        try:
+            audio = load_audio(path, sr)
+        except (FileFailure, OSError):
+            continue
+        spent += time.perf_counter() - started
+        decoded += len(audio) / sr
+    return decoded / spent if spent > 0 else float("inf")
+
+
+def make_plan(paths: Sequence[str | Path], unchanged: int, embedders: Sequence[tuple[str, Any]], *,
+              workers: int) -> Plan:
+    """The plan for indexing ``paths`` (the files still to do; ``unchanged`` more are skipped) with
+    each ``(label, embedder)``: the first is the run's own settings, the others alternatives."""
+    lengths = audio_seconds(paths)
+    known = [s for s in lengths if s]
+    fill = statistics.median(known) if known else 180.0
+    seconds = [s if s else fill for s in lengths]
+    first = embedders[0][1]
+    cores = os.cpu_count() or 1
+    decode = decode_rate(paths, first.sample_rate)
+    # Decoding shares the cores with the model: its CPU time counts, spread over the workers that
+    # can run beside the model's threads.
+    sharing = max(1, min(workers, cores))
+    unit = {"maest": "30-s windows", "musicnn": "3-s patches"}.get(first.info.kind, "tracks")
+    if first.info.kind == "maest":
+        unit = f"{first.max_length * 256 / 16000:.0f}-s windows"
+    plan = Plan(files=len(paths) + unchanged, unchanged=unchanged, audio_seconds=float(sum(seconds)), unit=unit,
+                decode_audio_s_per_s=decode, decode_workers=sharing)
+    for label, embedder in embedders:
+        windows = sum(windows_of(embedder, s) for s in seconds)
+        rate = model_rate(embedder)
+        decoding = plan.audio_seconds / decode if decode != float("inf") else 0.0
+        if getattr(embedder, "parallel_safe", False):  # embedded inside the decode workers (features)
+            total = (windows / rate + decoding) / sharing
+        else:
+            total = windows / rate + decoding / sharing
+        plan.estimates.append(Estimate(label, windows, rate, total))
+    return plan
