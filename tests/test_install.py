@@ -108,9 +108,13 @@ def fresh_venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> FreshVe
 
 
 def test_the_installed_requirements_are_met(fresh_venv: FreshVenv) -> None:
+    """musicmap's own requirements, as the wheel declares them, are all met. (The ``musicnn``
+    package is installed with --no-deps on purpose: its declared numpy<1.17 and TensorFlow are
+    not needed, and ``pip check`` names them; that is the only complaint allowed.)"""
     proc = subprocess.run([sys.executable, "-m", "pip", "--python", str(fresh_venv.python), "check"],
                           capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    problems = [line for line in proc.stdout.splitlines() if line.strip() and not line.startswith("musicnn ")]
+    assert not problems, proc.stdout + proc.stderr
 
 
 def test_every_module_imports_from_the_fresh_environment(fresh_venv: FreshVenv, wheel: Path) -> None:
