@@ -15,7 +15,7 @@ Modes (CPU; "auto" is what ``--precision auto`` picks on this machine):
   embed-only         styles off, --precision auto
   int8               embed-only + musicmap's dynamic int8 layers
   patchout           embed-only auto + half the time patches dropped
-  int8+patchout
+  int8+patchout, int8+patchout 0.6
   fast               index --fast: int8 + patchout 0.5 + a window budget (fidelity over whole tracks)
   naive              (only with --modes) one window at a time, eager attention, stock forward
   int8-torch-ao      (only with --modes) torch.ao's deprecated quantize_dynamic (issue #17 comparison)
@@ -178,6 +178,8 @@ def main() -> None:
             "int8": ("sdpa", RunOptions(styles=False, precision="int8"), args.batch, None),
             "patchout": ("sdpa", RunOptions(styles=False, precision=auto, patchout=0.5), args.batch, None),
             "int8+patchout": ("sdpa", RunOptions(styles=False, precision="int8", patchout=0.5), args.batch, None),
+            "int8+patchout 0.6": ("sdpa", RunOptions(styles=False, precision="int8", patchout=0.6), args.batch,
+                                  None),
             "fast": ("sdpa", RunOptions(styles=False, precision=FAST["maest"]["precision"],
                                         patchout=FAST["maest"]["patchout"]), args.batch, keep),
             "naive": ("eager", None, 1, None),

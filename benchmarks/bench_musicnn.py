@@ -21,6 +21,7 @@ embed-only): the tiers of the README.
 
     python benchmarks/bench_musicnn.py quality [--models musicnn-msd,musicnn-mtt]
     python benchmarks/bench_musicnn.py speed
+    python benchmarks/bench_musicnn.py budget     # --max-windows on real music (issue #21)
 """
 
 from __future__ import annotations
@@ -119,6 +120,48 @@ def quality(args: argparse.Namespace) -> None:
                              "results": results})
 
 
+def budget(args: argparse.Namespace) -> None:
+    """The window budget's cost on real music with real weights (issue #21): each track's mean
+    over N patches spread evenly (``--max-windows N``) against its mean over all, for MusiCNN's
+    3-s patches and for 30-s groups of them (MAEST's window length, whose trained weights are not
+    available here: the closest real-weight stand-in)."""
+    import torch
+
+    from indexer.decode import load_audio
+    from indexer.embedders.musicnn import MusicnnEmbedder
+    from indexer.maest.frontend import spread
+    from indexer.musicnn import frontend
+
+    tracks = _tracks()
+    embedder = MusicnnEmbedder.load("musicnn-mtt")
+    per_track = []
+    for path, _ in tracks:
+        patches = frontend.patches(frontend.logmel(load_audio(path)))
+        with torch.inference_mode():
+            vectors = [embedder.network(torch.from_numpy(np.ascontiguousarray(patches[i : i + 16]))).penultimate
+                       .numpy() for i in range(0, len(patches), 16)]
+        per_track.append(np.concatenate(vectors))
+
+    def cos(a: np.ndarray, b: np.ndarray) -> float:
+        return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
+
+    def row(values: list[float]) -> dict[str, float]:
+        v = np.array(values)
+        return {"min": round(float(v.min()), 4), "p5": round(float(np.percentile(v, 5)), 4),
+                "mean": round(float(v.mean()), 4), "share_at_least_0.99": round(float((v >= 0.99).mean()), 3)}
+
+    patch_rows = {n: row([cos(p[spread(len(p), n)].mean(0), p.mean(0)) for p in per_track]) for n in (4, 8, 16, 32, 64)}
+    groups = [np.stack([p[i : i + 10].mean(0) for i in range(0, len(p) - 9, 10)]) if len(p) >= 10
+              else p.mean(0, keepdims=True) for p in per_track]
+    window_rows = {n: row([cos(g[spread(len(g), n)].mean(0), g.mean(0)) for g in groups]) for n in (2, 3, 4, 6, 8)}
+    for name, rows in (("3-s patches", patch_rows), ("30-s windows", window_rows)):
+        for n, r in rows.items():
+            print(f"{name}, budget {n}: {r}")
+    save("musicnn-budget", {"tracks": len(tracks), "model": "musicnn-mtt penultimate",
+                            "patches_per_track_median": float(np.median([len(p) for p in per_track])),
+                            "patch_budget": patch_rows, "window_budget_30s": window_rows})
+
+
 def speed(args: argparse.Namespace) -> None:
     import torch
 
@@ -171,11 +214,12 @@ def main() -> None:
     q.add_argument("--models", default="musicnn-msd,musicnn-mtt,musicnn-msd-vgg,musicnn-mtt-vgg")
     q.add_argument("--maps", choices=("default", "all"), default="default",
                    help="map quality for the default vector only, or for every variant")
+    sub.add_parser("budget")
     s = sub.add_parser("speed")
     s.add_argument("--models", default="musicnn-msd,musicnn-msd-vgg")
     s.add_argument("--skip-maest", action="store_true")
     args = parser.parse_args()
-    (quality if args.what == "quality" else speed)(args)
+    {"quality": quality, "budget": budget, "speed": speed}[args.what](args)
 
 
 if __name__ == "__main__":
