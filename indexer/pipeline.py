@@ -353,8 +353,22 @@ def index_library(roots: Sequence[str | Path], store_path: str | Path, embedder:
             store.record_failure(path, stage, reason)
             store.release()
             logger.warning("failed %s (%s): %s", path, stage, reason)
+            if path in todo_set:
+                advance(path, 0.0)
+
+        finished = 0
+
+        def advance(path: str, audio: float) -> None:
+            """A file is done (embedded or failed): progress counts finished files and their audio,
+            not decoded ones (decoding runs ahead of the model)."""
+            nonlocal finished
+            finished += 1
+            report.audio_seconds += audio
+            if progress is not None:
+                progress(finished, len(todo), path, report.audio_seconds)
 
         def accept(result: _Done, embedding: Embedding) -> None:
+            advance(result.path, float(result.tags.get("duration") or 0.0))
             st = Path(result.path).stat()
             pending.append(TrackRecord(
                 path=result.path, size=st.st_size, mtime=st.st_mtime,
@@ -402,12 +416,13 @@ def index_library(roots: Sequence[str | Path], store_path: str | Path, embedder:
             else:
                 accept(result, embedding)
 
+        todo_set = set(todo)
         for path, stage, reason in early_failures:
             fail(path, stage, reason)
         status = "interrupted"
         stop = _StopOnCtrlC()
         try:
-            for done_count, result in enumerate(_run_files(todo, embedder, workers, stream_seconds), start=1):
+            for result in _run_files(todo, embedder, workers, stream_seconds):
                 if stop.requested:
                     break
                 if isinstance(result, _Failed):
@@ -420,10 +435,6 @@ def index_library(roots: Sequence[str | Path], store_path: str | Path, embedder:
                     waiting.append(result)
                     if len(waiting) >= batch_tracks:
                         embed_waiting()
-                if isinstance(result, _Done):
-                    report.audio_seconds += float(result.tags.get("duration") or 0.0)
-                if progress is not None:
-                    progress(done_count, len(todo), result.path, report.audio_seconds)
             embed_waiting()
             flush()
             status = "interrupted" if stop.requested else "ok"

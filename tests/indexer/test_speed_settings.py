@@ -192,3 +192,17 @@ def test_doctor_fidelity_with_random_maest_and_with_musicnn(tiny: Path, library:
     assert "cos min" in table and "recommended:" in table
     proc = run_cli("doctor", "--fidelity", library, "--model", "features")
     assert proc.returncode == 1 and "has none" in proc.stderr
+
+
+def test_the_progress_eta_follows_the_audio_done() -> None:
+    from musicmap.commands._common import Progress
+
+    by_audio = Progress("files", total_audio=1000.0)
+    by_audio.start = 0.0
+    # 1 file of 10 done, but it held 100 of the 1,000 seconds: 10 s so far → 90 s to go
+    assert by_audio.eta(1, 10, 100.0, now=10.0) == pytest.approx(90.0)
+    by_files = Progress("files")
+    by_files.start = 0.0
+    assert by_files.eta(1, 10, 100.0, now=10.0) == pytest.approx(90.0)
+    assert by_audio.eta(5, 10, 900.0, now=90.0) == pytest.approx(10.0)  # long files first: by files it would say 90
+    assert by_files.eta(5, 10, 900.0, now=90.0) == pytest.approx(90.0)
