@@ -5,7 +5,8 @@ The plan counts the files still to index (unchanged ones cost nothing), their ho
 model will run, then times this machine: the model on a few windows of the real size (random
 input: speed does not depend on content) and the decoder on a few of the files themselves.
 
-    estimate = windows / model rate + audio seconds / decode rate / decode workers sharing the cores
+    estimate = windows / model rate + audio seconds / front-end rate
+               + audio seconds / decode rate / decode workers sharing the cores
 
 The decoders run in worker processes beside the model; on a machine with as many cores as the
 model uses threads they take CPU time from it, hence the decode term. Checked against real runs by
@@ -27,9 +28,10 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-CALIBRATION_SECONDS = 1.0
-"""The model is timed on batches until this long has passed (at least one batch), after a
-warm-up: MAEST's one batch of 4 × 30-s windows takes 2–4 s here, MusiCNN's 16 patches 0.3 s."""
+CALIBRATION_SECONDS = 1.5
+"""The model is timed on up to 3 batches while this long has not passed (at least one), after a
+warm-up; the median batch counts. MAEST's batch of 4 × 30-s windows takes 2–5 s here, so one;
+MusiCNN's 16 patches 0.4 s, so three."""
 DECODE_SAMPLE_FILES = 3
 
 
@@ -148,22 +150,25 @@ def model_rate(embedder: Any) -> float:
     if kind != "maest":
         run()  # warm-up
     started = time.perf_counter()
-    calls = 0
-    while calls == 0 or time.perf_counter() - started < CALIBRATION_SECONDS:
+    times: list[float] = []
+    while len(times) < 3 and (not times or time.perf_counter() - started < CALIBRATION_SECONDS):
+        began = time.perf_counter()
         run()
-        calls += 1
-    return calls * per_call / max(time.perf_counter() - started, 1e-9)
+        times.append(time.perf_counter() - began)
+    return per_call / max(statistics.median(times), 1e-9)  # the median call: robust to a slow moment
 
 
-def decode_rate(paths: Sequence[str | Path], sr: int) -> float:
-    """Audio seconds decoded per second here, on a few of ``paths`` (spread over the list)."""
+def decode_rate(paths: Sequence[str | Path], sr: int) -> tuple[float, np.ndarray | None]:
+    """Audio seconds decoded per second here, on a few of ``paths`` (spread over the list), and
+    the longest of the decoded tracks (to time the front end on)."""
     from .decode import load_audio
     from .errors import FileFailure
 
     if not paths:
-        return float("inf")
+        return float("inf"), None
     picks = [paths[int(i)] for i in np.linspace(0, len(paths) - 1, min(DECODE_SAMPLE_FILES, len(paths)))]
     decoded = spent = 0.0
+    longest: np.ndarray | None = None
     for path in picks:
         started = time.perf_counter()
         try:
@@ -172,7 +177,25 @@ def decode_rate(paths: Sequence[str | Path], sr: int) -> float:
             continue
         spent += time.perf_counter() - started
         decoded += len(audio) / sr
-    return decoded / spent if spent > 0 else float("inf")
+        if longest is None or len(audio) > len(longest):
+            longest = audio
+    return (decoded / spent if spent > 0 else float("inf")), longest
+
+
+def frontend_rate(embedder: Any, audio: np.ndarray | None) -> float:
+    """Audio seconds per second of the model's front end (the log-mel bands, computed for the
+    whole track whatever the window budget); infinite for ``features`` (part of its model time)."""
+    kind = embedder.info.kind
+    if audio is None or kind not in ("maest", "musicnn"):
+        return float("inf")
+    if kind == "maest":
+        from .maest.frontend import essentia_logmel as bands
+    else:
+        from .musicnn.frontend import logmel as bands
+    excerpt = audio[: 16_000 * 120]
+    started = time.perf_counter()
+    bands(excerpt)
+    return len(excerpt) / 16_000 / max(time.perf_counter() - started, 1e-9)
 
 
 def make_plan(paths: Sequence[str | Path], unchanged: int, embedders: Sequence[tuple[str, Any]], *,
@@ -185,7 +208,7 @@ def make_plan(paths: Sequence[str | Path], unchanged: int, embedders: Sequence[t
     seconds = [s if s else fill for s in lengths]
     first = embedders[0][1]
     cores = os.cpu_count() or 1
-    decode = decode_rate(paths, first.sample_rate)
+    decode, sample = decode_rate(paths, first.sample_rate)
     # Decoding shares the cores with the model: its CPU time counts, spread over the workers that
     # can run beside the model's threads.
     sharing = max(1, min(workers, cores))
@@ -198,9 +221,10 @@ def make_plan(paths: Sequence[str | Path], unchanged: int, embedders: Sequence[t
         windows = sum(windows_of(embedder, s) for s in seconds)
         rate = model_rate(embedder)
         decoding = plan.audio_seconds / decode if decode != float("inf") else 0.0
+        bands = plan.audio_seconds / frontend_rate(embedder, sample)  # in the main process, beside the model
         if getattr(embedder, "parallel_safe", False):  # embedded inside the decode workers (features)
             total = (windows / rate + decoding) / sharing
         else:
-            total = windows / rate + decoding / sharing
+            total = windows / rate + bands + decoding / sharing
         plan.estimates.append(Estimate(label, windows, rate, total))
     return plan

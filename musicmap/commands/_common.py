@@ -32,21 +32,31 @@ class Progress:
     """
 
     def __init__(self, label: str, *, enabled: bool = True, every: float = 0.5,
-                 total_audio: float | None = None) -> None:
+                 total_audio: float | None = None, planned_seconds: float | None = None) -> None:
         self.label = label
         self.enabled = enabled and sys.stderr.isatty()
         self.every = every
         self.total_audio = total_audio
         """Seconds of audio the run will process (from its plan): the ETA then follows the audio
         done, not the file count (files differ in length by 100×)."""
+        self.planned_seconds = planned_seconds
+        """The plan's estimate of the whole run: early on (when a few files say little) the ETA
+        leans on it, then on the rate observed (:meth:`eta`)."""
         self.start = time.monotonic()
         self.last = 0.0
 
     def eta(self, done: int, total: int, audio_seconds: float, now: float) -> float:
-        """Seconds left: by audio when the run's total audio is known, else by files."""
+        """Seconds left: by audio when the run's total audio is known, else by files; with a plan,
+        blended from the plan's remaining time (weight 1 at the start) to the observed rate's
+        (weight 1 from half-way on)."""
         elapsed = max(now - self.start, 1e-6)
         if self.total_audio and audio_seconds > 0:
-            return elapsed * max(self.total_audio - audio_seconds, 0.0) / audio_seconds
+            share = min(audio_seconds / self.total_audio, 1.0)
+            observed = elapsed * (1.0 - share) / share
+            if self.planned_seconds:
+                weight = min(1.0, 2.0 * share)
+                return weight * observed + (1.0 - weight) * self.planned_seconds * (1.0 - share)
+            return observed
         rate = done / elapsed
         return (total - done) / rate if rate > 0 else 0.0
 

@@ -153,7 +153,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         logger.info("%s", plan.describe())
     report = index_library([library], store_dir, embedder, workers=settings.workers, metadata=metadata,
                            progress=Progress("indexed", enabled=not args.quiet,
-                                             total_audio=plan.audio_seconds if plan else None))
+                                             total_audio=plan.audio_seconds if plan else None,
+                                             planned_seconds=plan.estimates[0].seconds if plan else None))
     print(summary(report))
     with Store.open(store_dir, read_only=False) as store:
         result = compute_map(store)

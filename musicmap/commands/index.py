@@ -245,7 +245,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                                prune=args.prune, metadata=args.metadata, category_from=args.category_from,
                                map_name="tsne" if args.update_map else None,
                                progress=Progress("files", enabled=not args.quiet,
-                                                 total_audio=plan.audio_seconds if plan else None))
+                                                 total_audio=plan.audio_seconds if plan else None,
+                                                 planned_seconds=plan.estimates[0].seconds if plan else None))
     except KeyboardInterrupt:  # a second Ctrl-C: stopped at once, after saving what was done
         report = None
     if report is not None:

@@ -206,3 +206,8 @@ def test_the_progress_eta_follows_the_audio_done() -> None:
     assert by_files.eta(1, 10, 100.0, now=10.0) == pytest.approx(90.0)
     assert by_audio.eta(5, 10, 900.0, now=90.0) == pytest.approx(10.0)  # long files first: by files it would say 90
     assert by_files.eta(5, 10, 900.0, now=90.0) == pytest.approx(90.0)
+    planned = Progress("files", total_audio=1000.0, planned_seconds=200.0)
+    planned.start = 0.0
+    # 10 % done in 40 s: the rate says 360 s to go, the plan 180; early on the plan weighs 80 %
+    assert planned.eta(1, 10, 100.0, now=40.0) == pytest.approx(0.2 * 360 + 0.8 * 180)
+    assert planned.eta(6, 10, 600.0, now=120.0) == pytest.approx(80.0)  # past half-way: the rate alone
