@@ -358,17 +358,19 @@ def index_library(roots: Sequence[str | Path], store_path: str | Path, embedder:
 
         finished = 0
 
-        def advance(path: str, audio: float) -> None:
+        def advance(path: str, audio: float, *, show: bool = True) -> None:
             """A file is done (embedded or failed): progress counts finished files and their audio,
-            not decoded ones (decoding runs ahead of the model)."""
+            not decoded ones (decoding runs ahead of the model). A batch of tracks embedded together
+            is shown once, after its last track: shown after its first, the line would lag the work
+            by a whole batch (the throttled display skips the rest) and the ETA would run high."""
             nonlocal finished
             finished += 1
             report.audio_seconds += audio
-            if progress is not None:
+            if show and progress is not None:
                 progress(finished, len(todo), path, report.audio_seconds)
 
-        def accept(result: _Done, embedding: Embedding) -> None:
-            advance(result.path, float(result.tags.get("duration") or 0.0))
+        def accept(result: _Done, embedding: Embedding, *, show: bool = True) -> None:
+            advance(result.path, float(result.tags.get("duration") or 0.0), show=show)
             st = Path(result.path).stat()
             pending.append(TrackRecord(
                 path=result.path, size=st.st_size, mtime=st.st_mtime,
@@ -403,7 +405,9 @@ def index_library(roots: Sequence[str | Path], store_path: str | Path, embedder:
                         embeddings.append(None)  # type: ignore[arg-type]
             for r, e in zip(batch, embeddings, strict=True):
                 if e is not None:
-                    accept(r, e)
+                    accept(r, e, show=False)
+            if progress is not None:
+                progress(finished, len(todo), batch[-1].path, report.audio_seconds)
 
         def embed_streamed(result: _Done) -> None:
             source = AudioSource(result.path, embedder.sample_rate, prefetch_depth=2)

@@ -211,3 +211,19 @@ def test_the_progress_eta_follows_the_audio_done() -> None:
     # 10 % done in 40 s: the rate says 360 s to go, the plan 180; early on the plan weighs 80 %
     assert planned.eta(1, 10, 100.0, now=40.0) == pytest.approx(0.2 * 360 + 0.8 * 180)
     assert planned.eta(6, 10, 600.0, now=120.0) == pytest.approx(80.0)  # past half-way: the rate alone
+
+
+def test_progress_shows_a_batch_once_it_is_done(tiny: Path, library: Path, tmp_path: Path) -> None:
+    """Tracks embedded together (decoded by workers, batched in the main process) are counted
+    together, after the batch: a line drawn after the batch's first track would lag the work by a
+    batch (the display is throttled) and inflate the ETA."""
+    from indexer.pipeline import index_library
+
+    calls: list[tuple[int, int, float]] = []
+    embedder = MaestEmbedder.load(str(tiny), device="cpu", precision="fp32", batch_size=2)
+    report = index_library([library], tmp_path / "store", embedder, workers=2, map_name=None,
+                           progress=lambda done, total, _path, audio: calls.append((done, total, audio)))
+    assert report.added == 5
+    assert [done for done, _, _ in calls] == [2, 4, 5] and {total for _, total, _ in calls} == {5}
+    durations = [20.0 + 4 * i for i in range(5)]
+    assert calls[-1][2] == pytest.approx(sum(durations), abs=0.1)
