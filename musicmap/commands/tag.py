@@ -6,7 +6,8 @@ tags ("techno; electronic"; --write tags says the same), into --to
 map cluster into a MUSICMAP_CLUSTER tag. Run with --dry-run first: it lists every change and
 writes nothing. Every write is backed up in the store (tag-backups/), exact to the byte, and
 --undo puts the files back as they were (a file edited since is left alone and reported). The
-store is told the new sizes and times, so the next index run does not embed the files again.
+store is told the new sizes and times, so the next index run does not embed the files again; a file
+edited since it was indexed is left alone (and listed), so the edit is not hidden from that run.
 
 exit codes: 0 done; 1 a user error (no styles in this store, a bad --where, no backup to undo);
             3 done, but some files could not be written or restored (listed).
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -34,6 +36,7 @@ from ._common import add_json, add_store, print_json
 
 NAME = "tag"
 HELP = "write predicted styles (and map clusters) into the files' tags, or undo it"
+CHANGED = "the file changed since it was indexed; run musicmap index first, then tag again"
 logger = logging.getLogger(__name__)
 
 
@@ -53,11 +56,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _plan(store: Store, wanted: list[str], field: str, top: int, where: str | None) -> list[dict[str, Any]]:
     """What each track's tags would become: [{track_id, path, values: {field: text}}]."""
-    ids_sql = "SELECT id FROM tracks" + (f" WHERE {where}" if where else "")
+    ids_sql = "SELECT id, size, mtime FROM tracks" + (f" WHERE {where}" if where else "")
     try:
-        ids = {int(r[0]) for r in store.sql(ids_sql, max_rows=100_000_000, timeout=120).rows}
+        indexed = {int(r[0]): (int(r[1]), float(r[2])) for r in store.sql(ids_sql, max_rows=100_000_000,
+                                                                          timeout=120).rows}
     except StoreError as exc:
         raise UserError(f"--where: {exc}") from None
+    ids = set(indexed)
     plans: dict[int, dict[str, str]] = {i: {} for i in ids}
     if "styles" in wanted:
         if not store.count("styles"):
@@ -78,7 +83,18 @@ def _plan(store: Store, wanted: list[str], field: str, top: int, where: str | No
         for track_id, cluster in rows:
             if int(track_id) in plans:
                 plans[int(track_id)]["cluster"] = f"musicmap {int(cluster)}"
-    return [{"track_id": i, "path": store.file_path(i), "values": v} for i, v in sorted(plans.items()) if v]
+    return [{"track_id": i, "path": store.file_path(i), "values": v, "indexed": indexed[i]}
+            for i, v in sorted(plans.items()) if v]
+
+
+def _changed_since_indexed(plan: dict[str, Any]) -> bool:
+    """The file is not the one the store indexed (edited, replaced): writing into it and telling the
+    store its new size and time would hide the edit from the next index run, for good."""
+    try:
+        st = os.stat(plan["path"])
+    except OSError:
+        return False  # gone or unreadable: the write itself reports it
+    return (st.st_size, st.st_mtime) != plan["indexed"]
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -96,12 +112,15 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.dry_run:
         for plan in plans:
             plan["current"] = {f: _safe_read(plan["path"], f) for f in plan["values"]}
+            plan["changed_since_indexed"] = _changed_since_indexed(plan)
+            del plan["indexed"]
         if args.json:
             print_json({"dry_run": True, "changes": plans})
         else:
             for plan in plans:
                 for f, v in plan["values"].items():
-                    print(f"{plan['path']}: {f} {plan['current'][f]!r} -> {v!r}")
+                    print(f"{plan['path']}: {f} {plan['current'][f]!r} -> {v!r}"
+                          + ("  (changed since indexed: would be left alone)" if plan["changed_since_indexed"] else ""))
             print(f"{len(plans)} files would be tagged (dry run: nothing written)")
         return 0
     from indexer.scan import fingerprint
@@ -112,6 +131,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="musicmap-tag-") as scratch:
             for plan in plans:
+                if _changed_since_indexed(plan):
+                    failed.append({"path": plan["path"], "error": CHANGED})
+                    logger.warning("not tagging %s: %s", plan["path"], CHANGED)
+                    continue
                 old = {f: _safe_read(plan["path"], f) for f in plan["values"]}
                 try:
                     change = write(plan["path"], plan["values"], Path(scratch))

@@ -111,6 +111,33 @@ def test_undo_leaves_files_edited_since_alone(maest_store: tuple[Path, Path]) ->
     assert all(p.read_bytes() == before[p][0] for p in untouched)
 
 
+def test_a_file_edited_since_indexing_is_not_tagged(maest_store: tuple[Path, Path]) -> None:
+    """Found by the model-based test (tests/test_library_model.py): tagging an edited file and
+    telling the store its new size and time hid the edit from every later index run."""
+    lib, store = maest_store
+    with Store.open(store) as s:
+        edited = Path(s.file_path(1))
+    import soundfile as sf
+
+    audio, sr = sf.read(edited) if edited.suffix in (".flac", ".wav", ".ogg") else (None, None)
+    if audio is None:
+        edited.write_bytes(edited.read_bytes() + b"\0")
+    else:
+        sf.write(edited, audio[::-1].copy(), sr)  # a new version of the song
+    dry = json.loads(run_cli("tag", "--store", store, "--write", "cluster", "--dry-run", "--json").stdout)
+    assert [c["changed_since_indexed"] for c in dry["changes"]].count(True) == 1
+    proc = run_cli("tag", "--store", store, "--write", "cluster", "--json")
+    assert proc.returncode == 3, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["written"] == 11 and [f["path"] for f in out["failed"]] == [str(edited)]
+    assert "changed since it was indexed" in out["failed"][0]["error"]
+    assert read_field(edited, "cluster") is None
+    proc = run_cli("index", lib, "--store", store, "--model", str(store.parent / "tiny-maest"), "--json",
+                   "--no-map", "--workers", "1")
+    report = json.loads(proc.stdout)
+    assert (report["updated"], report["unchanged"]) == (1, 11)  # the edit is embedded; the tagged files are not
+
+
 def test_tag_errors_are_named(tmp_path: Path, maest_store: tuple[Path, Path]) -> None:
     lib, store = maest_store
     features = tmp_path / "features-store"
