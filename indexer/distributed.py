@@ -5,7 +5,7 @@
                 ─> Parquet shards in a staging folder (a local path or any fsspec URL)
     ingest: shards ─> DuckDB (tracks, embeddings, windows, styles, failures) ─> FAISS
 
-Each step runs the code the one-machine path runs (:func:`indexer.pipeline._process_file` for
+Each step runs the code the one-machine path runs (:func:`indexer.files.process_file` for
 tags and decoding, :func:`indexer.embedders.base.embed_many` for the model), so both engines give
 the same vectors (to float rounding). A file that fails is a shard row with its stage and reason,
 and becomes a ``failures`` row on ingest. A shard file is complete or unreadable (Parquet writes
@@ -44,8 +44,9 @@ from store.store import db_path
 
 from .embedders.base import Embedding, embed_many
 from .errors import IndexerError
-from .metadata import CATEGORY_SOURCES, apply_metadata, read_metadata
-from .pipeline import STREAM_SECONDS, IndexReport, ProgressFn, _Failed, _init_worker, _process_file, fill_genre
+from .files import STREAM_SECONDS, Failed, init_worker, process_file
+from .metadata import CATEGORY_SOURCES, apply_metadata, fill_genre, read_metadata
+from .run import IndexReport, IndexRun, ProgressFn
 from .scan import fingerprint, scan
 
 logger = logging.getLogger(__name__)
@@ -203,17 +204,17 @@ def latest_rows(url: str) -> dict[bytes, tuple[float, str, int, int, float, str]
 
 def _decode_batch(batch: pa.Table, sr: int, stream_seconds: float | None) -> pa.Table:
     """Tags and audio for a batch of files (a CPU task). The audio travels as float32 bytes."""
-    _init_worker(None, sr, stream_seconds)
+    init_worker(None, sr, stream_seconds)
     out: dict[str, list[Any]] = {k: [] for k in ("path_bytes", "size", "mtime", "fingerprint", "tags", "audio",
                                                  "stream", "stage", "error")}
     for pb, size, mtime, fp in zip(*(batch.column(c).to_pylist() for c in ("path_bytes", "size", "mtime",
                                                                             "fingerprint")), strict=True):
-        result = _process_file(os.fsdecode(pb))
+        result = process_file(os.fsdecode(pb))
         out["path_bytes"].append(pb)
         out["size"].append(size)
         out["mtime"].append(mtime)
         out["fingerprint"].append(fp)
-        if isinstance(result, _Failed):
+        if isinstance(result, Failed):
             out["tags"].append(None)
             out["audio"].append(None)
             out["stream"].append(False)
@@ -487,8 +488,6 @@ def ingest(shards: str, store_path: str | Path, *, commit_every: int = 256, meta
     A file the store already holds with the same size and mtime and a vector is left alone
     (ingesting twice changes nothing); failed rows become ``failures`` rows.
     """
-    from .pipeline import _best_effort, _must, _update_map
-
     started = time.monotonic()
     if category_from not in CATEGORY_SOURCES:
         raise IndexerError(f"--category-from {category_from!r}: choose one of {', '.join(CATEGORY_SOURCES)}")
@@ -498,16 +497,9 @@ def ingest(shards: str, store_path: str | Path, *, commit_every: int = 256, meta
     store.index_kind = index_kind
     report = IndexReport(store=str(store.path), model=info.id)
     try:
-        run_id = store.start_run([shards], info.extra.get("options"))
+        run = IndexRun(store, report, [shards], settings=info.extra.get("options"), commit_every=commit_every,
+                       started=started)
         known = store.known_files()
-        pending: list[TrackRecord] = []
-
-        def flush() -> None:
-            if pending:
-                store.write_tracks(pending)
-                pending.clear()
-            store.release()
-
         status = "error"
         latest = latest_rows(shards)
         try:
@@ -517,9 +509,7 @@ def ingest(shards: str, store_path: str | Path, *, commit_every: int = 256, meta
                 if progress is not None:
                     progress(done, len(latest), path, report.audio_seconds)
                 if row["status"] != "ok":
-                    report.failed += 1
-                    report.failures.append({"path": path, "stage": row["stage"], "error": row["error"]})
-                    store.record_failure(path, str(row["stage"]), str(row["error"]))
+                    run.fail(path, str(row["stage"]), str(row["error"]), log=False)
                     continue
                 seen = known.get(path)
                 if seen is not None and seen.size == row["size"] and seen.mtime == row["mtime"] and seen.has_vector:
@@ -529,40 +519,24 @@ def ingest(shards: str, store_path: str | Path, *, commit_every: int = 256, meta
                 styles = dict(zip(row["style_labels"] or [], row["style_values"] or [], strict=True))
                 d = info.dimension
                 windows = None if row["windows"] is None else np.asarray(row["windows"], np.float32).reshape(-1, d)
-                pending.append(TrackRecord(
+                report.audio_seconds += float(tags.get("duration") or 0.0)
+                run.add(TrackRecord(
                     path=path, size=int(row["size"]), mtime=float(row["mtime"]),
                     tags=fill_genre(apply_metadata(tags, path, rows=rows_meta, category_from=category_from), styles,
                                     info.extra.get("genre_labels")),
                     fingerprint=row["fingerprint"], vector=np.asarray(row["vector"], np.float32),
                     n_windows=int(row["n_windows"] or 1), styles=styles, windows=windows,
                     window_starts=list(row["window_starts"] or []),
-                ))
-                report.audio_seconds += float(tags.get("duration") or 0.0)
-                if seen is not None:
-                    report.updated += 1
-                else:
-                    report.added += 1
-                if len(pending) >= commit_every:
-                    flush()
-            flush()
+                ), updated=seen is not None)
+            run.flush()
             status = "ok"
         except KeyboardInterrupt:  # what was committed stays; ingesting again goes on from there
             status = "interrupted"
             raise
         finally:
-            # after an error the wrap-up is best effort, and the first error is the one reported
-            wrap_up = _must if status == "ok" else _best_effort
-            report.durations["files"] = round(time.monotonic() - started, 3)
-            index_started = time.monotonic()
-            wrap_up(store.sync, "updating the FAISS index")
-            report.durations["index"] = round(time.monotonic() - index_started, 3)
-            report.status = status
-            report.seconds = round(time.monotonic() - started, 3)
-            wrap_up(lambda: store.finish_run(run_id, status=status, counts=report.counts()), "recording the run")
-        if map_name is not None and store.count("embeddings") > 0:
-            map_started = time.monotonic()
-            report.map = _update_map(store, map_name)
-            report.durations["map"] = round(time.monotonic() - map_started, 3)
+            run.finish(status)
+        if map_name is not None:
+            run.update_map(map_name)
     finally:
         store.close()
     report.durations["total"] = round(time.monotonic() - started, 3)

@@ -7,7 +7,8 @@ in ``tracks.extra`` (query it with ``json_extract_string(extra, '$.mood')``).
 
 ``--category-from`` says where ``genre`` comes from: ``tag`` (tags, then the GTZAN folder
 fallback), ``folder`` (always the parent folder's name) or ``csv`` (the metadata file's
-``genre`` or ``category`` column).
+``genre`` or ``category`` column). A track still without a genre gets its model's prediction
+(:func:`fill_genre`), marked ``predicted`` in ``tag_source``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -92,3 +94,28 @@ def apply_metadata(tags: dict[str, Any], path: str, *, rows: dict[str, dict[str,
         out["genre"] = label or None
     out["tag_source"] = ",".join(dict.fromkeys(sources)) or None
     return out
+
+
+def fill_genre(tags: dict[str, Any], styles: dict[str, float],
+               genre_labels: Collection[str] | None = None) -> dict[str, Any]:
+    """A track with no genre tag gets a predicted genre, marked predicted.
+
+    MAEST's labels read ``"Genre---Style"``: the genre part of the top style (``"Electronic---Techno"``
+    → ``Electronic``). A model whose labels mix genres with moods and instruments (MusiCNN's tags)
+    names its genre labels (``ModelInfo.extra["genre_labels"]``): the highest-scoring of those.
+    """
+    if tags.get("genre") or not styles:
+        return tags
+    if genre_labels is not None:
+        candidates = [label for label in styles if label in genre_labels]
+        if not candidates:
+            return tags
+        top = max(candidates, key=lambda label: styles[label])
+        genre = top[:1].upper() + top[1:]
+    else:
+        top = max(styles, key=lambda label: styles[label])
+        genre = top.split("---", 1)[0].strip()
+    if not genre or genre.startswith("LABEL_"):
+        return tags
+    source = ",".join(filter(None, [tags.get("tag_source"), "predicted"]))
+    return {**tags, "genre": genre, "tag_source": source}

@@ -75,7 +75,7 @@ def song_path(store: Store, start: int, end: int, *, length: int = 10, where: st
     start, end = int(start), int(end)
     if start == end:
         raise StoreError("a path needs two different tracks")
-    ends = store._rows([start, end])
+    ends = store.track_rows([start, end])
     for track_id in (start, end):
         if track_id not in ends:
             raise TrackNotFound(track_id, store.path)
@@ -141,7 +141,7 @@ def extend_playlist(store: Store, seeds: Sequence[int], *, n: int = 20, mode: st
     members = list(dict.fromkeys(int(s) for s in seeds))
     if not members:
         raise StoreError("the playlist has no tracks of this store")
-    rows = store._rows(members)
+    rows = store.track_rows(members)
     for track_id in members:
         if track_id not in rows:
             raise TrackNotFound(track_id, store.path)

@@ -71,7 +71,7 @@ _READ_CONFIG: dict[str, Any] = {**_CONFIG, "memory_limit": SQL_MEMORY_LIMIT, "lo
 LOCK_WAIT_S = 30.0
 """How long opening a store waits while another process holds the database file."""
 ROW_CACHE = 20_000
-"""Track rows kept in memory while a connection stays open (see ``Store._rows``)."""
+"""Track rows kept in memory while a connection stays open (see ``Store.track_rows``)."""
 LINGER_S = 0.5
 """A shared store keeps its connection this long after the last reader (reconnecting costs ~30 ms
 at 100k tracks), unless a writer is waiting for the file (:data:`WRITER_WAITING`)."""
@@ -818,7 +818,7 @@ class Store:
 
     def track(self, track_id: int) -> dict[str, Any]:
         """One track's row as a dict. Raises StoreError if there is no such track."""
-        row = self._rows([int(track_id)]).get(int(track_id))
+        row = self.track_rows([int(track_id)]).get(int(track_id))
         if row is None:
             raise TrackNotFound(track_id, self.path)
         return row
@@ -922,7 +922,7 @@ class Store:
         variety = opts.max_per_artist is not None or opts.max_per_album is not None or opts.dedupe
         seed_keys = set()
         if opts.dedupe and seed_ids:
-            seed_keys = {key for r in self._rows(seed_ids).values() if (key := song_key(r)) is not None}
+            seed_keys = {key for r in self.track_rows(seed_ids).values() if (key := song_key(r)) is not None}
         target = max(3 * opts.k, 30) if opts.mmr is not None and opts.mmr < 1.0 else opts.k
         fetch = target + len(skip) if not variety else 2 * target + len(skip)
         while True:
@@ -933,7 +933,7 @@ class Store:
                 above = [c for c in candidates if c[1] >= opts.min_score]
                 exhausted = exhausted or len(above) < len(candidates)
                 candidates = above
-            rows = self._rows([i for i, _ in candidates])
+            rows = self.track_rows([i for i, _ in candidates])
             picked = diversify(candidates, rows, opts, seed_keys, limit=target)
             if len(picked) >= target or exhausted:
                 break
@@ -948,7 +948,7 @@ class Store:
         try:
             vectors = vectors_of(index, seed_ids)
         except RuntimeError:
-            known = self._rows(seed_ids)
+            known = self.track_rows(seed_ids)
             missing = [i for i in seed_ids if i not in known]
             if missing:
                 raise TrackNotFound(missing[0], self.path) from None
@@ -956,7 +956,7 @@ class Store:
                              "run musicmap index again") from None
         return np.asarray(vectors.mean(axis=0), np.float32)
 
-    def _rows(self, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+    def track_rows(self, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
         """Rows of ``tracks`` by id, as plain dicts (no DataFrame on the hot path). Rows read
         through the current connection are cached until it closes: while it is open no other
         process can write (DuckDB's lock), and a point lookup costs ~1 ms at 100k tracks."""

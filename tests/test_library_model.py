@@ -329,6 +329,7 @@ def test_library_life_cycle() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 def test_library_life_cycle_long() -> None:
     """About 3,000 steps (make test-slow), new sequences every run."""
     _run(examples=120, steps=25, derandomize=False)

@@ -34,8 +34,8 @@ from ..settings import Settings, help_for
 from ._common import Progress, add_json, add_store, print_json
 
 if TYPE_CHECKING:
-    from indexer.pipeline import IndexReport
     from indexer.plan import Plan
+    from indexer.run import IndexReport
 
 NAME = "index"
 HELP = "index a music library into a store"

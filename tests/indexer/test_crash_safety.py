@@ -129,7 +129,7 @@ def test_a_kill_right_after_a_commit_keeps_that_commit(library: Path, tmp_path: 
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     assert proc.stderr is not None
     for line in proc.stderr:
-        if "pipeline: saved " in line:
+        if "run: saved " in line:  # indexer.run logs each commit at -v
             os.killpg(proc.pid, signal.SIGKILL)
             break
     proc.communicate(timeout=30)
@@ -232,12 +232,12 @@ def test_ctrl_c_stops_cleanly_and_keeps_what_is_done(library: Path, tmp_path: Pa
     lines: list[str] = []
     for line in proc.stderr:
         lines.append(line)
-        if "pipeline: saved " in line:
+        if "run: saved " in line:  # indexer.run logs each commit at -v
             os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole process group
             break
     out, rest = proc.communicate(timeout=60)
     err = "".join(lines) + rest
-    assert any("pipeline: saved " in line for line in lines), err
+    assert any("run: saved " in line for line in lines), err
     assert proc.returncode == 130, err
     assert "interrupted; the tracks finished so far are saved" in err and "Traceback" not in err
     assert out.startswith("interrupted after 240 files"), out
