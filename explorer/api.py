@@ -20,7 +20,7 @@ import numpy as np
 from flask import Flask, Response, jsonify, request, send_file
 from werkzeug.exceptions import HTTPException
 
-from store import Store, StoreError, TrackNotFound
+from store import InvalidQuery, Store, StoreError, TrackNotFound
 from store.listening import MAX_EXTEND, MAX_PATH
 
 from . import subsonic
@@ -154,7 +154,13 @@ def register(server: Flask, store: Store, *, projection: Callable[[], Any], uplo
                         return fn(**kwargs)
                 except BadRequest as exc:
                     return error(400, str(exc))
-                except StoreError as exc:  # e.g. the store is busy or unreadable: not the client's fault
+                # the store's errors by meaning (store.errors): an unknown track, a bad question,
+                # or the store itself (busy, unreadable: not the client's fault)
+                except TrackNotFound as exc:
+                    return error(404, str(exc))
+                except InvalidQuery as exc:
+                    return error(400, str(exc))
+                except StoreError as exc:
                     logger.warning("%s: %s", request.path, exc)
                     return error(503, str(exc))
                 except UploadError as exc:
@@ -166,7 +172,7 @@ def register(server: Flask, store: Store, *, projection: Callable[[], Any], uplo
     def send_audio(track_id: int) -> Response:
         try:
             path = store.file_path(track_id)
-        except StoreError:
+        except TrackNotFound:
             return error(404, f"no track with id {track_id}")
         mimetype = mimetypes.guess_type(path)[0] or "application/octet-stream"
         try:
@@ -210,10 +216,7 @@ def register(server: Flask, store: Store, *, projection: Callable[[], Any], uplo
             year = _number(name, int)
             if year is not None:
                 clauses.append(f"year {op} {int(year)}")
-        try:
-            total, page = store.page_tracks(where=" AND ".join(clauses) or None, offset=offset, limit=limit)
-        except StoreError as exc:
-            raise BadRequest(str(exc)) from None
+        total, page = store.page_tracks(where=" AND ".join(clauses) or None, offset=offset, limit=limit)
         rows = [{k: _json_safe(v) for k, v in r.items()} for r in page.astype(object).where(page.notna(), None)
                 .to_dict(orient="records")]
         return jsonify({"total": total, "offset": offset, "limit": limit, "results": rows})
@@ -221,10 +224,7 @@ def register(server: Flask, store: Store, *, projection: Callable[[], Any], uplo
     @route(f"{API}/tracks/<int:track_id>", "api_track")
     def api_track(track_id: int) -> Response:
         _only()
-        try:
-            track = store.track(track_id)
-        except StoreError as exc:
-            return error(404, str(exc))
+        track = store.track(track_id)
         data = projection()
         position = None
         if track_id in data.row_of.index:
@@ -256,12 +256,7 @@ def register(server: Flask, store: Store, *, projection: Callable[[], Any], uplo
             if not raw.isdigit():
                 raise BadRequest(f"{name}: give a track id, e.g. {name}=12")
             ends.append(int(raw))
-        try:
-            steps = store.song_path(ends[0], ends[1], length=_int("steps", 10, 2, MAX_PATH), **_variety())
-        except TrackNotFound as exc:
-            return error(404, str(exc))
-        except StoreError as exc:
-            raise BadRequest(str(exc)) from None
+        steps = store.song_path(ends[0], ends[1], length=_int("steps", 10, 2, MAX_PATH), **_variety())
         if _format() == "m3u":
             return _m3u([s.track_id for s in steps], f"path-{ends[0]}-{ends[1]}")
         return jsonify({"from": ends[0], "to": ends[1], "model": store.manifest.model.id, "steps": [
@@ -276,12 +271,7 @@ def register(server: Flask, store: Store, *, projection: Callable[[], Any], uplo
         mode = request.args.get("mode") or "centroid"
         if mode not in ("centroid", "seeds"):
             raise BadRequest(f"mode={mode!r}: give centroid or seeds")
-        try:
-            added = store.extend(ids, n=_int("n", 20, 1, MAX_EXTEND), mode=mode, **_variety())
-        except TrackNotFound as exc:
-            return error(404, str(exc))
-        except StoreError as exc:
-            raise BadRequest(str(exc)) from None
+        added = store.extend(ids, n=_int("n", 20, 1, MAX_EXTEND), mode=mode, **_variety())
         if _format() == "m3u":
             return _m3u([a.track_id for a in added], "extension")
         return jsonify({"ids": ids, "mode": mode, "model": store.manifest.model.id, "results": _results(added)})
@@ -294,13 +284,7 @@ def register(server: Flask, store: Store, *, projection: Callable[[], Any], uplo
 
     def similar_response(seeds: int | list[int], head: dict[str, Any]) -> Response:
         """Search from seed tracks: 404 for a seed that does not exist, 400 for a bad option."""
-        params = similar_options()
-        try:
-            neighbours = store.search(seeds, **params)
-        except TrackNotFound as exc:
-            return error(404, str(exc))
-        except StoreError as exc:
-            raise BadRequest(str(exc)) from None
+        neighbours = store.search(seeds, **similar_options())
         return jsonify({**head, "model": store.manifest.model.id, "results": _results(neighbours)})
 
     @route(UPLOAD_PATH, "api_similar_upload", methods=("POST",), hold=False)
@@ -321,11 +305,8 @@ def register(server: Flask, store: Store, *, projection: Callable[[], Any], uplo
         vector = uploads.vector(data, filename)
         data_map = projection()
         position = uploads.position(data_map.projection, vector) if data_map.info is not None else None
-        try:
-            with store.holding():
-                neighbours = store.similar_to_vector(vector, **params)
-        except StoreError as exc:
-            raise BadRequest(str(exc)) from None
+        with store.holding():
+            neighbours = store.similar_to_vector(vector, **params)
         where = {"map": data_map.projection, "x": position[0], "y": position[1]} if position else None
         return jsonify({"query": {"type": "upload", "filename": filename[:200], "bytes": len(data),
                                   "position": where},
@@ -349,10 +330,7 @@ def register(server: Flask, store: Store, *, projection: Callable[[], Any], uplo
         if not query:
             raise BadRequest("q: give one SQL statement, e.g. SELECT genre, count(*) FROM tracks GROUP BY genre")
         limit = _int("limit", 1000, 1, SQL_MAX_ROWS)
-        try:
-            result = store.sql(query, max_rows=limit, timeout=SQL_TIMEOUT)
-        except StoreError as exc:
-            raise BadRequest(str(exc)) from None
+        result = store.sql(query, max_rows=limit, timeout=SQL_TIMEOUT)
         rows = [[_json_safe(v) if not isinstance(v, (bytes, bytearray, memoryview)) else None for v in row]
                 for row in result.rows]
         return jsonify({"columns": result.columns, "rows": rows, "truncated": result.truncated})

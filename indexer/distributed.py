@@ -39,8 +39,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from store import ModelInfo, Store, TrackRecord
-from store.store import db_path
+from store import ModelInfo, Store, TrackRecord, db_path
 
 from .embedders.base import Embedding, embed_many
 from .errors import IndexerError

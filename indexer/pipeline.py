@@ -32,8 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from store import KnownFile, Store, TrackRecord
-from store.store import db_path
+from store import KnownFile, Store, TrackRecord, db_path
 
 from .decode import AudioSource
 from .embedders.base import Embedder, Embedding, embed_many

@@ -3,11 +3,13 @@
 Imports nothing else of musicmap's; the indexer writes it, the explorer and the CLI read it.
 """
 
-from .errors import StoreError, TrackNotFound
+from .errors import InvalidQuery, StoreError, StoreUnavailable, TrackNotFound
 from .listening import PathStep, playlist_tracks, read_m3u
 from .manifest import Manifest, ModelInfo
-from .store import KnownFile, Neighbour, SQLResult, Store, TrackRecord
+from .store import Store, db_path
+from .types import KnownFile, Neighbour, SQLResult, TrackRecord
 from .vectors import l2_normalise
 
-__all__ = ["KnownFile", "Manifest", "ModelInfo", "Neighbour", "PathStep", "SQLResult", "Store", "StoreError",
-           "TrackNotFound", "TrackRecord", "l2_normalise", "playlist_tracks", "read_m3u"]
+__all__ = ["InvalidQuery", "KnownFile", "Manifest", "ModelInfo", "Neighbour", "PathStep", "SQLResult", "Store",
+           "StoreError", "StoreUnavailable", "TrackNotFound", "TrackRecord", "db_path", "l2_normalise",
+           "playlist_tracks", "read_m3u"]

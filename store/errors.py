@@ -1,4 +1,6 @@
-"""The store's exception types."""
+"""The store's exception types, split by whose problem it is (the web API maps them by type:
+:class:`TrackNotFound` 404, :class:`InvalidQuery` 400, :class:`StoreUnavailable` and any other
+:class:`StoreError` 503; the CLI prints any of them as one line and exits 1)."""
 
 
 class StoreError(Exception):
@@ -9,8 +11,18 @@ class StoreError(Exception):
 
 
 class TrackNotFound(StoreError):
-    """No track has the id asked for (the web API answers 404 for it, other store errors 400)."""
+    """No track has the id asked for."""
 
     def __init__(self, track_id: int, store: object) -> None:
         super().__init__(f"no track with id {track_id} in {store}")
         self.track_id = track_id
+
+
+class InvalidQuery(StoreError):
+    """The question is wrong, not the store: bad SQL or filter, an option out of range, a query
+    vector of the wrong size, a seed that cannot be searched from."""
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot be read right now: another process holds the database, or it cannot be
+    opened. Trying again later (or fixing the store) helps; changing the question does not."""

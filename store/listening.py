@@ -20,8 +20,9 @@ from urllib.parse import unquote, urlparse
 
 import numpy as np
 
-from .errors import StoreError, TrackNotFound
+from .errors import InvalidQuery, StoreError, TrackNotFound
 from .search import SearchOptions, Variety, vectors_of
+from .types import Neighbour
 from .vectors import l2_normalise
 
 if TYPE_CHECKING:
@@ -71,10 +72,10 @@ def song_path(store: Store, start: int, end: int, *, length: int = 10, where: st
         An unknown track (:class:`TrackNotFound`), start = end, a bad length or filter.
     """
     if not isinstance(length, int) or not 2 <= length <= MAX_PATH:
-        raise StoreError(f"length must be a whole number from 2 to {MAX_PATH}, got {length!r}")
+        raise InvalidQuery(f"length must be a whole number from 2 to {MAX_PATH}, got {length!r}")
     start, end = int(start), int(end)
     if start == end:
-        raise StoreError("a path needs two different tracks")
+        raise InvalidQuery("a path needs two different tracks")
     ends = store.track_rows([start, end])
     for track_id in (start, end):
         if track_id not in ends:
@@ -86,7 +87,7 @@ def song_path(store: Store, start: int, end: int, *, length: int = 10, where: st
     try:
         va, vb = l2_normalise(vectors_of(index, [start, end]))
     except RuntimeError:
-        raise StoreError("a track of the path has no embedding yet; run musicmap index again") from None
+        raise InvalidQuery("a track of the path has no embedding yet; run musicmap index again") from None
     variety = Variety(options)
     for row in (ends[start], ends[end]):
         variety.take(row)
@@ -124,7 +125,7 @@ def song_path(store: Store, start: int, end: int, *, length: int = 10, where: st
 
 def extend_playlist(store: Store, seeds: Sequence[int], *, n: int = 20, mode: str = "centroid",
                     where: str | None = None, max_per_artist: int | None = None,
-                    max_per_album: int | None = None, dedupe: bool = False) -> list[Any]:
+                    max_per_album: int | None = None, dedupe: bool = False) -> list[Neighbour]:
     """``n`` tracks that fit the playlist ``seeds`` — never one of them (nor, with ``dedupe``, a
     version of one of their songs) — best first, with the variety rules counted over the
     playlist and its extension together.
@@ -135,12 +136,12 @@ def extend_playlist(store: Store, seeds: Sequence[int], *, n: int = 20, mode: st
     member that brought the track in).
     """
     if mode not in ("centroid", "seeds"):
-        raise StoreError(f"mode must be 'centroid' or 'seeds', got {mode!r}")
+        raise InvalidQuery(f"mode must be 'centroid' or 'seeds', got {mode!r}")
     if not isinstance(n, int) or not 1 <= n <= MAX_EXTEND:
-        raise StoreError(f"n must be a whole number from 1 to {MAX_EXTEND}, got {n!r}")
+        raise InvalidQuery(f"n must be a whole number from 1 to {MAX_EXTEND}, got {n!r}")
     members = list(dict.fromkeys(int(s) for s in seeds))
     if not members:
-        raise StoreError("the playlist has no tracks of this store")
+        raise InvalidQuery("the playlist has no tracks of this store")
     rows = store.track_rows(members)
     for track_id in members:
         if track_id not in rows:
@@ -151,7 +152,7 @@ def extend_playlist(store: Store, seeds: Sequence[int], *, n: int = 20, mode: st
     variety = Variety(options)
     for track_id in members:
         variety.take(rows[track_id])
-    picked: list[Any] = []
+    picked: list[Neighbour] = []
     taken = set(members)
     fetch = 2 * n + 10
     while True:

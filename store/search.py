@@ -26,7 +26,7 @@ from typing import Any
 import faiss
 import numpy as np
 
-from .errors import StoreError
+from .errors import InvalidQuery
 from .vectors import ivf_parts
 
 #: Words that mark a version of a song rather than another song, inside brackets or after " - ".
@@ -88,19 +88,19 @@ class SearchOptions:
     min_score: float | None = None
 
     def validate(self) -> None:
-        """Raises StoreError naming the first bad parameter."""
+        """Raises InvalidQuery naming the first bad parameter."""
         if not isinstance(self.k, int) or self.k < 1:
-            raise StoreError(f"k must be a whole number of at least 1, got {self.k!r}")
+            raise InvalidQuery(f"k must be a whole number of at least 1, got {self.k!r}")
         for name in ("max_per_artist", "max_per_album"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
-                raise StoreError(f"{name} must be at least 1, got {value!r}")
+                raise InvalidQuery(f"{name} must be at least 1, got {value!r}")
         if self.mmr is not None and not 0.0 < float(self.mmr) <= 1.0:
-            raise StoreError(f"mmr is λ in (0, 1] (1 = pure similarity), got {self.mmr!r}")
+            raise InvalidQuery(f"mmr is λ in (0, 1] (1 = pure similarity), got {self.mmr!r}")
         if self.min_score is not None and not -1.0 <= float(self.min_score) <= 1.0:
-            raise StoreError(f"min_score is a cosine similarity in [-1, 1], got {self.min_score!r}")
+            raise InvalidQuery(f"min_score is a cosine similarity in [-1, 1], got {self.min_score!r}")
         if self.where is not None and not self.where.strip():
-            raise StoreError("where is empty; leave it out to search every track")
+            raise InvalidQuery("where is empty; leave it out to search every track")
 
 
 def _flat_part(index: faiss.Index) -> tuple[faiss.Index, np.ndarray]:

@@ -42,7 +42,7 @@ import faiss
 import numpy as np
 import pyarrow as pa
 
-from .errors import StoreError
+from .errors import InvalidQuery
 
 ALLOWED_STATEMENTS = {"SELECT", "EXPLAIN"}
 
@@ -67,16 +67,16 @@ def database(con: duckdb.DuckDBPyConnection) -> str:
 def check_query(con: duckdb.DuckDBPyConnection, query: str) -> None:
     """Refuse anything but one read-only statement, with a message naming the reason."""
     if not query.strip():
-        raise StoreError("empty SQL query")
+        raise InvalidQuery("empty SQL query")
     try:
         statements = con.extract_statements(query)
     except duckdb.Error as exc:
-        raise StoreError(f"SQL error: {exc}") from exc
+        raise InvalidQuery(f"SQL error: {exc}") from exc
     if len(statements) != 1:
-        raise StoreError(f"one SQL statement at a time, got {len(statements)} (refused: several statements)")
+        raise InvalidQuery(f"one SQL statement at a time, got {len(statements)} (refused: several statements)")
     kind = statements[0].type.name
     if kind not in ALLOWED_STATEMENTS:
-        raise StoreError(f"{kind} statements are refused: SQL over a store is read-only "
+        raise InvalidQuery(f"{kind} statements are refused: SQL over a store is read-only "
                          "(SELECT, WITH, DESCRIBE, SHOW, SUMMARIZE and EXPLAIN are allowed)")
 
 
@@ -87,9 +87,9 @@ def check_where(con: duckdb.DuckDBPyConnection, where: str) -> str:
     try:
         statements = con.extract_statements(query)
     except duckdb.Error as exc:
-        raise StoreError(f"--where {where!r}: {exc}") from exc
+        raise InvalidQuery(f"--where {where!r}: {exc}") from exc
     if len(statements) != 1 or statements[0].type.name != "SELECT" or where.count("(") != where.count(")"):
-        raise StoreError(f"--where {where!r}: give one boolean expression over tracks' columns, "
+        raise InvalidQuery(f"--where {where!r}: give one boolean expression over tracks' columns, "
                          "e.g. \"genre = 'Jazz' AND year >= 1970\"")
     return query
 
@@ -219,16 +219,16 @@ def install(session: duckdb.DuckDBPyConnection, index: faiss.Index) -> Similarit
     return fn
 
 
-def describe_error(exc: duckdb.Error, timeout: float) -> StoreError:
-    """DuckDB's error as a StoreError naming the limit that refused the query."""
+def describe_error(exc: duckdb.Error, timeout: float) -> InvalidQuery:
+    """DuckDB's error as an InvalidQuery naming the limit that refused the query."""
     text = str(exc)
     if isinstance(exc, duckdb.InterruptException):
-        return StoreError(f"SQL query interrupted after {timeout:g} s (time limit)")
+        return InvalidQuery(f"SQL query interrupted after {timeout:g} s (time limit)")
     if "memory" in text.lower() and ("limit" in text.lower() or "out of memory" in text.lower()):
-        return StoreError(f"SQL query refused: it needs more memory than the limit ({text.splitlines()[0]})")
+        return InvalidQuery(f"SQL query refused: it needs more memory than the limit ({text.splitlines()[0]})")
     if "external access" in text.lower() or "disabled by configuration" in text.lower():
-        return StoreError(f"SQL query refused: it reads or writes files outside the store, which is disabled "
+        return InvalidQuery(f"SQL query refused: it reads or writes files outside the store, which is disabled "
                           f"({text.splitlines()[0]})")
     if "configuration has been locked" in text.lower():
-        return StoreError(f"SQL query refused: settings cannot be changed ({text.splitlines()[0]})")
-    return StoreError(f"SQL error: {text}")
+        return InvalidQuery(f"SQL query refused: settings cannot be changed ({text.splitlines()[0]})")
+    return InvalidQuery(f"SQL error: {text}")

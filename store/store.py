@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,10 +34,11 @@ import pandas as pd
 import pyarrow as pa
 
 from . import listening, schema, sql
-from .errors import StoreError, TrackNotFound
+from .errors import InvalidQuery, StoreError, StoreUnavailable, TrackNotFound
 from .faults import fault_point
 from .manifest import Manifest, ModelInfo, read_manifest, write_manifest
 from .search import SearchOptions, diversify, knn, mmr_order, song_key, vectors_of
+from .types import KnownFile, Neighbour, SQLResult, TrackRecord
 from .vectors import (
     KINDS,
     SIDECAR_NAME,
@@ -81,76 +82,6 @@ then let go of the file as soon as their current reads end, and wait for the wri
 
 #: Columns of ``tracks`` shown with a result by default.
 DISPLAY_COLUMNS: tuple[str, ...] = ("id", "title", "artist", "album", "genre", "year", "duration", "path")
-
-
-@dataclass(frozen=True)
-class TrackRecord:
-    """Everything the indexer writes for one successfully processed file.
-
-    Parameters
-    ----------
-    path : str
-        Absolute path of the file.
-    size, mtime : int, float
-        From ``os.stat``, the cheap "unchanged?" check.
-    tags : dict
-        Values for :data:`store.schema.TRACK_FIELDS` (missing keys are NULL).
-    vector : ndarray, shape (d,), float32
-        The track embedding (normalised on write).
-    n_windows : int
-        Windows averaged into ``vector``.
-    styles : dict of str to float, optional
-        Style activations (MAEST), empty for the ``features`` embedder.
-    windows : ndarray, shape (n_windows, d), optional
-        Per-window vectors (normalised on write), stored in ``windows``.
-    window_starts : sequence of float
-        Start of each window in seconds.
-    fingerprint : str, optional
-        Content fingerprint (see ``indexer.scan.fingerprint``): a moved file keeps its track.
-    """
-
-    path: str
-    size: int
-    mtime: float
-    tags: dict[str, Any]
-    vector: np.ndarray
-    n_windows: int = 1
-    styles: dict[str, float] = field(default_factory=dict)
-    windows: np.ndarray | None = None
-    window_starts: Sequence[float] = ()
-    fingerprint: str | None = None
-
-
-@dataclass(frozen=True)
-class KnownFile:
-    """What the store knows of one file, for the indexer's "unchanged / moved?" checks."""
-
-    track_id: int
-    size: int
-    mtime: float
-    fingerprint: str | None
-    has_vector: bool
-
-
-@dataclass(frozen=True)
-class Neighbour:
-    """One similarity result. ``score`` is the cosine similarity to the query."""
-
-    track_id: int
-    score: float
-    track: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class SQLResult:
-    """Rows of a read-only query; ``truncated`` is True when ``max_rows`` cut it."""
-
-    columns: list[str]
-    rows: list[tuple[Any, ...]]
-    truncated: bool
-
-    def to_frame(self) -> pd.DataFrame:
-        return pd.DataFrame(self.rows, columns=self.columns)
 
 
 class Store:
@@ -797,7 +728,7 @@ class Store:
         """(matching count, one page of them by id): the tracks matching ``where`` (one boolean SQL
         expression over ``tracks``, run in the SQL sandbox), rows ``offset`` to ``offset + limit``."""
         if offset < 0 or limit < 0:
-            raise StoreError("offset and limit must be 0 or more")
+            raise InvalidQuery("offset and limit must be 0 or more")
         cols = list(columns or ("id", "title", "artist", "album", "genre", "year", "duration", "format"))
         if where:
             ids = np.sort(self._filter_ids(where, timeout))
@@ -851,7 +782,7 @@ class Store:
         """Tracks whose "artist title" (or title, album) contains every word of ``text``."""
         words = [w for w in text.lower().split() if w]
         if not words:
-            raise StoreError("empty search text")
+            raise InvalidQuery("empty search text")
         hay = "lower(concat_ws(' ', artist, title, album, path))"
         where = " AND ".join(f"contains({hay}, ?)" for _ in words)
         with self._cursor() as cur:
@@ -903,7 +834,7 @@ class Store:
         opts.validate()
         seed_ids = [int(seeds)] if isinstance(seeds, (int, np.integer)) else [int(s) for s in seeds]
         if bool(seed_ids) == (vector is not None):
-            raise StoreError("give seed track ids or a query vector (exactly one of them)")
+            raise InvalidQuery("give seed track ids or a query vector (exactly one of them)")
         index = self.index
         if seed_ids:
             query = self._seed_vector(seed_ids, index)
@@ -912,10 +843,10 @@ class Store:
             query = np.asarray(vector, np.float32).ravel()
             d = self.manifest.model.dimension
             if query.shape[0] != d:
-                raise StoreError(f"query vector has {query.shape[0]} dimensions, the store's model "
+                raise InvalidQuery(f"query vector has {query.shape[0]} dimensions, the store's model "
                                  f"({self.manifest.model.id}) has {d}")
             if not np.all(np.isfinite(query)) or not np.any(query):
-                raise StoreError("query vector is zero or not finite")
+                raise InvalidQuery("query vector is zero or not finite")
         query = l2_normalise(query)
         allowed = self._filter_ids(opts.where, timeout) if opts.where else None
         skip = set(seed_ids) | {int(i) for i in exclude}
@@ -952,7 +883,7 @@ class Store:
             missing = [i for i in seed_ids if i not in known]
             if missing:
                 raise TrackNotFound(missing[0], self.path) from None
-            raise StoreError(f"a seed track ({', '.join(map(str, seed_ids))}) has no embedding yet; "
+            raise InvalidQuery(f"a seed track ({', '.join(map(str, seed_ids))}) has no embedding yet; "
                              "run musicmap index again") from None
         return np.asarray(vectors.mean(axis=0), np.float32)
 
@@ -996,7 +927,7 @@ class Store:
                 ids = session.execute(query).fetchnumpy()["id"]
             except duckdb.Error as exc:
                 err = sql.describe_error(exc, timeout)
-                raise StoreError(f"--where {where!r}: {err}") from exc
+                raise InvalidQuery(f"--where {where!r}: {err}") from exc
             finally:
                 timer.cancel()
         return np.asarray(ids, dtype=np.int64)
@@ -1127,17 +1058,17 @@ def _connect(db: Path, *, read_only: bool, config: dict[str, Any], wait: float) 
                 return duckdb.connect(str(db), read_only=read_only, config=config)
             except duckdb.IOException as exc:
                 if "lock" not in str(exc).lower():
-                    raise StoreError(f"cannot open {db}: {exc}") from exc
+                    raise StoreUnavailable(f"cannot open {db}: {exc}") from exc
                 if not read_only and not marker.exists():  # shared readers: let go, a writer waits
                     with contextlib.suppress(OSError):
                         marker.write_text(str(os.getpid()))
                 if time.monotonic() >= deadline:
-                    raise StoreError(
+                    raise StoreUnavailable(
                         f"{db} is busy: another musicmap process is {'writing to' if read_only else 'using'} it "
                         f"(waited {wait:g} s). An index run lets readers in between batches; "
                         f"`musicmap serve` holds the file only while reading.") from exc
             except duckdb.Error as exc:
-                raise StoreError(f"cannot open {db}: {exc}") from exc
+                raise StoreUnavailable(f"cannot open {db}: {exc}") from exc
             time.sleep(delay)
             delay = min(0.2 if read_only else 0.05, delay * 1.5)
     finally:

@@ -85,10 +85,11 @@ def test_a_second_writer_waits_then_says_busy(tmp_path: Path) -> None:
         code = ("import sys\nfrom pathlib import Path\nfrom store import Store, StoreError\n"
                 "from store.manifest import read_manifest\n"
                 "try:\n    Store.open_for_indexing(sys.argv[1], read_manifest(Path(sys.argv[1])).model, wait=1.0)\n"
-                "except StoreError as e:\n    print(e)\n")
+                "except StoreError as e:\n    print(type(e).__name__, e)\n")
         started = time.monotonic()
         proc = subprocess.run([sys.executable, "-c", code, str(store)], capture_output=True, text=True, timeout=60)
         assert "is busy" in proc.stdout and "waited 1 s" in proc.stdout, proc.stdout + proc.stderr
+        assert proc.stdout.startswith("StoreUnavailable ")  # the API answers 503 for it, by type
         assert time.monotonic() - started >= 1.0
     finally:
         holder.kill()

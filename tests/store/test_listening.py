@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from store import ModelInfo, Store, StoreError, TrackNotFound, TrackRecord, playlist_tracks, read_m3u
+from store import InvalidQuery, ModelInfo, Store, StoreError, TrackNotFound, TrackRecord, playlist_tracks, read_m3u
 from tests.conftest import run_cli
 
 D = 16
@@ -83,11 +83,11 @@ def test_path_errors_are_named(line_store: Path) -> None:
     with Store.open(line_store) as store:
         with pytest.raises(TrackNotFound, match="no track with id 99999"):
             store.song_path(1, 99999)
-        with pytest.raises(StoreError, match="two different tracks"):
+        with pytest.raises(InvalidQuery, match="two different tracks"):
             store.song_path(3, 3)
-        with pytest.raises(StoreError, match="length must be"):
+        with pytest.raises(InvalidQuery, match="length must be"):
             store.song_path(1, 2, length=1)
-        with pytest.raises(StoreError, match="where"):
+        with pytest.raises(InvalidQuery, match="where"):
             store.song_path(1, 2, where="nonsense ((")
 
 
@@ -118,11 +118,11 @@ def test_extension_by_seeds_draws_from_each_member(line_store: Path) -> None:
         mixed = store.extend([g1, g3], n=8, mode="seeds")
         genres = [a.track["genre"] for a in mixed]
         assert genres[:2] in (["g1", "g3"], ["g3", "g1"]) and genres.count("g1") == genres.count("g3") == 4
-        with pytest.raises(StoreError, match="mode must be"):
+        with pytest.raises(InvalidQuery, match="mode must be"):
             store.extend([g1], mode="random")
         with pytest.raises(TrackNotFound):
             store.extend([g1, 99999])
-        with pytest.raises(StoreError, match="n must be"):
+        with pytest.raises(InvalidQuery, match="n must be"):
             store.extend([g1], n=0)
 
 

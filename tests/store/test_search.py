@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from store import ModelInfo, Store, StoreError, TrackRecord
+from store import InvalidQuery, ModelInfo, Store, TrackNotFound, TrackRecord
 from store.search import artist_key, song_key, song_title
 
 D = 24
@@ -140,15 +140,15 @@ def test_mmr_diversifies_and_min_score_returns_all_above(library) -> None:
 def test_bad_search_parameters_are_named(library, kwargs: dict[str, object], message: str) -> None:
     folder, _, _ = library
     with Store.open(folder) as store:
-        with pytest.raises(StoreError, match=message):
+        with pytest.raises(InvalidQuery, match=message):
             store.similar(1, **kwargs)  # type: ignore[arg-type]
         assert store.count("tracks") == N
     with Store.open(folder) as store:
-        with pytest.raises(StoreError, match="exactly one"):
+        with pytest.raises(InvalidQuery, match="exactly one"):
             store.search()
-        with pytest.raises(StoreError, match="no track with id 99999"):
+        with pytest.raises(TrackNotFound, match="no track with id 99999"):
             store.search([1, 99999])
-        with pytest.raises(StoreError, match="zero"):
+        with pytest.raises(InvalidQuery, match="zero"):
             store.search(vector=np.zeros(D))
 
 
@@ -178,7 +178,7 @@ def test_similarity_inside_sql(library) -> None:
         two = store.sql("SELECT similarity(2, 1), similarity(1, 1), similarity(NULL, 1), similarity(99999, 1)").rows[0]
         assert abs(two[0] - float(unit[1] @ unit[0])) < 1e-5 and abs(two[1] - 1) < 1e-5
         assert two[2] is None and two[3] is None
-        with pytest.raises(StoreError, match="no embedding"):
+        with pytest.raises(InvalidQuery, match="no embedding"):
             store.sql("SELECT similarity(id, 99999) FROM tracks")
         cols = store.sql("DESCRIBE embeddings").rows
         assert [c[0] for c in cols] == ["track_id", "n_windows"]  # the vector is in `vectors`
@@ -197,7 +197,7 @@ def test_sql_refusals_name_their_reason(library) -> None:
                               ("SELECT length(string_agg(repeat('x', 10000), ',')) FROM range(100000)",
                                "more memory than the limit"),
                               ("SELECT count(*) FROM range(100000000000)", "time limit")):
-            with pytest.raises(StoreError, match=reason):
+            with pytest.raises(InvalidQuery, match=reason):
                 store.sql(query, timeout=1.0)
         assert store.sql("SELECT count(*) FROM tracks").rows == [(N,)]
 

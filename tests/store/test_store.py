@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from store import ModelInfo, Store, StoreError, TrackRecord
+from store import InvalidQuery, ModelInfo, Store, StoreError, TrackRecord
 from store.vectors import INDEX_NAME, SIDECAR_NAME
 
 D = 16
@@ -104,9 +104,9 @@ def test_sql_is_read_only_sandboxed_and_limited(filled: Path) -> None:
         for bad in ("DELETE FROM tracks", "INSERT INTO meta VALUES ('a', 'b')", "DROP TABLE tracks",
                     "SELECT * FROM read_csv('/etc/passwd')", "COPY tracks TO '/tmp/x.csv'",
                     "ATTACH '/tmp/other.duckdb' AS o", "INSTALL httpfs", "SET enable_external_access = true"):
-            with pytest.raises(StoreError):
+            with pytest.raises(InvalidQuery):
                 store.sql(bad)
-        with pytest.raises(StoreError, match="SQL error"):
+        with pytest.raises(InvalidQuery, match="SQL error"):
             store.sql("SELEC nonsense")
         with pytest.raises(StoreError, match="interrupted"):
             store.sql("SELECT count(*) FROM range(100000000000) a", timeout=0.5)

@@ -1,0 +1,82 @@
+"""The store's value types: what the indexer writes (:class:`TrackRecord`), what the store knows
+of a file (:class:`KnownFile`), a similarity result (:class:`Neighbour`) and a SQL result
+(:class:`SQLResult`). Plain frozen dataclasses, importable without opening anything."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class TrackRecord:
+    """Everything the indexer writes for one successfully processed file.
+
+    Parameters
+    ----------
+    path : str
+        Absolute path of the file.
+    size, mtime : int, float
+        From ``os.stat``, the cheap "unchanged?" check.
+    tags : dict
+        Values for :data:`store.schema.TRACK_FIELDS` (missing keys are NULL).
+    vector : ndarray, shape (d,), float32
+        The track embedding (normalised on write).
+    n_windows : int
+        Windows averaged into ``vector``.
+    styles : dict of str to float, optional
+        Style activations (MAEST), empty for the ``features`` embedder.
+    windows : ndarray, shape (n_windows, d), optional
+        Per-window vectors (normalised on write), stored in ``windows``.
+    window_starts : sequence of float
+        Start of each window in seconds.
+    fingerprint : str, optional
+        Content fingerprint (see ``indexer.scan.fingerprint``): a moved file keeps its track.
+    """
+
+    path: str
+    size: int
+    mtime: float
+    tags: dict[str, Any]
+    vector: np.ndarray
+    n_windows: int = 1
+    styles: dict[str, float] = field(default_factory=dict)
+    windows: np.ndarray | None = None
+    window_starts: Sequence[float] = ()
+    fingerprint: str | None = None
+
+
+@dataclass(frozen=True)
+class KnownFile:
+    """What the store knows of one file, for the indexer's "unchanged / moved?" checks."""
+
+    track_id: int
+    size: int
+    mtime: float
+    fingerprint: str | None
+    has_vector: bool
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    """One similarity result. ``score`` is the cosine similarity to the query."""
+
+    track_id: int
+    score: float
+    track: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SQLResult:
+    """Rows of a read-only query; ``truncated`` is True when ``max_rows`` cut it."""
+
+    columns: list[str]
+    rows: list[tuple[Any, ...]]
+    truncated: bool
+
+    def to_frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.rows, columns=self.columns)
