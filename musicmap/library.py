@@ -1,0 +1,115 @@
+"""musicmap from Python (a notebook, a script): one read-only entry point, answers as DataFrames.
+
+    import musicmap
+
+    with musicmap.open("musicmap-demo/store") as lib:
+        lib.similar("Artist - Title", k=5)      # a DataFrame: track_id, score, title, artist, ...
+        lib.sql("SELECT genre, count(*) FROM tracks GROUP BY genre")
+        ids, vectors = lib.vectors()
+
+A track is named by its id, its file, or words of its artist and title (the first match), as on
+the command line. Similarity options are the store's (``where``, ``max_per_artist``,
+``max_per_album``, ``dedupe``, ``mmr``, ``min_score``: :class:`store.search.SearchOptions`). The
+store is opened read-only: an index run may write to it meanwhile (between its batches).
+Errors are the store's (:class:`store.StoreError` and its kinds) and, for a track that matches
+nothing, :class:`musicmap.errors.UserError`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from store import Neighbour, Store
+
+from .commands._common import resolve_track
+
+TrackRef = int | str | Path
+"""A track: its id, its file, or words of its artist and title."""
+
+
+class Library:
+    """A store opened read-only for questions from Python. Use :func:`musicmap.open`."""
+
+    def __init__(self, folder: str | os.PathLike[str]) -> None:
+        self.folder = Path(folder).expanduser()
+        self.store = Store.open(self.folder)
+
+    def __repr__(self) -> str:
+        maps = ", ".join(p["name"] for p in self.store.projection_info()) or "none"
+        return (f"<musicmap.Library {self.folder}: {self.store.count('tracks')} tracks, "
+                f"{self.store.manifest.model.label}, maps: {maps}>")
+
+    def __enter__(self) -> Library:
+        return self
+
+    def __exit__(self, *_: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.store.close()
+
+    def track_id(self, track: TrackRef) -> int:
+        """The id of ``track`` (an id, a file of the library, or artist/title words)."""
+        if isinstance(track, (int, np.integer)):
+            return int(self.store.track(int(track))["id"])
+        return resolve_track(self.store, str(track))
+
+    def tracks(self, where: str | None = None, columns: Sequence[str] | None = None) -> pd.DataFrame:
+        """Every track (or those matching ``where``, one SQL condition over the tracks' columns), by id."""
+        if where:
+            _, frame = self.store.page_tracks(where=where, limit=2**62, columns=columns)
+            return frame.reset_index(drop=True)
+        return self.store.tracks(columns=columns)
+
+    def similar(self, track: TrackRef, k: int = 10, **options: Any) -> pd.DataFrame:
+        """The ``k`` tracks that sound most like ``track`` (never itself), best first."""
+        return _neighbours(self.store.similar(self.track_id(track), k=k, **options))
+
+    def similar_to_vector(self, vector: np.ndarray, k: int = 10, **options: Any) -> pd.DataFrame:
+        """The ``k`` tracks nearest a vector of this store's model (shape (d,))."""
+        return _neighbours(self.store.similar_to_vector(np.asarray(vector, np.float32), k=k, **options))
+
+    def path(self, start: TrackRef, end: TrackRef, length: int = 10, **options: Any) -> pd.DataFrame:
+        """A song path: ``length`` tracks from ``start`` to ``end``, each close to the one before
+        (``to_previous``) and moving toward the end (``to_end``)."""
+        steps = self.store.song_path(self.track_id(start), self.track_id(end), length=length, **options)
+        return pd.DataFrame([{"track_id": s.track_id, "to_previous": s.to_previous, "to_end": s.to_end,
+                              **_display(s.track)} for s in steps])
+
+    def extend(self, seeds: Sequence[TrackRef], n: int = 20, mode: str = "centroid", **options: Any) -> pd.DataFrame:
+        """``n`` tracks that fit a playlist of ``seeds`` (``mode``: ``centroid`` or ``seeds``)."""
+        return _neighbours(self.store.extend([self.track_id(s) for s in seeds], n=n, mode=mode, **options))
+
+    def sql(self, query: str, *, max_rows: int = 1_000_000, timeout: float = 60.0) -> pd.DataFrame:
+        """One read-only SQL query over the store (``musicmap sql``'s views and functions, e.g.
+        ``similar(id, k)`` as a table); at most ``max_rows`` rows."""
+        return self.store.sql(query, max_rows=max_rows, timeout=timeout).to_frame()
+
+    def map(self, name: str = "tsne") -> pd.DataFrame:
+        """The map's points: id, x, y and the tracks' display fields (empty if there is no such map)."""
+        return self.store.projection(name)
+
+    def vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        """(ids (n,) int64, vectors (n, d) float32, L2-normalised), by id; the model is ``lib.model``."""
+        return self.store.vectors()
+
+    @property
+    def model(self) -> str:
+        """Which model made the vectors, in words (the manifest's label)."""
+        return self.store.manifest.model.label
+
+
+def _display(track: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in track.items() if k not in ("path_bytes",)}
+
+
+def _neighbours(found: list[Neighbour]) -> pd.DataFrame:
+    return pd.DataFrame([{"track_id": n.track_id, "score": n.score, **_display(n.track)} for n in found])
+
