@@ -24,17 +24,12 @@ from store import InvalidQuery, Store, StoreError, TrackNotFound
 from store.listening import MAX_EXTEND, MAX_PATH
 
 from . import subsonic
+from .limits import K_API_MAX, K_DEFAULT, PAGE_MAX, SEARCH_MAX, SQL_MAX_ROWS, SQL_TIMEOUT
 from .upload import UploadError, Uploads
 
 logger = logging.getLogger(__name__)
 
 API = "/api/v1"
-K_DEFAULT = 10
-K_MAX = 1000
-PAGE_MAX = 1000
-SEARCH_MAX = 100
-SQL_MAX_ROWS = 5000
-SQL_TIMEOUT = 10.0
 
 UPLOAD_PATH = f"{API}/similar/upload"
 SIMILAR_OPTIONS: dict[str, type] = {"max_per_artist": int, "max_per_album": int, "mmr": float, "min_score": float}
@@ -88,7 +83,7 @@ def _only(*allowed: str) -> None:
 
 def similar_options() -> dict[str, Any]:
     """The similarity options of the query string (k, where, dedupe, max_per_artist, ...), checked."""
-    out: dict[str, Any] = {"k": _int("k", K_DEFAULT, 1, K_MAX), "where": request.args.get("where") or None,
+    out: dict[str, Any] = {"k": _int("k", K_DEFAULT, 1, K_API_MAX), "where": request.args.get("where") or None,
                            "dedupe": _flag("dedupe")}
     for name, kind in SIMILAR_OPTIONS.items():
         value = _number(name, kind)
@@ -341,12 +336,13 @@ def register(server: Flask, store: Store, *, projection: Callable[[], Any], uplo
     def api_map() -> Response:
         _only("fields")
         data = projection()
+        version = data.version  # read before the frame: a reload in between caches newer data, never older
         frame = data.frame
         fields = tuple(f for f in (request.args.get("fields") or "").split(",") if f)
         bad = [f for f in fields if f not in ("title", "artist", "album", "genre", "year", "style", "cluster")]
         if bad:
             raise BadRequest(f"fields: unknown field {bad[0]!r}")
-        key = (id(frame), fields)  # a new frame object whenever the map or the tracks change
+        key = (version, fields)  # a new version whenever the map or the tracks change
         if key not in map_cache:
             body: dict[str, Any] = {
                 "map": data.projection, "method": data.info["method"] if data.info else None,
@@ -402,7 +398,7 @@ def _param(name: str, description: str, kind: str = "string", **extra: Any) -> d
 _ERROR = {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 _TRACK_ID = {"name": "track_id", "in": "path", "required": True, "schema": {"type": "integer"}}
 _SIMILAR_PARAMS = [
-    _param("k", "how many", "integer", minimum=1, maximum=K_MAX, default=K_DEFAULT),
+    _param("k", "how many", "integer", minimum=1, maximum=K_API_MAX, default=K_DEFAULT),
     _param("where", "SQL boolean expression over tracks' columns, e.g. genre = 'Jazz' AND year >= 1970"),
     _param("max_per_artist", "at most this many results per artist", "integer", minimum=1),
     _param("max_per_album", "at most this many results per album", "integer", minimum=1),

@@ -48,15 +48,12 @@ from .figure import (
     split,
     track_at,
 )
-from .state import K_MAX, ViewState, encode, parse
-from .upload import MAX_UPLOAD_MB, EmbedFn, PlaceFn, UploadError, Uploads, data_url_bytes
+from .limits import BODY_LIMIT, EXTEND_N, K_DEFAULT, K_PAGE_MAX, MAX_UPLOAD_MB, PATH_STEPS, SEARCH_RESULTS
+from .state import ViewState, encode, parse
+from .upload import EmbedFn, PlaceFn, UploadError, Uploads, data_url_bytes
 
 logger = logging.getLogger(__name__)
 
-K_SIMILAR = 10
-PATH_STEPS = 10
-EXTEND_N = 20
-SEARCH_RESULTS = 8
 
 
 class MapData:
@@ -67,6 +64,9 @@ class MapData:
     def __init__(self, store: Store, projection: str, check_every: float = 2.0) -> None:
         self.store, self.projection, self.check_every = store, projection, check_every
         self._key: Any = None
+        self.version = 0
+        """Counts reloads: caches of what is derived from the map key on it (an ``id()`` of the frame
+        could be reused by the next frame's object and serve a stale answer)."""
         self._checked = -1e9
         self.frame = pd.DataFrame()
         self.hover = np.zeros(0, dtype=object)
@@ -89,6 +89,7 @@ class MapData:
         if key != self._key:
             frame = self.store.projection(self.projection)
             self.frame = frame
+            self.version += 1
             self.hover = hover_texts(frame) if len(frame) else np.zeros(0, dtype=object)
             self.row_of = pd.Series(np.arange(len(frame)), index=frame["id"].astype(np.int64)) if len(frame) \
                 else pd.Series(dtype=np.int64)
@@ -153,8 +154,6 @@ class MapData:
 HIT_FIELDS = ("id", "title", "artist", "album", "genre", "year")
 """The fields of a search hit."""
 
-BODY_LIMIT = 1 << 20
-"""Largest request body, uploads aside."""
 
 
 def create_app(store: Store, embed: EmbedFn | None = None, *, place: PlaceFn | None = None,
@@ -271,7 +270,7 @@ class Callbacks:
             trace.selectedpoints = points
         if selected is not None and int(selected) in data.row_of.index:
             with self.store.holding():
-                neighbours = [n.track_id for n in self.store.similar(int(selected), K_SIMILAR)]
+                neighbours = [n.track_id for n in self.store.similar(int(selected), K_DEFAULT)]
             self._apply_selection(fig, traces, highlight_points(data.frame, int(selected), neighbours, data.row_of))
         return fig
 
@@ -334,7 +333,7 @@ class Callbacks:
             self._apply_selection(patch, traces, None)
             return html.P("Click a track on the map, or search, to play it and see similar tracks."), patch
         options = _similar_options(per_artist, per_album, dedupe, where)
-        k = int(k) if k and 1 <= int(k) <= K_MAX else K_SIMILAR
+        k = int(k) if k and 1 <= int(k) <= K_PAGE_MAX else K_DEFAULT
         try:
             track = self.store.track(int(track_id))
         except StoreError as exc:
@@ -395,7 +394,7 @@ class Callbacks:
         data = self.data.refresh()
         position = self.uploads.position(self.data.projection, vector) if data.info is not None else None
         options = _similar_options(per_artist, per_album, dedupe, where)
-        k = int(k) if k and 1 <= int(k) <= K_MAX else K_SIMILAR
+        k = int(k) if k and 1 <= int(k) <= K_PAGE_MAX else K_DEFAULT
         problem = None
         with self.store.holding():
             try:
@@ -595,7 +594,7 @@ class Callbacks:
                            href=f"/api/v1/extend?ids={','.join(map(str, members[:1000]))}&n={n}&format=m3u",
                            download="musicmap-extension.m3u8")])]
 
-    def similar_to_selection(self, ids: list[int] | None, k: int = K_SIMILAR) -> Any:
+    def similar_to_selection(self, ids: list[int] | None, k: int = K_DEFAULT) -> Any:
         """Tracks like the selection as a whole (the centroid of its vectors), none of its own."""
         if not ids:
             return html.P("nothing selected", className="what")
@@ -667,7 +666,7 @@ class Callbacks:
                 dedupe: list[str] | None, where: str | None) -> str:
         state = ViewState(track=selected, color=color or "genre", genres=list(genres or []),
                           styles=list(styles or []), years=_years(years, self.data.year_range()),
-                          k=int(k) if k and 1 <= int(k) <= K_MAX else K_SIMILAR, per_artist=per_artist or None,
+                          k=int(k) if k and 1 <= int(k) <= K_PAGE_MAX else K_DEFAULT, per_artist=per_artist or None,
                           per_album=per_album or None, dedupe=bool(dedupe), where=(where or "").strip())
         return encode(state)
 
@@ -1050,8 +1049,8 @@ def _layout(data: MapData, model_label: str, uploads: Uploads | None = None,
             ]),
             html.Div(className="side", children=[
                 html.Div(className="variety", children=[
-                    html.Label(["similar ", dcc.Input(id="k", type="number", min=1, max=K_MAX, step=1,
-                                                      value=K_SIMILAR, debounce=True, style=small)]),
+                    html.Label(["similar ", dcc.Input(id="k", type="number", min=1, max=K_PAGE_MAX, step=1,
+                                                      value=K_DEFAULT, debounce=True, style=small)]),
                     html.Label(["per artist ≤ ", dcc.Input(id="per-artist", type="number", min=1, step=1,
                                                            debounce=True, style=small)]),
                     html.Label(["per album ≤ ", dcc.Input(id="per-album", type="number", min=1, step=1,

@@ -17,8 +17,8 @@ from dash import dash_table, dcc, html
 
 from store import Store, StoreError
 
-SQL_MAX_ROWS = 5000
-SQL_TIMEOUT = 10.0
+from .limits import SQL_MAX_ROWS, SQL_TIMEOUT
+
 SCHEMA_TABLES = ("tracks", "styles", "projections", "projection_info", "embeddings", "windows", "failures", "runs")
 EXAMPLES: tuple[tuple[str, str], ...] = (
     ("Tracks per genre", "SELECT genre, count(*) AS tracks FROM tracks GROUP BY genre ORDER BY tracks DESC"),

@@ -10,8 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from urllib.parse import parse_qs, urlencode
 
-K_DEFAULT = 10
-K_MAX = 100
+from .limits import K_DEFAULT, K_PAGE_MAX
 
 
 @dataclass
@@ -58,7 +57,7 @@ def parse(search: str | None, colors: tuple[str, ...]) -> ViewState:
     years = (one("years") or "").split("-")
     if len(years) == 2 and all(y.isdigit() for y in years) and int(years[0]) <= int(years[1]):
         state.years = (int(years[0]), int(years[1]))
-    state.k = _positive(one("k"), K_MAX) or K_DEFAULT
+    state.k = _positive(one("k"), K_PAGE_MAX) or K_DEFAULT
     state.per_artist = _positive(one("per_artist"))
     state.per_album = _positive(one("per_album"))
     state.dedupe = one("dedupe") in ("1", "true", "yes")

@@ -38,12 +38,13 @@ from store import Store, StoreError, TrackNotFound
 from store.listening import MAX_PATH
 from store.search import artist_key, vectors_of
 
+from .limits import SUBSONIC_MAX_COUNT
+
 PREFIX = "/rest"
 API_VERSION = "1.16.1"
 NAMESPACE = "http://subsonic.org/restapi"
 EXTENSIONS = [{"name": "sonicSimilarity", "versions": [1]}, {"name": "apiKeyAuthentication", "versions": [1]},
               {"name": "formPost", "versions": [1]}]
-MAX_COUNT = 500
 _CALLBACK = re.compile(r"^[A-Za-z_$][\w$.]{0,63}$")
 
 
@@ -204,7 +205,7 @@ def register(server: Flask, store: Store, *, token: str | None,
             raise SubsonicError(70, f"Song not found: {raw}")
         return int(raw)
 
-    def count(params: dict[str, str], default: int, most: int = MAX_COUNT) -> int:
+    def count(params: dict[str, str], default: int, most: int = SUBSONIC_MAX_COUNT) -> int:
         raw = params.get("count")
         if raw is None or raw == "":
             return default

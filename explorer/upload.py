@@ -19,15 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
+from .limits import MAX_UPLOAD_MB
+
 EmbedFn = Callable[[Path], np.ndarray]
 """``embed(path) -> vector`` of shape (d,); raises :class:`UploadError` for a file it cannot use."""
 PlaceFn = Callable[[str, np.ndarray], "np.ndarray | None"]
 """``place(map_name, vectors of shape (m, d)) -> positions (m, 2)``, or None when that map cannot place."""
 
-MAX_UPLOAD_MB = 50
-"""Default size limit of one upload (``musicmap serve --max-upload-mb``)."""
-MAX_UPLOAD_SECONDS = 20 * 60
-"""Longest clip embedded; longer ones are refused (the embedding would hold a request for minutes)."""
 AUDIO_SUFFIXES = frozenset({".mp3", ".flac", ".ogg", ".oga", ".opus", ".m4a", ".mp4", ".aac", ".wav", ".aif",
                             ".aiff", ".wma"})
 TEMP_PREFIX = "musicmap-upload-"

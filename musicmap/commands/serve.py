@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from explorer.upload import MAX_UPLOAD_MB, MAX_UPLOAD_SECONDS, EmbedFn, PlaceFn, UploadError
+from explorer.limits import MAX_UPLOAD_MB, MAX_UPLOAD_SECONDS
+from explorer.upload import EmbedFn, PlaceFn, UploadError
 from store import Store
 
 from ..errors import UserError
