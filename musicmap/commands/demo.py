@@ -27,7 +27,8 @@ from store import Store
 from ..errors import UserError
 from ..settings import DEFAULT_MODEL, Settings, help_for
 from ._common import Progress
-from .index import make_run_plan, summary
+from ._reports import summary
+from .index import make_run_plan
 from .serve import serve
 
 if TYPE_CHECKING:

@@ -32,10 +32,10 @@ from store import Store, StoreError
 from ..errors import UserError
 from ..settings import Settings, help_for
 from ._common import Progress, add_json, add_store, print_json
+from ._reports import summary
 
 if TYPE_CHECKING:
     from indexer.plan import Plan
-    from indexer.run import IndexReport
 
 NAME = "index"
 HELP = "index a music library into a store"
@@ -183,31 +183,6 @@ def make_run_plan(library: list[str], settings: Settings, embedder: Any,
         choices.append(("--fast", load_embedder(settings.model, device=settings.device,
                                                 batch_size=settings.batch_size, **fast_options)))
     return make_plan(todo, len(files) - len(todo), choices, workers=settings.workers)
-
-
-def summary(report: IndexReport) -> str:
-    lines = [
-        ("interrupted after" if report.status == "interrupted" else "indexed")
-        + f" {report.scanned} files into {report.store} in {report.seconds:.1f} s ({report.model}):",
-        f"  {report.added} added, {report.updated} updated, {report.unchanged} unchanged, "
-        f"{report.moved} moved, {report.failed} failed",
-    ]
-    if report.missing:
-        lines.append(f"  {report.missing} stored tracks have no file any more"
-                     + (f": {report.pruned} pruned" if report.pruned else " (--prune removes them)"))
-    for f in report.failures[:10]:
-        lines.append(f"  failed: {f['path']} ({f['stage']}): {f['error']}")
-    if len(report.failures) > 10:
-        lines.append(f"  ... and {len(report.failures) - 10} more: musicmap sql \"SELECT * FROM failures\"")
-    m = report.map
-    if m is not None:
-        lines.append(f"  map '{m['name']}': " + {
-            "placed": f"placed {m.get('placed')} new tracks ({m.get('n_tracks')} on the map)",
-            "up to date": "up to date",
-            "failed": f"not updated ({m.get('error')}); run musicmap map",
-            "interrupted": "not updated (interrupted); run musicmap map",
-        }.get(m["action"], f"fitted anew, {m.get('n_tracks')} tracks ({m.get('reason')})") + f", {m.get('seconds')} s")
-    return "\n".join(lines)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:

@@ -38,7 +38,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
               f"{ix.get('nprobe')}), recall@10 {ix.get('recall_at_10')} measured at build; {ix.get('ntotal')} vectors")
     else:
         print(f"index      exact (flat), {ix.get('ntotal', info['embeddings'])} vectors")
-    from .map import describe_quality
+    from ._reports import describe_quality
 
     for p in info["projections"]:
         print(f"map        {p['name']}: {p['method']}, {p['n_tracks']} tracks, {p['created_at']}"

@@ -42,7 +42,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from indexer.distributed import ingest
 
-    from .index import summary
+    from ._reports import summary
 
     report = ingest(args.shards, settings.store, metadata=args.metadata, category_from=args.category_from,
                     index_kind=args.index_type, map_name="tsne" if args.update_map else None,

@@ -19,6 +19,7 @@ from store import Store
 from ..errors import UserError
 from ..settings import Settings
 from ._common import add_json, add_store, print_json
+from ._reports import describe_quality
 
 NAME = "map"
 HELP = "compute the 2-D map (t-SNE) of a store"
@@ -35,16 +36,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--recompute", action="store_true",
                    help="fit the map anew instead of placing new tracks into it")
     add_json(p)
-
-
-def describe_quality(q: dict[str, object]) -> str:
-    """``"; trustworthiness@10 0.962, kNN preservation 0.511, same genre among map neighbours 0.930"``."""
-    if "trustworthiness" not in q:
-        return ""
-    text = f"; trustworthiness@{q['k']} {q['trustworthiness']:.3f}, kNN preservation {q['knn_preservation']:.3f}"
-    if "category_agreement" in q:
-        text += f", same {q['category']} among map neighbours {q['category_agreement']:.3f}"
-    return text
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
