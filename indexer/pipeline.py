@@ -265,24 +265,24 @@ def index_library(roots: Sequence[str | Path], store_path: str | Path, embedder:
         # Failures of files that are gone (or folders now readable) are this run's to forget.
         listed = {db_path(str(f)) for f in files}  # failures store paths as text (see store.db_path)
         store.forget_failures([p for p in store.failures()["path"] if p not in listed and _under(p, roots)])
-        todo = sort_files(files, known, roots, store, report)
-        report.missing = len(todo.gone)
-        if todo.gone and prune:
-            report.pruned = store.delete_tracks([known[p].track_id for p in todo.gone])
+        work = sort_files(files, known, roots, store, report)
+        report.missing = len(work.gone)
+        if work.gone and prune:
+            report.pruned = store.delete_tracks([known[p].track_id for p in work.gone])
             logger.info("pruned %d tracks whose files are gone", report.pruned)
-        elif todo.gone:
+        elif work.gone:
             logger.warning("%d stored tracks have no file any more under the given folders; "
-                           "run with --prune to remove them", len(todo.gone))
+                           "run with --prune to remove them", len(work.gone))
         logger.info("%d files: %d unchanged, %d moved, %d to index", len(files), report.unchanged,
-                    report.moved, len(todo.todo))
+                    report.moved, len(work.todo))
         store.release()
-        stage = EmbedStage(run, embedder, todo, rows=rows, category_from=category_from, progress=progress)
-        for path, where, reason in [*((p, "scan", r) for p, r in problems), *todo.failures]:
+        stage = EmbedStage(run, embedder, work, rows=rows, category_from=category_from, progress=progress)
+        for path, where, reason in [*((p, "scan", r) for p, r in problems), *work.failures]:
             stage.fail(path, where, reason)
         status = "interrupted"
         stop = _StopOnCtrlC()
         try:
-            for result in run_files(todo.todo, embedder, workers, stream_seconds):
+            for result in run_files(work.todo, embedder, workers, stream_seconds):
                 if stop.requested:
                     break
                 stage.take(result)
