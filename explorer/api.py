@@ -22,6 +22,7 @@ from werkzeug.exceptions import HTTPException
 
 from store import InvalidQuery, Store, StoreError, TrackNotFound
 from store.listening import MAX_EXTEND, MAX_PATH
+from store.search import VarietyOptions
 
 from . import subsonic
 from .limits import K_API_MAX, K_DEFAULT, PAGE_MAX, SEARCH_MAX, SQL_MAX_ROWS, SQL_TIMEOUT
@@ -99,13 +100,14 @@ def _ids_param() -> list[int]:
     return list(dict.fromkeys(int(part) for part in raw))
 
 
-def _variety() -> dict[str, Any]:
+def _variety() -> VarietyOptions:
     """``where``, ``dedupe`` and the caps of the query string (for paths and playlists)."""
-    out: dict[str, Any] = {"where": request.args.get("where") or None, "dedupe": _flag("dedupe")}
-    for name in ("max_per_artist", "max_per_album"):
-        value = _number(name, int)
-        if value is not None:
-            out[name] = value
+    out: VarietyOptions = {"where": request.args.get("where") or None, "dedupe": _flag("dedupe")}
+    artist, album = _number("max_per_artist", int), _number("max_per_album", int)
+    if artist is not None:
+        out["max_per_artist"] = int(artist)
+    if album is not None:
+        out["max_per_album"] = int(album)
     return out
 
 
@@ -272,7 +274,7 @@ def register(server: Flask, store: Store, *, projection: Callable[[], Any], uplo
         return jsonify({"ids": ids, "mode": mode, "model": store.manifest.model.id, "results": _results(added)})
 
     def _m3u(track_ids: list[int], name: str) -> Response:
-        from store.export import m3u_bytes
+        from store.m3u import m3u_bytes
 
         return Response(m3u_bytes(store, track_ids), mimetype="audio/x-mpegurl",
                         headers={"Content-Disposition": f'attachment; filename="{name}.m3u8"'})

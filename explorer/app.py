@@ -30,6 +30,7 @@ from dash import ALL, Input, Output, State, dcc, html
 
 from store import Store, StoreError
 from store.listening import MAX_PATH
+from store.search import VarietyOptions
 
 from . import api, auth, sqltab
 from .figure import (
@@ -607,7 +608,7 @@ class Callbacks:
         """The selection as a download: ``m3u-absolute``, ``m3u-relative`` or ``csv``."""
         if not ids:
             raise dash.exceptions.PreventUpdate
-        from store.export import common_folder, m3u_bytes
+        from store.m3u import common_folder, m3u_bytes
 
         ids = [int(i) for i in ids]
         with self.store.holding():
@@ -918,9 +919,9 @@ class Callbacks:
 
 
 def _similar_options(per_artist: int | None, per_album: int | None, dedupe: bool | list[str] | None,
-                     where: str | None) -> dict[str, Any]:
+                     where: str | None) -> VarietyOptions:
     """The variety controls as keyword arguments for ``Store.search``."""
-    options: dict[str, Any] = {"dedupe": bool(dedupe)}
+    options: VarietyOptions = {"dedupe": bool(dedupe)}
     if per_artist:
         options["max_per_artist"] = int(per_artist)
     if per_album:

@@ -21,12 +21,13 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Unpack
 
 import numpy as np
 import pandas as pd
 
 from store import Neighbour, Store
+from store.search import SimilarOptions, VarietyOptions
 
 from .commands._common import resolve_track
 
@@ -68,22 +69,24 @@ class Library:
             return frame.reset_index(drop=True)
         return self.store.tracks(columns=columns)
 
-    def similar(self, track: TrackRef, k: int = 10, **options: Any) -> pd.DataFrame:
+    def similar(self, track: TrackRef, k: int = 10, **options: Unpack[SimilarOptions]) -> pd.DataFrame:
         """The ``k`` tracks that sound most like ``track`` (never itself), best first."""
         return _neighbours(self.store.similar(self.track_id(track), k=k, **options))
 
-    def similar_to_vector(self, vector: np.ndarray, k: int = 10, **options: Any) -> pd.DataFrame:
+    def similar_to_vector(self, vector: np.ndarray, k: int = 10, **options: Unpack[SimilarOptions]) -> pd.DataFrame:
         """The ``k`` tracks nearest a vector of this store's model (shape (d,))."""
         return _neighbours(self.store.similar_to_vector(np.asarray(vector, np.float32), k=k, **options))
 
-    def path(self, start: TrackRef, end: TrackRef, length: int = 10, **options: Any) -> pd.DataFrame:
+    def path(self, start: TrackRef, end: TrackRef, length: int = 10,
+             **options: Unpack[VarietyOptions]) -> pd.DataFrame:
         """A song path: ``length`` tracks from ``start`` to ``end``, each close to the one before
         (``to_previous``) and moving toward the end (``to_end``)."""
         steps = self.store.song_path(self.track_id(start), self.track_id(end), length=length, **options)
         return pd.DataFrame([{"track_id": s.track_id, "to_previous": s.to_previous, "to_end": s.to_end,
                               **_display(s.track)} for s in steps])
 
-    def extend(self, seeds: Sequence[TrackRef], n: int = 20, mode: str = "centroid", **options: Any) -> pd.DataFrame:
+    def extend(self, seeds: Sequence[TrackRef], n: int = 20, mode: str = "centroid",
+               **options: Unpack[VarietyOptions]) -> pd.DataFrame:
         """``n`` tracks that fit a playlist of ``seeds`` (``mode``: ``centroid`` or ``seeds``)."""
         return _neighbours(self.store.extend([self.track_id(s) for s in seeds], n=n, mode=mode, **options))
 

@@ -4,7 +4,8 @@ Imports nothing else of musicmap's; the indexer writes it, the explorer and the 
 """
 
 from .errors import InvalidQuery, StoreError, StoreUnavailable, TrackNotFound
-from .listening import PathStep, playlist_tracks, read_m3u
+from .listening import PathStep
+from .m3u import m3u_bytes, playlist_tracks, read_m3u, write_m3u
 from .manifest import Manifest, ModelInfo
 from .store import Store, db_path
 from .types import KnownFile, Neighbour, SQLResult, TrackRecord
@@ -12,4 +13,4 @@ from .vectors import l2_normalise
 
 __all__ = ["InvalidQuery", "KnownFile", "Manifest", "ModelInfo", "Neighbour", "PathStep", "SQLResult", "Store",
            "StoreError", "StoreUnavailable", "TrackNotFound", "TrackRecord", "db_path", "l2_normalise",
-           "playlist_tracks", "read_m3u"]
+           "m3u_bytes", "playlist_tracks", "read_m3u", "write_m3u"]

@@ -6,7 +6,6 @@ These are the two outputs of the original MAEST + t-SNE demo that musicmap grew 
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .errors import StoreError, TrackNotFound
+from .errors import StoreError
 from .store import Store
 
 logger = logging.getLogger(__name__)
@@ -122,50 +121,6 @@ def export_plot(store: Store, path: str | Path, *, color_by: str = "genre", proj
     plt.close(fig)
     logger.info("wrote %s (%d points)", out, len(frame))
     return len(frame)
-
-
-def m3u_bytes(store: Store, track_ids: list[int], *, relative_to: str | Path | None = None) -> bytes:
-    """``track_ids`` (in order) as an extended M3U playlist: UTF-8 (``#EXTM3U`` with
-    ``#EXTINF:seconds,Artist - Title``), absolute paths, or relative to the folder ``relative_to``
-    (where the playlist is meant to be saved); a file name that is not valid UTF-8 is written as its
-    exact bytes, so players still find the file."""
-    rows = store.tracks(track_ids, columns=("id", "title", "artist", "duration", "path", "path_bytes"))
-    by_id = {int(r["id"]): r for _, r in rows.iterrows()}
-    lines = [b"#EXTM3U"]
-    for track_id in track_ids:
-        row = by_id.get(int(track_id))
-        if row is None:
-            raise TrackNotFound(track_id, store.path)
-        seconds = round(float(row["duration"])) if pd.notna(row["duration"]) else -1
-        label = " - ".join(str(v) for v in (row["artist"], row["title"]) if isinstance(v, str) and v)
-        lines.append(f"#EXTINF:{seconds},{label.replace(chr(10), ' ')}".encode())
-        raw = row["path_bytes"]
-        path = os.fsdecode(bytes(raw)) if isinstance(raw, (bytes, bytearray, memoryview)) else str(row["path"])
-        if relative_to is not None:
-            path = os.path.relpath(path, os.fspath(relative_to))
-        lines.append(os.fsencode(path))
-    return b"\n".join(lines) + b"\n"
-
-
-def common_folder(store: Store, track_ids: list[int]) -> str:
-    """The deepest folder holding all of ``track_ids``' files (where a relative playlist goes)."""
-    paths = store.tracks(track_ids, columns=("id", "path"))["path"].dropna().astype(str).tolist()
-    if not paths:
-        raise StoreError("no tracks given")
-    return os.path.commonpath([os.path.dirname(p) for p in paths])
-
-
-def write_m3u(store: Store, track_ids: list[int], path: str | Path, *, relative: bool = False) -> int:
-    """Write ``track_ids`` (in order) as an extended M3U playlist (:func:`m3u_bytes`), with paths
-    relative to the playlist's folder when ``relative``; returns the count."""
-    target = Path(path).expanduser()
-    if target.is_dir():
-        raise StoreError(f"{target} is a folder; give a playlist file name (.m3u or .m3u8)")
-    data = m3u_bytes(store, track_ids, relative_to=target.resolve().parent if relative else None)
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, target)
-    return len(track_ids)
 
 
 def export_projection(store: Store, path: str | Path, *, projection: str = "tsne") -> int:

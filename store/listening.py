@@ -11,16 +11,13 @@ the sequence moves steadily toward the end.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlparse
 
 import numpy as np
 
-from .errors import InvalidQuery, StoreError, TrackNotFound
+from .errors import InvalidQuery, TrackNotFound
 from .search import SearchOptions, Variety, vectors_of
 from .types import Neighbour
 from .vectors import l2_normalise
@@ -185,49 +182,3 @@ def _interleave(lists: list[list[Any]]) -> list[Any]:
     for i in range(max((len(x) for x in lists), default=0)):
         out.extend(x[i] for x in lists if i < len(x))
     return out
-
-
-def read_m3u(path: str | Path) -> list[str]:
-    """The file paths of an M3U/M3U8 playlist, in order: comments and ``#EXT`` lines skipped,
-    ``file://`` URLs decoded, relative paths taken from the playlist's folder; UTF-8 (M3U8), or
-    Latin-1 for an old ``.m3u`` that is not valid UTF-8.
-
-    Raises
-    ------
-    StoreError
-        The playlist cannot be read.
-    """
-    playlist = Path(path).expanduser()
-    try:
-        raw = playlist.read_bytes()
-    except OSError as exc:
-        raise StoreError(f"cannot read playlist {playlist}: {exc.strerror or exc}") from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        text = raw.decode("latin-1")
-    out = []
-    for line in text.splitlines():
-        entry = line.strip()
-        if not entry or entry.startswith("#"):
-            continue
-        if entry.startswith("file://"):
-            entry = unquote(urlparse(entry).path)
-        elif "://" in entry:
-            continue  # a stream URL: not a file of this library
-        p = Path(entry)
-        out.append(str(p) if p.is_absolute() else os.path.normpath(playlist.resolve().parent / p))
-    return out
-
-
-def playlist_tracks(store: Store, paths: Sequence[str]) -> tuple[list[int], list[str]]:
-    """(track ids of the playlist's files the store holds, in order; the paths it does not hold)."""
-    ids: list[int] = []
-    unknown: list[str] = []
-    for p in paths:
-        track_id = store.track_id_for_path(p)  # resolved: links and ../ as the indexer saw them
-        if track_id is None:
-            unknown.append(p)
-        elif track_id not in ids:
-            ids.append(track_id)
-    return ids, unknown

@@ -21,7 +21,7 @@ import re
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 import faiss
 import numpy as np
@@ -73,6 +73,24 @@ def song_key(row: dict[str, Any]) -> tuple[str, str] | None:
         return None
     artist = artist_key(row.get("artist")) or artist_key(row.get("album_artist")) or ""
     return artist, song_title(title)
+
+
+class VarietyOptions(TypedDict, total=False):
+    """The keyword options of every similarity question (``similar``, ``song_path``, ``extend``):
+    :class:`SearchOptions`' filter and variety rules. Typed, so a misspelt option is a type error."""
+
+    where: str | None
+    max_per_artist: int | None
+    max_per_album: int | None
+    dedupe: bool
+
+
+class SimilarOptions(VarietyOptions, total=False):
+    """:class:`VarietyOptions` and the ranking options of a similarity search (``similar``,
+    ``similar_to_vector``): together, :class:`SearchOptions`' fields but ``k``."""
+
+    mmr: float | None
+    min_score: float | None
 
 
 @dataclass(frozen=True)

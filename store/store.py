@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 import duckdb
 import faiss
@@ -37,7 +37,7 @@ from . import listening, schema, sql
 from .errors import InvalidQuery, StoreError, StoreUnavailable, TrackNotFound
 from .faults import fault_point
 from .manifest import Manifest, ModelInfo, read_manifest, write_manifest
-from .search import SearchOptions, diversify, knn, mmr_order, song_key, vectors_of
+from .search import SearchOptions, SimilarOptions, VarietyOptions, diversify, knn, mmr_order, song_key, vectors_of
 from .types import KnownFile, Neighbour, SQLResult, TrackRecord
 from .vectors import (
     KINDS,
@@ -792,21 +792,23 @@ class Store:
                 [*words, text.lower(), limit],
             ).df()
 
-    def similar(self, track_id: int, k: int = 10, **options: Any) -> list[Neighbour]:
+    def similar(self, track_id: int, k: int = 10, **options: Unpack[SimilarOptions]) -> list[Neighbour]:
         """The ``k`` tracks most similar to ``track_id`` (never the track itself); ``options`` as
         :meth:`search`."""
         return self.search(int(track_id), k=k, **options)
 
     def similar_to_vector(self, vector: np.ndarray, k: int = 10, *, exclude: Sequence[int] = (),
-                          **options: Any) -> list[Neighbour]:
+                          **options: Unpack[SimilarOptions]) -> list[Neighbour]:
         """The ``k`` tracks most similar to a raw ``vector`` (shape (d,)), skipping ``exclude``."""
         return self.search(vector=vector, k=k, exclude=exclude, **options)
 
-    def song_path(self, start: int, end: int, *, length: int = 10, **options: Any) -> list[listening.PathStep]:
+    def song_path(self, start: int, end: int, *, length: int = 10,
+                  **options: Unpack[VarietyOptions]) -> list[listening.PathStep]:
         """``length`` tracks from ``start`` to ``end``, each near the last (:func:`store.listening.song_path`)."""
         return listening.song_path(self, start, end, length=length, **options)
 
-    def extend(self, seeds: Sequence[int], *, n: int = 20, mode: str = "centroid", **options: Any) -> list[Neighbour]:
+    def extend(self, seeds: Sequence[int], *, n: int = 20, mode: str = "centroid",
+               **options: Unpack[VarietyOptions]) -> list[Neighbour]:
         """``n`` tracks that fit the playlist ``seeds`` (:func:`store.listening.extend_playlist`)."""
         return listening.extend_playlist(self, seeds, n=n, mode=mode, **options)
 

@@ -41,7 +41,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from store.export import export_embeddings, export_plot, export_projection, write_m3u
+    from store.export import export_embeddings, export_plot, export_projection
+    from store.m3u import write_m3u
 
     if not (args.embeddings or args.plot or args.projection or args.m3u):
         raise UserError("nothing to export: give --embeddings FILE, --plot FILE, --projection FILE or --m3u FILE")

@@ -58,12 +58,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                              max_per_album=args.max_per_album, dedupe=args.dedupe)
         out_ids = (ids if args.with_playlist else []) + [a.track_id for a in added]
         if args.m3u == "-":
-            from store.export import m3u_bytes
+            from store.m3u import m3u_bytes
 
             sys.stdout.buffer.write(m3u_bytes(store, out_ids))
             return 0
         if args.m3u:
-            from store.export import write_m3u
+            from store.m3u import write_m3u
 
             write_m3u(store, out_ids, args.m3u)
             logger.info("wrote %d tracks to %s", len(out_ids), args.m3u)

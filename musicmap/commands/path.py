@@ -47,12 +47,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                                 max_per_album=args.max_per_album, dedupe=args.dedupe)
         ids = [s.track_id for s in steps]
         if args.m3u == "-":
-            from store.export import m3u_bytes
+            from store.m3u import m3u_bytes
 
             sys.stdout.buffer.write(m3u_bytes(store, ids))
             return 0
         if args.m3u:
-            from store.export import write_m3u
+            from store.m3u import write_m3u
 
             write_m3u(store, ids, args.m3u)
     if args.json:

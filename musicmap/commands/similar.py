@@ -103,7 +103,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         query, neighbours = resolve_query(store, args.query, settings, args.k, **search_options(args))
         model = store.manifest.model
         if args.m3u:
-            from store.export import write_m3u
+            from store.m3u import write_m3u
 
             write_m3u(store, [n.track_id for n in neighbours], args.m3u)
             logger.info("wrote %d tracks to %s", len(neighbours), args.m3u)

@@ -215,3 +215,15 @@ def test_the_database_opens_in_a_plain_duckdb_client(library) -> None:
     out = subprocess.run([sys.executable, "-c", code, str(folder / "library.duckdb")], capture_output=True,
                          text=True, check=True).stdout.split("\n")
     assert out[0] == f"({N}, 4)" and out[1] == f"({D},)"
+
+
+def test_the_keyword_options_are_search_options_fields() -> None:
+    """``similar``/``song_path``/``extend`` take typed keywords (mypy checks their names and types);
+    they must stay :class:`SearchOptions`' fields, which validates them."""
+    import dataclasses
+
+    from store.search import SearchOptions, SimilarOptions, VarietyOptions
+
+    fields = {f.name for f in dataclasses.fields(SearchOptions)} - {"k"}
+    assert set(SimilarOptions.__annotations__) | set(VarietyOptions.__annotations__) == fields
+    assert set(VarietyOptions.__annotations__) == {"where", "max_per_artist", "max_per_album", "dedupe"}
