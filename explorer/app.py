@@ -85,7 +85,8 @@ class MapData:
         if now - self._checked < self.check_every:
             return self
         self._checked = now
-        info = {p["name"]: p for p in self.store.projection_info()}.get(self.projection)
+        found = self.store.map_info(self.projection)
+        info = found.to_dict() if found else None  # the page's own code reads it as a dict
         key = (info and (info["created_at"], info["n_tracks"]), self.store.count("tracks"))
         if key != self._key:
             frame = self.store.projection(self.projection)

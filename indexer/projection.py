@@ -421,13 +421,13 @@ class Placer:
     def __call__(self, name: str, vectors: np.ndarray) -> np.ndarray | None:
         with self._lock:  # one build at a time; openTSNE's transform is not meant for threads either
             with self.store.holding():
-                info = {p["name"]: p for p in self.store.projection_info()}.get(name)
+                info = self.store.map_info(name)
                 if info is None:
                     return None
-                key = (info["created_at"], info["n_tracks"], info["params"].get("placed_since_fit"))
+                key = (info.created_at, info.n_tracks, info.params.get("placed_since_fit"))
                 cached = self._references.get(name)
                 if cached is None or cached[0] != key:
-                    cached = (key, self._build(name, info["method"]))
+                    cached = (key, self._build(name, info.method))
                     self._references[name] = cached
             reference = cached[1]
             return None if reference is None else reference.place(np.atleast_2d(vectors))
@@ -476,8 +476,8 @@ def update_map(store: Store, *, name: str = "tsne", method: str | None = None, p
     """Bring map ``name`` up to date: place tracks that have no position yet into it (existing
     points do not move), or fit it anew when asked, when there is no map or no saved model, when
     the method changes, or when new tracks exceed :data:`RECOMPUTE_SHARE` of the library."""
-    info = {p["name"]: p for p in store.projection_info()}.get(name)
-    method = method or (info["method"] if info else "tsne")
+    info = store.map_info(name)
+    method = method or (info.method if info else "tsne")
     ids, vectors = store.vectors()
     placed = store.projection(name)
     placed = placed[placed["id"].isin(ids)]
@@ -486,7 +486,7 @@ def update_map(store: Store, *, name: str = "tsne", method: str | None = None, p
     share = len(new_rows) / max(1, len(ids))
     model = _load_model(store, name) if info else None
     reason = ("requested" if recompute else "no map yet" if info is None else "no saved model" if model is None
-              else "another method" if method != info["method"] else "scikit-learn maps cannot place tracks"
+              else "another method" if method != info.method else "scikit-learn maps cannot place tracks"
               if method == "sklearn-tsne" else f"{share:.0%} of the tracks are new" if share > RECOMPUTE_SHARE
               else "too few tracks" if len(known) < 5 else None)
     if reason is not None:
@@ -494,7 +494,7 @@ def update_map(store: Store, *, name: str = "tsne", method: str | None = None, p
         return {**compute_map(store, name=name, method=method, perplexity=perplexity, seed=seed), "reason": reason}
     assert info is not None and model is not None
     if len(new_rows) == 0:
-        return {"name": name, "n_tracks": len(known), "action": "up to date", "placed": 0, **info["params"]}
+        return {"name": name, "n_tracks": len(known), "action": "up to date", "placed": 0, **info.params}
     started = time.perf_counter()
     order = {int(t): i for i, t in enumerate(ids)}
     ref_rows = np.array([order[int(t)] for t in placed["id"]], dtype=np.int64)
@@ -506,7 +506,7 @@ def update_map(store: Store, *, name: str = "tsne", method: str | None = None, p
     if "centroids" in model and placed["cluster"].notna().all():
         all_clusters = np.concatenate([placed["cluster"].to_numpy(np.int32),
                                        assign_clusters(vectors[new_rows], model["centroids"])])
-    params = dict(info["params"])
+    params = dict(info.params)
     params["placed_since_fit"] = int(params.get("placed_since_fit", 0)) + len(new_rows)
     params["last_place_seconds"] = round(time.perf_counter() - started, 2)
     store.write_projection(name, all_ids, all_xy, method=method, params=params, clusters=all_clusters)

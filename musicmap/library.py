@@ -43,7 +43,7 @@ class Library:
         self.store = Store.open(self.folder)
 
     def __repr__(self) -> str:
-        maps = ", ".join(p["name"] for p in self.store.projection_info()) or "none"
+        maps = ", ".join(m.name for m in self.store.maps()) or "none"
         return (f"<musicmap.Library {self.folder}: {self.store.count('tracks')} tracks, "
                 f"{self.store.manifest.model.label}, maps: {maps}>")
 

@@ -109,8 +109,8 @@ def export_plot(store: Store, path: str | Path, *, color_by: str = "genre", proj
                         bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": color, "alpha": 0.85})
     model = store.manifest.model
     label = model.id if model.kind == "maest" else model.label + " — not MAEST"
-    info = {p["name"]: p for p in store.projection_info()}.get(projection)
-    method = info["method"] if info else projection
+    info = store.map_info(projection)
+    method = info.method if info else projection
     ax.set_title(f"musicmap — {len(frame)} tracks, {method} map of {label}, coloured by {color_by}")
     ax.set_xticks([])
     ax.set_yticks([])

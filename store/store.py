@@ -38,7 +38,7 @@ from .errors import InvalidQuery, StoreError, StoreUnavailable, TrackNotFound
 from .faults import fault_point
 from .manifest import Manifest, ModelInfo, read_manifest, write_manifest
 from .search import SearchOptions, SimilarOptions, VarietyOptions, diversify, knn, mmr_order, song_key, vectors_of
-from .types import KnownFile, Neighbour, SQLResult, TrackRecord
+from .types import KnownFile, MapInfo, Neighbour, SQLResult, TrackRecord
 from .vectors import (
     KINDS,
     SIDECAR_NAME,
@@ -966,12 +966,20 @@ class Store:
                 [name],
             ).df()
 
-    def projection_info(self) -> list[dict[str, Any]]:
+    def maps(self) -> list[MapInfo]:
+        """The store's maps, by name."""
         with self._cursor() as cur:
             rows = cur.execute("SELECT name, method, params, n_tracks, created_at FROM projection_info "
                                "ORDER BY name").fetchall()
-        return [{"name": r[0], "method": r[1], "params": json.loads(r[2]), "n_tracks": int(r[3]),
-                 "created_at": str(r[4])} for r in rows]
+        return [MapInfo(str(r[0]), str(r[1]), json.loads(r[2]), int(r[3]), str(r[4])) for r in rows]
+
+    def map_info(self, name: str = "tsne") -> MapInfo | None:
+        """Map ``name``, or None when the store has no such map."""
+        return next((m for m in self.maps() if m.name == name), None)
+
+    def projection_info(self) -> list[dict[str, Any]]:
+        """:meth:`maps` as plain dicts (for JSON)."""
+        return [m.to_dict() for m in self.maps()]
 
     def failures(self) -> pd.DataFrame:
         with self._cursor() as cur:

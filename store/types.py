@@ -80,3 +80,20 @@ class SQLResult:
 
     def to_frame(self) -> pd.DataFrame:
         return pd.DataFrame(self.rows, columns=self.columns)
+
+
+@dataclass(frozen=True)
+class MapInfo:
+    """One map of the store (a row of ``projection_info``): how it was made and how good it is."""
+
+    name: str
+    method: str
+    params: dict[str, Any]
+    """Its fit's parameters and measurements: perplexity, seed, quality, hubness, clusters,
+    ``placed_since_fit``..."""
+    n_tracks: int
+    created_at: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "method": self.method, "params": self.params, "n_tracks": self.n_tracks,
+                "created_at": self.created_at}

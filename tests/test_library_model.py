@@ -32,7 +32,6 @@ from typing import ClassVar
 
 import numpy as np
 import pytest
-import soundfile as sf
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
@@ -43,6 +42,7 @@ from indexer.pipeline import index_library
 from indexer.projection import compute_map
 from musicmap import cli
 from store import Store
+from tests.audio import write_tone
 from tests.conftest import MUSICMAP
 
 SR = 8_000
@@ -87,11 +87,7 @@ class LibraryLifeCycle(RuleBasedStateMachine):
 
     def _write_tone(self, path: Path) -> None:
         self.counter += 1
-        rng = np.random.default_rng(self.counter)
-        t = np.arange(SR) / SR
-        y = 0.3 * np.sin(2 * np.pi * (90 + 23 * self.counter) * t) + 0.05 * rng.standard_normal(SR)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        sf.write(path, y.astype(np.float32), SR)
+        write_tone(path, 1.0, 90 + 23 * self.counter, sr=SR, noise=0.05, seed=self.counter)
         self._touch(path)
 
     def _touch(self, path: Path) -> None:

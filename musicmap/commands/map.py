@@ -46,8 +46,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     with Store.open(settings.store, read_only=False) as store:
         if store.count("embeddings") == 0:
             raise UserError(f"the store {settings.store} has no tracks yet; run musicmap index first")
-        info = {p["name"]: p for p in store.projection_info()}.get(args.name)
-        old = info["params"] if info else {}
+        info = store.map_info(args.name)
+        old = info.params if info else {}
         changed = any(value is not None and old.get(key) != value
                       for key, value in (("perplexity", args.perplexity), ("seed", args.seed)))
         result = update_map(store, name=args.name, method=args.method,

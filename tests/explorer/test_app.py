@@ -22,6 +22,7 @@ from explorer.app import Callbacks
 from explorer.state import ViewState, encode, parse
 from store import Store
 from tests.conftest import DemoStore, serving
+from tests.fakes import fake_model
 
 
 @pytest.fixture(scope="module")
@@ -520,13 +521,13 @@ def test_sql_through_the_api_and_the_panel(client: FlaskClient, cb: Callbacks) -
 def test_explain_a_match_shared_styles_and_closest_windows(tmp_path: Path, cb: Callbacks) -> None:
     import numpy as np
 
-    from store import ModelInfo, TrackRecord
+    from store import TrackRecord
 
     d = 8
     rng = np.random.default_rng(3)
     w1, w2 = rng.standard_normal((4, d)), rng.standard_normal((3, d))
     w2[1] = w1[2] + 0.01 * rng.standard_normal(d)  # the moments that match: 60 s into one, 30 s into the other
-    model = ModelInfo(name="m", id="m", kind="maest", label="test MAEST", dimension=d)
+    model = fake_model(d, kind="maest", name="m", model_id="m", label="test MAEST")
     with Store.open_for_indexing(tmp_path / "s", model) as store:
         store.write_tracks([
             TrackRecord(path="/x/a.flac", size=1, mtime=1.0, tags={"title": "A", "artist": "X"},

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import DemoStore
+from tests.fakes import fake_model
 
 pytestmark = pytest.mark.browser
 
@@ -391,12 +392,12 @@ def test_explain_panel_lists_shared_styles(browser: Any, tmp_path: Path) -> None
     the demo's `features` embedder makes neither)."""
     from selenium.webdriver.common.by import By
 
-    from store import ModelInfo, Store, TrackRecord
+    from store import Store, TrackRecord
     from tests.conftest import serving
 
     d, rng = 16, np.random.default_rng(5)
     centre = rng.standard_normal(d)
-    model = ModelInfo(name="m", id="m", kind="maest", label="test MAEST", dimension=d)
+    model = fake_model(d, kind="maest", name="m", model_id="m", label="test MAEST")
     records = []
     for i in range(12):
         windows = (centre + 0.3 * rng.standard_normal((3, d))).astype(np.float32)

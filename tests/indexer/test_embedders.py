@@ -10,15 +10,14 @@ import pytest
 from indexer.embedders import FeaturesEmbedder, load_embedder
 from indexer.embedders import maest as maest_mod
 from indexer.errors import IndexerError
+from tests.audio import tone
 from tests.conftest import make_tiny_maest
 
 SR = 16_000
 
 
 def _tone(seconds: float, freq: float = 440.0, seed: int = 0) -> np.ndarray:
-    t = np.arange(int(seconds * SR)) / SR
-    rng = np.random.default_rng(seed)
-    return (0.4 * np.sin(2 * np.pi * freq * t) + 0.05 * rng.standard_normal(len(t))).astype(np.float32)
+    return tone(seconds, freq, sr=SR, amp=0.4, noise=0.05, seed=seed)
 
 
 def test_features_are_deterministic_finite_and_labelled() -> None:

@@ -18,18 +18,14 @@ import soundfile as sf
 from indexer.embedders import FeaturesEmbedder
 from indexer.pipeline import index_library
 from store import Store
+from tests.audio import write_tone
 from tests.conftest import MUSICMAP, run_cli
 
 SR = 16_000
 
 
 def _tone(path: Path, seconds: float, freq: float, sr: int = SR, channels: int = 1, subtype: str | None = None) -> Path:
-    t = np.arange(int(seconds * sr)) / sr
-    y = 0.3 * np.sin(2 * np.pi * freq * t) + 0.01 * np.random.default_rng(int(freq)).standard_normal(len(t))
-    data = np.repeat(y[:, None], channels, axis=1) if channels > 1 else y
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(path, data.astype(np.float32), sr, subtype=subtype)
-    return path
+    return write_tone(path, seconds, freq, sr=sr, noise=0.01, seed=int(freq), channels=channels, subtype=subtype)
 
 
 def test_moved_file_keeps_its_track_and_gone_files_are_pruned(tmp_path: Path) -> None:

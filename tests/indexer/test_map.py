@@ -10,9 +10,10 @@ import pytest
 import soundfile as sf
 
 from indexer.projection import RECOMPUTE_SHARE, _model_file, compute_map, update_map
-from store import ModelInfo, Store, TrackRecord
+from store import Store, TrackRecord
 from store.manifest import read_manifest
 from tests.conftest import run_cli
+from tests.fakes import fake_model
 
 D = 32
 GENRES = ["ambient", "techno", "jazz", "metal", "folk", "piano"]
@@ -30,7 +31,7 @@ def _records(start: int, n: int) -> list[TrackRecord]:
 @pytest.fixture
 def mapped(tmp_path: Path) -> Path:
     folder = tmp_path / "store"
-    model = ModelInfo(name="t", id="t", kind="handcrafted", label="test vectors", dimension=D)
+    model = fake_model(D, name="t", model_id="t")
     with Store.open_for_indexing(folder, model) as store:
         store.write_tracks(_records(0, 300))
         store.sync()

@@ -13,16 +13,14 @@ import soundfile as sf
 from indexer.embedders import FeaturesEmbedder, load_embedder
 from indexer.pipeline import index_library
 from store import Store, StoreError
+from tests.audio import write_tone
 from tests.conftest import run_cli
 
 
 def _library(root: Path, n: int = 5) -> Path:
     root.mkdir(parents=True)
-    rng = np.random.default_rng(0)
     for i in range(n):
-        t = np.arange(16_000 * 2) / 16_000
-        y = 0.3 * np.sin(2 * np.pi * (200 + 150 * i) * t) + 0.02 * rng.standard_normal(len(t))
-        sf.write(root / f"Artist {i} - Song {i}.flac", y.astype(np.float32), 16_000)
+        write_tone(root / f"Artist {i} - Song {i}.flac", 2.0, 200 + 150 * i, seed=i)
     return root
 
 

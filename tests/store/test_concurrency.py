@@ -10,18 +10,14 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-import numpy as np
-import soundfile as sf
-
+from tests.audio import write_tone
 from tests.conftest import MUSICMAP, run_cli, serving
 
 
 def _library(root: Path, start: int, n: int) -> None:
     root.mkdir(parents=True, exist_ok=True)
-    t = np.arange(16_000) / 16_000
     for i in range(start, start + n):
-        y = 0.3 * np.sin(2 * np.pi * (100 + 7 * i) * t) + 0.01 * np.random.default_rng(i).standard_normal(len(t))
-        sf.write(root / f"Artist {i % 9} - Track {i:03d}.wav", y.astype(np.float32), 16_000)
+        write_tone(root / f"Artist {i % 9} - Track {i:03d}.wav", 1.0, 100 + 7 * i, noise=0.01, seed=i)
 
 
 def _get(url: str) -> tuple[int, dict]:

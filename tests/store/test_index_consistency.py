@@ -12,12 +12,13 @@ import pytest
 import store.vectors as vectors_mod
 from store import ModelInfo, Store, TrackRecord
 from store.vectors import INDEX_NAME, SIDECAR_NAME
+from tests.fakes import fake_model
 
 D = 32
 
 
 def _model() -> ModelInfo:
-    return ModelInfo(name="test", id="test-model", kind="handcrafted", label="test vectors", dimension=D)
+    return fake_model(D)
 
 
 def _records(start: int, n: int, seed: int, clusters: int = 20) -> list[TrackRecord]:

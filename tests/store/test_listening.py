@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from store import InvalidQuery, ModelInfo, Store, StoreError, TrackNotFound, TrackRecord, playlist_tracks, read_m3u
+from store import InvalidQuery, Store, StoreError, TrackNotFound, TrackRecord, playlist_tracks, read_m3u
 from tests.conftest import run_cli
+from tests.fakes import fake_model
 
 D = 16
 LINE = 21  # tracks 1..21 along a quarter circle from e0 to e1
@@ -44,7 +45,7 @@ def line_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
             records.append(TrackRecord(path=f"/music/c{c}/{j:02d}.flac", size=1, mtime=1.0, vector=_unit(v),
                                        tags={"title": title, "artist": f"C{c}-{j % 5}", "genre": f"g{c}",
                                              "album": f"Album {c}-{j % 3}", "duration": 180.0}))
-    info = ModelInfo(name="test", id="test-model", kind="handcrafted", label="test vectors", dimension=D)
+    info = fake_model(D)
     with Store.open_for_indexing(folder, info) as store:
         store.write_tracks(records)
         store.sync()

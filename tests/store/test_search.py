@@ -9,13 +9,14 @@ import pytest
 
 from store import InvalidQuery, ModelInfo, Store, TrackNotFound, TrackRecord
 from store.search import artist_key, song_key, song_title
+from tests.fakes import fake_model
 
 D = 24
 N = 600
 
 
 def _model() -> ModelInfo:
-    return ModelInfo(name="test", id="test-model", kind="handcrafted", label="test vectors", dimension=D)
+    return fake_model(D)
 
 
 @pytest.fixture(scope="module")
