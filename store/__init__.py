@@ -1,6 +1,13 @@
 """musicmap's store: one self-describing folder (DuckDB + FAISS + manifest).
 
 Imports nothing else of musicmap's; the indexer writes it, the explorer and the CLI read it.
+
+Where each idea lives: the ``Store`` (opening, writing, reading, search orchestration) in
+``store.py``; the value types in ``types.py``; errors by meaning in ``errors.py``; the DuckDB
+schema and migrations in ``schema.py``; FAISS build/load/search in ``vectors.py``; similarity
+options and variety rules in ``search.py``; read-only SQL and its functions in ``sql.py``; song
+paths and playlist extension in ``listening.py``; M3U in ``m3u.py``; ``embeddings.csv`` and plots
+in ``export.py``; the manifest in ``manifest.py``; fault points for the crash tests in ``faults.py``.
 """
 
 from .errors import InvalidQuery, StoreError, StoreUnavailable, TrackNotFound
