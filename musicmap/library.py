@@ -21,7 +21,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Unpack
+from typing import Unpack
 
 import numpy as np
 import pandas as pd
@@ -83,7 +83,7 @@ class Library:
         (``to_previous``) and moving toward the end (``to_end``)."""
         steps = self.store.song_path(self.track_id(start), self.track_id(end), length=length, **options)
         return pd.DataFrame([{"track_id": s.track_id, "to_previous": s.to_previous, "to_end": s.to_end,
-                              **_display(s.track)} for s in steps])
+                              **s.track} for s in steps])
 
     def extend(self, seeds: Sequence[TrackRef], n: int = 20, mode: str = "centroid",
                **options: Unpack[VarietyOptions]) -> pd.DataFrame:
@@ -109,10 +109,6 @@ class Library:
         return self.store.manifest.model.label
 
 
-def _display(track: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in track.items() if k not in ("path_bytes",)}
-
-
 def _neighbours(found: list[Neighbour]) -> pd.DataFrame:
-    return pd.DataFrame([{"track_id": n.track_id, "score": n.score, **_display(n.track)} for n in found])
+    return pd.DataFrame([{"track_id": n.track_id, "score": n.score, **n.track} for n in found])
 
