@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from store import KnownFile, Store, TrackRecord, db_path
+from store import KnownFile, Store, TrackRecord, WritableStore, db_path
 
 from .decode import AudioSource
 from .embedders.base import Embedder, Embedding, embed_many
@@ -62,7 +62,7 @@ class Sorted:
     """Stored tracks under the roots whose files are no longer there (and did not move)."""
 
 
-def sort_files(files: Sequence[Path], known: dict[str, KnownFile], roots: Sequence[str | Path], store: Store,
+def sort_files(files: Sequence[Path], known: dict[str, KnownFile], roots: Sequence[str | Path], store: WritableStore,
                report: IndexReport) -> Sorted:
     """Unchanged files (same size and mtime, with a vector) cost one ``stat``. A new path whose
     content fingerprint matches a stored track whose file is gone is a move: the track keeps its id

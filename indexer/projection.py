@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from store import Store
+from store import Store, WritableStore
 
 logger = logging.getLogger(__name__)
 
@@ -449,7 +449,7 @@ class Placer:
         return reference
 
 
-def compute_map(store: Store, *, name: str = "tsne", method: str = "tsne", perplexity: float = 30.0,
+def compute_map(store: WritableStore, *, name: str = "tsne", method: str = "tsne", perplexity: float = 30.0,
                 seed: int = 0, category: str = "genre") -> dict[str, Any]:
     """Fit a new map of every embedded track of ``store``, measure its quality (:func:`map_quality`,
     ``category`` for the agreement share) and save both as projection ``name``, with the PCA it was
@@ -471,7 +471,7 @@ def compute_map(store: Store, *, name: str = "tsne", method: str = "tsne", perpl
     return {"name": name, "n_tracks": len(ids), "action": "fitted", **params}
 
 
-def update_map(store: Store, *, name: str = "tsne", method: str | None = None, perplexity: float = 30.0,
+def update_map(store: WritableStore, *, name: str = "tsne", method: str | None = None, perplexity: float = 30.0,
                seed: int = 0, recompute: bool = False) -> dict[str, Any]:
     """Bring map ``name`` up to date: place tracks that have no position yet into it (existing
     points do not move), or fit it anew when asked, when there is no map or no saved model, when

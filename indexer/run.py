@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from store import Store, StoreError, TrackRecord
+from store import StoreError, TrackRecord, WritableStore
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ class IndexRun:
     """The writes and the wrap-up of one run into ``store`` (opened for indexing by the caller,
     who also closes it). ``started`` is when the run began (``time.monotonic()``), for its report."""
 
-    def __init__(self, store: Store, report: IndexReport, roots: Iterable[str], *,
+    def __init__(self, store: WritableStore, report: IndexReport, roots: Iterable[str], *,
                  settings: dict[str, Any] | None = None, commit_every: int = 32,
                  started: float | None = None) -> None:
         self.store = store

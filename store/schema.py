@@ -26,6 +26,12 @@ meta
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import duckdb
+
+from .errors import StoreError
+
 SCHEMA_VERSION = 1
 
 TRACK_FIELDS: tuple[str, ...] = (
@@ -133,3 +139,40 @@ CREATE TABLE IF NOT EXISTS windows (
     PRIMARY KEY (track_id, window_index)
 );
 """
+
+
+#: Columns added after the first stores were written (no release had them without), added by
+#: :func:`migrate` when a store is opened for writing; readers of older stores check for them.
+ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("tracks", "fingerprint", "VARCHAR"), ("tracks", "path_bytes", "BLOB"), ("tracks", "extra", "VARCHAR"),
+    ("projections", "cluster", "INTEGER"), ("runs", "settings", "VARCHAR"),
+)
+
+
+def migrate(con: duckdb.DuckDBPyConnection, dimension: int) -> None:
+    """Bring a database opened for writing to this schema: create what is missing, add the
+    columns of :data:`ADDED_COLUMNS`, set ``schema_version`` and ``vectors_generation``."""
+    for table, column, kind in ADDED_COLUMNS:
+        con.execute(f"ALTER TABLE IF EXISTS {table} ADD COLUMN IF NOT EXISTS {column} {kind}")
+    con.execute(DDL)
+    con.execute(embeddings_ddl(dimension))
+    con.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
+    con.execute("INSERT OR IGNORE INTO meta VALUES ('vectors_generation', '0')")
+
+
+def check(con: duckdb.DuckDBPyConnection, db: Path) -> None:
+    """Refuse a database ``db`` that is not musicmap's, or of another schema version."""
+    try:
+        row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    except duckdb.Error as exc:
+        raise StoreError(f"{db} is not a musicmap database ({exc})") from exc
+    version = int(row[0]) if row else 0
+    if version != SCHEMA_VERSION:
+        raise StoreError(f"{db.parent} has schema version {version}; this musicmap reads {SCHEMA_VERSION}")
+
+
+def has_column(con: duckdb.DuckDBPyConnection, table: str, column: str) -> bool:
+    """Whether ``table`` has ``column`` (a read-only store written before it was added may not)."""
+    row = con.execute("SELECT count(*) FROM duckdb_columns() WHERE table_name = ? AND column_name = ?",
+                      [table, column]).fetchone()
+    return row != (0,)

@@ -21,13 +21,16 @@ import re
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, TypedDict
+from pathlib import Path
+from typing import Any, Protocol, TypedDict
 
 import faiss
 import numpy as np
 
-from .errors import InvalidQuery
-from .vectors import ivf_parts
+from .errors import InvalidQuery, TrackNotFound
+from .manifest import Manifest
+from .types import Neighbour
+from .vectors import ivf_parts, l2_normalise
 
 #: Words that mark a version of a song rather than another song, inside brackets or after " - ".
 VERSION_WORDS = ("live", "remaster", "remastered", "remasterised", "remasterized", "mono", "stereo", "version",
@@ -309,3 +312,81 @@ def diversify(candidates: list[tuple[int, float]], rows: dict[int, dict[str, Any
         if len(out) >= limit:
             break
     return out
+
+
+class Searchable(Protocol):
+    """What :func:`run` needs of a store (:class:`store.Store` has it)."""
+
+    path: Path
+    manifest: Manifest
+
+    @property
+    def index(self) -> faiss.Index: ...
+
+    def track_rows(self, ids: Sequence[int]) -> dict[int, dict[str, Any]]: ...
+
+    def filter_ids(self, where: str, timeout: float = 10.0) -> np.ndarray: ...
+
+
+def run(store: Searchable, seeds: Sequence[int], vector: np.ndarray | None, opts: SearchOptions, *,
+        exclude: Sequence[int] = (), timeout: float = 10.0) -> list[Neighbour]:
+    """The search behind :meth:`store.Store.search`: the query vector (the seeds' centroid, or
+    ``vector``), the ``where`` filter as an id selector, then candidates fetched in growing
+    rounds until the variety rules leave ``k`` (or nothing more matches), then MMR."""
+    opts.validate()
+    seed_ids = [int(s) for s in seeds]
+    if bool(seed_ids) == (vector is not None):
+        raise InvalidQuery("give seed track ids or a query vector (exactly one of them)")
+    index = store.index
+    query = _seed_vector(store, seed_ids, index) if seed_ids else _query_vector(store, vector)
+    query = l2_normalise(query)
+    allowed = store.filter_ids(opts.where, timeout) if opts.where else None
+    skip = set(seed_ids) | {int(i) for i in exclude}
+    variety = opts.max_per_artist is not None or opts.max_per_album is not None or opts.dedupe
+    seed_keys = set()
+    if opts.dedupe and seed_ids:
+        seed_keys = {key for r in store.track_rows(seed_ids).values() if (key := song_key(r)) is not None}
+    target = max(3 * opts.k, 30) if opts.mmr is not None and opts.mmr < 1.0 else opts.k
+    fetch = target + len(skip) if not variety else 2 * target + len(skip)
+    while True:
+        candidates = knn(index, query, fetch, allowed)
+        exhausted = len(candidates) < fetch
+        candidates = [c for c in candidates if c[0] not in skip]
+        if opts.min_score is not None:
+            above = [c for c in candidates if c[1] >= opts.min_score]
+            exhausted = exhausted or len(above) < len(candidates)
+            candidates = above
+        rows = store.track_rows([i for i, _ in candidates])
+        picked = diversify(candidates, rows, opts, seed_keys, limit=target)
+        if len(picked) >= target or exhausted:
+            break
+        fetch *= 4
+    if opts.mmr is not None and opts.mmr < 1.0 and picked:
+        vectors = vectors_of(index, [i for i, _ in picked])
+        order = mmr_order(query, vectors, np.array([s for _, s in picked]), float(opts.mmr), opts.k)
+        picked = [picked[i] for i in order]
+    return [Neighbour(i, s, rows[i]) for i, s in picked[: opts.k]]
+
+
+def _seed_vector(store: Searchable, seed_ids: list[int], index: faiss.Index) -> np.ndarray:
+    try:
+        vectors = vectors_of(index, seed_ids)
+    except RuntimeError:
+        known = store.track_rows(seed_ids)
+        missing = [i for i in seed_ids if i not in known]
+        if missing:
+            raise TrackNotFound(missing[0], store.path) from None
+        raise InvalidQuery(f"a seed track ({', '.join(map(str, seed_ids))}) has no embedding yet; "
+                           "run musicmap index again") from None
+    return np.asarray(vectors.mean(axis=0), np.float32)
+
+
+def _query_vector(store: Searchable, vector: np.ndarray | None) -> np.ndarray:
+    query = np.asarray(vector, np.float32).ravel()
+    model = store.manifest.model
+    if query.shape[0] != model.dimension:
+        raise InvalidQuery(f"query vector has {query.shape[0]} dimensions, the store's model "
+                           f"({model.id}) has {model.dimension}")
+    if not np.all(np.isfinite(query)) or not np.any(query):
+        raise InvalidQuery("query vector is zero or not finite")
+    return query

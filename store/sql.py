@@ -34,6 +34,7 @@ from __future__ import annotations
 import threading
 import weakref
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 import duckdb
@@ -232,3 +233,73 @@ def describe_error(exc: duckdb.Error, timeout: float) -> InvalidQuery:
     if "configuration has been locked" in text.lower():
         return InvalidQuery(f"SQL query refused: settings cannot be changed ({text.splitlines()[0]})")
     return InvalidQuery(f"SQL error: {text}")
+
+
+SQL_MEMORY_LIMIT = "2GB"
+"""DuckDB's memory limit on read-only stores (where user SQL runs); the configuration is locked."""
+
+
+class Sandbox:
+    """A store's SQL session: one cursor of its connection with the views and functions above,
+    remade when the connection or the FAISS index changes; one query at a time.
+
+    ``cursor`` makes a cursor of the (held) connection; ``index`` returns the current FAISS index.
+    """
+
+    def __init__(self, cursor: Callable[[], duckdb.DuckDBPyConnection], index: Callable[[], faiss.Index]) -> None:
+        self._cursor = cursor
+        self._index = index
+        self._lock = threading.Lock()
+        self._session: duckdb.DuckDBPyConnection | None = None
+        self._similarity: Similarity | None = None  # kept alive here (see _Dispatch)
+        self._for_index: faiss.Index | None = None
+
+    def close(self) -> None:
+        """Drop the session (before its connection closes)."""
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+
+    def _current(self) -> duckdb.DuckDBPyConnection:
+        index = self._index()
+        if self._session is None or self._for_index is not index:
+            self.close()
+            self._session = self._cursor()
+            self._similarity = install(self._session, index)
+            self._for_index = index
+        return self._session
+
+    def run(self, query: str, *, max_rows: int, timeout: float) -> tuple[list[str], list[tuple[Any, ...]], bool]:
+        """(columns, rows, truncated) of one checked read-only ``query``, interrupted after
+        ``timeout`` seconds and cut at ``max_rows``."""
+        with self._lock:
+            session = self._current()
+            check_query(session, query)
+            timer = threading.Timer(timeout, session.interrupt)
+            timer.start()
+            try:
+                result = session.execute(query)
+                if result.description is None:
+                    return [], [], False
+                columns = [str(d[0]) for d in result.description]
+                rows = result.fetchmany(max_rows + 1)
+            except duckdb.Error as exc:
+                raise describe_error(exc, timeout) from exc
+            finally:
+                timer.cancel()
+        return columns, [tuple(r) for r in rows[:max_rows]], len(rows) > max_rows
+
+    def matching_ids(self, where: str, timeout: float) -> np.ndarray:
+        """Ids of the tracks matching the boolean expression ``where``, under the same limits."""
+        with self._lock:
+            session = self._current()
+            query = check_where(session, where)
+            timer = threading.Timer(timeout, session.interrupt)
+            timer.start()
+            try:
+                ids = session.execute(query).fetchnumpy()["id"]
+            except duckdb.Error as exc:
+                raise InvalidQuery(f"--where {where!r}: {describe_error(exc, timeout)}") from exc
+            finally:
+                timer.cancel()
+        return np.asarray(ids, dtype=np.int64)

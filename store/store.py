@@ -8,51 +8,40 @@ A store is one self-describing folder::
       vectors.json      which ``vectors_generation`` the FAISS file was built from
       manifest.json     model, normalisation, metric, index type, package versions, counts
 
-Open it with :meth:`Store.open` (read-only: SQL, similarity, exports, the explorer)
-or :meth:`Store.open_for_indexing` (creates the folder, checks the model).
+Open it with :meth:`Store.open` (read-only: SQL, similarity, exports, the explorer) or
+:meth:`Store.open_for_indexing` (creates the folder, checks the model, returns a
+:class:`store.writer.WritableStore`). This module is the reading side; the pieces it stands on
+live beside it: holding the file between processes (``sharing.py``), the FAISS file's freshness
+(``freshness.py``), the search (``search.py``), the SQL sandbox (``sql.py``), the schema and its
+migrations (``schema.py``), writing (``writer.py``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
-import threading
-import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import replace
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from datetime import datetime
 from pathlib import Path
-from typing import Any, Unpack
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Unpack, overload
 
 import duckdb
 import faiss
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
-from . import listening, schema, sql
-from .errors import InvalidQuery, StoreError, StoreUnavailable, TrackNotFound
-from .faults import fault_point
-from .manifest import Manifest, ModelInfo, read_manifest, write_manifest
-from .search import SearchOptions, SimilarOptions, VarietyOptions, diversify, knn, mmr_order, song_key, vectors_of
-from .types import KnownFile, MapInfo, Neighbour, SQLResult, TrackRecord
-from .vectors import (
-    KINDS,
-    SIDECAR_NAME,
-    add_to_index,
-    build_index,
-    effective_kind,
-    ids_checksum,
-    index_ids,
-    ivf_parts,
-    l2_normalise,
-    load_index,
-    read_sidecar,
-    save_index,
-)
+from . import freshness, listening, schema, search, sql
+from .errors import InvalidQuery, StoreError, TrackNotFound
+from .manifest import Manifest, ModelInfo, read_manifest
+from .paths import db_path, fs_path
+from .search import SearchOptions, SimilarOptions, VarietyOptions
+from .sharing import CONFIG, LOCK_WAIT_S, SharedConnection, connect, stamp
+from .types import KnownFile, MapInfo, Neighbour, SQLResult
+from .vectors import SIDECAR_NAME
+
+if TYPE_CHECKING:
+    from .writer import WritableStore
 
 logger = logging.getLogger(__name__)
 
@@ -61,98 +50,69 @@ OWN_ENTRIES = frozenset({"shards"})
 """What musicmap may write into a store folder before the store itself exists: ``shards/``, where
 ``musicmap index --engine ray`` stages its Parquet shards by default (ingested afterwards)."""
 
-#: Every connection: no access to files other than the database (no read_csv('/etc/passwd'),
-#: COPY, ATTACH, INSTALL/LOAD). Same config everywhere, as DuckDB requires within a process.
-_CONFIG: dict[str, Any] = {"enable_external_access": False}
-
-SQL_MEMORY_LIMIT = "2GB"
-"""DuckDB's memory limit on read-only stores (where user SQL runs); the configuration is locked."""
-_READ_CONFIG: dict[str, Any] = {**_CONFIG, "memory_limit": SQL_MEMORY_LIMIT, "lock_configuration": True}
-
-LOCK_WAIT_S = 30.0
-"""How long opening a store waits while another process holds the database file."""
 ROW_CACHE = 20_000
 """Track rows kept in memory while a connection stays open (see ``Store.track_rows``)."""
-LINGER_S = 0.5
-"""A shared store keeps its connection this long after the last reader (reconnecting costs ~30 ms
-at 100k tracks), unless a writer is waiting for the file (:data:`WRITER_WAITING`)."""
-WRITER_WAITING = ".writer-waiting"
-"""Marker file a writer puts in the store folder while DuckDB's lock keeps it out: shared readers
-then let go of the file as soon as their current reads end, and wait for the writer's turn."""
-
-#: Columns of ``tracks`` shown with a result by default.
-DISPLAY_COLUMNS: tuple[str, ...] = ("id", "title", "artist", "album", "genre", "year", "duration", "path")
 
 
 class Store:
-    """A musicmap store folder. Use :meth:`open` or :meth:`open_for_indexing`, then :meth:`close`."""
+    """A musicmap store folder, read-only. Use :meth:`open` (or :meth:`open_for_indexing` for a
+    :class:`~store.writer.WritableStore`), then :meth:`close`."""
 
-    def __init__(self, path: Path, connect: Callable[[], duckdb.DuckDBPyConnection], manifest: Manifest, *,
-                 read_only: bool, shared: bool = False) -> None:
+    read_only: ClassVar[bool] = True
+
+    def __init__(self, path: Path, connect_db: Callable[[], duckdb.DuckDBPyConnection], manifest: Manifest, *,
+                 shared: bool = False) -> None:
         self.path = path
         self.manifest = manifest
-        self.read_only = read_only
-        self.shared = shared
-        self._connect = connect
-        self._conn: duckdb.DuckDBPyConnection | None = None
-        self._users = 0
-        self._lock = threading.RLock()
-        self._idle = threading.Condition(self._lock)  # notified when the last user leaves
-        self._linger: threading.Timer | None = None
-        self._last_use = 0.0
-        self._depth = threading.local()  # how deep each thread is in holding()
+        self._db = SharedConnection(path, connect_db, shared=shared, on_open=self._reopened,
+                                    on_release=lambda: self._sandbox.close())
         self._row_cache: dict[int, dict[str, Any]] = {}
-        self._epoch = 0  # bumped whenever the connection is opened: cached rows are then dropped
-        self._writing = not read_only
         self._index: faiss.Index | None = None
         self._index_stamp: tuple[int, int] | None = None
-        self._sql_lock = threading.Lock()
-        self._sql_session: duckdb.DuckDBPyConnection | None = None
-        self._similarity: sql.Similarity | None = None
-        self._sql_index: faiss.Index | None = None
+        self._sandbox = sql.Sandbox(self._new_cursor, lambda: self.index)
         self.index_kind = "auto"
         """The FAISS index type a rebuild makes: ``auto`` (by size), ``flat``, ``hnsw`` or ``ivfpq``."""
 
-    @property
-    def _con(self) -> duckdb.DuckDBPyConnection:
-        """The DuckDB connection, opened on first use (and again after :meth:`release`)."""
-        with self._lock:
-            if self._conn is None:
-                self._conn = self._connect()
-                self._epoch += 1
-                self._row_cache.clear()
-                if self._index is not None and self._index_stamp != _stamp(self.path / SIDECAR_NAME):
-                    self._index = None  # the writer saved a newer FAISS index: load it on next use
-                if self.read_only and (self.path / "manifest.json").is_file():
-                    self.manifest = read_manifest(self.path)
-            return self._conn
+    def _reopened(self) -> None:
+        """A new connection: what was cached from the last one may be stale (another process
+        may have written in between)."""
+        self._row_cache.clear()
+        if self._index is not None and self._index_stamp != stamp(self.path / SIDECAR_NAME):
+            self._index = None  # the writer saved a newer FAISS index: load it on next use
+        if self.read_only and (self.path / "manifest.json").is_file():
+            self.manifest = read_manifest(self.path)
 
-    def release(self) -> None:
-        """Close the DuckDB connection until the next use, so another process can take the file
-        (DuckDB allows one writing process, or readers, at a time). Shared stores do it after every
-        read; the indexer after every committed batch. In-memory state (the FAISS index) is kept."""
-        with self._lock:
-            if self._users:
-                return
-            if self._sql_session is not None:
-                self._sql_session.close()
-                self._sql_session = None
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+    def _new_cursor(self) -> duckdb.DuckDBPyConnection:
+        with self._db.lock:
+            return self._db.con.cursor()
+
+    @property
+    def shared(self) -> bool:
+        """Whether the store holds its file only while reading (see :mod:`store.sharing`)."""
+        return self._db.shared
 
     # --- opening --------------------------------------------------------------------------
 
+    @overload
     @classmethod
-    def open(cls, path: str | Path, *, read_only: bool = True, memory_limit: str = SQL_MEMORY_LIMIT,
+    def open(cls, path: str | Path, *, read_only: Literal[True] = ..., memory_limit: str = ...,
+             shared: bool = ..., wait: float = ...) -> Store: ...
+
+    @overload
+    @classmethod
+    def open(cls, path: str | Path, *, read_only: Literal[False], memory_limit: str = ...,
+             shared: bool = ..., wait: float = ...) -> WritableStore: ...
+
+    @classmethod
+    def open(cls, path: str | Path, *, read_only: bool = True, memory_limit: str = sql.SQL_MEMORY_LIMIT,
              shared: bool = False, wait: float = LOCK_WAIT_S) -> Store:
         """Open an existing store, read-only by default, with external file access disabled.
 
-        ``read_only=False`` is for maintenance that keeps the model (``musicmap map``). Read-only
-        stores run user SQL: DuckDB's ``memory_limit`` applies and its configuration is locked.
-        ``shared``: hold the database file only while reading (a long-lived reader such as the
-        explorer, beside an index run). While another process writes, opening waits up to
-        ``wait`` seconds for it to let go.
+        ``read_only=False`` gives a :class:`~store.writer.WritableStore` for maintenance that keeps
+        the model (``musicmap map``). Read-only stores run user SQL: DuckDB's ``memory_limit``
+        applies and its configuration is locked. ``shared``: hold the database file only while
+        reading (a long-lived reader such as the explorer, beside an index run). While another
+        process writes, opening waits up to ``wait`` seconds for it to let go.
 
         Raises
         ------
@@ -168,10 +128,17 @@ class Store:
         if not db.is_file():
             raise StoreError(f"{folder} has a manifest but no {DB_NAME}; the store is damaged, "
                              f"re-create it with `musicmap index LIBRARY --store {folder}`")
-        config = {**_READ_CONFIG, "memory_limit": memory_limit} if read_only else _CONFIG
-        store = cls(folder, lambda: _connect(db, read_only=read_only, config=config, wait=wait), manifest,
-                    read_only=read_only, shared=shared)
-        store._check_schema()
+        kind: type[Store] = cls
+        config = CONFIG
+        if read_only:
+            config = {**CONFIG, "memory_limit": memory_limit, "lock_configuration": True}
+        else:
+            from .writer import WritableStore
+            kind = WritableStore
+        store = kind(folder, lambda: connect(db, read_only=read_only, config=config, wait=wait), manifest,
+                     shared=shared)
+        with store._db.cursor() as cur:
+            schema.check(cur, db)
         if shared:
             store.release()
         return store
@@ -204,65 +171,23 @@ class Store:
                                  "give an empty or new folder")
         return None
 
-    @classmethod
-    def open_for_indexing(cls, path: str | Path, model: ModelInfo, *, wait: float = LOCK_WAIT_S) -> Store:
-        """Open (creating if needed) a store for writing vectors of ``model``.
+    @staticmethod
+    def open_for_indexing(path: str | Path, model: ModelInfo, *, wait: float = LOCK_WAIT_S) -> WritableStore:
+        """Open (creating if needed) a store for writing vectors of ``model``: see
+        :meth:`store.writer.WritableStore.create`."""
+        from .writer import WritableStore
+        return WritableStore.create(path, model, wait=wait)
 
-        Waits up to ``wait`` seconds while readers hold the file; the indexer calls
-        :meth:`release` after each committed batch so that readers get their turn.
+    # --- holding the file -----------------------------------------------------------------
 
-        Raises
-        ------
-        StoreError
-            If the folder holds something else, or a store built with another model.
-        """
-        folder = Path(path).expanduser()
-        existing = cls.check_can_index(folder, model)
-        db = folder / DB_NAME
-        if existing is not None:
-            manifest = existing
-        else:
-            folder.mkdir(parents=True, exist_ok=True)
-            manifest = Manifest.new(model)
-        con = _connect(db, read_only=False, config=_CONFIG, wait=wait)
-        # Columns added after the first stores were written (no release had them without).
-        for table, column, kind in (("tracks", "fingerprint", "VARCHAR"), ("tracks", "path_bytes", "BLOB"),
-                                    ("tracks", "extra", "VARCHAR"), ("projections", "cluster", "INTEGER"),
-                                    ("runs", "settings", "VARCHAR")):
-            con.execute(f"ALTER TABLE IF EXISTS {table} ADD COLUMN IF NOT EXISTS {column} {kind}")
-        con.execute(schema.DDL)
-        con.execute(schema.embeddings_ddl(model.dimension))
-        con.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", [str(schema.SCHEMA_VERSION)])
-        con.execute("INSERT OR IGNORE INTO meta VALUES ('vectors_generation', '0')")
-        store = cls(folder, lambda: _connect(db, read_only=False, config=_CONFIG, wait=wait), manifest,
-                    read_only=False)
-        store._conn = con
-        store._check_schema()
-        # Temporary files of a writer that was killed mid-write (atomic writes: never the real
-        # files). This process holds the DuckDB lock, so no other writer is still using one.
-        for leftover in folder.glob(".*.tmp"):
-            leftover.unlink(missing_ok=True)
-            logger.info("removed %s, left by an interrupted write", leftover.name)
-        write_manifest(folder, manifest)
-        return store
-
-    def _check_schema(self) -> None:
-        try:
-            row = self._con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        except duckdb.Error as exc:
-            raise StoreError(f"{self.path / DB_NAME} is not a musicmap database ({exc})") from exc
-        version = int(row[0]) if row else 0
-        if version != schema.SCHEMA_VERSION:
-            raise StoreError(f"{self.path} has schema version {version}; this musicmap reads "
-                             f"{schema.SCHEMA_VERSION}")
+    def release(self) -> None:
+        """Close the DuckDB connection until the next use, so another process can take the file
+        (DuckDB allows one writing process, or readers, at a time). Shared stores do it after every
+        read; the indexer after every committed batch. In-memory state (the FAISS index) is kept."""
+        self._db.release()
 
     def close(self) -> None:
-        with self._lock:
-            self._users = 0
-            if self._linger is not None:
-                self._linger.cancel()
-                self._linger = None
-            self.release()
+        self._db.close()
 
     def __enter__(self) -> Store:
         return self
@@ -270,408 +195,17 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    @contextmanager
-    def holding(self) -> Iterator[None]:
+    def holding(self) -> AbstractContextManager[None]:
         """Keep the connection open for the block: several reads in one block connect once (the
-        explorer wraps each request in it). A shared store keeps it :data:`LINGER_S` longer, and
-        gives the file up at once, between reads, when a writer is waiting for it."""
-        depth = getattr(self._depth, "n", 0)  # this thread's nesting: only its outermost entry yields
-        if self.shared and not depth and self._writer_waiting():
-            self._yield_to_writer()
-        with self._lock:
-            self._users += 1
-        self._depth.n = depth + 1
-        try:
-            yield
-        finally:
-            self._depth.n = depth
-            with self._lock:
-                self._users -= 1
-                if self.shared and not self._users:
-                    self._idle.notify_all()
-                    if self._writer_waiting():
-                        self.release()
-                    else:
-                        self._release_later()
-
-    def _writer_waiting(self) -> bool:
-        """A live writer's marker is in the folder (a dead writer's is removed)."""
-        marker = self.path / WRITER_WAITING
-        try:
-            pid = int(marker.read_text() or "0")
-        except (OSError, ValueError):
-            return False
-        if pid <= 0:  # being written: not yet a writer to wait for (kill(0) would signal our own group)
-            return False
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            marker.unlink(missing_ok=True)
-            return False
-        except PermissionError:
-            pass  # alive, someone else's
-        return True
-
-    def _yield_to_writer(self, patience: float = 2.0) -> None:
-        """Let the waiting writer in: wait for this process's current reads, close the file, and
-        give the writer up to ``patience`` seconds to take it (its marker goes when it has)."""
-        with self._lock:
-            if self._conn is not None:
-                self._idle.wait_for(lambda: not self._users, timeout=patience)
-                self.release()
-        deadline = time.monotonic() + patience
-        while self._writer_waiting() and time.monotonic() < deadline:
-            time.sleep(0.01)
-
-    def _release_later(self) -> None:
-        """Release after :data:`LINGER_S` without readers (one timer, re-armed while reads go on)."""
-        self._last_use = time.monotonic()
-        if self._linger is None:
-            self._arm(LINGER_S)
-
-    def _arm(self, delay: float) -> None:
-        self._linger = threading.Timer(delay, self._linger_done)
-        self._linger.daemon = True
-        self._linger.start()
-
-    def _linger_done(self) -> None:
-        with self._lock:
-            self._linger = None
-            if self._users:
-                return  # the reads going on re-arm it when they end
-            left = self._last_use + LINGER_S - time.monotonic()
-            if left > 0.01:
-                self._arm(left)
-            else:
-                self.release()
+        explorer wraps each request in it); see :meth:`store.sharing.SharedConnection.holding`."""
+        return self._db.holding()
 
     @contextmanager
     def _cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        # One cursor per call: DuckDB connections are not safe to share across threads.
-        with self.holding():
-            with self._lock:
-                cur = self._con.cursor()
-            try:
-                yield cur
-            finally:
-                cur.close()
-
-    # --- writing (indexer) ----------------------------------------------------------------
-
-    @contextmanager
-    def _transaction(self, *, vectors_changed: bool = False,
-                     rewritten: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-        """One DuckDB transaction; with ``vectors_changed`` it also bumps ``vectors_generation``,
-        so a FAISS file built before it is known to be stale, and with ``rewritten`` (a stored
-        vector replaced or removed, not only added) ``vectors_rewrites``, so it is rebuilt rather
-        than extended."""
-        con = self._con
-        con.execute("BEGIN TRANSACTION")
-        try:
-            yield con
-            bump = [key for key, on in (("vectors_generation", vectors_changed), ("vectors_rewrites", rewritten)) if on]
-            for key in bump:
-                con.execute("INSERT OR IGNORE INTO meta VALUES (?, '0')", [key])
-                con.execute("UPDATE meta SET value = CAST(CAST(value AS BIGINT) + 1 AS VARCHAR) WHERE key = ?", [key])
-            fault_point("duckdb-commit")
-            con.execute("COMMIT")
-        except BaseException as exc:
-            with contextlib.suppress(duckdb.Error):  # a COMMIT that failed (a full disk) ended it already
-                con.execute("ROLLBACK")
-            if isinstance(exc, (duckdb.Error, OSError)) and not isinstance(exc, duckdb.InterruptException):
-                raise StoreError(f"could not save to {self.path}: {_first_line(exc)}. What was saved before "
-                                 "is kept{}.".format(" (free some space and run again)" if _disk_full(exc)
-                                                     else "")) from exc
-            raise
-        if vectors_changed:
-            self._index = None
-
-    def _require_writable(self) -> None:
-        if self.read_only:
-            raise StoreError("this store was opened read-only")
-
-    def known_files(self) -> dict[str, KnownFile]:
-        """Every stored track by path: id, size, mtime, content fingerprint, has a vector."""
-        rows = self._con.execute(
-            "SELECT t.path, t.path_bytes, t.id, t.size, t.mtime, t.fingerprint, e.track_id IS NOT NULL "
-            "FROM tracks t LEFT JOIN embeddings e ON e.track_id = t.id"
-        ).fetchall()
-        return {_fs_path(r[0], r[1]): KnownFile(int(r[2]), int(r[3]), float(r[4]), r[5], bool(r[6]))
-                for r in rows}
-
-    def move_track(self, track_id: int, path: str, size: int, mtime: float) -> None:
-        """A file moved or renamed: same content, new path. Keeps its id, vector and map position."""
-        self._require_writable()
-        self._con.execute("UPDATE tracks SET path = ?, path_bytes = ?, size = ?, mtime = ?, updated_at = now() "
-                          "WHERE id = ?", [db_path(path), _raw(path), size, mtime, track_id])
-        self._con.execute("DELETE FROM failures WHERE path = ?", [db_path(path)])
-
-    def update_file_stats(self, rows: Sequence[tuple[int, int, float, str | None]]) -> None:
-        """``(track_id, size, mtime, fingerprint)``: files whose bytes changed but not their sound
-        (tags written by ``musicmap tag``, or put back by its undo), so the next index run does not
-        take them for changed files and embed them again."""
-        self._require_writable()
-        if rows:
-            with self._transaction() as con:
-                con.executemany("UPDATE tracks SET size = ?, mtime = ?, fingerprint = ?, updated_at = now() "
-                                "WHERE id = ?", [[int(s), float(m), f, int(i)] for i, s, m, f in rows])
-
-    def delete_tracks(self, track_ids: Sequence[int]) -> int:
-        """Remove tracks and everything about them (vectors, windows, styles, map points)."""
-        self._require_writable()
-        ids = [int(i) for i in track_ids]
-        if not ids:
-            return 0
-        with self._transaction(vectors_changed=True, rewritten=True) as con:
-            for table, column in (("embeddings", "track_id"), ("windows", "track_id"), ("styles", "track_id"),
-                                  ("projections", "track_id"), ("tracks", "id")):
-                con.execute(f"DELETE FROM {table} WHERE {column} IN (SELECT unnest(?::BIGINT[]))", [ids])
-        return len(ids)
-
-    def write_tracks(self, records: Sequence[TrackRecord]) -> list[int]:
-        """Insert or update ``records`` in one transaction; returns their track ids."""
-        self._require_writable()
-        if not records:
-            return []
-        d = self.manifest.model.dimension
-        cols = ("path", "path_bytes", "size", "mtime", "fingerprint", *schema.TRACK_FIELDS)
-        updates = ", ".join(f"{c} = excluded.{c}" for c in cols[1:])
-        for rec in records:
-            vec = np.asarray(rec.vector, dtype=np.float32).ravel()
-            if vec.shape[0] != d:
-                raise StoreError(f"vector of {rec.path} has {vec.shape[0]} dimensions, the store expects {d}")
-        paths = [db_path(r.path) for r in records]
-        if len(set(paths)) != len(paths):
-            raise StoreError("write_tracks: the same path twice in one batch")
-        table = pa.table({
-            "path": pa.array(paths, pa.string()),
-            "path_bytes": pa.array([_raw(r.path) for r in records], pa.binary()),
-            "size": pa.array([int(r.size) for r in records], pa.int64()),
-            "mtime": pa.array([float(r.mtime) for r in records], pa.float64()),
-            "fingerprint": pa.array([r.fingerprint for r in records], pa.string()),
-            **{c: _tag_column(c, [r.tags.get(c) for r in records]) for c in schema.TRACK_FIELDS},
-        })
-        with self._transaction(vectors_changed=True, rewritten=self._replaces_vectors(records)) as con:
-            con.register("_tracks", table)
-            returned = con.execute(
-                f"INSERT INTO tracks ({', '.join(cols)}) SELECT {', '.join(cols)} FROM _tracks "
-                f"ON CONFLICT (path) DO UPDATE SET {updates}, updated_at = now() RETURNING id, path"
-            ).fetchall()
-            con.unregister("_tracks")
-            id_of = {str(p): int(i) for i, p in returned}
-            ids = [id_of[p] for p in paths]
-            vectors = l2_normalise(np.stack([np.asarray(r.vector, np.float32).ravel() for r in records]))
-            batch = pa.table({
-                "track_id": pa.array(ids, pa.int64()),
-                "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel(), pa.float32()), d),
-                "n_windows": pa.array([r.n_windows for r in records], pa.int32()),
-            })
-            con.register("_batch", batch)
-            con.execute(f"INSERT OR REPLACE INTO embeddings SELECT track_id, vector::FLOAT[{d}], "
-                        "n_windows FROM _batch")
-            con.unregister("_batch")
-            con.execute("DELETE FROM windows WHERE track_id IN (SELECT unnest(?::BIGINT[]))", [ids])
-            win_rows = [(tid, rec) for tid, rec in zip(ids, records, strict=True) if rec.windows is not None]
-            if win_rows:
-                stacked = l2_normalise(np.concatenate([np.asarray(r.windows, np.float32).reshape(-1, d)
-                                                       for _, r in win_rows]))
-                track_col = [tid for tid, r in win_rows for _ in range(len(np.asarray(r.windows)))]
-                index_col = [w for _, r in win_rows for w in range(len(np.asarray(r.windows)))]
-                start_col = [float(r.window_starts[w]) if w < len(r.window_starts) else None
-                             for _, r in win_rows for w in range(len(np.asarray(r.windows)))]
-                con.register("_win", pa.table({
-                    "track_id": pa.array(track_col, pa.int64()),
-                    "window_index": pa.array(index_col, pa.int32()),
-                    "start_s": pa.array(start_col, pa.float64()),
-                    "vector": pa.FixedSizeListArray.from_arrays(pa.array(stacked.ravel(), pa.float32()), d),
-                }))
-                con.execute(f"INSERT INTO windows SELECT track_id, window_index, start_s, vector::FLOAT[{d}] FROM _win")
-                con.unregister("_win")
-            con.execute("DELETE FROM styles WHERE track_id IN (SELECT unnest(?::BIGINT[]))", [ids])
-            style_ids = [tid for tid, rec in zip(ids, records, strict=True) for _ in rec.styles]
-            if style_ids:  # one Arrow insert (519 labels a MAEST track: executemany cost ~40 ms a track)
-                con.register("_styles", pa.table({
-                    "track_id": pa.array(style_ids, pa.int64()),
-                    "label": pa.array([label for rec in records for label in rec.styles], pa.string()),
-                    "activation": pa.array([float(a) for rec in records for a in rec.styles.values()], pa.float32()),
-                }))
-                con.execute("INSERT INTO styles SELECT track_id, label, activation FROM _styles")
-                con.unregister("_styles")
-            con.execute("DELETE FROM failures WHERE path IN (SELECT unnest(?::VARCHAR[]))",
-                        [[db_path(r.path) for r in records]])
-        return ids
-
-    def _replaces_vectors(self, records: Sequence[TrackRecord]) -> bool:
-        """Whether writing ``records`` replaces a stored vector (a changed file), not only adds."""
-        row = self._con.execute("SELECT count(*) FROM embeddings e JOIN tracks t ON t.id = e.track_id "
-                                "WHERE t.path IN (SELECT unnest(?::VARCHAR[]))",
-                                [[db_path(r.path) for r in records]]).fetchone()
-        return bool(row and row[0])
-
-    def record_failure(self, path: str, stage: str, error: str) -> None:
-        """Record (or replace) why ``path`` could not be indexed."""
-        self._require_writable()
-        self._con.execute("INSERT OR REPLACE INTO failures (path, stage, error, failed_at) "
-                          "VALUES (?, ?, ?, current_timestamp)", [db_path(path), stage, error])
-
-    def forget_failures(self, paths: Sequence[str]) -> None:
-        """Drop the failure rows of ``paths`` (files that are gone, folders readable again)."""
-        self._require_writable()
-        if paths:
-            self._con.execute("DELETE FROM failures WHERE path IN (SELECT unnest(?::VARCHAR[]))",
-                              [[db_path(p) for p in paths]])
-
-    def start_run(self, roots: Iterable[str], settings: dict[str, Any] | None = None) -> int:
-        """Record an index run; ``settings`` says how the model ran (precision, patchout, window
-        budget, ...), which may differ between runs of one store without changing its model."""
-        self._require_writable()
-        row = self._con.execute(
-            "INSERT INTO runs (started_at, model, roots, status, settings) VALUES (?, ?, ?, 'running', ?) "
-            "RETURNING id",
-            [datetime.now(UTC).replace(tzinfo=None), self.manifest.model.id, json.dumps(list(roots)),
-             json.dumps(settings or {}, sort_keys=True)],
-        ).fetchone()
-        assert row is not None
-        return int(row[0])
-
-    def finish_run(self, run_id: int, *, status: str, counts: dict[str, int]) -> None:
-        self._require_writable()
-        self._con.execute(
-            "UPDATE runs SET finished_at = ?, status = ?, scanned = ?, added = ?, updated = ?, "
-            "unchanged = ?, failed = ? WHERE id = ?",
-            [datetime.now(UTC).replace(tzinfo=None), status, counts.get("scanned", 0),
-             counts.get("added", 0), counts.get("updated", 0), counts.get("unchanged", 0),
-             counts.get("failed", 0), run_id],
-        )
-
-    def write_projection(self, name: str, track_ids: np.ndarray, xy: np.ndarray, *,
-                         method: str, params: dict[str, Any], clusters: np.ndarray | None = None) -> None:
-        """Replace projection ``name`` with coordinates ``xy`` (shape (n, 2)) for ``track_ids``, and
-        optionally each track's cluster number."""
-        self._require_writable()
-        frame = pa.table({
-            "name": pa.array([name] * len(track_ids), pa.string()),
-            "track_id": pa.array(np.asarray(track_ids, np.int64)),
-            "x": pa.array(np.asarray(xy[:, 0], np.float64)),
-            "y": pa.array(np.asarray(xy[:, 1], np.float64)),
-            "cluster": (pa.nulls(len(track_ids), pa.int32()) if clusters is None
-                        else pa.array(np.asarray(clusters, np.int32))),
-        })
-        with self._transaction() as con:
-            con.execute("DELETE FROM projections WHERE name = ?", [name])
-            con.register("_proj", frame)
-            con.execute("INSERT INTO projections SELECT name, track_id, x, y, cluster FROM _proj")
-            con.unregister("_proj")
-            con.execute("INSERT OR REPLACE INTO projection_info (name, method, params, n_tracks, created_at) "
-                        "VALUES (?, ?, ?, ?, current_timestamp)",
-                        [name, method, json.dumps(params, sort_keys=True), len(track_ids)])
-
-    def sync(self) -> None:
-        """Bring the FAISS index up to date (add new vectors, or rebuild) and save it, and refresh
-        the manifest's counts and index description."""
-        self._require_writable()
-        with self._lock:
-            self._index = None
-            index, params = self._load_or_build(save=True)
-            self._index = index
-            self._index_stamp = _stamp(self.path / SIDECAR_NAME)
-        n = int(index.ntotal)
-        counts = {"tracks": self.count("tracks"), "embeddings": n, "failures": self.count("failures")}
-        self.manifest = replace(self.manifest, counts=counts,
-                                index={**params, "ntotal": n, "ids_checksum": ids_checksum(index_ids(index))})
-        write_manifest(self.path, self.manifest)
-
-    def _index_state(self) -> tuple[dict[str, Any], np.ndarray]:
-        """What the FAISS index must match (sidecar keys), and the ids DuckDB holds."""
-        with self._cursor() as cur:
-            ids = np.asarray(cur.execute("SELECT track_id FROM embeddings").fetchnumpy()["track_id"], np.int64)
-            meta = dict(cur.execute("SELECT key, value FROM meta").fetchall())
-        model = self.manifest.model
-        state = {"generation": int(meta.get("vectors_generation", 0)), "rewrites": int(meta.get("vectors_rewrites", 0)),
-                 "model": model.id, "dimension": int(model.dimension), "ntotal": len(ids),
-                 "ids_checksum": ids_checksum(ids)}
-        return state, ids
-
-    def _load_or_build(self, *, save: bool) -> tuple[faiss.Index, dict[str, Any]]:
-        """The current index: loaded if it matches DuckDB, extended if only additions happened since
-        it was saved, else rebuilt (saved when ``save``)."""
-        state, db_ids = self._index_state()
-        side = read_sidecar(self.path) or {}
-        index = load_index(self.path, state)
-        built_kind = (side.get("params") or {}).get("type", "flat")
-        asked = self.index_kind == "auto" or built_kind == self._kind_for(len(db_ids))
-        if index is not None and asked and self._vectors_agree(index, db_ids):
-            return index, dict(side.get("params") or {"type": "flat"})
-        index = None
-        params: dict[str, Any] | None = None
-        same_base = {k: state[k] for k in ("rewrites", "model", "dimension")}
-        if side and all(side.get(k) == v for k, v in same_base.items()):
-            # Only additions since it was saved? Then add the new vectors instead of rebuilding.
-            old = load_index(self.path, {**same_base, "ids_checksum": side.get("ids_checksum"),
-                                         "ntotal": side.get("ntotal")})
-            if old is not None and self._vectors_agree(old, index_ids(old)):
-                have = index_ids(old)
-                if np.isin(have, db_ids).all() and self._kind_for(len(db_ids)) == built_kind:
-                    new_ids = np.setdiff1d(db_ids, have)
-                    add_to_index(old, new_ids, self._vectors_for(new_ids))
-                    index = old
-                    params = {**side.get("params", {}),
-                              "added_since_build": int((side.get("params") or {}).get("added_since_build", 0))
-                              + len(new_ids)}
-                    logger.info("FAISS index: added %d new vectors", len(new_ids))
-        if index is None or params is None:
-            ids, vectors = self.vectors()
-            index, params = build_index(ids, vectors, self._kind_for(len(ids)))
-            logger.info("FAISS index built: %s over %d vectors", params["type"], len(ids))
-        if save:
-            save_index(self.path, index, {**{k: state[k] for k in ("generation", "rewrites", "model", "dimension")},
-                                          "params": params})
-        return index, params
-
-    def _kind_for(self, n: int) -> str:
-        if self.index_kind not in KINDS:
-            raise StoreError(f"index type {self.index_kind!r}: choose one of {', '.join(KINDS)}")
-        return effective_kind(self.index_kind, n, self.manifest.model.dimension)
-
-    def _vectors_agree(self, index: faiss.Index, ids: np.ndarray, sample: int = 16) -> bool:
-        """Spot check: a few vectors of the index equal DuckDB's (a file copied from another store
-        with the same ids, or written over, fails it). IVF-PQ keeps 8-bit vectors: equal there
-        means a cosine over 0.99."""
-        if not len(ids):
-            return True
-        picked = np.random.default_rng(len(ids)).choice(ids, size=min(sample, len(ids)), replace=False)
-        try:
-            ours = vectors_of(index, picked)
-        except RuntimeError:
-            return False
-        theirs = self._vectors_for(picked)
-        if ivf_parts(index) is not None:
-            agree = bool(np.all(np.sum(ours * theirs, axis=1) > 0.99))
-        else:
-            agree = bool(np.allclose(ours, theirs, atol=1e-5))
-        if not agree:
-            logger.warning("FAISS index in %s holds other vectors than DuckDB; rebuilding", self.path)
-        return agree
-
-    def _vectors_for(self, ids: np.ndarray) -> np.ndarray:
-        d = self.manifest.model.dimension
-        if not len(ids):
-            return np.zeros((0, d), np.float32)
-        with self._cursor() as cur:
-            table = cur.sql("SELECT track_id, vector FROM embeddings WHERE track_id IN (SELECT unnest(?::BIGINT[]))",
-                            params=[ids.tolist()]).to_arrow_table()
-        got = table.column("track_id").to_numpy().astype(np.int64)
-        flat = table.column("vector").combine_chunks().flatten().to_numpy(zero_copy_only=False)
-        vectors = np.asarray(flat, np.float32).reshape(-1, d)
-        order = np.argsort(got)
-        return vectors[order[np.searchsorted(got[order], ids)]]  # in the order of ``ids``
+        with self._db.cursor() as cur:
+            yield cur
 
     # --- reading --------------------------------------------------------------------------
-
-    def _generation(self) -> int:
-        with self._cursor() as cur:
-            row = cur.execute("SELECT value FROM meta WHERE key = 'vectors_generation'").fetchone()
-        return int(row[0]) if row else 0
 
     def count(self, table: str) -> int:
         if table not in ("tracks", "embeddings", "windows", "styles", "failures", "projections", "runs"):
@@ -688,24 +222,19 @@ class Store:
         ids : ndarray, shape (n,), int64
         vectors : ndarray, shape (n, d), float32, L2-normalised
         """
-        d = self.manifest.model.dimension
         with self._cursor() as cur:
-            table = cur.sql("SELECT track_id, vector FROM embeddings ORDER BY track_id").to_arrow_table()
-        ids = table.column("track_id").to_numpy().astype(np.int64)
-        if len(ids) == 0:
-            return ids, np.zeros((0, d), np.float32)
-        flat = table.column("vector").combine_chunks().flatten().to_numpy(zero_copy_only=False)
-        return ids, np.asarray(flat, np.float32).reshape(-1, d)
+            return freshness.all_vectors(cur, self.manifest.model.dimension)
 
     @property
     def index(self) -> faiss.Index:
         """The FAISS index, loaded from disk if it matches DuckDB, else brought up to date (saved
-        unless the store is read-only)."""
-        with self._lock:
+        unless the store is read-only); see :mod:`store.freshness`."""
+        with self._db.lock:
             if self._index is None:
-                with self.holding():  # one connection for the whole load
-                    self._index, _ = self._load_or_build(save=not self.read_only)
-                    self._index_stamp = _stamp(self.path / SIDECAR_NAME)
+                with self._cursor() as cur:  # one connection for the whole load
+                    self._index, _ = freshness.load_or_build(self.path, cur, self.manifest.model, self.index_kind,
+                                                             save=not self.read_only)
+                self._index_stamp = stamp(self.path / SIDECAR_NAME)
             return self._index
 
     def tracks(self, ids: Sequence[int] | None = None, columns: Sequence[str] | None = None) -> pd.DataFrame:
@@ -731,7 +260,7 @@ class Store:
             raise InvalidQuery("offset and limit must be 0 or more")
         cols = list(columns or ("id", "title", "artist", "album", "genre", "year", "duration", "format"))
         if where:
-            ids = np.sort(self._filter_ids(where, timeout))
+            ids = np.sort(self.filter_ids(where, timeout))
             return len(ids), self.tracks(ids[offset : offset + limit].tolist(), columns=cols)
         with self._cursor() as cur:
             total = int(cur.execute("SELECT count(*) FROM tracks").fetchone()[0])  # type: ignore[index]
@@ -739,13 +268,23 @@ class Store:
                                 "LIMIT ? OFFSET ?", [int(limit), int(offset)]).df()
         return total, frame
 
+    def known_files(self) -> dict[str, KnownFile]:
+        """Every stored track by path: id, size, mtime, content fingerprint, has a vector."""
+        with self._cursor() as cur:
+            rows = cur.execute(
+                "SELECT t.path, t.path_bytes, t.id, t.size, t.mtime, t.fingerprint, e.track_id IS NOT NULL "
+                "FROM tracks t LEFT JOIN embeddings e ON e.track_id = t.id"
+            ).fetchall()
+        return {fs_path(r[0], r[1]): KnownFile(int(r[2]), int(r[3]), float(r[4]), r[5], bool(r[6]))
+                for r in rows}
+
     def file_path(self, track_id: int) -> str:
         """The file of a track, exactly as the file system names it (also for non-UTF-8 names)."""
         with self._cursor() as cur:
             row = cur.execute("SELECT path, path_bytes FROM tracks WHERE id = ?", [int(track_id)]).fetchone()
         if row is None:
             raise TrackNotFound(track_id, self.path)
-        return _fs_path(row[0], row[1])
+        return fs_path(row[0], row[1])
 
     def track(self, track_id: int) -> dict[str, Any]:
         """One track's row as a dict. Raises StoreError if there is no such track."""
@@ -833,61 +372,8 @@ class Store:
         """
         opts = SearchOptions(k=k, where=where, max_per_artist=max_per_artist, max_per_album=max_per_album,
                              dedupe=dedupe, mmr=mmr, min_score=min_score)
-        opts.validate()
         seed_ids = [int(seeds)] if isinstance(seeds, (int, np.integer)) else [int(s) for s in seeds]
-        if bool(seed_ids) == (vector is not None):
-            raise InvalidQuery("give seed track ids or a query vector (exactly one of them)")
-        index = self.index
-        if seed_ids:
-            query = self._seed_vector(seed_ids, index)
-        else:
-            assert vector is not None
-            query = np.asarray(vector, np.float32).ravel()
-            d = self.manifest.model.dimension
-            if query.shape[0] != d:
-                raise InvalidQuery(f"query vector has {query.shape[0]} dimensions, the store's model "
-                                 f"({self.manifest.model.id}) has {d}")
-            if not np.all(np.isfinite(query)) or not np.any(query):
-                raise InvalidQuery("query vector is zero or not finite")
-        query = l2_normalise(query)
-        allowed = self._filter_ids(opts.where, timeout) if opts.where else None
-        skip = set(seed_ids) | {int(i) for i in exclude}
-        variety = opts.max_per_artist is not None or opts.max_per_album is not None or opts.dedupe
-        seed_keys = set()
-        if opts.dedupe and seed_ids:
-            seed_keys = {key for r in self.track_rows(seed_ids).values() if (key := song_key(r)) is not None}
-        target = max(3 * opts.k, 30) if opts.mmr is not None and opts.mmr < 1.0 else opts.k
-        fetch = target + len(skip) if not variety else 2 * target + len(skip)
-        while True:
-            candidates = knn(index, query, fetch, allowed)
-            exhausted = len(candidates) < fetch
-            candidates = [c for c in candidates if c[0] not in skip]
-            if opts.min_score is not None:
-                above = [c for c in candidates if c[1] >= opts.min_score]
-                exhausted = exhausted or len(above) < len(candidates)
-                candidates = above
-            rows = self.track_rows([i for i, _ in candidates])
-            picked = diversify(candidates, rows, opts, seed_keys, limit=target)
-            if len(picked) >= target or exhausted:
-                break
-            fetch *= 4
-        if opts.mmr is not None and opts.mmr < 1.0 and picked:
-            vectors = vectors_of(index, [i for i, _ in picked])
-            order = mmr_order(query, vectors, np.array([s for _, s in picked]), float(opts.mmr), opts.k)
-            picked = [picked[i] for i in order]
-        return [Neighbour(i, s, rows[i]) for i, s in picked[: opts.k]]
-
-    def _seed_vector(self, seed_ids: list[int], index: faiss.Index) -> np.ndarray:
-        try:
-            vectors = vectors_of(index, seed_ids)
-        except RuntimeError:
-            known = self.track_rows(seed_ids)
-            missing = [i for i in seed_ids if i not in known]
-            if missing:
-                raise TrackNotFound(missing[0], self.path) from None
-            raise InvalidQuery(f"a seed track ({', '.join(map(str, seed_ids))}) has no embedding yet; "
-                             "run musicmap index again") from None
-        return np.asarray(vectors.mean(axis=0), np.float32)
+        return search.run(self, seed_ids, vector, opts, exclude=exclude, timeout=timeout)
 
     def track_rows(self, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
         """Rows of ``tracks`` by id, as plain dicts (no DataFrame on the hot path). Rows read
@@ -896,8 +382,8 @@ class Store:
         if not len(ids):
             return {}
         with self.holding():
-            with self._lock:
-                epoch = self._epoch
+            with self._db.lock:
+                epoch = self._db.epoch
                 cached = {int(i): self._row_cache[int(i)] for i in ids if int(i) in self._row_cache}
             missing = [int(i) for i in ids if int(i) not in cached]
             if not missing:
@@ -911,42 +397,23 @@ class Store:
             for row in rows:
                 item = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in zip(names, row, strict=True)}
                 fetched[int(item["id"])] = item
-            with self._lock:
-                if epoch == self._epoch and not self._writing:
+            with self._db.lock:
+                if epoch == self._db.epoch and self.read_only:  # a writer's rows change under it
                     if len(self._row_cache) + len(fetched) > ROW_CACHE:
                         self._row_cache.clear()
                     self._row_cache.update(fetched)
         return {k: dict(v) for k, v in {**cached, **fetched}.items()}
 
-    def _filter_ids(self, where: str, timeout: float) -> np.ndarray:
-        """Ids of the tracks matching ``where`` (run in the SQL sandbox, under its limits)."""
-        with self.holding(), self._sql_lock:
-            session = self._session()
-            query = sql.check_where(session, where)
-            timer = threading.Timer(timeout, session.interrupt)
-            timer.start()
-            try:
-                ids = session.execute(query).fetchnumpy()["id"]
-            except duckdb.Error as exc:
-                err = sql.describe_error(exc, timeout)
-                raise InvalidQuery(f"--where {where!r}: {err}") from exc
-            finally:
-                timer.cancel()
-        return np.asarray(ids, dtype=np.int64)
+    def filter_ids(self, where: str, timeout: float = 10.0) -> np.ndarray:
+        """Ids of the tracks matching ``where`` (one boolean SQL expression over ``tracks``, run in
+        the SQL sandbox under its limits)."""
+        with self.holding():
+            return self._sql_sandbox().matching_ids(where, timeout)
 
-    def _session(self) -> duckdb.DuckDBPyConnection:
-        """The SQL connection: its own cursor with the views and ``similarity`` (call under _sql_lock)."""
+    def _sql_sandbox(self) -> sql.Sandbox:
         if not self.read_only:
             raise StoreError("SQL runs on read-only stores only; open the store with Store.open")
-        index = self.index
-        if self._sql_session is None or self._sql_index is not index:
-            if self._sql_session is not None:
-                self._sql_session.close()
-            with self._lock:
-                self._sql_session = self._con.cursor()
-            self._similarity = sql.install(self._sql_session, index)  # kept alive here (see sql._Dispatch)
-            self._sql_index = index
-        return self._sql_session
+        return self._sandbox
 
     def projection(self, name: str = "tsne") -> pd.DataFrame:
         """Map coordinates joined with display metadata; empty if the projection does not exist.
@@ -954,8 +421,7 @@ class Store:
         ``style`` is the genre part of the track's top predicted Discogs style (``Electronic---Techno``
         → ``Electronic``), NULL without MAEST styles."""
         with self._cursor() as cur:
-            has_cluster = cur.execute("SELECT count(*) FROM duckdb_columns() WHERE table_name = 'projections' "
-                                      "AND column_name = 'cluster'").fetchone() != (0,)
+            has_cluster = schema.has_column(cur, "projections", "cluster")
             return cur.execute(
                 "SELECT t.id, p.x, p.y, t.title, t.artist, t.album, t.genre, t.year, t.format, "
                 + ("p.cluster, " if has_cluster else "NULL::INTEGER AS cluster, ") +
@@ -997,22 +463,9 @@ class Store:
             With the reason: bad SQL (DuckDB's message), a refused statement type, several
             statements, file access, the time or memory limit.
         """
-        with self.holding(), self._sql_lock:
-            session = self._session()
-            sql.check_query(session, query)
-            timer = threading.Timer(timeout, session.interrupt)
-            timer.start()
-            try:
-                result = session.execute(query)
-                if result.description is None:
-                    return SQLResult([], [], False)
-                columns = [str(d[0]) for d in result.description]
-                rows = result.fetchmany(max_rows + 1)
-            except duckdb.Error as exc:
-                raise sql.describe_error(exc, timeout) from exc
-            finally:
-                timer.cancel()
-        return SQLResult(columns, [tuple(r) for r in rows[:max_rows]], len(rows) > max_rows)
+        with self.holding():
+            columns, rows, truncated = self._sql_sandbox().run(query, max_rows=max_rows, timeout=timeout)
+        return SQLResult(columns, rows, truncated)
 
     def info(self) -> dict[str, Any]:
         """A summary of the store: model, counts, projections, genres, size on disk."""
@@ -1020,8 +473,7 @@ class Store:
         with self._cursor() as cur:
             genres = cur.execute("SELECT coalesce(genre, '(none)'), count(*) FROM tracks GROUP BY 1 "
                                  "ORDER BY 2 DESC, 1 LIMIT 20").fetchall()
-            has_settings = cur.execute("SELECT count(*) FROM duckdb_columns() WHERE table_name = 'runs' "
-                                       "AND column_name = 'settings'").fetchone() != (0,)
+            has_settings = schema.has_column(cur, "runs", "settings")
             last_run = cur.execute("SELECT id, started_at, finished_at, status, scanned, added, updated, "
                                    "unchanged, failed, " + ("settings" if has_settings else "NULL") +
                                    " FROM runs ORDER BY id DESC LIMIT 1").fetchone()
@@ -1048,88 +500,3 @@ class Store:
             "created_at": self.manifest.created_at,
         }
 
-
-def _stamp(path: Path) -> tuple[int, int] | None:
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return st.st_mtime_ns, st.st_size
-
-
-def _connect(db: Path, *, read_only: bool, config: dict[str, Any], wait: float) -> duckdb.DuckDBPyConnection:
-    """``duckdb.connect``, waiting up to ``wait`` seconds while another process holds the file."""
-    deadline = time.monotonic() + wait
-    delay = 0.01
-    marker = db.parent / WRITER_WAITING
-    try:
-        while True:
-            try:
-                return duckdb.connect(str(db), read_only=read_only, config=config)
-            except duckdb.IOException as exc:
-                if "lock" not in str(exc).lower():
-                    raise StoreUnavailable(f"cannot open {db}: {exc}") from exc
-                if not read_only and not marker.exists():  # shared readers: let go, a writer waits
-                    with contextlib.suppress(OSError):
-                        marker.write_text(str(os.getpid()))
-                if time.monotonic() >= deadline:
-                    raise StoreUnavailable(
-                        f"{db} is busy: another musicmap process is {'writing to' if read_only else 'using'} it "
-                        f"(waited {wait:g} s). An index run lets readers in between batches; "
-                        f"`musicmap serve` holds the file only while reading.") from exc
-            except duckdb.Error as exc:
-                raise StoreUnavailable(f"cannot open {db}: {exc}") from exc
-            time.sleep(delay)
-            delay = min(0.2 if read_only else 0.05, delay * 1.5)
-    finally:
-        if not read_only:
-            with contextlib.suppress(OSError, ValueError):
-                if int(marker.read_text() or "0") == os.getpid():
-                    marker.unlink()
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
-
-
-def _disk_full(exc: BaseException) -> bool:
-    return "no space left" in str(exc).lower() or getattr(exc, "errno", None) == 28
-
-
-def db_path(path: str) -> str:
-    """``path`` as valid UTF-8 text: undecodable bytes of a file name become ``\\xNN``."""
-    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-
-
-_INT_TAGS = ("year", "track_number")
-
-
-def _tag_column(name: str, values: list[Any]) -> pa.Array:
-    """One tag column for a batch insert, typed as ``tracks`` wants it (bad values become NULL)."""
-    if name in _INT_TAGS:
-        out: list[Any] = []
-        for v in values:
-            try:
-                n = int(v) if v is not None and v == v else None  # NaN is not a number of anything
-            except (TypeError, ValueError):
-                n = None
-            out.append(n if n is None or -(2**31) < n < 2**31 else None)
-        return pa.array(out, pa.int32())
-    if name == "duration":
-        return pa.array([float(v) if isinstance(v, (int, float)) and v == v else None for v in values], pa.float64())
-    return pa.array([None if v is None else str(_text(v)) for v in values], pa.string())
-
-
-def _text(value: Any) -> Any:
-    """Tag text as valid UTF-8 (a title taken from a non-UTF-8 file name, say); other values as they are."""
-    return db_path(value) if isinstance(value, str) else value
-
-
-def _raw(path: str) -> bytes | None:
-    """The exact bytes of a path whose name is not valid UTF-8, else None."""
-    return os.fsencode(path) if db_path(path) != path else None
-
-
-def _fs_path(text: str, raw: bytes | None) -> str:
-    return os.fsdecode(raw) if raw is not None else text

@@ -6,11 +6,12 @@ import json
 import shutil
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pytest
 
 import store.vectors as vectors_mod
-from store import ModelInfo, Store, TrackRecord
+from store import ModelInfo, Store, TrackRecord, freshness
 from store.vectors import INDEX_NAME, SIDECAR_NAME
 from tests.fakes import fake_model
 
@@ -95,9 +96,12 @@ def test_damaged_or_stale_faiss_files_are_detected_and_rebuilt(tmp_path: Path, d
     with Store.open_for_indexing(folder, _model()) as store:
         store.sync()  # the writer repairs the files
     assert _sidecar(folder)["ntotal"] == 300
-    with Store.open(folder) as store:
-        loaded = vectors_mod.load_index(folder, store._index_state()[0])
-        assert loaded is not None and loaded.ntotal == 300
+    con = duckdb.connect(str(folder / "library.duckdb"), read_only=True)
+    try:
+        loaded = vectors_mod.load_index(folder, freshness.index_state(con, _model())[0])
+    finally:
+        con.close()
+    assert loaded is not None and loaded.ntotal == 300
 
 
 def test_hnsw_above_the_flat_limit_records_recall_and_filters_return_k(tmp_path: Path,
