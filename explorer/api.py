@@ -1,8 +1,10 @@
 """The explorer's JSON API, ``/api/v1`` on the same server, and audio by track id.
 
 Every error is JSON ``{"error": message, "status": code}`` with the right status: a bad parameter
-is 400 (naming it), an unknown track 404; never a 500 for something the client sent. The OpenAPI
-document at ``/api/v1/openapi.json`` lists every route below (a test checks they agree).
+is 400 (naming it), an unknown track 404; never a 500 for something the client sent. Every route's
+parameters are declared once, in :data:`ENDPOINTS` (:mod:`explorer.params`): the same table parses
+and checks the query string and writes the OpenAPI document at ``/api/v1/openapi.json`` (a test
+checks it lists every route; another fuzzes every operation from it).
 """
 
 from __future__ import annotations
@@ -22,100 +24,120 @@ from werkzeug.exceptions import HTTPException
 
 from store import InvalidQuery, Store, StoreError, TrackNotFound
 from store.listening import MAX_EXTEND, MAX_PATH
-from store.search import VarietyOptions
 
 from . import subsonic
 from .limits import K_API_MAX, K_DEFAULT, PAGE_MAX, SEARCH_MAX, SQL_MAX_ROWS, SQL_TIMEOUT
+from .params import ERROR, BadRequest, Endpoint, Param, document, ok, read_all
 from .upload import UploadError, Uploads
 
 logger = logging.getLogger(__name__)
 
 API = "/api/v1"
+TOKEN = frozenset({"token"})
+"""Query parameters every route accepts: the access token (:mod:`explorer.auth`)."""
+Args = dict[str, Any]
+Handler = Callable[..., Response]
 
 UPLOAD_PATH = f"{API}/similar/upload"
-SIMILAR_OPTIONS: dict[str, type] = {"max_per_artist": int, "max_per_album": int, "mmr": float, "min_score": float}
+MAP_FIELDS = ("title", "artist", "album", "genre", "year", "style", "cluster")
+"""What ``/api/v1/map?fields=`` may add to the coordinates (never paths: no file paths in bulk)."""
+
+# --- the parameter table: parsing and the OpenAPI document come from it ---------------------------
+
+TRACK_ID = Param("track_id", "a track id", "integer", location="path")
+WHERE = Param("where", "SQL boolean expression over tracks' columns, e.g. genre = 'Jazz' AND year >= 1970")
+SIMILAR = (
+    Param("k", "how many", "integer", minimum=1, maximum=K_API_MAX, default=K_DEFAULT),
+    WHERE,
+    Param("max_per_artist", "at most this many results per artist", "integer", minimum=1),
+    Param("max_per_album", "at most this many results per album", "integer", minimum=1),
+    Param("dedupe", "drop other copies of the same song (same artist and title)", "boolean"),
+    Param("mmr", "maximal marginal relevance λ in (0, 1]: 1 = pure similarity, 0.5 = balanced", "number"),
+    Param("min_score", "drop results below this cosine similarity", "number"),
+)
+"""The options of a similarity search (:class:`store.search.SearchOptions`), as query parameters."""
+VARIETY = (
+    Param("where", "SQL boolean expression over tracks' columns"),
+    Param("max_per_artist", "at most this many per artist, counted over the whole list", "integer", minimum=1),
+    Param("max_per_album", "at most this many per album", "integer", minimum=1),
+    Param("dedupe", "one version of each song", "boolean"),
+    Param("format", "json (default) or m3u (an M3U8 playlist)", choices=("json", "m3u")),
+)
+"""The variety rules of paths and playlists (:class:`store.search.VarietyOptions`), and the answer's format."""
+IDS_HINT = f"give 1 to {PAGE_MAX} track ids separated by commas, e.g. ids=12,40,7"
+
+ENDPOINTS: dict[str, Endpoint] = {e.path: e for e in (
+    Endpoint(f"{API}/tracks", "Tracks, paged and filtered, by id", (
+        Param("offset", "first row", "integer", minimum=0, maximum=10**12, default=0),
+        Param("limit", "rows per page", "integer", minimum=0, maximum=PAGE_MAX, default=100),
+        Param("where", "SQL boolean expression over tracks' columns (read-only sandbox)"),
+        Param("genre", "exact genre"), Param("artist", "exact artist"), Param("album", "exact album"),
+        Param("year_min", "earliest year", "integer"), Param("year_max", "latest year", "integer"),
+    ), {"200": ok("{total, offset, limit, results: [track]}"), "400": ERROR}),
+    Endpoint(f"{API}/tracks/{{track_id}}", "One track: tags, top styles, map position, audio URL", (TRACK_ID,),
+             {"200": ok("track"), "404": ERROR}),
+    Endpoint(f"{API}/similar/{{track_id}}", "Tracks that sound like this one, with scores (cosine similarity)",
+             (TRACK_ID, *SIMILAR),
+             {"200": ok("{track_id, model, results: [track + score]}"), "400": ERROR, "404": ERROR}),
+    Endpoint(f"{API}/similar", "Tracks that sound like several tracks together (the centroid of their vectors)",
+             (Param("ids", "track ids separated by commas, e.g. 12,40,7", "ids", maximum=PAGE_MAX, required=True,
+                    hint=IDS_HINT), *SIMILAR),
+             {"200": ok("{ids, model, results: [track + score]}"), "400": ERROR, "404": ERROR}),
+    Endpoint(UPLOAD_PATH, "Tracks that sound like an uploaded clip, and where it lands on the map (only with "
+                          "`musicmap serve --allow-upload`; the clip is embedded with the store's model and deleted)",
+             SIMILAR, {"200": ok("{query: {type, filename, bytes, position}, model, results: [track + score]}"),
+                       "400": ERROR, "403": ERROR, "413": ERROR},
+             method="post", body={"required": True, "content": {
+                 "multipart/form-data": {"schema": {"type": "object", "properties": {
+                     "file": {"type": "string", "format": "binary"}}}},
+                 "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}),
+    Endpoint(f"{API}/path", "A path of tracks from one to another: each step near the last and closer to the end", (
+        Param("from", "first track id", "integer", minimum=0, required=True, hint="give a track id, e.g. from=12"),
+        Param("to", "last track id", "integer", minimum=0, required=True, hint="give a track id, e.g. to=12"),
+        Param("steps", "tracks in the path, both ends included", "integer", minimum=2, maximum=MAX_PATH, default=10),
+        *VARIETY,
+    ), {"200": ok("{from, to, model, steps: [track + to_previous + to_end]}, or M3U"), "400": ERROR, "404": ERROR}),
+    Endpoint(f"{API}/extend", "Tracks that fit a playlist (never one of its own), by its centroid or by each track", (
+        Param("ids", "the playlist's track ids separated by commas", "ids", maximum=PAGE_MAX, required=True,
+              hint=IDS_HINT),
+        Param("n", "tracks to add", "integer", minimum=1, maximum=MAX_EXTEND, default=20),
+        Param("mode", "centroid (default) or seeds", choices=("centroid", "seeds")),
+        *VARIETY,
+    ), {"200": ok("{ids, mode, model, results: [track + score]}, or M3U"), "400": ERROR, "404": ERROR}),
+    Endpoint(f"{API}/search", "Tracks whose artist, title or album contain every word", (
+        Param("q", "words", required=True, hint="give some words of a title, artist or album"),
+        Param("limit", "how many", "integer", minimum=1, maximum=SEARCH_MAX, default=10),
+    ), {"200": ok("{q, results: [track]}"), "400": ERROR}),
+    Endpoint(f"{API}/sql", "One read-only SQL query over the store (tracks, styles, projections, ...; similarity(id, "
+                           "seed) and similar_to(seed, k)); no file access, time and row limits", (
+        Param("q", "one SELECT statement", required=True,
+              hint="give one SQL statement, e.g. SELECT genre, count(*) FROM tracks GROUP BY genre"),
+        Param("limit", "row cap", "integer", minimum=1, maximum=SQL_MAX_ROWS, default=1000),
+    ), {"200": ok("{columns, rows, truncated}"), "400": ERROR}),
+    Endpoint(f"{API}/map", "The map's coordinates, compact: parallel arrays id, x, y (and the fields asked for)",
+             (Param("fields", "comma-separated: " + ", ".join(MAP_FIELDS)),),
+             {"200": ok("{map, method, quality, n, id, x, y, ...}"), "400": ERROR}),
+    Endpoint(f"{API}/audio/{{track_id}}", "The track's audio file (HTTP Range supported)", (TRACK_ID,),
+             {"200": {"description": "audio bytes"}, "206": {"description": "a byte range"}, "404": ERROR}),
+    Endpoint(f"{API}/openapi.json", "This document", (), {"200": ok("OpenAPI 3")}),
+)}
+
+OPENAPI: dict[str, Any] = document(
+    "musicmap explorer API",
+    "Read-only access to a musicmap store: tracks, similar tracks, search, the map, audio.",
+    list(ENDPOINTS.values()))
 
 
-class BadRequest(ValueError):
-    """A query parameter the API cannot use; the message names it."""
+def _options(args: dict[str, Any], names: tuple[Param, ...]) -> dict[str, Any]:
+    """The search options among ``args`` that were given (the store's defaults for the rest)."""
+    wanted = {p.name for p in names} - {"format"}
+    return {k: v for k, v in args.items() if k in wanted and v is not None}
 
 
 def error(status: int, message: str) -> Response:
     response = jsonify({"error": message, "status": status})
     response.status_code = status
     return response
-
-
-def _int(name: str, default: int, lo: int, hi: int) -> int:
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return default
-    if not raw.isdigit() or not lo <= int(raw) <= hi:
-        raise BadRequest(f"{name}={raw!r}: give a whole number from {lo} to {hi}")
-    return int(raw)
-
-
-def _number(name: str, kind: type) -> Any:
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return None
-    try:
-        value = kind(raw)
-    except ValueError:
-        raise BadRequest(f"{name}={raw!r}: give a {'whole ' if kind is int else ''}number") from None
-    if kind is float and not math.isfinite(value):
-        raise BadRequest(f"{name}={raw!r}: give a finite number")
-    return value
-
-
-def _flag(name: str) -> bool:
-    raw = request.args.get(name, "false").lower()
-    if raw not in ("1", "true", "yes", "0", "false", "no"):
-        raise BadRequest(f"{name}={raw!r}: give true or false")
-    return raw in ("1", "true", "yes")
-
-
-def _only(*allowed: str) -> None:
-    unknown = sorted(set(request.args) - set(allowed) - {"token"})  # token: explorer.auth's
-    if unknown:
-        raise BadRequest(f"unknown parameter {unknown[0]!r}; this endpoint takes {', '.join(allowed) or 'none'} "
-                         f"(see {API}/openapi.json)")
-
-
-def similar_options() -> dict[str, Any]:
-    """The similarity options of the query string (k, where, dedupe, max_per_artist, ...), checked."""
-    out: dict[str, Any] = {"k": _int("k", K_DEFAULT, 1, K_API_MAX), "where": request.args.get("where") or None,
-                           "dedupe": _flag("dedupe")}
-    for name, kind in SIMILAR_OPTIONS.items():
-        value = _number(name, kind)
-        if value is not None:
-            out[name] = value
-    return out
-
-
-def _ids_param() -> list[int]:
-    raw = [part.strip() for part in (request.args.get("ids") or "").split(",") if part.strip()]
-    if not raw or not all(part.isdigit() for part in raw) or len(raw) > PAGE_MAX:
-        raise BadRequest(f"ids: give 1 to {PAGE_MAX} track ids separated by commas, e.g. ids=12,40,7")
-    return list(dict.fromkeys(int(part) for part in raw))
-
-
-def _variety() -> VarietyOptions:
-    """``where``, ``dedupe`` and the caps of the query string (for paths and playlists)."""
-    out: VarietyOptions = {"where": request.args.get("where") or None, "dedupe": _flag("dedupe")}
-    artist, album = _number("max_per_artist", int), _number("max_per_album", int)
-    if artist is not None:
-        out["max_per_artist"] = int(artist)
-    if album is not None:
-        out["max_per_album"] = int(album)
-    return out
-
-
-def _format() -> str:
-    value = request.args.get("format") or "json"
-    if value not in ("json", "m3u"):
-        raise BadRequest(f"format={value!r}: give json or m3u")
-    return value
 
 
 def _sql_string(value: str) -> str:
@@ -141,14 +163,19 @@ def register(server: Flask, store: Store, *, projection: Callable[[], Any], uplo
     current :class:`explorer.app.MapData` (the map it shows); ``uploads`` turns on
     ``POST /api/v1/similar/upload``."""
 
-    def route(rule: str, endpoint: str, methods: tuple[str, ...] = ("GET",),
-              hold: bool = True) -> Callable[[Callable[..., Response]], Callable[..., Response]]:
-        def wrap(fn: Callable[..., Response]) -> Callable[..., Response]:
+    def route(path: str, endpoint: str, *, hold: bool = True) -> Callable[[Handler], Handler]:
+        """Serve ``fn(args, **path_values)`` at ``path``: a documented path (:data:`ENDPOINTS`) gets
+        its query parameters parsed and checked into ``args``, others an empty ``args``. Errors
+        become JSON with the status of their kind."""
+        declared = ENDPOINTS.get(path)
+
+        def wrap(fn: Handler) -> Handler:
             def handler(**kwargs: Any) -> Response:
                 try:
+                    args = read_all(declared.params, request.args, ignore=TOKEN) if declared else {}
                     # one connection for the request, however many reads (not while a clip is embedded)
                     with store.holding() if hold else contextlib.nullcontext():
-                        return fn(**kwargs)
+                        return fn(args, **kwargs)
                 except BadRequest as exc:
                     return error(400, str(exc))
                 # the store's errors by meaning (store.errors): an unknown track, a bad question,
@@ -162,7 +189,8 @@ def register(server: Flask, store: Store, *, projection: Callable[[], Any], uplo
                     return error(503, str(exc))
                 except UploadError as exc:
                     return error(exc.status, str(exc))
-            server.add_url_rule(rule, endpoint, handler, methods=list(methods))
+            server.add_url_rule(declared.rule if declared else path, endpoint, handler,
+                                methods=[declared.method.upper() if declared else "GET"])
             return fn
         return wrap
 
@@ -182,45 +210,37 @@ def register(server: Flask, store: Store, *, projection: Callable[[], Any], uplo
     subsonic.register(server, store, token=token, send_audio=send_audio)
 
     @route("/audio/<int:track_id>", "audio")
-    def audio(track_id: int) -> Response:
+    def audio(args: Args, track_id: int) -> Response:
         """A track's file by id (never by a path from the client)."""
         return send_audio(track_id)
 
-    @route(f"{API}/audio/<int:track_id>", "api_audio")
-    def api_audio(track_id: int) -> Response:
-        _only()
+    @route(f"{API}/audio/{{track_id}}", "api_audio")
+    def api_audio(args: Args, track_id: int) -> Response:
         return send_audio(track_id)
 
     @route(API, "api_index")
-    def api_index() -> Response:
-        return jsonify({"openapi": f"{API}/openapi.json",
-                        "endpoints": sorted(p for p in OPENAPI["paths"])})
+    def api_index(args: Args) -> Response:
+        return jsonify({"openapi": f"{API}/openapi.json", "endpoints": sorted(OPENAPI["paths"])})
 
     @route(f"{API}/openapi.json", "api_openapi")
-    def api_openapi() -> Response:
+    def api_openapi(args: Args) -> Response:
         return jsonify(OPENAPI)
 
     @route(f"{API}/tracks", "api_tracks")
-    def api_tracks() -> Response:
-        _only("offset", "limit", "where", "genre", "artist", "album", "year_min", "year_max")
-        offset = _int("offset", 0, 0, 10**12)
-        limit = _int("limit", 100, 0, PAGE_MAX)
-        clauses = [f"({request.args['where']})"] if request.args.get("where") else []
-        for column in ("genre", "artist", "album"):
-            if request.args.get(column):
-                clauses.append(f"{column} = {_sql_string(request.args[column])}")
-        for name, op in (("year_min", ">="), ("year_max", "<=")):
-            year = _number(name, int)
-            if year is not None:
-                clauses.append(f"year {op} {int(year)}")
-        total, page = store.page_tracks(where=" AND ".join(clauses) or None, offset=offset, limit=limit)
+    def api_tracks(args: Args) -> Response:
+        clauses = [f"({args['where']})"] if args["where"] else []
+        clauses += [f"{column} = {_sql_string(args[column])}" for column in ("genre", "artist", "album")
+                    if args[column]]
+        clauses += [f"year {op} {int(args[name])}" for name, op in (("year_min", ">="), ("year_max", "<="))
+                    if args[name] is not None]
+        total, page = store.page_tracks(where=" AND ".join(clauses) or None, offset=args["offset"],
+                                        limit=args["limit"])
         rows = [{k: _json_safe(v) for k, v in r.items()} for r in page.astype(object).where(page.notna(), None)
                 .to_dict(orient="records")]
-        return jsonify({"total": total, "offset": offset, "limit": limit, "results": rows})
+        return jsonify({"total": total, "offset": args["offset"], "limit": args["limit"], "results": rows})
 
-    @route(f"{API}/tracks/<int:track_id>", "api_track")
-    def api_track(track_id: int) -> Response:
-        _only()
+    @route(f"{API}/tracks/{{track_id}}", "api_track")
+    def api_track(args: Args, track_id: int) -> Response:
         track = store.track(track_id)
         data = projection()
         position = None
@@ -231,47 +251,37 @@ def register(server: Flask, store: Store, *, projection: Callable[[], Any], uplo
         return jsonify({**{k: _json_safe(v) for k, v in track.items()}, "styles": styles, "position": position,
                         "audio": f"{API}/audio/{track_id}"})
 
-    @route(f"{API}/similar/<int:track_id>", "api_similar")
-    def api_similar(track_id: int) -> Response:
-        _only("k", "where", "dedupe", *SIMILAR_OPTIONS)
-        return similar_response(track_id, {"track_id": track_id})
+    @route(f"{API}/similar/{{track_id}}", "api_similar")
+    def api_similar(args: Args, track_id: int) -> Response:
+        neighbours = store.search(track_id, **_options(args, SIMILAR))
+        return jsonify({"track_id": track_id, "model": store.manifest.model.id, "results": _results(neighbours)})
 
     @route(f"{API}/similar", "api_similar_many")
-    def api_similar_many() -> Response:
+    def api_similar_many(args: Args) -> Response:
         """Tracks like several tracks together (the centroid of their vectors): ``?ids=1,2,3``."""
-        _only("ids", "k", "where", "dedupe", *SIMILAR_OPTIONS)
-        ids = _ids_param()
-        return similar_response(ids, {"ids": ids})
+        neighbours = store.search(args["ids"], **_options(args, SIMILAR))
+        return jsonify({"ids": args["ids"], "model": store.manifest.model.id, "results": _results(neighbours)})
 
     @route(f"{API}/path", "api_path")
-    def api_path() -> Response:
+    def api_path(args: Args) -> Response:
         """A song path from one track to another (``store.listening.song_path``); JSON or M3U."""
-        _only("from", "to", "steps", "where", "dedupe", "max_per_artist", "max_per_album", "format")
-        ends = []
-        for name in ("from", "to"):
-            raw = request.args.get(name) or ""
-            if not raw.isdigit():
-                raise BadRequest(f"{name}: give a track id, e.g. {name}=12")
-            ends.append(int(raw))
-        steps = store.song_path(ends[0], ends[1], length=_int("steps", 10, 2, MAX_PATH), **_variety())
-        if _format() == "m3u":
-            return _m3u([s.track_id for s in steps], f"path-{ends[0]}-{ends[1]}")
-        return jsonify({"from": ends[0], "to": ends[1], "model": store.manifest.model.id, "steps": [
+        start, end = args["from"], args["to"]
+        steps = store.song_path(start, end, length=args["steps"], **_options(args, VARIETY))
+        if args["format"] == "m3u":
+            return _m3u([s.track_id for s in steps], f"path-{start}-{end}")
+        return jsonify({"from": start, "to": end, "model": store.manifest.model.id, "steps": [
             {"track_id": s.track_id, "to_previous": None if s.to_previous is None else round(s.to_previous, 6),
              "to_end": round(s.to_end, 6), **{k: _json_safe(v) for k, v in s.track.items()}} for s in steps]})
 
     @route(f"{API}/extend", "api_extend")
-    def api_extend() -> Response:
+    def api_extend(args: Args) -> Response:
         """Tracks that fit a playlist (``store.listening.extend_playlist``); JSON or M3U."""
-        _only("ids", "n", "mode", "where", "dedupe", "max_per_artist", "max_per_album", "format")
-        ids = _ids_param()
-        mode = request.args.get("mode") or "centroid"
-        if mode not in ("centroid", "seeds"):
-            raise BadRequest(f"mode={mode!r}: give centroid or seeds")
-        added = store.extend(ids, n=_int("n", 20, 1, MAX_EXTEND), mode=mode, **_variety())
-        if _format() == "m3u":
+        mode = args["mode"] or "centroid"
+        added = store.extend(args["ids"], n=args["n"], mode=mode, **_options(args, VARIETY))
+        if args["format"] == "m3u":
             return _m3u([a.track_id for a in added], "extension")
-        return jsonify({"ids": ids, "mode": mode, "model": store.manifest.model.id, "results": _results(added)})
+        return jsonify({"ids": args["ids"], "mode": mode, "model": store.manifest.model.id,
+                        "results": _results(added)})
 
     def _m3u(track_ids: list[int], name: str) -> Response:
         from store.m3u import m3u_bytes
@@ -279,19 +289,12 @@ def register(server: Flask, store: Store, *, projection: Callable[[], Any], uplo
         return Response(m3u_bytes(store, track_ids), mimetype="audio/x-mpegurl",
                         headers={"Content-Disposition": f'attachment; filename="{name}.m3u8"'})
 
-    def similar_response(seeds: int | list[int], head: dict[str, Any]) -> Response:
-        """Search from seed tracks: 404 for a seed that does not exist, 400 for a bad option."""
-        neighbours = store.search(seeds, **similar_options())
-        return jsonify({**head, "model": store.manifest.model.id, "results": _results(neighbours)})
-
-    @route(UPLOAD_PATH, "api_similar_upload", methods=("POST",), hold=False)
-    def api_similar_upload() -> Response:
+    @route(UPLOAD_PATH, "api_similar_upload", hold=False)
+    def api_similar_upload(args: Args) -> Response:
         """Tracks like an uploaded clip (multipart field ``file``, or the raw bytes as the body),
         and where it lands on the map. Only with ``musicmap serve --allow-upload``."""
         if uploads is None:
             return error(403, "uploads are off on this server: start it with `musicmap serve --allow-upload`")
-        _only("k", "where", "dedupe", *SIMILAR_OPTIONS)
-        params = similar_options()
         if request.files:
             if "file" not in request.files:
                 raise BadRequest(f"send the clip in the multipart field 'file' (got {', '.join(request.files)})")
@@ -303,31 +306,26 @@ def register(server: Flask, store: Store, *, projection: Callable[[], Any], uplo
         data_map = projection()
         position = uploads.position(data_map.projection, vector) if data_map.info is not None else None
         with store.holding():
-            neighbours = store.similar_to_vector(vector, **params)
+            neighbours = store.search(vector=vector, **_options(args, SIMILAR))
         where = {"map": data_map.projection, "x": position[0], "y": position[1]} if position else None
         return jsonify({"query": {"type": "upload", "filename": filename[:200], "bytes": len(data),
                                   "position": where},
                         "model": store.manifest.model.id, "results": _results(neighbours)})
 
     @route(f"{API}/search", "api_search")
-    def api_search() -> Response:
-        _only("q", "limit")
-        text = (request.args.get("q") or "").strip()
+    def api_search(args: Args) -> Response:
+        text = args["q"].strip()
         if not text:
             raise BadRequest("q: give some words of a title, artist or album")
-        limit = _int("limit", 10, 1, SEARCH_MAX)
-        found = projection().search(text, limit)
-        return jsonify({"q": text, "results": found})
+        return jsonify({"q": text, "results": projection().search(text, args["limit"])})
 
     @route(f"{API}/sql", "api_sql")
-    def api_sql() -> Response:
+    def api_sql(args: Args) -> Response:
         """One read-only query in the store's SQL sandbox: ``?q=SELECT ...&limit=``."""
-        _only("q", "limit")
-        query = (request.args.get("q") or "").strip()
+        query = args["q"].strip()
         if not query:
             raise BadRequest("q: give one SQL statement, e.g. SELECT genre, count(*) FROM tracks GROUP BY genre")
-        limit = _int("limit", 1000, 1, SQL_MAX_ROWS)
-        result = store.sql(query, max_rows=limit, timeout=SQL_TIMEOUT)
+        result = store.sql(query, max_rows=args["limit"], timeout=SQL_TIMEOUT)
         rows = [[_json_safe(v) if not isinstance(v, (bytes, bytearray, memoryview)) else None for v in row]
                 for row in result.rows]
         return jsonify({"columns": result.columns, "rows": rows, "truncated": result.truncated})
@@ -335,20 +333,19 @@ def register(server: Flask, store: Store, *, projection: Callable[[], Any], uplo
     map_cache: dict[tuple[int, tuple[str, ...]], tuple[bytes, bytes]] = {}  # (JSON, gzip) per map and fields
 
     @route(f"{API}/map", "api_map")
-    def api_map() -> Response:
-        _only("fields")
+    def api_map(args: Args) -> Response:
         data = projection()
         version = data.version  # read before the frame: a reload in between caches newer data, never older
         frame = data.frame
-        fields = tuple(f for f in (request.args.get("fields") or "").split(",") if f)
-        bad = [f for f in fields if f not in ("title", "artist", "album", "genre", "year", "style", "cluster")]
+        fields = tuple(f for f in (args["fields"] or "").split(",") if f)
+        bad = [f for f in fields if f not in MAP_FIELDS]
         if bad:
             raise BadRequest(f"fields: unknown field {bad[0]!r}")
         key = (version, fields)  # a new version whenever the map or the tracks change
         if key not in map_cache:
             body: dict[str, Any] = {
-                "map": data.projection, "method": data.info["method"] if data.info else None,
-                "quality": (data.info or {}).get("params", {}).get("quality"), "n": len(frame),
+                "map": data.projection, "method": data.info.method if data.info else None,
+                "quality": data.info.params.get("quality") if data.info else None, "n": len(frame),
                 "id": frame["id"].astype(int).tolist() if len(frame) else [],
                 # 3 decimals are far below a pixel: the payload stays small
                 "x": np.round(frame["x"].to_numpy(float), 3).tolist() if len(frame) else [],
@@ -370,7 +367,7 @@ def register(server: Flask, store: Store, *, projection: Callable[[], Any], uplo
         return response
 
     @route("/audio/<path:rest>", "audio_unknown")
-    def audio_unknown(rest: str) -> Response:  # /audio/<not a track id>: never Dash's page, never a file
+    def audio_unknown(args: Args, rest: str) -> Response:  # /audio/<not a track id>: never Dash's page, never a file
         return error(404, f"no audio at {request.path}: audio is served by track id, /audio/<id>")
 
     @server.before_request
@@ -381,7 +378,7 @@ def register(server: Flask, store: Store, *, projection: Callable[[], Any], uplo
         return None
 
     @route(f"{API}/<path:rest>", "api_unknown")
-    def api_unknown(rest: str) -> Response:  # before Dash's catch-all page route
+    def api_unknown(args: Args, rest: str) -> Response:  # before Dash's catch-all page route
         return error(404, f"no such endpoint: {request.path} (see {API}/openapi.json)")
 
     def json_errors(exc: HTTPException) -> Response | HTTPException:
@@ -392,117 +389,3 @@ def register(server: Flask, store: Store, *, projection: Callable[[], Any], uplo
     server.register_error_handler(HTTPException, json_errors)
 
 
-def _param(name: str, description: str, kind: str = "string", **extra: Any) -> dict[str, Any]:
-    return {"name": name, "in": "query", "required": False, "description": description,
-            "schema": {"type": kind, **extra}}
-
-
-_ERROR = {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
-_TRACK_ID = {"name": "track_id", "in": "path", "required": True, "schema": {"type": "integer"}}
-_SIMILAR_PARAMS = [
-    _param("k", "how many", "integer", minimum=1, maximum=K_API_MAX, default=K_DEFAULT),
-    _param("where", "SQL boolean expression over tracks' columns, e.g. genre = 'Jazz' AND year >= 1970"),
-    _param("max_per_artist", "at most this many results per artist", "integer", minimum=1),
-    _param("max_per_album", "at most this many results per album", "integer", minimum=1),
-    _param("dedupe", "drop other copies of the same song (same artist and title)", "boolean"),
-    _param("mmr", "maximal marginal relevance λ in (0, 1]: 1 = pure similarity, 0.5 = balanced", "number"),
-    _param("min_score", "drop results below this cosine similarity", "number"),
-]
-
-
-_VARIETY_PARAMS = [
-    _param("where", "SQL boolean expression over tracks' columns"),
-    _param("max_per_artist", "at most this many per artist, counted over the whole list", "integer", minimum=1),
-    _param("max_per_album", "at most this many per album", "integer", minimum=1),
-    _param("dedupe", "one version of each song", "boolean"),
-    {**_param("format", "json (default) or m3u (an M3U8 playlist)"),
-     "schema": {"type": "string", "enum": ["json", "m3u"]}},
-]
-
-
-def _ok(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": {"type": "object"}}}}
-
-
-OPENAPI: dict[str, Any] = {
-    "openapi": "3.0.3",
-    "info": {"title": "musicmap explorer API", "version": "1",
-             "description": "Read-only access to a musicmap store: tracks, similar tracks, search, the map, audio."},
-    "paths": {
-        f"{API}/tracks": {"get": {
-            "summary": "Tracks, paged and filtered, by id",
-            "parameters": [
-                _param("offset", "first row", "integer", minimum=0, default=0),
-                _param("limit", "rows per page", "integer", minimum=0, maximum=PAGE_MAX, default=100),
-                _param("where", "SQL boolean expression over tracks' columns (read-only sandbox)"),
-                _param("genre", "exact genre"), _param("artist", "exact artist"), _param("album", "exact album"),
-                _param("year_min", "earliest year", "integer"), _param("year_max", "latest year", "integer"),
-            ],
-            "responses": {"200": _ok("{total, offset, limit, results: [track]}"), "400": _ERROR}}},
-        f"{API}/tracks/{{track_id}}": {"get": {
-            "summary": "One track: tags, top styles, map position, audio URL",
-            "parameters": [_TRACK_ID], "responses": {"200": _ok("track"), "404": _ERROR}}},
-        f"{API}/similar/{{track_id}}": {"get": {
-            "summary": "Tracks that sound like this one, with scores (cosine similarity)",
-            "parameters": [_TRACK_ID, *_SIMILAR_PARAMS],
-            "responses": {"200": _ok("{track_id, model, results: [track + score]}"), "400": _ERROR,
-                          "404": _ERROR}}},
-        f"{API}/similar": {"get": {
-            "summary": "Tracks that sound like several tracks together (the centroid of their vectors)",
-            "parameters": [{**_param("ids", "track ids separated by commas, e.g. 12,40,7"), "required": True},
-                           *_SIMILAR_PARAMS],
-            "responses": {"200": _ok("{ids, model, results: [track + score]}"), "400": _ERROR, "404": _ERROR}}},
-        UPLOAD_PATH: {"post": {
-            "summary": "Tracks that sound like an uploaded clip, and where it lands on the map (only with "
-                       "`musicmap serve --allow-upload`; the clip is embedded with the store's model and deleted)",
-            "parameters": _SIMILAR_PARAMS,
-            "requestBody": {"required": True, "content": {
-                "multipart/form-data": {"schema": {"type": "object", "properties": {
-                    "file": {"type": "string", "format": "binary"}}}},
-                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
-            "responses": {"200": _ok("{query: {type, filename, bytes, position}, model, results: [track + score]}"),
-                          "400": _ERROR, "403": _ERROR, "413": _ERROR}}},
-        f"{API}/path": {"get": {
-            "summary": "A path of tracks from one to another: each step near the last and closer to the end",
-            "parameters": [{**_param("from", "first track id", "integer", minimum=0), "required": True},
-                           {**_param("to", "last track id", "integer", minimum=0), "required": True},
-                           _param("steps", "tracks in the path, both ends included", "integer", minimum=2,
-                                  maximum=MAX_PATH, default=10),
-                           *_VARIETY_PARAMS],
-            "responses": {"200": _ok("{from, to, model, steps: [track + to_previous + to_end]}, or M3U"),
-                          "400": _ERROR, "404": _ERROR}}},
-        f"{API}/extend": {"get": {
-            "summary": "Tracks that fit a playlist (never one of its own), by its centroid or by each track",
-            "parameters": [{**_param("ids", "the playlist's track ids separated by commas"), "required": True},
-                           _param("n", "tracks to add", "integer", minimum=1, maximum=MAX_EXTEND, default=20),
-                           {**_param("mode", "centroid (default) or seeds"),
-                            "schema": {"type": "string", "enum": ["centroid", "seeds"]}},
-                           *_VARIETY_PARAMS],
-            "responses": {"200": _ok("{ids, mode, model, results: [track + score]}, or M3U"), "400": _ERROR,
-                          "404": _ERROR}}},
-        f"{API}/search": {"get": {
-            "summary": "Tracks whose artist, title or album contain every word",
-            "parameters": [{**_param("q", "words"), "required": True},
-                           _param("limit", "how many", "integer", minimum=1, maximum=SEARCH_MAX, default=10)],
-            "responses": {"200": _ok("{q, results: [track]}"), "400": _ERROR}}},
-        f"{API}/sql": {"get": {
-            "summary": "One read-only SQL query over the store (tracks, styles, projections, ...; similarity(id, "
-                       "seed) and similar_to(seed, k)); no file access, time and row limits",
-            "parameters": [{**_param("q", "one SELECT statement"), "required": True},
-                           _param("limit", "row cap", "integer", minimum=1, maximum=SQL_MAX_ROWS, default=1000)],
-            "responses": {"200": _ok("{columns, rows, truncated}"), "400": _ERROR}}},
-        f"{API}/map": {"get": {
-            "summary": "The map's coordinates, compact: parallel arrays id, x, y (and the fields asked for)",
-            "parameters": [_param("fields", "comma-separated: title, artist, album, genre, year, style, cluster")],
-            "responses": {"200": _ok("{map, method, quality, n, id, x, y, ...}"), "400": _ERROR}}},
-        f"{API}/audio/{{track_id}}": {"get": {
-            "summary": "The track's audio file (HTTP Range supported)",
-            "parameters": [_TRACK_ID],
-            "responses": {"200": {"description": "audio bytes"}, "206": {"description": "a byte range"},
-                          "404": _ERROR}}},
-        f"{API}/openapi.json": {"get": {"summary": "This document", "responses": {"200": _ok("OpenAPI 3")}}},
-    },
-    "components": {"schemas": {"Error": {"type": "object", "required": ["error", "status"],
-                                         "properties": {"error": {"type": "string"},
-                                                        "status": {"type": "integer"}}}}},
-}

@@ -18,7 +18,7 @@ from flask.testing import FlaskClient
 
 from explorer import create_app
 from explorer.api import OPENAPI
-from explorer.app import Callbacks
+from explorer.callbacks import Callbacks
 from explorer.state import ViewState, encode, parse
 from store import Store
 from tests.conftest import DemoStore, serving

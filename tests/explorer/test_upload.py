@@ -20,7 +20,7 @@ from flask.testing import FlaskClient
 
 from data.demo_library import synthesise
 from explorer import create_app
-from explorer.app import Callbacks
+from explorer.callbacks import Callbacks
 from musicmap.commands.serve import upload_functions
 from musicmap.settings import resolve
 from store import Store

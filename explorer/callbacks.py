@@ -1,0 +1,663 @@
+"""The explorer's callbacks: each a method of :class:`Callbacks`, declared once with its inputs and outputs.
+
+``@callback(Output(...), ..., inputs={"name": Input(...)}, state={...})`` sits on the method it
+declares: the keys of ``inputs``/``state`` are the method's parameter names (Dash calls it with
+keywords), so renaming a control is one edit here and one in :mod:`explorer.layout`.
+:meth:`Callbacks.register` hands every declared method (and the browser-side ones,
+:func:`clientside`) to Dash. The methods are plain functions of the controls' values: the tests
+call them without a browser.
+
+Fetching happens here, drawing in :mod:`explorer.panels` (side panels) and :mod:`explorer.figure`
+(the map: the big scatter is sent once per colour choice, everything else patches it).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import dash
+import numpy as np
+import plotly.graph_objects as go
+from dash import ALL, Input, Output, State, dcc, html
+
+from store import Store, StoreError
+from store.listening import MAX_PATH
+from store.search import VarietyOptions
+
+from . import panels, sqltab
+from .figure import (
+    COLOR_FIELDS,
+    DIMMED_OPACITY,
+    Traces,
+    centred_ranges,
+    clip_points,
+    filter_mask,
+    highlight_points,
+    hover_patch,
+    map_figure,
+    path_points,
+    selected_points,
+    track_at,
+)
+from .limits import EXTEND_N, K_DEFAULT, K_PAGE_MAX, PATH_STEPS, SEARCH_RESULTS
+from .mapdata import MapData
+from .panels import LabelWords
+from .state import ViewState, encode, parse
+from .upload import UploadError, Uploads, data_url_bytes
+
+logger = logging.getLogger(__name__)
+
+Method = TypeVar("Method", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True)
+class Declared:
+    """One callback: the method's name (or the browser-side code) and what Dash wires to it."""
+
+    name: str
+    outputs: tuple[Output, ...]
+    inputs: dict[str, Input] = field(default_factory=dict)
+    state: dict[str, State] = field(default_factory=dict)
+    prevent_initial_call: bool | str = True
+    needs_uploads: bool = False
+    javascript: str | None = None
+    positional: tuple[Input | State, ...] = ()
+
+
+DECLARED: list[Declared] = []
+"""Every callback of the page, in declaration order."""
+
+
+def callback(*outputs: Output, inputs: dict[str, Input], state: dict[str, State] | None = None,
+             prevent_initial_call: bool | str = True, needs_uploads: bool = False) -> Callable[[Method], Method]:
+    """Declare the decorated method a Dash callback (see the module docstring)."""
+    def declare(method: Method) -> Method:
+        DECLARED.append(Declared(method.__name__, outputs, inputs, state or {}, prevent_initial_call, needs_uploads))
+        return method
+    return declare
+
+
+def clientside(javascript: str, *dependencies: Output | Input | State, prevent_initial_call: bool = True,
+               needs_uploads: bool = False) -> None:
+    """Declare a callback that runs in the browser (no server round trip)."""
+    outputs = tuple(d for d in dependencies if isinstance(d, Output))
+    rest = tuple(d for d in dependencies if not isinstance(d, Output))
+    DECLARED.append(Declared("(browser)", outputs, prevent_initial_call=prevent_initial_call,
+                             needs_uploads=needs_uploads, javascript=javascript, positional=rest))
+
+
+#: The view controls, as the URL keeps them (see :mod:`explorer.state`).
+VIEW = {"color": "color-by", "genres": "genre-filter", "styles": "style-filter", "years": "year-filter",
+        "k": "k", "per_artist": "per-artist", "per_album": "per-album", "dedupe": "dedupe", "where": "where"}
+
+
+def _view(kind: type[Input] | type[State]) -> dict[str, Any]:
+    return {name: kind(control, "value") for name, control in VIEW.items()}
+
+
+def _clicked(kind: str) -> Input:
+    """The clicks of every button of a pattern-matched ``kind`` (the panels make them)."""
+    return Input({"type": kind, "index": ALL}, "n_clicks")
+
+
+def _triggered_index() -> str:
+    """The ``index`` of the pattern-matched button that was clicked; PreventUpdate when the call
+    came from a list being re-rendered (n_clicks 0), not from a click."""
+    trigger = dash.ctx.triggered_id
+    if not isinstance(trigger, dict) or not dash.ctx.triggered[0]["value"]:
+        raise dash.exceptions.PreventUpdate
+    return str(trigger["index"])
+
+
+# Ask for the hover texts once the first figure is drawn (Plotly reports relayoutData then), so
+# they never delay the first paint: a browser-side gate, no server round trip.
+clientside(
+    """function(relayout, pending, sent) {
+        if (relayout && pending && pending !== "recoloured" && !sent) { return pending; }
+        return window.dash_clientside.no_update;
+    }""",
+    Output("hover-go", "data"), Input("map", "relayoutData"), Input("hover-load", "data"),
+    State("hover-go", "data"))
+
+# A file over the upload limit is refused at once in the browser, never sent.
+clientside(
+    """function(contents, filename, limit) {
+        if (!contents) { return [window.dash_clientside.no_update, window.dash_clientside.no_update]; }
+        const size = Math.floor((contents.length - contents.indexOf(",") - 1) * 3 / 4);
+        const mb = (n) => (n / 1e6).toFixed(n < 1e7 ? 1 : 0) + " MB";
+        if (size > limit) {
+            return [window.dash_clientside.no_update,
+                    (filename || "the file") + ": the file is " + mb(size) + "; uploads may be at most "
+                    + mb(limit)];
+        }
+        return [{contents: contents, filename: filename}, "embedding " + (filename || "the clip") + " …"];
+    }""",
+    Output("upload-go", "data"), Output("upload-error", "children"), Input("upload", "contents"),
+    State("upload", "filename"), State("upload-limit", "data"), needs_uploads=True)
+
+
+class Callbacks:
+    """The explorer's callbacks over one store and its map (see the module docstring)."""
+
+    def __init__(self, store: Store, data: MapData, model_label: str, uploads: Uploads | None = None,
+                 labels: LabelWords | None = None) -> None:
+        self.store, self.data, self.model_label, self.uploads = store, data, model_label, uploads
+        self.labels = labels or LabelWords("styles", "Predicted styles")
+
+    def register(self, app: dash.Dash) -> None:
+        """Hand every declared callback to ``app`` (those that need uploads only when they are on)."""
+        for d in DECLARED:
+            if d.needs_uploads and self.uploads is None:
+                continue
+            if d.javascript is not None:
+                app.clientside_callback(d.javascript, *d.outputs, *d.positional,
+                                        prevent_initial_call=d.prevent_initial_call)
+                continue
+            method = getattr(self, d.name)
+
+            @functools.wraps(method)
+            def run(*args: Any, _method: Callable[..., Any] = method, **kwargs: Any) -> Any:
+                return _method(*args, **kwargs)
+
+            wiring: dict[str, Any] = {"state": d.state} if d.state else {}
+            app.callback(output=list(d.outputs) if len(d.outputs) > 1 else d.outputs[0], inputs=d.inputs,
+                         prevent_initial_call=d.prevent_initial_call, **wiring)(run)
+
+    def _traces(self, data: MapData, color_by: str | None) -> Traces:
+        return data.traces(color_by if color_by in COLOR_FIELDS else "genre")
+
+    # -- the URL --------------------------------------------------------------------------------
+    @callback(Output("selected", "data", allow_duplicate=True), *[Output(c, "value") for c in VIEW.values()],
+              Output("centre-on", "data", allow_duplicate=True), Output("hover-load", "data"),
+              inputs={"search": Input("url", "search")},
+              state={"hover_load": State("hover-load", "data"), "selected": State("selected", "data"),
+                     **_view(State)},
+              prevent_initial_call="initial_duplicate")
+    def from_url(self, search: str | None, hover_load: str | None, selected: int | None, color: str,
+                 genres: list[str] | None, styles: list[str] | None, years: list[int] | None, k: int | None,
+                 per_artist: int | None, per_album: int | None, dedupe: list[str] | None,
+                 where: str | None) -> tuple[Any, ...]:
+        """The controls set from the URL on a page load or back/forward (only what differs)."""
+        current = parse(self.url_for(selected, color, genres, styles, years, k, per_artist, per_album,
+                                     dedupe, where), COLOR_FIELDS)
+        # The page's first figure has no hover texts: on the first call, ask for them when the
+        # figure stays (a URL with another colour brings a new figure, texts included).
+        first = hover_load is None
+        try:
+            values = self.state_from_url(search, current)
+        except dash.exceptions.PreventUpdate:
+            if not first:
+                raise
+            values = (dash.no_update,) * 10
+        load = (("genre" if values[1] is dash.no_update else "recoloured") if first else dash.no_update)
+        centre = values[0] if values[0] is not dash.no_update and values[0] is not None else dash.no_update
+        return (*values, centre, load)
+
+    def state_from_url(self, search: str | None, current: ViewState) -> tuple[Any, ...]:
+        """Control values from the URL (``dash.no_update`` for what already matches, so a page load
+        with the default view sends nothing)."""
+        state = parse(search, COLOR_FIELDS)
+        full = self.data.refresh().year_range()
+        years = list(state.years) if state.years and full else ([*full] if full else [0, 1])
+        wanted: tuple[Any, ...] = (state.track, state.color, state.genres, state.styles, years, state.k,
+                                   state.per_artist, state.per_album, ["dedupe"] if state.dedupe else [],
+                                   state.where)
+        have: tuple[Any, ...] = (current.track, current.color, current.genres, current.styles,
+                                 list(current.years) if current.years else ([*full] if full else [0, 1]), current.k,
+                                 current.per_artist, current.per_album, ["dedupe"] if current.dedupe else [],
+                                 current.where)
+        if wanted == have:
+            raise dash.exceptions.PreventUpdate
+        return tuple(w if w != h else dash.no_update for w, h in zip(wanted, have, strict=True))
+
+    @callback(Output("url-out", "search"), inputs={"selected": Input("selected", "data"), **_view(Input)})
+    def url_for(self, selected: int | None, color: str, genres: list[str] | None, styles: list[str] | None,
+                years: list[int] | None, k: int | None, per_artist: int | None, per_album: int | None,
+                dedupe: list[str] | None, where: str | None) -> str:
+        """The URL's query string for the current view."""
+        state = ViewState(track=selected, color=color or "genre", genres=list(genres or []),
+                          styles=list(styles or []), years=self._years(years),
+                          k=int(k) if k and 1 <= int(k) <= K_PAGE_MAX else K_DEFAULT, per_artist=per_artist or None,
+                          per_album=per_album or None, dedupe=bool(dedupe), where=(where or "").strip())
+        return encode(state)
+
+    def _years(self, value: Sequence[int] | None) -> tuple[int, int] | None:
+        """The year slider's range, or None when it covers every year of the map."""
+        full = self.data.year_range()
+        if not value or full is None or (value[0] <= full[0] and value[1] >= full[1]):
+            return None
+        return int(value[0]), int(value[1])
+
+    # -- the figure ---------------------------------------------------------------------------
+    @callback(Output("map", "figure"), inputs={"color_by": Input("color-by", "value")},
+              state={"genres": State("genre-filter", "value"), "styles": State("style-filter", "value"),
+                     "years": State("year-filter", "value"), "selected": State("selected", "data")})
+    def figure(self, color_by: str, genres: list[str] | None, styles: list[str] | None,
+               years: Sequence[int] | None, selected: int | None) -> go.Figure:
+        """The whole map for a colour choice, with the current filters and selection applied."""
+        if color_by not in COLOR_FIELDS:
+            raise dash.exceptions.PreventUpdate
+        with self.store.holding():
+            data = self.data.refresh()
+        traces = data.traces(color_by)
+        fig = map_figure(data.frame, color_by, data.hover, traces)
+        mask = filter_mask(data.frame, genres=genres, styles=styles, years=self._years(years))
+        for trace, points in zip(fig.data, selected_points(traces, mask), strict=False):
+            trace.selectedpoints = points
+        if selected is not None and int(selected) in data.row_of.index:
+            with self.store.holding():
+                neighbours = [n.track_id for n in self.store.similar(int(selected), K_DEFAULT)]
+            self._apply_selection(fig, traces, highlight_points(data.frame, int(selected), neighbours, data.row_of))
+        return fig
+
+    @staticmethod
+    def _apply_selection(target: Any, traces: Traces, points: dict[str, Any] | None) -> None:
+        """Put ``points`` into the highlight trace of ``target`` (a Figure or a Patch) and dim the
+        rest (restore it when ``points`` is None)."""
+        opacity = 0.85 if points is None else DIMMED_OPACITY
+        points = points or {"x": [], "y": [], "customdata": [], "text": [], "size": [], "color": [], "symbol": [],
+                            "fill": []}
+        if isinstance(target, go.Figure):
+            for trace in target.data[: traces.highlight]:
+                trace.marker.opacity = opacity
+            h = target.data[traces.highlight]
+            h.x, h.y, h.customdata, h.text = points["x"], points["y"], points["customdata"], points["text"]
+            h.marker.size, h.marker.line.color = points["size"], points["color"]
+            h.marker.symbol, h.marker.color = points["symbol"], points["fill"]
+            return
+        for i in range(traces.highlight):
+            target["data"][i]["marker"]["opacity"] = opacity
+        for key in ("x", "y", "customdata", "text"):
+            target["data"][traces.highlight][key] = points[key]
+        marker = target["data"][traces.highlight]["marker"]
+        marker["size"], marker["line"]["color"] = points["size"], points["color"]
+        marker["symbol"], marker["color"] = points["symbol"], points["fill"]
+
+    @callback(Output("map", "figure", allow_duplicate=True), Output("filter-note", "children"),
+              inputs={"genres": Input("genre-filter", "value"), "styles": Input("style-filter", "value"),
+                      "years": Input("year-filter", "value"), "selection": Input("selection", "data")},
+              state={"color_by": State("color-by", "value")})
+    def filters(self, color_by: str, genres: list[str] | None, styles: list[str] | None,
+                years: Sequence[int] | None, selection: list[int] | None = None) -> tuple[dash.Patch, str]:
+        """A patch greying out the tracks that do not match the filters (or are outside the
+        selection, when there is one), and a line saying how many match the filters."""
+        data = self.data.refresh()
+        traces = self._traces(data, color_by)
+        mask = filter_mask(data.frame, genres=genres, styles=styles, years=self._years(years))
+        shown = mask
+        if selection:
+            chosen = data.frame["id"].isin([int(i) for i in selection]).to_numpy(bool)
+            shown = chosen if mask is None else mask & chosen
+        patch = dash.Patch()
+        for i, points in enumerate(selected_points(traces, shown)):
+            patch["data"][i]["selectedpoints"] = points
+        note = "" if mask is None else f"{int(mask.sum())} of {len(mask)} tracks match the filters"
+        return patch, note
+
+    @callback(Output("map", "figure", allow_duplicate=True), inputs={"figure_colour": Input("hover-go", "data")})
+    def load_hover(self, figure_colour: str | None) -> dash.Patch:
+        """The hover texts of a figure sent without them (the first paint)."""
+        if figure_colour not in COLOR_FIELDS:
+            raise dash.exceptions.PreventUpdate
+        return self.hover(figure_colour)
+
+    def hover(self, color_by: str) -> dash.Patch:
+        data = self.data.refresh()
+        return hover_patch(dash.Patch(), data.hover, self._traces(data, color_by))
+
+    @callback(Output("map", "figure", allow_duplicate=True), inputs={"track_id": Input("centre-on", "data")})
+    def centre(self, track_id: int | None) -> dash.Patch:
+        """Pan the map to a track (a search hit, a hub, a permalink)."""
+        if track_id is None:
+            raise dash.exceptions.PreventUpdate
+        ranges = centred_ranges(self.data.refresh().frame, int(track_id))
+        if ranges is None:
+            raise dash.exceptions.PreventUpdate
+        patch = dash.Patch()
+        patch["layout"]["xaxis"]["range"] = ranges["x"]
+        patch["layout"]["yaxis"]["range"] = ranges["y"]
+        patch["layout"]["xaxis"]["autorange"] = False
+        patch["layout"]["yaxis"]["autorange"] = False
+        return patch
+
+    # -- choosing a track -----------------------------------------------------------------------
+    @callback(Output("selected", "data"), Output("centre-on", "data"),
+              inputs={"click": Input("map", "clickData"), "similar": _clicked("similar"), "hits": _clicked("hit"),
+                      "hubs": _clicked("hub"), "clear": Input("clear", "n_clicks")},
+              state={"color_by": State("color-by", "value")})
+    def select(self, click: dict[str, Any] | None, similar: list[int | None], hits: list[int | None],
+               hubs: list[int | None], clear: int | None, color_by: str) -> tuple[Any, Any]:
+        """The chosen track (a map click, a similar track, a search hit, a hub; × clears it), and
+        where to centre the map (hits and hubs may be off screen)."""
+        trigger = dash.ctx.triggered_id
+        if trigger == "clear":
+            return None, dash.no_update
+        if isinstance(trigger, dict):
+            track = int(_triggered_index())
+            return track, (track if trigger.get("type") in ("hit", "hub") else dash.no_update)
+        on_map = self.clicked(click, color_by)
+        if on_map is None:
+            raise dash.exceptions.PreventUpdate
+        return on_map, dash.no_update
+
+    def clicked(self, click: dict[str, Any] | None, color_by: str) -> int | None:
+        """The track a map click landed on: a category point by (curve, point), a ring by its id."""
+        points = (click or {}).get("points") or []
+        if not points:
+            return None
+        data = self.data.refresh()
+        traces = self._traces(data, color_by)
+        p = points[0]
+        curve, point = int(p.get("curveNumber", -1)), int(p.get("pointNumber", p.get("pointIndex", -1)))
+        if curve == traces.highlight:
+            value = p.get("customdata")
+            track = int(value[0] if isinstance(value, list) else value) if value is not None else None
+            return track if track is not None and track >= 0 else None  # -1: an uploaded clip's star
+        return track_at(traces, data.frame["id"].to_numpy(np.int64), curve, point)
+
+    @callback(Output("panel", "children"), Output("map", "figure", allow_duplicate=True),
+              inputs={"track_id": Input("selected", "data"), "k": Input("k", "value"),
+                      "per_artist": Input("per-artist", "value"), "per_album": Input("per-album", "value"),
+                      "dedupe": Input("dedupe", "value"), "where": Input("where", "value"),
+                      "path_from": Input("path-from", "data")},
+              state={"color_by": State("color-by", "value")})
+    def show(self, track_id: int | None, color_by: str, k: int | None, per_artist: int | None,
+             per_album: int | None, dedupe: bool | list[str] | None, where: str | None,
+             path_from: int | None = None) -> tuple[Any, dash.Patch]:
+        """The track panel and the map patch (rings, lines, dimming) for ``track_id``; with
+        ``path_from`` (a track chosen as a path's start), the panel offers the path to this one."""
+        data = self.data.refresh()
+        traces = self._traces(data, color_by)
+        patch = dash.Patch()
+        if track_id is None:
+            self._apply_selection(patch, traces, None)
+            return html.P(panels.PROMPT), patch
+        with self.store.holding():  # one connection for the whole callback
+            try:
+                track = self.store.track(int(track_id))
+            except StoreError as exc:
+                logger.info("explorer: track %s: %s", track_id, exc)
+                self._apply_selection(patch, traces, None)
+                return html.Div(f"No track {track_id} in this store.", className="error"), patch
+            neighbours, problem = self._similar(int(track_id), None, k, per_artist, per_album, dedupe, where)
+            start = None
+            if path_from is not None and int(path_from) != int(track_id):
+                try:
+                    start = self.store.track(int(path_from))
+                except StoreError:
+                    start = None
+            styles = self.store.styles(int(track_id))
+        self._apply_selection(patch, traces, highlight_points(data.frame, int(track_id),
+                                                              [n.track_id for n in neighbours], data.row_of))
+        panel = panels.track_panel(track, neighbours, styles, self.model_label, problem, heading=self.labels.heading)
+        return panel + panels.path_controls(int(track_id), start, path_from), patch
+
+    def _similar(self, track_id: int | None, vector: np.ndarray | None, k: int | None, per_artist: int | None,
+                 per_album: int | None, dedupe: bool | list[str] | None,
+                 where: str | None) -> tuple[list[Any], str | None]:
+        """(neighbours, why the variety controls were not applied): a bad filter expression is said
+        in the panel, above the plain list, rather than leaving the panel empty."""
+        options = _similar_options(per_artist, per_album, dedupe, where)
+        k = int(k) if k and 1 <= int(k) <= K_PAGE_MAX else K_DEFAULT
+        seeds = [] if track_id is None else [track_id]
+        try:
+            return self.store.search(seeds, vector=vector, k=k, **options), None
+        except StoreError as exc:
+            return self.store.search(seeds, vector=vector, k=k), str(exc)
+
+    # -- query by an uploaded clip --------------------------------------------------------------
+    @callback(Output("panel", "children", allow_duplicate=True), Output("map", "figure", allow_duplicate=True),
+              Output("upload-error", "children", allow_duplicate=True), Output("upload", "contents"),
+              inputs={"go_data": Input("upload-go", "data")},
+              state={"color_by": State("color-by", "value"), "k": State("k", "value"),
+                     "per_artist": State("per-artist", "value"), "per_album": State("per-album", "value"),
+                     "dedupe": State("dedupe", "value"), "where": State("where", "value")},
+              needs_uploads=True)
+    def upload_go(self, go_data: dict[str, Any] | None, color_by: str, k: int | None, per_artist: int | None,
+                  per_album: int | None, dedupe: list[str] | None, where: str | None) -> tuple[Any, ...]:
+        """A clip the browser let through (:func:`clientside` gate); the upload box is cleared so
+        the same file can come again."""
+        if not go_data:
+            raise dash.exceptions.PreventUpdate
+        return (*self.upload(go_data.get("contents"), go_data.get("filename"), color_by, k, per_artist,
+                             per_album, dedupe, where), None)
+
+    def upload(self, contents: str | None, filename: str | None, color_by: str, k: int | None,
+               per_artist: int | None, per_album: int | None, dedupe: bool | list[str] | None,
+               where: str | None) -> tuple[Any, ...]:
+        """(panel, map patch, error line) for a clip dropped on the page: its neighbours in the
+        panel, a star where it lands on the map with lines to them."""
+        if self.uploads is None or not contents:
+            raise dash.exceptions.PreventUpdate
+        name = str(filename or "clip")[:200]
+        try:
+            vector = self.uploads.vector(data_url_bytes(contents), name)
+        except UploadError as exc:
+            return dash.no_update, dash.no_update, f"{name}: {exc}"
+        data = self.data.refresh()
+        position = self.uploads.position(self.data.projection, vector) if data.info is not None else None
+        with self.store.holding():
+            neighbours, problem = self._similar(None, vector, k, per_artist, per_album, dedupe, where)
+        patch = dash.Patch()
+        if position is not None:
+            self._apply_selection(patch, self._traces(data, color_by),
+                                  clip_points(data.frame, position, [n.track_id for n in neighbours], data.row_of,
+                                              name))
+        where_note = (f"on the map at the star ({position[0]:.1f}, {position[1]:.1f})" if position is not None
+                      else "not placed: this map cannot place new tracks (fit it with openTSNE or PCA)")
+        return panels.upload_panel(name, self.model_label, where_note, neighbours, problem), patch, ""
+
+    # -- SQL ------------------------------------------------------------------------------------
+    @callback(Output("sql-grid", "columns"), Output("sql-grid", "data"), Output("sql-error", "children"),
+              Output("sql-status", "children"), Output("sql-ids", "data"),
+              inputs={"clicks": Input("sql-run", "n_clicks")},
+              state={"query": State("sql-text", "value"), "selected": State("selected", "data")})
+    def run_sql(self, query: str | None, selected: int | None, clicks: int | None = None) -> tuple[Any, ...]:
+        """(grid columns, grid rows, error, status, result track ids) for the SQL panel."""
+        try:
+            with self.store.holding():
+                result = sqltab.run(self.store, query or "", selected)
+        except sqltab.QueryError as exc:
+            return [], [], str(exc), "", None
+        columns = [{"name": c, "id": c} for c in result["columns"]]
+        status = f"{len(result['rows'])} rows" + (f" (cut at {sqltab.SQL_MAX_ROWS})" if result["truncated"] else "")
+        if result["ids"]:
+            status += f" · {len(result['ids'])} tracks: “show on map” selects them"
+        return columns, result["rows"], "", status, result["ids"] or None
+
+    @callback(Output("sql-text", "value"),
+              inputs={"example": Input("sql-examples", "value"), "saved_name": Input("sql-saved-list", "value")},
+              state={"saved": State("sql-saved", "data")})
+    def pick_query(self, example: int | None, saved_name: str | None, saved: dict[str, str] | None) -> str:
+        """An example query, or a saved one, into the editor."""
+        if dash.ctx.triggered_id == "sql-examples" and example is not None:
+            return sqltab.EXAMPLES[int(example)][1]
+        if dash.ctx.triggered_id == "sql-saved-list" and saved_name and saved and saved_name in saved:
+            return saved[saved_name]
+        raise dash.exceptions.PreventUpdate
+
+    @callback(Output("sql-saved", "data"), inputs={"clicks": Input("sql-save", "n_clicks")},
+              state={"name": State("sql-name", "value"), "query": State("sql-text", "value"),
+                     "saved": State("sql-saved", "data")})
+    def save_query(self, clicks: int | None, name: str | None, query: str | None,
+                   saved: dict[str, str] | None) -> dict[str, str]:
+        """Keep the editor's query under a name (in the browser's storage)."""
+        if not name or not name.strip() or not query or not query.strip():
+            raise dash.exceptions.PreventUpdate
+        return {**(saved or {}), name.strip()[:80]: query}
+
+    @callback(Output("sql-saved-list", "options"), inputs={"saved": Input("sql-saved", "data")},
+              prevent_initial_call=False)
+    def saved_list(self, saved: dict[str, str] | None) -> list[str]:
+        return sorted(saved or {})
+
+    @callback(Output("selection", "data", allow_duplicate=True), inputs={"clicks": Input("sql-show", "n_clicks")},
+              state={"ids": State("sql-ids", "data")})
+    def sql_to_selection(self, clicks: int | None, ids: list[int] | None) -> list[int]:
+        """“show on map”: the tracks of the last result become the selection."""
+        if not ids:
+            raise dash.exceptions.PreventUpdate
+        return ids
+
+    # -- selections -----------------------------------------------------------------------------
+    @callback(Output("selection", "data"),
+              inputs={"selected": Input("map", "selectedData"), "similar": _clicked("select-similar"),
+                      "clear": _clicked("selection-clear")},
+              state={"color_by": State("color-by", "value")})
+    def selection(self, selected: dict[str, Any] | None, similar: list[int | None], clear: list[int | None],
+                  color_by: str) -> list[int] | None:
+        """The selection: a lasso or box on the map, or “select these” under a list; “clear” empties it."""
+        trigger = dash.ctx.triggered_id
+        if isinstance(trigger, dict):
+            index = _triggered_index()
+            if trigger.get("type") == "selection-clear":
+                return None
+            return [int(i) for i in index.split(",") if i]
+        return self.selected_on_map(selected, color_by) or None
+
+    def selected_on_map(self, selected: dict[str, Any] | None, color_by: str) -> list[int]:
+        """Track ids in a lasso or box selection (points of the category traces, in map order)."""
+        data = self.data.refresh()
+        traces = self._traces(data, color_by)
+        ids = data.frame["id"].to_numpy(np.int64)
+        out: list[int] = []
+        for p in (selected or {}).get("points") or []:
+            track = track_at(traces, ids, int(p.get("curveNumber", -1)), int(p.get("pointNumber", -1)))
+            if track is not None:
+                out.append(track)
+        return list(dict.fromkeys(out))
+
+    @callback(Output("selection-panel", "children"), inputs={"ids": Input("selection", "data")},
+              prevent_initial_call=False)
+    def selection_panel(self, ids: list[int] | None) -> Any:
+        """Count, genre breakdown, a player that plays the selection in order, exports."""
+        if not ids:
+            return html.P("Lasso or box-select tracks on the map (or “select these” under a similar list) "
+                          "to make a playlist.", className="what")
+        rows = self.data.refresh().frame.set_index("id").reindex(ids).dropna(subset=["x"])
+        return panels.selection_panel(rows)
+
+    @callback(Output({"type": "selection-similar-list", "index": ALL}, "children"),
+              inputs={"clicks": _clicked("selection-similar")}, state={"ids": State("selection", "data")})
+    def selection_similar(self, clicks: list[int | None], ids: list[int] | None) -> list[Any]:
+        if not any(clicks):
+            raise dash.exceptions.PreventUpdate
+        return [self.similar_to_selection(ids)] * len(clicks)
+
+    def similar_to_selection(self, ids: list[int] | None, k: int = K_DEFAULT) -> Any:
+        """Tracks like the selection as a whole (the centroid of its vectors), none of its own."""
+        if not ids:
+            return html.P("nothing selected", className="what")
+        with self.store.holding():
+            neighbours = self.store.search([int(i) for i in ids], k=k)
+        return [html.H4(f"Like these {len(ids)} tracks ({self.model_label})"),
+                html.Ol(panels.similar_items(neighbours), id="centroid-list")]
+
+    @callback(Output({"type": "selection-extend-list", "index": ALL}, "children"),
+              inputs={"clicks": _clicked("selection-extend")}, state={"ids": State("selection", "data")})
+    def selection_extend(self, clicks: list[int | None], ids: list[int] | None) -> list[Any]:
+        if not any(clicks):
+            raise dash.exceptions.PreventUpdate
+        return [self.extend_selection(ids)] * len(clicks)
+
+    def extend_selection(self, ids: list[int] | None, n: int = EXTEND_N) -> Any:
+        """Tracks that fit the selection as a playlist (its centroid), never one of its own."""
+        if not ids:
+            return html.P("nothing selected", className="what")
+        members = [int(i) for i in ids]
+        with self.store.holding():
+            added = self.store.extend(members, n=n)
+        return panels.extension(members, added, self.model_label, n)
+
+    @callback(Output("download", "data"), inputs={"clicks": _clicked("export")},
+              state={"ids": State("selection", "data")})
+    def download(self, clicks: list[int | None], ids: list[int] | None) -> dict[str, Any]:
+        return self.export(_triggered_index(), ids)
+
+    def export(self, kind: str, ids: list[int] | None) -> dict[str, Any]:
+        """The selection as a download: ``m3u-absolute``, ``m3u-relative`` or ``csv``."""
+        if not ids:
+            raise dash.exceptions.PreventUpdate
+        from store.m3u import common_folder, m3u_bytes
+
+        ids = [int(i) for i in ids]
+        with self.store.holding():
+            if kind == "csv":
+                frame = self.store.tracks(ids, columns=("id", "title", "artist", "album", "genre", "year",
+                                                        "duration", "path"))
+                return dcc.send_data_frame(frame.to_csv, "musicmap-selection.csv", index=False)
+            relative_to = common_folder(self.store, ids) if kind == "m3u-relative" else None
+            data = m3u_bytes(self.store, ids, relative_to=relative_to)
+        return dcc.send_bytes(data, "musicmap-selection.m3u8")
+
+    # -- why, and paths -------------------------------------------------------------------------
+    @callback(Output("explain-panel", "children"), inputs={"clicks": _clicked("explain")})
+    def explain_clicked(self, clicks: list[int | None]) -> Any:
+        seed, other = (int(x) for x in _triggered_index().split("-"))
+        return self.explain(seed, other)
+
+    def explain(self, seed: int, other: int) -> Any:
+        """Why ``other`` is like ``seed`` (:func:`explorer.panels.explain`)."""
+        with self.store.holding():
+            try:
+                a, b = self.store.track(seed), self.store.track(other)
+            except StoreError as exc:
+                return html.P(str(exc), className="error")
+            found = self.store.sql(f"SELECT similarity({int(other)}, {int(seed)})").rows
+            score = float(found[0][0]) if found and found[0][0] is not None else float("nan")
+            comparison = panels.Comparison(a, b, score, dict(self.store.styles(seed, 8)),
+                                           dict(self.store.styles(other, 8)), *self.store.windows(seed),
+                                           *self.store.windows(other))
+        return panels.explain(comparison, self.model_label, self.labels)
+
+    @callback(Output("path-from", "data"), inputs={"clicks": _clicked("path-from")})
+    def path_from(self, clicks: list[int | None]) -> int:
+        """“start a path here”: the track a song path starts from, until it is drawn."""
+        return int(_triggered_index())
+
+    @callback(Output("path-panel", "children"), Output("map", "figure", allow_duplicate=True),
+              inputs={"clicks": _clicked("path-go")},
+              state={"steps": State({"type": "path-steps", "index": ALL}, "value"),
+                     "color_by": State("color-by", "value")})
+    def draw_path(self, clicks: list[int | None], steps: list[int | None], color_by: str) -> tuple[Any, Any]:
+        start, end = (int(x) for x in _triggered_index().split("-"))
+        return self.path(start, end, steps[0] if steps else None, color_by)
+
+    def path(self, start: int, end: int, steps: int | None, color_by: str) -> tuple[Any, Any]:
+        """(the path panel, a map patch drawing it) for a song path from ``start`` to ``end``."""
+        steps = int(steps) if steps and 2 <= int(steps) <= MAX_PATH else PATH_STEPS
+        data = self.data.refresh()
+        patch = dash.Patch()
+        with self.store.holding():
+            try:
+                path = self.store.song_path(int(start), int(end), length=steps)
+            except StoreError as exc:
+                return html.P(str(exc), className="error", id="path-error"), dash.no_update
+        self._apply_selection(patch, self._traces(data, color_by),
+                              path_points(data.frame, [s.track_id for s in path], data.row_of))
+        return panels.song_path(path, start, end, steps), patch
+
+    # -- search ---------------------------------------------------------------------------------
+    @callback(Output("search-results", "children"), inputs={"text": Input("search", "value")})
+    def search(self, text: str | None) -> list[Any]:
+        """Search as you type: tracks on the map, each a button that centres the map on it."""
+        if not text or not text.strip():
+            return []
+        return panels.search_hits(self.data.refresh().search(text, SEARCH_RESULTS))
+
+
+def _similar_options(per_artist: int | None, per_album: int | None, dedupe: bool | list[str] | None,
+                     where: str | None) -> VarietyOptions:
+    """The variety controls as keyword arguments for ``Store.search``."""
+    options: VarietyOptions = {"dedupe": bool(dedupe)}
+    if per_artist:
+        options["max_per_artist"] = int(per_artist)
+    if per_album:
+        options["max_per_album"] = int(per_album)
+    if where and where.strip():
+        options["where"] = where.strip()
+    return options

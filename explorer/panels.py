@@ -1,0 +1,269 @@
+"""What the explorer's side panels show: pure renderers from data to Dash components.
+
+Nothing here reads the store: :mod:`explorer.callbacks` fetches, these draw. Ids the page's
+callbacks listen to (``similar-list``, ``{"type": "similar", ...}`` buttons, ...) are set here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from dash import dcc, html
+
+from store import ModelInfo, Neighbour, PathStep
+from store.listening import MAX_PATH
+
+from .limits import EXTEND_N, PATH_STEPS
+
+PROMPT = "Click a track on the map, or search, to play it and see similar tracks."
+"""The track panel before anything is chosen."""
+
+
+def name(track: dict[str, Any]) -> str:
+    """"Artist – Title", with "?" for what the tags do not say."""
+    return f"{track.get('artist') or '?'} – {track.get('title') or '?'}"
+
+
+def similar_items(neighbours: Sequence[Neighbour], seed: int | None = None) -> list[Any]:
+    """A similar-track list: score, artist – title, genre; clicking one selects it, and with a
+    ``seed`` track, "why?" explains the match."""
+    return [html.Li([html.Button(
+        [html.Span(f"{n.score:.3f}", className="score"),
+         f" {n.track.get('artist') or '?'} – {n.track.get('title') or '?'}",
+         html.Span(f" {n.track.get('genre') or ''}", className="genre")],
+        id={"type": "similar", "index": n.track_id}, n_clicks=0, className="similar-item")]
+        + ([html.Button("why?", id={"type": "explain", "index": f"{seed}-{n.track_id}"}, n_clicks=0,
+                        className="why", title="what the two tracks share")] if seed is not None else []))
+        for n in neighbours]
+
+
+def path_controls(track_id: int, start: dict[str, Any] | None, path_from: int | None) -> list[Any]:
+    """Under a track: start a song path here, or (once a start is chosen) draw the path to here."""
+    out: list[Any] = [html.H4("Song path")]
+    if start is not None:
+        out.append(html.Div(className="path-controls", children=[
+            html.Span(f"from {start.get('artist') or '?'} – {start.get('title') or '?'} to here, in "),
+            dcc.Input(id={"type": "path-steps", "index": 0}, type="number", min=2, max=MAX_PATH, step=1,
+                      value=PATH_STEPS, className="path-steps"),
+            html.Span(" tracks "),
+            html.Button("draw the path", id={"type": "path-go", "index": f"{int(start['id'])}-{track_id}"},
+                        n_clicks=0, className="small-button")]))
+    elif path_from is not None and int(path_from) == track_id:
+        out.append(html.P("The path starts here: now pick the track it should end on.", className="what",
+                          id="path-start-note"))
+    out.append(html.Button("start a path here", id={"type": "path-from", "index": track_id}, n_clicks=0,
+                           className="small-button", title="then pick another track: a path of similar tracks "
+                           "leads from this one to that one"))
+    return out
+
+
+@dataclass(frozen=True)
+class LabelWords:
+    """How the page names a model's labels: MAEST predicts Discogs *styles*, MusiCNN *tags*."""
+
+    plural: str
+    heading: str
+
+
+def label_words(model: ModelInfo) -> LabelWords:
+    """The words for ``model``'s (a :class:`store.ModelInfo`) predicted labels."""
+    if model.kind == "musicnn":
+        return LabelWords("tags", f"Predicted {model.extra.get('labels', 'tags')}")  # "... MagnaTagATune tags"
+    return LabelWords("styles", "Predicted styles")
+
+
+def clock(seconds: float) -> str:
+    return f"{int(seconds) // 60}:{int(seconds) % 60:02d}"
+
+
+def track_panel(track: dict[str, Any], neighbours: Sequence[Neighbour], styles: list[tuple[str, float]],
+                model_label: str, problem: str | None = None, heading: str = "Predicted styles") -> list[Any]:
+    def field(name: str, value: Any) -> Any:
+        return html.Tr([html.Th(name), html.Td("—" if value is None else str(value))])
+
+    duration = track.get("duration")
+    rows = [field("artist", track.get("artist")), field("album", track.get("album")),
+            field("genre", track.get("genre")), field("year", track.get("year")),
+            field("length", f"{int(duration) // 60}:{int(duration) % 60:02d}" if duration else None),
+            field("file", track.get("path"))]
+    items = similar_items(neighbours, seed=int(track["id"]))
+    out: list[Any] = [
+        html.H3(track.get("title") or "(untitled)", id="track-title"),
+        html.Table(rows, className="track-table"),
+        html.Audio(id="player", src=f"/audio/{int(track['id'])}", controls=True, autoPlay=True, preload="auto"),
+    ]
+    if styles:
+        out.append(html.Div(className="styles", children=[html.H4(heading)] + [
+            html.Div(className="style-row", children=[
+                html.Span(label.replace("---", " › ")),
+                html.Div(className="bar", style={"width": f"{max(2, round(100 * a))}%"}),
+            ]) for label, a in styles]))
+    if problem:
+        out.append(html.Div(f"filter not applied: {problem}", className="error", id="similar-problem"))
+    out += [html.H4(f"Similar tracks ({model_label})"), html.Ol(items, id="similar-list"),
+            html.Button("select these", n_clicks=0, className="small-button",
+                        id={"type": "select-similar",
+                            "index": ",".join(str(i) for i in [int(track["id"]), *(n.track_id for n in neighbours)])})]
+    return out
+
+
+def upload_panel(name_: str, model_label: str, where_note: str, neighbours: Sequence[Neighbour],
+                 problem: str | None) -> list[Any]:
+    """The panel for an uploaded clip: where it landed, its neighbours."""
+    panel: list[Any] = [
+        html.H3(f"Your clip: {name_}", id="track-title"),
+        html.P(f"embedded with {model_label}, {where_note}; the file was deleted after embedding",
+               className="what", id="upload-where"),
+    ]
+    if problem:
+        panel.append(html.Div(f"filter not applied: {problem}", className="error", id="similar-problem"))
+    panel += [html.H4(f"Similar tracks ({model_label})"),
+              html.Ol(similar_items(neighbours), id="similar-list"),
+              html.Button("select these", n_clicks=0, className="small-button",
+                          id={"type": "select-similar", "index": ",".join(str(n.track_id) for n in neighbours)})]
+    return panel
+
+
+def selection_panel(rows: pd.DataFrame) -> list[Any]:
+    """Count, genre breakdown, a player that plays the selection in order, exports; ``rows``: the
+    selected tracks' map rows, indexed by id, in selection order."""
+    genres = rows["genre"].astype("string").fillna("(none)").value_counts()
+    breakdown = ", ".join(f"{g} {c}" for g, c in genres.head(6).items()) + (", …" if len(genres) > 6 else "")
+    queue = [f"/audio/{int(i)}" for i in rows.index]
+    listing = [html.Li(f"{r.artist if isinstance(r.artist, str) else '?'} – "
+                       f"{r.title if isinstance(r.title, str) else '?'}") for r in rows.head(50).itertuples()]
+    where = f"WHERE id IN ({', '.join(str(int(i)) for i in rows.index)})"
+    return [
+        html.H4(f"Selection: {len(rows)} tracks", id="selection-count"),
+        html.P(breakdown, className="what", id="selection-genres"),
+        html.Audio(id="queue-player", src=queue[0] if queue else None, controls=True, preload="none",
+                   **{"data-queue": json.dumps(queue), "data-pos": "0"}),  # type: ignore[arg-type]
+        html.Div(className="selection-buttons", children=[
+            html.Button("M3U", id={"type": "export", "index": "m3u-absolute"}, n_clicks=0,
+                        className="small-button", title="a playlist with absolute paths"),
+            html.Button("M3U (relative)", id={"type": "export", "index": "m3u-relative"}, n_clicks=0,
+                        className="small-button",
+                        title="paths relative to the folder holding all these files: save it there"),
+            html.Button("CSV", id={"type": "export", "index": "csv"}, n_clicks=0, className="small-button"),
+            dcc.Clipboard(target_id="selection-where", title="copy the WHERE clause", className="copy"),
+            html.Button("clear", id={"type": "selection-clear", "index": 0}, n_clicks=0,
+                        className="small-button"),
+            html.Button("similar to these", id={"type": "selection-similar", "index": 0}, n_clicks=0,
+                        className="small-button", title="tracks like the selection as a whole (its centroid)"),
+            html.Button(f"extend by {EXTEND_N}", id={"type": "selection-extend", "index": 0}, n_clicks=0,
+                        className="small-button",
+                        title="grow the selection as a playlist: tracks that fit it, none already in it"),
+        ]),
+        html.Div(id={"type": "selection-extend-list", "index": 0}),
+        html.Div(id={"type": "selection-similar-list", "index": 0}),
+        html.Code(where if len(where) <= 4000 else where[:4000] + " …", id="selection-where"),
+        html.Ol(listing + ([html.Li(f"… and {len(rows) - 50} more")] if len(rows) > 50 else []),
+                id="selection-list"),
+    ]
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """What :func:`explain` shows for a pair: ``a`` the seed, ``b`` the similar track."""
+
+    a: dict[str, Any]
+    b: dict[str, Any]
+    score: float
+    styles_a: dict[str, float]
+    styles_b: dict[str, float]
+    starts_a: np.ndarray
+    windows_a: np.ndarray
+    starts_b: np.ndarray
+    windows_b: np.ndarray
+
+
+def explain(c: Comparison, model_label: str, labels: LabelWords) -> list[Any]:
+    """Why ``c.b`` is like ``c.a``: their score, their top predicted styles side by side (shared ones
+    marked) and the closest pair of windows, each playable from its start."""
+    seed, other = int(c.a["id"]), int(c.b["id"])
+    out: list[Any] = [html.H4(f"Why {name(c.b)} is like {name(c.a)}"),
+                      html.P(f"similarity {c.score:.3f} (cosine, {model_label})", className="what")]
+    if c.styles_a or c.styles_b:
+        ranked = sorted(set(c.styles_a) | set(c.styles_b),
+                        key=lambda label: -(c.styles_a.get(label, 0.0) + c.styles_b.get(label, 0.0)))
+        shared = set(c.styles_a) & set(c.styles_b)
+        out.append(html.Table(className="explain-styles", children=[
+            html.Tr([html.Th("style"), html.Th("this"), html.Th("that")])] + [
+            html.Tr([html.Td(label.replace("---", " › "), className="shared" if label in shared else ""),
+                     html.Td(f"{c.styles_a[label]:.2f}" if label in c.styles_a else "—"),
+                     html.Td(f"{c.styles_b[label]:.2f}" if label in c.styles_b else "—")]) for label in ranked]))
+        word = labels.plural
+        out.append(html.P(f"{len(shared)} of their top {word} shared" if shared else f"no top {word[:-1]} shared",
+                          id="explain-shared"))
+    else:
+        out.append(html.P("No style predictions in this store (MAEST makes them).", className="what"))
+    if len(c.windows_a) and len(c.windows_b):
+        sims = c.windows_a @ c.windows_b.T
+        i, j = np.unravel_index(int(np.argmax(sims)), sims.shape)
+        at_a = float(c.starts_a[i]) if np.isfinite(c.starts_a[i]) else 0.0
+        at_b = float(c.starts_b[j]) if np.isfinite(c.starts_b[j]) else 0.0
+        out += [html.P(f"Closest moments: {clock(at_a)} here and {clock(at_b)} there "
+                       f"(window similarity {float(sims[i, j]):.3f}).", id="explain-windows"),
+                html.Div(className="explain-play", children=[
+                    html.Span("this from here"),
+                    html.Audio(src=f"/audio/{seed}#t={at_a:.1f}", controls=True, preload="none"),
+                    html.Span("that from here"),
+                    html.Audio(src=f"/audio/{other}#t={at_b:.1f}", controls=True, preload="none",
+                               id="explain-play-other")])]
+    else:
+        out.append(html.P("No per-window vectors stored (MAEST stores them; --no-windows skips them).",
+                          className="what"))
+    return out
+
+
+def song_path(path: Sequence[PathStep], start: int, end: int, steps: int) -> list[Any]:
+    """A drawn song path: title, a player for the whole path, its M3U, the steps."""
+    ids = [s.track_id for s in path]
+    first, last = path[0].track, path[-1].track
+    queue = [f"/audio/{i}" for i in ids]
+    items = [html.Li(html.Button(
+        [html.Span("" if s.to_previous is None else f"{s.to_previous:.3f}", className="score"),
+         f" {name(s.track)}", html.Span(f" {s.track.get('genre') or ''}", className="genre")],
+        id={"type": "similar", "index": s.track_id}, n_clicks=0, className="similar-item")) for s in path]
+    return [
+        html.H4(f"Path: {first.get('title') or '?'} → {last.get('title') or '?'} ({len(path)} tracks)",
+                id="path-title"),
+        html.P("each step close to the last (its similarity shown) and closer to the end; drawn on the map",
+               className="what"),
+        html.Audio(id="path-player", src=queue[0], controls=True, preload="none",
+                   **{"data-queue": json.dumps(queue), "data-pos": "0"}),  # type: ignore[arg-type]
+        html.Div(className="selection-buttons", children=[
+            html.A("M3U", href=f"/api/v1/path?from={int(start)}&to={int(end)}&steps={steps}&format=m3u",
+                   download=f"musicmap-path-{int(start)}-{int(end)}.m3u8", className="small-button",
+                   id="path-m3u"),
+            html.Button("select these", n_clicks=0, className="small-button",
+                        id={"type": "select-similar", "index": ",".join(str(i) for i in ids)})]),
+        html.Ol(items, id="path-list"),
+    ]
+
+
+def extension(members: Sequence[int], added: Sequence[Neighbour], model_label: str, n: int) -> list[Any]:
+    """Tracks that extend a selection, with buttons to add them and an M3U of them."""
+    new_ids = [a.track_id for a in added]
+    return [html.H4(f"{len(added)} more for these {len(members)} tracks ({model_label})"),
+            html.Ol(similar_items(added), id="extend-list"),
+            html.Div(className="selection-buttons", children=[
+                html.Button("add to selection", n_clicks=0, className="small-button", id={
+                    "type": "select-similar", "index": ",".join(str(i) for i in [*members, *new_ids])}),
+                html.A("M3U of the new ones", className="small-button", id="extend-m3u",
+                       href=f"/api/v1/extend?ids={','.join(map(str, members[:1000]))}&n={n}&format=m3u",
+                       download="musicmap-extension.m3u8")])]
+
+
+def search_hits(hits: Sequence[dict[str, Any]]) -> list[Any]:
+    """Search results as buttons that centre the map on a track."""
+    if not hits:
+        return [html.Div("no match on the map", className="search-none")]
+    return [html.Button(f"{h['artist'] or '?'} – {h['title'] or '?'}" + (f"  ({h['album']})" if h["album"] else ""),
+                        id={"type": "hit", "index": h["id"]}, n_clicks=0, className="search-hit")
+            for h in hits]
