@@ -36,9 +36,10 @@ def engines(files: int, seconds: float, workers: int) -> dict[str, Any]:
     import ray
 
     from data.demo_library import generate_demo_library
-    from indexer.distributed import EmbedderSpec, connect, ingest, run_ray
+    from indexer.distributed import connect, run_ray
     from indexer.embedders import load_embedder
     from indexer.pipeline import index_library
+    from indexer.shards import EmbedderSpec, ingest
     from store import Store
 
     out: dict[str, Any] = {"files": files, "seconds_each": seconds, "embedder": "features (not MAEST)"}
@@ -81,8 +82,9 @@ def engines(files: int, seconds: float, workers: int) -> dict[str, Any]:
 def shards(rows: int) -> dict[str, Any]:
     import pyarrow.parquet as pq
 
-    from indexer.distributed import EmbedActor, EmbedderSpec, ingest, prepare_staging, shard_schema
+    from indexer.distributed import EmbedActor
     from indexer.embedders.base import Embedding
+    from indexer.shards import EmbedderSpec, ingest, prepare_staging, shard_schema
     from store import ModelInfo
 
     rng = np.random.default_rng(0)

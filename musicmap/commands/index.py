@@ -249,9 +249,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 def run_ray(args: argparse.Namespace, settings: Settings) -> int:
     """``--engine ray``: embed on Ray into shards, then (unless --shards-only) merge them into the store."""
-    from indexer.distributed import EmbedderSpec, connect, ingest
+    from indexer.distributed import connect
     from indexer.distributed import run_ray as embed_on_ray
     from indexer.embedders import load_embedder
+    from indexer.shards import EmbedderSpec, ingest
 
     if args.prune or (args.metadata is not None and args.shards_only):
         raise UserError("--prune is for the local engine (run musicmap index --prune after ingesting)"

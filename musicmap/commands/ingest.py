@@ -40,7 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from indexer.distributed import ingest
+    from indexer.shards import ingest
 
     from ._reports import summary
 

@@ -16,10 +16,11 @@ import pytest
 import ray
 import soundfile as sf
 
-from indexer.distributed import EmbedderSpec, ingest, latest_rows, run_ray, shard_files, staging_model
+from indexer.distributed import run_ray
 from indexer.embedders import load_embedder
 from indexer.errors import IndexerError
 from indexer.pipeline import index_library
+from indexer.shards import EmbedderSpec, ingest, latest_rows, shard_files, staging_model
 from store import Store, StoreError
 from tests.conftest import make_tiny_maest, run_cli
 

@@ -1,0 +1,258 @@
+"""Parquet shards: what an index run on Ray (or any other engine) hands to ``musicmap ingest``.
+
+A staging folder (a local path or any fsspec URL) holds one folder of Parquet files per run and a
+manifest naming the model (a re-run must match it)::
+
+    STAGING/musicmap-shards.json    the model (ModelInfo) and how to load it (EmbedderSpec)
+    STAGING/run-<time>-<id>/*.parquet    one row per file (:func:`shard_schema`): a success or a failure
+
+A shard file is complete or unreadable (Parquet writes its footer last): an interrupted run leaves
+the files it finished, and the next run skips the tracks they hold (:func:`latest_rows`).
+:func:`ingest` merges the newest row of every file into a store, through the same
+:class:`indexer.run.IndexRun` bookkeeping the local engine uses. Nothing here imports Ray.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from store import ModelInfo, Store, TrackRecord
+
+from .errors import IndexerError
+from .metadata import CATEGORY_SOURCES, apply_metadata, fill_genre, read_metadata
+from .run import IndexReport, IndexRun, ProgressFn
+
+logger = logging.getLogger(__name__)
+
+SHARDS_MANIFEST = "musicmap-shards.json"
+SHARD_FORMAT = 1
+
+
+def shard_schema(dimension: int) -> pa.Schema:
+    """The columns of a shard file: one row per file, a success or a failure."""
+    return pa.schema([
+        ("path", pa.string()),  # as the store shows it (undecodable bytes as \\xNN)
+        ("path_bytes", pa.binary()),  # the file system's own bytes: what ingest uses
+        ("size", pa.int64()),
+        ("mtime", pa.float64()),
+        ("fingerprint", pa.string()),
+        ("status", pa.string()),  # "ok" or "failed"
+        ("stage", pa.string()),
+        ("error", pa.string()),
+        ("tags", pa.string()),  # JSON
+        ("vector", pa.list_(pa.float32(), dimension)),
+        ("n_windows", pa.int32()),
+        ("windows", pa.list_(pa.float32())),  # n_windows × dimension, row-major; null when not kept
+        ("window_starts", pa.list_(pa.float64())),
+        ("style_labels", pa.list_(pa.string())),
+        ("style_values", pa.list_(pa.float32())),
+        ("model", pa.string()),
+        ("processed_at", pa.float64()),
+    ])
+
+
+@dataclass(frozen=True)
+class EmbedderSpec:
+    """How every actor loads the same model the driver checked (``load_embedder``'s arguments)."""
+
+    model: str
+    device: str = "auto"
+    batch_size: int = 4
+    options: dict[str, Any] | None = None
+
+    def load(self) -> Any:
+        from .embedders import load_embedder
+
+        return load_embedder(self.model, device=self.device, batch_size=self.batch_size, **(self.options or {}))
+
+
+# ---------------------------------------------------------------------------------------------
+# The staging folder (local or fsspec)
+
+
+def filesystem(url: str) -> tuple[Any, str]:
+    """A pyarrow file system and the path inside it for a local folder or an fsspec URL."""
+    import pyarrow.fs as pafs
+
+    if "://" not in url or url.startswith("file://"):
+        local = url[len("file://"):] if url.startswith("file://") else url
+        return pafs.LocalFileSystem(), str(Path(local).expanduser().resolve())
+    try:
+        import fsspec
+    except ImportError:
+        raise IndexerError(f"staging {url}: URLs need fsspec (pip install 'musicmap[ray]')") from None
+    try:
+        fs, path = fsspec.core.url_to_fs(url)
+    except (ImportError, ValueError) as exc:
+        raise IndexerError(f"staging {url}: {exc}") from None
+    return pafs.PyFileSystem(pafs.FSSpecHandler(fs)), str(path)
+
+
+def _read_json(fs: Any, path: str) -> dict[str, Any] | None:
+    import pyarrow.fs as pafs
+
+    if fs.get_file_info(path).type != pafs.FileType.File:
+        return None
+    with fs.open_input_stream(path) as fh:
+        data = json.loads(fh.read().decode("utf-8"))
+    return data if isinstance(data, dict) else None
+
+
+def prepare_staging(url: str, info: ModelInfo, spec: EmbedderSpec) -> None:
+    """Create the staging folder, or check that the shards already there are of the same model."""
+    fs, root = filesystem(url)
+    fs.create_dir(root, recursive=True)
+    path = f"{root}/{SHARDS_MANIFEST}"
+    existing = _read_json(fs, path)
+    if existing is not None:
+        have = existing.get("model", {})
+        for key in ("id", "dimension", "layer", "pooling", "revision"):
+            if have.get(key) != getattr(info, key):
+                raise IndexerError(f"staging {url} holds shards of another model ({key}: {have.get(key)!r}, "
+                                   f"now {getattr(info, key)!r}); use another --staging folder")
+        return
+    manifest = {"format": "musicmap-shards", "format_version": SHARD_FORMAT, "model": asdict(info),
+                "embedder": asdict(spec), "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    with fs.open_output_stream(path) as fh:
+        fh.write(json.dumps(manifest, indent=2, sort_keys=True).encode("utf-8"))
+
+
+def staging_model(url: str) -> ModelInfo:
+    """The model the shards under ``url`` were made with."""
+    fs, root = filesystem(url)
+    manifest = _read_json(fs, f"{root}/{SHARDS_MANIFEST}")
+    if manifest is None or manifest.get("format") != "musicmap-shards":
+        raise IndexerError(f"{url} is not a musicmap shard folder (no {SHARDS_MANIFEST}); make one with "
+                           "musicmap index --engine ray --staging ...")
+    if int(manifest.get("format_version", 0)) > SHARD_FORMAT:
+        raise IndexerError(f"{url}: shard format {manifest['format_version']} is newer than this musicmap "
+                           f"reads ({SHARD_FORMAT}); upgrade musicmap")
+    return ModelInfo(**manifest["model"])
+
+
+def shard_files(url: str) -> list[str]:
+    """Every ``.parquet`` file under the staging folder, oldest run first."""
+    import pyarrow.fs as pafs
+
+    fs, root = filesystem(url)
+    infos = fs.get_file_info(pafs.FileSelector(root, recursive=True, allow_not_found=True))
+    return sorted(i.path for i in infos if i.type == pafs.FileType.File and i.path.endswith(".parquet"))
+
+
+def _readable(fs: Any, path: str, columns: Sequence[str] | None = None) -> pa.Table | None:
+    """A shard file's table, or None (with a warning) when it is incomplete or not a shard."""
+    try:
+        return pq.read_table(path, filesystem=fs, columns=list(columns) if columns else None)
+    except (OSError, pa.ArrowInvalid, KeyError) as exc:
+        logger.warning("skipping shard %s: unreadable (%s); its files are indexed again on the next run",
+                       path, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        return None
+
+
+def latest_rows(url: str) -> dict[bytes, tuple[float, str, int, int, float, str]]:
+    """For each file (its path bytes): its newest shard row, as (processed_at, shard file, row,
+    size, mtime, status)."""
+    fs, _ = filesystem(url)
+    latest: dict[bytes, tuple[float, str, int, int, float, str]] = {}
+    for f in shard_files(url):
+        t = _readable(fs, f, ["path_bytes", "processed_at", "size", "mtime", "status"])
+        if t is None:
+            continue
+        cols = [t.column(c).to_pylist() for c in ("path_bytes", "processed_at", "size", "mtime", "status")]
+        for row, (pb, at, size, mtime, status) in enumerate(zip(*cols, strict=True)):
+            seen = latest.get(pb)
+            if seen is None or at >= seen[0]:
+                latest[pb] = (float(at), f, row, int(size), float(mtime), str(status))
+    return latest
+
+
+# ---------------------------------------------------------------------------------------------
+# Ingest
+
+
+def _records(url: str, latest: dict[bytes, tuple[float, str, int, int, float, str]]) -> Iterator[dict[str, Any]]:
+    """The newest shard row of every file (``latest``: :func:`latest_rows`), one shard file in
+    memory at a time."""
+    fs, _ = filesystem(url)
+    chosen: dict[str, set[int]] = {}
+    for _pb, (_at, f, row, *_rest) in latest.items():
+        chosen.setdefault(f, set()).add(row)
+    for f in sorted(chosen):
+        table = _readable(fs, f)
+        if table is not None:
+            yield from table.take(pa.array(sorted(chosen[f]), pa.int64())).to_pylist()
+
+
+def ingest(shards: str, store_path: str | Path, *, commit_every: int = 256, metadata: str | Path | None = None,
+           category_from: str = "tag", index_kind: str = "auto", map_name: str | None = None,
+           progress: ProgressFn | None = None) -> IndexReport:
+    """Merge the shards under ``shards`` into the store at ``store_path`` (created if missing) and
+    build its FAISS index (``index_kind``: ``auto`` picks by size; see :mod:`store.vectors`).
+
+    A file the store already holds with the same size and mtime and a vector is left alone
+    (ingesting twice changes nothing); failed rows become ``failures`` rows.
+    """
+    started = time.monotonic()
+    if category_from not in CATEGORY_SOURCES:
+        raise IndexerError(f"--category-from {category_from!r}: choose one of {', '.join(CATEGORY_SOURCES)}")
+    rows_meta = read_metadata(metadata) if metadata is not None else None
+    info = staging_model(shards)
+    store = Store.open_for_indexing(store_path, info)
+    store.index_kind = index_kind
+    report = IndexReport(store=str(store.path), model=info.id)
+    try:
+        run = IndexRun(store, report, [shards], settings=info.extra.get("options"), commit_every=commit_every,
+                       started=started)
+        known = store.known_files()
+        status = "error"
+        latest = latest_rows(shards)
+        try:
+            for done, row in enumerate(_records(shards, latest), start=1):
+                path = os.fsdecode(row["path_bytes"])
+                report.scanned += 1
+                if progress is not None:
+                    progress(done, len(latest), path, report.audio_seconds)
+                if row["status"] != "ok":
+                    run.fail(path, str(row["stage"]), str(row["error"]), log=False)
+                    continue
+                seen = known.get(path)
+                if seen is not None and seen.size == row["size"] and seen.mtime == row["mtime"] and seen.has_vector:
+                    report.unchanged += 1
+                    continue
+                tags = json.loads(row["tags"]) if row["tags"] else {}
+                styles = dict(zip(row["style_labels"] or [], row["style_values"] or [], strict=True))
+                d = info.dimension
+                windows = None if row["windows"] is None else np.asarray(row["windows"], np.float32).reshape(-1, d)
+                report.audio_seconds += float(tags.get("duration") or 0.0)
+                run.add(TrackRecord(
+                    path=path, size=int(row["size"]), mtime=float(row["mtime"]),
+                    tags=fill_genre(apply_metadata(tags, path, rows=rows_meta, category_from=category_from), styles,
+                                    info.extra.get("genre_labels")),
+                    fingerprint=row["fingerprint"], vector=np.asarray(row["vector"], np.float32),
+                    n_windows=int(row["n_windows"] or 1), styles=styles, windows=windows,
+                    window_starts=list(row["window_starts"] or []),
+                ), updated=seen is not None)
+            run.flush()
+            status = "ok"
+        except KeyboardInterrupt:  # what was committed stays; ingesting again goes on from there
+            status = "interrupted"
+            raise
+        finally:
+            run.finish(status)
+        if map_name is not None:
+            run.update_map(map_name)
+    finally:
+        store.close()
+    report.durations["total"] = round(time.monotonic() - started, 3)
+    return report
