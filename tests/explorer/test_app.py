@@ -22,7 +22,7 @@ from explorer.callbacks import Callbacks
 from explorer.state import ViewState, encode, parse
 from store import Store
 from tests.conftest import DemoStore, serving
-from tests.fakes import fake_model
+from tests.fakes import fake_model, write_store
 
 
 @pytest.fixture(scope="module")
@@ -70,10 +70,8 @@ def test_store_without_a_map_says_what_to_do(tmp_path: Path) -> None:
 
     model = ModelInfo(name="features", id="features-v1", kind="handcrafted",
                       label="handcrafted features (librosa)", dimension=4)
-    with Store.open_for_indexing(tmp_path / "s", model) as store:
-        store.write_tracks([TrackRecord(path="/x/a.flac", size=1, mtime=1.0, tags={"title": "A"},
-                                        vector=np.ones(4, np.float32))])
-        store.sync()
+    write_store(tmp_path / "s", model, [TrackRecord(path="/x/a.flac", size=1, mtime=1.0, tags={"title": "A"},
+                                                    vector=np.ones(4, np.float32))])
     with Store.open(tmp_path / "s") as store:
         client = create_app(store).server.test_client()
         layout = json.dumps(client.get("/_dash-layout").get_json())

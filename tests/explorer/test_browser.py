@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import DemoStore
-from tests.fakes import fake_model
+from tests.fakes import fake_model, write_store
 
 pytestmark = pytest.mark.browser
 
@@ -392,7 +392,7 @@ def test_explain_panel_lists_shared_styles(browser: Any, tmp_path: Path) -> None
     the demo's `features` embedder makes neither)."""
     from selenium.webdriver.common.by import By
 
-    from store import Store, TrackRecord
+    from store import TrackRecord
     from tests.conftest import serving
 
     d, rng = 16, np.random.default_rng(5)
@@ -406,11 +406,7 @@ def test_explain_panel_lists_shared_styles(browser: Any, tmp_path: Path) -> None
                                    tags={"title": f"Tune {i}", "artist": f"Band {i}", "genre": "Jazz"},
                                    vector=windows.mean(axis=0), n_windows=3, windows=windows,
                                    window_starts=[0.0, 30.0, 60.0], styles=styles))
-    with Store.open_for_indexing(tmp_path / "s", model) as store:
-        store.write_tracks(records)
-        store.sync()
-        ids, _ = store.vectors()
-        store.write_projection("tsne", ids, rng.normal(0, 10, (len(ids), 2)), method="synthetic", params={})
+    write_store(tmp_path / "s", model, records, positions=rng.normal(0, 10, (len(records), 2)))
     driver = browser
     with serving(tmp_path / "s") as url:
         _load(driver, f"{url}/?track=1", 12)

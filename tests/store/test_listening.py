@@ -11,7 +11,7 @@ import pytest
 
 from store import InvalidQuery, Store, StoreError, TrackNotFound, TrackRecord, playlist_tracks, read_m3u
 from tests.conftest import run_cli
-from tests.fakes import fake_model
+from tests.fakes import fake_model, write_store
 
 D = 16
 LINE = 21  # tracks 1..21 along a quarter circle from e0 to e1
@@ -46,10 +46,7 @@ def line_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
                                        tags={"title": title, "artist": f"C{c}-{j % 5}", "genre": f"g{c}",
                                              "album": f"Album {c}-{j % 3}", "duration": 180.0}))
     info = fake_model(D)
-    with Store.open_for_indexing(folder, info) as store:
-        store.write_tracks(records)
-        store.sync()
-    return folder
+    return write_store(folder, info, records)
 
 
 def test_the_path_follows_the_line_in_order(line_store: Path) -> None:

@@ -10,6 +10,7 @@ import pytest
 
 from store import InvalidQuery, ModelInfo, Store, StoreError, TrackRecord
 from store.vectors import INDEX_NAME, SIDECAR_NAME
+from tests.fakes import write_store
 
 D = 16
 
@@ -33,11 +34,7 @@ def _records(n: int, seed: int = 0, prefix: str = "/music/t") -> list[TrackRecor
 
 @pytest.fixture
 def filled(tmp_path: Path) -> Path:
-    folder = tmp_path / "store"
-    with Store.open_for_indexing(folder, _model()) as store:
-        store.write_tracks(_records(200))
-        store.sync()
-    return folder
+    return write_store(tmp_path / "store", _model(), _records(200))
 
 
 def test_faiss_matches_numpy_cosine_and_uses_track_ids(filled: Path) -> None:
