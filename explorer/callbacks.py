@@ -23,6 +23,7 @@ import dash
 import numpy as np
 import plotly.graph_objects as go
 from dash import ALL, Input, Output, State, dcc, html
+from dash.development.base_component import Component
 
 from store import Store, StoreError
 from store.listening import MAX_PATH
@@ -52,6 +53,8 @@ from .upload import UploadError, Uploads, data_url_bytes
 logger = logging.getLogger(__name__)
 
 Method = TypeVar("Method", bound=Callable[..., Any])
+Children = Component | list[Component]
+"""What a callback puts into a panel: one component or a list of them."""
 
 
 @dataclass(frozen=True)
@@ -367,7 +370,7 @@ class Callbacks:
               state={"color_by": State("color-by", "value")})
     def show(self, track_id: int | None, color_by: str, k: int | None, per_artist: int | None,
              per_album: int | None, dedupe: bool | list[str] | None, where: str | None,
-             path_from: int | None = None) -> tuple[Any, dash.Patch]:
+             path_from: int | None = None) -> tuple[Children, dash.Patch]:
         """The track panel and the map patch (rings, lines, dimming) for ``track_id``; with
         ``path_from`` (a track chosen as a path's start), the panel offers the path to this one."""
         data = self.data.refresh()
@@ -418,7 +421,8 @@ class Callbacks:
                      "dedupe": State("dedupe", "value"), "where": State("where", "value")},
               needs_uploads=True)
     def upload_go(self, go_data: dict[str, Any] | None, color_by: str, k: int | None, per_artist: int | None,
-                  per_album: int | None, dedupe: list[str] | None, where: str | None) -> tuple[Any, ...]:
+                  per_album: int | None, dedupe: list[str] | None,
+                  where: str | None) -> tuple[Children | dash.NoUpdate, dash.Patch | dash.NoUpdate, str, None]:
         """A clip the browser let through (:func:`clientside` gate); the upload box is cleared so
         the same file can come again."""
         if not go_data:
@@ -428,7 +432,7 @@ class Callbacks:
 
     def upload(self, contents: str | None, filename: str | None, color_by: str, k: int | None,
                per_artist: int | None, per_album: int | None, dedupe: bool | list[str] | None,
-               where: str | None) -> tuple[Any, ...]:
+               where: str | None) -> tuple[Children | dash.NoUpdate, dash.Patch | dash.NoUpdate, str]:
         """(panel, map patch, error line) for a clip dropped on the page: its neighbours in the
         panel, a star where it lands on the map with lines to them."""
         if self.uploads is None or not contents:
@@ -533,7 +537,7 @@ class Callbacks:
 
     @callback(Output("selection-panel", "children"), inputs={"ids": Input("selection", "data")},
               prevent_initial_call=False)
-    def selection_panel(self, ids: list[int] | None) -> Any:
+    def selection_panel(self, ids: list[int] | None) -> Children:
         """Count, genre breakdown, a player that plays the selection in order, exports."""
         if not ids:
             return html.P("Lasso or box-select tracks on the map (or “select these” under a similar list) "
@@ -543,12 +547,12 @@ class Callbacks:
 
     @callback(Output({"type": "selection-similar-list", "index": ALL}, "children"),
               inputs={"clicks": _clicked("selection-similar")}, state={"ids": State("selection", "data")})
-    def selection_similar(self, clicks: list[int | None], ids: list[int] | None) -> list[Any]:
+    def selection_similar(self, clicks: list[int | None], ids: list[int] | None) -> list[Children]:
         if not any(clicks):
             raise dash.exceptions.PreventUpdate
         return [self.similar_to_selection(ids)] * len(clicks)
 
-    def similar_to_selection(self, ids: list[int] | None, k: int = K_DEFAULT) -> Any:
+    def similar_to_selection(self, ids: list[int] | None, k: int = K_DEFAULT) -> Children:
         """Tracks like the selection as a whole (the centroid of its vectors), none of its own."""
         if not ids:
             return html.P("nothing selected", className="what")
@@ -559,12 +563,12 @@ class Callbacks:
 
     @callback(Output({"type": "selection-extend-list", "index": ALL}, "children"),
               inputs={"clicks": _clicked("selection-extend")}, state={"ids": State("selection", "data")})
-    def selection_extend(self, clicks: list[int | None], ids: list[int] | None) -> list[Any]:
+    def selection_extend(self, clicks: list[int | None], ids: list[int] | None) -> list[Children]:
         if not any(clicks):
             raise dash.exceptions.PreventUpdate
         return [self.extend_selection(ids)] * len(clicks)
 
-    def extend_selection(self, ids: list[int] | None, n: int = EXTEND_N) -> Any:
+    def extend_selection(self, ids: list[int] | None, n: int = EXTEND_N) -> Children:
         """Tracks that fit the selection as a playlist (its centroid), never one of its own."""
         if not ids:
             return html.P("nothing selected", className="what")
@@ -596,11 +600,11 @@ class Callbacks:
 
     # -- why, and paths -------------------------------------------------------------------------
     @callback(Output("explain-panel", "children"), inputs={"clicks": _clicked("explain")})
-    def explain_clicked(self, clicks: list[int | None]) -> Any:
+    def explain_clicked(self, clicks: list[int | None]) -> Children:
         seed, other = (int(x) for x in _triggered_index().split("-"))
         return self.explain(seed, other)
 
-    def explain(self, seed: int, other: int) -> Any:
+    def explain(self, seed: int, other: int) -> Children:
         """Why ``other`` is like ``seed`` (:func:`explorer.panels.explain`)."""
         with self.store.holding():
             try:
@@ -623,11 +627,13 @@ class Callbacks:
               inputs={"clicks": _clicked("path-go")},
               state={"steps": State({"type": "path-steps", "index": ALL}, "value"),
                      "color_by": State("color-by", "value")})
-    def draw_path(self, clicks: list[int | None], steps: list[int | None], color_by: str) -> tuple[Any, Any]:
+    def draw_path(self, clicks: list[int | None], steps: list[int | None],
+                  color_by: str) -> tuple[Children, dash.Patch | dash.NoUpdate]:
         start, end = (int(x) for x in _triggered_index().split("-"))
         return self.path(start, end, steps[0] if steps else None, color_by)
 
-    def path(self, start: int, end: int, steps: int | None, color_by: str) -> tuple[Any, Any]:
+    def path(self, start: int, end: int, steps: int | None,
+             color_by: str) -> tuple[Children, dash.Patch | dash.NoUpdate]:
         """(the path panel, a map patch drawing it) for a song path from ``start`` to ``end``."""
         steps = int(steps) if steps and 2 <= int(steps) <= MAX_PATH else PATH_STEPS
         data = self.data.refresh()
@@ -643,7 +649,7 @@ class Callbacks:
 
     # -- search ---------------------------------------------------------------------------------
     @callback(Output("search-results", "children"), inputs={"text": Input("search", "value")})
-    def search(self, text: str | None) -> list[Any]:
+    def search(self, text: str | None) -> list[Component]:
         """Search as you type: tracks on the map, each a button that centres the map on it."""
         if not text or not text.strip():
             return []

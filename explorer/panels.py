@@ -14,8 +14,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from dash import dcc, html
+from dash.development.base_component import Component
 
-from store import ModelInfo, Neighbour, PathStep
+from store import ModelInfo, Neighbour, PathStep, TrackRow
 from store.listening import MAX_PATH
 
 from .limits import EXTEND_N, PATH_STEPS
@@ -24,12 +25,12 @@ PROMPT = "Click a track on the map, or search, to play it and see similar tracks
 """The track panel before anything is chosen."""
 
 
-def name(track: dict[str, Any]) -> str:
+def name(track: TrackRow) -> str:
     """"Artist – Title", with "?" for what the tags do not say."""
     return f"{track.get('artist') or '?'} – {track.get('title') or '?'}"
 
 
-def similar_items(neighbours: Sequence[Neighbour], seed: int | None = None) -> list[Any]:
+def similar_items(neighbours: Sequence[Neighbour], seed: int | None = None) -> list[Component]:
     """A similar-track list: score, artist – title, genre; clicking one selects it, and with a
     ``seed`` track, "why?" explains the match."""
     return [html.Li([html.Button(
@@ -42,9 +43,9 @@ def similar_items(neighbours: Sequence[Neighbour], seed: int | None = None) -> l
         for n in neighbours]
 
 
-def path_controls(track_id: int, start: dict[str, Any] | None, path_from: int | None) -> list[Any]:
+def path_controls(track_id: int, start: TrackRow | None, path_from: int | None) -> list[Component]:
     """Under a track: start a song path here, or (once a start is chosen) draw the path to here."""
-    out: list[Any] = [html.H4("Song path")]
+    out: list[Component] = [html.H4("Song path")]
     if start is not None:
         out.append(html.Div(className="path-controls", children=[
             html.Span(f"from {start.get('artist') or '?'} – {start.get('title') or '?'} to here, in "),
@@ -81,9 +82,9 @@ def clock(seconds: float) -> str:
     return f"{int(seconds) // 60}:{int(seconds) % 60:02d}"
 
 
-def track_panel(track: dict[str, Any], neighbours: Sequence[Neighbour], styles: list[tuple[str, float]],
-                model_label: str, problem: str | None = None, heading: str = "Predicted styles") -> list[Any]:
-    def field(name: str, value: Any) -> Any:
+def track_panel(track: TrackRow, neighbours: Sequence[Neighbour], styles: list[tuple[str, float]],
+                model_label: str, problem: str | None = None, heading: str = "Predicted styles") -> list[Component]:
+    def field(name: str, value: object) -> Component:
         return html.Tr([html.Th(name), html.Td("—" if value is None else str(value))])
 
     duration = track.get("duration")
@@ -92,7 +93,7 @@ def track_panel(track: dict[str, Any], neighbours: Sequence[Neighbour], styles: 
             field("length", f"{int(duration) // 60}:{int(duration) % 60:02d}" if duration else None),
             field("file", track.get("path"))]
     items = similar_items(neighbours, seed=int(track["id"]))
-    out: list[Any] = [
+    out: list[Component] = [
         html.H3(track.get("title") or "(untitled)", id="track-title"),
         html.Table(rows, className="track-table"),
         html.Audio(id="player", src=f"/audio/{int(track['id'])}", controls=True, autoPlay=True, preload="auto"),
@@ -113,9 +114,9 @@ def track_panel(track: dict[str, Any], neighbours: Sequence[Neighbour], styles: 
 
 
 def upload_panel(name_: str, model_label: str, where_note: str, neighbours: Sequence[Neighbour],
-                 problem: str | None) -> list[Any]:
+                 problem: str | None) -> list[Component]:
     """The panel for an uploaded clip: where it landed, its neighbours."""
-    panel: list[Any] = [
+    panel: list[Component] = [
         html.H3(f"Your clip: {name_}", id="track-title"),
         html.P(f"embedded with {model_label}, {where_note}; the file was deleted after embedding",
                className="what", id="upload-where"),
@@ -129,7 +130,7 @@ def upload_panel(name_: str, model_label: str, where_note: str, neighbours: Sequ
     return panel
 
 
-def selection_panel(rows: pd.DataFrame) -> list[Any]:
+def selection_panel(rows: pd.DataFrame) -> list[Component]:
     """Count, genre breakdown, a player that plays the selection in order, exports; ``rows``: the
     selected tracks' map rows, indexed by id, in selection order."""
     genres = rows["genre"].astype("string").fillna("(none)").value_counts()
@@ -171,8 +172,8 @@ def selection_panel(rows: pd.DataFrame) -> list[Any]:
 class Comparison:
     """What :func:`explain` shows for a pair: ``a`` the seed, ``b`` the similar track."""
 
-    a: dict[str, Any]
-    b: dict[str, Any]
+    a: TrackRow
+    b: TrackRow
     score: float
     styles_a: dict[str, float]
     styles_b: dict[str, float]
@@ -182,11 +183,11 @@ class Comparison:
     windows_b: np.ndarray
 
 
-def explain(c: Comparison, model_label: str, labels: LabelWords) -> list[Any]:
+def explain(c: Comparison, model_label: str, labels: LabelWords) -> list[Component]:
     """Why ``c.b`` is like ``c.a``: their score, their top predicted styles side by side (shared ones
     marked) and the closest pair of windows, each playable from its start."""
     seed, other = int(c.a["id"]), int(c.b["id"])
-    out: list[Any] = [html.H4(f"Why {name(c.b)} is like {name(c.a)}"),
+    out: list[Component] = [html.H4(f"Why {name(c.b)} is like {name(c.a)}"),
                       html.P(f"similarity {c.score:.3f} (cosine, {model_label})", className="what")]
     if c.styles_a or c.styles_b:
         ranked = sorted(set(c.styles_a) | set(c.styles_b),
@@ -221,7 +222,7 @@ def explain(c: Comparison, model_label: str, labels: LabelWords) -> list[Any]:
     return out
 
 
-def song_path(path: Sequence[PathStep], start: int, end: int, steps: int) -> list[Any]:
+def song_path(path: Sequence[PathStep], start: int, end: int, steps: int) -> list[Component]:
     """A drawn song path: title, a player for the whole path, its M3U, the steps."""
     ids = [s.track_id for s in path]
     first, last = path[0].track, path[-1].track
@@ -247,7 +248,7 @@ def song_path(path: Sequence[PathStep], start: int, end: int, steps: int) -> lis
     ]
 
 
-def extension(members: Sequence[int], added: Sequence[Neighbour], model_label: str, n: int) -> list[Any]:
+def extension(members: Sequence[int], added: Sequence[Neighbour], model_label: str, n: int) -> list[Component]:
     """Tracks that extend a selection, with buttons to add them and an M3U of them."""
     new_ids = [a.track_id for a in added]
     return [html.H4(f"{len(added)} more for these {len(members)} tracks ({model_label})"),
@@ -260,7 +261,7 @@ def extension(members: Sequence[int], added: Sequence[Neighbour], model_label: s
                        download="musicmap-extension.m3u8")])]
 
 
-def search_hits(hits: Sequence[dict[str, Any]]) -> list[Any]:
+def search_hits(hits: Sequence[dict[str, Any]]) -> list[Component]:
     """Search results as buttons that centre the map on a track."""
     if not hits:
         return [html.Div("no match on the map", className="search-none")]

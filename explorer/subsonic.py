@@ -34,7 +34,7 @@ from xml.etree import ElementTree as ET
 import numpy as np
 from flask import Flask, Response, request
 
-from store import Store, StoreError, TrackNotFound
+from store import Store, StoreError, TrackNotFound, TrackRow
 from store.listening import MAX_PATH
 from store.search import artist_key, vectors_of
 
@@ -163,15 +163,15 @@ def register(server: Flask, store: Store, *, token: str | None,
              send_audio: Callable[[int], Response]) -> None:
     """Add the ``/rest/`` endpoints to ``server``."""
 
-    def child(row: dict[str, Any]) -> dict[str, Any]:
+    def child(row: TrackRow) -> dict[str, Any]:
         path = str(row.get("path") or "")
         suffix = PurePath(path).suffix.lstrip(".").lower()
-        artist, album = row.get("artist"), row.get("album")
+        artist, album, duration = row.get("artist"), row.get("album"), row.get("duration")
         out: dict[str, Any] = {
             "id": str(row["id"]), "isDir": False, "title": row.get("title") or PurePath(path).stem,
             "album": album, "artist": artist, "track": row.get("track_number"), "year": row.get("year"),
             "genre": row.get("genre"),
-            "duration": round(float(row["duration"])) if row.get("duration") is not None else None,
+            "duration": round(float(duration)) if duration is not None else None,
             "size": row.get("size"), "suffix": suffix or None,
             "contentType": mimetypes.guess_type(path)[0] or "application/octet-stream",
             "path": _relative(path), "isVideo": False, "type": "music", "mediaType": "song",

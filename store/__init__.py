@@ -16,10 +16,10 @@ from .m3u import m3u_bytes, playlist_tracks, read_m3u, write_m3u
 from .manifest import Manifest, ModelInfo
 from .paths import db_path
 from .store import Store
-from .types import KnownFile, MapInfo, Neighbour, SQLResult, TrackRecord
+from .types import KnownFile, MapInfo, Neighbour, SQLResult, TrackRecord, TrackRow
 from .vectors import l2_normalise
 from .writer import WritableStore
 
 __all__ = ["InvalidQuery", "KnownFile", "Manifest", "MapInfo", "ModelInfo", "Neighbour", "PathStep", "SQLResult",
-           "Store", "StoreError", "StoreUnavailable", "TrackNotFound", "TrackRecord", "WritableStore", "db_path",
-           "l2_normalise", "m3u_bytes", "playlist_tracks", "read_m3u", "write_m3u"]
+           "Store", "StoreError", "StoreUnavailable", "TrackNotFound", "TrackRecord", "TrackRow", "WritableStore",
+           "db_path", "l2_normalise", "m3u_bytes", "playlist_tracks", "read_m3u", "write_m3u"]

@@ -19,7 +19,7 @@ import numpy as np
 
 from .errors import InvalidQuery, TrackNotFound
 from .search import SearchOptions, Variety, vectors_of
-from .types import Neighbour
+from .types import Neighbour, TrackRow
 from .vectors import l2_normalise
 
 if TYPE_CHECKING:
@@ -42,7 +42,7 @@ class PathStep:
     track_id: int
     to_previous: float | None
     to_end: float
-    track: dict[str, Any]
+    track: TrackRow
 
 
 def slerp(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:

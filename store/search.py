@@ -29,7 +29,7 @@ import numpy as np
 
 from .errors import InvalidQuery, TrackNotFound
 from .manifest import Manifest
-from .types import Neighbour
+from .types import Neighbour, TrackRow
 from .vectors import ivf_parts, l2_normalise
 
 #: Words that mark a version of a song rather than another song, inside brackets or after " - ".
@@ -69,7 +69,7 @@ def artist_key(artist: Any) -> str | None:
     return " ".join(re.sub(r"[^\w]+", " ", a).split()) or None
 
 
-def song_key(row: dict[str, Any]) -> tuple[str, str] | None:
+def song_key(row: TrackRow) -> tuple[str, str] | None:
     """``(artist, title)`` normalised: equal for two versions of one song; None without a title."""
     title = row.get("title")
     if not isinstance(title, str) or not title.strip():
@@ -269,14 +269,14 @@ class Variety:
         self.songs = set(seed_keys or ())
 
     @staticmethod
-    def _keys(row: dict[str, Any]) -> tuple[str | None, tuple[str, str] | None]:
+    def _keys(row: TrackRow) -> tuple[str | None, tuple[str, str] | None]:
         artist = artist_key(row.get("artist")) or artist_key(row.get("album_artist"))
         album = row.get("album")
         album_key = (artist_key(row.get("album_artist")) or artist or "", _fold(album)) \
             if isinstance(album, str) and album.strip() else None
         return artist, album_key
 
-    def admits(self, row: dict[str, Any]) -> bool:
+    def admits(self, row: TrackRow) -> bool:
         """Whether ``row`` may join the list (nothing is recorded)."""
         artist, album_key = self._keys(row)
         o = self.options
@@ -287,7 +287,7 @@ class Variety:
             return False
         return not (o.dedupe and (key := song_key(row)) is not None and key in self.songs)
 
-    def take(self, row: dict[str, Any]) -> None:
+    def take(self, row: TrackRow) -> None:
         """Count ``row`` as part of the list."""
         artist, album_key = self._keys(row)
         if artist is not None:
@@ -298,7 +298,7 @@ class Variety:
             self.songs.add(key)
 
 
-def diversify(candidates: list[tuple[int, float]], rows: dict[int, dict[str, Any]], options: SearchOptions,
+def diversify(candidates: list[tuple[int, float]], rows: dict[int, TrackRow], options: SearchOptions,
               seed_keys: set[tuple[str, str]], limit: int) -> list[tuple[int, float]]:
     """Apply the artist / album caps and version dedupe to ranked ``candidates`` (best first)."""
     variety = Variety(options, seed_keys)
@@ -323,7 +323,7 @@ class Searchable(Protocol):
     @property
     def index(self) -> faiss.Index: ...
 
-    def track_rows(self, ids: Sequence[int]) -> dict[int, dict[str, Any]]: ...
+    def track_rows(self, ids: Sequence[int]) -> dict[int, TrackRow]: ...
 
     def filter_ids(self, where: str, timeout: float = 10.0) -> np.ndarray: ...
 

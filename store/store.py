@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Unpack, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Unpack, cast, overload
 
 import duckdb
 import faiss
@@ -37,7 +37,7 @@ from .manifest import Manifest, ModelInfo, read_manifest
 from .paths import db_path, fs_path
 from .search import SearchOptions, SimilarOptions, VarietyOptions
 from .sharing import CONFIG, LOCK_WAIT_S, SharedConnection, connect, stamp
-from .types import KnownFile, MapInfo, Neighbour, SQLResult
+from .types import KnownFile, MapInfo, Neighbour, SQLResult, TrackRow
 from .vectors import SIDECAR_NAME
 
 if TYPE_CHECKING:
@@ -66,7 +66,7 @@ class Store:
         self.manifest = manifest
         self._db = SharedConnection(path, connect_db, shared=shared, on_open=self._reopened,
                                     on_release=lambda: self._sandbox.close())
-        self._row_cache: dict[int, dict[str, Any]] = {}
+        self._row_cache: dict[int, TrackRow] = {}
         self._index: faiss.Index | None = None
         self._index_stamp: tuple[int, int] | None = None
         self._sandbox = sql.Sandbox(self._new_cursor, lambda: self.index)
@@ -286,7 +286,7 @@ class Store:
             raise TrackNotFound(track_id, self.path)
         return fs_path(row[0], row[1])
 
-    def track(self, track_id: int) -> dict[str, Any]:
+    def track(self, track_id: int) -> TrackRow:
         """One track's row as a dict. Raises StoreError if there is no such track."""
         row = self.track_rows([int(track_id)]).get(int(track_id))
         if row is None:
@@ -375,7 +375,7 @@ class Store:
         seed_ids = [int(seeds)] if isinstance(seeds, (int, np.integer)) else [int(s) for s in seeds]
         return search.run(self, seed_ids, vector, opts, exclude=exclude, timeout=timeout)
 
-    def track_rows(self, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+    def track_rows(self, ids: Sequence[int]) -> dict[int, TrackRow]:
         """Rows of ``tracks`` by id, as plain dicts (no DataFrame on the hot path). Rows read
         through the current connection are cached until it closes: while it is open no other
         process can write (DuckDB's lock), and a point lookup costs ~1 ms at 100k tracks."""
@@ -387,22 +387,23 @@ class Store:
                 cached = {int(i): self._row_cache[int(i)] for i in ids if int(i) in self._row_cache}
             missing = [int(i) for i in ids if int(i) not in cached]
             if not missing:
-                return {k: dict(v) for k, v in cached.items()}
+                return {k: TrackRow(**v) for k, v in cached.items()}
             wanted = ", ".join(str(i) for i in missing)  # integers only: safe to inline
             with self._cursor() as cur:
                 result = cur.execute(f"SELECT * EXCLUDE (path_bytes) FROM tracks WHERE id IN ({wanted})")
                 names = [str(c[0]) for c in result.description or ()]
                 rows = result.fetchall()
-            fetched = {}
-            for row in rows:
-                item = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in zip(names, row, strict=True)}
+            fetched: dict[int, TrackRow] = {}
+            for row in rows:  # the columns are the table's: the TrackRow keys
+                item = cast(TrackRow, {k: (v.isoformat() if isinstance(v, datetime) else v)
+                                       for k, v in zip(names, row, strict=True)})
                 fetched[int(item["id"])] = item
             with self._db.lock:
                 if epoch == self._db.epoch and self.read_only:  # a writer's rows change under it
                     if len(self._row_cache) + len(fetched) > ROW_CACHE:
                         self._row_cache.clear()
                     self._row_cache.update(fetched)
-        return {k: dict(v) for k, v in {**cached, **fetched}.items()}
+        return {k: TrackRow(**v) for k, v in {**cached, **fetched}.items()}
 
     def filter_ids(self, where: str, timeout: float = 10.0) -> np.ndarray:
         """Ids of the tracks matching ``where`` (one boolean SQL expression over ``tracks``, run in

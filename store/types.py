@@ -1,12 +1,13 @@
 """The store's value types: what the indexer writes (:class:`TrackRecord`), what the store knows
-of a file (:class:`KnownFile`), a similarity result (:class:`Neighbour`) and a SQL result
-(:class:`SQLResult`). Plain frozen dataclasses, importable without opening anything."""
+of a file (:class:`KnownFile`), a track's row as readers get it (:class:`TrackRow`), a similarity
+result (:class:`Neighbour`), a SQL result (:class:`SQLResult`) and a map (:class:`MapInfo`). Plain
+frozen dataclasses and a TypedDict, importable without opening anything."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import pandas as pd
@@ -61,13 +62,38 @@ class KnownFile:
     has_vector: bool
 
 
+class TrackRow(TypedDict, total=False):
+    """A row of ``tracks`` as :meth:`store.Store.track_rows` returns it (every column but
+    ``path_bytes``; timestamps as ISO text). Tag columns are None where the file said nothing.
+    Partial rows (a search hit's few fields) use the same keys."""
+
+    id: int
+    path: str
+    size: int
+    mtime: float
+    fingerprint: str | None
+    title: str | None
+    artist: str | None
+    album: str | None
+    album_artist: str | None
+    genre: str | None
+    year: int | None
+    track_number: int | None
+    duration: float | None
+    format: str | None
+    tag_source: str | None
+    extra: str | None
+    added_at: str
+    updated_at: str
+
+
 @dataclass(frozen=True)
 class Neighbour:
     """One similarity result. ``score`` is the cosine similarity to the query."""
 
     track_id: int
     score: float
-    track: dict[str, Any]
+    track: TrackRow
 
 
 @dataclass(frozen=True)
