@@ -160,7 +160,7 @@ def _results(neighbours: list[Any]) -> list[dict[str, Any]]:
 def register(server: Flask, store: Store, *, projection: Callable[[], Any], uploads: Uploads | None = None,
              token: str | None = None) -> None:
     """Add the API and the audio route to ``server``. ``projection()`` returns the explorer's
-    current :class:`explorer.app.MapData` (the map it shows); ``uploads`` turns on
+    current :class:`explorer.mapdata.MapData` (the map it shows); ``uploads`` turns on
     ``POST /api/v1/similar/upload``."""
 
     def route(path: str, endpoint: str, *, hold: bool = True) -> Callable[[Handler], Handler]:

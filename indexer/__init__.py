@@ -11,7 +11,8 @@ Where each idea lives:
   the CPU's abilities and the precision choice: ``cpu.py``;
 - an index run, as stages: one file's tags → decode → embed in ``files.py``; sorting the scanned
   files, batching and streaming in ``pipeline.py`` (``index_library``); writes, failures and the
-  wrap-up shared by both engines in ``run.py``; the Ray engine and ``ingest`` in ``distributed.py``;
+  wrap-up shared by both engines in ``run.py``; the Ray engine in ``distributed.py``; the Parquet
+  shards it stages and ``ingest`` in ``shards.py``;
   the time budget before a run in ``plan.py``; fidelity of faster modes in ``fidelity.py``;
 - the map: ``projection.py`` (t-SNE/PCA fit, placing new tracks, quality, clusters);
 - writing predictions back into files: ``tagwrite.py``.

@@ -2,12 +2,16 @@
 
 Imports nothing else of musicmap's; the indexer writes it, the explorer and the CLI read it.
 
-Where each idea lives: the ``Store`` (opening, writing, reading, search orchestration) in
-``store.py``; the value types in ``types.py``; errors by meaning in ``errors.py``; the DuckDB
-schema and migrations in ``schema.py``; FAISS build/load/search in ``vectors.py``; similarity
-options and variety rules in ``search.py``; read-only SQL and its functions in ``sql.py``; song
-paths and playlist extension in ``listening.py``; M3U in ``m3u.py``; ``embeddings.csv`` and plots
-in ``export.py``; the manifest in ``manifest.py``; fault points for the crash tests in ``faults.py``.
+Where each idea lives: reading a store (``Store``: opening, rows, search, SQL, the map) in
+``store.py``; writing it (``WritableStore``: tracks, failures, runs, maps, sync) in ``writer.py``;
+holding one DuckDB file between processes (linger, writer marker, epochs) in ``sharing.py``;
+whether the FAISS file is current (load, extend or rebuild) in ``freshness.py``; FAISS indexes in
+``vectors.py``; the search, its options and variety rules in ``search.py``; the SQL sandbox and
+its functions in ``sql.py``; the schema and its migrations in ``schema.py``; path text in
+``paths.py``; the value types (``TrackRecord``, ``TrackRow``, ``Neighbour``, ``MapInfo``) in
+``types.py``; errors by meaning in ``errors.py``; song paths and playlist extension in
+``listening.py``; M3U in ``m3u.py``; ``embeddings.csv`` and plots in ``export.py``; the manifest in
+``manifest.py``; fault points for the crash tests in ``faults.py``.
 """
 
 from .errors import InvalidQuery, StoreError, StoreUnavailable, TrackNotFound
