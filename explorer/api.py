@@ -157,46 +157,60 @@ def _results(neighbours: list[Any]) -> list[dict[str, Any]]:
              **{k: _json_safe(v) for k, v in n.track.items()}} for n in neighbours]
 
 
-def register(server: Flask, store: Store, *, projection: Callable[[], Any], uploads: Uploads | None = None,
-             token: str | None = None) -> None:
-    """Add the API and the audio route to ``server``. ``projection()`` returns the explorer's
-    current :class:`explorer.mapdata.MapData` (the map it shows); ``uploads`` turns on
-    ``POST /api/v1/similar/upload``."""
+ROUTES: list[tuple[str, str, bool, str]] = []
+"""Every route of :class:`Api`: (path, endpoint name, hold the store for the request, method name)."""
 
-    def route(path: str, endpoint: str, *, hold: bool = True) -> Callable[[Handler], Handler]:
-        """Serve ``fn(args, **path_values)`` at ``path``: a documented path (:data:`ENDPOINTS`) gets
-        its query parameters parsed and checked into ``args``, others an empty ``args``. Errors
-        become JSON with the status of their kind."""
+
+def route(path: str, endpoint: str, *, hold: bool = True) -> Callable[[Handler], Handler]:
+    """Declare the decorated :class:`Api` method the handler of ``path``: a documented path
+    (:data:`ENDPOINTS`) gets its query parameters parsed and checked into ``args``, others an empty
+    ``args``; with ``hold``, the store's file is held for the whole request (one connection however
+    many reads; not while a clip is embedded)."""
+    def declare(fn: Handler) -> Handler:
+        ROUTES.append((path, endpoint, hold, fn.__name__))
+        return fn
+    return declare
+
+
+class Api:
+    """The JSON API and audio over one store: one method per route (see :data:`ROUTES`).
+
+    ``projection()`` returns the explorer's current :class:`explorer.mapdata.MapData` (the map it
+    shows); ``uploads`` turns on ``POST /api/v1/similar/upload``."""
+
+    def __init__(self, store: Store, projection: Callable[[], Any], uploads: Uploads | None = None) -> None:
+        self.store, self.projection, self.uploads = store, projection, uploads
+        self._map_cache: dict[tuple[int, tuple[str, ...]], tuple[bytes, bytes]] = {}  # (JSON, gzip) per map, fields
+
+    def handler(self, path: str, method_name: str, hold: bool) -> Callable[..., Response]:
+        """The Flask view of one route: parse, hold the store, call, and turn errors into JSON with
+        the status of their kind."""
         declared = ENDPOINTS.get(path)
+        method = getattr(self, method_name)
 
-        def wrap(fn: Handler) -> Handler:
-            def handler(**kwargs: Any) -> Response:
-                try:
-                    args = read_all(declared.params, request.args, ignore=TOKEN) if declared else {}
-                    # one connection for the request, however many reads (not while a clip is embedded)
-                    with store.holding() if hold else contextlib.nullcontext():
-                        return fn(args, **kwargs)
-                except BadRequest as exc:
-                    return error(400, str(exc))
-                # the store's errors by meaning (store.errors): an unknown track, a bad question,
-                # or the store itself (busy, unreadable: not the client's fault)
-                except TrackNotFound as exc:
-                    return error(404, str(exc))
-                except InvalidQuery as exc:
-                    return error(400, str(exc))
-                except StoreError as exc:
-                    logger.warning("%s: %s", request.path, exc)
-                    return error(503, str(exc))
-                except UploadError as exc:
-                    return error(exc.status, str(exc))
-            server.add_url_rule(declared.rule if declared else path, endpoint, handler,
-                                methods=[declared.method.upper() if declared else "GET"])
-            return fn
-        return wrap
+        def view(**kwargs: Any) -> Response:
+            try:
+                args = read_all(declared.params, request.args, ignore=TOKEN) if declared else {}
+                with self.store.holding() if hold else contextlib.nullcontext():
+                    return method(args, **kwargs)
+            except BadRequest as exc:
+                return error(400, str(exc))
+            # the store's errors by meaning (store.errors): an unknown track, a bad question, or the
+            # store itself (busy, unreadable: not the client's fault)
+            except TrackNotFound as exc:
+                return error(404, str(exc))
+            except InvalidQuery as exc:
+                return error(400, str(exc))
+            except StoreError as exc:
+                logger.warning("%s: %s", request.path, exc)
+                return error(503, str(exc))
+            except UploadError as exc:
+                return error(exc.status, str(exc))
+        return view
 
-    def send_audio(track_id: int) -> Response:
+    def send_audio(self, track_id: int) -> Response:
         try:
-            path = store.file_path(track_id)
+            path = self.store.file_path(track_id)
         except TrackNotFound:
             return error(404, f"no track with id {track_id}")
         mimetype = mimetypes.guess_type(path)[0] or "application/octet-stream"
@@ -207,134 +221,130 @@ def register(server: Flask, store: Store, *, projection: Callable[[], Any], uplo
         response.headers["Accept-Ranges"] = "bytes"
         return response
 
-    subsonic.register(server, store, token=token, send_audio=send_audio)
-
     @route("/audio/<int:track_id>", "audio")
-    def audio(args: Args, track_id: int) -> Response:
+    def audio(self, args: Args, track_id: int) -> Response:
         """A track's file by id (never by a path from the client)."""
-        return send_audio(track_id)
+        return self.send_audio(track_id)
 
     @route(f"{API}/audio/{{track_id}}", "api_audio")
-    def api_audio(args: Args, track_id: int) -> Response:
-        return send_audio(track_id)
+    def api_audio(self, args: Args, track_id: int) -> Response:
+        return self.send_audio(track_id)
 
     @route(API, "api_index")
-    def api_index(args: Args) -> Response:
+    def api_index(self, args: Args) -> Response:
         return jsonify({"openapi": f"{API}/openapi.json", "endpoints": sorted(OPENAPI["paths"])})
 
     @route(f"{API}/openapi.json", "api_openapi")
-    def api_openapi(args: Args) -> Response:
+    def api_openapi(self, args: Args) -> Response:
         return jsonify(OPENAPI)
 
     @route(f"{API}/tracks", "api_tracks")
-    def api_tracks(args: Args) -> Response:
+    def api_tracks(self, args: Args) -> Response:
         clauses = [f"({args['where']})"] if args["where"] else []
         clauses += [f"{column} = {_sql_string(args[column])}" for column in ("genre", "artist", "album")
                     if args[column]]
         clauses += [f"year {op} {int(args[name])}" for name, op in (("year_min", ">="), ("year_max", "<="))
                     if args[name] is not None]
-        total, page = store.page_tracks(where=" AND ".join(clauses) or None, offset=args["offset"],
+        total, page = self.store.page_tracks(where=" AND ".join(clauses) or None, offset=args["offset"],
                                         limit=args["limit"])
         rows = [{k: _json_safe(v) for k, v in r.items()} for r in page.astype(object).where(page.notna(), None)
                 .to_dict(orient="records")]
         return jsonify({"total": total, "offset": args["offset"], "limit": args["limit"], "results": rows})
 
     @route(f"{API}/tracks/{{track_id}}", "api_track")
-    def api_track(args: Args, track_id: int) -> Response:
-        track = store.track(track_id)
-        data = projection()
+    def api_track(self, args: Args, track_id: int) -> Response:
+        track = self.store.track(track_id)
+        data = self.projection()
         position = None
         if track_id in data.row_of.index:
             row = data.frame.iloc[int(data.row_of[track_id])]
             position = {"map": data.projection, "x": float(row["x"]), "y": float(row["y"])}
-        styles = [{"label": label, "activation": round(float(a), 4)} for label, a in store.styles(track_id)]
+        styles = [{"label": label, "activation": round(float(a), 4)} for label, a in self.store.styles(track_id)]
         return jsonify({**{k: _json_safe(v) for k, v in track.items()}, "styles": styles, "position": position,
                         "audio": f"{API}/audio/{track_id}"})
 
     @route(f"{API}/similar/{{track_id}}", "api_similar")
-    def api_similar(args: Args, track_id: int) -> Response:
-        neighbours = store.search(track_id, **_options(args, SIMILAR))
-        return jsonify({"track_id": track_id, "model": store.manifest.model.id, "results": _results(neighbours)})
+    def api_similar(self, args: Args, track_id: int) -> Response:
+        neighbours = self.store.search(track_id, **_options(args, SIMILAR))
+        return jsonify({"track_id": track_id, "model": self.store.manifest.model.id, "results": _results(neighbours)})
 
     @route(f"{API}/similar", "api_similar_many")
-    def api_similar_many(args: Args) -> Response:
+    def api_similar_many(self, args: Args) -> Response:
         """Tracks like several tracks together (the centroid of their vectors): ``?ids=1,2,3``."""
-        neighbours = store.search(args["ids"], **_options(args, SIMILAR))
-        return jsonify({"ids": args["ids"], "model": store.manifest.model.id, "results": _results(neighbours)})
+        neighbours = self.store.search(args["ids"], **_options(args, SIMILAR))
+        return jsonify({"ids": args["ids"], "model": self.store.manifest.model.id, "results": _results(neighbours)})
 
     @route(f"{API}/path", "api_path")
-    def api_path(args: Args) -> Response:
+    def api_path(self, args: Args) -> Response:
         """A song path from one track to another (``store.listening.song_path``); JSON or M3U."""
         start, end = args["from"], args["to"]
-        steps = store.song_path(start, end, length=args["steps"], **_options(args, VARIETY))
+        steps = self.store.song_path(start, end, length=args["steps"], **_options(args, VARIETY))
         if args["format"] == "m3u":
-            return _m3u([s.track_id for s in steps], f"path-{start}-{end}")
-        return jsonify({"from": start, "to": end, "model": store.manifest.model.id, "steps": [
+            return self._m3u([s.track_id for s in steps], f"path-{start}-{end}")
+        return jsonify({"from": start, "to": end, "model": self.store.manifest.model.id, "steps": [
             {"track_id": s.track_id, "to_previous": None if s.to_previous is None else round(s.to_previous, 6),
              "to_end": round(s.to_end, 6), **{k: _json_safe(v) for k, v in s.track.items()}} for s in steps]})
 
     @route(f"{API}/extend", "api_extend")
-    def api_extend(args: Args) -> Response:
+    def api_extend(self, args: Args) -> Response:
         """Tracks that fit a playlist (``store.listening.extend_playlist``); JSON or M3U."""
         mode = args["mode"] or "centroid"
-        added = store.extend(args["ids"], n=args["n"], mode=mode, **_options(args, VARIETY))
+        added = self.store.extend(args["ids"], n=args["n"], mode=mode, **_options(args, VARIETY))
         if args["format"] == "m3u":
-            return _m3u([a.track_id for a in added], "extension")
-        return jsonify({"ids": args["ids"], "mode": mode, "model": store.manifest.model.id,
+            return self._m3u([a.track_id for a in added], "extension")
+        return jsonify({"ids": args["ids"], "mode": mode, "model": self.store.manifest.model.id,
                         "results": _results(added)})
 
-    def _m3u(track_ids: list[int], name: str) -> Response:
+    def _m3u(self, track_ids: list[int], name: str) -> Response:
         from store.m3u import m3u_bytes
 
-        return Response(m3u_bytes(store, track_ids), mimetype="audio/x-mpegurl",
+        return Response(m3u_bytes(self.store, track_ids), mimetype="audio/x-mpegurl",
                         headers={"Content-Disposition": f'attachment; filename="{name}.m3u8"'})
 
     @route(UPLOAD_PATH, "api_similar_upload", hold=False)
-    def api_similar_upload(args: Args) -> Response:
+    def api_similar_upload(self, args: Args) -> Response:
         """Tracks like an uploaded clip (multipart field ``file``, or the raw bytes as the body),
         and where it lands on the map. Only with ``musicmap serve --allow-upload``."""
-        if uploads is None:
+        if self.uploads is None:
             return error(403, "uploads are off on this server: start it with `musicmap serve --allow-upload`")
         if request.files:
             if "file" not in request.files:
                 raise BadRequest(f"send the clip in the multipart field 'file' (got {', '.join(request.files)})")
             part = request.files["file"]
-            filename, data = part.filename or "clip", part.read(uploads.max_bytes + 1)
+            filename, data = part.filename or "clip", part.read(self.uploads.max_bytes + 1)
         else:
             filename, data = "clip", request.get_data(cache=False)
-        vector = uploads.vector(data, filename)
-        data_map = projection()
-        position = uploads.position(data_map.projection, vector) if data_map.info is not None else None
-        with store.holding():
-            neighbours = store.search(vector=vector, **_options(args, SIMILAR))
+        vector = self.uploads.vector(data, filename)
+        data_map = self.projection()
+        position = self.uploads.position(data_map.projection, vector) if data_map.info is not None else None
+        with self.store.holding():
+            neighbours = self.store.search(vector=vector, **_options(args, SIMILAR))
         where = {"map": data_map.projection, "x": position[0], "y": position[1]} if position else None
         return jsonify({"query": {"type": "upload", "filename": filename[:200], "bytes": len(data),
                                   "position": where},
-                        "model": store.manifest.model.id, "results": _results(neighbours)})
+                        "model": self.store.manifest.model.id, "results": _results(neighbours)})
 
     @route(f"{API}/search", "api_search")
-    def api_search(args: Args) -> Response:
+    def api_search(self, args: Args) -> Response:
         text = args["q"].strip()
         if not text:
             raise BadRequest("q: give some words of a title, artist or album")
-        return jsonify({"q": text, "results": projection().search(text, args["limit"])})
+        return jsonify({"q": text, "results": self.projection().search(text, args["limit"])})
 
     @route(f"{API}/sql", "api_sql")
-    def api_sql(args: Args) -> Response:
+    def api_sql(self, args: Args) -> Response:
         """One read-only query in the store's SQL sandbox: ``?q=SELECT ...&limit=``."""
         query = args["q"].strip()
         if not query:
             raise BadRequest("q: give one SQL statement, e.g. SELECT genre, count(*) FROM tracks GROUP BY genre")
-        result = store.sql(query, max_rows=args["limit"], timeout=SQL_TIMEOUT)
+        result = self.store.sql(query, max_rows=args["limit"], timeout=SQL_TIMEOUT)
         rows = [[_json_safe(v) if not isinstance(v, (bytes, bytearray, memoryview)) else None for v in row]
                 for row in result.rows]
         return jsonify({"columns": result.columns, "rows": rows, "truncated": result.truncated})
 
-    map_cache: dict[tuple[int, tuple[str, ...]], tuple[bytes, bytes]] = {}  # (JSON, gzip) per map and fields
-
     @route(f"{API}/map", "api_map")
-    def api_map(args: Args) -> Response:
-        data = projection()
+    def api_map(self, args: Args) -> Response:
+        data = self.projection()
         version = data.version  # read before the frame: a reload in between caches newer data, never older
         frame = data.frame
         fields = tuple(f for f in (args["fields"] or "").split(",") if f)
@@ -342,7 +352,7 @@ def register(server: Flask, store: Store, *, projection: Callable[[], Any], uplo
         if bad:
             raise BadRequest(f"fields: unknown field {bad[0]!r}")
         key = (version, fields)  # a new version whenever the map or the tracks change
-        if key not in map_cache:
+        if key not in self._map_cache:
             body: dict[str, Any] = {
                 "map": data.projection, "method": data.info.method if data.info else None,
                 "quality": data.info.params.get("quality") if data.info else None, "n": len(frame),
@@ -354,10 +364,10 @@ def register(server: Flask, store: Store, *, projection: Callable[[], Any], uplo
             for f in fields:
                 body[f] = [_json_safe(v) for v in frame[f].astype(object).where(frame[f].notna(), None)]
             raw = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
-            if len(map_cache) >= 8 or any(k[0] != key[0] for k in map_cache):
-                map_cache.clear()  # only the current map's answers are kept
-            map_cache[key] = (raw, gzip.compress(raw, compresslevel=5, mtime=0))
-        raw, packed = map_cache[key]
+            if len(self._map_cache) >= 8 or any(k[0] != key[0] for k in self._map_cache):
+                self._map_cache.clear()  # only the current map's answers are kept
+            self._map_cache[key] = (raw, gzip.compress(raw, compresslevel=5, mtime=0))
+        raw, packed = self._map_cache[key]
         if "gzip" in request.headers.get("Accept-Encoding", ""):
             response = Response(packed, mimetype="application/json")
             response.headers["Content-Encoding"] = "gzip"  # flask-compress leaves an encoded answer alone
@@ -367,8 +377,24 @@ def register(server: Flask, store: Store, *, projection: Callable[[], Any], uplo
         return response
 
     @route("/audio/<path:rest>", "audio_unknown")
-    def audio_unknown(args: Args, rest: str) -> Response:  # /audio/<not a track id>: never Dash's page, never a file
+    def audio_unknown(self, args: Args, rest: str) -> Response:
+        """/audio/<not a track id>: never Dash's page, never a file."""
         return error(404, f"no audio at {request.path}: audio is served by track id, /audio/<id>")
+
+    @route(f"{API}/<path:rest>", "api_unknown")
+    def api_unknown(self, args: Args, rest: str) -> Response:  # before Dash's catch-all page route
+        return error(404, f"no such endpoint: {request.path} (see {API}/openapi.json)")
+
+
+def register(server: Flask, store: Store, *, projection: Callable[[], Any], uploads: Uploads | None = None,
+             token: str | None = None) -> None:
+    """Add the API, the audio routes and OpenSubsonic to ``server`` (see :class:`Api`)."""
+    api = Api(store, projection, uploads)
+    subsonic.register(server, store, token=token, send_audio=api.send_audio)
+    for path, endpoint, hold, name in ROUTES:
+        declared = ENDPOINTS.get(path)
+        server.add_url_rule(declared.rule if declared else path, endpoint, api.handler(path, name, hold),
+                            methods=[declared.method.upper() if declared else "GET"])
 
     @server.before_request
     def audio_only_by_id() -> Response | None:
@@ -376,10 +402,6 @@ def register(server: Flask, store: Store, *, projection: Callable[[], Any], uplo
         if request.path.startswith(("/audio/", f"{API}/audio/")) and request.endpoint not in ("audio", "api_audio"):
             return error(404, f"no audio at {request.path}: audio is served by track id, /audio/<id>")
         return None
-
-    @route(f"{API}/<path:rest>", "api_unknown")
-    def api_unknown(args: Args, rest: str) -> Response:  # before Dash's catch-all page route
-        return error(404, f"no such endpoint: {request.path} (see {API}/openapi.json)")
 
     def json_errors(exc: HTTPException) -> Response | HTTPException:
         if request.path.startswith(API) or request.path.startswith("/audio/"):
