@@ -25,7 +25,7 @@ from werkzeug.exceptions import HTTPException
 from store import InvalidQuery, Store, StoreError, TrackNotFound
 from store.listening import MAX_EXTEND, MAX_PATH
 
-from . import subsonic
+from . import art, subsonic
 from .limits import K_API_MAX, K_DEFAULT, PAGE_MAX, SEARCH_MAX, SQL_MAX_ROWS, SQL_TIMEOUT
 from .params import ERROR, BadRequest, Endpoint, Param, document, ok, read_all
 from .upload import UploadError, Uploads
@@ -117,6 +117,15 @@ ENDPOINTS: dict[str, Endpoint] = {e.path: e for e in (
     Endpoint(f"{API}/map", "The map's coordinates, compact: parallel arrays id, x, y (and the fields asked for)",
              (Param("fields", "comma-separated: " + ", ".join(MAP_FIELDS)),),
              {"200": ok("{map, method, quality, n, id, x, y, ...}"), "400": ERROR}),
+    Endpoint(f"{API}/art/{{track_id}}", "The track's cover art as a thumbnail: the picture in the file, else "
+                                        "an image beside it (cover.jpg, folder.jpg, ...), else a neutral placeholder",
+             (TRACK_ID, Param("size", "largest edge in pixels", "integer", minimum=art.SIZES[0], maximum=art.SIZES[1],
+                              default=96)),
+             {"200": {"description": "JPEG, or the SVG placeholder; header X-Musicmap-Art says which "
+                                     "(embedded, folder, none)",
+                      "content": {"image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+                                  "image/svg+xml": {"schema": {"type": "string"}}}},
+              "304": {"description": "not modified (ETag)"}, "400": ERROR, "404": ERROR}),
     Endpoint(f"{API}/audio/{{track_id}}", "The track's audio file (HTTP Range supported)", (TRACK_ID,),
              {"200": {"description": "audio bytes"}, "206": {"description": "a byte range"}, "404": ERROR}),
     Endpoint(f"{API}/openapi.json", "This document", (), {"200": ok("OpenAPI 3")}),
@@ -180,6 +189,7 @@ class Api:
 
     def __init__(self, store: Store, projection: Callable[[], Any], uploads: Uploads | None = None) -> None:
         self.store, self.projection, self.uploads = store, projection, uploads
+        self.art = art.CoverArt()
         self._map_cache: dict[tuple[int, tuple[str, ...]], tuple[bytes, bytes]] = {}  # (JSON, gzip) per map, fields
 
     def handler(self, path: str, method_name: str, hold: bool) -> Callable[..., Response]:
@@ -229,6 +239,17 @@ class Api:
     @route(f"{API}/audio/{{track_id}}", "api_audio")
     def api_audio(self, args: Args, track_id: int) -> Response:
         return self.send_audio(track_id)
+
+    @route(f"{API}/art/{{track_id}}", "api_art", hold=False)
+    def api_art(self, args: Args, track_id: int) -> Response:
+        """Cover art by track id (:mod:`explorer.art`); cached by the browser, revalidated by ETag."""
+        thumb = self.art.get(track_id, self.store.file_path(track_id), args["size"])
+        response = Response(thumb.data, mimetype=thumb.mimetype)
+        response.headers["X-Musicmap-Art"] = thumb.source
+        response.headers["Cache-Control"] = "private, max-age=3600"
+        response.add_etag()
+        response.make_conditional(request)  # 304 when the browser's copy is current
+        return response
 
     @route(API, "api_index")
     def api_index(self, args: Args) -> Response:

@@ -13,8 +13,10 @@ Fetching happens here, drawing in :mod:`explorer.panels` (side panels) and :mod:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -150,6 +152,7 @@ class Callbacks:
                  labels: LabelWords | None = None) -> None:
         self.store, self.data, self.model_label, self.uploads = store, data, model_label, uploads
         self.labels = labels or LabelWords("styles", "Predicted styles")
+        self._roots_read: tuple[float, list[str]] = (-1e9, [])
 
     def register(self, app: dash.Dash) -> None:
         """Hand every declared callback to ``app`` (those that need uploads only when they are on)."""
@@ -396,8 +399,17 @@ class Callbacks:
             styles = self.store.styles(int(track_id))
         self._apply_selection(patch, traces, highlight_points(data.frame, int(track_id),
                                                               [n.track_id for n in neighbours], data.row_of))
-        panel = panels.track_panel(track, neighbours, styles, self.model_label, problem, heading=self.labels.heading)
+        panel = panels.track_panel(track, neighbours, styles, self.model_label, problem, heading=self.labels.heading,
+                                   roots=self._roots())
         return panel + panels.path_controls(int(track_id), start, path_from), patch
+
+    def _roots(self) -> list[str]:
+        """The library folders (file paths are shown relative to them), read once a minute."""
+        now = time.monotonic()
+        if now - self._roots_read[0] > 60:
+            with contextlib.suppress(StoreError):  # busy: the last roots, or the file names
+                self._roots_read = (now, self.store.library_roots())
+        return self._roots_read[1]
 
     def _similar(self, track_id: int | None, vector: np.ndarray | None, k: int | None, per_artist: int | None,
                  per_album: int | None, dedupe: bool | list[str] | None,

@@ -80,6 +80,16 @@ def split(frame: pd.DataFrame, color_by: str, top: int = TOP_CATEGORIES) -> Trac
     return Traces(names, [np.flatnonzero(codes == name) for name in names])
 
 
+MODEBAR_MARGIN = 34
+"""Top margin of the map in pixels: room for Plotly's mode bar above the legend."""
+
+
+def marker_size(n: int) -> float:
+    """Marker diameter in pixels for a map of ``n`` tracks: ~11 at 40 tracks, 6 at 10k, 3.5 at 1M
+    (16·n^-0.11, between 3 and 12): a small library is not a few specks, a big one not a blot."""
+    return round(float(np.clip(16.0 * max(n, 1) ** -0.11, 3.0, 12.0)), 1)
+
+
 def map_figure(frame: pd.DataFrame, color_by: str, hover: np.ndarray | None, traces: Traces | None = None) -> go.Figure:
     """The map: one WebGL trace per category (top-N + "other"), then the (empty) highlight trace.
 
@@ -90,6 +100,7 @@ def map_figure(frame: pd.DataFrame, color_by: str, hover: np.ndarray | None, tra
     ids = frame["id"].to_numpy(np.int64) if len(frame) else np.zeros(0, np.int64)
     xs = frame["x"].to_numpy(np.float32) if len(frame) else np.zeros(0, np.float32)
     ys = frame["y"].to_numpy(np.float32) if len(frame) else np.zeros(0, np.float32)
+    size = marker_size(len(frame))
     fig = go.Figure()
     for i, (name, rows) in enumerate(zip(traces.names, traces.members, strict=True)):
         fig.add_trace(go.Scattergl(
@@ -98,7 +109,7 @@ def map_figure(frame: pd.DataFrame, color_by: str, hover: np.ndarray | None, tra
             # array may arrive as None in clickData (plotly#5119)
             customdata=ids[rows].astype(np.int32),
             text=None if hover is None else hover[rows].tolist(), hovertemplate="%{text}<extra></extra>",
-            marker={"size": 6, "color": OTHER_COLOR if name == "other" else PALETTE[i % len(PALETTE)],
+            marker={"size": size, "color": OTHER_COLOR if name == "other" else PALETTE[i % len(PALETTE)],
                     "opacity": 0.85},
             unselected={"marker": {"opacity": FILTERED_OPACITY}},
         ))
@@ -110,9 +121,11 @@ def map_figure(frame: pd.DataFrame, color_by: str, hover: np.ndarray | None, tra
     fig.update_layout(
         template="none",  # the default template adds 8 kB of styling to every figure sent
         uirevision="map",  # keep zoom and pan across updates
-        margin={"l": 10, "r": 10, "t": 10, "b": 10},
+        # the mode bar sits in the top margin, above the legend (right of the plot, outside it)
+        margin={"l": 10, "r": 10, "t": MODEBAR_MARGIN, "b": 10},
         xaxis={"visible": False}, yaxis={"visible": False, "scaleanchor": "x"},
-        legend={"title": {"text": color_by}, "itemsizing": "constant"},
+        legend={"title": {"text": color_by}, "itemsizing": "constant", "x": 1.0, "y": 1.0, "xanchor": "left",
+                "yanchor": "top"},
         plot_bgcolor="white", paper_bgcolor="white", clickmode="event", hovermode="closest", dragmode="pan",
     )
     return fig

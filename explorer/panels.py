@@ -16,11 +16,15 @@ import pandas as pd
 from dash import dcc, html
 from dash.development.base_component import Component
 
-from store import ModelInfo, Neighbour, PathStep, TrackRow
+from store import ModelInfo, Neighbour, PathStep, TrackRow, relative_to_roots
 from store.listening import MAX_PATH
 
 from .limits import EXTEND_N, PATH_STEPS
 
+THUMB = 40
+"""Cover thumbnails in lists, in pixels."""
+COVER = 96
+"""The cover in the track panel, in pixels."""
 PROMPT = "Click a track on the map, or search, to play it and see similar tracks."
 """The track panel before anything is chosen."""
 
@@ -30,17 +34,37 @@ def name(track: TrackRow) -> str:
     return f"{track.get('artist') or '?'} – {track.get('title') or '?'}"
 
 
+def cover(track_id: int, size: int, class_name: str = "thumb") -> Component:
+    """The track's cover art (:mod:`explorer.art`) shown ``size`` px wide, fetched at twice that for
+    sharp high-DPI screens; the placeholder when it has none. The browser caches it (an hour, then
+    revalidates by ETag)."""
+    return html.Img(src=f"/api/v1/art/{int(track_id)}?size={min(2 * size, 512)}", className=class_name, alt="",
+                    width=size, height=size)
+
+
 def similar_items(neighbours: Sequence[Neighbour], seed: int | None = None) -> list[Component]:
-    """A similar-track list: score, artist – title, genre; clicking one selects it, and with a
-    ``seed`` track, "why?" explains the match."""
-    return [html.Li([html.Button(
-        [html.Span(f"{n.score:.3f}", className="score"),
-         f" {n.track.get('artist') or '?'} – {n.track.get('title') or '?'}",
-         html.Span(f" {n.track.get('genre') or ''}", className="genre")],
-        id={"type": "similar", "index": n.track_id}, n_clicks=0, className="similar-item")]
-        + ([html.Button("why?", id={"type": "explain", "index": f"{seed}-{n.track_id}"}, n_clicks=0,
-                        className="why", title="what the two tracks share")] if seed is not None else []))
-        for n in neighbours]
+    """A similar-track list, one row each: cover, "artist – title" on one line (genre under it),
+    the score as a number and a bar (spread over the list's own range, so the ranking shows even
+    when every score is near 1), and with a ``seed`` track "why?" inline; clicking the title
+    selects the track."""
+    scores = [n.score for n in neighbours]
+    low, high = (min(scores), max(scores)) if scores else (0.0, 1.0)
+
+    def width(score: float) -> int:  # the list's spread: its best full, its last a third
+        return round(100 * (1.0 if high <= low else 1 / 3 + 2 / 3 * (score - low) / (high - low)))
+
+    return [html.Li(className="similar-row", children=[
+        html.Button([cover(n.track_id, THUMB),
+                     html.Span([html.Span(name(n.track), className="name"),
+                                html.Span(n.track.get("genre") or "", className="genre")], className="lines")],
+                    id={"type": "similar", "index": n.track_id}, n_clicks=0, className="similar-item",
+                    title=name(n.track)),
+        html.Span(className="score-bar", title=f"similarity {n.score:.3f}",
+                  children=html.Span(style={"width": f"{width(n.score)}%"})),
+        html.Span(f"{n.score:.3f}", className="score"),
+        *([html.Button("why?", id={"type": "explain", "index": f"{seed}-{n.track_id}"}, n_clicks=0,
+                       className="why", title="what the two tracks share")] if seed is not None else []),
+    ]) for n in neighbours]
 
 
 def path_controls(track_id: int, start: TrackRow | None, path_from: int | None) -> list[Component]:
@@ -83,18 +107,25 @@ def clock(seconds: float) -> str:
 
 
 def track_panel(track: TrackRow, neighbours: Sequence[Neighbour], styles: list[tuple[str, float]],
-                model_label: str, problem: str | None = None, heading: str = "Predicted styles") -> list[Component]:
-    def field(name: str, value: object) -> Component:
-        return html.Tr([html.Th(name), html.Td("—" if value is None else str(value))])
+                model_label: str, problem: str | None = None, heading: str = "Predicted styles",
+                roots: Sequence[str] = ()) -> list[Component]:
+    """A track's panel: cover, tags, the file (relative to its library folder, the full path on
+    hover), a player, its top styles or tags, and the similar tracks."""
+    def field(name: str, value: object, full: str | None = None) -> Component:
+        return html.Tr([html.Th(name), html.Td("—" if value is None else str(value), title=full)])
 
     duration = track.get("duration")
     rows = [field("artist", track.get("artist")), field("album", track.get("album")),
             field("genre", track.get("genre")), field("year", track.get("year")),
             field("length", f"{int(duration) // 60}:{int(duration) % 60:02d}" if duration else None),
-            field("file", track.get("path"))]
+            field("file", relative_to_roots(str(track.get("path") or ""), roots) or None, track.get("path"))]
     items = similar_items(neighbours, seed=int(track["id"]))
     out: list[Component] = [
-        html.H3(track.get("title") or "(untitled)", id="track-title"),
+        html.Div(className="track-head", children=[
+            cover(int(track["id"]), COVER, "cover"),
+            html.Div([html.H3(track.get("title") or "(untitled)", id="track-title"),
+                      html.P(" · ".join(str(v) for v in (track.get("artist"), track.get("album")) if v),
+                             className="what")])]),
         html.Table(rows, className="track-table"),
         html.Audio(id="player", src=f"/audio/{int(track['id'])}", controls=True, autoPlay=True, preload="auto"),
     ]
@@ -107,6 +138,8 @@ def track_panel(track: TrackRow, neighbours: Sequence[Neighbour], styles: list[t
     if problem:
         out.append(html.Div(f"filter not applied: {problem}", className="error", id="similar-problem"))
     out += [html.H4(f"Similar tracks ({model_label})"), html.Ol(items, id="similar-list"),
+            html.P("keys: j/k move · Enter open · n most similar · b back · space play/pause · / search",
+                   className="what keys"),
             html.Button("select these", n_clicks=0, className="small-button",
                         id={"type": "select-similar",
                             "index": ",".join(str(i) for i in [int(track["id"]), *(n.track_id for n in neighbours)])})]

@@ -34,7 +34,7 @@ from xml.etree import ElementTree as ET
 import numpy as np
 from flask import Flask, Response, request
 
-from store import Store, StoreError, TrackNotFound, TrackRow
+from store import Store, StoreError, TrackNotFound, TrackRow, relative_to_roots
 from store.listening import MAX_PATH
 from store.search import artist_key, vectors_of
 
@@ -185,17 +185,12 @@ def register(server: Flask, store: Store, *, token: str | None,
     roots: list[str] = []
 
     def _relative(path: str) -> str:
-        if not roots:  # the folders indexed (runs.roots), longest first
+        if not roots:  # the folders indexed, read once
             try:
-                found = {str(r) for (row,) in store.sql("SELECT roots FROM runs", max_rows=10_000).rows
-                         for r in json.loads(row or "[]")}
-            except (StoreError, ValueError):
-                found = set()
-            roots.extend(sorted(found, key=len, reverse=True) or [""])
-        for root in roots:
-            if root and path.startswith(root.rstrip("/") + "/"):
-                return path[len(root.rstrip("/")) + 1:]
-        return PurePath(path).name
+                roots.extend(store.library_roots() or [""])
+            except StoreError:
+                roots.append("")
+        return relative_to_roots(path, roots)
 
     def song_id(params: dict[str, str], name: str) -> int:
         raw = params.get(name)

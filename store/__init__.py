@@ -18,12 +18,33 @@ from .errors import InvalidQuery, StoreError, StoreUnavailable, TrackNotFound
 from .listening import PathStep
 from .m3u import m3u_bytes, playlist_tracks, read_m3u, write_m3u
 from .manifest import Manifest, ModelInfo
-from .paths import db_path
+from .paths import db_path, relative_to_roots
 from .store import Store
 from .types import KnownFile, MapInfo, Neighbour, SQLResult, TrackRecord, TrackRow
 from .vectors import l2_normalise
 from .writer import WritableStore
 
-__all__ = ["InvalidQuery", "KnownFile", "Manifest", "MapInfo", "ModelInfo", "Neighbour", "PathStep", "SQLResult",
-           "Store", "StoreError", "StoreUnavailable", "TrackNotFound", "TrackRecord", "TrackRow", "WritableStore",
-           "db_path", "l2_normalise", "m3u_bytes", "playlist_tracks", "read_m3u", "write_m3u"]
+__all__ = [
+           "InvalidQuery",
+           "KnownFile",
+           "Manifest",
+           "MapInfo",
+           "ModelInfo",
+           "Neighbour",
+           "PathStep",
+           "SQLResult",
+           "Store",
+           "StoreError",
+           "StoreUnavailable",
+           "TrackNotFound",
+           "TrackRecord",
+           "TrackRow",
+           "WritableStore",
+           "db_path",
+           "l2_normalise",
+           "m3u_bytes",
+           "playlist_tracks",
+           "read_m3u",
+           "relative_to_roots",
+           "write_m3u",
+]

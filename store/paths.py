@@ -9,6 +9,8 @@ ordinary names); :func:`fs_path` turns a row back into the name the file system 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
+from pathlib import PurePath
 from typing import Any
 
 
@@ -30,3 +32,12 @@ def fs_path(text: str, raw: bytes | None) -> str:
 def tag_text(value: Any) -> Any:
     """Tag text as valid UTF-8 (a title taken from a non-UTF-8 file name, say); other values as they are."""
     return db_path(value) if isinstance(value, str) else value
+
+
+def relative_to_roots(path: str, roots: Sequence[str]) -> str:
+    """``path`` relative to the longest of ``roots`` (library folders) holding it, else its name."""
+    for root in sorted(roots, key=len, reverse=True):
+        base = root.rstrip("/")
+        if base and path.startswith(base + "/"):
+            return path[len(base) + 1:]
+    return PurePath(path).name

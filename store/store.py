@@ -448,6 +448,18 @@ class Store:
         """:meth:`maps` as plain dicts (for JSON)."""
         return [m.to_dict() for m in self.maps()]
 
+    def library_roots(self) -> list[str]:
+        """The library folders index runs were given (not a Ray run's staging URL), longest first."""
+        with self._cursor() as cur:
+            rows = cur.execute("SELECT DISTINCT roots FROM runs").fetchall()
+        found: set[str] = set()
+        for (text,) in rows:
+            try:
+                found.update(str(r) for r in json.loads(text or "[]"))
+            except ValueError:
+                continue
+        return sorted((r for r in found if "://" not in r), key=len, reverse=True)
+
     def failures(self) -> pd.DataFrame:
         with self._cursor() as cur:
             return cur.execute("SELECT path, stage, error, failed_at FROM failures ORDER BY path").df()

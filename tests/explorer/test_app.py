@@ -551,3 +551,14 @@ def test_explain_a_match_shared_styles_and_closest_windows(tmp_path: Path, cb: C
     plain = _texts(cb.explain(1, 2))
     assert "No style predictions" in plain and "No per-window vectors" in plain
     assert "no track" in _texts(cb.explain(1, 99999)).lower()
+
+
+def test_markers_are_sized_for_the_library_and_the_legend_clears_the_mode_bar(cb: Callbacks) -> None:
+    from explorer.figure import marker_size
+
+    sizes = [marker_size(n) for n in (40, 1_000, 100_000, 1_000_000)]
+    assert sizes == sorted(sizes, reverse=True) and sizes[0] >= 10 and 3 <= sizes[-1] <= 4
+    fig = cb.figure("genre", None, None, None, None)
+    assert fig.data[0].marker.size == marker_size(len(cb.data.frame))
+    # the legend right of the plot, starting below the top margin where the mode bar sits
+    assert fig.layout.legend.x >= 1.0 and fig.layout.legend.y == 1.0 and fig.layout.margin.t >= 30

@@ -152,6 +152,35 @@ def test_map_click_lists_similar_and_highlights(browser: Any, served: str, demo_
     _wait(lambda: driver.find_element(By.ID, "track-title").text == title, what="the hub selected")
 
 
+def test_keys_cover_art_and_the_file_relative_to_the_library(browser: Any, served: str,
+                                                            demo_store: DemoStore) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver = browser
+    _load(driver, f"{served}/?track=2", len(demo_store.tracks))
+    _wait(lambda: driver.find_elements(By.CSS_SELECTOR, "#similar-list li"), what="similar list")
+    cover = driver.find_element(By.CSS_SELECTOR, "#panel img.cover")
+    assert "/api/v1/art/2" in cover.get_attribute("src")
+    _wait(lambda: driver.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0;", cover),
+          what="the cover drawn")  # the generated library has no pictures: the placeholder, drawn
+    thumbs = driver.find_elements(By.CSS_SELECTOR, "#similar-list li img.thumb")
+    assert len(thumbs) == 10
+    file_cell = driver.find_element(By.XPATH, "//table[@class='track-table']//th[text()='file']/../td")
+    full = file_cell.get_attribute("title")
+    assert full.startswith(str(demo_store.library)) and not file_cell.text.startswith("/")
+    assert full.endswith(file_cell.text)
+
+    body = driver.find_element(By.TAG_NAME, "body")
+    first = driver.find_elements(By.CSS_SELECTOR, "#similar-list li .name")[0].text
+    body.send_keys("j")  # focus moves into the list
+    assert driver.execute_script("return document.activeElement.classList.contains('similar-item');")
+    body.send_keys("n")  # the most similar track opens
+    _wait(lambda: first.endswith(driver.find_element(By.ID, "track-title").text), what="n opens the top match")
+    driver.find_element(By.TAG_NAME, "body").send_keys("b")  # and back
+    _wait(lambda: parse_qs(urlparse(driver.current_url).query).get("track") == ["2"], what="b goes back")
+    _shot(driver, "3c-cover-art-and-similar-list")
+
+
 def test_play_receives_audio_and_seeks(browser: Any, served: str, demo_store: DemoStore) -> None:
     from store import Store
 

@@ -139,3 +139,18 @@ def test_maps_from_before_clusters_still_open(filled: Path) -> None:
         store.write_projection("tsne", ids, np.ones((len(ids), 2)), method="pca", params={},
                                clusters=np.arange(len(ids)) % 3)
         assert store.projection("tsne")["cluster"].tolist() == (np.arange(len(ids)) % 3).tolist()
+
+
+def test_library_roots_and_paths_relative_to_them(filled: Path) -> None:
+    from store import relative_to_roots
+
+    with Store.open_for_indexing(filled, _model()) as store:
+        for roots in (["/music"], ["/music/jazz", "s3://bucket/shards"]):
+            store.finish_run(store.start_run(roots), status="ok", counts={})
+    with Store.open(filled) as store:
+        roots = store.library_roots()
+    assert roots == ["/music/jazz", "/music"]  # longest first; a staging URL is not a library folder
+    assert relative_to_roots("/music/jazz/Miles/So What.flac", roots) == "Miles/So What.flac"
+    assert relative_to_roots("/music/rock/a.mp3", roots) == "rock/a.mp3"
+    assert relative_to_roots("/elsewhere/b.mp3", roots) == "b.mp3"  # outside every root: its name
+    assert relative_to_roots("/musical/c.mp3", roots) == "c.mp3"  # a prefix is not a parent folder
