@@ -114,3 +114,28 @@ def test_the_tags_fit_what_is_heard(real: RealStores) -> None:
     calm = np.mean([pulse(p) for p in calm_tracks])
     beat = np.mean([pulse(p) for p in beat_tracks])
     assert beat > 1.4 * calm, (beat, calm, beat_tracks, calm_tracks)  # measured: 1.94 vs 1.12
+
+
+@pytest.mark.browser
+def test_the_explorer_on_real_music(real: RealStores) -> None:
+    """The page a user sees on ~50 real tracks with a real model: every track drawn, a track's
+    panel with the MusiCNN label, its tags and ten similar tracks; screenshots saved."""
+    from selenium.webdriver.common.by import By
+
+    from tests.browser import chromium, load, shot, wait
+    from tests.conftest import serving
+
+    with Store.open(real.musicnn) as store:
+        n = store.count("tracks")
+        track = int(store.sql("SELECT min(id) FROM tracks WHERE title IS NOT NULL").rows[0][0])
+    with serving(real.musicnn) as url, chromium() as driver:
+        load(driver, url + "/", n)
+        assert driver.find_element(By.ID, "map").get_attribute("data-map-points") == str(n)
+        status = driver.find_element(By.ID, "status-line").text
+        assert f"{n} tracks" in status and "MusiCNN" in status and "not MAEST" in status
+        shot(driver, "real-1-map")
+        load(driver, f"{url}/?track={track}", n)
+        items = wait(lambda: driver.find_elements(By.CSS_SELECTOR, "#similar-list li"), what="similar list")
+        assert len(items) == 10
+        assert "MagnaTagATune" in driver.find_element(By.ID, "panel").text  # its predicted tags, named
+        shot(driver, "real-2-track")

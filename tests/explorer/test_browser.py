@@ -5,9 +5,6 @@ Each flow saves screenshots under ``test-artifacts/explorer/`` (the repository r
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,80 +13,21 @@ from urllib.parse import parse_qs, urlencode, urlparse
 import numpy as np
 import pytest
 
+from tests.browser import GD, HIGHLIGHT_JS, POINT_JS, VIEW_JS, chromium, load, shot, wait
 from tests.conftest import DemoStore
 from tests.fakes import fake_model, write_store
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "explorer"
 
 
 @pytest.fixture
 def browser() -> Iterator[Any]:
-    if not (CHROMIUM and CHROMEDRIVER):
-        pytest.fail("chromium and chromium-driver are required (make test installs them)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    profile = tempfile.mkdtemp(prefix="musicmap-chromium-")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-background-networking", "--disable-component-update", "--no-first-run",
-                "--autoplay-policy=no-user-gesture-required", "--mute-audio",
-                "--window-size=1400,900", f"--user-data-dir={profile}"):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    try:
+    with chromium() as driver:
         yield driver
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
 
 
-def _shot(driver: Any, name: str) -> None:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    driver.save_screenshot(str(ARTIFACTS / f"{name}.png"))
-
-
-def _wait(predicate, timeout: float = 30.0, what: str = "condition"):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = predicate()
-            if last:
-                return last
-        except Exception as exc:  # the page may still be rendering
-            last = exc
-        time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
-
-
-GD = "const gd = document.querySelector('#map .js-plotly-plot');"
-POINTS_JS = GD + """
-if (!gd || !gd._fullData) return null;
-return gd._fullData.filter(t => t.name !== 'selection').reduce((n, t) => n + t.x.length, 0);
-"""
-# Viewport coordinates of one track's point: axis offset + data-to-pixel, plus the graph's box.
-POINT_JS = GD + """
-const fl = gd._fullLayout, box = gd.getBoundingClientRect();
-for (let c = 0; c < gd._fullData.length - 1; c++) {
-  const t = gd._fullData[c];
-  for (let i = 0; i < t.x.length; i++) {
-    if (arguments[0] === null || t.customdata[i] === arguments[0]) {
-      return {id: t.customdata[i], x: box.left + fl.xaxis._offset + fl.xaxis.l2p(t.x[i]),
-              y: box.top + fl.yaxis._offset + fl.yaxis.l2p(t.y[i]), mx: t.x[i], my: t.y[i]};
-    }
-  }
-}
-return null;
-"""
-HIGHLIGHT_JS = GD + "const h = gd._fullData[gd._fullData.length - 1]; return Array.from(new Set(h.customdata));"
-VIEW_JS = GD + "const fl = gd._fullLayout; return {x: fl.xaxis.range, y: fl.yaxis.range, legend: fl.legend.title.text};"
-
+_shot, _wait, _load = shot, wait, load
 
 def _click_point(driver: Any, point: dict[str, Any]) -> None:
     from selenium.webdriver.common.action_chains import ActionChains
@@ -99,11 +37,6 @@ def _click_point(driver: Any, point: dict[str, Any]) -> None:
     actions.w3c_actions.pointer_action.pause(0.3)
     actions.w3c_actions.pointer_action.click()
     actions.perform()
-
-
-def _load(driver: Any, url: str, n: int) -> None:
-    driver.get(url)
-    assert _wait(lambda: driver.execute_script(POINTS_JS), what="the map") == n
 
 
 def test_map_click_lists_similar_and_highlights(browser: Any, served: str, demo_store: DemoStore) -> None:
@@ -126,6 +59,9 @@ def test_map_click_lists_similar_and_highlights(browser: Any, served: str, demo_
     assert driver.find_element(By.ID, "player").get_attribute("src").endswith(f"/audio/{point['id']}")
     ringed = _wait(lambda: driver.execute_script(HIGHLIGHT_JS), what="highlight")
     assert ringed[0] == point["id"] and len(ringed) == 11  # the track and its 10 neighbours
+    state = driver.find_element(By.ID, "map")  # the page's own account of what it drew
+    assert state.get_attribute("data-map-points") == str(len(demo_store.tracks))
+    _wait(lambda: state.get_attribute("data-highlighted") == "11", what="data-highlighted")
     opacity = driver.execute_script(GD + "return gd._fullData[0].marker.opacity;")
     assert opacity < 0.5  # the rest of the map greyed, still drawn
     assert parse_qs(urlparse(driver.current_url).query)["track"] == [str(point["id"])]

@@ -1,0 +1,93 @@
+"""A real browser for the tests: headless Debian Chromium through Selenium, and helpers to wait,
+load the explorer and save screenshots under ``test-artifacts/explorer/`` (the repository root,
+ignored by git)."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "explorer"
+
+
+@contextmanager
+def chromium() -> Iterator[Any]:
+    """A headless Chromium (1400 × 900, autoplay allowed, muted), quit afterwards."""
+    if not (CHROMIUM and CHROMEDRIVER):
+        pytest.fail("chromium and chromium-driver are required (make test installs them)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    profile = tempfile.mkdtemp(prefix="musicmap-chromium-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-background-networking", "--disable-component-update", "--no-first-run",
+                "--autoplay-policy=no-user-gesture-required", "--mute-audio",
+                "--window-size=1400,900", f"--user-data-dir={profile}"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def shot(driver: Any, name: str) -> None:
+    """Save the page as ``test-artifacts/explorer/NAME.png``."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    driver.save_screenshot(str(ARTIFACTS / f"{name}.png"))
+
+
+def wait(predicate, timeout: float = 30.0, what: str = "condition"):  # type: ignore[no-untyped-def]
+    """``predicate()``'s first truthy value within ``timeout`` s (exceptions count as not yet)."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = predicate()
+            if last:
+                return last
+        except Exception as exc:  # the page may still be rendering
+            last = exc
+        time.sleep(0.25)
+    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
+
+
+GD = "const gd = document.querySelector('#map .js-plotly-plot');"
+POINTS_JS = GD + """
+if (!gd || !gd._fullData) return null;
+return gd._fullData.filter(t => t.name !== 'selection').reduce((n, t) => n + t.x.length, 0);
+"""
+# Viewport coordinates of one track's point: axis offset + data-to-pixel, plus the graph's box.
+POINT_JS = GD + """
+const fl = gd._fullLayout, box = gd.getBoundingClientRect();
+for (let c = 0; c < gd._fullData.length - 1; c++) {
+  const t = gd._fullData[c];
+  for (let i = 0; i < t.x.length; i++) {
+    if (arguments[0] === null || t.customdata[i] === arguments[0]) {
+      return {id: t.customdata[i], x: box.left + fl.xaxis._offset + fl.xaxis.l2p(t.x[i]),
+              y: box.top + fl.yaxis._offset + fl.yaxis.l2p(t.y[i]), mx: t.x[i], my: t.y[i]};
+    }
+  }
+}
+return null;
+"""
+HIGHLIGHT_JS = GD + "const h = gd._fullData[gd._fullData.length - 1]; return Array.from(new Set(h.customdata));"
+VIEW_JS = GD + "const fl = gd._fullLayout; return {x: fl.xaxis.range, y: fl.yaxis.range, legend: fl.legend.title.text};"
+
+
+def load(driver: Any, url: str, n: int) -> None:
+    """Open the explorer at ``url`` and wait until its map draws ``n`` points."""
+    driver.get(url)
+    assert wait(lambda: driver.execute_script(POINTS_JS), what="the map") == n
