@@ -4,9 +4,9 @@ Where each idea lives: the app factory in ``app.py``; the map's points, hover te
 ``mapdata.py``; the page in ``layout.py``; the callbacks, each declared once on its method, in
 ``callbacks.py``; the side panels (pure renderers) in ``panels.py``; the figure (traces, patches,
 colours) in ``figure.py``; the URL's view state in ``state.py``; the JSON API in ``api.py`` and its
-parameter table (parsing and OpenAPI) in ``params.py``; cover art in ``art.py``; OpenSubsonic in ``subsonic.py``; the SQL
-tab in ``sqltab.py``; uploads (query by clip) in ``upload.py``; the access token in ``auth.py``;
-every limit in ``limits.py``.
+parameter table (parsing and OpenAPI) in ``params.py``; cover art in ``art.py``; OpenSubsonic in
+``subsonic.py``; the SQL tab in ``sqltab.py``; uploads (query by clip) in ``upload.py``; the access
+token in ``auth.py``; every limit in ``limits.py``.
 """
 
 from .app import create_app

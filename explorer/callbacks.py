@@ -19,7 +19,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar
 
 import dash
 import numpy as np
@@ -27,7 +27,7 @@ import plotly.graph_objects as go
 from dash import ALL, Input, Output, State, dcc, html
 from dash.development.base_component import Component
 
-from store import Store, StoreError
+from store import Neighbour, Store, StoreError
 from store.listening import MAX_PATH
 from store.search import VarietyOptions
 
@@ -57,6 +57,32 @@ logger = logging.getLogger(__name__)
 Method = TypeVar("Method", bound=Callable[..., Any])
 Children = Component | list[Component]
 """What a callback puts into a panel: one component or a list of them."""
+
+
+SQLPanel = tuple[list[dict[str, str]], list[dict[str, object]], str, str, list[int] | None]
+"""The SQL panel's grid columns, grid rows, error, status line and result track ids."""
+
+
+class PlotPoint(TypedDict, total=False):
+    """One point of a Plotly click or selection event, as the browser sends it."""
+
+    curveNumber: int
+    pointNumber: int
+    pointIndex: int
+    customdata: int | list[int] | None
+
+
+class PlotEvent(TypedDict, total=False):
+    """``clickData`` / ``selectedData`` of the map (the points, and for a box or lasso its shape)."""
+
+    points: list[PlotPoint]
+
+
+class Clip(TypedDict, total=False):
+    """What the browser-side upload gate passes on: the file as a data URL, and its name."""
+
+    contents: str
+    filename: str
 
 
 @dataclass(frozen=True)
@@ -186,7 +212,7 @@ class Callbacks:
     def from_url(self, search: str | None, hover_load: str | None, selected: int | None, color: str,
                  genres: list[str] | None, styles: list[str] | None, years: list[int] | None, k: int | None,
                  per_artist: int | None, per_album: int | None, dedupe: list[str] | None,
-                 where: str | None) -> tuple[Any, ...]:
+                 where: str | None) -> tuple[object, ...]:
         """The controls set from the URL on a page load or back/forward (only what differs)."""
         current = parse(self.url_for(selected, color, genres, styles, years, k, per_artist, per_album,
                                      dedupe, where), COLOR_FIELDS)
@@ -203,7 +229,7 @@ class Callbacks:
         centre = values[0] if values[0] is not dash.no_update and values[0] is not None else dash.no_update
         return (*values, centre, load)
 
-    def state_from_url(self, search: str | None, current: ViewState) -> tuple[Any, ...]:
+    def state_from_url(self, search: str | None, current: ViewState) -> tuple[object, ...]:
         """Control values from the URL (``dash.no_update`` for what already matches, so a page load
         with the default view sends nothing)."""
         state = parse(search, COLOR_FIELDS)
@@ -335,7 +361,7 @@ class Callbacks:
               inputs={"click": Input("map", "clickData"), "similar": _clicked("similar"), "hits": _clicked("hit"),
                       "hubs": _clicked("hub"), "clear": Input("clear", "n_clicks")},
               state={"color_by": State("color-by", "value")})
-    def select(self, click: dict[str, Any] | None, similar: list[int | None], hits: list[int | None],
+    def select(self, click: PlotEvent | None, similar: list[int | None], hits: list[int | None],
                hubs: list[int | None], clear: int | None, color_by: str) -> tuple[Any, Any]:
         """The chosen track (a map click, a similar track, a search hit, a hub; × clears it), and
         where to centre the map (hits and hubs may be off screen)."""
@@ -350,7 +376,7 @@ class Callbacks:
             raise dash.exceptions.PreventUpdate
         return on_map, dash.no_update
 
-    def clicked(self, click: dict[str, Any] | None, color_by: str) -> int | None:
+    def clicked(self, click: PlotEvent | None, color_by: str) -> int | None:
         """The track a map click landed on: a category point by (curve, point), a ring by its id."""
         points = (click or {}).get("points") or []
         if not points:
@@ -413,7 +439,7 @@ class Callbacks:
 
     def _similar(self, track_id: int | None, vector: np.ndarray | None, k: int | None, per_artist: int | None,
                  per_album: int | None, dedupe: bool | list[str] | None,
-                 where: str | None) -> tuple[list[Any], str | None]:
+                 where: str | None) -> tuple[list[Neighbour], str | None]:
         """(neighbours, why the variety controls were not applied): a bad filter expression is said
         in the panel, above the plain list, rather than leaving the panel empty."""
         options = _similar_options(per_artist, per_album, dedupe, where)
@@ -432,7 +458,7 @@ class Callbacks:
                      "per_artist": State("per-artist", "value"), "per_album": State("per-album", "value"),
                      "dedupe": State("dedupe", "value"), "where": State("where", "value")},
               needs_uploads=True)
-    def upload_go(self, go_data: dict[str, Any] | None, color_by: str, k: int | None, per_artist: int | None,
+    def upload_go(self, go_data: Clip | None, color_by: str, k: int | None, per_artist: int | None,
                   per_album: int | None, dedupe: list[str] | None,
                   where: str | None) -> tuple[Children | dash.NoUpdate, dash.Patch | dash.NoUpdate, str, None]:
         """A clip the browser let through (:func:`clientside` gate); the upload box is cleared so
@@ -472,7 +498,7 @@ class Callbacks:
               Output("sql-status", "children"), Output("sql-ids", "data"),
               inputs={"clicks": Input("sql-run", "n_clicks")},
               state={"query": State("sql-text", "value"), "selected": State("selected", "data")})
-    def run_sql(self, query: str | None, selected: int | None, clicks: int | None = None) -> tuple[Any, ...]:
+    def run_sql(self, query: str | None, selected: int | None, clicks: int | None = None) -> SQLPanel:
         """(grid columns, grid rows, error, status, result track ids) for the SQL panel."""
         try:
             with self.store.holding():
@@ -524,7 +550,7 @@ class Callbacks:
               inputs={"selected": Input("map", "selectedData"), "similar": _clicked("select-similar"),
                       "clear": _clicked("selection-clear")},
               state={"color_by": State("color-by", "value")})
-    def selection(self, selected: dict[str, Any] | None, similar: list[int | None], clear: list[int | None],
+    def selection(self, selected: PlotEvent | None, similar: list[int | None], clear: list[int | None],
                   color_by: str) -> list[int] | None:
         """The selection: a lasso or box on the map, or “select these” under a list; “clear” empties it."""
         trigger = dash.ctx.triggered_id
@@ -535,7 +561,7 @@ class Callbacks:
             return [int(i) for i in index.split(",") if i]
         return self.selected_on_map(selected, color_by) or None
 
-    def selected_on_map(self, selected: dict[str, Any] | None, color_by: str) -> list[int]:
+    def selected_on_map(self, selected: PlotEvent | None, color_by: str) -> list[int]:
         """Track ids in a lasso or box selection (points of the category traces, in map order)."""
         data = self.data.refresh()
         traces = self._traces(data, color_by)
