@@ -117,6 +117,9 @@ ENDPOINTS: dict[str, Endpoint] = {e.path: e for e in (
     Endpoint(f"{API}/map", "The map's coordinates, compact: parallel arrays id, x, y (and the fields asked for)",
              (Param("fields", "comma-separated: " + ", ".join(MAP_FIELDS)),),
              {"200": ok("{map, method, quality, n, id, x, y, ...}"), "400": ERROR}),
+    Endpoint(f"{API}/map/{{track_id}}", "One track on the map: its position and what the map's hover card shows "
+                                        "(title, artist, album, genre, year), from the explorer's memory", (TRACK_ID,),
+             {"200": ok("{id, title, artist, album, genre, year, map, x, y}"), "404": ERROR}),
     Endpoint(f"{API}/art/{{track_id}}", "The track's cover art as a thumbnail: the picture in the file, else "
                                         "an image beside it (cover.jpg, folder.jpg, ...), else a neutral placeholder",
              (TRACK_ID, Param("size", "largest edge in pixels", "integer", minimum=art.SIZES[0], maximum=art.SIZES[1],
@@ -395,6 +398,16 @@ class Api:
         else:
             response = Response(raw, mimetype="application/json")
         response.headers["Vary"] = "Accept-Encoding"
+        return response
+
+    @route(f"{API}/map/{{track_id}}", "api_map_point", hold=False)
+    def api_map_point(self, args: Args, track_id: int) -> Response:
+        """The hover card of one point (no store read: it is asked for on every hover)."""
+        card = self.projection().card(track_id)
+        if card is None:
+            return error(404, f"no track with id {track_id} on the map")
+        response = jsonify({k: _json_safe(v) for k, v in card.items()})
+        response.headers["Cache-Control"] = "private, max-age=60"
         return response
 
     @route("/audio/<path:rest>", "audio_unknown")

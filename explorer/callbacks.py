@@ -8,7 +8,8 @@ keywords), so renaming a control is one edit here and one in :mod:`explorer.layo
 call them without a browser.
 
 Fetching happens here, drawing in :mod:`explorer.panels` (side panels) and :mod:`explorer.figure`
-(the map: the big scatter is sent once per colour choice, everything else patches it).
+(the map: the big scatter is sent once per colour choice; a selection, path or clip is a small
+:class:`explorer.figure.Highlight` the browser draws over it; filters patch it).
 """
 
 from __future__ import annotations
@@ -34,13 +35,13 @@ from store.search import VarietyOptions
 from . import panels, sqltab
 from .figure import (
     COLOR_FIELDS,
-    DIMMED_OPACITY,
+    NO_HIGHLIGHT,
+    Highlight,
     Traces,
     centred_ranges,
     clip_points,
     filter_mask,
     highlight_points,
-    hover_patch,
     map_figure,
     path_points,
     selected_points,
@@ -144,15 +145,11 @@ def _triggered_index() -> str:
     return str(trigger["index"])
 
 
-# Ask for the hover texts once the first figure is drawn (Plotly reports relayoutData then), so
-# they never delay the first paint: a browser-side gate, no server round trip.
+# The highlight (a selection, a path, a clip) is drawn over the map by explorer/assets/overlay.js:
+# Plotly never redraws its points for it.
 clientside(
-    """function(relayout, pending, sent) {
-        if (relayout && pending && pending !== "recoloured" && !sent) { return pending; }
-        return window.dash_clientside.no_update;
-    }""",
-    Output("hover-go", "data"), Input("map", "relayoutData"), Input("hover-load", "data"),
-    State("hover-go", "data"))
+    """function(highlight) { return window.musicmapOverlay ? window.musicmapOverlay.set(highlight) : 0; }""",
+    Output("highlight-drawn", "data"), Input("highlight", "data"))
 
 # A file over the upload limit is refused at once in the browser, never sent.
 clientside(
@@ -204,30 +201,19 @@ class Callbacks:
 
     # -- the URL --------------------------------------------------------------------------------
     @callback(Output("selected", "data", allow_duplicate=True), *[Output(c, "value") for c in VIEW.values()],
-              Output("centre-on", "data", allow_duplicate=True), Output("hover-load", "data"),
-              inputs={"search": Input("url", "search")},
-              state={"hover_load": State("hover-load", "data"), "selected": State("selected", "data"),
-                     **_view(State)},
+              Output("centre-on", "data", allow_duplicate=True),
+              inputs={"search": Input("url", "search")}, state={"selected": State("selected", "data"), **_view(State)},
               prevent_initial_call="initial_duplicate")
-    def from_url(self, search: str | None, hover_load: str | None, selected: int | None, color: str,
+    def from_url(self, search: str | None, selected: int | None, color: str,
                  genres: list[str] | None, styles: list[str] | None, years: list[int] | None, k: int | None,
                  per_artist: int | None, per_album: int | None, dedupe: list[str] | None,
                  where: str | None) -> tuple[object, ...]:
         """The controls set from the URL on a page load or back/forward (only what differs)."""
         current = parse(self.url_for(selected, color, genres, styles, years, k, per_artist, per_album,
                                      dedupe, where), COLOR_FIELDS)
-        # The page's first figure has no hover texts: on the first call, ask for them when the
-        # figure stays (a URL with another colour brings a new figure, texts included).
-        first = hover_load is None
-        try:
-            values = self.state_from_url(search, current)
-        except dash.exceptions.PreventUpdate:
-            if not first:
-                raise
-            values = (dash.no_update,) * 10
-        load = (("genre" if values[1] is dash.no_update else "recoloured") if first else dash.no_update)
+        values = self.state_from_url(search, current)
         centre = values[0] if values[0] is not dash.no_update and values[0] is not None else dash.no_update
-        return (*values, centre, load)
+        return (*values, centre)
 
     def state_from_url(self, search: str | None, current: ViewState) -> tuple[object, ...]:
         """Control values from the URL (``dash.no_update`` for what already matches, so a page load
@@ -267,47 +253,21 @@ class Callbacks:
     # -- the figure ---------------------------------------------------------------------------
     @callback(Output("map", "figure"), inputs={"color_by": Input("color-by", "value")},
               state={"genres": State("genre-filter", "value"), "styles": State("style-filter", "value"),
-                     "years": State("year-filter", "value"), "selected": State("selected", "data")})
+                     "years": State("year-filter", "value")})
     def figure(self, color_by: str, genres: list[str] | None, styles: list[str] | None,
-               years: Sequence[int] | None, selected: int | None) -> go.Figure:
-        """The whole map for a colour choice, with the current filters and selection applied."""
+               years: Sequence[int] | None) -> go.Figure:
+        """The whole map for a colour choice, with the current filters applied (the highlight is
+        drawn over it again by the browser)."""
         if color_by not in COLOR_FIELDS:
             raise dash.exceptions.PreventUpdate
         with self.store.holding():
             data = self.data.refresh()
         traces = data.traces(color_by)
-        fig = map_figure(data.frame, color_by, data.hover, traces)
+        fig = map_figure(data.frame, color_by, traces)
         mask = filter_mask(data.frame, genres=genres, styles=styles, years=self._years(years))
         for trace, points in zip(fig.data, selected_points(traces, mask), strict=False):
             trace.selectedpoints = points
-        if selected is not None and int(selected) in data.row_of.index:
-            with self.store.holding():
-                neighbours = [n.track_id for n in self.store.similar(int(selected), K_DEFAULT)]
-            self._apply_selection(fig, traces, highlight_points(data.frame, int(selected), neighbours, data.row_of))
         return fig
-
-    @staticmethod
-    def _apply_selection(target: Any, traces: Traces, points: dict[str, Any] | None) -> None:
-        """Put ``points`` into the highlight trace of ``target`` (a Figure or a Patch) and dim the
-        rest (restore it when ``points`` is None)."""
-        opacity = 0.85 if points is None else DIMMED_OPACITY
-        points = points or {"x": [], "y": [], "customdata": [], "text": [], "size": [], "color": [], "symbol": [],
-                            "fill": []}
-        if isinstance(target, go.Figure):
-            for trace in target.data[: traces.highlight]:
-                trace.marker.opacity = opacity
-            h = target.data[traces.highlight]
-            h.x, h.y, h.customdata, h.text = points["x"], points["y"], points["customdata"], points["text"]
-            h.marker.size, h.marker.line.color = points["size"], points["color"]
-            h.marker.symbol, h.marker.color = points["symbol"], points["fill"]
-            return
-        for i in range(traces.highlight):
-            target["data"][i]["marker"]["opacity"] = opacity
-        for key in ("x", "y", "customdata", "text"):
-            target["data"][traces.highlight][key] = points[key]
-        marker = target["data"][traces.highlight]["marker"]
-        marker["size"], marker["line"]["color"] = points["size"], points["color"]
-        marker["symbol"], marker["color"] = points["symbol"], points["fill"]
 
     @callback(Output("map", "figure", allow_duplicate=True), Output("filter-note", "children"),
               inputs={"genres": Input("genre-filter", "value"), "styles": Input("style-filter", "value"),
@@ -329,17 +289,6 @@ class Callbacks:
             patch["data"][i]["selectedpoints"] = points
         note = "" if mask is None else f"{int(mask.sum())} of {len(mask)} tracks match the filters"
         return patch, note
-
-    @callback(Output("map", "figure", allow_duplicate=True), inputs={"figure_colour": Input("hover-go", "data")})
-    def load_hover(self, figure_colour: str | None) -> dash.Patch:
-        """The hover texts of a figure sent without them (the first paint)."""
-        if figure_colour not in COLOR_FIELDS:
-            raise dash.exceptions.PreventUpdate
-        return self.hover(figure_colour)
-
-    def hover(self, color_by: str) -> dash.Patch:
-        data = self.data.refresh()
-        return hover_patch(dash.Patch(), data.hover, self._traces(data, color_by))
 
     @callback(Output("map", "figure", allow_duplicate=True), inputs={"track_id": Input("centre-on", "data")})
     def centre(self, track_id: int | None) -> dash.Patch:
@@ -377,44 +326,35 @@ class Callbacks:
         return on_map, dash.no_update
 
     def clicked(self, click: PlotEvent | None, color_by: str) -> int | None:
-        """The track a map click landed on: a category point by (curve, point), a ring by its id."""
+        """The track a map click landed on, by (curve, point) (the highlight's rings are drawn over the
+        points they ring: a click on one lands on its track)."""
         points = (click or {}).get("points") or []
         if not points:
             return None
         data = self.data.refresh()
-        traces = self._traces(data, color_by)
         p = points[0]
         curve, point = int(p.get("curveNumber", -1)), int(p.get("pointNumber", p.get("pointIndex", -1)))
-        if curve == traces.highlight:
-            value = p.get("customdata")
-            track = int(value[0] if isinstance(value, list) else value) if value is not None else None
-            return track if track is not None and track >= 0 else None  # -1: an uploaded clip's star
-        return track_at(traces, data.frame["id"].to_numpy(np.int64), curve, point)
+        return track_at(self._traces(data, color_by), data.frame["id"].to_numpy(np.int64), curve, point)
 
-    @callback(Output("panel", "children"), Output("map", "figure", allow_duplicate=True),
+    @callback(Output("panel", "children"), Output("highlight", "data"),
               inputs={"track_id": Input("selected", "data"), "k": Input("k", "value"),
                       "per_artist": Input("per-artist", "value"), "per_album": Input("per-album", "value"),
                       "dedupe": Input("dedupe", "value"), "where": Input("where", "value"),
-                      "path_from": Input("path-from", "data")},
-              state={"color_by": State("color-by", "value")})
-    def show(self, track_id: int | None, color_by: str, k: int | None, per_artist: int | None,
+                      "path_from": Input("path-from", "data")})
+    def show(self, track_id: int | None, k: int | None, per_artist: int | None,
              per_album: int | None, dedupe: bool | list[str] | None, where: str | None,
-             path_from: int | None = None) -> tuple[Children, dash.Patch]:
-        """The track panel and the map patch (rings, lines, dimming) for ``track_id``; with
+             path_from: int | None = None) -> tuple[Children, Highlight]:
+        """The track panel and the map's highlight (rings, lines, dimming) for ``track_id``; with
         ``path_from`` (a track chosen as a path's start), the panel offers the path to this one."""
-        data = self.data.refresh()
-        traces = self._traces(data, color_by)
-        patch = dash.Patch()
         if track_id is None:
-            self._apply_selection(patch, traces, None)
-            return html.P(panels.PROMPT), patch
+            return html.P(panels.PROMPT), NO_HIGHLIGHT
         with self.store.holding():  # one connection for the whole callback
+            data = self.data.refresh()
             try:
                 track = self.store.track(int(track_id))
             except StoreError as exc:
                 logger.info("explorer: track %s: %s", track_id, exc)
-                self._apply_selection(patch, traces, None)
-                return html.Div(f"No track {track_id} in this store.", className="error"), patch
+                return html.Div(f"No track {track_id} in this store.", className="error"), NO_HIGHLIGHT
             neighbours, problem = self._similar(int(track_id), None, k, per_artist, per_album, dedupe, where)
             start = None
             if path_from is not None and int(path_from) != int(track_id):
@@ -423,11 +363,10 @@ class Callbacks:
                 except StoreError:
                     start = None
             styles = self.store.styles(int(track_id))
-        self._apply_selection(patch, traces, highlight_points(data.frame, int(track_id),
-                                                              [n.track_id for n in neighbours], data.row_of))
+        highlight = highlight_points(data.frame, int(track_id), [n.track_id for n in neighbours], data.row_of)
         panel = panels.track_panel(track, neighbours, styles, self.model_label, problem, heading=self.labels.heading,
                                    roots=self._roots())
-        return panel + panels.path_controls(int(track_id), start, path_from), patch
+        return panel + panels.path_controls(int(track_id), start, path_from), highlight
 
     def _roots(self) -> list[str]:
         """The library folders (file paths are shown relative to them), read once a minute."""
@@ -451,27 +390,27 @@ class Callbacks:
             return self.store.search(seeds, vector=vector, k=k), str(exc)
 
     # -- query by an uploaded clip --------------------------------------------------------------
-    @callback(Output("panel", "children", allow_duplicate=True), Output("map", "figure", allow_duplicate=True),
+    @callback(Output("panel", "children", allow_duplicate=True), Output("highlight", "data", allow_duplicate=True),
               Output("upload-error", "children", allow_duplicate=True), Output("upload", "contents"),
               inputs={"go_data": Input("upload-go", "data")},
-              state={"color_by": State("color-by", "value"), "k": State("k", "value"),
+              state={"k": State("k", "value"),
                      "per_artist": State("per-artist", "value"), "per_album": State("per-album", "value"),
                      "dedupe": State("dedupe", "value"), "where": State("where", "value")},
               needs_uploads=True)
-    def upload_go(self, go_data: Clip | None, color_by: str, k: int | None, per_artist: int | None,
-                  per_album: int | None, dedupe: list[str] | None,
-                  where: str | None) -> tuple[Children | dash.NoUpdate, dash.Patch | dash.NoUpdate, str, None]:
+    def upload_go(self, go_data: Clip | None, k: int | None, per_artist: int | None, per_album: int | None,
+                  dedupe: list[str] | None,
+                  where: str | None) -> tuple[Children | dash.NoUpdate, Highlight | dash.NoUpdate, str, None]:
         """A clip the browser let through (:func:`clientside` gate); the upload box is cleared so
         the same file can come again."""
         if not go_data:
             raise dash.exceptions.PreventUpdate
-        return (*self.upload(go_data.get("contents"), go_data.get("filename"), color_by, k, per_artist,
-                             per_album, dedupe, where), None)
+        return (*self.upload(go_data.get("contents"), go_data.get("filename"), k, per_artist, per_album,
+                             dedupe, where), None)
 
-    def upload(self, contents: str | None, filename: str | None, color_by: str, k: int | None,
-               per_artist: int | None, per_album: int | None, dedupe: bool | list[str] | None,
-               where: str | None) -> tuple[Children | dash.NoUpdate, dash.Patch | dash.NoUpdate, str]:
-        """(panel, map patch, error line) for a clip dropped on the page: its neighbours in the
+    def upload(self, contents: str | None, filename: str | None, k: int | None, per_artist: int | None,
+               per_album: int | None, dedupe: bool | list[str] | None,
+               where: str | None) -> tuple[Children | dash.NoUpdate, Highlight | dash.NoUpdate, str]:
+        """(panel, map highlight, error line) for a clip dropped on the page: its neighbours in the
         panel, a star where it lands on the map with lines to them."""
         if self.uploads is None or not contents:
             raise dash.exceptions.PreventUpdate
@@ -484,14 +423,11 @@ class Callbacks:
         position = self.uploads.position(self.data.projection, vector) if data.info is not None else None
         with self.store.holding():
             neighbours, problem = self._similar(None, vector, k, per_artist, per_album, dedupe, where)
-        patch = dash.Patch()
-        if position is not None:
-            self._apply_selection(patch, self._traces(data, color_by),
-                                  clip_points(data.frame, position, [n.track_id for n in neighbours], data.row_of,
-                                              name))
+        highlight = NO_HIGHLIGHT if position is None else \
+            clip_points(data.frame, position, [n.track_id for n in neighbours], data.row_of)
         where_note = (f"on the map at the star ({position[0]:.1f}, {position[1]:.1f})" if position is not None
                       else "not placed: this map cannot place new tracks (fit it with openTSNE or PCA)")
-        return panels.upload_panel(name, self.model_label, where_note, neighbours, problem), patch, ""
+        return panels.upload_panel(name, self.model_label, where_note, neighbours, problem), highlight, ""
 
     # -- SQL ------------------------------------------------------------------------------------
     @callback(Output("sql-grid", "columns"), Output("sql-grid", "data"), Output("sql-error", "children"),
@@ -661,29 +597,25 @@ class Callbacks:
         """“start a path here”: the track a song path starts from, until it is drawn."""
         return int(_triggered_index())
 
-    @callback(Output("path-panel", "children"), Output("map", "figure", allow_duplicate=True),
+    @callback(Output("path-panel", "children"), Output("highlight", "data", allow_duplicate=True),
               inputs={"clicks": _clicked("path-go")},
-              state={"steps": State({"type": "path-steps", "index": ALL}, "value"),
-                     "color_by": State("color-by", "value")})
-    def draw_path(self, clicks: list[int | None], steps: list[int | None],
-                  color_by: str) -> tuple[Children, dash.Patch | dash.NoUpdate]:
+              state={"steps": State({"type": "path-steps", "index": ALL}, "value")})
+    def draw_path(self, clicks: list[int | None],
+                  steps: list[int | None]) -> tuple[Children, Highlight | dash.NoUpdate]:
         start, end = (int(x) for x in _triggered_index().split("-"))
-        return self.path(start, end, steps[0] if steps else None, color_by)
+        return self.path(start, end, steps[0] if steps else None)
 
-    def path(self, start: int, end: int, steps: int | None,
-             color_by: str) -> tuple[Children, dash.Patch | dash.NoUpdate]:
-        """(the path panel, a map patch drawing it) for a song path from ``start`` to ``end``."""
+    def path(self, start: int, end: int, steps: int | None) -> tuple[Children, Highlight | dash.NoUpdate]:
+        """(the path panel, the map's highlight of it) for a song path from ``start`` to ``end``."""
         steps = int(steps) if steps and 2 <= int(steps) <= MAX_PATH else PATH_STEPS
         data = self.data.refresh()
-        patch = dash.Patch()
         with self.store.holding():
             try:
                 path = self.store.song_path(int(start), int(end), length=steps)
             except StoreError as exc:
                 return html.P(str(exc), className="error", id="path-error"), dash.no_update
-        self._apply_selection(patch, self._traces(data, color_by),
-                              path_points(data.frame, [s.track_id for s in path], data.row_of))
-        return panels.song_path(path, start, end, steps), patch
+        return panels.song_path(path, start, end, steps), path_points(data.frame, [s.track_id for s in path],
+                                                                     data.row_of)
 
     # -- search ---------------------------------------------------------------------------------
     @callback(Output("search-results", "children"), inputs={"text": Input("search", "value")})

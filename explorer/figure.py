@@ -1,16 +1,17 @@
 """The map figure: every track as one WebGL point, one trace per colour category.
 
-The big traces are sent once per colour choice; everything that changes often (a selected track,
-its neighbours, filters, a search hit) is a small :class:`dash.Patch` against them: the highlight
-trace's points, each category trace's ``selectedpoints`` (filters grey out the rest) and opacity
-(a selection dims the map), and the axis ranges (centring on a track).
+The big traces are sent once per colour choice and Plotly draws them once. A selected track, its
+neighbours, a song path or a clip's star, and the dimming of the rest, are a :class:`Highlight`
+drawn by the browser on a canvas over the plot (``explorer/assets/overlay.js``): a click never makes
+Plotly redraw a million WebGL points. Filters are a patch of each trace's ``selectedpoints``, a
+search hit a patch of the axis ranges. Hover shows a card fetched by track id
+(``explorer/assets/hovercard.js``): no per-point text is sent.
 """
 
 from __future__ import annotations
 
-import html as html_lib
 from dataclasses import dataclass
-from typing import Any
+from typing import TypedDict
 
 import numpy as np
 import pandas as pd
@@ -23,21 +24,8 @@ PALETTE = (
     "#bcbd22", "#7f7f7f", "#393b79", "#ad494a", "#637939", "#8c6d31", "#7b4173",
 )
 OTHER_COLOR = "#c7c7c7"
-DIMMED_OPACITY = 0.3
-"""Category traces while a track is selected: greyed, still visible."""
 FILTERED_OPACITY = 0.15
 """Points that do not match the filters."""
-
-
-def hover_texts(frame: pd.DataFrame) -> np.ndarray:
-    """Per track: title, artist, album, genre and year, HTML-escaped (tags are user data)."""
-    def esc(value: Any) -> str:
-        return html_lib.escape(str(value)) if value is not None and not pd.isna(value) else "—"
-
-    return np.asarray([
-        f"<b>{esc(r.title)}</b><br>{esc(r.artist)}<br><i>{esc(r.album)}</i><br>genre: {esc(r.genre)} · {esc(r.year)}"
-        for r in frame.itertuples(index=False)
-    ], dtype=object)
 
 
 def category_labels(frame: pd.DataFrame, color_by: str) -> pd.Series:
@@ -57,14 +45,10 @@ def category_labels(frame: pd.DataFrame, color_by: str) -> pd.Series:
 @dataclass
 class Traces:
     """How the map's points are split into category traces: ``names[i]`` and the frame rows
-    ``members[i]`` (ascending) of trace ``i``; the highlight trace comes after them."""
+    ``members[i]`` (ascending) of trace ``i``."""
 
     names: list[str]
     members: list[np.ndarray]
-
-    @property
-    def highlight(self) -> int:
-        return len(self.names)
 
 
 def split(frame: pd.DataFrame, color_by: str, top: int = TOP_CATEGORIES) -> Traces:
@@ -90,12 +74,12 @@ def marker_size(n: int) -> float:
     return round(float(np.clip(16.0 * max(n, 1) ** -0.11, 3.0, 12.0)), 1)
 
 
-def map_figure(frame: pd.DataFrame, color_by: str, hover: np.ndarray | None, traces: Traces | None = None) -> go.Figure:
-    """The map: one WebGL trace per category (top-N + "other"), then the (empty) highlight trace.
+def map_figure(frame: pd.DataFrame, color_by: str, traces: Traces | None = None) -> go.Figure:
+    """The map: one WebGL trace per category (top-N + "other").
 
-    Coordinates and track ids go as typed arrays (base64, 4 bytes a number). ``hover=None`` leaves
-    the hover texts out (half the bytes at 100k tracks): the page's first paint sends them in a
-    patch right after (:func:`hover_patch`)."""
+    Coordinates and track ids go as typed arrays (base64, 4 bytes a number). No hover text: the
+    page's hover card fetches what it shows by track id (``hoverinfo="none"`` still sends Plotly's
+    hover events), so a million tracks cost 12 bytes each, not 170 bytes."""
     traces = traces or split(frame, color_by)
     ids = frame["id"].to_numpy(np.int64) if len(frame) else np.zeros(0, np.int64)
     xs = frame["x"].to_numpy(np.float32) if len(frame) else np.zeros(0, np.float32)
@@ -105,19 +89,13 @@ def map_figure(frame: pd.DataFrame, color_by: str, hover: np.ndarray | None, tra
     for i, (name, rows) in enumerate(zip(traces.names, traces.members, strict=True)):
         fig.add_trace(go.Scattergl(
             x=xs[rows], y=ys[rows], mode="markers", name=f"{name} ({len(rows)})",
-            # the track ids; a click is resolved from (curve, point) on the server, since a typed
-            # array may arrive as None in clickData (plotly#5119)
-            customdata=ids[rows].astype(np.int32),
-            text=None if hover is None else hover[rows].tolist(), hovertemplate="%{text}<extra></extra>",
+            # the track ids (the hover card's); a click is resolved from (curve, point) on the
+            # server, since a typed array may arrive as None in clickData (plotly#5119)
+            customdata=ids[rows].astype(np.int32), hoverinfo="none",
             marker={"size": size, "color": OTHER_COLOR if name == "other" else PALETTE[i % len(PALETTE)],
                     "opacity": 0.85},
             unselected={"marker": {"opacity": FILTERED_OPACITY}},
         ))
-    fig.add_trace(go.Scattergl(
-        x=[], y=[], mode="markers+lines", name="selection", showlegend=False, customdata=[], text=[],
-        hovertemplate="%{text}<extra></extra>", line={"width": 1, "color": "rgba(17,17,17,0.35)"},
-        marker={"size": [], "color": [], "symbol": [], "line": {"width": 3, "color": []}},
-    ))
     fig.update_layout(
         template="none",  # the default template adds 8 kB of styling to every figure sent
         uirevision="map",  # keep zoom and pan across updates
@@ -131,13 +109,6 @@ def map_figure(frame: pd.DataFrame, color_by: str, hover: np.ndarray | None, tra
     return fig
 
 
-def hover_patch(patch: Any, hover: np.ndarray, traces: Traces) -> Any:
-    """Put the hover texts into the category traces of a figure sent without them."""
-    for i, rows in enumerate(traces.members):
-        patch["data"][i]["text"] = hover[rows].tolist()
-    return patch
-
-
 def track_at(traces: Traces, ids: np.ndarray, curve: int, point: int) -> int | None:
     """The track id of point ``point`` of category trace ``curve`` (None if out of range)."""
     if not 0 <= curve < len(traces.members) or not 0 <= point < len(traces.members[curve]):
@@ -145,68 +116,79 @@ def track_at(traces: Traces, ids: np.ndarray, curve: int, point: int) -> int | N
     return int(ids[traces.members[curve][point]])
 
 
-def _rays(frame: pd.DataFrame, origin: tuple[float, float], origin_id: int, origin_text: str, symbol: str,
-          fill: str, neighbours: list[int], row_of: pd.Series) -> dict[str, Any]:
-    """The highlight trace: the origin, and a line from it to each neighbour's ring (the path goes
-    out and back through the origin)."""
+class Mark(TypedDict):
+    """One highlighted point, as the map's overlay draws it (``explorer/assets/overlay.js``)."""
+
+    id: int
+    x: float
+    y: float
+    size: int
+    ring: str
+    fill: str
+    symbol: str
+
+
+class Highlight(TypedDict):
+    """What the overlay draws over the map: ``rays`` (a line from the first mark to each of the
+    others: a selected track or an uploaded clip, and its neighbours) or ``path`` (one line through
+    the marks in order); with marks, the rest of the map is dimmed."""
+
+    mode: str
+    marks: list[Mark]
+
+
+NO_HIGHLIGHT: Highlight = {"mode": "none", "marks": []}
+
+def _mark(track_id: int, x: float, y: float, size: int, ring: str, fill: str, symbol: str) -> Mark:
+    return {"id": int(track_id), "x": round(float(x), 4), "y": round(float(y), 4), "size": size, "ring": ring,
+            "fill": fill, "symbol": symbol}
+
+
+def _rays(frame: pd.DataFrame, origin: tuple[float, float], origin_id: int, symbol: str, fill: str,
+          neighbours: list[int], row_of: pd.Series) -> Highlight:
+    """The origin, then each neighbour on the map (a line is drawn from the origin to each)."""
     wanted = list(dict.fromkeys(t for t in neighbours if t in row_of.index))
-    positions = frame.iloc[row_of[wanted].to_numpy()].set_index("id") if wanted else frame.iloc[:0].set_index("id")
-    titles = positions["title"].astype("string").fillna("—")
-    x0, y0 = origin
-    out: dict[str, list[Any]] = {"x": [x0], "y": [y0], "customdata": [origin_id], "text": [origin_text],
-                                 "size": [20], "color": ["#111111"], "symbol": [symbol], "fill": [fill]}
-    for n in wanted:
-        for key, value in (("x", float(positions.at[n, "x"])), ("y", float(positions.at[n, "y"])),
-                           ("customdata", n), ("text", f"similar: {titles[n]}"), ("size", 13), ("color", "#d62728"),
-                           ("symbol", "circle"), ("fill", "rgba(0,0,0,0)")):
-            out[key].append(value)
-        for key, value in (("x", x0), ("y", y0), ("customdata", origin_id), ("text", origin_text), ("size", 20),
-                           ("color", "#111111"), ("symbol", symbol), ("fill", fill)):
-            out[key].append(value)
-    return out
+    rows = row_of[wanted].to_numpy() if wanted else np.zeros(0, np.int64)
+    xs, ys = frame["x"].to_numpy()[rows], frame["y"].to_numpy()[rows]
+    marks = [_mark(origin_id, origin[0], origin[1], 20, "#111111", fill, symbol)]
+    marks += [_mark(t, x, y, 13, "#d62728", "", "circle") for t, x, y in zip(wanted, xs, ys, strict=True)]
+    return {"mode": "rays", "marks": marks}
 
 
 def highlight_points(frame: pd.DataFrame, track_id: int, neighbours: list[int],
-                     row_of: pd.Series | None = None) -> dict[str, Any]:
-    """The highlight trace for a selected track and its neighbours: rings, and a line from the
-    selected track to each neighbour. ``row_of`` maps track id to frame row (built here when not given)."""
+                     row_of: pd.Series | None = None) -> Highlight:
+    """The highlight for a selected track and its neighbours: rings, and a line from the selected
+    track to each neighbour. ``row_of`` maps track id to frame row (built here when not given)."""
     if row_of is None:
         row_of = pd.Series(np.arange(len(frame)), index=frame["id"].astype(np.int64))
     if track_id not in row_of.index:
-        return {"x": [], "y": [], "customdata": [], "text": [], "size": [], "color": [], "symbol": [], "fill": []}
-    row = frame.iloc[int(row_of[track_id])]
-    title = row["title"] if isinstance(row["title"], str) else "—"
-    return _rays(frame, (float(row["x"]), float(row["y"])), track_id, f"selected: {title}", "circle",
-                 "rgba(0,0,0,0)", [n for n in neighbours if n != track_id], row_of)
+        return NO_HIGHLIGHT
+    row = int(row_of[track_id])
+    origin = (float(frame["x"].iat[row]), float(frame["y"].iat[row]))
+    return _rays(frame, origin, track_id, "circle", "", [n for n in neighbours if n != track_id], row_of)
 
 
-def path_points(frame: pd.DataFrame, track_ids: list[int], row_of: pd.Series) -> dict[str, Any]:
-    """The highlight trace for a song path: one line through its tracks in order, the ends large."""
-    out: dict[str, list[Any]] = {"x": [], "y": [], "customdata": [], "text": [], "size": [], "color": [],
-                                 "symbol": [], "fill": []}
+def path_points(frame: pd.DataFrame, track_ids: list[int], row_of: pd.Series) -> Highlight:
+    """The highlight for a song path: one line through its tracks in order, the ends large."""
     shown = [t for t in track_ids if t in row_of.index]
+    marks: list[Mark] = []
     for step, track_id in enumerate(shown):
-        row = frame.iloc[int(row_of[track_id])]
-        title = row["title"] if isinstance(row["title"], str) else "—"
+        row = int(row_of[track_id])
         end = step in (0, len(shown) - 1)
-        label = "start" if step == 0 else "end" if step == len(shown) - 1 else f"step {step + 1}"
-        for key, value in (("x", float(row["x"])), ("y", float(row["y"])), ("customdata", track_id),
-                           ("text", f"{label}: {html_lib.escape(title)}"), ("size", 20 if end else 13),
-                           ("color", "#111111" if end else "#1f77b4"), ("symbol", "diamond" if end else "circle"),
-                           ("fill", "#ffd400" if end else "rgba(0,0,0,0)")):
-            out[key].append(value)
-    return out
+        marks.append(_mark(track_id, frame["x"].iat[row], frame["y"].iat[row], 20 if end else 13,
+                           "#111111" if end else "#1f77b4", "#ffd400" if end else "",
+                           "diamond" if end else "circle"))
+    return {"mode": "path", "marks": marks}
 
 
 CLIP_ID = -1
-"""The highlight trace's track id for an uploaded clip's star (not a track: clicks on it do nothing)."""
+"""The highlight's track id for an uploaded clip's star (not a track)."""
 
 
-def clip_points(frame: pd.DataFrame, position: tuple[float, float], neighbours: list[int], row_of: pd.Series,
-                name: str) -> dict[str, Any]:
-    """The highlight trace for an uploaded clip: a filled star where it lands, lines to its neighbours."""
-    return _rays(frame, position, CLIP_ID, f"your clip: {html_lib.escape(name)}", "star", "#ffd400", neighbours,
-                 row_of)
+def clip_points(frame: pd.DataFrame, position: tuple[float, float], neighbours: list[int],
+                row_of: pd.Series) -> Highlight:
+    """The highlight for an uploaded clip: a filled star where it lands, lines to its neighbours."""
+    return _rays(frame, position, CLIP_ID, "star", "#ffd400", neighbours, row_of)
 
 
 def filter_mask(frame: pd.DataFrame, *, genres: list[str] | None = None, styles: list[str] | None = None,

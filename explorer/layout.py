@@ -14,7 +14,7 @@ from dash import dcc, html
 from store import MapInfo
 
 from . import sqltab
-from .figure import COLOR_FIELDS, map_figure
+from .figure import COLOR_FIELDS, NO_HIGHLIGHT, map_figure
 from .limits import K_DEFAULT, K_PAGE_MAX
 from .mapdata import MapData
 from .panels import PROMPT, LabelWords
@@ -92,7 +92,7 @@ def page(data: MapData, model_label: str, uploads: Uploads | None = None,
             labels: LabelWords | None = None) -> html.Div:
     """The page, built from the store's current map (Dash calls it on every page load)."""
     frame, info = data.frame, data.info
-    initial = map_figure(frame, "genre", None, data.traces("genre"))  # hover texts follow in a patch
+    initial = map_figure(frame, "genre", data.traces("genre"))
     fields = [f for f in COLOR_FIELDS
               if f not in ("style", "cluster") or (f in frame and len(frame) and frame[f].notna().any())]
     years = data.year_range()
@@ -134,6 +134,8 @@ def page(data: MapData, model_label: str, uploads: Uploads | None = None,
             html.Div(className="map-box", children=[
                 dcc.Graph(id="map", figure=initial, className="map",
                           config={"displaylogo": False, "scrollZoom": True}),
+                # filled by explorer/assets/hovercard.js: a track's cover, title and artist, fetched by id
+                html.Div(id="hover-card", className="hover-card", role="tooltip", hidden=True),
                 html.Div(id="map-empty", children=(
                     "" if len(frame) else "This store has no map yet: run `musicmap map --store ...`.")),
                 sqltab.layout(data.store),
@@ -164,6 +166,6 @@ def page(data: MapData, model_label: str, uploads: Uploads | None = None,
         dcc.Store(id="selection"),
         dcc.Store(id="path-from"),  # the track a path starts from, until the path is drawn
         dcc.Download(id="download"),
-        dcc.Store(id="hover-load"),  # which colour's hover texts the first figure still needs
-        dcc.Store(id="hover-go"),  # set once the figure is drawn: send them now
+        dcc.Store(id="highlight", data=dict(NO_HIGHLIGHT)),  # what explorer/assets/overlay.js draws over the map
+        dcc.Store(id="highlight-drawn"),  # how many marks it drew (the overlay's answer)
     ])

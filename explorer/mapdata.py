@@ -1,8 +1,8 @@
-"""The map as the explorer holds it: points, hover texts, search, reloaded when the store changes.
+"""The map as the explorer holds it: points, search, hover cards, reloaded when the store changes.
 
 :class:`MapData` reads the store's projection once per change of the map or the track count
 (checked at most every few seconds), and derives what the page needs from it: the frame of points,
-hover texts, one trace split per colour field, and a search index (every field joined in one
+one trace split per colour field, the hover card of a track, and a search index (every field joined in one
 string, so a word is found by one C-speed search over the whole map).
 """
 
@@ -20,11 +20,11 @@ import pandas as pd
 
 from store import MapInfo, Store
 
-from .figure import Traces, hover_texts, split
+from .figure import Traces, split
 
 
 class MapData:
-    """The map's points, hover texts and search text, reloaded when the store's map or track count
+    """The map's points and search text, reloaded when the store's map or track count
     changes (checked at most every ``check_every`` seconds): a page load after ``musicmap index`` /
     ``musicmap map`` shows the new state without restarting the explorer."""
 
@@ -36,7 +36,6 @@ class MapData:
         could be reused by the next frame's object and serve a stale answer)."""
         self._checked = -1e9
         self.frame = pd.DataFrame()
-        self.hover = np.zeros(0, dtype=object)
         self.info: MapInfo | None = None
         self.row_of: pd.Series = pd.Series(dtype=np.int64)
         self._haystack = np.zeros(0, dtype=object)
@@ -57,7 +56,6 @@ class MapData:
             frame = self.store.projection(self.projection)
             self.frame = frame
             self.version += 1
-            self.hover = hover_texts(frame) if len(frame) else np.zeros(0, dtype=object)
             self.row_of = pd.Series(np.arange(len(frame)), index=frame["id"].astype(np.int64)) if len(frame) \
                 else pd.Series(dtype=np.int64)
             self._haystack = (frame[["artist", "title", "album"]].astype("string").fillna("")
@@ -106,6 +104,16 @@ class MapData:
         columns = self._hit_columns  # plain Python values, built with the map (pandas' .iloc is ~0.1 ms a row)
         assert columns is not None
         return [{k: columns[k][r] for k in HIT_FIELDS} for r in first + rest]
+
+    def card(self, track_id: int) -> dict[str, Any] | None:
+        """What the map's hover card shows of a track (:data:`HIT_FIELDS`, and its position), from
+        memory: no store read; None when the track is not on the map."""
+        columns = self._hit_columns
+        if columns is None or track_id not in self.row_of.index:
+            return None
+        row = int(self.row_of[track_id])
+        return {**{k: columns[k][row] for k in HIT_FIELDS}, "map": self.projection,
+                "x": float(self.frame["x"].iat[row]), "y": float(self.frame["y"].iat[row])}
 
     def options(self, column: str) -> list[str]:
         if not len(self.frame) or column not in self.frame:

@@ -67,12 +67,12 @@ def wait(predicate, timeout: float = 30.0, what: str = "condition"):  # type: ig
 GD = "const gd = document.querySelector('#map .js-plotly-plot');"
 POINTS_JS = GD + """
 if (!gd || !gd._fullData) return null;
-return gd._fullData.filter(t => t.name !== 'selection').reduce((n, t) => n + t.x.length, 0);
+return gd._fullData.reduce((n, t) => n + t.x.length, 0);
 """
 # Viewport coordinates of one track's point: axis offset + data-to-pixel, plus the graph's box.
 POINT_JS = GD + """
 const fl = gd._fullLayout, box = gd.getBoundingClientRect();
-for (let c = 0; c < gd._fullData.length - 1; c++) {
+for (let c = 0; c < gd._fullData.length; c++) {
   const t = gd._fullData[c];
   for (let i = 0; i < t.x.length; i++) {
     if (arguments[0] === null || t.customdata[i] === arguments[0]) {
@@ -83,7 +83,20 @@ for (let c = 0; c < gd._fullData.length - 1; c++) {
 }
 return null;
 """
-HIGHLIGHT_JS = GD + "const h = gd._fullData[gd._fullData.length - 1]; return Array.from(new Set(h.customdata));"
+# What the overlay (explorer/assets/overlay.js) drew over the map: its highlight's marks, and read
+# back from the canvas's pixels: the dimming at the plot's corner, the first mark's ring (a filled
+# mark's centre).
+HIGHLIGHT_JS = GD + """
+const s = window.musicmapOverlay.state();
+if (!s.drawn) return null;
+const canvas = gd.querySelector('canvas.musicmap-overlay'), fl = gd._fullLayout;
+const ctx = canvas.getContext('2d'), dpr = window.devicePixelRatio || 1;
+const alpha = (x, y) => ctx.getImageData(Math.round(x * dpr), Math.round(y * dpr), 1, 1).data[3];
+const m = s.marks[0];
+const x = fl.xaxis._offset + fl.xaxis.l2p(m.x) + (m.fill ? 0 : m.size / 2), y = fl.yaxis._offset + fl.yaxis.l2p(m.y);
+return {mode: s.mode, ids: Array.from(new Set(s.marks.map(k => k.id))), symbols: s.marks.map(k => k.symbol),
+        drawn: s.drawn, corner_alpha: alpha(fl.xaxis._offset + 2, fl.yaxis._offset + 2), ring_alpha: alpha(x, y)};
+"""
 VIEW_JS = GD + "const fl = gd._fullLayout; return {x: fl.xaxis.range, y: fl.yaxis.range, legend: fl.legend.title.text};"
 
 

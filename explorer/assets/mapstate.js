@@ -1,21 +1,17 @@
 // The map's state for tests and tools, on its container #map (issue #20):
 //   data-map-points  how many tracks are drawn (set once the map is drawn, and after every redraw)
-//   data-highlighted how many tracks are highlighted (the selected track, its neighbours, a path...)
+//   data-highlighted how many tracks are highlighted (set by overlay.js)
 (function () {
   function update(gd) {
     var container = document.getElementById("map");
     var traces = gd._fullData || [];
-    var points = 0, highlighted = 0;
+    var points = 0;
     for (var i = 0; i < traces.length; i++) {
-      if (traces[i].name === "selection") {  // a track may be drawn twice there (the lines go back to it)
-        highlighted = new Set(Array.from(traces[i].customdata || [])).size;
-      } else {
-        points += traces[i].x ? traces[i].x.length : 0;
-      }
+      points += traces[i].x ? traces[i].x.length : 0;
     }
     if (container) {
       container.setAttribute("data-map-points", String(points));
-      container.setAttribute("data-highlighted", String(highlighted));
+      if (!container.hasAttribute("data-highlighted")) { container.setAttribute("data-highlighted", "0"); }
     }
   }
   function attach() {

@@ -254,33 +254,35 @@ def test_openapi_document_matches_the_routes(client: FlaskClient, app: dash.Dash
 # -- callbacks as plain functions ----------------------------------------------------------------
 
 def test_show_lists_neighbours_highlights_and_dims(cb: Callbacks) -> None:
-    panel, patch = cb.show(3, "genre", 10, None, None, False, None)
+    panel, highlight = cb.show(3, 10, None, None, False, None)
     text = _texts(panel)
     assert text.count('"type": "similar"') == 10 and "/audio/3" in text
-    ops = json.dumps(patch.to_plotly_json())
-    assert '"opacity"' in ops and "0.3" in ops  # the rest of the map dimmed
-    highlight = cb.data.traces("genre").highlight
-    xs = next(op["params"]["value"] for op in patch.to_plotly_json()["operations"]
-              if op["location"] == ["data", highlight, "customdata"])
-    assert xs[0] == 3 and len(set(xs)) == 11  # the track and its 10 neighbours, linked
+    listed = [int(m) for m in re.findall(r'"type": "similar", "index": (\d+)', text)]
+    assert highlight["mode"] == "rays"  # a line from the track to each neighbour (the overlay dims the rest)
+    assert [m["id"] for m in highlight["marks"]] == [3, *listed]  # the track first, then its 10 neighbours
+    frame = cb.data.frame.set_index("id")
+    for mark in highlight["marks"]:  # each ring where its track is on the map
+        assert mark["x"] == pytest.approx(frame.at[mark["id"], "x"], abs=1e-3)
+        assert mark["y"] == pytest.approx(frame.at[mark["id"], "y"], abs=1e-3)
+    assert highlight["marks"][0]["size"] > highlight["marks"][1]["size"]
 
-    panel, _ = cb.show(3, "genre", 6, 1, None, True, None)
+    panel, _ = cb.show(3, 6, 1, None, True, None)
     buttons = [c for c in _texts(panel).split('"type": "similar"')][1:]
     assert len(buttons) == 6
 
-    panel, _ = cb.show(3, "genre", 5, None, None, False, "nope = 1")
+    panel, _ = cb.show(3, 5, None, None, False, "nope = 1")
     text = _texts(panel)
     assert "filter not applied" in text and "nope" in text and text.count('"type": "similar"') == 5
 
-    panel, patch = cb.show(99999, "genre", 10, None, None, False, None)
-    assert "No track 99999" in _texts(panel)
-    panel, patch = cb.show(None, "genre", 10, None, None, False, None)
-    assert "Click a track" in _texts(panel) and "0.85" in json.dumps(patch.to_plotly_json())
+    panel, highlight = cb.show(99999, 10, None, None, False, None)
+    assert "No track 99999" in _texts(panel) and highlight["marks"] == []
+    panel, highlight = cb.show(None, 10, None, None, False, None)
+    assert "Click a track" in _texts(panel) and highlight["marks"] == []  # nothing drawn, nothing dimmed
 
 
 def test_variety_controls_change_the_list(cb: Callbacks, demo_store: DemoStore) -> None:
-    plain, _ = cb.show(5, "genre", 10, None, None, False, None)
-    per_artist, _ = cb.show(5, "genre", 10, 1, None, False, None)
+    plain, _ = cb.show(5, 10, None, None, False, None)
+    per_artist, _ = cb.show(5, 10, 1, None, False, None)
     with Store.open(demo_store.store) as store:
         def artists(panel: Any) -> list[str]:
             ids = [int(m) for m in re.findall(r"\"type\": \"similar\", \"index\": (\d+)", _texts(panel))]
@@ -292,15 +294,15 @@ def test_variety_controls_change_the_list(cb: Callbacks, demo_store: DemoStore) 
 
 
 def test_song_path_from_the_panel_drawn_listed_and_playable(cb: Callbacks) -> None:
-    panel, _ = cb.show(1, "genre", 10, None, None, False, None)
+    panel, _ = cb.show(1, 10, None, None, False, None)
     assert '"type": "path-from", "index": 1' in _texts(panel) and "path-go" not in _texts(panel)
-    panel, _ = cb.show(1, "genre", 10, None, None, False, None, path_from=1)
+    panel, _ = cb.show(1, 10, None, None, False, None, path_from=1)
     assert "The path starts here" in _texts(panel)
-    panel, _ = cb.show(50, "genre", 10, None, None, False, None, path_from=1)
+    panel, _ = cb.show(50, 10, None, None, False, None, path_from=1)
     text = _texts(panel)
     assert '"type": "path-go", "index": "1-50"' in text and '"type": "path-steps"' in text
 
-    panel, patch = cb.path(1, 50, 6, "genre")
+    panel, highlight = cb.path(1, 50, 6)
     text = _texts(panel)
     with cb.store.holding():
         expected = [s.track_id for s in cb.store.song_path(1, 50, length=6)]
@@ -308,11 +310,10 @@ def test_song_path_from_the_panel_drawn_listed_and_playable(cb: Callbacks) -> No
     assert listed == expected and "(6 tracks)" in text
     assert "/api/v1/path?from=1&to=50&steps=6&format=m3u" in text
     assert "path-player" in text and all(f"/audio/{i}" in text for i in expected)  # played in order
-    highlight = cb.data.traces("genre").highlight
-    drawn = next(op["params"]["value"] for op in patch.to_plotly_json()["operations"]
-                 if op["location"] == ["data", highlight, "customdata"])
-    assert drawn == expected  # one line through the path, in order
-    error, _ = cb.path(1, 1, 6, "genre")
+    assert highlight["mode"] == "path"  # one line through the path, in order, the ends marked
+    assert [m["id"] for m in highlight["marks"]] == expected
+    assert [m["symbol"] for m in highlight["marks"]] == ["diamond", *["circle"] * 4, "diamond"]
+    error, _ = cb.path(1, 1, 6)
     assert "two different tracks" in _texts(error)
 
 
@@ -339,31 +340,35 @@ def test_filters_grey_out_what_does_not_match(cb: Callbacks) -> None:
     patch, note = cb.filters("genre", None, None, None)
     assert note == "" and all(op["params"]["value"] is None for op in patch.to_plotly_json()["operations"])
 
-    fig = cb.figure("decade", [genre], None, None, 3)
-    names = [t.name for t in fig.data[:-1]]
+    fig = cb.figure("decade", [genre], None, None)
+    names = [t.name for t in fig.data]
     assert all(re.match(r"\d{4}s \(\d+\)|\(none\)", n) for n in names) and names == sorted(names)
-    assert sum(len(t.selectedpoints) for t in fig.data[:-1]) == matching  # filters survive a recolour
-    assert len(fig.data[-1].x) == 21  # and the selection: 1 + 10 neighbours, each linked back
-    clusters = cb.figure("cluster", None, None, None, None)
-    assert sum(len(t.x) for t in clusters.data[:-1]) == len(frame) and len(clusters.data) >= 3
+    assert sum(len(t.selectedpoints) for t in fig.data) == matching  # filters survive a recolour
+    clusters = cb.figure("cluster", None, None, None)
+    assert sum(len(t.x) for t in clusters.data) == len(frame) and len(clusters.data) >= 3
 
 
-def test_click_and_hover_texts(cb: Callbacks, client: FlaskClient) -> None:
+def test_click_and_hover_cards(cb: Callbacks, client: FlaskClient) -> None:
     traces = cb.data.traces("genre")
     ids = cb.data.frame["id"].to_numpy()
     assert cb.clicked({"points": [{"curveNumber": 1, "pointNumber": 2}]}, "genre") == ids[traces.members[1][2]]
-    ring = {"points": [{"curveNumber": traces.highlight, "pointNumber": 0, "customdata": 7}]}
-    assert cb.clicked(ring, "genre") == 7
+    assert cb.clicked({"points": [{"curveNumber": len(traces.names), "pointNumber": 0}]}, "genre") is None
     assert cb.clicked({"points": [{"curveNumber": 0, "pointNumber": 10**6}]}, "genre") is None
     assert cb.clicked({"points": []}, "genre") is None
-    # the page's first figure comes without hover texts (half the bytes); they follow in a patch
+    # the page's figure carries no per-point text: hover asks for a card by track id
     layout = client.get("/_dash-layout").get_json()
-    figure = json.dumps(layout).split('"figure": ')[1][:200_000]
-    assert '"text": [' not in figure.split('"name": "selection"')[0]
-    ops = cb.hover("genre").to_plotly_json()["operations"]
-    assert [len(op["params"]["value"]) for op in ops] == [len(rows) for rows in traces.members]
-    title = cb.data.frame["title"].iloc[traces.members[0][0]]
-    assert title is None or str(title) in ops[0]["params"]["value"][0]
+    sent = json.dumps(layout).split('"figure": ')[1].split('"layout": ')[0]
+    assert '"text"' not in sent and sent.count('"hoverinfo": "none"') == len(traces.names)
+    track = int(ids[traces.members[0][0]])
+    card = client.get(f"/api/v1/map/{track}")
+    assert card.status_code == 200 and card.headers["Cache-Control"] == "private, max-age=60"
+    row = cb.data.frame.set_index("id").loc[track]
+    body = card.get_json()
+    assert body["id"] == track and body["title"] == row["title"] and body["artist"] == row["artist"]
+    assert body["x"] == pytest.approx(row["x"]) and body["map"] == cb.data.projection
+    missing = client.get("/api/v1/map/999999")
+    assert missing.status_code == 404 and "no track with id 999999" in missing.get_json()["error"]
+    assert client.get("/api/v1/map/abc").status_code == 404
 
 
 def test_search_and_centre(cb: Callbacks) -> None:
@@ -452,9 +457,9 @@ def test_selection_panel_and_exports(cb: Callbacks, demo_store: DemoStore) -> No
     traces = cb.data.traces("genre")
     ids = cb.data.frame["id"].to_numpy()
     points = [{"curveNumber": 0, "pointNumber": i} for i in range(len(traces.members[0]))]
-    points += [{"curveNumber": 0, "pointNumber": 0}, {"curveNumber": traces.highlight, "pointNumber": 0}]
+    points += [{"curveNumber": 0, "pointNumber": 0}, {"curveNumber": len(traces.names), "pointNumber": 0}]
     chosen = cb.selected_on_map({"points": points}, "genre")
-    assert chosen == [int(ids[r]) for r in traces.members[0]]  # one genre, each once, rings ignored
+    assert chosen == [int(ids[r]) for r in traces.members[0]]  # one genre, each once, no such curve ignored
 
     text = _texts(cb.selection_panel(chosen))
     genre = cb.data.frame.set_index("id").loc[chosen[0], "genre"]
@@ -558,7 +563,7 @@ def test_markers_are_sized_for_the_library_and_the_legend_clears_the_mode_bar(cb
 
     sizes = [marker_size(n) for n in (40, 1_000, 100_000, 1_000_000)]
     assert sizes == sorted(sizes, reverse=True) and sizes[0] >= 10 and 3 <= sizes[-1] <= 4
-    fig = cb.figure("genre", None, None, None, None)
+    fig = cb.figure("genre", None, None, None)
     assert fig.data[0].marker.size == marker_size(len(cb.data.frame))
     # the legend right of the plot, starting below the top margin where the mode bar sits
     assert fig.layout.legend.x >= 1.0 and fig.layout.legend.y == 1.0 and fig.layout.margin.t >= 30

@@ -40,30 +40,45 @@ def _click_point(driver: Any, point: dict[str, Any]) -> None:
 
 
 def test_map_click_lists_similar_and_highlights(browser: Any, served: str, demo_store: DemoStore) -> None:
+    from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
+
+    from store import Store
 
     driver = browser
     _load(driver, served + "/", len(demo_store.tracks))  # every track, no sampling
     status = driver.find_element(By.ID, "status-line").text
     assert f"{len(demo_store.tracks)} tracks" in status and "handcrafted features" in status  # honest label
     assert "trustworthiness" in status
-    texts = _wait(lambda: driver.execute_script(GD + "const t = gd._fullData[0].text; return t && t.length;"),
-                  what="hover texts")  # sent after the first paint
-    assert texts == driver.execute_script(GD + "return gd._fullData[0].x.length;")
     _shot(driver, "1-map")
 
     point = driver.execute_script(POINT_JS, None)
+    # hover: a card with the track's cover, title and artist, fetched by id (no text was sent per point)
+    actions = ActionChains(driver)
+    actions.w3c_actions.pointer_action.move_to_location(int(point["x"]) + 1, int(point["y"]))
+    actions.perform()
+    card = driver.find_element(By.ID, "hover-card")
+    _wait(lambda: card.is_displayed() and card.get_attribute("data-track") == str(point["id"]), what="the hover card")
+    with Store.open(demo_store.store) as store:
+        track = store.track(point["id"])
+    assert (track["title"] or "—") in card.text and (track["artist"] or "—") in card.text
+    art = card.find_element(By.TAG_NAME, "img")
+    assert art.get_attribute("src").endswith(f"/api/v1/art/{point['id']}?size=96")
+    _wait(lambda: driver.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0;", art),
+          what="the hover card's cover")
+    _shot(driver, "1-hover")
+
     _click_point(driver, point)
     items = _wait(lambda: driver.find_elements(By.CSS_SELECTOR, "#similar-list li"), what="similar list")
     assert len(items) == 10
     assert driver.find_element(By.ID, "player").get_attribute("src").endswith(f"/audio/{point['id']}")
-    ringed = _wait(lambda: driver.execute_script(HIGHLIGHT_JS), what="highlight")
-    assert ringed[0] == point["id"] and len(ringed) == 11  # the track and its 10 neighbours
+    drawn = _wait(lambda: driver.execute_script(HIGHLIGHT_JS), what="highlight")
+    assert drawn["ids"][0] == point["id"] and len(drawn["ids"]) == 11  # the track and its 10 neighbours
+    assert drawn["mode"] == "rays" and drawn["ring_alpha"] == 255  # the selected track's ring, drawn
     state = driver.find_element(By.ID, "map")  # the page's own account of what it drew
     assert state.get_attribute("data-map-points") == str(len(demo_store.tracks))
     _wait(lambda: state.get_attribute("data-highlighted") == "11", what="data-highlighted")
-    opacity = driver.execute_script(GD + "return gd._fullData[0].marker.opacity;")
-    assert opacity < 0.5  # the rest of the map greyed, still drawn
+    assert 100 < drawn["corner_alpha"] < 200  # the rest of the map greyed by a translucent fill, still drawn
     assert parse_qs(urlparse(driver.current_url).query)["track"] == [str(point["id"])]
     _shot(driver, "2-selected")
 
@@ -185,7 +200,7 @@ def test_permalink_brings_back_the_view(browser: Any, served: str, demo_store: D
     title = _wait(lambda: driver.find_element(By.ID, "track-title").text, what="the track panel")
     note = _wait(lambda: driver.find_element(By.ID, "filter-note").text, what="the filter note")
     assert note.startswith(f"{n_genre} of {len(demo_store.tracks)}")
-    shown = driver.execute_script(GD + "return gd._fullData.slice(0, -1).reduce((n, t) => n + "
+    shown = driver.execute_script(GD + "return gd._fullData.reduce((n, t) => n + "
                                        "(t.selectedpoints ? t.selectedpoints.length : t.x.length), 0);")
     assert shown == n_genre  # the rest greyed out
     _shot(driver, "6-permalink")
@@ -200,7 +215,7 @@ def test_permalink_brings_back_the_view(browser: Any, served: str, demo_store: D
 # Pixel positions of every category point, with its track id.
 ALL_POINTS_JS = GD + """
 const fl = gd._fullLayout, box = gd.getBoundingClientRect(), out = [];
-for (let c = 0; c < gd._fullData.length - 1; c++) {
+for (let c = 0; c < gd._fullData.length; c++) {
   const t = gd._fullData[c];
   for (let i = 0; i < t.x.length; i++) {
     out.push({id: t.customdata[i], x: box.left + fl.xaxis._offset + fl.xaxis.l2p(t.x[i]),
@@ -290,7 +305,7 @@ def test_sql_panel_runs_a_query_and_shows_it_on_the_map(browser: Any, served: st
     driver.find_element(By.ID, "sql-show").click()
     _wait(lambda: driver.find_element(By.ID, "selection-count").text == "Selection: 6 tracks", what="the selection")
     shown = _wait(lambda: driver.execute_script(
-        GD + "const out = []; gd._fullData.slice(0, -1).forEach(t => (t.selectedpoints || []).forEach("
+        GD + "const out = []; gd._fullData.forEach(t => (t.selectedpoints || []).forEach("
              "i => out.push(t.customdata[i]))); return out.length ? out : null;"), what="the result on the map")
     assert set(shown) == ids  # only the result tracks stand out; the rest is greyed
 
@@ -343,11 +358,9 @@ def test_upload_a_clip_shows_a_star_and_its_neighbours(browser: Any, demo_store:
         assert "on the map at the star" in driver.find_element(By.ID, "upload-where").text
         items = driver.find_elements(By.CSS_SELECTOR, "#similar-list li")
         assert len(items) == 10
-        star = _wait(lambda: driver.execute_script(
-            GD + "const h = gd._fullData[gd._fullData.length - 1];"
-                 "return h.x.length ? {symbol: h.marker.symbol[0], id: h.customdata[0], n: new Set(h.customdata).size}"
-                 " : null;"), what="the star on the map")
-        assert star == {"symbol": "star", "id": -1, "n": 11}  # the clip and its 10 neighbours
+        star = _wait(lambda: driver.execute_script(HIGHLIGHT_JS), what="the star on the map")
+        assert star["symbols"][0] == "star" and star["ids"][0] == -1 and len(star["ids"]) == 11  # and 10 neighbours
+        assert star["ring_alpha"] == 255
         assert driver.find_element(By.ID, "upload-error").text == ""
         _shot(driver, "9-upload")
 
@@ -405,8 +418,9 @@ def test_song_path_drawn_on_the_map_and_queued(browser: Any, served: str, demo_s
     driver.find_element(By.XPATH, "//button[text()='draw the path']").click()
     items = _wait(lambda: driver.find_elements(By.CSS_SELECTOR, "#path-list li"), what="the path list")
     assert len(items) == 7
-    drawn = _wait(lambda: driver.execute_script(GD + "return gd._fullData[gd._fullData.length - 1].customdata;"),
-                  what="the path on the map")
+    path = _wait(lambda: driver.execute_script(HIGHLIGHT_JS), what="the path on the map")
+    drawn = path["ids"]
+    assert path["mode"] == "path" and path["drawn"] == 7 and path["ring_alpha"] == 255
     assert drawn[0] == 3 and drawn[-1] == end_id and len(drawn) == 7 and len(set(drawn)) == 7
     assert driver.find_element(By.ID, "path-player").get_attribute("src").endswith("/audio/3")
     href = driver.find_element(By.ID, "path-m3u").get_attribute("href")

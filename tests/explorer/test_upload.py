@@ -176,13 +176,14 @@ def test_the_page_upload_callback_draws_a_star_and_lists_neighbours(app: dash.Da
     track = next(t for t in demo_store.tracks if t.format == "wav")
     track_id = store.track_id_for_path(track.path)
     url = "data:audio/wav;base64," + base64.b64encode(track.path.read_bytes()).decode()
-    panel, patch, error = cb.upload(url, "mine.wav", "genre", 10, None, None, False, None)
+    panel, highlight, error = cb.upload(url, "mine.wav", 10, None, None, False, None)
     text = json.dumps([c.to_plotly_json() for c in panel], default=lambda o: o.to_plotly_json(), ensure_ascii=False)
     assert error == "" and "Your clip: mine.wav" in text and "on the map at the star" in text
     assert f'"index": {track_id}' in text  # the track itself, first in the similar list
-    operations = json.dumps(patch.to_plotly_json())
-    assert '"star"' in operations and "your clip: mine.wav" in operations
-    _, _, error = cb.upload("data:audio/wav;base64,bm90IGF1ZGlv", "notes.wav", "genre", 10, None, None, False, None)
+    assert highlight != dash.no_update and highlight["mode"] == "rays"  # the star, a line to each neighbour
+    star = highlight["marks"][0]
+    assert star["symbol"] == "star" and star["id"] == -1 and len(highlight["marks"]) == 11
+    _, _, error = cb.upload("data:audio/wav;base64,bm90IGF1ZGlv", "notes.wav", 10, None, None, False, None)
     assert "notes.wav: not an audio file" in error
 
 
