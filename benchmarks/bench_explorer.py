@@ -116,7 +116,8 @@ if (!gd.musicmapBench) { gd.musicmapBench = true; window.__plots = [];
   gd.on('plotly_afterplot', () => window.__plots.push(performance.now())); }
 window.__t0 = performance.now();
 """
-# Poll a condition each frame; resolve with the milliseconds since window.__t0 (or -1 after 60 s).
+# Poll a condition every few milliseconds (a timer, not each animation frame: software WebGL makes
+# frames slow and uneven); resolve with the milliseconds since window.__t0 (or -1 after 60 s).
 UNTIL_JS = """
 const done = arguments[arguments.length - 1], test = new Function(arguments[0]);
 const start = performance.now();
@@ -124,7 +125,7 @@ const start = performance.now();
   let ok = false; try { ok = test(); } catch (e) { ok = false; }
   if (ok) { done(performance.now() - window.__t0); return; }
   if (performance.now() - start > 60000) { done(-1); return; }
-  requestAnimationFrame(poll);
+  setTimeout(poll, 2);
 })();
 """
 POINT_JS = GD + """

@@ -36,11 +36,11 @@ from . import panels, sqltab
 from .figure import (
     COLOR_FIELDS,
     NO_HIGHLIGHT,
-    Highlight,
     Traces,
     centred_ranges,
     clip_points,
     filter_mask,
+    highlight_json,
     highlight_points,
     map_figure,
     path_points,
@@ -145,11 +145,6 @@ def _triggered_index() -> str:
     return str(trigger["index"])
 
 
-# The highlight (a selection, a path, a clip) is drawn over the map by explorer/assets/overlay.js:
-# Plotly never redraws its points for it.
-clientside(
-    """function(highlight) { return window.musicmapOverlay ? window.musicmapOverlay.set(highlight) : 0; }""",
-    Output("highlight-drawn", "data"), Input("highlight", "data"))
 
 # A file over the upload limit is refused at once in the browser, never sent.
 clientside(
@@ -307,13 +302,14 @@ class Callbacks:
 
     # -- choosing a track -----------------------------------------------------------------------
     @callback(Output("selected", "data"), Output("centre-on", "data"),
-              inputs={"click": Input("map", "clickData"), "similar": _clicked("similar"), "hits": _clicked("hit"),
-                      "hubs": _clicked("hub"), "clear": Input("clear", "n_clicks")},
+              inputs={"click": Input("map", "clickData"), "hits": _clicked("hit"), "hubs": _clicked("hub"),
+                      "clear": Input("clear", "n_clicks")},
               state={"color_by": State("color-by", "value")})
-    def select(self, click: PlotEvent | None, similar: list[int | None], hits: list[int | None],
-               hubs: list[int | None], clear: int | None, color_by: str) -> tuple[Any, Any]:
-        """The chosen track (a map click, a similar track, a search hit, a hub; × clears it), and
-        where to centre the map (hits and hubs may be off screen)."""
+    def select(self, click: PlotEvent | None, hits: list[int | None], hubs: list[int | None], clear: int | None,
+               color_by: str) -> tuple[Any, Any]:
+        """The chosen track (a map click, a search hit, a hub; × clears it), and where to centre the
+        map (hits and hubs may be off screen). A row of a track list sets ``selected`` itself, in the
+        browser (``explorer/assets/lists.js``)."""
         trigger = dash.ctx.triggered_id
         if trigger == "clear":
             return None, dash.no_update
@@ -336,25 +332,25 @@ class Callbacks:
         curve, point = int(p.get("curveNumber", -1)), int(p.get("pointNumber", p.get("pointIndex", -1)))
         return track_at(self._traces(data, color_by), data.frame["id"].to_numpy(np.int64), curve, point)
 
-    @callback(Output("panel", "children"), Output("highlight", "data"),
+    @callback(Output("panel", "children"), Output("highlight", "data-highlight"),
               inputs={"track_id": Input("selected", "data"), "k": Input("k", "value"),
                       "per_artist": Input("per-artist", "value"), "per_album": Input("per-album", "value"),
                       "dedupe": Input("dedupe", "value"), "where": Input("where", "value"),
                       "path_from": Input("path-from", "data")})
     def show(self, track_id: int | None, k: int | None, per_artist: int | None,
              per_album: int | None, dedupe: bool | list[str] | None, where: str | None,
-             path_from: int | None = None) -> tuple[Children, Highlight]:
+             path_from: int | None = None) -> tuple[Children, str]:
         """The track panel and the map's highlight (rings, lines, dimming) for ``track_id``; with
         ``path_from`` (a track chosen as a path's start), the panel offers the path to this one."""
         if track_id is None:
-            return html.P(panels.PROMPT), NO_HIGHLIGHT
+            return html.P(panels.PROMPT), highlight_json(NO_HIGHLIGHT)
         with self.store.holding():  # one connection for the whole callback
             data = self.data.refresh()
             try:
                 track = self.store.track(int(track_id))
             except StoreError as exc:
                 logger.info("explorer: track %s: %s", track_id, exc)
-                return html.Div(f"No track {track_id} in this store.", className="error"), NO_HIGHLIGHT
+                return html.Div(f"No track {track_id} in this store.", className="error"), highlight_json(NO_HIGHLIGHT)
             neighbours, problem = self._similar(int(track_id), None, k, per_artist, per_album, dedupe, where)
             start = None
             if path_from is not None and int(path_from) != int(track_id):
@@ -366,7 +362,7 @@ class Callbacks:
         highlight = highlight_points(data.frame, int(track_id), [n.track_id for n in neighbours], data.row_of)
         panel = panels.track_panel(track, neighbours, styles, self.model_label, problem, heading=self.labels.heading,
                                    roots=self._roots())
-        return panel + panels.path_controls(int(track_id), start, path_from), highlight
+        return panel + panels.path_controls(int(track_id), start, path_from), highlight_json(highlight)
 
     def _roots(self) -> list[str]:
         """The library folders (file paths are shown relative to them), read once a minute."""
@@ -390,7 +386,8 @@ class Callbacks:
             return self.store.search(seeds, vector=vector, k=k), str(exc)
 
     # -- query by an uploaded clip --------------------------------------------------------------
-    @callback(Output("panel", "children", allow_duplicate=True), Output("highlight", "data", allow_duplicate=True),
+    @callback(Output("panel", "children", allow_duplicate=True),
+              Output("highlight", "data-highlight", allow_duplicate=True),
               Output("upload-error", "children", allow_duplicate=True), Output("upload", "contents"),
               inputs={"go_data": Input("upload-go", "data")},
               state={"k": State("k", "value"),
@@ -399,7 +396,7 @@ class Callbacks:
               needs_uploads=True)
     def upload_go(self, go_data: Clip | None, k: int | None, per_artist: int | None, per_album: int | None,
                   dedupe: list[str] | None,
-                  where: str | None) -> tuple[Children | dash.NoUpdate, Highlight | dash.NoUpdate, str, None]:
+                  where: str | None) -> tuple[Children | dash.NoUpdate, str | dash.NoUpdate, str, None]:
         """A clip the browser let through (:func:`clientside` gate); the upload box is cleared so
         the same file can come again."""
         if not go_data:
@@ -409,7 +406,7 @@ class Callbacks:
 
     def upload(self, contents: str | None, filename: str | None, k: int | None, per_artist: int | None,
                per_album: int | None, dedupe: bool | list[str] | None,
-               where: str | None) -> tuple[Children | dash.NoUpdate, Highlight | dash.NoUpdate, str]:
+               where: str | None) -> tuple[Children | dash.NoUpdate, str | dash.NoUpdate, str]:
         """(panel, map highlight, error line) for a clip dropped on the page: its neighbours in the
         panel, a star where it lands on the map with lines to them."""
         if self.uploads is None or not contents:
@@ -427,7 +424,8 @@ class Callbacks:
             clip_points(data.frame, position, [n.track_id for n in neighbours], data.row_of)
         where_note = (f"on the map at the star ({position[0]:.1f}, {position[1]:.1f})" if position is not None
                       else "not placed: this map cannot place new tracks (fit it with openTSNE or PCA)")
-        return panels.upload_panel(name, self.model_label, where_note, neighbours, problem), highlight, ""
+        panel = panels.upload_panel(name, self.model_label, where_note, neighbours, problem)
+        return panel, highlight_json(highlight), ""
 
     # -- SQL ------------------------------------------------------------------------------------
     @callback(Output("sql-grid", "columns"), Output("sql-grid", "data"), Output("sql-error", "children"),
@@ -533,7 +531,7 @@ class Callbacks:
         with self.store.holding():
             neighbours = self.store.search([int(i) for i in ids], k=k)
         return [html.H4(f"Like these {len(ids)} tracks ({self.model_label})"),
-                html.Ol(panels.similar_items(neighbours), id="centroid-list")]
+                panels.similar_list(neighbours, "centroid-list")]
 
     @callback(Output({"type": "selection-extend-list", "index": ALL}, "children"),
               inputs={"clicks": _clicked("selection-extend")}, state={"ids": State("selection", "data")})
@@ -573,9 +571,13 @@ class Callbacks:
         return dcc.send_bytes(data, "musicmap-selection.m3u8")
 
     # -- why, and paths -------------------------------------------------------------------------
-    @callback(Output("explain-panel", "children"), inputs={"clicks": _clicked("explain")})
-    def explain_clicked(self, clicks: list[int | None]) -> Children:
-        seed, other = (int(x) for x in _triggered_index().split("-"))
+    @callback(Output("explain-panel", "children"), inputs={"request": Input("explain-pair", "data")})
+    def explain_clicked(self, request: dict[str, Any] | None) -> Children:
+        """A list row's "why?" (``explorer/assets/lists.js`` sets ``{"pair": "SEED-OTHER", "at": ms}``)."""
+        try:
+            seed, other = (int(x) for x in str((request or {}).get("pair", "")).split("-"))
+        except ValueError:
+            raise dash.exceptions.PreventUpdate from None
         return self.explain(seed, other)
 
     def explain(self, seed: int, other: int) -> Children:
@@ -597,15 +599,15 @@ class Callbacks:
         """“start a path here”: the track a song path starts from, until it is drawn."""
         return int(_triggered_index())
 
-    @callback(Output("path-panel", "children"), Output("highlight", "data", allow_duplicate=True),
+    @callback(Output("path-panel", "children"), Output("highlight", "data-highlight", allow_duplicate=True),
               inputs={"clicks": _clicked("path-go")},
               state={"steps": State({"type": "path-steps", "index": ALL}, "value")})
     def draw_path(self, clicks: list[int | None],
-                  steps: list[int | None]) -> tuple[Children, Highlight | dash.NoUpdate]:
+                  steps: list[int | None]) -> tuple[Children, str | dash.NoUpdate]:
         start, end = (int(x) for x in _triggered_index().split("-"))
         return self.path(start, end, steps[0] if steps else None)
 
-    def path(self, start: int, end: int, steps: int | None) -> tuple[Children, Highlight | dash.NoUpdate]:
+    def path(self, start: int, end: int, steps: int | None) -> tuple[Children, str | dash.NoUpdate]:
         """(the path panel, the map's highlight of it) for a song path from ``start`` to ``end``."""
         steps = int(steps) if steps and 2 <= int(steps) <= MAX_PATH else PATH_STEPS
         data = self.data.refresh()
@@ -614,8 +616,8 @@ class Callbacks:
                 path = self.store.song_path(int(start), int(end), length=steps)
             except StoreError as exc:
                 return html.P(str(exc), className="error", id="path-error"), dash.no_update
-        return panels.song_path(path, start, end, steps), path_points(data.frame, [s.track_id for s in path],
-                                                                     data.row_of)
+        drawn = path_points(data.frame, [s.track_id for s in path], data.row_of)
+        return panels.song_path(path, start, end, steps), highlight_json(drawn)
 
     # -- search ---------------------------------------------------------------------------------
     @callback(Output("search-results", "children"), inputs={"text": Input("search", "value")})

@@ -10,6 +10,7 @@ search hit a patch of the axis ranges. Hover shows a card fetched by track id
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import TypedDict
 
@@ -138,6 +139,11 @@ class Highlight(TypedDict):
 
 
 NO_HIGHLIGHT: Highlight = {"mode": "none", "marks": []}
+
+
+def highlight_json(highlight: Highlight) -> str:
+    """The highlight as the page carries it (``#highlight[data-highlight]``, read by the overlay)."""
+    return json.dumps(highlight, separators=(",", ":"))
 
 def _mark(track_id: int, x: float, y: float, size: int, ring: str, fill: str, symbol: str) -> Mark:
     return {"id": int(track_id), "x": round(float(x), 4), "y": round(float(y), 4), "size": size, "ring": ring,

@@ -14,7 +14,7 @@ from dash import dcc, html
 from store import MapInfo
 
 from . import sqltab
-from .figure import COLOR_FIELDS, NO_HIGHLIGHT, map_figure
+from .figure import COLOR_FIELDS, NO_HIGHLIGHT, highlight_json, map_figure
 from .limits import K_DEFAULT, K_PAGE_MAX
 from .mapdata import MapData
 from .panels import PROMPT, LabelWords
@@ -86,6 +86,9 @@ def upload_box(uploads: Uploads | None) -> Any:
         dcc.Store(id="upload-go"),
         dcc.Store(id="upload-limit", data=uploads.max_bytes),
     ])
+
+
+HIGHLIGHT_SOURCE: dict[str, Any] = {"id": "highlight", "hidden": True, "data-highlight": highlight_json(NO_HIGHLIGHT)}
 
 
 def page(data: MapData, model_label: str, uploads: Uploads | None = None,
@@ -164,8 +167,10 @@ def page(data: MapData, model_label: str, uploads: Uploads | None = None,
         dcc.Store(id="selected"),
         dcc.Store(id="centre-on"),
         dcc.Store(id="selection"),
+        dcc.Store(id="explain-pair"),  # a list row's "why?": {"pair": "SEED-OTHER", "at": ms}
         dcc.Store(id="path-from"),  # the track a path starts from, until the path is drawn
         dcc.Download(id="download"),
-        dcc.Store(id="highlight", data=dict(NO_HIGHLIGHT)),  # what explorer/assets/overlay.js draws over the map
-        dcc.Store(id="highlight-drawn"),  # how many marks it drew (the overlay's answer)
+        # what explorer/assets/overlay.js draws over the map, as JSON in an attribute: the overlay
+        # sees it change (a MutationObserver) as soon as it is rendered, with the panel
+        html.Div(**HIGHLIGHT_SOURCE),
     ])

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import pandas as pd
@@ -42,29 +42,62 @@ def cover(track_id: int, size: int, class_name: str = "thumb") -> Component:
                     width=size, height=size)
 
 
-def similar_items(neighbours: Sequence[Neighbour], seed: int | None = None) -> list[Component]:
+def similar_list(neighbours: Sequence[Neighbour], list_id: str, seed: int | None = None) -> Component:
     """A similar-track list, one row each: cover, "artist – title" on one line (genre under it),
     the score as a number and a bar (spread over the list's own range, so the ranking shows even
-    when every score is near 1), and with a ``seed`` track "why?" inline; clicking the title
-    selects the track."""
+    when every score is near 1), and with a ``seed`` track "why?" inline; clicking a row selects
+    its track. Sent as data (:func:`track_list`)."""
     scores = [n.score for n in neighbours]
     low, high = (min(scores), max(scores)) if scores else (0.0, 1.0)
 
     def width(score: float) -> int:  # the list's spread: its best full, its last a third
         return round(100 * (1.0 if high <= low else 1 / 3 + 2 / 3 * (score - low) / (high - low)))
 
-    return [html.Li(className="similar-row", children=[
-        html.Button([cover(n.track_id, THUMB),
-                     html.Span([html.Span(name(n.track), className="name"),
-                                html.Span(n.track.get("genre") or "", className="genre")], className="lines")],
-                    id={"type": "similar", "index": n.track_id}, n_clicks=0, className="similar-item",
-                    title=name(n.track)),
-        html.Span(className="score-bar", title=f"similarity {n.score:.3f}",
-                  children=html.Span(style={"width": f"{width(n.score)}%"})),
-        html.Span(f"{n.score:.3f}", className="score"),
-        *([html.Button("why?", id={"type": "explain", "index": f"{seed}-{n.track_id}"}, n_clicks=0,
-                       className="why", title="what the two tracks share")] if seed is not None else []),
-    ]) for n in neighbours]
+    return track_list(list_id, [ListRow(id=n.track_id, name=name(n.track), genre=n.track.get("genre") or "",
+                                        score=f"{n.score:.3f}", bar=width(n.score),
+                                        why=None if seed is None else f"{seed}-{n.track_id}")
+                                for n in neighbours])
+
+
+class ListRow(TypedDict):
+    """One row of a track list as the page's ``explorer/assets/lists.js`` draws it."""
+
+    id: int
+    name: str
+    genre: str
+    score: str
+    bar: int | None
+    why: str | None
+
+
+def track_list(list_id: str, rows: list[ListRow]) -> Component:
+    """An ordered list of tracks sent as JSON in ``data-rows`` and drawn by the browser
+    (``explorer/assets/lists.js``): a list of Dash components costs the page ~10 ms a row to take
+    in (Dash walks every new component for the callbacks it may feed), this costs nothing. A row's
+    button selects its track, its "why?" opens the explanation (``dash_clientside.set_props`` on
+    the ``selected`` and ``explain-pair`` stores)."""
+    attrs: dict[str, Any] = {"id": list_id, "className": "track-list", "data-rows": json.dumps(rows)}
+    return html.Ol(**attrs)
+
+
+def listed(panel: Component | Sequence[Component], list_id: str | None = None) -> list[ListRow]:
+    """The rows of the track lists in ``panel`` (or of the one with ``list_id``), in order."""
+    found: list[ListRow] = []
+    stack: list[Any] = list(panel) if isinstance(panel, Sequence) else [panel]
+    while stack:
+        node = stack.pop(0)
+        if isinstance(node, (list, tuple)):
+            stack[:0] = list(node)
+            continue
+        if not isinstance(node, Component):
+            continue
+        rows = getattr(node, "data-rows", None)
+        if rows is not None and (list_id is None or getattr(node, "id", None) == list_id):
+            found += json.loads(rows)
+        children = getattr(node, "children", None)
+        if children is not None:
+            stack[:0] = [children]
+    return found
 
 
 def path_controls(track_id: int, start: TrackRow | None, path_from: int | None) -> list[Component]:
@@ -119,7 +152,6 @@ def track_panel(track: TrackRow, neighbours: Sequence[Neighbour], styles: list[t
             field("genre", track.get("genre")), field("year", track.get("year")),
             field("length", f"{int(duration) // 60}:{int(duration) % 60:02d}" if duration else None),
             field("file", relative_to_roots(str(track.get("path") or ""), roots) or None, track.get("path"))]
-    items = similar_items(neighbours, seed=int(track["id"]))
     out: list[Component] = [
         html.Div(className="track-head", children=[
             cover(int(track["id"]), COVER, "cover"),
@@ -137,7 +169,7 @@ def track_panel(track: TrackRow, neighbours: Sequence[Neighbour], styles: list[t
             ]) for label, a in styles]))
     if problem:
         out.append(html.Div(f"filter not applied: {problem}", className="error", id="similar-problem"))
-    out += [html.H4(f"Similar tracks ({model_label})"), html.Ol(items, id="similar-list"),
+    out += [html.H4(f"Similar tracks ({model_label})"), similar_list(neighbours, "similar-list", seed=int(track["id"])),
             html.P("keys: j/k move · Enter open · n most similar · b back · space play/pause · / search",
                    className="what keys"),
             html.Button("select these", n_clicks=0, className="small-button",
@@ -157,7 +189,7 @@ def upload_panel(name_: str, model_label: str, where_note: str, neighbours: Sequ
     if problem:
         panel.append(html.Div(f"filter not applied: {problem}", className="error", id="similar-problem"))
     panel += [html.H4(f"Similar tracks ({model_label})"),
-              html.Ol(similar_items(neighbours), id="similar-list"),
+              similar_list(neighbours, "similar-list"),
               html.Button("select these", n_clicks=0, className="small-button",
                           id={"type": "select-similar", "index": ",".join(str(n.track_id) for n in neighbours)})]
     return panel
@@ -260,10 +292,8 @@ def song_path(path: Sequence[PathStep], start: int, end: int, steps: int) -> lis
     ids = [s.track_id for s in path]
     first, last = path[0].track, path[-1].track
     queue = [f"/audio/{i}" for i in ids]
-    items = [html.Li(html.Button(
-        [html.Span("" if s.to_previous is None else f"{s.to_previous:.3f}", className="score"),
-         f" {name(s.track)}", html.Span(f" {s.track.get('genre') or ''}", className="genre")],
-        id={"type": "similar", "index": s.track_id}, n_clicks=0, className="similar-item")) for s in path]
+    rows = [ListRow(id=s.track_id, name=name(s.track), genre=s.track.get("genre") or "",
+                    score="" if s.to_previous is None else f"{s.to_previous:.3f}", bar=None, why=None) for s in path]
     return [
         html.H4(f"Path: {first.get('title') or '?'} → {last.get('title') or '?'} ({len(path)} tracks)",
                 id="path-title"),
@@ -277,7 +307,7 @@ def song_path(path: Sequence[PathStep], start: int, end: int, steps: int) -> lis
                    id="path-m3u"),
             html.Button("select these", n_clicks=0, className="small-button",
                         id={"type": "select-similar", "index": ",".join(str(i) for i in ids)})]),
-        html.Ol(items, id="path-list"),
+        track_list("path-list", rows),
     ]
 
 
@@ -285,7 +315,7 @@ def extension(members: Sequence[int], added: Sequence[Neighbour], model_label: s
     """Tracks that extend a selection, with buttons to add them and an M3U of them."""
     new_ids = [a.track_id for a in added]
     return [html.H4(f"{len(added)} more for these {len(members)} tracks ({model_label})"),
-            html.Ol(similar_items(added), id="extend-list"),
+            similar_list(added, "extend-list"),
             html.Div(className="selection-buttons", children=[
                 html.Button("add to selection", n_clicks=0, className="small-button", id={
                     "type": "select-similar", "index": ",".join(str(i) for i in [*members, *new_ids])}),

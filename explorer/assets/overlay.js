@@ -1,8 +1,9 @@
 // The map's highlight (issue #20), drawn on a canvas over the plot: the selected track (or an
 // uploaded clip's star) with a line to each of its neighbours' rings, or a song path, and the rest
 // of the map dimmed by one translucent fill. Plotly never redraws its points for it: a click costs
-// one small canvas draw, not a redraw of every WebGL point. Fed by the "highlight" store (a
-// browser-side callback calls musicmapOverlay.set); redrawn when Plotly pans, zooms or redraws.
+// one small canvas draw, not a redraw of every WebGL point. Fed by #highlight's data-highlight
+// attribute (JSON, set by the server's callbacks; seen here the moment it is rendered, with the
+// track panel); redrawn when Plotly pans, zooms or redraws.
 // #map's data-highlighted says how many tracks are highlighted (for tests and tools).
 (function () {
   var DIM = "rgba(255, 255, 255, 0.62)";  // the points' 0.85 opacity shows as ~0.3 under it
@@ -103,7 +104,18 @@
     return drawn;
   }
 
+  function read(el) {
+    try { return JSON.parse(el.getAttribute("data-highlight") || "null"); } catch (e) { return null; }
+  }
+
   function attach() {
+    var source = document.getElementById("highlight");
+    if (source && !source.musicmapOverlay) {
+      source.musicmapOverlay = true;
+      new MutationObserver(function () { window.musicmapOverlay.set(read(source)); })
+        .observe(source, {attributes: true, attributeFilter: ["data-highlight"]});
+      window.musicmapOverlay.set(read(source));
+    }
     var gd = graph();
     if (!gd || !gd.on) { return; }
     if (!gd.musicmapOverlay) {

@@ -19,6 +19,7 @@ from flask.testing import FlaskClient
 from explorer import create_app
 from explorer.api import OPENAPI
 from explorer.callbacks import Callbacks
+from explorer.panels import listed
 from explorer.state import ViewState, encode, parse
 from store import Store
 from tests.conftest import DemoStore, serving
@@ -254,12 +255,15 @@ def test_openapi_document_matches_the_routes(client: FlaskClient, app: dash.Dash
 # -- callbacks as plain functions ----------------------------------------------------------------
 
 def test_show_lists_neighbours_highlights_and_dims(cb: Callbacks) -> None:
-    panel, highlight = cb.show(3, 10, None, None, False, None)
+    panel, drawn = cb.show(3, 10, None, None, False, None)
+    highlight = json.loads(drawn)  # as #highlight[data-highlight] carries it to the overlay
     text = _texts(panel)
-    assert text.count('"type": "similar"') == 10 and "/audio/3" in text
-    listed = [int(m) for m in re.findall(r'"type": "similar", "index": (\d+)', text)]
+    rows = listed(panel, "similar-list")
+    assert len(rows) == 10 and "/audio/3" in text
+    assert all(r["why"] == f"3-{r['id']}" and r["score"].startswith(("0.", "1.")) for r in rows)
+    assert rows[0]["bar"] == 100 and rows[-1]["bar"] == 33  # the list's spread: best full, last a third
     assert highlight["mode"] == "rays"  # a line from the track to each neighbour (the overlay dims the rest)
-    assert [m["id"] for m in highlight["marks"]] == [3, *listed]  # the track first, then its 10 neighbours
+    assert [m["id"] for m in highlight["marks"]] == [3, *(r["id"] for r in rows)]  # the track, then its neighbours
     frame = cb.data.frame.set_index("id")
     for mark in highlight["marks"]:  # each ring where its track is on the map
         assert mark["x"] == pytest.approx(frame.at[mark["id"], "x"], abs=1e-3)
@@ -267,17 +271,16 @@ def test_show_lists_neighbours_highlights_and_dims(cb: Callbacks) -> None:
     assert highlight["marks"][0]["size"] > highlight["marks"][1]["size"]
 
     panel, _ = cb.show(3, 6, 1, None, True, None)
-    buttons = [c for c in _texts(panel).split('"type": "similar"')][1:]
-    assert len(buttons) == 6
+    assert len(listed(panel, "similar-list")) == 6
 
     panel, _ = cb.show(3, 5, None, None, False, "nope = 1")
     text = _texts(panel)
-    assert "filter not applied" in text and "nope" in text and text.count('"type": "similar"') == 5
+    assert "filter not applied" in text and "nope" in text and len(listed(panel)) == 5
 
-    panel, highlight = cb.show(99999, 10, None, None, False, None)
-    assert "No track 99999" in _texts(panel) and highlight["marks"] == []
-    panel, highlight = cb.show(None, 10, None, None, False, None)
-    assert "Click a track" in _texts(panel) and highlight["marks"] == []  # nothing drawn, nothing dimmed
+    panel, drawn = cb.show(99999, 10, None, None, False, None)
+    assert "No track 99999" in _texts(panel) and json.loads(drawn)["marks"] == []
+    panel, drawn = cb.show(None, 10, None, None, False, None)
+    assert "Click a track" in _texts(panel) and json.loads(drawn)["marks"] == []  # nothing drawn, nothing dimmed
 
 
 def test_variety_controls_change_the_list(cb: Callbacks, demo_store: DemoStore) -> None:
@@ -285,7 +288,7 @@ def test_variety_controls_change_the_list(cb: Callbacks, demo_store: DemoStore) 
     per_artist, _ = cb.show(5, 10, 1, None, False, None)
     with Store.open(demo_store.store) as store:
         def artists(panel: Any) -> list[str]:
-            ids = [int(m) for m in re.findall(r"\"type\": \"similar\", \"index\": (\d+)", _texts(panel))]
+            ids = [r["id"] for r in listed(panel)]
             return [store.track(i)["artist"] for i in ids]
         known = [a for a in artists(per_artist) if a]  # untagged tracks have no artist to limit
         assert len(artists(per_artist)) == 10 and len(set(known)) == len(known)
@@ -302,12 +305,12 @@ def test_song_path_from_the_panel_drawn_listed_and_playable(cb: Callbacks) -> No
     text = _texts(panel)
     assert '"type": "path-go", "index": "1-50"' in text and '"type": "path-steps"' in text
 
-    panel, highlight = cb.path(1, 50, 6)
+    panel, drawn = cb.path(1, 50, 6)
+    highlight = json.loads(str(drawn))
     text = _texts(panel)
     with cb.store.holding():
         expected = [s.track_id for s in cb.store.song_path(1, 50, length=6)]
-    listed = [int(m) for m in re.findall(r'"type": "similar", "index": (\d+)', text)]
-    assert listed == expected and "(6 tracks)" in text
+    assert [r["id"] for r in listed(panel, "path-list")] == expected and "(6 tracks)" in text
     assert "/api/v1/path?from=1&to=50&steps=6&format=m3u" in text
     assert "path-player" in text and all(f"/audio/{i}" in text for i in expected)  # played in order
     assert highlight["mode"] == "path"  # one line through the path, in order, the ends marked
@@ -320,7 +323,7 @@ def test_song_path_from_the_panel_drawn_listed_and_playable(cb: Callbacks) -> No
 def test_extend_a_selection(cb: Callbacks) -> None:
     members = [3, 9, 27]
     text = _texts(cb.extend_selection(members))
-    added = [int(m) for m in re.findall(r'"type": "similar", "index": (\d+)', text)]
+    added = [r["id"] for r in listed(cb.extend_selection(members), "extend-list")]
     assert len(added) == 20 and not set(added) & set(members)
     assert "/api/v1/extend?ids=3,9,27&n=20&format=m3u" in text
     assert "nothing selected" in _texts(cb.extend_selection(None))
@@ -418,7 +421,8 @@ def test_show_callback_through_dash_endpoint(client: FlaskClient) -> None:
     assert response.status_code == 200, response.data[:500]
     panel = response.get_json()["response"]["panel"]["children"]
     text = json.dumps(panel)  # plain JSON: the server escapes "/" as \\u002f
-    assert text.count('"type": "similar"') == 10 and '"src": "/audio/3"' in text
+    rows = next(json.loads(c["props"]["data-rows"]) for c in panel if "data-rows" in c.get("props", {}))
+    assert len(rows) == 10 and '"src": "/audio/3"' in text
 
 
 # -- the process ---------------------------------------------------------------------------------
@@ -484,8 +488,8 @@ def test_selection_panel_and_exports(cb: Callbacks, demo_store: DemoStore) -> No
         cb.export("csv", [])
 
     # tracks like the selection as a whole: its centroid, none of its own
-    text = _texts(cb.similar_to_selection(chosen[:4]))
-    found = [int(m) for m in re.findall(r"\"type\": \"similar\", \"index\": (\d+)", text)]
+    like = cb.similar_to_selection(chosen[:4])
+    text, found = _texts(like), [r["id"] for r in listed(like, "centroid-list")]
     assert len(found) == 10 and not set(found) & set(chosen[:4]) and "Like these 4 tracks" in text
     frame = cb.data.frame.set_index("id")
     assert (frame.loc[found, "genre"] == genre).mean() >= 0.5  # mostly the selection's own genre

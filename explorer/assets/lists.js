@@ -1,0 +1,84 @@
+// Track lists (the similar tracks, a path, an extension, tracks like a selection), drawn from the
+// JSON in their data-rows attribute (explorer/panels.py, track_list). A list of Dash components
+// costs the page ~10 ms a row to take in; these rows cost nothing to Dash. One row: the cover,
+// "artist – title" over the genre, the score as a bar and a number, and "why?" where it applies.
+// A row's button selects its track, "why?" asks for the explanation: both through
+// dash_clientside.set_props, as a control's change would.
+(function () {
+  function el(tag, className, text) {
+    var node = document.createElement(tag);
+    if (className) { node.className = className; }
+    if (text !== undefined) { node.textContent = text; }
+    return node;
+  }
+
+  function row(r) {
+    var li = el("li", "similar-row");
+    var button = el("button", "similar-item");
+    button.type = "button";
+    button.title = r.name;
+    button.setAttribute("data-track", String(r.id));
+    var img = el("img", "thumb");
+    img.src = "/api/v1/art/" + r.id + "?size=80";
+    img.width = 40; img.height = 40; img.alt = "";
+    var lines = el("span", "lines");
+    lines.append(el("span", "name", r.name), el("span", "genre", r.genre || ""));
+    button.append(img, lines);
+    li.append(button);
+    if (r.bar !== null && r.bar !== undefined) {
+      var bar = el("span", "score-bar");
+      bar.title = "similarity " + r.score;
+      var fill = el("span");
+      fill.style.width = r.bar + "%";
+      bar.append(fill);
+      li.append(bar);
+    }
+    if (r.score) { li.append(el("span", "score", r.score)); }
+    if (r.why) {
+      var why = el("button", "why", "why?");
+      why.type = "button";
+      why.title = "what the two tracks share";
+      why.setAttribute("data-pair", r.why);
+      li.append(why);
+    }
+    return li;
+  }
+
+  function draw(list) {
+    var raw = list.getAttribute("data-rows");
+    if (list.musicmapDrawn === raw) { return; }
+    list.musicmapDrawn = raw;
+    var rows = [];
+    try { rows = JSON.parse(raw || "[]"); } catch (e) { rows = []; }
+    list.replaceChildren.apply(list, rows.map(row));
+  }
+
+  function drawAll(root) {
+    var lists = (root || document).querySelectorAll("ol[data-rows]");
+    for (var i = 0; i < lists.length; i++) { draw(lists[i]); }
+  }
+
+  new MutationObserver(function (changes) {
+    for (var i = 0; i < changes.length; i++) {
+      var c = changes[i];
+      if (c.type === "attributes" && c.target.matches && c.target.matches("ol[data-rows]")) { draw(c.target); }
+      else if (c.type === "childList") {
+        for (var j = 0; j < c.addedNodes.length; j++) {
+          var node = c.addedNodes[j];
+          if (node.nodeType === 1 && !(node instanceof SVGElement)) { drawAll(node.parentNode || node); break; }
+        }
+      }
+    }
+  }).observe(document.documentElement, {childList: true, subtree: true, attributes: true,
+                                         attributeFilter: ["data-rows"]});
+
+  document.addEventListener("click", function (event) {
+    var target = event.target.closest ? event.target.closest("ol[data-rows] button") : null;
+    if (!target || !window.dash_clientside || !window.dash_clientside.set_props) { return; }
+    if (target.hasAttribute("data-pair")) {
+      window.dash_clientside.set_props("explain-pair", {data: {pair: target.getAttribute("data-pair"), at: Date.now()}});
+    } else if (target.hasAttribute("data-track")) {
+      window.dash_clientside.set_props("selected", {data: Number(target.getAttribute("data-track"))});
+    }
+  });
+})();
