@@ -206,13 +206,16 @@ def _browser(url: str, n: int, shots: Path | None) -> dict[str, Any]:
             curve = int(rng.integers(0, n_traces))
             return dict(driver.execute_script(POINT_JS, curve, int(rng.integers(0, sizes[curve]))))
 
+        # On a dense map the point under the pointer may be another track than the one aimed at (they
+        # overlap): "shown" is a card for a new track, with its title.
         hovers = []
         for _ in range(5):
             point = some_point()
+            shown = driver.execute_script("return document.getElementById('hover-card').getAttribute('data-track');")
             driver.execute_script(WATCH_JS)
             pointer(point, click=False)
             hovers.append(_until(driver, "const c = document.getElementById('hover-card');"
-                                         f"return !c.hidden && c.getAttribute('data-track') === '{point['id']}' "
+                                         f"return !c.hidden && c.getAttribute('data-track') !== '{shown}' "
                                          "&& c.querySelector('.hover-title') !== null;"))
         out["hover_ms"] = {"median": float(np.median(hovers)), "all": hovers}
         shot("2-hover")
@@ -221,12 +224,17 @@ def _browser(url: str, n: int, shots: Path | None) -> dict[str, Any]:
             point = some_point()
             pointer(point, click=False)
             time.sleep(0.3)
+            before = driver.execute_script("const s = window.musicmapOverlay.state();"
+                                           "return s.marks.length ? s.marks[0].id : null;")
             driver.execute_script(WATCH_JS)
             pointer(point, click=True)
-            clicks.append(_until(driver, f"const s = window.musicmapOverlay.state(); const id = {point['id']};"
-                                         "return s.drawn === 11 && s.marks[0].id === id "
+            clicks.append(_until(driver, f"const s = window.musicmapOverlay.state(); const id = s.marks.length ? "
+                                         f"s.marks[0].id : null; return id !== null && id !== {before or -2} "
+                                         "&& s.drawn === 11 "
                                          "&& document.getElementById('map').getAttribute('data-highlighted') === '11'"
                                          "&& document.querySelectorAll('#similar-list li').length === 10 "
+                                         "&& document.querySelector('#similar-list .why').getAttribute('data-pair')"
+                                         ".startsWith(id + '-')"
                                          "&& document.getElementById('player').src.endsWith('/audio/' + id);"))
         out["click_ms"] = {"median": float(np.median(clicks)), "all": clicks}
         shot("3-selected")
