@@ -80,6 +80,15 @@ def track_list(list_id: str, rows: list[ListRow]) -> Component:
     return html.Ol(**attrs)
 
 
+def action(label: str, kind: str, value: str, **attrs: Any) -> Component:
+    """A button the browser handles (``explorer/assets/lists.js``): ``select`` makes the ids in
+    ``value`` the selection, ``path-from`` starts a song path at the track ``value``. No Dash
+    callback listens to it: a pattern-matched button costs the page a callback round trip each
+    time a panel brings a new one."""
+    return html.Button(label, type="button", className="small-button",
+                       **{"data-action": kind, "data-value": value, **attrs})
+
+
 def listed(panel: Component | Sequence[Component], list_id: str | None = None) -> list[ListRow]:
     """The rows of the track lists in ``panel`` (or of the one with ``list_id``), in order."""
     found: list[ListRow] = []
@@ -114,9 +123,8 @@ def path_controls(track_id: int, start: TrackRow | None, path_from: int | None) 
     elif path_from is not None and int(path_from) == track_id:
         out.append(html.P("The path starts here: now pick the track it should end on.", className="what",
                           id="path-start-note"))
-    out.append(html.Button("start a path here", id={"type": "path-from", "index": track_id}, n_clicks=0,
-                           className="small-button", title="then pick another track: a path of similar tracks "
-                           "leads from this one to that one"))
+    out.append(action("start a path here", "path-from", str(track_id), id="path-from-button",
+                      title="then pick another track: a path of similar tracks leads from this one to that one"))
     return out
 
 
@@ -172,9 +180,8 @@ def track_panel(track: TrackRow, neighbours: Sequence[Neighbour], styles: list[t
     out += [html.H4(f"Similar tracks ({model_label})"), similar_list(neighbours, "similar-list", seed=int(track["id"])),
             html.P("keys: j/k move · Enter open · n most similar · b back · space play/pause · / search",
                    className="what keys"),
-            html.Button("select these", n_clicks=0, className="small-button",
-                        id={"type": "select-similar",
-                            "index": ",".join(str(i) for i in [int(track["id"]), *(n.track_id for n in neighbours)])})]
+            action("select these", "select", ",".join(map(str, [int(track["id"]), *(n.track_id for n in neighbours)])),
+                   id="select-similar")]
     return out
 
 
@@ -190,8 +197,7 @@ def upload_panel(name_: str, model_label: str, where_note: str, neighbours: Sequ
         panel.append(html.Div(f"filter not applied: {problem}", className="error", id="similar-problem"))
     panel += [html.H4(f"Similar tracks ({model_label})"),
               similar_list(neighbours, "similar-list"),
-              html.Button("select these", n_clicks=0, className="small-button",
-                          id={"type": "select-similar", "index": ",".join(str(n.track_id) for n in neighbours)})]
+              action("select these", "select", ",".join(str(n.track_id) for n in neighbours), id="select-similar")]
     return panel
 
 
@@ -305,8 +311,7 @@ def song_path(path: Sequence[PathStep], start: int, end: int, steps: int) -> lis
             html.A("M3U", href=f"/api/v1/path?from={int(start)}&to={int(end)}&steps={steps}&format=m3u",
                    download=f"musicmap-path-{int(start)}-{int(end)}.m3u8", className="small-button",
                    id="path-m3u"),
-            html.Button("select these", n_clicks=0, className="small-button",
-                        id={"type": "select-similar", "index": ",".join(str(i) for i in ids)})]),
+            action("select these", "select", ",".join(str(i) for i in ids), id="select-path")]),
         track_list("path-list", rows),
     ]
 
@@ -317,8 +322,8 @@ def extension(members: Sequence[int], added: Sequence[Neighbour], model_label: s
     return [html.H4(f"{len(added)} more for these {len(members)} tracks ({model_label})"),
             similar_list(added, "extend-list"),
             html.Div(className="selection-buttons", children=[
-                html.Button("add to selection", n_clicks=0, className="small-button", id={
-                    "type": "select-similar", "index": ",".join(str(i) for i in [*members, *new_ids])}),
+                action("add to selection", "select", ",".join(str(i) for i in [*members, *new_ids]),
+                       id="select-extension"),
                 html.A("M3U of the new ones", className="small-button", id="extend-m3u",
                        href=f"/api/v1/extend?ids={','.join(map(str, members[:1000]))}&n={n}&format=m3u",
                        download="musicmap-extension.m3u8")])]

@@ -2,7 +2,8 @@
 // JSON in their data-rows attribute (explorer/panels.py, track_list). A list of Dash components
 // costs the page ~10 ms a row to take in; these rows cost nothing to Dash. One row: the cover,
 // "artist – title" over the genre, the score as a bar and a number, and "why?" where it applies.
-// A row's button selects its track, "why?" asks for the explanation: both through
+// A row's button selects its track, "why?" asks for the explanation; the panels' action buttons
+// (explorer/panels.py, action) make a selection or start a song path: all through
 // dash_clientside.set_props, as a control's change would.
 (function () {
   function el(tag, className, text) {
@@ -73,9 +74,15 @@
                                          attributeFilter: ["data-rows"]});
 
   document.addEventListener("click", function (event) {
-    var target = event.target.closest ? event.target.closest("ol[data-rows] button") : null;
+    var target = event.target.closest ? event.target.closest("ol[data-rows] button, button[data-action]") : null;
     if (!target || !window.dash_clientside || !window.dash_clientside.set_props) { return; }
-    if (target.hasAttribute("data-pair")) {
+    var action = target.getAttribute("data-action"), value = target.getAttribute("data-value") || "";
+    if (action === "select") {  // "select these": the ids become the selection
+      var ids = value.split(",").filter(function (v) { return v !== ""; }).map(Number);
+      window.dash_clientside.set_props("selection", {data: ids.length ? ids : null});
+    } else if (action === "path-from") {  // "start a path here"
+      window.dash_clientside.set_props("path-from", {data: Number(value)});
+    } else if (target.hasAttribute("data-pair")) {
       window.dash_clientside.set_props("explain-pair", {data: {pair: target.getAttribute("data-pair"), at: Date.now()}});
     } else if (target.hasAttribute("data-track")) {
       window.dash_clientside.set_props("selected", {data: Number(target.getAttribute("data-track"))});

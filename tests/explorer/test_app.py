@@ -298,7 +298,7 @@ def test_variety_controls_change_the_list(cb: Callbacks, demo_store: DemoStore) 
 
 def test_song_path_from_the_panel_drawn_listed_and_playable(cb: Callbacks) -> None:
     panel, _ = cb.show(1, 10, None, None, False, None)
-    assert '"type": "path-from", "index": 1' in _texts(panel) and "path-go" not in _texts(panel)
+    assert '"data-action": "path-from", "data-value": "1"' in _texts(panel) and "path-go" not in _texts(panel)
     panel, _ = cb.show(1, 10, None, None, False, None, path_from=1)
     assert "The path starts here" in _texts(panel)
     panel, _ = cb.show(50, 10, None, None, False, None, path_from=1)
@@ -351,13 +351,12 @@ def test_filters_grey_out_what_does_not_match(cb: Callbacks) -> None:
     assert sum(len(t.x) for t in clusters.data) == len(frame) and len(clusters.data) >= 3
 
 
-def test_click_and_hover_cards(cb: Callbacks, client: FlaskClient) -> None:
+def test_points_carry_ids_and_hover_cards(cb: Callbacks, client: FlaskClient) -> None:
     traces = cb.data.traces("genre")
     ids = cb.data.frame["id"].to_numpy()
-    assert cb.clicked({"points": [{"curveNumber": 1, "pointNumber": 2}]}, "genre") == ids[traces.members[1][2]]
-    assert cb.clicked({"points": [{"curveNumber": len(traces.names), "pointNumber": 0}]}, "genre") is None
-    assert cb.clicked({"points": [{"curveNumber": 0, "pointNumber": 10**6}]}, "genre") is None
-    assert cb.clicked({"points": []}, "genre") is None
+    # a click is read in the browser (the point's customdata: its track id; tests/explorer/test_browser.py)
+    fig = cb.figure("genre", None, None, None)
+    assert [list(t.customdata) for t in fig.data] == [list(ids[rows]) for rows in traces.members]
     # the page's figure carries no per-point text: hover asks for a card by track id
     layout = client.get("/_dash-layout").get_json()
     sent = json.dumps(layout).split('"figure": ')[1].split('"layout": ')[0]
