@@ -15,10 +15,11 @@ and measured over real HTTP and in headless Chromium (software WebGL on a machin
 - ``click_ms``: a click on a point until the similar list is shown and the highlight drawn
   (``#map[data-highlighted]`` = 11), median of 3 tracks; ``hover_ms``: the pointer onto a point
   until its hover card shows its title and artist, median of 5 tracks (each fetched, none cached);
-- ``filter_ms`` (a genre filter), ``colour_ms`` (colour by decade), ``search_ms`` (a title typed:
-  the hits listed; the input's own 0.25 s debounce is not included) and ``centre_ms`` (a hit
-  clicked: the map centred on it): from the control's change (``dash_clientside.set_props``, as a
-  user's edit) until painted;
+- ``filter_ms`` (a genre filter: the matching tracks drawn over the greyed map), ``filter_clear_ms``,
+  ``colour_ms`` (colour by decade: the new figure drawn), ``search_ms`` (a title typed: the hits
+  listed; the input's own 0.25 s debounce is not included) and ``centre_ms`` (a hit clicked: the
+  map centred on it): from the control's change (``dash_clientside.set_props``, as a user's edit)
+  until painted;
 - ``select``: the selection callback through Dash's endpoint for 20 random tracks (server time).
 
 Times inside the page are read with ``performance.now()`` in the page itself.
@@ -239,13 +240,12 @@ def _browser(url: str, n: int, shots: Path | None) -> dict[str, Any]:
         out["click_ms"] = {"median": float(np.median(clicks)), "all": clicks}
         shot("3-selected")
         driver.execute_script(WATCH_JS + "window.dash_clientside.set_props('genre-filter', {value: ['Jazz']});")
-        out["filter_ms"] = _until(driver, PAINTED + "return painted && gd._fullData.every(t => t.selectedpoints) "
-                                                    "&& document.getElementById('filter-note').textContent !== '';")
+        out["filter_ms"] = _until(driver, "const s = window.musicmapOverlay.state(); return s.filtered && s.shown > 0 "
+                                          "&& document.getElementById('filter-note').textContent !== '';")
         shot("4-filter")
         driver.execute_script(WATCH_JS + "window.dash_clientside.set_props('genre-filter', {value: []});")
-        out["filter_clear_ms"] = _until(driver, PAINTED + "return painted && gd._fullData.every(t => !t.selectedpoints)"
-                                                          " && document.getElementById('filter-note').textContent"
-                                                          " === '';")
+        out["filter_clear_ms"] = _until(driver, "return !window.musicmapOverlay.state().filtered "
+                                                "&& document.getElementById('filter-note').textContent === '';")
         driver.execute_script(WATCH_JS + "window.dash_clientside.set_props('search', {value: 'song number 4242'});")
         out["search_ms"] = _until(driver, "return document.querySelectorAll('#search-results button').length > 0;")
         before = driver.execute_script(GD + "return gd._fullLayout.xaxis.range.slice();")
@@ -275,7 +275,7 @@ def measure(n: int, d: int, keep: Path | None, shots: Path | None) -> dict[str, 
     out: dict[str, Any] = {"n": n, "dim": d}
     with tempfile.TemporaryDirectory() as tmp:
         folder = (keep / f"store-{n}-{d}") if keep else Path(tmp) / "store"
-        if not (folder / "musicmap.duckdb").exists():
+        if not (folder / "library.duckdb").exists():
             shutil.rmtree(folder, ignore_errors=True)
             out["build_s"] = round(build(folder, n, d), 1)
         with socket_port() as port:

@@ -1,12 +1,15 @@
 """musicmap explorer: the Dash app over a store. Imports ``store`` only, never torch.
 
-Where each idea lives: the app factory in ``app.py``; the map's points, hover texts and search in
+Where each idea lives: the app factory in ``app.py``; the map's points, search and hover cards in
 ``mapdata.py``; the page in ``layout.py``; the callbacks, each declared once on its method, in
 ``callbacks.py``; the side panels (pure renderers) in ``panels.py``; the figure (traces, patches,
 colours) in ``figure.py``; the URL's view state in ``state.py``; the JSON API in ``api.py`` and its
 parameter table (parsing and OpenAPI) in ``params.py``; cover art in ``art.py``; OpenSubsonic in
 ``subsonic.py``; the SQL tab in ``sqltab.py``; uploads (query by clip) in ``upload.py``; the access
-token in ``auth.py``; every limit in ``limits.py``.
+token in ``auth.py``; every limit in ``limits.py``. In the browser (``assets/``): the highlight
+drawn over the map (``overlay.js``), the hover card (``hovercard.js``), track lists and action
+buttons (``lists.js``), keys (``keys.js``), the players' queues (``queue.js``), the map's state for
+tests (``mapstate.js``).
 """
 
 from .app import create_app

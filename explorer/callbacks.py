@@ -44,7 +44,7 @@ from .figure import (
     highlight_points,
     map_figure,
     path_points,
-    selected_points,
+    shown_json,
     track_at,
 )
 from .limits import EXTEND_N, K_DEFAULT, K_PAGE_MAX, PATH_STEPS, SEARCH_RESULTS
@@ -134,6 +134,14 @@ def _view(kind: type[Input] | type[State]) -> dict[str, Any]:
 def _clicked(kind: str) -> Input:
     """The clicks of every button of a pattern-matched ``kind`` (the panels make them)."""
     return Input({"type": kind, "index": ALL}, "n_clicks")
+
+
+def _trigger() -> Any:
+    """The id of what triggered the running callback (None when called outside one, as tests do)."""
+    try:
+        return dash.ctx.triggered_id
+    except dash.exceptions.MissingCallbackContextException:
+        return None
 
 
 def _triggered_index() -> str:
@@ -261,32 +269,27 @@ class Callbacks:
         return int(value[0]), int(value[1])
 
     # -- the figure ---------------------------------------------------------------------------
-    @callback(Output("map", "figure"), inputs={"color_by": Input("color-by", "value")},
-              state={"genres": State("genre-filter", "value"), "styles": State("style-filter", "value"),
-                     "years": State("year-filter", "value")})
-    def figure(self, color_by: str, genres: list[str] | None, styles: list[str] | None,
-               years: Sequence[int] | None) -> go.Figure:
-        """The whole map for a colour choice, with the current filters applied (the highlight is
-        drawn over it again by the browser)."""
+    @callback(Output("map", "figure"), inputs={"color_by": Input("color-by", "value")})
+    def figure(self, color_by: str) -> go.Figure:
+        """The whole map for a colour choice (filters, a selection and the highlight are drawn over
+        it by the browser, again after it is redrawn)."""
         if color_by not in COLOR_FIELDS:
             raise dash.exceptions.PreventUpdate
         with self.store.holding():
             data = self.data.refresh()
-        traces = data.traces(color_by)
-        fig = map_figure(data.frame, color_by, traces)
-        mask = filter_mask(data.frame, genres=genres, styles=styles, years=self._years(years))
-        for trace, points in zip(fig.data, selected_points(traces, mask), strict=False):
-            trace.selectedpoints = points
-        return fig
+        return map_figure(data.frame, color_by, data.traces(color_by))
 
-    @callback(Output("map", "figure", allow_duplicate=True), Output("filter-note", "children"),
+    @callback(Output("map-filter", "data-filter"), Output("filter-note", "children"),
+              Output("map", "figure", allow_duplicate=True),
               inputs={"genres": Input("genre-filter", "value"), "styles": Input("style-filter", "value"),
-                      "years": Input("year-filter", "value"), "selection": Input("selection", "data")},
-              state={"color_by": State("color-by", "value")})
+                      "years": Input("year-filter", "value"), "selection": Input("selection", "data"),
+                      "color_by": Input("color-by", "value")})
     def filters(self, color_by: str, genres: list[str] | None, styles: list[str] | None,
-                years: Sequence[int] | None, selection: list[int] | None = None) -> tuple[dash.Patch, str]:
-        """A patch greying out the tracks that do not match the filters (or are outside the
-        selection, when there is one), and a line saying how many match the filters."""
+                years: Sequence[int] | None, selection: list[int] | None = None) -> tuple[str, str, Any]:
+        """Which tracks stand out on the map (those matching the filters, within the selection when
+        there is one; the rest is greyed by the overlay: :func:`explorer.figure.shown_json`), a line
+        saying how many match the filters, and after a lasso or box on the map a patch clearing
+        Plotly's own selection styling (the overlay shows the selection instead)."""
         data = self.data.refresh()
         traces = self._traces(data, color_by)
         mask = filter_mask(data.frame, genres=genres, styles=styles, years=self._years(years))
@@ -294,11 +297,13 @@ class Callbacks:
         if selection:
             chosen = data.frame["id"].isin([int(i) for i in selection]).to_numpy(bool)
             shown = chosen if mask is None else mask & chosen
-        patch = dash.Patch()
-        for i, points in enumerate(selected_points(traces, shown)):
-            patch["data"][i]["selectedpoints"] = points
         note = "" if mask is None else f"{int(mask.sum())} of {len(mask)} tracks match the filters"
-        return patch, note
+        unstyle: Any = dash.no_update
+        if _trigger() == "selection":
+            unstyle = dash.Patch()
+            for i in range(len(traces.names)):
+                unstyle["data"][i]["selectedpoints"] = None
+        return shown_json(traces, shown), note, unstyle
 
     @callback(Output("map", "figure", allow_duplicate=True), inputs={"track_id": Input("centre-on", "data")})
     def centre(self, track_id: int | None) -> dash.Patch:

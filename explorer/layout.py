@@ -173,4 +173,5 @@ def page(data: MapData, model_label: str, uploads: Uploads | None = None,
         # what explorer/assets/overlay.js draws over the map, as JSON in an attribute: the overlay
         # sees it change (a MutationObserver) as soon as it is rendered, with the panel
         html.Div(**HIGHLIGHT_SOURCE),
+        html.Div(id="map-filter", hidden=True, **{"data-filter": "null"}),  # type: ignore[arg-type]
     ])

@@ -97,6 +97,19 @@ const x = fl.xaxis._offset + fl.xaxis.l2p(m.x) + (m.fill ? 0 : m.size / 2), y = 
 return {mode: s.mode, ids: Array.from(new Set(s.marks.map(k => k.id))), symbols: s.marks.map(k => k.symbol),
         drawn: s.drawn, corner_alpha: alpha(fl.xaxis._offset + 2, fl.yaxis._offset + 2), ring_alpha: alpha(x, y)};
 """
+# The tracks the overlay shows standing out (filters, a selection shown on the map): decoded from
+# #map-filter's bits against the drawn traces' ids, and how many the canvas drew (null: no filter).
+SHOWN_JS = GD + """
+const s = window.musicmapOverlay.state(), raw = document.getElementById('map-filter').getAttribute('data-filter');
+const f = JSON.parse(raw || 'null');
+if (!f || !s.filtered) return null;
+const ids = [];
+gd._fullData.forEach((t, c) => {
+  const bytes = Uint8Array.from(atob(f.bits[c]), ch => ch.charCodeAt(0));
+  for (let i = 0; i < t.x.length; i++) { if (bytes[i >> 3] & (1 << (i & 7))) ids.push(t.customdata[i]); }
+});
+return {ids: ids, drawn: s.shown};
+"""
 VIEW_JS = GD + "const fl = gd._fullLayout; return {x: fl.xaxis.range, y: fl.yaxis.range, legend: fl.legend.title.text};"
 
 

@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlencode, urlparse
 import numpy as np
 import pytest
 
-from tests.browser import GD, HIGHLIGHT_JS, POINT_JS, VIEW_JS, chromium, load, shot, wait
+from tests.browser import GD, HIGHLIGHT_JS, POINT_JS, SHOWN_JS, VIEW_JS, chromium, load, shot, wait
 from tests.conftest import DemoStore
 from tests.fakes import fake_model, write_store
 
@@ -200,9 +200,8 @@ def test_permalink_brings_back_the_view(browser: Any, served: str, demo_store: D
     title = _wait(lambda: driver.find_element(By.ID, "track-title").text, what="the track panel")
     note = _wait(lambda: driver.find_element(By.ID, "filter-note").text, what="the filter note")
     assert note.startswith(f"{n_genre} of {len(demo_store.tracks)}")
-    shown = driver.execute_script(GD + "return gd._fullData.reduce((n, t) => n + "
-                                       "(t.selectedpoints ? t.selectedpoints.length : t.x.length), 0);")
-    assert shown == n_genre  # the rest greyed out
+    shown = _wait(lambda: driver.execute_script(SHOWN_JS), what="the filter on the map")
+    assert len(shown["ids"]) == n_genre and shown["drawn"] == n_genre  # drawn over the greyed rest
     _shot(driver, "6-permalink")
     # the same URL in a new page load: the same view
     driver.get(driver.current_url)
@@ -304,10 +303,8 @@ def test_sql_panel_runs_a_query_and_shows_it_on_the_map(browser: Any, served: st
     assert len(ids) == 6 and 3 not in ids
     driver.find_element(By.ID, "sql-show").click()
     _wait(lambda: driver.find_element(By.ID, "selection-count").text == "Selection: 6 tracks", what="the selection")
-    shown = _wait(lambda: driver.execute_script(
-        GD + "const out = []; gd._fullData.forEach(t => (t.selectedpoints || []).forEach("
-             "i => out.push(t.customdata[i]))); return out.length ? out : null;"), what="the result on the map")
-    assert set(shown) == ids  # only the result tracks stand out; the rest is greyed
+    shown = _wait(lambda: driver.execute_script(SHOWN_JS), what="the result on the map")
+    assert set(shown["ids"]) == ids and shown["drawn"] == 6  # only the result tracks stand out; the rest is greyed
 
     box.send_keys(Keys.CONTROL, "a", Keys.DELETE)
     box.send_keys("SELECT * FROM read_csv('/etc/passwd')")
