@@ -68,12 +68,14 @@ bench: setup
 	$(BIN)/python benchmarks/bench_map.py place
 	$(BIN)/python benchmarks/bench_scale.py engines
 	$(BIN)/python benchmarks/bench_scale.py shards
+	$(BIN)/python benchmarks/bench_explorer.py --sizes 10000,100000 --screenshots test-artifacts/explorer/bench
 
 # The 1M-vector rows (HNSW: about 10 min for 768-d, 40 for 2304-d, and 20 GB of memory at 2304-d;
-# IVF-PQ: 4 and 13 min).
+# IVF-PQ: 4 and 13 min; the explorer at 1M tracks: about 15 min, 10 of them writing the store).
 bench-large: setup
 	$(BIN)/python benchmarks/bench_store.py index --sizes 1000000 --dims 768,2304
 	$(BIN)/python benchmarks/bench_store.py index --sizes 1000000 --dims 768,2304 --kind ivfpq
+	$(BIN)/python benchmarks/bench_explorer.py --sizes 1000000 --screenshots test-artifacts/explorer/bench
 
 clean:
 	rm -rf $(VENV) musicmap-demo .mypy_cache .ruff_cache .pytest_cache
