@@ -64,6 +64,24 @@ def test_page_and_honest_status_line(client: FlaskClient) -> None:
     assert response.headers.get("Content-Encoding") == "gzip"
 
 
+def test_layout_is_built_once_per_version_of_the_map(app: dash.Dash, cb: Callbacks, client: FlaskClient,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import gzip
+
+    built = []
+    serve = app.serve_layout
+    monkeypatch.setattr(app, "serve_layout", lambda: built.append(1) or serve())
+    monkeypatch.setattr(cb.data, "check_every", 1e9)  # no reload from the store during the test
+    cb.data.version += 1  # as a reload does (a new map, new tracks)
+    first = client.get("/_dash-layout")
+    again = client.get("/_dash-layout", headers={"Accept-Encoding": "gzip"})
+    assert len(built) == 1 and again.headers["Content-Encoding"] == "gzip"
+    assert first.headers["Vary"] == "Accept-Encoding"
+    assert gzip.decompress(again.data) == first.data and "96 tracks" in first.get_data(as_text=True)
+    cb.data.version += 1
+    assert client.get("/_dash-layout").data == first.data and len(built) == 2  # built again for the new version
+
+
 def test_store_without_a_map_says_what_to_do(tmp_path: Path) -> None:
     import numpy as np
 
