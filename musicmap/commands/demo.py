@@ -165,8 +165,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         png_path = store_dir.parent / "tsne_plot.png"
         export_embeddings(store, csv_path)
         export_plot(store, png_path, color_by="album" if metadata is not None else "genre")
-        print(f"wrote {csv_path} and {png_path}")
         if args.serve:
-            print(f"explorer: http://{settings.host}:{settings.port}/  (Ctrl-C to stop)")
+            if args.quiet:  # otherwise the explorer says its address itself, and the exports their files
+                print(f"explorer: http://{settings.host}:{settings.port}/  (Ctrl-C to stop)")
             serve(store, settings.host, settings.port)
     return 0
