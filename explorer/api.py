@@ -26,6 +26,7 @@ from store import InvalidQuery, Store, StoreError, TrackNotFound
 from store.listening import MAX_EXTEND, MAX_PATH
 
 from . import art, subsonic
+from .figure import COLOR_FIELDS
 from .limits import K_API_MAX, K_DEFAULT, PAGE_MAX, SEARCH_MAX, SQL_MAX_ROWS, SQL_TIMEOUT
 from .params import ERROR, BadRequest, Endpoint, Param, document, ok, read_all
 from .upload import UploadError, Uploads
@@ -117,6 +118,18 @@ ENDPOINTS: dict[str, Endpoint] = {e.path: e for e in (
     Endpoint(f"{API}/map", "The map's coordinates, compact: parallel arrays id, x, y (and the fields asked for)",
              (Param("fields", "comma-separated: " + ", ".join(MAP_FIELDS)),),
              {"200": ok("{map, method, quality, n, id, x, y, ...}"), "400": ERROR}),
+    Endpoint(f"{API}/map/points", "Every point of the map as binary, for drawing: the tracks' ids (int32), then "
+                                  "their x, then their y (float32), little-endian, 12 bytes a track in map order",
+             (Param("v", "the map's version (the page's figure names it): any value; a new one each time the map "
+                         "changes, so an answer may be cached"),),
+             {"200": {"description": "n × int32 ids, n × float32 x, n × float32 y; header X-Musicmap-Points: n",
+                      "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}}),
+    Endpoint(f"{API}/map/colors", "Each point's colour category, a byte a track in the order of map/points: the "
+                                  "index of its legend entry (the largest categories, then \"other\")",
+             (Param("by", "the field the map is coloured by", choices=COLOR_FIELDS, default="genre"),
+              Param("v", "the map's version, as for map/points")),
+             {"200": {"description": "n bytes", "content": {"application/octet-stream": {
+                 "schema": {"type": "string", "format": "binary"}}}}, "400": ERROR}),
     Endpoint(f"{API}/map/{{track_id}}", "One track on the map: its position and what the map's hover card shows "
                                         "(title, artist, album, genre, year), from the explorer's memory", (TRACK_ID,),
              {"200": ok("{id, title, artist, album, genre, year, map, x, y}"), "404": ERROR}),
@@ -392,13 +405,21 @@ class Api:
                 self._map_cache.clear()  # only the current map's answers are kept
             self._map_cache[key] = (raw, gzip.compress(raw, compresslevel=5, mtime=0))
         raw, packed = self._map_cache[key]
-        if "gzip" in request.headers.get("Accept-Encoding", ""):
-            response = Response(packed, mimetype="application/json")
-            response.headers["Content-Encoding"] = "gzip"  # flask-compress leaves an encoded answer alone
-        else:
-            response = Response(raw, mimetype="application/json")
-        response.headers["Vary"] = "Accept-Encoding"
+        return _encoded(raw, packed, "application/json")
+
+    @route(f"{API}/map/points", "api_map_points", hold=False)
+    def api_map_points(self, args: Args) -> Response:
+        """The points as the page's renderer draws them (no store read: from the explorer's memory)."""
+        data = self.projection()
+        raw, packed = data.points()
+        response = _encoded(raw, packed, "application/octet-stream", cache=bool(args["v"]))
+        response.headers["X-Musicmap-Points"] = str(len(data.frame))
         return response
+
+    @route(f"{API}/map/colors", "api_map_colors", hold=False)
+    def api_map_colors(self, args: Args) -> Response:
+        raw, packed = self.projection().codes(args["by"])
+        return _encoded(raw, packed, "application/octet-stream", cache=bool(args["v"]))
 
     @route(f"{API}/map/{{track_id}}", "api_map_point", hold=False)
     def api_map_point(self, args: Args, track_id: int) -> Response:
@@ -418,6 +439,21 @@ class Api:
     @route(f"{API}/<path:rest>", "api_unknown")
     def api_unknown(self, args: Args, rest: str) -> Response:  # before Dash's catch-all page route
         return error(404, f"no such endpoint: {request.path} (see {API}/openapi.json)")
+
+
+def _encoded(raw: bytes, packed: bytes, mimetype: str, cache: bool = False) -> Response:
+    """``raw``, or its gzip ``packed`` (made once, when the data was) where the client takes it;
+    with ``cache``, cacheable by the browser for a day (the URL names the map's version)."""
+    if "gzip" in request.headers.get("Accept-Encoding", ""):
+        response = Response(packed, mimetype=mimetype)
+        response.headers["Content-Encoding"] = "gzip"  # flask-compress leaves an encoded answer alone
+    else:
+        response = Response(raw, mimetype=mimetype)
+    response.headers["Vary"] = "Accept-Encoding"
+    if cache:
+        response.cache_control.private = True
+        response.cache_control.max_age = 86400
+    return response
 
 
 def register(server: Flask, store: Store, *, projection: Callable[[], Any], uploads: Uploads | None = None,

@@ -45,7 +45,6 @@ from .figure import (
     map_figure,
     path_points,
     shown_json,
-    track_at,
 )
 from .limits import EXTEND_N, K_DEFAULT, K_PAGE_MAX, PATH_STEPS, SEARCH_RESULTS
 from .mapdata import MapData
@@ -62,21 +61,6 @@ Children = Component | list[Component]
 
 SQLPanel = tuple[list[dict[str, str]], list[dict[str, object]], str, str, list[int] | None]
 """The SQL panel's grid columns, grid rows, error, status line and result track ids."""
-
-
-class PlotPoint(TypedDict, total=False):
-    """One point of a Plotly click or selection event, as the browser sends it."""
-
-    curveNumber: int
-    pointNumber: int
-    pointIndex: int
-    customdata: int | list[int] | None
-
-
-class PlotEvent(TypedDict, total=False):
-    """``clickData`` / ``selectedData`` of the map (the points, and for a box or lasso its shape)."""
-
-    points: list[PlotPoint]
 
 
 class Clip(TypedDict, total=False):
@@ -136,14 +120,6 @@ def _clicked(kind: str) -> Input:
     return Input({"type": kind, "index": ALL}, "n_clicks")
 
 
-def _trigger() -> Any:
-    """The id of what triggered the running callback (None when called outside one, as tests do)."""
-    try:
-        return dash.ctx.triggered_id
-    except dash.exceptions.MissingCallbackContextException:
-        return None
-
-
 def _triggered_index() -> str:
     """The ``index`` of the pattern-matched button that was clicked; PreventUpdate when the call
     came from a list being re-rendered (n_clicks 0), not from a click."""
@@ -153,21 +129,6 @@ def _triggered_index() -> str:
     return str(trigger["index"])
 
 
-
-# A click on the map selects the track under it, in the browser (its id is the point's customdata;
-# a server round trip here cost ~10 ms of every click).
-clientside(
-    """function(click) {
-        const p = click && click.points && click.points[0];
-        const gd = document.querySelector("#map .js-plotly-plot");
-        const trace = p && gd && gd._fullData ? gd._fullData[p.curveNumber] : null;
-        const at = p ? (p.pointNumber !== undefined ? p.pointNumber : p.pointIndex) : undefined;
-        if (!trace || !trace.customdata || at === undefined || trace.customdata[at] === undefined) {
-            return window.dash_clientside.no_update;
-        }
-        return Number(trace.customdata[at]);
-    }""",
-    Output("selected", "data", allow_duplicate=True), Input("map", "clickData"))
 
 # A file over the upload limit is refused at once in the browser, never sent.
 clientside(
@@ -277,33 +238,24 @@ class Callbacks:
             raise dash.exceptions.PreventUpdate
         with self.store.holding():
             data = self.data.refresh()
-        return map_figure(data.frame, color_by, data.traces(color_by))
+        return map_figure(data.frame, color_by, data.traces(color_by), data.token)
 
     @callback(Output("map-filter", "data-filter"), Output("filter-note", "children"),
-              Output("map", "figure", allow_duplicate=True),
               inputs={"genres": Input("genre-filter", "value"), "styles": Input("style-filter", "value"),
-                      "years": Input("year-filter", "value"), "selection": Input("selection", "data"),
-                      "color_by": Input("color-by", "value")})
-    def filters(self, color_by: str, genres: list[str] | None, styles: list[str] | None,
-                years: Sequence[int] | None, selection: list[int] | None = None) -> tuple[str, str, Any]:
+                      "years": Input("year-filter", "value"), "selection": Input("selection", "data")})
+    def filters(self, genres: list[str] | None, styles: list[str] | None,
+                years: Sequence[int] | None, selection: list[int] | None = None) -> tuple[str, str]:
         """Which tracks stand out on the map (those matching the filters, within the selection when
-        there is one; the rest is greyed by the overlay: :func:`explorer.figure.shown_json`), a line
-        saying how many match the filters, and after a lasso or box on the map a patch clearing
-        Plotly's own selection styling (the overlay shows the selection instead)."""
+        there is one; the rest is greyed by the point renderer: :func:`explorer.figure.shown_json`),
+        and a line saying how many match the filters."""
         data = self.data.refresh()
-        traces = self._traces(data, color_by)
         mask = filter_mask(data.frame, genres=genres, styles=styles, years=self._years(years))
         shown = mask
         if selection:
             chosen = data.frame["id"].isin([int(i) for i in selection]).to_numpy(bool)
             shown = chosen if mask is None else mask & chosen
         note = "" if mask is None else f"{int(mask.sum())} of {len(mask)} tracks match the filters"
-        unstyle: Any = dash.no_update
-        if _trigger() == "selection":
-            unstyle = dash.Patch()
-            for i in range(len(traces.names)):
-                unstyle["data"][i]["selectedpoints"] = None
-        return shown_json(traces, shown), note, unstyle
+        return shown_json(shown), note
 
     @callback(Output("map", "figure", allow_duplicate=True), inputs={"track_id": Input("centre-on", "data")})
     def centre(self, track_id: int | None) -> dash.Patch:
@@ -483,28 +435,13 @@ class Callbacks:
         return ids
 
     # -- selections -----------------------------------------------------------------------------
-    @callback(Output("selection", "data"),
-              inputs={"selected": Input("map", "selectedData"), "clear": _clicked("selection-clear")},
-              state={"color_by": State("color-by", "value")})
-    def selection(self, selected: PlotEvent | None, clear: list[int | None], color_by: str) -> list[int] | None:
-        """The selection: a lasso or box on the map; “clear” empties it. (“select these” under a
-        list sets it in the browser: :func:`explorer.panels.action`.)"""
-        if isinstance(dash.ctx.triggered_id, dict):
-            _triggered_index()  # a click, not a re-render
-            return None
-        return self.selected_on_map(selected, color_by) or None
-
-    def selected_on_map(self, selected: PlotEvent | None, color_by: str) -> list[int]:
-        """Track ids in a lasso or box selection (points of the category traces, in map order)."""
-        data = self.data.refresh()
-        traces = self._traces(data, color_by)
-        ids = data.frame["id"].to_numpy(np.int64)
-        out: list[int] = []
-        for p in (selected or {}).get("points") or []:
-            track = track_at(traces, ids, int(p.get("curveNumber", -1)), int(p.get("pointNumber", -1)))
-            if track is not None:
-                out.append(track)
-        return list(dict.fromkeys(out))
+    @callback(Output("selection", "data"), inputs={"clear": _clicked("selection-clear")})
+    def selection(self, clear: list[int | None]) -> None:
+        """“clear” empties the selection. (A lasso or box on the map sets it in the browser, from
+        the points inside: ``explorer/assets/pointmap.js``; so does “select these” under a list:
+        :func:`explorer.panels.action`.)"""
+        _triggered_index()  # a click, not a re-render
+        return None
 
     @callback(Output("selection-panel", "children"), inputs={"ids": Input("selection", "data")},
               prevent_initial_call=False)

@@ -1,11 +1,12 @@
-"""The map figure: every track as one WebGL point, one trace per colour category.
+"""The map figure: Plotly's axes, legend and mode bar, with every track drawn by the page's own
+point renderer (``explorer/assets/pointmap.js``, a 2-D canvas), one colour per category.
 
-The big traces are sent once per colour choice and Plotly draws them once. A selected track, its
-neighbours, a song path or a clip's star, and the dimming of the rest, are a :class:`Highlight`
-drawn by the browser on a canvas over the plot (``explorer/assets/overlay.js``): a click never makes
-Plotly redraw a million WebGL points. Filters (and a selection shown on the map) are drawn there
-too, from a bit per point (:func:`shown_json`); a search hit is a patch of the axis ranges. Hover
-shows a card fetched by track id (``explorer/assets/hovercard.js``): no per-point text is sent.
+The points travel once per map as binary (:func:`map_figure` says where), their categories once per
+colour choice. A selected track, its neighbours, a song path or a clip's star, and the dimming of
+the rest, are a :class:`Highlight` drawn on a canvas over the plot (``explorer/assets/overlay.js``).
+Filters (and a selection shown on the map) are a bit per track (:func:`shown_json`) the renderer
+greys by; a search hit is a patch of the axis ranges. Hover shows a card fetched by track id
+(``explorer/assets/hovercard.js``): no per-point text is sent.
 """
 
 from __future__ import annotations
@@ -76,46 +77,70 @@ def marker_size(n: int) -> float:
     return round(float(np.clip(16.0 * max(n, 1) ** -0.11, 3.0, 12.0)), 1)
 
 
-def map_figure(frame: pd.DataFrame, color_by: str, traces: Traces | None = None) -> go.Figure:
-    """The map: one WebGL trace per category (top-N + "other").
+def codes(traces: Traces, n: int) -> np.ndarray:
+    """Each frame row's trace index (``uint8``: at most :data:`TOP_CATEGORIES` + 1 traces), as the
+    page's point renderer colours it."""
+    out = np.zeros(n, np.uint8)
+    for i, rows in enumerate(traces.members):
+        out[rows] = i
+    return out
 
-    Coordinates and track ids go as typed arrays (base64, 4 bytes a number). No hover text: the
-    page's hover card fetches what it shows by track id (``hoverinfo="none"`` still sends Plotly's
-    hover events), so a million tracks cost 12 bytes each, not 170 bytes."""
+
+def trace_color(traces: Traces, i: int) -> str:
+    return OTHER_COLOR if traces.names[i] == "other" else PALETTE[i % len(PALETTE)]
+
+
+def extent(frame: pd.DataFrame) -> dict[str, list[float]]:
+    """The map's axis ranges: every point, and a margin of 3 % around them."""
+    if not len(frame):
+        return {"x": [-1.0, 1.0], "y": [-1.0, 1.0]}
+    out = {}
+    for axis in ("x", "y"):
+        values = frame[axis].to_numpy(np.float64)
+        lo, hi = float(np.nanmin(values)), float(np.nanmax(values))
+        pad = max(hi - lo, 1e-6) * 0.03
+        out[axis] = [round(lo - pad, 4), round(hi + pad, 4)]
+    return out
+
+
+def map_figure(frame: pd.DataFrame, color_by: str, traces: Traces | None = None, token: str = "0") -> go.Figure:
+    """The map's axes, legend and mode bar, and what the page's point renderer needs to draw every
+    track (``explorer/assets/pointmap.js``, on a canvas under Plotly's top layers).
+
+    Plotly draws no point: its traces hold one point with no position, one per category (top-N +
+    "other"), there for the legend (a click hides a category) and the lasso. The points come once per map as binary from
+    ``/api/v1/map/points`` (id, x, y: 12 bytes a track), their categories per colour choice from
+    ``/api/v1/map/colors`` (a byte a track); both URLs, the colours and the marker size travel in
+    ``layout.meta.musicmap``. Plotly's WebGL scatter took ~2 s a frame at 1M points in a browser
+    without a GPU (and every colour change, zoom or pan is a frame); the canvas draws 1M in ~25 ms."""
     traces = traces or split(frame, color_by)
-    ids = frame["id"].to_numpy(np.int64) if len(frame) else np.zeros(0, np.int64)
-    xs = frame["x"].to_numpy(np.float32) if len(frame) else np.zeros(0, np.float32)
-    ys = frame["y"].to_numpy(np.float32) if len(frame) else np.zeros(0, np.float32)
     size = marker_size(len(frame))
+    ranges = extent(frame)
     fig = go.Figure()
     for i, (name, rows) in enumerate(zip(traces.names, traces.members, strict=True)):
-        fig.add_trace(go.Scattergl(
-            x=xs[rows], y=ys[rows], mode="markers", name=f"{name} ({len(rows)})",
-            # the track ids (the hover card's); a click is resolved from (curve, point) on the
-            # server, since a typed array may arrive as None in clickData (plotly#5119)
-            customdata=ids[rows].astype(np.int32), hoverinfo="none",
-            marker={"size": size, "color": OTHER_COLOR if name == "other" else PALETTE[i % len(PALETTE)],
-                    "opacity": 0.85},
-            unselected={"marker": {"opacity": FILTERED_OPACITY}},
-        ))
+        # one point with no position: an empty trace would be left out of the legend and the lasso
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=f"{name} ({len(rows)})", hoverinfo="none",
+                                 marker={"size": size, "color": trace_color(traces, i)}))
     fig.update_layout(
         template="none",  # the default template adds 8 kB of styling to every figure sent
         uirevision="map",  # keep zoom and pan across updates
         # the mode bar sits in the top margin, above the legend (right of the plot, outside it)
         margin={"l": 10, "r": 10, "t": MODEBAR_MARGIN, "b": 10},
-        xaxis={"visible": False}, yaxis={"visible": False, "scaleanchor": "x"},
+        xaxis={"visible": False, "range": ranges["x"], "autorange": False},
+        yaxis={"visible": False, "range": ranges["y"], "autorange": False, "scaleanchor": "x"},
         legend={"title": {"text": color_by}, "itemsizing": "constant", "x": 1.0, "y": 1.0, "xanchor": "left",
                 "yanchor": "top"},
-        plot_bgcolor="white", paper_bgcolor="white", clickmode="event", hovermode="closest", dragmode="pan",
+        plot_bgcolor="white", paper_bgcolor="white", clickmode="none", hovermode=False, dragmode="pan",
+        meta={"musicmap": {
+            "n": len(frame), "size": size, "colorBy": color_by,
+            "points": f"/api/v1/map/points?v={token}",
+            "codes": f"/api/v1/map/colors?by={color_by}&v={token}",
+            "colors": [trace_color(traces, i) for i in range(len(traces.names))],
+            # drawn first (under the rest): "other"
+            "under": [i for i, name in enumerate(traces.names) if name == "other"],
+        }},
     )
     return fig
-
-
-def track_at(traces: Traces, ids: np.ndarray, curve: int, point: int) -> int | None:
-    """The track id of point ``point`` of category trace ``curve`` (None if out of range)."""
-    if not 0 <= curve < len(traces.members) or not 0 <= point < len(traces.members[curve]):
-        return None
-    return int(ids[traces.members[curve][point]])
 
 
 class Mark(TypedDict):
@@ -214,17 +239,16 @@ def filter_mask(frame: pd.DataFrame, *, genres: list[str] | None = None, styles:
     return mask
 
 
-def shown_json(traces: Traces, mask: np.ndarray | None) -> str:
-    """Which points of each category trace stand out (the rest is greyed), as the page carries it
-    (``#map-filter[data-filter]``, drawn by ``explorer/assets/overlay.js``): ``null`` when all do,
-    else each trace's size and a bit per point (numpy ``packbits``, little bit order, base64) —
-    12.5 kB at 100k tracks, where the points' indices as JSON were 600 kB and made Plotly redraw
-    every point."""
+def shown_json(mask: np.ndarray | None) -> str:
+    """Which tracks stand out on the map (the rest is greyed), as the page carries it
+    (``#map-filter[data-filter]``, drawn by ``explorer/assets/pointmap.js``): ``null`` when all do,
+    else a bit per frame row (numpy ``packbits``, little bit order, base64) and the row count —
+    12.5 kB at 100k tracks, where the points' indices as JSON were 600 kB."""
     if mask is None:
         return "null"
-    return json.dumps({"sizes": [len(rows) for rows in traces.members],
-                       "bits": [base64.b64encode(np.packbits(mask[rows], bitorder="little").tobytes()).decode()
-                                for rows in traces.members]}, separators=(",", ":"))
+    return json.dumps({"n": len(mask),
+                       "bits": base64.b64encode(np.packbits(mask, bitorder="little").tobytes()).decode()},
+                      separators=(",", ":"))
 
 
 def centred_ranges(frame: pd.DataFrame, track_id: int, share: float | None = None) -> dict[str, list[float]] | None:

@@ -95,7 +95,7 @@ def page(data: MapData, model_label: str, uploads: Uploads | None = None,
             labels: LabelWords | None = None) -> html.Div:
     """The page, built from the store's current map (Dash calls it on every page load)."""
     frame, info = data.frame, data.info
-    initial = map_figure(frame, "genre", data.traces("genre"))
+    initial = map_figure(frame, "genre", data.traces("genre"), data.token)
     fields = [f for f in COLOR_FIELDS
               if f not in ("style", "cluster") or (f in frame and len(frame) and frame[f].notna().any())]
     years = data.year_range()

@@ -9,6 +9,8 @@ string, so a word is found by one C-speed search over the whole map).
 from __future__ import annotations
 
 import gc
+import gzip
+import os
 import re
 import time
 from collections.abc import Iterator
@@ -19,7 +21,7 @@ import pandas as pd
 
 from store import MapInfo, Store
 
-from .figure import Traces, split
+from .figure import Traces, codes, split
 
 
 class MapData:
@@ -40,6 +42,10 @@ class MapData:
         self._blob, self._blob_starts = joined(pd.Series([], dtype="string"))
         self._title_blob, self._title_starts = self._blob, self._blob_starts
         self._traces: dict[str, Traces] = {}
+        self._binary: dict[str, tuple[bytes, bytes]] = {}
+        self.token = "0"
+        """Names this version of the map in the point renderer's URLs (a browser may cache them):
+        unique across reloads and explorer restarts."""
         self.refresh()
 
     def refresh(self) -> MapData:
@@ -61,7 +67,8 @@ class MapData:
             # row by row: a per-row join took 8 s at 100k tracks.
             self._blob, self._blob_starts = joined(lowered(frame, ("artist", "title", "album")))
             self._title_blob, self._title_starts = joined(lowered(frame, ("title",)))
-            self._traces = {}
+            self._traces, self._binary = {}, {}
+            self.token = f"{os.getpid():x}{time.time_ns():x}"
             self.info, self._key = info, key
             # The map's data lives as long as the map: out of the cyclic GC's sight, whose full
             # collections (every few seconds under load) otherwise walk it with every thread stopped
@@ -73,6 +80,25 @@ class MapData:
         if color_by not in self._traces:
             self._traces[color_by] = split(self.frame, color_by)
         return self._traces[color_by]
+
+    def points(self) -> tuple[bytes, bytes]:
+        """The map's points for the page's renderer: every track's id (int32), then x, then y
+        (float32), little-endian, 12 bytes a track in frame order; and the same gzipped. Built once
+        per version of the map."""
+        if "points" not in self._binary:
+            frame = self.frame
+            parts = [frame["id"].to_numpy("<i4"), frame["x"].to_numpy("<f4"), frame["y"].to_numpy("<f4")] \
+                if len(frame) else []
+            self._binary["points"] = _packed(b"".join(p.tobytes() for p in parts))
+        return self._binary["points"]
+
+    def codes(self, color_by: str) -> tuple[bytes, bytes]:
+        """Each track's category index for ``color_by`` (one byte a track, frame order: the index of
+        its legend trace, :meth:`traces`), and the same gzipped."""
+        key = "codes:" + color_by
+        if key not in self._binary:
+            self._binary[key] = _packed(codes(self.traces(color_by), len(self.frame)).tobytes())
+        return self._binary[key]
 
     def search(self, text: str, limit: int) -> list[dict[str, Any]]:
         """Tracks on the map whose artist, title or album contain every word of ``text``; titles
@@ -122,6 +148,10 @@ class MapData:
     def year_range(self) -> tuple[int, int] | None:
         years = pd.to_numeric(self.frame["year"], errors="coerce").dropna() if len(self.frame) else pd.Series()
         return (int(years.min()), int(years.max())) if len(years) else None
+
+
+def _packed(raw: bytes) -> tuple[bytes, bytes]:
+    return raw, gzip.compress(raw, compresslevel=1, mtime=0)
 
 
 HIT_FIELDS = ("id", "title", "artist", "album", "genre", "year")

@@ -65,23 +65,13 @@ def wait(predicate, timeout: float = 30.0, what: str = "condition"):  # type: ig
 
 
 GD = "const gd = document.querySelector('#map .js-plotly-plot');"
-POINTS_JS = GD + """
-if (!gd || !gd._fullData) return null;
-return gd._fullData.reduce((n, t) => n + t.x.length, 0);
-"""
-# Viewport coordinates of one track's point: axis offset + data-to-pixel, plus the graph's box.
-POINT_JS = GD + """
-const fl = gd._fullLayout, box = gd.getBoundingClientRect();
-for (let c = 0; c < gd._fullData.length; c++) {
-  const t = gd._fullData[c];
-  for (let i = 0; i < t.x.length; i++) {
-    if (arguments[0] === null || t.customdata[i] === arguments[0]) {
-      return {id: t.customdata[i], x: box.left + fl.xaxis._offset + fl.xaxis.l2p(t.x[i]),
-              y: box.top + fl.yaxis._offset + fl.yaxis.l2p(t.y[i]), mx: t.x[i], my: t.y[i]};
-    }
-  }
-}
-return null;
+# The map's points as explorer/assets/pointmap.js drew them.
+POINTS_JS = "const s = window.musicmapPoints && window.musicmapPoints.state(); return s && s.ready ? s.n : null;"
+# Viewport coordinates of one track's point (null: the first one in view), with its map coordinates.
+POINT_JS = """
+const p = window.musicmapPoints;
+const id = arguments[0] === null ? p.visible(1)[0] : arguments[0];
+return id === undefined ? null : p.locate(id);
 """
 # What the overlay (explorer/assets/overlay.js) drew over the map: its highlight's marks, and read
 # back from the canvas's pixels: the dimming at the plot's corner, the first mark's ring (a filled
@@ -97,19 +87,9 @@ const x = fl.xaxis._offset + fl.xaxis.l2p(m.x) + (m.fill ? 0 : m.size / 2), y = 
 return {mode: s.mode, ids: Array.from(new Set(s.marks.map(k => k.id))), symbols: s.marks.map(k => k.symbol),
         drawn: s.drawn, corner_alpha: alpha(fl.xaxis._offset + 2, fl.yaxis._offset + 2), ring_alpha: alpha(x, y)};
 """
-# The tracks the overlay shows standing out (filters, a selection shown on the map): decoded from
-# #map-filter's bits against the drawn traces' ids, and how many the canvas drew (null: no filter).
-SHOWN_JS = GD + """
-const s = window.musicmapOverlay.state(), raw = document.getElementById('map-filter').getAttribute('data-filter');
-const f = JSON.parse(raw || 'null');
-if (!f || !s.filtered) return null;
-const ids = [];
-gd._fullData.forEach((t, c) => {
-  const bytes = Uint8Array.from(atob(f.bits[c]), ch => ch.charCodeAt(0));
-  for (let i = 0; i < t.x.length; i++) { if (bytes[i >> 3] & (1 << (i & 7))) ids.push(t.customdata[i]); }
-});
-return {ids: ids, drawn: s.shown};
-"""
+# The tracks standing out on the map (filters, a selection shown on it), and how many the last
+# frame drew (null: no filter).
+SHOWN_JS = "return window.musicmapPoints.shown();"
 VIEW_JS = GD + "const fl = gd._fullLayout; return {x: fl.xaxis.range, y: fl.yaxis.range, legend: fl.legend.title.text};"
 
 

@@ -1,6 +1,7 @@
 // The map's hover card (issue #20): a track's cover, title, artist, album, genre and year, fetched
-// by id from /api/v1/map/<id> when the pointer rests on a point. Nothing per point is sent with the
-// map (a million titles would be 170 MB of JSON). Answers are cached; the newest hover wins.
+// by id from /api/v1/map/<id> when the pointer rests on a point (found by pointmap.js). Nothing per
+// point is sent with the map (a million titles would be 170 MB of JSON). Answers are cached; the
+// newest hover wins.
 (function () {
   var cache = new Map();
   var wanted = null;
@@ -44,16 +45,11 @@
     place(el, event);
   }
 
-  function hover(gd, evt) {
-    var p = evt && evt.points && evt.points[0];
-    if (!p) { return; }
-    var trace = gd._fullData[p.curveNumber];
-    var id = p.customdata !== undefined && p.customdata !== null ? p.customdata
-      : trace && trace.customdata ? trace.customdata[p.pointNumber] : null;
-    if (id === null || id === undefined) { return; }
+  // The point under the pointer is found by pointmap.js, which calls these.
+  function hover(id, evt) {
     id = Number(id);
+    var event = {clientX: evt.clientX, clientY: evt.clientY};
     wanted = id;
-    var event = {clientX: evt.event ? evt.event.clientX : 0, clientY: evt.event ? evt.event.clientY : 0};
     if (cache.has(id)) { show(id, event); return; }
     fetch("/api/v1/map/" + id, {credentials: "same-origin"})
       .then(function (r) { return r.ok ? r.json() : null; })
@@ -66,16 +62,11 @@
       .catch(function () { /* a lost hover card is not worth an error */ });
   }
 
-  function attach() {
-    var gd = document.querySelector("#map .js-plotly-plot");
-    if (!gd || !gd.on || gd.musicmapHover) { return; }
-    gd.musicmapHover = true;
-    gd.on("plotly_hover", function (evt) { hover(gd, evt); });
-    gd.on("plotly_unhover", function () {
-      wanted = null;
-      var el = card();
-      if (el) { el.hidden = true; }
-    });
+  function hide() {
+    wanted = null;
+    var el = card();
+    if (el) { el.hidden = true; }
   }
-  new MutationObserver(attach).observe(document.documentElement, {childList: true, subtree: true});
+
+  window.musicmapHoverCard = {hover: hover, hide: hide};
 })();

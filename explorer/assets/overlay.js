@@ -1,21 +1,15 @@
-// The map's highlight (issue #20), drawn on a canvas over the plot: the selected track (or an
-// uploaded clip's star) with a line to each of its neighbours' rings, or a song path, and the rest
-// of the map dimmed by one translucent fill; and the filters (or a selection shown on the map):
-// everything greyed by a fill, the tracks that match drawn again on top. Plotly never redraws its
-// points for either: a click or a filter costs a canvas draw, not a redraw of every WebGL point.
-// The filter comes from #map-filter's data-filter (a bit per point of each trace, base64). Fed by #highlight's data-highlight
-// attribute (JSON, set by the server's callbacks; seen here the moment it is rendered, with the
-// track panel); redrawn when Plotly pans, zooms or redraws.
+// The map's highlight (issue #20), drawn on a canvas over the points (pointmap.js): the selected
+// track (or an uploaded clip's star) with a line to each of its neighbours' rings, or a song path,
+// and the rest of the map dimmed by one translucent fill: a click costs a canvas draw, not a
+// redraw of every point. Fed by #highlight's data-highlight attribute (JSON, set by the server's
+// callbacks; seen here the moment it is rendered, with the track panel); redrawn when Plotly pans,
+// zooms or redraws.
 // #map's data-highlighted says how many tracks are highlighted (for tests and tools).
 (function () {
   var DIM = "rgba(255, 255, 255, 0.62)";  // the points' 0.85 opacity shows as ~0.3 under it
   var LINE = "rgba(17, 17, 17, 0.35)";
-  var FILTERED = "rgba(255, 255, 255, 0.82)";  // the greyed points show at ~0.15
   var highlight = {mode: "none", marks: []};
   var drawn = 0;
-  var shown = null;  // {sizes: [...], bits: [Uint8Array, ...]} or null
-  var shownCount = 0;
-  var sprites = {};
 
   function graph() { return document.querySelector("#map .js-plotly-plot"); }
 
@@ -66,47 +60,6 @@
     ctx.stroke();
   }
 
-  function sprite(color, size) {
-    var key = color + "/" + size, dpr = window.devicePixelRatio || 1;
-    if (!sprites[key]) {
-      var c = document.createElement("canvas"), px = Math.ceil(size * dpr) + 2;
-      c.width = px; c.height = px;
-      var ctx = c.getContext("2d");
-      ctx.fillStyle = color;
-      ctx.globalAlpha = 0.85;
-      ctx.beginPath();
-      ctx.arc(px / 2, px / 2, size * dpr / 2, 0, 2 * Math.PI);
-      ctx.fill();
-      sprites[key] = c;
-    }
-    return sprites[key];
-  }
-
-  // The filter: grey everything, then draw the points that match again, in their trace's colour.
-  function drawShown(ctx, gd, X, Y) {
-    var traces = gd._fullData || [];
-    if (traces.length !== shown.sizes.length) { return 0; }  // a figure of another colouring: wait for it
-    var count = 0, dpr = window.devicePixelRatio || 1;
-    for (var t = 0; t < traces.length; t++) {
-      var trace = traces[t], bits = shown.bits[t];
-      if (!trace.x || trace.x.length !== shown.sizes[t]) { return 0; }
-      if (trace.visible !== true) { continue; }  // hidden from the legend
-      var size = trace.marker.size, img = sprite(trace.marker.color, size), half = img.width / dpr / 2;
-      for (var b = 0; b < bits.length; b++) {
-        var byte = bits[b];
-        if (!byte) { continue; }
-        for (var k = 0; k < 8; k++) {
-          if (byte & (1 << k)) {
-            var i = b * 8 + k;
-            ctx.drawImage(img, X(trace.x[i]) - half, Y(trace.y[i]) - half, img.width / dpr, img.height / dpr);
-            count++;
-          }
-        }
-      }
-    }
-    return count;
-  }
-
   function draw(moving) {
     var gd = graph();
     if (!gd || !gd._fullLayout || !gd._fullLayout.xaxis || !gd._fullLayout.xaxis._length) { return 0; }
@@ -123,8 +76,7 @@
     ctx.clearRect(0, 0, fl.width, fl.height);
     var marks = highlight.marks || [];
     drawn = 0;
-    shownCount = 0;
-    if (!marks.length && !shown) { return 0; }
+    if (!marks.length) { return 0; }
     var sx = scale(fl.xaxis, moving, "xaxis"), sy = scale(fl.yaxis, moving, "yaxis");
     var X = function (v) { return sx.offset + (v - sx.r0) / sx.span * sx.length; };
     var Y = function (v) { return sy.offset + (1 - (v - sy.r0) / sy.span) * sy.length; };
@@ -132,18 +84,8 @@
     ctx.beginPath();
     ctx.rect(sx.offset, sy.offset, sx.length, sy.length);
     ctx.clip();
-    // greyed: what the filters leave out, and with a selected track everything else too; the
-    // tracks that match the filters drawn again on top, then the highlight
-    if (shown) {
-      ctx.fillStyle = FILTERED;
-      ctx.fillRect(sx.offset, sy.offset, sx.length, sy.length);
-    }
-    if (marks.length) {
-      ctx.fillStyle = DIM;
-      ctx.fillRect(sx.offset, sy.offset, sx.length, sy.length);
-    }
-    if (shown) { shownCount = drawShown(ctx, gd, X, Y); }
-    if (!marks.length) { ctx.restore(); return 0; }
+    ctx.fillStyle = DIM;  // everything but the highlight dimmed
+    ctx.fillRect(sx.offset, sy.offset, sx.length, sy.length);
     ctx.beginPath();
     ctx.lineWidth = 1;
     ctx.strokeStyle = LINE;
@@ -166,18 +108,6 @@
     try { return JSON.parse(el.getAttribute(name) || "null"); } catch (e) { return null; }
   }
 
-  function setShown(value) {
-    shown = null;
-    if (value && value.sizes && value.bits) {
-      shown = {sizes: value.sizes, bits: value.bits.map(function (b64) {
-        var raw = atob(b64), out = new Uint8Array(raw.length);
-        for (var i = 0; i < raw.length; i++) { out[i] = raw.charCodeAt(i); }
-        return out;
-      })};
-    }
-    draw(null);
-  }
-
   function attach() {
     var source = document.getElementById("highlight");
     if (source && !source.musicmapOverlay) {
@@ -185,13 +115,6 @@
       new MutationObserver(function () { window.musicmapOverlay.set(read(source, "data-highlight")); })
         .observe(source, {attributes: true, attributeFilter: ["data-highlight"]});
       window.musicmapOverlay.set(read(source, "data-highlight"));
-    }
-    var filter = document.getElementById("map-filter");
-    if (filter && !filter.musicmapOverlay) {
-      filter.musicmapOverlay = true;
-      new MutationObserver(function () { setShown(read(filter, "data-filter")); })
-        .observe(filter, {attributes: true, attributeFilter: ["data-filter"]});
-      setShown(read(filter, "data-filter"));
     }
     var gd = graph();
     if (!gd || !gd.on) { return; }
@@ -218,7 +141,7 @@
     redraw: function () { return draw(null); },
     // what is drawn now: the highlight and how many marks the canvas holds
     state: function () {
-      return {mode: highlight.mode, marks: highlight.marks, drawn: drawn, filtered: shown !== null, shown: shownCount};
+      return {mode: highlight.mode, marks: highlight.marks, drawn: drawn};
     },
   };
   window.addEventListener("resize", function () { setTimeout(function () { draw(null); }, 50); });

@@ -360,50 +360,69 @@ def test_extend_a_selection(cb: Callbacks) -> None:
     assert "nothing selected" in _texts(cb.extend_selection(None))
 
 
-def _shown_ids(cb: Callbacks, color_by: str, shown: str) -> list[int]:
-    """The track ids a ``#map-filter[data-filter]`` value marks, decoded as the overlay does."""
+def _shown_ids(cb: Callbacks, shown: str) -> list[int]:
+    """The track ids a ``#map-filter[data-filter]`` value marks, decoded as the page does."""
     import base64
 
     import numpy as np
 
     body = json.loads(shown)
-    traces, ids = cb.data.traces(color_by), cb.data.frame["id"].to_numpy()
-    assert body["sizes"] == [len(rows) for rows in traces.members]
-    out: list[int] = []
-    for rows, bits in zip(traces.members, body["bits"], strict=True):
-        mask = np.unpackbits(np.frombuffer(base64.b64decode(bits), np.uint8), bitorder="little")[:len(rows)]
-        out += ids[rows[mask.astype(bool)]].tolist()
-    return sorted(out)
+    ids = cb.data.frame["id"].to_numpy()
+    assert body["n"] == len(ids)
+    mask = np.unpackbits(np.frombuffer(base64.b64decode(body["bits"]), np.uint8), bitorder="little")[:len(ids)]
+    return sorted(ids[mask.astype(bool)].tolist())
 
 
 def test_filters_grey_out_what_does_not_match(cb: Callbacks) -> None:
     frame = cb.data.frame
     genre = str(frame["genre"].dropna().iloc[0])
-    shown, note, unstyle = cb.filters("genre", [genre], None, None)
+    shown, note = cb.filters([genre], None, None)
     matching = frame["id"][frame["genre"] == genre].tolist()
     assert note == f"{len(matching)} of {len(frame)} tracks match the filters"
-    assert _shown_ids(cb, "genre", shown) == sorted(matching)  # a bit per point: these stand out
-    assert unstyle is dash.no_update  # the figure itself is not touched
-    _, note, _ = cb.filters("genre", None, None, (1990, 1999))
+    assert _shown_ids(cb, shown) == sorted(matching)  # a bit per point: these stand out
+    _, note = cb.filters(None, None, (1990, 1999))
     assert note.startswith(f"{int(frame['year'].between(1990, 1999).sum())} of")
-    shown, note, _ = cb.filters("genre", None, None, None)
+    shown, note = cb.filters(None, None, None)
     assert note == "" and shown == "null"
-    # recoloured: the same tracks, in the new colouring's traces
-    assert _shown_ids(cb, "decade", cb.filters("decade", [genre], None, None)[0]) == sorted(matching)
 
     fig = cb.figure("decade")
     names = [t.name for t in fig.data]
     assert all(re.match(r"\d{4}s \(\d+\)|\(none\)", n) for n in names) and names == sorted(names)
     clusters = cb.figure("cluster")
-    assert sum(len(t.x) for t in clusters.data) == len(frame) and len(clusters.data) >= 3
+    assert sum(int(t.name.rsplit("(", 1)[1].rstrip(")")) for t in clusters.data) == len(frame)
+    assert len(clusters.data) >= 3
 
 
-def test_points_carry_ids_and_hover_cards(cb: Callbacks, client: FlaskClient) -> None:
-    traces = cb.data.traces("genre")
-    ids = cb.data.frame["id"].to_numpy()
-    # a click is read in the browser (the point's customdata: its track id; tests/explorer/test_browser.py)
+def test_points_binary_colours_and_hover_cards(cb: Callbacks, client: FlaskClient) -> None:
+    import numpy as np
+
+    frame, traces = cb.data.frame, cb.data.traces("genre")
+    ids = frame["id"].to_numpy()
+    # the figure draws no point itself: it says where the page's renderer gets them, and how to colour
     fig = cb.figure("genre")
-    assert [list(t.customdata) for t in fig.data] == [list(ids[rows]) for rows in traces.members]
+    meta = fig.layout.meta["musicmap"]
+    assert all(list(t.x) == [None] for t in fig.data) and len(fig.data) == len(traces.names)
+    assert meta["n"] == len(frame) and meta["colors"] == [t.marker.color for t in fig.data]
+    x0, x1 = fig.layout.xaxis.range
+    assert x0 < frame["x"].min() and x1 > frame["x"].max()
+    points = client.get(meta["points"], headers={"Accept-Encoding": "gzip"})
+    assert points.status_code == 200 and points.headers["Content-Encoding"] == "gzip"
+    assert points.headers["Cache-Control"] == "private, max-age=86400"
+    assert points.headers["X-Musicmap-Points"] == str(len(frame))
+    raw = client.get(meta["points"]).data
+    n = len(frame)
+    assert len(raw) == 12 * n
+    assert np.frombuffer(raw[:4 * n], "<i4").tolist() == ids.tolist()
+    assert np.allclose(np.frombuffer(raw[4 * n:8 * n], "<f4"), frame["x"], atol=1e-4)
+    assert np.allclose(np.frombuffer(raw[8 * n:], "<f4"), frame["y"], atol=1e-4)
+    codes = np.frombuffer(client.get(meta["codes"]).data, np.uint8)
+    assert len(codes) == n and all((codes[rows] == i).all() for i, rows in enumerate(traces.members))
+    decade = np.frombuffer(client.get("/api/v1/map/colors?by=decade").data, np.uint8)
+    assert len(decade) == n and decade.max() == len(cb.data.traces("decade").names) - 1
+    bad = client.get("/api/v1/map/colors?by=mood")
+    assert bad.status_code == 400 and "by='mood'" in bad.get_json()["error"]
+    # a new map version, new URLs (a browser may cache the old ones)
+    assert f"v={cb.data.token}" in meta["points"] and f"v={cb.data.token}" in meta["codes"]
     # the page's figure carries no per-point text: hover asks for a card by track id
     layout = client.get("/_dash-layout").get_json()
     sent = json.dumps(layout).split('"figure": ')[1].split('"layout": ')[0]
@@ -506,10 +525,7 @@ def test_selection_panel_and_exports(cb: Callbacks, demo_store: DemoStore) -> No
 
     traces = cb.data.traces("genre")
     ids = cb.data.frame["id"].to_numpy()
-    points = [{"curveNumber": 0, "pointNumber": i} for i in range(len(traces.members[0]))]
-    points += [{"curveNumber": 0, "pointNumber": 0}, {"curveNumber": len(traces.names), "pointNumber": 0}]
-    chosen = cb.selected_on_map({"points": points}, "genre")
-    assert chosen == [int(ids[r]) for r in traces.members[0]]  # one genre, each once, no such curve ignored
+    chosen = [int(ids[r]) for r in traces.members[0]]  # a lasso is read in the browser (test_browser.py)
 
     text = _texts(cb.selection_panel(chosen))
     genre = cb.data.frame.set_index("id").loc[chosen[0], "genre"]
@@ -566,8 +582,8 @@ def test_sql_through_the_api_and_the_panel(client: FlaskClient, cb: Callbacks) -
     assert "click a track" in error and ids is None
     _, rows, error, _, _ = cb.run_sql("SELECT nope FROM tracks", None)
     assert rows == [] and "nope" in error  # DuckDB's message, inline
-    shown, _, _ = cb.filters("genre", None, None, None, selection=[1, 2, 3])
-    assert _shown_ids(cb, "genre", shown) == [1, 2, 3]  # "show on map": the result tracks stand out, the rest greyed
+    shown, _ = cb.filters(None, None, None, selection=[1, 2, 3])
+    assert _shown_ids(cb, shown) == [1, 2, 3]  # "show on map": the result tracks stand out, the rest greyed
 
 
 def test_explain_a_match_shared_styles_and_closest_windows(tmp_path: Path, cb: Callbacks) -> None:

@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlencode, urlparse
 import numpy as np
 import pytest
 
-from tests.browser import GD, HIGHLIGHT_JS, POINT_JS, SHOWN_JS, VIEW_JS, chromium, load, shot, wait
+from tests.browser import HIGHLIGHT_JS, POINT_JS, SHOWN_JS, VIEW_JS, chromium, load, shot, wait
 from tests.conftest import DemoStore
 from tests.fakes import fake_model, write_store
 
@@ -211,18 +211,8 @@ def test_permalink_brings_back_the_view(browser: Any, served: str, demo_store: D
     assert query["track"] == ["5"] and query["genre"] == [genre] and query["color"] == ["decade"]
 
 
-# Pixel positions of every category point, with its track id.
-ALL_POINTS_JS = GD + """
-const fl = gd._fullLayout, box = gd.getBoundingClientRect(), out = [];
-for (let c = 0; c < gd._fullData.length; c++) {
-  const t = gd._fullData[c];
-  for (let i = 0; i < t.x.length; i++) {
-    out.push({id: t.customdata[i], x: box.left + fl.xaxis._offset + fl.xaxis.l2p(t.x[i]),
-              y: box.top + fl.yaxis._offset + fl.yaxis.l2p(t.y[i])});
-  }
-}
-return out;
-"""
+# Pixel positions of every point, with its track id.
+ALL_POINTS_JS = "return window.musicmapPoints.all();"
 
 
 def test_box_selection_becomes_a_playlist(browser: Any, served: str, demo_store: DemoStore, tmp_path: Path) -> None:
@@ -282,6 +272,70 @@ def test_box_selection_becomes_a_playlist(browser: Any, served: str, demo_store:
     driver.execute_script("const p = document.getElementById('queue-player'); p.currentTime = p.duration - 0.2;")
     _wait(lambda: driver.execute_script("return document.getElementById('queue-player').src").endswith(queue[1]),
           what="the second track of the selection")
+
+
+def _inside(polygon: list[tuple[float, float]], x: float, y: float) -> bool:
+    odd = False
+    for (ax, ay), (bx, by) in zip(polygon, polygon[-1:] + polygon[:-1], strict=True):
+        if (ay > y) != (by > y) and x < (bx - ax) * (y - ay) / (by - ay) + ax:
+            odd = not odd
+    return odd
+
+
+def test_lasso_selects_what_it_encloses_and_the_legend_hides_a_category(
+        browser: Any, served: str, demo_store: DemoStore) -> None:
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    driver = browser
+    _load(driver, served + "/", len(demo_store.tracks))
+    points = driver.execute_script(ALL_POINTS_JS)
+    xs, ys = sorted(p["x"] for p in points), sorted(p["y"] for p in points)
+    # a triangle over the points' lower-left half, drawn by the pointer (its path is the lasso)
+    x0, x1, y0, y1 = xs[0] - 8, xs[-1] + 8, ys[0] - 8, ys[-1] + 8
+    corners = [(x0, y0), (x0, y1), (x1, y1)]
+    path = [(a[0] + f * (b[0] - a[0]), a[1] + f * (b[1] - a[1]))
+            for a, b in zip(corners, corners[1:] + corners[:1], strict=True) for f in (0.0, 0.25, 0.5, 0.75)]
+    path = [(float(int(x)), float(int(y))) for x, y in path]
+    near = 3.0  # pixels: a point this close to the lasso's edge may fall either way
+
+    def clearly(p: dict[str, Any], want: bool) -> bool:
+        return all(_inside(path, p["x"] + dx, p["y"] + dy) == want for dx in (-near, near) for dy in (-near, near))
+
+    sure_in = {p["id"] for p in points if clearly(p, True)}
+    maybe = {p["id"] for p in points if not clearly(p, False)}
+    assert 5 <= len(sure_in) < len(points)
+    driver.find_element(By.CSS_SELECTOR, "#map .modebar-btn[data-val='lasso']").click()
+    actions = ActionChains(driver)
+    pointer = actions.w3c_actions.pointer_action
+    pointer.move_to_location(int(path[0][0]), int(path[0][1]))
+    pointer.pointer_down()
+    for x, y in [*path[1:], path[0]]:
+        pointer.move_to_location(int(x), int(y))
+        pointer.pause(0.03)
+    pointer.pointer_up()
+    actions.perform()
+    count = _wait(lambda: driver.find_element(By.ID, "selection-count").text, what="the selection panel")
+    where = driver.find_element(By.ID, "selection-where").text
+    chosen = {int(i) for i in where.split("(")[1].rstrip(")").split(", ")}
+    assert count == f"Selection: {len(chosen)} tracks" and sure_in <= chosen <= maybe
+    shown = _wait(lambda: driver.execute_script(SHOWN_JS), what="the selection on the map")
+    assert set(shown["ids"]) == chosen  # the selection stands out, the rest is greyed
+    _shot(driver, "7b-lasso")
+    # clear: nothing greyed
+    driver.find_element(By.XPATH, "//button[text()='clear']").click()
+    _wait(lambda: driver.execute_script(SHOWN_JS) is None, what="the selection cleared from the map")
+
+    # the legend: a click hides a category's points (not drawn, not picked), another shows them
+    state = "return window.musicmapPoints.state();"
+    assert driver.execute_script(state)["drawn"] == len(points)
+    first = driver.find_elements(By.CSS_SELECTOR, "#map .legend .traces")[0]
+    size = int(first.text.rsplit("(", 1)[1].rstrip(")"))
+    first.click()
+    _wait(lambda: driver.execute_script(state)["drawn"] == len(points) - size, what="a category hidden")
+    first = driver.find_elements(By.CSS_SELECTOR, "#map .legend .traces")[0]
+    first.click()
+    _wait(lambda: driver.execute_script(state)["drawn"] == len(points), what="the category shown again")
 
 
 def test_sql_panel_runs_a_query_and_shows_it_on_the_map(browser: Any, served: str, demo_store: DemoStore) -> None:
