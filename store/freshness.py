@@ -33,10 +33,10 @@ from .vectors import (
     effective_kind,
     ids_checksum,
     index_ids,
-    ivf_parts,
     load_index,
     read_sidecar,
     save_index,
+    storage_kind,
 )
 
 logger = logging.getLogger(__name__)
@@ -89,7 +89,7 @@ def vectors_agree(cur: duckdb.DuckDBPyConnection, index: faiss.Index, ids: np.nd
                   folder: Path) -> bool:
     """Spot check: a few vectors of the index equal DuckDB's (a file copied from another store
     with the same ids, or written over, fails it). IVF-PQ keeps 8-bit vectors: equal there
-    means a cosine over 0.99."""
+    means a cosine over 0.99 (HNSW's float16 ones: over 0.9999)."""
     if not len(ids):
         return True
     picked = np.random.default_rng(len(ids)).choice(ids, size=min(AGREE_SAMPLE, len(ids)), replace=False)
@@ -98,10 +98,11 @@ def vectors_agree(cur: duckdb.DuckDBPyConnection, index: faiss.Index, ids: np.nd
     except RuntimeError:
         return False
     theirs = stored_vectors(cur, picked, dimension)
-    if ivf_parts(index) is not None:
-        agree = bool(np.all(np.sum(ours * theirs, axis=1) > 0.99))
-    else:
+    kind = storage_kind(index)
+    if kind == "float32":
         agree = bool(np.allclose(ours, theirs, atol=1e-5))
+    else:  # 8-bit vectors: a cosine over 0.99; float16: over 0.9999 (~1e-7 off in fact)
+        agree = bool(np.all(np.sum(ours * theirs, axis=1) > (0.99 if kind == "sq8" else 0.9999)))
     if not agree:
         logger.warning("FAISS index in %s holds other vectors than DuckDB; rebuilding", folder)
     return agree

@@ -111,15 +111,18 @@ class Similarity:
         inner: Any = faiss.downcast_index(outer.index)
         self._index = index  # keeps the memory behind the views alive
         self._coded: Any = None
-        if isinstance(inner, faiss.IndexRefine):  # IVF-PQ: 8-bit vectors, decoded a slice at a time
-            self._coded = faiss.downcast_index(inner.refine_index)
+        storage: Any = None if isinstance(inner, (faiss.IndexFlat, faiss.IndexRefine)) \
+            else faiss.downcast_index(inner.storage)
+        if isinstance(inner, faiss.IndexRefine) or isinstance(storage, faiss.IndexScalarQuantizer):
+            # IVF-PQ's 8-bit vectors, HNSW's float16 ones: decoded a slice at a time
+            self._coded = faiss.downcast_index(inner.refine_index) if storage is None else storage
             n, d = int(self._coded.ntotal), int(self._coded.d)
             size = int(self._coded.code_size)
             self._codes = faiss.rev_swig_ptr(self._coded.codes.data(), n * size).reshape(n, size) if n \
                 else np.zeros((0, size), np.uint8)
             self.matrix = np.zeros((0, d), np.float32)
         else:
-            flat: Any = inner if isinstance(inner, faiss.IndexFlat) else faiss.downcast_index(inner.storage)
+            flat: Any = inner if isinstance(inner, faiss.IndexFlat) else storage
             n, d = int(flat.ntotal), int(flat.d)
             self.matrix = faiss.rev_swig_ptr(flat.get_xb(), n * d).reshape(n, d) if n else np.zeros((0, d), np.float32)
         ids = faiss.vector_to_array(outer.id_map).astype(np.int64)

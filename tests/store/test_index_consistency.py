@@ -113,7 +113,7 @@ def test_hnsw_above_the_flat_limit_records_recall_and_filters_return_k(tmp_path:
         store.sync()
     params = json.loads((folder / "manifest.json").read_text())["index"]
     assert params["type"] == "hnsw" and params["recall_at_10"] >= 0.97 and params["efSearch"] >= 16
-    assert params["M"] == vectors_mod.HNSW_M and params["ntotal"] == 3000
+    assert params["M"] == vectors_mod.HNSW_M and params["ntotal"] == 3000 and params["storage"] == "fp16"
     with Store.open(folder) as store:
         recall = np.mean([len(set(n.track_id for n in store.search(s, k=10)) & set(_exact(store, s, 10))) / 10
                           for s in range(1, 3001, 60)])
@@ -194,3 +194,27 @@ def test_ivfpq_when_asked_records_its_parameters_and_searches_like_the_others(tm
     assert vectors_mod.effective_kind("ivfpq", 500, D) == "flat"
     assert vectors_mod.effective_kind("auto", 10**7, 768) == "ivfpq"
     assert vectors_mod.effective_kind("auto", 10**6, 768) == "hnsw"
+
+
+def test_hnsw_keeps_float16_vectors_and_an_older_float32_index_still_serves(tmp_path: Path) -> None:
+    import faiss
+
+    from store.search import knn
+    from store.sql import Similarity
+
+    rng = np.random.default_rng(7)
+    x = vectors_mod.l2_normalise(rng.standard_normal((2000, D)))
+    ids = np.arange(1, 2001, dtype=np.int64)
+    new, params = vectors_mod.build_index(ids, x, "hnsw")
+    old = faiss.IndexIDMap2(faiss.IndexHNSWFlat(D, 16, faiss.METRIC_INNER_PRODUCT))  # as built before
+    old.add_with_ids(x, ids)
+    assert params["storage"] == "fp16" and vectors_mod.storage_kind(new) == "float16"
+    assert vectors_mod.storage_kind(old) == "float32"
+    exact = x @ x[4]
+    for index in (new, old):
+        got = knn(index, x[4], 10)
+        assert got[0][0] == 5 and abs(got[0][1] - 1.0) < 1e-3  # itself, at cosine 1
+        scores = Similarity(index).scores(5)  # similarity() in SQL over the stored vectors
+        assert np.allclose(scores, exact, atol=2e-3)
+        filtered = knn(index, x[4], 5, allowed=ids[1::2])  # exact over the stored vectors
+        assert [t for t, _ in filtered] == [int(ids[i]) for i in np.argsort(-exact) if i % 2 == 1][:5]
