@@ -160,7 +160,7 @@ HIT_FIELDS = ("id", "title", "artist", "album", "genre", "year")
 """The fields of a search hit."""
 
 
-def lowered(frame: pd.DataFrame, columns: tuple[str, ...]) -> pa.Array:
+def lowered(frame: pd.DataFrame, columns: tuple[str, ...]) -> pa.Array | pa.ChunkedArray:
     """Per row, ``columns`` joined by spaces, lower-cased, newlines made spaces (missing: ""), as
     one Arrow string array (never a Python object per row)."""
     parts = []
@@ -173,14 +173,14 @@ def lowered(frame: pd.DataFrame, columns: tuple[str, ...]) -> pa.Array:
     return pc.utf8_lower(joined_parts)
 
 
-def joined(texts: pa.Array) -> tuple[str, np.ndarray]:
+def joined(texts: pa.Array | pa.ChunkedArray) -> tuple[str, np.ndarray]:
     """``texts`` joined by newlines, with one before the first (newlines cannot be in a query: it
     is split on whitespace), and where each text starts, then one past the end: row ``r`` is
     ``blob[starts[r]:starts[r + 1] - 1]``. Made from Arrow's buffer in one piece: a Python string
     per row first cost ~250 MB of memory at 1M tracks."""
-    texts = pa.array(texts, pa.string()) if not isinstance(texts, pa.Array) else texts.cast(pa.large_string())
     if isinstance(texts, pa.ChunkedArray):
         texts = texts.combine_chunks()
+    texts = texts.cast(pa.large_string())
     lines = pc.binary_join_element_wise(texts, pa.scalar("", pa.large_string()), pa.scalar("\n", pa.large_string())) \
         if len(texts) \
         else pa.array([], pa.large_string())

@@ -338,6 +338,24 @@ def test_lasso_selects_what_it_encloses_and_the_legend_hides_a_category(
     _wait(lambda: driver.execute_script(state)["drawn"] == len(points), what="the category shown again")
 
 
+def test_with_a_token_the_map_and_its_points_load_through_the_cookie(browser: Any, demo_store: DemoStore) -> None:
+    from selenium.webdriver.common.by import By
+
+    from tests.conftest import serving
+
+    driver = browser
+    with serving(demo_store.store, "--token", "s3cret-token") as url:
+        driver.get(url + "/")
+        assert "token" in driver.find_element(By.TAG_NAME, "body").text.lower()  # refused: no map, no points
+        assert driver.execute_script("return window.musicmapPoints === undefined "
+                                     "|| !window.musicmapPoints.state().ready;")
+        _load(driver, url + "/?token=s3cret-token", len(demo_store.tracks))  # the cookie carries the token
+        assert "token=" not in driver.current_url
+        point = driver.execute_script(POINT_JS, None)
+        _click_point(driver, point)
+        _wait(lambda: driver.find_elements(By.CSS_SELECTOR, "#similar-list li"), what="the similar list")
+
+
 def test_sql_panel_runs_a_query_and_shows_it_on_the_map(browser: Any, served: str, demo_store: DemoStore) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
