@@ -80,7 +80,7 @@
     var n = buf.byteLength / 12;
     var ids = new Int32Array(buf, 0, n), xs = new Float32Array(buf, 4 * n, n), ys = new Float32Array(buf, 8 * n, n);
     pts = {url: url, n: n, ids: ids, xs: xs, ys: ys, grid: buildGrid(xs, ys, n), row: null};
-    draw(null);
+    redraw(null);
   }
 
   // The drawing order: "other" first (under the rest), then the legend's order.
@@ -94,7 +94,7 @@
     var order = new Int32Array(n);
     for (i = 0; i < n; i++) { order[count[rank[codes[i]]]++] = i; }
     cat = {url: url, codes: codes, order: order};
-    draw(null);
+    redraw(null);
   }
 
   function load(gd) {
@@ -210,6 +210,17 @@
     }
   }
 
+  // Draws asked for within one animation frame make one draw (Plotly's relayout and its afterplot
+  // both ask; a drag asks at every mouse move): the latest view wins.
+  var wanted = null;
+  function redraw(moving) {
+    var first = wanted === null;
+    wanted = {moving: moving || null};
+    if (first) {
+      requestAnimationFrame(function () { var w = wanted; wanted = null; draw(w.moving); });
+    }
+  }
+
   // The point under the pointer (client coordinates): its row, or -1.
   function pick(clientX, clientY) {
     var gd = graph();
@@ -280,7 +291,7 @@
       for (var i = 0; i < raw.length; i++) { bytes[i] = raw.charCodeAt(i); }
       shown = bytes;
     }
-    draw(null);
+    redraw(null);
   }
 
   function setProps(id, value) {
@@ -301,9 +312,9 @@
     var gd = graph();
     if (!gd || !gd.on || gd.musicmapPoints) { return; }
     gd.musicmapPoints = true;
-    gd.on("plotly_afterplot", function () { load(gd); draw(null); });
-    gd.on("plotly_relayouting", function (moving) { draw(moving); });
-    gd.on("plotly_relayout", function () { draw(null); });
+    gd.on("plotly_afterplot", function () { load(gd); redraw(null); });
+    gd.on("plotly_relayouting", function (moving) { redraw(moving); });
+    gd.on("plotly_relayout", function () { redraw(null); });
     gd.on("plotly_selected", function (event) {
       if (!event) { return; }
       var rows = inside(event), ids = new Array(rows.length);
@@ -342,11 +353,11 @@
       if (row >= 0) { setProps("selected", pts.ids[row]); }
     }, true);
     load(gd);
-    draw(null);
+    redraw(null);
   }
 
   window.musicmapPoints = {
-    redraw: function () { draw(null); },
+    redraw: function () { redraw(null); },
     // what is drawn: the map's points, whether all has arrived, the last frame's milliseconds,
     // frames so far, points in the last frame (in view, not hidden), and the filter
     state: function () {
@@ -393,7 +404,7 @@
     },
     pick: function (clientX, clientY) { var row = pick(clientX, clientY); return row >= 0 ? pts.ids[row] : null; },
   };
-  window.addEventListener("resize", function () { setTimeout(function () { draw(null); }, 50); });
+  window.addEventListener("resize", function () { setTimeout(function () { redraw(null); }, 50); });
   // Dash renders the graph after this script runs, and again when the page is rebuilt.
   new MutationObserver(attach).observe(document.documentElement, {childList: true, subtree: true});
 })();
