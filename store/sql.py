@@ -106,7 +106,18 @@ class Similarity:
     score vectors of the last few seeds (one ``n × d`` product each).
     """
 
-    def __init__(self, index: faiss.Index, cache: int = 16) -> None:
+    def __init__(self, index: faiss.Index | Callable[[], faiss.Index], cache: int = 16) -> None:
+        self._source = index
+        self._bound = False
+        self._scores: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._cache = cache
+
+    def _bind(self) -> None:
+        """Take the index's vectors and ids: on the first call, so a session that never asks for a
+        similarity never loads the index (a 1M-track HNSW index is ~0.8 GB)."""
+        if self._bound:
+            return
+        index = self._source() if callable(self._source) else self._source
         outer: Any = faiss.downcast_index(index)
         inner: Any = faiss.downcast_index(outer.index)
         self._index = index  # keeps the memory behind the views alive
@@ -128,11 +139,16 @@ class Similarity:
         ids = faiss.vector_to_array(outer.id_map).astype(np.int64)
         self._order = np.argsort(ids, kind="stable")
         self._sorted = ids[self._order]
-        self._scores: OrderedDict[int, np.ndarray] = OrderedDict()
-        self._cache = cache
+        self._bound = True
+
+    @property
+    def bound_to(self) -> faiss.Index | None:
+        """The index whose vectors this reads (None until the first call)."""
+        return self._index if self._bound else None
 
     def rows(self, ids: np.ndarray) -> np.ndarray:
         """Row of each id in :attr:`matrix`, −1 where the id has no vector."""
+        self._bind()
         pos = np.searchsorted(self._sorted, ids)
         pos = np.minimum(pos, max(len(self._sorted) - 1, 0))
         found = (len(self._sorted) > 0) & (self._sorted[pos] == ids) if len(self._sorted) else np.zeros(len(ids), bool)
@@ -200,9 +216,10 @@ _dispatchers: dict[str, _Dispatch] = {}
 _dispatch_lock = threading.Lock()
 
 
-def install(session: duckdb.DuckDBPyConnection, index: faiss.Index) -> Similarity:
+def install(session: duckdb.DuckDBPyConnection, index: faiss.Index | Callable[[], faiss.Index]) -> Similarity:
     """Register ``similarity``, the views and ``similar_to`` on the SQL ``session`` (temporary views
-    live per connection; the function per database instance, see :class:`_Dispatch`)."""
+    live per connection; the function per database instance, see :class:`_Dispatch`). ``index``
+    may be a function giving it: called when a query first asks for a similarity."""
     fn = Similarity(index)
     found = session.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()"
                             ).fetchall()
@@ -249,13 +266,14 @@ class Sandbox:
     ``cursor`` makes a cursor of the (held) connection; ``index`` returns the current FAISS index.
     """
 
-    def __init__(self, cursor: Callable[[], duckdb.DuckDBPyConnection], index: Callable[[], faiss.Index]) -> None:
+    def __init__(self, cursor: Callable[[], duckdb.DuckDBPyConnection], index: Callable[[], faiss.Index],
+                 loaded: Callable[[], faiss.Index | None] | None = None) -> None:
         self._cursor = cursor
         self._index = index
+        self._loaded = loaded or index  # the index if it is in memory (None: not loaded yet)
         self._lock = threading.Lock()
         self._session: duckdb.DuckDBPyConnection | None = None
         self._similarity: Similarity | None = None  # kept alive here (see _Dispatch)
-        self._for_index: faiss.Index | None = None
 
     def close(self) -> None:
         """Drop the session (before its connection closes)."""
@@ -264,12 +282,14 @@ class Sandbox:
             self._session = None
 
     def _current(self) -> duckdb.DuckDBPyConnection:
-        index = self._index()
-        if self._session is None or self._for_index is not index:
+        # A session's similarity() binds to the index on its first use: a query that never asks for
+        # one (the explorer's schema, most user SQL) never loads it. Bound to an index the store no
+        # longer holds (rebuilt, reloaded): a new session.
+        bound = self._similarity.bound_to if self._similarity is not None else None
+        if self._session is None or (bound is not None and bound is not self._loaded()):
             self.close()
             self._session = self._cursor()
-            self._similarity = install(self._session, index)
-            self._for_index = index
+            self._similarity = install(self._session, self._index)
         return self._session
 
     def run(self, query: str, *, max_rows: int, timeout: float) -> tuple[list[str], list[tuple[Any, ...]], bool]:

@@ -69,7 +69,7 @@ class Store:
         self._row_cache: dict[int, TrackRow] = {}
         self._index: faiss.Index | None = None
         self._index_stamp: tuple[int, int] | None = None
-        self._sandbox = sql.Sandbox(self._new_cursor, lambda: self.index)
+        self._sandbox = sql.Sandbox(self._new_cursor, lambda: self.index, lambda: self._index)
         self.index_kind = "auto"
         """The FAISS index type a rebuild makes: ``auto`` (by size), ``flat``, ``hnsw`` or ``ivfpq``."""
 
