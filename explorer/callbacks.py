@@ -130,6 +130,18 @@ def _triggered_index() -> str:
 
 
 
+# The chosen track in the URL (``?track=``), set in the browser: on every click a server round trip
+# for it competed with the track panel's. The rest of the view is encoded by ``url_for``.
+clientside(
+    """function(track, search) {
+        const params = new URLSearchParams(search || "");
+        if (track === null || track === undefined) { params.delete("track"); }
+        else { params.set("track", String(track)); }
+        const out = params.toString();
+        return out ? "?" + out : "";
+    }""",
+    Output("url-out", "search", allow_duplicate=True), Input("selected", "data"), State("url-out", "search"))
+
 # A file over the upload limit is refused at once in the browser, never sent.
 clientside(
     """function(contents, filename, limit) {
@@ -211,11 +223,12 @@ class Callbacks:
             raise dash.exceptions.PreventUpdate
         return tuple(w if w != h else dash.no_update for w, h in zip(wanted, have, strict=True))
 
-    @callback(Output("url-out", "search"), inputs={"selected": Input("selected", "data"), **_view(Input)})
+    @callback(Output("url-out", "search"), inputs=_view(Input), state={"selected": State("selected", "data")})
     def url_for(self, selected: int | None, color: str, genres: list[str] | None, styles: list[str] | None,
                 years: list[int] | None, k: int | None, per_artist: int | None, per_album: int | None,
                 dedupe: list[str] | None, where: str | None) -> str:
-        """The URL's query string for the current view."""
+        """The URL's query string for the current view (a new track alone changes it in the browser:
+        the :func:`clientside` callback above, no server round trip on every click)."""
         state = ViewState(track=selected, color=color or "genre", genres=list(genres or []),
                           styles=list(styles or []), years=self._years(years),
                           k=int(k) if k and 1 <= int(k) <= K_PAGE_MAX else K_DEFAULT, per_artist=per_artist or None,

@@ -24,6 +24,8 @@
   var cat = null;        // {url, codes, order}
   var shown = null;      // Uint8Array of bits, or null
   var shownCount = 0;
+  var shownDrawn = false;  // has a frame been drawn since the filter last changed
+  var frameFiltered = false;  // did the last frame grey by a filter
   var loading = {};      // url → true while fetched
   var image = null;      // the ImageData drawn into
   var lastMs = 0, frames = 0, drawnCount = 0;
@@ -203,6 +205,8 @@
     ctx.putImageData(image, Math.round(v.left * dpr), Math.round(v.top * dpr));
     lastMs = performance.now() - t0;
     frames++;
+    shownDrawn = true;
+    frameFiltered = shown !== null;
     var container = document.getElementById("map");
     if (container && !moving) {
       container.setAttribute("data-map-points", String(n));
@@ -286,6 +290,7 @@
 
   function setShown(value) {
     shown = null;
+    shownDrawn = false;
     if (value && value.bits) {
       var raw = atob(value.bits), bytes = new Uint8Array(raw.length);
       for (var i = 0; i < raw.length; i++) { bytes[i] = raw.charCodeAt(i); }
@@ -363,7 +368,7 @@
     state: function () {
       var gd = graph();
       return {n: pts ? pts.n : 0, ready: !!(gd && ready(gd)), ms: lastMs, frames: frames, drawn: drawnCount,
-              filtered: shown !== null, shown: shownCount};
+              filtered: frameFiltered, shown: shownCount};
     },
     // a track's point in client coordinates (null: not on the map)
     locate: function (id) {
@@ -386,7 +391,7 @@
     // the tracks a filter (or a selection shown on the map) makes stand out, and how many of them
     // the last frame drew; null without a filter
     shown: function () {
-      if (!shown || !pts) { return null; }
+      if (!shown || !pts || !shownDrawn) { return null; }
       var ids = [];
       for (var i = 0; i < pts.n; i++) { if ((shown[i >> 3] >> (i & 7)) & 1) { ids.push(pts.ids[i]); } }
       return {ids: ids, drawn: shownCount};
