@@ -206,7 +206,7 @@ class Api:
     def __init__(self, store: Store, projection: Callable[[], Any], uploads: Uploads | None = None) -> None:
         self.store, self.projection, self.uploads = store, projection, uploads
         self.art = art.CoverArt()
-        self._map_cache: dict[tuple[int, tuple[str, ...]], tuple[bytes, bytes]] = {}  # (JSON, gzip) per map, fields
+        self._map_cache: dict[tuple[int, tuple[str, ...]], bytes] = {}  # gzipped JSON per map, fields
 
     def handler(self, path: str, method_name: str, hold: bool) -> Callable[..., Response]:
         """The Flask view of one route: parse, hold the store, call, and turn errors into JSON with
@@ -407,23 +407,20 @@ class Api:
             raw = ("".join(parts) + "}").encode()
             if len(self._map_cache) >= 8 or any(k[0] != key[0] for k in self._map_cache):
                 self._map_cache.clear()  # only the current map's answers are kept
-            self._map_cache[key] = (raw, gzip.compress(raw, compresslevel=5, mtime=0))
-        raw, packed = self._map_cache[key]
-        return _encoded(raw, packed, "application/json")
+            self._map_cache[key] = gzip.compress(raw, compresslevel=5, mtime=0)
+        return _encoded(self._map_cache[key], "application/json")
 
     @route(f"{API}/map/points", "api_map_points", hold=False)
     def api_map_points(self, args: Args) -> Response:
         """The points as the page's renderer draws them (no store read: from the explorer's memory)."""
         data = self.projection()
-        raw, packed = data.points()
-        response = _encoded(raw, packed, "application/octet-stream", cache=bool(args["v"]))
+        response = _encoded(data.points(), "application/octet-stream", cache=bool(args["v"]))
         response.headers["X-Musicmap-Points"] = str(len(data.frame))
         return response
 
     @route(f"{API}/map/colors", "api_map_colors", hold=False)
     def api_map_colors(self, args: Args) -> Response:
-        raw, packed = self.projection().codes(args["by"])
-        return _encoded(raw, packed, "application/octet-stream", cache=bool(args["v"]))
+        return _encoded(self.projection().codes(args["by"]), "application/octet-stream", cache=bool(args["v"]))
 
     @route(f"{API}/map/{{track_id}}", "api_map_point", hold=False)
     def api_map_point(self, args: Args, track_id: int) -> Response:
@@ -445,14 +442,15 @@ class Api:
         return error(404, f"no such endpoint: {request.path} (see {API}/openapi.json)")
 
 
-def _encoded(raw: bytes, packed: bytes, mimetype: str, cache: bool = False) -> Response:
-    """``raw``, or its gzip ``packed`` (made once, when the data was) where the client takes it;
-    with ``cache``, cacheable by the browser for a day (the URL names the map's version)."""
+def _encoded(packed: bytes, mimetype: str, cache: bool = False) -> Response:
+    """An answer kept gzipped (``packed``: only the gzip is held in memory), sent as it is where the
+    client takes gzip, decompressed where it does not; with ``cache``, cacheable by the browser for
+    a day (the URL names the map's version)."""
     if "gzip" in request.headers.get("Accept-Encoding", ""):
         response = Response(packed, mimetype=mimetype)
         response.headers["Content-Encoding"] = "gzip"  # flask-compress leaves an encoded answer alone
     else:
-        response = Response(raw, mimetype=mimetype)
+        response = Response(gzip.decompress(packed), mimetype=mimetype)
     response.headers["Vary"] = "Accept-Encoding"
     if cache:
         response.cache_control.private = True

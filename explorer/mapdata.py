@@ -44,7 +44,7 @@ class MapData:
         self._blob, self._blob_starts = joined(pa.array([], pa.string()))
         self._title_blob, self._title_starts = self._blob, self._blob_starts
         self._traces: dict[str, Traces] = {}
-        self._binary: dict[str, tuple[bytes, bytes]] = {}
+        self._binary: dict[str, bytes] = {}
         self.token = "0"
         """Names this version of the map in the point renderer's URLs (a browser may cache them):
         unique across reloads and explorer restarts."""
@@ -83,10 +83,10 @@ class MapData:
             self._traces[color_by] = split(self.frame, color_by)
         return self._traces[color_by]
 
-    def points(self) -> tuple[bytes, bytes]:
-        """The map's points for the page's renderer: every track's id (int32), then x, then y
-        (float32), little-endian, 12 bytes a track in frame order; and the same gzipped. Built once
-        per version of the map."""
+    def points(self) -> bytes:
+        """The map's points for the page's renderer, gzipped: every track's id (int32), then x, then
+        y (float32), little-endian, 12 bytes a track in frame order. Built once per version of the
+        map; only the gzip is kept (a client that takes no gzip gets it decompressed)."""
         if "points" not in self._binary:
             frame = self.frame
             parts = [frame["id"].to_numpy("<i4"), frame["x"].to_numpy("<f4"), frame["y"].to_numpy("<f4")] \
@@ -94,9 +94,9 @@ class MapData:
             self._binary["points"] = _packed(b"".join(p.tobytes() for p in parts))
         return self._binary["points"]
 
-    def codes(self, color_by: str) -> tuple[bytes, bytes]:
-        """Each track's category index for ``color_by`` (one byte a track, frame order: the index of
-        its legend trace, :meth:`traces`), and the same gzipped."""
+    def codes(self, color_by: str) -> bytes:
+        """Each track's category index for ``color_by``, gzipped (one byte a track, frame order: the
+        index of its legend trace, :meth:`traces`)."""
         key = "codes:" + color_by
         if key not in self._binary:
             self._binary[key] = _packed(codes(self.traces(color_by), len(self.frame)).tobytes())
@@ -152,8 +152,8 @@ class MapData:
         return (int(years.min()), int(years.max())) if len(years) else None
 
 
-def _packed(raw: bytes) -> tuple[bytes, bytes]:
-    return raw, gzip.compress(raw, compresslevel=1, mtime=0)
+def _packed(raw: bytes) -> bytes:
+    return gzip.compress(raw, compresslevel=1, mtime=0)
 
 
 HIT_FIELDS = ("id", "title", "artist", "album", "genre", "year")
