@@ -332,7 +332,7 @@
     });
     gd.on("plotly_deselect", function () { setProps("selection", null); });
     // hover: the card of the point under the pointer; a pointer cursor over a point
-    var hoverFrame = 0, lastMove = null, pressed = null;
+    var hoverFrame = 0, lastMove = null;
     gd.addEventListener("mousemove", function (e) {
       lastMove = e;
       if (hoverFrame) { return; }
@@ -349,13 +349,6 @@
     // a click (press and release in place) selects the point under it
     gd.addEventListener("mousedown", function (e) {
       pressed = e.button === 0 ? {x: e.clientX, y: e.clientY, t: performance.now()} : null;
-    }, true);
-    window.addEventListener("mouseup", function (e) {
-      var p = pressed;
-      pressed = null;
-      if (!p || Math.abs(e.clientX - p.x) > 4 || Math.abs(e.clientY - p.y) > 4 || performance.now() - p.t > 800) { return; }
-      var row = pick(e.clientX, e.clientY);
-      if (row >= 0) { setProps("selected", pts.ids[row]); }
     }, true);
     load(gd);
     redraw(null);
@@ -409,6 +402,16 @@
     },
     pick: function (clientX, clientY) { var row = pick(clientX, clientY); return row >= 0 ? pts.ids[row] : null; },
   };
+  // a press on the map (mousedown above) released in place selects the point under it; once for
+  // the page, whichever graph element Dash renders
+  var pressed = null;
+  window.addEventListener("mouseup", function (e) {
+    var p = pressed;
+    pressed = null;
+    if (!p || Math.abs(e.clientX - p.x) > 4 || Math.abs(e.clientY - p.y) > 4 || performance.now() - p.t > 800) { return; }
+    var row = pick(e.clientX, e.clientY);
+    if (row >= 0) { setProps("selected", pts.ids[row]); }
+  }, true);
   window.addEventListener("resize", function () { setTimeout(function () { redraw(null); }, 50); });
   // Dash renders the graph after this script runs, and again when the page is rebuilt.
   new MutationObserver(attach).observe(document.documentElement, {childList: true, subtree: true});
