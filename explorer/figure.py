@@ -27,8 +27,6 @@ PALETTE = (
     "#bcbd22", "#7f7f7f", "#393b79", "#ad494a", "#637939", "#8c6d31", "#7b4173",
 )
 OTHER_COLOR = "#c7c7c7"
-FILTERED_OPACITY = 0.15
-"""Points that do not match the filters."""
 
 
 def category_codes(frame: pd.DataFrame, color_by: str) -> tuple[np.ndarray, list[str]]:
