@@ -9,6 +9,8 @@ canvas by ``explorer/assets/pointmap.js``, Plotly draws the axes, legend and las
 
 - ``server_start_s``: from the process start until the API answers (the map is loaded by then);
   ``server_rss_after_start_mb`` and ``server_peak_rss_mb`` (VmHWM at the end of the run);
+  ``server_memory_mb``: resident and peak-so-far after each phase (start, layout, the JSON map API,
+  the select requests, the browser's flows), to say which phase makes the peak;
 - ``layout``: the page's layout request (which carries the whole figure): time, bytes raw and gzip;
 - ``first_paint_s``: from navigation to every point drawn (``#map[data-map-points]``), a fresh
   profile (plotly.js and Dash's scripts fetched and compiled too); ``repeat_visit_paint_s``: again,
@@ -299,15 +301,23 @@ def measure(n: int, d: int, keep: Path | None, shots: Path | None) -> dict[str, 
                     time.sleep(0.1)
             out["server_start_s"] = round(time.perf_counter() - started, 2)
             out["server_rss_after_start_mb"] = _rss(proc.pid, "VmRSS")
+            memory = out["server_memory_mb"] = {}  # after each phase: resident now, and the peak so far
+
+            def phase(name: str) -> None:
+                memory[name] = {"rss": _rss(proc.pid, "VmRSS"), "peak": _rss(proc.pid, "VmHWM")}
+
+            phase("start")
             t_first, _, _ = _get(url + "/_dash-layout")  # the first build of the figure, as the first visitor's
             t_raw, raw, _ = _get(url + "/_dash-layout")
             t_gz, zipped, headers = _get(url + "/_dash-layout", gz=True)
             out["layout"] = {"first_s": round(t_first, 2), "server_s": round(t_raw, 2), "gzip_server_s": round(t_gz, 2),
                              "bytes": len(raw), "gzip_bytes": len(zipped),
                              "encoding": headers.get("Content-Encoding", "identity")}
+            phase("layout")
             assert gzip.decompress(zipped) == raw if headers.get("Content-Encoding") == "gzip" else True
             t_map, body, _ = _get(url + "/api/v1/map")
             out["api_map"] = {"s": round(t_map, 2), "bytes": len(body)}
+            phase("api_map")
             _, deps_raw, _ = _get(url + "/_dash-dependencies")
             deps = json.loads(deps_raw)
             rng = np.random.default_rng(2)
@@ -320,7 +330,9 @@ def measure(n: int, d: int, keep: Path | None, shots: Path | None) -> dict[str, 
             out["select"] = {"p50_ms": round(float(np.percentile(times, 50)), 1),
                              "p95_ms": round(float(np.percentile(times, 95)), 1),
                              "bytes": int(np.median(sizes))}
+            phase("select")
             out["browser"] = _browser(url, n, shots)
+            phase("browser")
             out["server_peak_rss_mb"] = _rss(proc.pid, "VmHWM")
         finally:
             proc.terminate()

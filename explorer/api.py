@@ -28,6 +28,7 @@ from store.listening import MAX_EXTEND, MAX_PATH
 from . import art, subsonic
 from .figure import COLOR_FIELDS
 from .limits import K_API_MAX, K_DEFAULT, PAGE_MAX, SEARCH_MAX, SQL_MAX_ROWS, SQL_TIMEOUT
+from .mapdata import release_unused_memory
 from .params import ERROR, BadRequest, Endpoint, Param, document, ok, read_all
 from .upload import UploadError, Uploads
 
@@ -408,6 +409,8 @@ class Api:
             if len(self._map_cache) >= 8 or any(k[0] != key[0] for k in self._map_cache):
                 self._map_cache.clear()  # only the current map's answers are kept
             self._map_cache[key] = gzip.compress(raw, compresslevel=5, mtime=0)
+            del raw, parts, arrays
+            release_unused_memory()  # ~100 MB of transients at 1M tracks
         return _encoded(self._map_cache[key], "application/json")
 
     @route(f"{API}/map/points", "api_map_points", hold=False)

@@ -85,16 +85,15 @@
     redraw(null);
   }
 
-  // The drawing order: "other" first (under the rest), then the legend's order.
+  // The drawing order: "other" first (under the rest), then every other point in map order, the
+  // categories interleaved: drawn one category after another, the last of the legend covered the
+  // others wherever points crowd, so an even mix (decades, say) looked like that one category.
   function setCodes(url, buf, under) {
-    var codes = new Uint8Array(buf), n = codes.length, rank = new Int32Array(256), i;
-    for (i = 0; i < 256; i++) { rank[i] = i + 1; }
-    (under || []).forEach(function (c) { rank[c] = 0; });
-    var count = new Int32Array(258);
-    for (i = 0; i < n; i++) { count[rank[codes[i]] + 1]++; }
-    for (i = 0; i < 257; i++) { count[i + 1] += count[i]; }
+    var codes = new Uint8Array(buf), n = codes.length, low = new Uint8Array(256), i, k = 0;
+    (under || []).forEach(function (c) { low[c] = 1; });
     var order = new Int32Array(n);
-    for (i = 0; i < n; i++) { order[count[rank[codes[i]]]++] = i; }
+    for (i = 0; i < n; i++) { if (low[codes[i]]) { order[k++] = i; } }
+    for (i = 0; i < n; i++) { if (!low[codes[i]]) { order[k++] = i; } }
     cat = {url: url, codes: codes, order: order};
     redraw(null);
   }
