@@ -3,7 +3,8 @@
 :func:`auto_precision` picks ``--precision auto``'s precision from what this machine has and a
 one-time measurement (:func:`bf16_speedup`, cached per machine). Never a hard-coded choice: the
 machines this project runs on differ between sessions (one had no native bf16, where bf16 was
-5× slower than fp32; another has AVX-512 BF16, where it is about 4× faster).
+5× slower than fp32; AMD EPYCs with AVX-512 BF16, where it measured 2.2–2.4× faster, and a
+report of 4× on another).
 
 :func:`keep_freed_memory`: a model's forward pass makes large temporaries (a MAEST block's MLP
 activation for 4 windows is 59 MB; a MusiCNN front-end convolution output 9 MB per patch). glibc
@@ -54,7 +55,8 @@ def keep_freed_memory() -> bool:
 
 BF16_MIN_SPEEDUP = 1.3
 """bf16 is chosen on a CPU only where its measured GEMM is at least this much faster than fp32
-(AVX-512 BF16 measured 4× here; emulated bf16, on CPUs without it, is slower than fp32)."""
+(AVX-512 BF16 measured 2.2–2.4× on AMD EPYCs; emulated bf16, on CPUs without it, is slower than
+fp32)."""
 _GEMM = (1024, 768, 3072)  # rows × in × out: one MAEST MLP layer for a window's tokens
 
 
