@@ -94,12 +94,16 @@ CPU_BF16_ATTENTION = "musicmap_cpu_bf16"
 
 def _cpu_bf16_attention(module: Any, query: Any, key: Any, value: Any, attention_mask: Any,
                         scaling: float | None = None, **_: Any) -> tuple[Any, None]:
-    """Attention as two bf16 batched GEMMs around a softmax, one window at a time.
+    """Attention as two bf16 GEMMs around a softmax, one head of one window at a time.
 
     torch's fused CPU attention (SDPA's flash kernel) runs no faster in bf16 than in fp32 (154 vs
     162 GFLOP/s for a 30-s window's 1,685 tokens, 12 heads, on a 2-core AVX-512 BF16 machine, where a
-    bf16 GEMM reaches 400): in bf16 it was 47 % of MAEST's time. The plain form reaches 205–213
-    GFLOP/s; one window at a time keeps its 1,685² score matrix at 68 MB. The softmax is taken in
+    bf16 GEMM reaches 400): in bf16 it was 47 % of MAEST's time. Here a head of a window at a time:
+    two ``torch.mm`` around a softmax (378 GFLOP/s for the products in MAEST, profiled 2026-11-30),
+    the head's 1,685² score matrix (5.7 MB) staying in cache through the softmax. Batched over the
+    heads (``bmm``) ran as fast inside MAEST (an A/B in one process: 1.27–1.35 vs 1.31–1.36 windows/s
+    embed-only) but holds a window's 68 MB of scores, and ran at half the speed on some layouts in
+    isolation (q, k, v as views of one fused projection: 77 vs 40 ms a block). The softmax is taken in
     bf16 (per-element error ≤ 4e-3; the track vectors' cosine to fp32 is in the README's table).
     The int8 mode uses it too on CPUs with native bf16 (its projections come out in fp32).
 
@@ -110,12 +114,14 @@ def _cpu_bf16_attention(module: Any, query: Any, key: Any, value: Any, attention
     if attention_mask is not None:
         raise ValueError("the bf16 CPU attention takes no mask (MAEST has none)")
     scale = scaling if scaling is not None else query.shape[-1] ** -0.5
-    out = torch.empty_like(query)
+    batch, heads, n, d = query.shape
+    out = torch.empty(batch, n, heads, d, dtype=torch.bfloat16)
     bf16 = torch.bfloat16
-    for i in range(query.shape[0]):  # fp32 inputs (the int8 mode's projections) are computed in bf16 too
-        scores = torch.matmul((query[i] * scale).to(bf16), key[i].to(bf16).transpose(-1, -2))
-        out[i] = torch.matmul(torch.softmax(scores, dim=-1), value[i].to(bf16))
-    return out.transpose(1, 2), None
+    for i in range(batch):  # fp32 inputs (the int8 mode's projections) are computed in bf16 too
+        q, k_t, v = (query[i] * scale).to(bf16), key[i].to(bf16).transpose(-1, -2), value[i].to(bf16)
+        for h in range(heads):
+            out[i, :, h] = torch.mm(torch.softmax(torch.mm(q[h], k_t[h]), dim=-1), v[h])
+    return out.to(query.dtype), None
 
 
 def use_cpu_bf16_attention(model: Any) -> None:
