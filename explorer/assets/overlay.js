@@ -13,29 +13,12 @@
 
   function graph() { return document.querySelector("#map .js-plotly-plot"); }
 
+  // above the points (pointmap.js), below the last layer (the hover labels)
   function canvasOf(gd) {
-    var box = gd.querySelector(".svg-container");
-    if (!box) { return null; }
-    var canvas = box.querySelector("canvas.musicmap-overlay");
-    if (!canvas) {
-      canvas = document.createElement("canvas");
-      canvas.className = "musicmap-overlay";
-      canvas.style.cssText = "position:absolute;left:0;top:0;pointer-events:none;";
-      // above the WebGL points, below the last layer (hover labels)
+    return window.musicmapLayer.canvas(gd, "musicmap-overlay", function (box) {
       var layers = box.querySelectorAll(":scope > svg.main-svg");
-      box.insertBefore(canvas, layers.length > 1 ? layers[layers.length - 1] : null);
-    }
-    return canvas;
-  }
-
-  // Data to pixels from the axes' current ranges (during a drag, the ranges Plotly reports).
-  function scale(axis, moving, name) {
-    var r0 = axis.range[0], r1 = axis.range[1];
-    if (moving && moving[name + ".range[0]"] !== undefined) {
-      r0 = moving[name + ".range[0]"];
-      r1 = moving[name + ".range[1]"];
-    }
-    return {offset: axis._offset, length: axis._length, r0: r0, span: (r1 - r0) || 1};
+      return layers.length > 1 ? layers[layers.length - 1] : null;
+    });
   }
 
   function shape(ctx, x, y, mark) {
@@ -77,15 +60,15 @@
     var marks = highlight.marks || [];
     drawn = 0;
     if (!marks.length) { return 0; }
-    var sx = scale(fl.xaxis, moving, "xaxis"), sy = scale(fl.yaxis, moving, "yaxis");
-    var X = function (v) { return sx.offset + (v - sx.r0) / sx.span * sx.length; };
-    var Y = function (v) { return sy.offset + (1 - (v - sy.r0) / sy.span) * sy.length; };
+    var v = window.musicmapLayer.view(gd, moving);
+    var X = function (x) { return v.left + (x - v.x0) / v.xspan * v.width; };
+    var Y = function (y) { return v.top + (1 - (y - v.y0) / v.yspan) * v.height; };
     ctx.save();
     ctx.beginPath();
-    ctx.rect(sx.offset, sy.offset, sx.length, sy.length);
+    ctx.rect(v.left, v.top, v.width, v.height);
     ctx.clip();
     ctx.fillStyle = DIM;  // everything but the highlight dimmed
-    ctx.fillRect(sx.offset, sy.offset, sx.length, sy.length);
+    ctx.fillRect(v.left, v.top, v.width, v.height);
     ctx.beginPath();
     ctx.lineWidth = 1;
     ctx.strokeStyle = LINE;

@@ -33,19 +33,12 @@
   function graph() { return document.querySelector("#map .js-plotly-plot"); }
   function meta(gd) { return gd && gd.layout && gd.layout.meta ? gd.layout.meta.musicmap : null; }
 
+  // above the plot's background (the first layer), below the lasso outline and the overlay
   function canvasOf(gd) {
-    var box = gd.querySelector(".svg-container");
-    if (!box) { return null; }
-    var canvas = box.querySelector("canvas.musicmap-points");
-    if (!canvas) {
-      canvas = document.createElement("canvas");
-      canvas.className = "musicmap-points";
-      canvas.style.cssText = "position:absolute;left:0;top:0;pointer-events:none;";
-      // above the plot's background (the first layer), below the lasso outline and the overlay
+    return window.musicmapLayer.canvas(gd, "musicmap-points", function (box) {
       var first = box.querySelector(":scope > svg.main-svg");
-      box.insertBefore(canvas, first ? first.nextSibling : box.firstChild);
-    }
-    return canvas;
+      return first ? first.nextSibling : box.firstChild;
+    });
   }
 
   function fetchBytes(url, then) {
@@ -118,16 +111,6 @@
     return (255 << 24 | mix(b) << 16 | mix(g) << 8 | mix(r)) >>> 0;
   }
 
-  // Data to pixels from the axes' ranges (during a drag, the ranges Plotly reports).
-  function view(gd, moving) {
-    var fl = gd._fullLayout, xa = fl.xaxis, ya = fl.yaxis;
-    var xr = [xa.range[0], xa.range[1]], yr = [ya.range[0], ya.range[1]];
-    if (moving && moving["xaxis.range[0]"] !== undefined) { xr = [moving["xaxis.range[0]"], moving["xaxis.range[1]"]]; }
-    if (moving && moving["yaxis.range[0]"] !== undefined) { yr = [moving["yaxis.range[0]"], moving["yaxis.range[1]"]]; }
-    return {left: xa._offset, top: ya._offset, width: xa._length, height: ya._length,
-            x0: xr[0], xspan: (xr[1] - xr[0]) || 1, y0: yr[0], yspan: (yr[1] - yr[0]) || 1};
-  }
-
   function ready(gd) {
     var m = meta(gd);
     return m && pts && cat && pts.url === m.points && cat.url === m.codes && cat.codes.length === pts.n &&
@@ -146,7 +129,7 @@
       canvas.width = cw; canvas.height = ch;
       canvas.style.width = fl.width + "px"; canvas.style.height = fl.height + "px";
     }
-    var v = view(gd, moving);
+    var v = window.musicmapLayer.view(gd, moving);
     var W = Math.max(1, Math.round(v.width * dpr)), H = Math.max(1, Math.round(v.height * dpr));
     var ctx = canvas.getContext("2d");
     if (!image || image.width !== W || image.height !== H) { image = ctx.createImageData(W, H); }
@@ -228,7 +211,7 @@
   function pick(clientX, clientY) {
     var gd = graph();
     if (!gd || !ready(gd)) { return -1; }
-    var box = gd.getBoundingClientRect(), v = view(gd, null), m = meta(gd);
+    var box = gd.getBoundingClientRect(), v = window.musicmapLayer.view(gd, null), m = meta(gd);
     var px = clientX - box.left - v.left, py = clientY - box.top - v.top;
     if (px < 0 || py < 0 || px > v.width || py > v.height) { return -1; }
     var x = v.x0 + px / v.width * v.xspan, y = v.y0 + (1 - py / v.height) * v.yspan;
@@ -282,7 +265,7 @@
 
   // a row's point: track id, client coordinates, map coordinates
   function place(gd, row) {
-    var box = gd.getBoundingClientRect(), v = view(gd, null);
+    var box = gd.getBoundingClientRect(), v = window.musicmapLayer.view(gd, null);
     return {id: pts.ids[row], x: box.left + v.left + (pts.xs[row] - v.x0) / v.xspan * v.width,
             y: box.top + v.top + (1 - (pts.ys[row] - v.y0) / v.yspan) * v.height, mx: pts.xs[row], my: pts.ys[row]};
   }
@@ -392,7 +375,7 @@
     visible: function (k) {
       var gd = graph(), out = [];
       if (!gd || !ready(gd)) { return out; }
-      var v = view(gd, null);
+      var v = window.musicmapLayer.view(gd, null);
       for (var i = 0; i < pts.n && out.length < k; i++) {
         var fx = (pts.xs[i] - v.x0) / v.xspan, fy = (pts.ys[i] - v.y0) / v.yspan;
         if (fx > 0.02 && fx < 0.98 && fy > 0.02 && fy < 0.98 && (!shown || (shown[i >> 3] >> (i & 7)) & 1)) { out.push(pts.ids[i]); }
