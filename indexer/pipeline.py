@@ -253,7 +253,14 @@ def index_library(roots: Sequence[str | Path], store_path: str | Path, embedder:
         raise IndexerError("--category-from csv needs --metadata FILE.csv with a genre (or category) column")
     rows = read_metadata(metadata) if metadata is not None else None
     problems: list[tuple[str, str]] = []
-    files = scan(roots, problems)
+    try:
+        files = scan(roots, problems)
+    except IndexerError as exc:
+        if prune and "no audio files found" in str(exc):  # an unmounted drive looks just the same
+            raise IndexerError(f"{exc}; nothing was pruned: --prune never empties a store (a library folder "
+                               "on a drive that is not mounted looks empty too). To start afresh, delete "
+                               f"the store folder {store_path}") from None
+        raise
     scanned_at = time.monotonic()
     store = Store.open_for_indexing(store_path, embedder.info)
     report = IndexReport(store=str(store.path), model=embedder.info.id, scanned=len(files))

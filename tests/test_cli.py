@@ -179,6 +179,25 @@ def test_empty_folder(tmp_path: Path) -> None:
     _assert_user_error(proc, "no audio files found")
 
 
+def test_prune_never_empties_a_store(tmp_path: Path) -> None:
+    """A library folder that lost every file (or a drive not mounted) is refused with --prune too,
+    saying so, and the store keeps its tracks."""
+    from store import Store
+    from tests.audio import write_tone
+
+    library = tmp_path / "lib"
+    library.mkdir()
+    for i in range(2):
+        write_tone(library / f"t{i}.wav", 2.0, 220.0 * (i + 1), seed=i)
+    assert run_cli("index", library, "--store", tmp_path / "s", "--model", "features", "--no-map").returncode == 0
+    for f in library.iterdir():
+        f.unlink()
+    proc = run_cli("index", library, "--store", tmp_path / "s", "--model", "features", "--prune")
+    _assert_user_error(proc, "no audio files found", "nothing was pruned", "delete the store folder")
+    with Store.open(tmp_path / "s") as store:
+        assert store.count("tracks") == 2
+
+
 def test_store_that_is_not_a_store(tmp_path: Path) -> None:
     (tmp_path / "photos").mkdir()
     (tmp_path / "photos" / "a.jpg").write_bytes(b"x")
