@@ -124,7 +124,9 @@ GD = "const gd = document.querySelector('#map .js-plotly-plot');"
 WATCH_JS = "window.__frames0 = window.musicmapPoints.state().frames; window.__t0 = performance.now();"
 # For the pointer's flows: also the time the page received the input (its event's timeStamp, on the
 # same clock as performance.now()), so that WebDriver's own dispatch (a command to chromedriver, then
-# DevTools' synthetic events) is not counted as the page's time.
+# DevTools' synthetic events) before it is not counted as the page's time. A click is timed from its
+# pointerdown, though the page selects on the release: the gap between WebDriver's press and release
+# is counted.
 WATCH_INPUT_JS = WATCH_JS + """
 window.__tin = null;
 addEventListener(arguments[0], function (e) { if (window.__tin === null) { window.__tin = e.timeStamp; } },

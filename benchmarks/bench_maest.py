@@ -203,6 +203,7 @@ def main() -> None:
     # Build every mode once, then time them round-robin `--repeats` times and keep each mode's best
     # time: a slow spell of the machine then hits all modes alike instead of one.
     prepared: dict[str, Any] = {}
+    attention: dict[str, str] = {}  # what each mode's model runs (the bf16 modes swap in musicmap's own)
     config = None
     for name in wanted:
         attn, options, batch, chosen = modes[name]
@@ -218,6 +219,7 @@ def main() -> None:
             prepared[name] = partial(naive, model, windows, dev)
         else:
             runner = MaestRunner(model, options, dev)
+            attention[name] = str(getattr(model.config, "_attn_implementation", attn))
             selected = windows[:, chosen] if chosen is not None else windows
             flat = selected.reshape(-1, *windows.shape[2:])
             prepared[name] = partial(_run_all, runner, flat, batch)
@@ -243,7 +245,8 @@ def main() -> None:
         row: dict[str, Any] = {
             "seconds": round(best[name], 3), "windows_per_s": round(rate, 3),
             "audio_s_per_s": round(rate * clip_seconds, 2), "speedup_vs_reference": round(rate / base_rate, 2),
-            "batch": batch, "attention": attn, "options": options.__dict__ if options else "stock forward",
+            "batch": batch, "attention": attention.get(name, attn),
+            "options": options.__dict__ if options else "stock forward",
             "window_budget": len(chosen) if chosen is not None else None,
             "track_cosine_min": min(cos), "track_cosines": cos}
         if options is not None and config is not None and dev == "cpu":

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from flask import Flask, Response, jsonify, request, send_file
 from werkzeug.exceptions import HTTPException
 
@@ -28,7 +29,7 @@ from store.listening import MAX_EXTEND, MAX_PATH
 from . import art, subsonic
 from .figure import COLOR_FIELDS
 from .limits import K_API_MAX, K_DEFAULT, PAGE_MAX, SEARCH_MAX, SQL_MAX_ROWS, SQL_TIMEOUT
-from .mapdata import release_unused_memory
+from .mapdata import MapData, release_unused_memory
 from .params import ERROR, BadRequest, Endpoint, Param, document, ok, read_all
 from .upload import UploadError, Uploads
 
@@ -391,26 +392,11 @@ class Api:
             raise BadRequest(f"fields: unknown field {bad[0]!r}")
         key = (version, fields)  # a new version whenever the map or the tracks change
         if key not in self._map_cache:
-            head: dict[str, Any] = {
-                "map": data.projection, "method": data.info.method if data.info else None,
-                "quality": data.info.params.get("quality") if data.info else None, "n": len(frame),
-            }
-            # The big arrays written by pandas' C JSON writer: a Python object per value cost ~100 MB
-            # of the server's memory at 1M tracks. 3 decimals are far below a pixel.
-            arrays = {"id": frame["id"].astype(np.int64), "x": frame["x"].astype(float).round(3),
-                      "y": frame["y"].astype(float).round(3)} if len(frame) else {}
-            parts = [json.dumps(head, separators=(",", ":"), ensure_ascii=False)[:-1]]
-            for name in ("id", "x", "y"):
-                parts.append(f',"{name}":' + (arrays[name].to_json(orient="values") if arrays else "[]"))
-            for f in fields:
-                values = [_json_safe(v) for v in frame[f].astype(object).where(frame[f].notna(), None)]
-                parts.append(f',"{f}":' + json.dumps(values, separators=(",", ":"), ensure_ascii=False))
-            raw = ("".join(parts) + "}").encode()
+            packed = _map_json(data, frame, fields)
             if len(self._map_cache) >= 8 or any(k[0] != key[0] for k in self._map_cache):
                 self._map_cache.clear()  # only the current map's answers are kept
-            self._map_cache[key] = gzip.compress(raw, compresslevel=5, mtime=0)
-            del raw, parts, arrays
-            release_unused_memory()  # ~100 MB of transients at 1M tracks
+            self._map_cache[key] = packed
+            release_unused_memory()  # the build's transients, ~100 MB at 1M tracks, all freed by now
         return _encoded(self._map_cache[key], "application/json")
 
     @route(f"{API}/map/points", "api_map_points", hold=False)
@@ -443,6 +429,26 @@ class Api:
     @route(f"{API}/<path:rest>", "api_unknown")
     def api_unknown(self, args: Args, rest: str) -> Response:  # before Dash's catch-all page route
         return error(404, f"no such endpoint: {request.path} (see {API}/openapi.json)")
+
+
+def _map_json(data: MapData, frame: pd.DataFrame, fields: tuple[str, ...]) -> bytes:
+    """``/api/v1/map``'s answer for ``frame`` (``data``'s), gzipped: the map's head, then its
+    parallel arrays."""
+    head: dict[str, Any] = {
+        "map": data.projection, "method": data.info.method if data.info else None,
+        "quality": data.info.params.get("quality") if data.info else None, "n": len(frame),
+    }
+    # The big arrays written by pandas' C JSON writer: a Python object per value cost ~100 MB
+    # of the server's memory at 1M tracks. 3 decimals are far below a pixel.
+    arrays = {"id": frame["id"].astype(np.int64), "x": frame["x"].astype(float).round(3),
+              "y": frame["y"].astype(float).round(3)} if len(frame) else {}
+    parts = [json.dumps(head, separators=(",", ":"), ensure_ascii=False)[:-1]]
+    for name in ("id", "x", "y"):
+        parts.append(f',"{name}":' + (arrays[name].to_json(orient="values") if arrays else "[]"))
+    for f in fields:
+        values = [_json_safe(v) for v in frame[f].astype(object).where(frame[f].notna(), None)]
+        parts.append(f',"{f}":' + json.dumps(values, separators=(",", ":"), ensure_ascii=False))
+    return gzip.compress(("".join(parts) + "}").encode(), compresslevel=5, mtime=0)
 
 
 def _encoded(packed: bytes, mimetype: str, cache: bool = False) -> Response:

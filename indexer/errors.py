@@ -5,6 +5,14 @@ class IndexerError(Exception):
     """A problem a person can fix: a missing folder, no audio, a model that cannot be loaded."""
 
 
+class NoAudioFiles(IndexerError):
+    """The folders given hold no audio file (``roots``: the ones that hold none)."""
+
+    def __init__(self, message: str, roots: list[str]) -> None:
+        super().__init__(message)
+        self.roots = roots
+
+
 class FileFailure(Exception):
     """One file could not be processed; recorded in ``failures`` and never stops a run.
 

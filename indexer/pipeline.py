@@ -36,7 +36,7 @@ from store import KnownFile, Store, TrackRecord, WritableStore, db_path
 
 from .decode import AudioSource
 from .embedders.base import Embedder, Embedding, embed_many
-from .errors import FileFailure, IndexerError
+from .errors import FileFailure, IndexerError, NoAudioFiles
 from .files import STREAM_SECONDS, Decoded, Failed, run_files
 from .metadata import CATEGORY_SOURCES, apply_metadata, fill_genre, read_metadata
 from .run import IndexReport, IndexRun, ProgressFn
@@ -217,6 +217,23 @@ class _StopOnCtrlC:
 
 
 
+_NOT_PRUNED = ("nothing was pruned: --prune never removes every track of a folder given (a folder on a drive "
+               "that is not mounted looks empty too).")
+
+
+def _roots_without_files(roots: Sequence[str | Path], files: Sequence[Path]) -> list[str]:
+    """The folders among ``roots`` under which ``files`` (resolved paths) has none."""
+    empty = []
+    for root in roots:
+        folder = Path(root).expanduser()
+        if folder.is_dir():
+            r = str(folder.resolve())
+            prefix = r.rstrip(os.sep) + os.sep
+            if not any(p == r or p.startswith(prefix) for p in map(str, files)):
+                empty.append(str(root))
+    return empty
+
+
 def _under(path: str, roots: Sequence[str | Path]) -> bool:
     for root in roots:
         r = str(Path(root).expanduser().resolve())
@@ -255,12 +272,15 @@ def index_library(roots: Sequence[str | Path], store_path: str | Path, embedder:
     problems: list[tuple[str, str]] = []
     try:
         files = scan(roots, problems)
-    except IndexerError as exc:
-        if prune and "no audio files found" in str(exc):  # an unmounted drive looks just the same
-            raise IndexerError(f"{exc}; nothing was pruned: --prune never empties a store (a library folder "
-                               "on a drive that is not mounted looks empty too). To start afresh, delete "
-                               f"the store folder {store_path}") from None
+    except NoAudioFiles as exc:
+        if prune:
+            raise IndexerError(f"{exc}; {_NOT_PRUNED} To start afresh, delete the store folder {store_path}") from None
         raise
+    if prune:
+        empty = _roots_without_files(roots, files)
+        if empty:
+            raise IndexerError(f"no audio files found under {', '.join(empty)}; {_NOT_PRUNED} Index without "
+                               "--prune, or leave that folder out (its tracks then stay as they are).")
     scanned_at = time.monotonic()
     store = Store.open_for_indexing(store_path, embedder.info)
     report = IndexReport(store=str(store.path), model=embedder.info.id, scanned=len(files))

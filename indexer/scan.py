@@ -8,7 +8,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from .errors import IndexerError
+from .errors import IndexerError, NoAudioFiles
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +93,8 @@ def scan(roots: Iterable[str | Path], problems: list[tuple[str, str]] | None = N
     Raises
     ------
     IndexerError
-        If a root does not exist, or no audio file is found at all.
+        If a root does not exist; :class:`~indexer.errors.NoAudioFiles` if no audio file is found
+        at all.
     """
     found: dict[str, Path] = {}
     paths = [Path(r).expanduser() for r in roots]
@@ -145,6 +146,6 @@ def scan(roots: Iterable[str | Path], problems: list[tuple[str, str]] | None = N
                     logger.info("skipped %s: not a file (a broken link?)", path)
     if not found:
         names = ", ".join(str(r) for r in paths)
-        raise IndexerError(f"no audio files found under {names} "
-                           f"(looked for {', '.join(sorted(AUDIO_EXTENSIONS))})")
+        raise NoAudioFiles(f"no audio files found under {names} "
+                           f"(looked for {', '.join(sorted(AUDIO_EXTENSIONS))})", [str(p) for p in paths])
     return sorted(found.values())

@@ -33,7 +33,8 @@ from .errors import StoreUnavailable
 #: COPY, ATTACH, INSTALL/LOAD). Same config everywhere, as DuckDB requires within a process.
 #: ``allocator_background_threads``: DuckDB's allocator (jemalloc) hands freed memory back to the
 #: system from a background thread; without it a query's working memory stays in the process (the
-#: explorer's map query at 1M tracks left ~200 MB resident after its result was built).
+#: explorer's map query at 1M tracks, in a script: 554 MB resident after it and still 553 MB 3 s
+#: later; with it 531 → 355 MB).
 CONFIG: dict[str, Any] = {"enable_external_access": False, "allocator_background_threads": True}
 
 LOCK_WAIT_S = 30.0

@@ -179,23 +179,33 @@ def test_empty_folder(tmp_path: Path) -> None:
     _assert_user_error(proc, "no audio files found")
 
 
-def test_prune_never_empties_a_store(tmp_path: Path) -> None:
-    """A library folder that lost every file (or a drive not mounted) is refused with --prune too,
-    saying so, and the store keeps its tracks."""
+def test_prune_never_empties_a_folder_given(tmp_path: Path) -> None:
+    """--prune with a folder given that holds no audio any more (as a drive that is not mounted
+    looks): refused, saying so, nothing pruned — alone or beside a folder that still has music.
+    Without that folder, the rest is pruned as usual."""
     from store import Store
     from tests.audio import write_tone
 
-    library = tmp_path / "lib"
-    library.mkdir()
-    for i in range(2):
-        write_tone(library / f"t{i}.wav", 2.0, 220.0 * (i + 1), seed=i)
-    assert run_cli("index", library, "--store", tmp_path / "s", "--model", "features", "--no-map").returncode == 0
-    for f in library.iterdir():
+    music, drive = tmp_path / "music", tmp_path / "drive"
+    for folder, base in ((music, 220.0), (drive, 330.0)):
+        folder.mkdir()
+        for i in range(2):
+            write_tone(folder / f"t{i}.wav", 2.0, base * (i + 1), seed=i)
+    store = tmp_path / "s"
+    assert run_cli("index", music, drive, "--store", store, "--model", "features", "--no-map").returncode == 0
+    for f in drive.iterdir():
         f.unlink()
-    proc = run_cli("index", library, "--store", tmp_path / "s", "--model", "features", "--prune")
+    (music / "t1.wav").unlink()
+    proc = run_cli("index", music, drive, "--store", store, "--model", "features", "--no-map", "--prune")
+    _assert_user_error(proc, f"no audio files found under {drive}", "nothing was pruned", "leave that folder out")
+    proc = run_cli("index", drive, "--store", store, "--model", "features", "--no-map", "--prune")
     _assert_user_error(proc, "no audio files found", "nothing was pruned", "delete the store folder")
-    with Store.open(tmp_path / "s") as store:
-        assert store.count("tracks") == 2
+    with Store.open(store) as opened:
+        assert opened.count("tracks") == 4
+    proc = run_cli("index", music, "--store", store, "--model", "features", "--no-map", "--prune")
+    assert proc.returncode == 0, proc.stderr
+    with Store.open(store) as opened:  # music/t1 pruned; the drive's two tracks untouched
+        assert opened.count("tracks") == 3
 
 
 def test_store_that_is_not_a_store(tmp_path: Path) -> None:

@@ -78,15 +78,31 @@
     redraw(null);
   }
 
-  // The drawing order: "other" first (under the rest), then every other point in map order, the
-  // categories interleaved: drawn one category after another, the last of the legend covered the
-  // others wherever points crowd, so an even mix (decades, say) looked like that one category.
+  // The drawing order: "other" first (under the rest), then every other point in one fixed shuffled
+  // order, the categories interleaved. Drawn a category at a time, the legend's last covered the
+  // others wherever points crowd; in map order (by id: files in path order, so folder by folder) a
+  // library filed by genre would still draw its last folder's genre on top.
+  function shuffled(n) {
+    if (pts && pts.shuffled && pts.shuffled.length === n) { return pts.shuffled; }
+    var out = new Int32Array(n), seed = 0x9e3779b9, i, j, t;
+    for (i = 0; i < n; i++) { out[i] = i; }
+    for (i = n - 1; i > 0; i--) {  // Fisher–Yates with a small seeded generator (mulberry32)
+      seed = (seed + 0x6d2b79f5) | 0;
+      t = Math.imul(seed ^ (seed >>> 15), seed | 1);
+      t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+      j = ((t ^ (t >>> 14)) >>> 0) % (i + 1);
+      t = out[i]; out[i] = out[j]; out[j] = t;
+    }
+    if (pts && pts.n === n) { pts.shuffled = out; }
+    return out;
+  }
+
   function setCodes(url, buf, under) {
     var codes = new Uint8Array(buf), n = codes.length, low = new Uint8Array(256), i, k = 0;
     (under || []).forEach(function (c) { low[c] = 1; });
-    var order = new Int32Array(n);
-    for (i = 0; i < n; i++) { if (low[codes[i]]) { order[k++] = i; } }
-    for (i = 0; i < n; i++) { if (!low[codes[i]]) { order[k++] = i; } }
+    var walk = shuffled(n), order = new Int32Array(n);
+    for (i = 0; i < n; i++) { if (low[codes[walk[i]]]) { order[k++] = walk[i]; } }
+    for (i = 0; i < n; i++) { if (!low[codes[walk[i]]]) { order[k++] = walk[i]; } }
     cat = {url: url, codes: codes, order: order};
     redraw(null);
   }

@@ -102,8 +102,9 @@ def _cpu_bf16_attention(module: Any, query: Any, key: Any, value: Any, attention
     two ``torch.mm`` around a softmax (378 GFLOP/s for the products in MAEST, profiled 2026-11-30),
     the head's 1,685² score matrix (5.7 MB) staying in cache through the softmax. Batched over the
     heads (``bmm``) ran as fast inside MAEST (an A/B in one process: 1.27–1.35 vs 1.31–1.36 windows/s
-    embed-only) but holds a window's 68 MB of scores, and ran at half the speed on some layouts in
-    isolation (q, k, v as views of one fused projection: 77 vs 40 ms a block). The softmax is taken in
+    embed-only) but holds a window's 68 MB of scores (and, in isolation, ran at half the speed on q,
+    k, v viewed from one fused projection, a layout MAEST's separate projections do not have). The
+    softmax is taken in
     bf16 (per-element error ≤ 4e-3; the track vectors' cosine to fp32 is in the README's table).
     The int8 mode uses it too on CPUs with native bf16 (its projections come out in fp32).
 
@@ -115,7 +116,7 @@ def _cpu_bf16_attention(module: Any, query: Any, key: Any, value: Any, attention
         raise ValueError("the bf16 CPU attention takes no mask (MAEST has none)")
     scale = scaling if scaling is not None else query.shape[-1] ** -0.5
     batch, heads, n, d = query.shape
-    out = torch.empty(batch, n, heads, d, dtype=torch.bfloat16)
+    out = torch.empty(batch, n, heads, d, dtype=torch.bfloat16, device=query.device)
     bf16 = torch.bfloat16
     for i in range(batch):  # fp32 inputs (the int8 mode's projections) are computed in bf16 too
         q, k_t, v = (query[i] * scale).to(bf16), key[i].to(bf16).transpose(-1, -2), value[i].to(bf16)
