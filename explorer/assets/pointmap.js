@@ -97,6 +97,18 @@
     return out;
   }
 
+  // The points' positions and codes copied into the drawing order, once per order and points: a
+  // frame then reads them front to back (gathered at random from map order, a 1M-point frame took
+  // 94 ms instead of 40).
+  function inOrder() {
+    if (cat.inOrder && cat.inOrder.pts === pts) { return cat.inOrder; }
+    var n = pts.n, order = cat.order, xs = new Float32Array(n), ys = new Float32Array(n),
+        codes = new Uint8Array(n), i;
+    for (var j = 0; j < n; j++) { i = order[j]; xs[j] = pts.xs[i]; ys[j] = pts.ys[i]; codes[j] = cat.codes[i]; }
+    cat.inOrder = {pts: pts, xs: xs, ys: ys, codes: codes};
+    return cat.inOrder;
+  }
+
   function setCodes(url, buf, under) {
     var codes = new Uint8Array(buf), n = codes.length, low = new Uint8Array(256), i, k = 0;
     (under || []).forEach(function (c) { low[c] = 1; });
@@ -166,15 +178,15 @@
     }
     var flat = new Int32Array(offs.map(function (o) { return o[2]; })), k = flat.length;
     var ax = W / v.xspan, bx = -v.x0 * ax, ay = -H / v.yspan, by = H + v.y0 * H / v.yspan;
-    var xs = pts.xs, ys = pts.ys, codes = cat.codes, order = cat.order, n = pts.n;
+    var g = inOrder(), xs = g.xs, ys = g.ys, codes = g.codes, order = cat.order, n = pts.n;
 
     function pass(wantShown, palette) {
       var count = 0;
       for (var j = 0; j < n; j++) {
-        var i = order[j], code = codes[i];
+        var i = order[j], code = codes[j];
         if (hidden[code]) { continue; }
         if (shown && (((shown[i >> 3] >> (i & 7)) & 1) === 1) !== wantShown) { continue; }
-        var px = Math.round(xs[i] * ax + bx), py = Math.round(ys[i] * ay + by);
+        var px = Math.round(xs[j] * ax + bx), py = Math.round(ys[j] * ay + by);
         if (px < -ri || py < -ri || px >= W + ri || py >= H + ri) { continue; }
         var col = palette[code];
         count++;
