@@ -16,8 +16,9 @@ canvas by ``explorer/assets/pointmap.js``, Plotly draws the axes, legend and las
   profile (plotly.js and Dash's scripts fetched and compiled too); ``repeat_visit_paint_s``: again,
   scripts cached; ``js_heap_mb``;
 - ``click_ms``: a click on a point (from the page's ``pointerdown`` event) until the similar list
-  is shown and the highlight drawn (``#map[data-highlighted]`` = 11), median of 5 tracks (the first
-  click after the page loaded, slower, is one of them and is also given alone); ``hover_ms``: the
+  is shown and the highlight drawn (``#map[data-highlighted]`` = 11), median of :data:`CLICKS`
+  tracks (the first click after the page loaded, slower, is one of them and is also given alone;
+  with 5 clicks, the medians of ten runs at 100k spread over 76–114 ms); ``hover_ms``: the
   pointer onto a point (from the page's ``pointermove``) until its hover card shows its title and
   artist, median of 5 tracks (each fetched, none cached). ``with_webdriver``: the same, timed from
   before WebDriver was asked to move or click (its dispatch adds 5–10 ms);
@@ -121,6 +122,7 @@ def _show_body(deps: list[dict[str, Any]], track_id: int) -> dict[str, Any]:
 
 GD = "const gd = document.querySelector('#map .js-plotly-plot');"
 # The point renderer's frames so far (explorer/assets/pointmap.js), to tell "painted" from "answered".
+CLICKS = 11
 WATCH_JS = "window.__frames0 = window.musicmapPoints.state().frames; window.__t0 = performance.now();"
 # For the pointer's flows: also the time the page received the input (its event's timeStamp, on the
 # same clock as performance.now()), so that WebDriver's own dispatch (a command to chromedriver, then
@@ -239,7 +241,7 @@ def _browser(url: str, n: int, shots: Path | None) -> dict[str, Any]:
                            "with_webdriver": [h[1] for h in hovers]}
         shot("2-hover")
         clicks = []
-        for _ in range(5):
+        for _ in range(CLICKS):
             point = some_point()
             pointer(point, click=False)
             time.sleep(0.3)
