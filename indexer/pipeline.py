@@ -93,7 +93,8 @@ def sort_files(files: Sequence[Path], known: dict[str, KnownFile], roots: Sequen
         if seen is not None:
             out.existing.add(path)
         out.todo.append(path)
-    out.gone = [p for p in vanished.values() if _under(p, roots)]
+    folders = _folders(roots)
+    out.gone = [p for p in vanished.values() if _under(p, folders)]
     return out
 
 
@@ -223,23 +224,19 @@ _NOT_PRUNED = ("nothing was pruned: --prune never removes every track of a folde
 
 def _roots_without_files(roots: Sequence[str | Path], files: Sequence[Path]) -> list[str]:
     """The folders among ``roots`` under which ``files`` (resolved paths) has none."""
-    empty = []
-    for root in roots:
-        folder = Path(root).expanduser()
-        if folder.is_dir():
-            r = str(folder.resolve())
-            prefix = r.rstrip(os.sep) + os.sep
-            if not any(p == r or p.startswith(prefix) for p in map(str, files)):
-                empty.append(str(root))
-    return empty
+    paths = [str(f) for f in files]
+    return [str(root) for root, folder in zip(roots, _folders(roots), strict=True)
+            if Path(root).expanduser().is_dir() and not any(_under(p, [folder]) for p in paths)]
 
 
-def _under(path: str, roots: Sequence[str | Path]) -> bool:
-    for root in roots:
-        r = str(Path(root).expanduser().resolve())
-        if path == r or path.startswith(r.rstrip(os.sep) + os.sep):
-            return True
-    return False
+def _folders(roots: Sequence[str | Path]) -> list[str]:
+    """``roots`` resolved, as :func:`_under` takes them (resolved once, not once per path)."""
+    return [str(Path(root).expanduser().resolve()) for root in roots]
+
+
+def _under(path: str, folders: Sequence[str]) -> bool:
+    """``path`` is one of ``folders`` (resolved: :func:`_folders`) or inside one."""
+    return any(path == f or path.startswith(f.rstrip(os.sep) + os.sep) for f in folders)
 
 
 def index_library(roots: Sequence[str | Path], store_path: str | Path, embedder: Embedder, *,
@@ -291,7 +288,8 @@ def index_library(roots: Sequence[str | Path], store_path: str | Path, embedder:
         known = store.known_files()
         # Failures of files that are gone (or folders now readable) are this run's to forget.
         listed = {db_path(str(f)) for f in files}  # failures store paths as text (see store.db_path)
-        store.forget_failures([p for p in store.failures()["path"] if p not in listed and _under(p, roots)])
+        folders = _folders(roots)
+        store.forget_failures([p for p in store.failures()["path"] if p not in listed and _under(p, folders)])
         work = sort_files(files, known, roots, store, report)
         report.missing = len(work.gone)
         if work.gone and prune:
