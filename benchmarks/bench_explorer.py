@@ -30,7 +30,8 @@ canvas by ``explorer/assets/pointmap.js``, Plotly draws the axes, legend and las
 - ``frame_ms``: the renderer's own time for one frame of every point; ``pan_ms``: the axes moved by
   a tenth (``Plotly.relayout``) until the points are drawn there, median of 3 (what a pan or zoom
   step costs);
-- ``select``: the selection callback through Dash's endpoint for 20 random tracks (server time).
+- ``select``: the track panel a click asks for (``GET /api/v1/panel/<id>``: the track, its similar
+  tracks, their highlight) for 20 random tracks, over HTTP from this process.
 
 Times inside the page are read with ``performance.now()`` in the page itself.
 
@@ -97,27 +98,6 @@ def _get(url: str, gz: bool = False) -> tuple[float, bytes, dict[str, str]]:
         body = response.read()
         headers = dict(response.headers)
     return time.perf_counter() - started, body, headers
-
-
-def _post(url: str, body: dict[str, Any]) -> tuple[float, bytes]:
-    data = json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
-    started = time.perf_counter()
-    with urllib.request.urlopen(request, timeout=600) as response:
-        out = response.read()
-    return time.perf_counter() - started, out
-
-
-def _show_body(deps: list[dict[str, Any]], track_id: int) -> dict[str, Any]:
-    show = next(d for d in deps if "panel.children" in d["output"])
-    values = {"selected.data": track_id, "k.value": 10, "per-artist.value": None, "per-album.value": None,
-              "dedupe.value": [], "where.value": "", "color-by.value": "genre", "path-from.data": None}
-    return {"output": show["output"],
-            "outputs": [{"id": o.split(".")[0], "property": o.split(".", 1)[1].split("@")[0]}
-                        for o in show["output"].strip(".").split("...")],
-            "inputs": [{**i, "value": values[f"{i['id']}.{i['property']}"]} for i in show["inputs"]],
-            "state": [{**s, "value": values[f"{s['id']}.{s['property']}"]} for s in show.get("state", [])],
-            "changedPropIds": ["selected.data"]}
 
 
 GD = "const gd = document.querySelector('#map .js-plotly-plot');"
@@ -343,13 +323,11 @@ def measure(n: int, d: int, keep: Path | None, shots: Path | None) -> dict[str, 
             t_map, body, _ = _get(url + "/api/v1/map")
             out["api_map"] = {"s": round(t_map, 2), "bytes": len(body)}
             phase("api_map")
-            _, deps_raw, _ = _get(url + "/_dash-dependencies")
-            deps = json.loads(deps_raw)
             rng = np.random.default_rng(2)
             times, sizes = [], []
             for track_id in rng.integers(1, n + 1, 20):
-                t, answer = _post(url + "/_dash-update-component", _show_body(deps, int(track_id)))
-                assert b"similar-list" in answer
+                t, answer, _ = _get(url + f"/api/v1/panel/{int(track_id)}?k=10")
+                assert len(json.loads(answer)["similar"]) == 10
                 times.append(t * 1000)
                 sizes.append(len(answer))
             out["select"] = {"p50_ms": round(float(np.percentile(times, 50)), 1),

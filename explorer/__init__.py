@@ -6,10 +6,11 @@ Where each idea lives: the app factory in ``app.py``; the map's points, search a
 colours) in ``figure.py``; the URL's view state in ``state.py``; the JSON API in ``api.py`` and its
 parameter table (parsing and OpenAPI) in ``params.py``; cover art in ``art.py``; OpenSubsonic in
 ``subsonic.py``; the SQL tab in ``sqltab.py``; uploads (query by clip) in ``upload.py``; the access
-token in ``auth.py``; every limit in ``limits.py``. In the browser (``assets/``): the highlight
-drawn over the map (``overlay.js``), the hover card (``hovercard.js``), track lists and action
-buttons (``lists.js``), keys (``keys.js``), the players' queues (``queue.js``), the map's state for
-tests (``mapstate.js``).
+token in ``auth.py``; every limit in ``limits.py``. In the browser (``assets/``): the points
+(``pointmap.js``), the highlight drawn over them (``overlay.js``; both canvases placed by
+``canvas.js``), the track panel a click opens (``track.js``, from ``/api/v1/panel/<id>``), the hover
+card (``hovercard.js``), track lists and action buttons (``lists.js``), keys (``keys.js``), the
+players' queues (``queue.js``).
 """
 
 from .app import create_app

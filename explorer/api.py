@@ -28,7 +28,7 @@ from store.listening import MAX_EXTEND, MAX_PATH
 
 from . import art, subsonic
 from .figure import COLOR_FIELDS
-from .limits import K_API_MAX, K_DEFAULT, PAGE_MAX, SEARCH_MAX, SQL_MAX_ROWS, SQL_TIMEOUT
+from .limits import K_API_MAX, K_DEFAULT, K_PAGE_MAX, PAGE_MAX, SEARCH_MAX, SQL_MAX_ROWS, SQL_TIMEOUT
 from .mapdata import MapData, release_unused_memory
 from .params import ERROR, BadRequest, Endpoint, Param, document, ok, read_all
 from .upload import UploadError, Uploads
@@ -40,6 +40,9 @@ TOKEN = frozenset({"token"})
 """Query parameters every route accepts: the access token (:mod:`explorer.auth`)."""
 Args = dict[str, Any]
 Handler = Callable[..., Response]
+PanelFn = Callable[..., Any]
+"""``panel(track_id, k, max_per_artist, max_per_album, dedupe, where, path_from)``: the explorer's
+track panel as data (:meth:`explorer.callbacks.Callbacks.track_view`)."""
 
 UPLOAD_PATH = f"{API}/similar/upload"
 MAP_FIELDS = ("title", "artist", "album", "genre", "year", "style", "cluster")
@@ -82,6 +85,15 @@ ENDPOINTS: dict[str, Endpoint] = {e.path: e for e in (
     Endpoint(f"{API}/similar/{{track_id}}", "Tracks that sound like this one, with scores (cosine similarity)",
              (TRACK_ID, *SIMILAR),
              {"200": ok("{track_id, model, results: [track + score]}"), "400": ERROR, "404": ERROR}),
+    Endpoint(f"{API}/panel/{{track_id}}", "What the explorer's track panel shows for a track: tags, the file, top "
+                                          "styles, similar tracks (a bad `where` is said in `problem` and the list "
+                                          "made without it), the song path offer, and the highlight drawn on the map",
+             (TRACK_ID, Param("k", "how many similar tracks", "integer", minimum=1, maximum=K_PAGE_MAX,
+                              default=K_DEFAULT), *SIMILAR[1:5],
+              Param("path_from", "a song path's chosen start: the panel offers the path from it to this track",
+                    "integer", minimum=0)),
+             {"200": ok("{id, title, byline, fields, cover, audio, styles_heading, styles, problem, similar_heading, "
+                        "similar, select, path, highlight}"), "400": ERROR, "404": ERROR}),
     Endpoint(f"{API}/similar", "Tracks that sound like several tracks together (the centroid of their vectors)",
              (Param("ids", "track ids separated by commas, e.g. 12,40,7", "ids", maximum=PAGE_MAX, required=True,
                     hint=IDS_HINT), *SIMILAR),
@@ -203,10 +215,12 @@ class Api:
     """The JSON API and audio over one store: one method per route (see :data:`ROUTES`).
 
     ``projection()`` returns the explorer's current :class:`explorer.mapdata.MapData` (the map it
-    shows); ``uploads`` turns on ``POST /api/v1/similar/upload``."""
+    shows); ``uploads`` turns on ``POST /api/v1/similar/upload``; ``panel`` serves the page's track
+    panel (:data:`PanelFn`)."""
 
-    def __init__(self, store: Store, projection: Callable[[], Any], uploads: Uploads | None = None) -> None:
-        self.store, self.projection, self.uploads = store, projection, uploads
+    def __init__(self, store: Store, projection: Callable[[], Any], uploads: Uploads | None = None,
+                 panel: PanelFn | None = None) -> None:
+        self.store, self.projection, self.uploads, self.panel = store, projection, uploads, panel
         self.art = art.CoverArt()
         self._map_cache: dict[tuple[int, tuple[str, ...]], bytes] = {}  # gzipped JSON per map, fields
 
@@ -306,6 +320,18 @@ class Api:
     def api_similar(self, args: Args, track_id: int) -> Response:
         neighbours = self.store.search(track_id, **_options(args, SIMILAR))
         return jsonify({"track_id": track_id, "model": self.store.manifest.model.id, "results": _results(neighbours)})
+
+    @route(f"{API}/panel/{{track_id}}", "api_panel")
+    def api_panel(self, args: Args, track_id: int) -> Response:
+        """The page's track panel as data (``explorer/assets/track.js`` draws it): a click on the map
+        asks for it directly, not through a Dash callback."""
+        if self.panel is None:
+            return error(404, "no track panel: this server has no explorer page")
+        view = self.panel(track_id, args["k"], args["max_per_artist"], args["max_per_album"], args["dedupe"],
+                          args["where"], args["path_from"])
+        response = jsonify(view)
+        response.headers["Cache-Control"] = "no-store"
+        return response
 
     @route(f"{API}/similar", "api_similar_many")
     def api_similar_many(self, args: Args) -> Response:
@@ -468,9 +494,9 @@ def _encoded(packed: bytes, mimetype: str, cache: bool = False) -> Response:
 
 
 def register(server: Flask, store: Store, *, projection: Callable[[], Any], uploads: Uploads | None = None,
-             token: str | None = None) -> None:
+             token: str | None = None, panel: PanelFn | None = None) -> None:
     """Add the API, the audio routes and OpenSubsonic to ``server`` (see :class:`Api`)."""
-    api = Api(store, projection, uploads)
+    api = Api(store, projection, uploads, panel)
     subsonic.register(server, store, token=token, send_audio=api.send_audio)
     for path, endpoint, hold, name in ROUTES:
         declared = ENDPOINTS.get(path)

@@ -61,10 +61,11 @@ def create_app(store: Store, embed: EmbedFn | None = None, *, place: PlaceFn | N
     _limit_bodies(app, uploads)
     if token:
         auth.protect(app.server, token)  # runs first, before the body limits and every route
-    api.register(app.server, store, projection=data.refresh, uploads=uploads, token=token or None)
+    callbacks = Callbacks(store, data, model.label, uploads, labels)
+    api.register(app.server, store, projection=data.refresh, uploads=uploads, token=token or None,
+                 panel=callbacks.track_view)
     app.layout = lambda: page(data.refresh(), status_label, uploads, labels)  # each page load: the current map
     _cache_layout(app, data)
-    callbacks = Callbacks(store, data, model.label, uploads, labels)
     callbacks.register(app)
     app.server.extensions["musicmap_callbacks"] = callbacks  # tests call them as plain functions
     return app

@@ -9,14 +9,15 @@ call them without a browser.
 
 Fetching happens here, drawing in :mod:`explorer.panels` (side panels) and :mod:`explorer.figure`
 (the map: the big scatter is sent once per colour choice; a selection, path or clip is a small
-:class:`explorer.figure.Highlight` the browser draws over it; filters patch it).
+:class:`explorer.figure.Highlight` the browser draws over it; filters patch it). The chosen track's
+panel is not a callback's output: :meth:`Callbacks.track_view` answers ``GET /api/v1/panel/<id>``
+and the page draws it (``explorer/assets/track.js``), so a click costs one plain request.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -51,8 +52,6 @@ from .mapdata import MapData
 from .panels import LabelWords
 from .state import ViewState, encode, parse
 from .upload import UploadError, Uploads, data_url_bytes
-
-logger = logging.getLogger(__name__)
 
 Method = TypeVar("Method", bound=Callable[..., Any])
 Children = Component | list[Component]
@@ -141,6 +140,22 @@ clientside(
         return out ? "?" + out : "";
     }""",
     Output("url-out", "search", allow_duplicate=True), Input("selected", "data"), State("url-out", "search"))
+
+# The track panel is drawn by the page (explorer/assets/track.js) from GET /api/v1/panel/<id>: asked
+# for here whenever the chosen track or a variety control changes. A click on the map or on a list
+# asks at once, before Dash runs this, so the same request is not sent twice; no server callback.
+clientside(
+    """function(track, k, perArtist, perAlbum, dedupe, where, pathFrom) {
+        if (window.musicmapTrack) {
+            window.musicmapTrack.request({track: track, k: k, per_artist: perArtist, per_album: perAlbum,
+                                          dedupe: !!(dedupe && dedupe.length), where: where || "",
+                                          path_from: pathFrom});
+        }
+        return window.dash_clientside.no_update;
+    }""",
+    Output("track-view", "data-request"), Input("selected", "data"), Input("k", "value"),
+    Input("per-artist", "value"), Input("per-album", "value"), Input("dedupe", "value"), Input("where", "value"),
+    Input("path-from", "data"), prevent_initial_call=False)
 
 # A file over the upload limit is refused at once in the browser, never sent.
 clientside(
@@ -291,7 +306,7 @@ class Callbacks:
     def select(self, hits: list[int | None], hubs: list[int | None], clear: int | None) -> tuple[Any, Any]:
         """The chosen track (a search hit, a hub; × clears it), and where to centre the map (hits and
         hubs may be off screen). A map click and a row of a track list set ``selected`` in the
-        browser (the :func:`clientside` callback above, ``explorer/assets/lists.js``)."""
+        browser, once their panel is drawn (``explorer/assets/track.js``)."""
         trigger = dash.ctx.triggered_id
         if trigger == "clear":
             return None, dash.no_update
@@ -300,37 +315,25 @@ class Callbacks:
         track = int(_triggered_index())
         return track, track
 
-    @callback(Output("panel", "children"), Output("highlight", "data-highlight"),
-              inputs={"track_id": Input("selected", "data"), "k": Input("k", "value"),
-                      "per_artist": Input("per-artist", "value"), "per_album": Input("per-album", "value"),
-                      "dedupe": Input("dedupe", "value"), "where": Input("where", "value"),
-                      "path_from": Input("path-from", "data")})
-    def show(self, track_id: int | None, k: int | None, per_artist: int | None,
-             per_album: int | None, dedupe: bool | list[str] | None, where: str | None,
-             path_from: int | None = None) -> tuple[Children, str]:
-        """The track panel and the map's highlight (rings, lines, dimming) for ``track_id``; with
-        ``path_from`` (a track chosen as a path's start), the panel offers the path to this one."""
-        if track_id is None:
-            return html.P(panels.PROMPT), highlight_json(NO_HIGHLIGHT)
-        with self.store.holding():  # one connection for the whole callback
+    def track_view(self, track_id: int, k: int | None = None, per_artist: int | None = None,
+                   per_album: int | None = None, dedupe: bool | list[str] | None = None, where: str | None = None,
+                   path_from: int | None = None) -> panels.TrackView:
+        """The track panel and the map's highlight (rings, lines, dimming) for ``track_id``, as the
+        page draws them (``GET /api/v1/panel/<id>``, ``explorer/assets/track.js``); with ``path_from``
+        (a track chosen as a path's start), the panel offers the path to this one. An unknown track
+        raises :class:`store.TrackNotFound`."""
+        with self.store.holding():  # one connection for the whole panel
             data = self.data.refresh()
-            try:
-                track = self.store.track(int(track_id))
-            except StoreError as exc:
-                logger.info("explorer: track %s: %s", track_id, exc)
-                return html.Div(f"No track {track_id} in this store.", className="error"), highlight_json(NO_HIGHLIGHT)
+            track = self.store.track(int(track_id))
             neighbours, problem = self._similar(int(track_id), None, k, per_artist, per_album, dedupe, where)
             start = None
             if path_from is not None and int(path_from) != int(track_id):
-                try:
+                with contextlib.suppress(StoreError):  # a start since deleted: no offer
                     start = self.store.track(int(path_from))
-                except StoreError:
-                    start = None
             styles = self.store.styles(int(track_id))
         highlight = highlight_points(data.frame, int(track_id), [n.track_id for n in neighbours], data.row_of)
-        panel = panels.track_panel(track, neighbours, styles, self.model_label, problem, heading=self.labels.heading,
-                                   roots=self._roots())
-        return panel + panels.path_controls(int(track_id), start, path_from), highlight_json(highlight)
+        return panels.track_view(track, neighbours, styles, self.model_label, highlight, problem,
+                                 heading=self.labels.heading, roots=self._roots(), start=start, path_from=path_from)
 
     def _roots(self) -> list[str]:
         """The library folders (file paths are shown relative to them), read once a minute."""
@@ -354,9 +357,10 @@ class Callbacks:
             return self.store.search(seeds, vector=vector, k=k), str(exc)
 
     # -- query by an uploaded clip --------------------------------------------------------------
-    @callback(Output("panel", "children", allow_duplicate=True),
+    @callback(Output("panel", "children"),
               Output("highlight", "data-highlight", allow_duplicate=True),
               Output("upload-error", "children", allow_duplicate=True), Output("upload", "contents"),
+              Output("selected", "data", allow_duplicate=True),
               inputs={"go_data": Input("upload-go", "data")},
               state={"k": State("k", "value"),
                      "per_artist": State("per-artist", "value"), "per_album": State("per-album", "value"),
@@ -364,13 +368,15 @@ class Callbacks:
               needs_uploads=True)
     def upload_go(self, go_data: Clip | None, k: int | None, per_artist: int | None, per_album: int | None,
                   dedupe: list[str] | None,
-                  where: str | None) -> tuple[Children | dash.NoUpdate, str | dash.NoUpdate, str, None]:
+                  where: str | None) -> tuple[Children | dash.NoUpdate, str | dash.NoUpdate, str, None,
+                                              dash.NoUpdate | None]:
         """A clip the browser let through (:func:`clientside` gate); the upload box is cleared so
-        the same file can come again."""
+        the same file can come again; its panel takes the chosen track's place (no track chosen)."""
         if not go_data:
             raise dash.exceptions.PreventUpdate
-        return (*self.upload(go_data.get("contents"), go_data.get("filename"), k, per_artist, per_album,
-                             dedupe, where), None)
+        panel, highlight, problem = self.upload(go_data.get("contents"), go_data.get("filename"), k, per_artist,
+                                                per_album, dedupe, where)
+        return panel, highlight, problem, None, None if panel is not dash.no_update else dash.no_update
 
     def upload(self, contents: str | None, filename: str | None, k: int | None, per_artist: int | None,
                per_album: int | None, dedupe: bool | list[str] | None,
@@ -544,12 +550,17 @@ class Callbacks:
         return panels.explain(comparison, self.model_label, self.labels)
 
     @callback(Output("path-panel", "children"), Output("highlight", "data-highlight", allow_duplicate=True),
-              inputs={"clicks": _clicked("path-go")},
-              state={"steps": State({"type": "path-steps", "index": ALL}, "value")})
-    def draw_path(self, clicks: list[int | None],
-                  steps: list[int | None]) -> tuple[Children, str | dash.NoUpdate]:
-        start, end = (int(x) for x in _triggered_index().split("-"))
-        return self.path(start, end, steps[0] if steps else None)
+              inputs={"request": Input("path-request", "data")})
+    def draw_path(self, request: dict[str, Any] | None) -> tuple[Children, str | dash.NoUpdate]:
+        """The track panel's "draw the path" (``explorer/assets/track.js`` sets
+        ``{"from": id, "to": id, "steps": n, "at": ms}``)."""
+        try:
+            start, end = int((request or {})["from"]), int((request or {})["to"])
+            steps = (request or {}).get("steps")
+            steps = int(steps) if steps not in (None, "") else None
+        except (KeyError, TypeError, ValueError):
+            raise dash.exceptions.PreventUpdate from None
+        return self.path(start, end, steps)
 
     def path(self, start: int, end: int, steps: int | None) -> tuple[Children, str | dash.NoUpdate]:
         """(the path panel, the map's highlight of it) for a song path from ``start`` to ``end``."""

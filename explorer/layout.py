@@ -161,7 +161,10 @@ def page(data: MapData, model_label: str, uploads: Uploads | None = None,
                 html.Div(id="selection-panel", className="selection"),
                 html.Div(id="explain-panel", className="explain"),
                 html.Div(id="path-panel", className="explain"),
-                html.Div(id="panel", children=html.P(PROMPT)),
+                html.Div(id="panel"),  # an uploaded clip's panel (while it has one, #track-view is hidden)
+                # the chosen track, drawn by explorer/assets/track.js (GET /api/v1/panel/<id>), or the prompt
+                html.Div(id="track-view", **{"data-prompt": PROMPT}),  # type: ignore[arg-type]
+
             ]),
         ]),
         dcc.Store(id="selected"),
@@ -169,6 +172,7 @@ def page(data: MapData, model_label: str, uploads: Uploads | None = None,
         dcc.Store(id="selection"),
         dcc.Store(id="explain-pair"),  # a list row's "why?": {"pair": "SEED-OTHER", "at": ms}
         dcc.Store(id="path-from"),  # the track a path starts from, until the path is drawn
+        dcc.Store(id="path-request"),  # "draw the path": {"from": id, "to": id, "steps": n, "at": ms}
         dcc.Download(id="download"),
         # what explorer/assets/overlay.js draws over the map, as JSON in an attribute: the overlay
         # sees it change (a MutationObserver) as soon as it is rendered, with the panel

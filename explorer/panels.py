@@ -1,7 +1,9 @@
-"""What the explorer's side panels show: pure renderers from data to Dash components.
+"""What the explorer's side panels show: pure renderers from data to Dash components, or to the
+data the page draws itself (track lists: ``explorer/assets/lists.js``; the track panel:
+``explorer/assets/track.js``, from :func:`track_view`).
 
 Nothing here reads the store: :mod:`explorer.callbacks` fetches, these draw. Ids the page's
-callbacks listen to (``similar-list``, ``{"type": "similar", ...}`` buttons, ...) are set here.
+callbacks listen to (``similar-list``, ``{"type": "export", ...}`` buttons, ...) are set here.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from dash.development.base_component import Component
 from store import ModelInfo, Neighbour, PathStep, TrackRow, relative_to_roots
 from store.listening import MAX_PATH
 
+from .figure import Highlight
 from .limits import EXTEND_N, PATH_STEPS
 
 THUMB = 40
@@ -38,25 +41,31 @@ def cover(track_id: int, size: int, class_name: str = "thumb") -> Component:
     """The track's cover art (:mod:`explorer.art`) shown ``size`` px wide, fetched at twice that for
     sharp high-DPI screens; the placeholder when it has none. The browser caches it (an hour, then
     revalidates by ETag)."""
-    return html.Img(src=f"/api/v1/art/{int(track_id)}?size={min(2 * size, 512)}", className=class_name, alt="",
-                    width=size, height=size)
+    return html.Img(src=cover_url(track_id, size), className=class_name, alt="", width=size, height=size)
+
+
+def cover_url(track_id: int, size: int) -> str:
+    """The URL of the track's cover shown ``size`` px wide (fetched at twice that, at most 512)."""
+    return f"/api/v1/art/{int(track_id)}?size={min(2 * size, 512)}"
 
 
 def similar_list(neighbours: Sequence[Neighbour], list_id: str, seed: int | None = None) -> Component:
-    """A similar-track list, one row each: cover, "artist – title" on one line (genre under it),
-    the score as a number and a bar (spread over the list's own range, so the ranking shows even
-    when every score is near 1), and with a ``seed`` track "why?" inline; clicking a row selects
-    its track. Sent as data (:func:`track_list`)."""
+    """A similar-track list (:func:`similar_rows`) sent as data (:func:`track_list`)."""
+    return track_list(list_id, similar_rows(neighbours, seed))
+
+
+def similar_rows(neighbours: Sequence[Neighbour], seed: int | None = None) -> list[ListRow]:
+    """A similar-track list's rows: cover, "artist – title" on one line (genre under it), the score
+    as a number and a bar (spread over the list's own range, so the ranking shows even when every
+    score is near 1), and with a ``seed`` track "why?" inline; clicking a row selects its track."""
     scores = [n.score for n in neighbours]
     low, high = (min(scores), max(scores)) if scores else (0.0, 1.0)
 
     def width(score: float) -> int:  # the list's spread: its best full, its last a third
         return round(100 * (1.0 if high <= low else 1 / 3 + 2 / 3 * (score - low) / (high - low)))
 
-    return track_list(list_id, [ListRow(id=n.track_id, name=name(n.track), genre=n.track.get("genre") or "",
-                                        score=f"{n.score:.3f}", bar=width(n.score),
-                                        why=None if seed is None else f"{seed}-{n.track_id}")
-                                for n in neighbours])
+    return [ListRow(id=n.track_id, name=name(n.track), genre=n.track.get("genre") or "", score=f"{n.score:.3f}",
+                    bar=width(n.score), why=None if seed is None else f"{seed}-{n.track_id}") for n in neighbours]
 
 
 class ListRow(TypedDict):
@@ -109,25 +118,6 @@ def listed(panel: Component | Sequence[Component], list_id: str | None = None) -
     return found
 
 
-def path_controls(track_id: int, start: TrackRow | None, path_from: int | None) -> list[Component]:
-    """Under a track: start a song path here, or (once a start is chosen) draw the path to here."""
-    out: list[Component] = [html.H4("Song path")]
-    if start is not None:
-        out.append(html.Div(className="path-controls", children=[
-            html.Span(f"from {start.get('artist') or '?'} – {start.get('title') or '?'} to here, in "),
-            dcc.Input(id={"type": "path-steps", "index": 0}, type="number", min=2, max=MAX_PATH, step=1,
-                      value=PATH_STEPS, className="path-steps"),
-            html.Span(" tracks "),
-            html.Button("draw the path", id={"type": "path-go", "index": f"{int(start['id'])}-{track_id}"},
-                        n_clicks=0, className="small-button")]))
-    elif path_from is not None and int(path_from) == track_id:
-        out.append(html.P("The path starts here: now pick the track it should end on.", className="what",
-                          id="path-start-note"))
-    out.append(action("start a path here", "path-from", str(track_id), id="path-from-button",
-                      title="then pick another track: a path of similar tracks leads from this one to that one"))
-    return out
-
-
 @dataclass(frozen=True)
 class LabelWords:
     """How the page names a model's labels: MAEST predicts Discogs *styles*, MusiCNN *tags*."""
@@ -147,42 +137,75 @@ def clock(seconds: float) -> str:
     return f"{int(seconds) // 60}:{int(seconds) % 60:02d}"
 
 
-def track_panel(track: TrackRow, neighbours: Sequence[Neighbour], styles: list[tuple[str, float]],
-                model_label: str, problem: str | None = None, heading: str = "Predicted styles",
-                roots: Sequence[str] = ()) -> list[Component]:
-    """A track's panel: cover, tags, the file (relative to its library folder, the full path on
-    hover), a player, its top styles or tags, and the similar tracks."""
-    def field(name: str, value: object, full: str | None = None) -> Component:
-        return html.Tr([html.Th(name), html.Td("—" if value is None else str(value), title=full)])
+class Styled(TypedDict):
+    """One predicted style or tag as the track panel draws it: its name and its bar's width in %."""
 
+    label: str
+    width: int
+
+
+class PathOffer(TypedDict):
+    """The track panel's song path controls: ``start`` (set once a start is chosen elsewhere: "draw
+    the path from it to here"), ``starts_here`` (the path starts at this track)."""
+
+    start: str | None
+    start_id: int | None
+    starts_here: bool
+    steps: int
+    max_steps: int
+
+
+class TrackView(TypedDict):
+    """Everything the track panel shows, as ``explorer/assets/track.js`` draws it (from
+    ``GET /api/v1/panel/<id>``): a click on the map asks for it and draws it at once, no Dash
+    callback in between (issue #20)."""
+
+    id: int
+    title: str
+    byline: str
+    fields: list[tuple[str, str, str | None]]
+    cover: str
+    audio: str
+    styles_heading: str
+    styles: list[Styled]
+    problem: str | None
+    similar_heading: str
+    similar: list[ListRow]
+    select: str
+    path: PathOffer
+    highlight: Highlight
+
+
+def track_view(track: TrackRow, neighbours: Sequence[Neighbour], styles: list[tuple[str, float]],
+               model_label: str, highlight: Highlight, problem: str | None = None, heading: str = "Predicted styles",
+               roots: Sequence[str] = (), start: TrackRow | None = None, path_from: int | None = None) -> TrackView:
+    """A track's panel as data: cover, tags, the file (relative to its library folder, the full path
+    on hover), the player's source, its top styles or tags, the similar tracks (rows as
+    :func:`similar_list` makes them), the song path controls and the map's ``highlight``."""
+    track_id = int(track["id"])
     duration = track.get("duration")
-    rows = [field("artist", track.get("artist")), field("album", track.get("album")),
-            field("genre", track.get("genre")), field("year", track.get("year")),
-            field("length", f"{int(duration) // 60}:{int(duration) % 60:02d}" if duration else None),
-            field("file", relative_to_roots(str(track.get("path") or ""), roots) or None, track.get("path"))]
-    out: list[Component] = [
-        html.Div(className="track-head", children=[
-            cover(int(track["id"]), COVER, "cover"),
-            html.Div([html.H3(track.get("title") or "(untitled)", id="track-title"),
-                      html.P(" · ".join(str(v) for v in (track.get("artist"), track.get("album")) if v),
-                             className="what")])]),
-        html.Table(rows, className="track-table"),
-        html.Audio(id="player", src=f"/audio/{int(track['id'])}", controls=True, autoPlay=True, preload="auto"),
-    ]
-    if styles:
-        out.append(html.Div(className="styles", children=[html.H4(heading)] + [
-            html.Div(className="style-row", children=[
-                html.Span(label.replace("---", " › ")),
-                html.Div(className="bar", style={"width": f"{max(2, round(100 * a))}%"}),
-            ]) for label, a in styles]))
-    if problem:
-        out.append(html.Div(f"filter not applied: {problem}", className="error", id="similar-problem"))
-    out += [html.H4(f"Similar tracks ({model_label})"), similar_list(neighbours, "similar-list", seed=int(track["id"])),
-            html.P("keys: j/k move · Enter open · n most similar · b back · space play/pause · / search",
-                   className="what keys"),
-            action("select these", "select", ",".join(map(str, [int(track["id"]), *(n.track_id for n in neighbours)])),
-                   id="select-similar")]
-    return out
+    path = str(track.get("path") or "")
+
+    def shown(value: object) -> str:
+        return "—" if value is None or value == "" else str(value)
+
+    fields: list[tuple[str, str, str | None]] = [
+        (label, shown(track.get(label)), None) for label in ("artist", "album", "genre", "year")]
+    fields += [("length", clock(float(duration)) if duration else "—", None),
+               ("file", relative_to_roots(path, roots) or "—", path or None)]
+    return TrackView(
+        id=track_id, title=str(track.get("title") or "(untitled)"),
+        byline=" · ".join(str(v) for v in (track.get("artist"), track.get("album")) if v), fields=fields,
+        cover=cover_url(track_id, COVER), audio=f"/audio/{track_id}", styles_heading=heading,
+        styles=[Styled(label=label.replace("---", " › "), width=max(2, round(100 * a))) for label, a in styles],
+        problem=problem, similar_heading=f"Similar tracks ({model_label})",
+        similar=similar_rows(neighbours, seed=track_id),
+        select=",".join(map(str, [track_id, *(n.track_id for n in neighbours)])),
+        path=PathOffer(start=None if start is None else f"{start.get('artist') or '?'} – {start.get('title') or '?'}",
+                       start_id=None if start is None else int(start["id"]),
+                       starts_here=start is None and path_from is not None and int(path_from) == track_id,
+                       steps=PATH_STEPS, max_steps=MAX_PATH),
+        highlight=highlight)
 
 
 def upload_panel(name_: str, model_label: str, where_note: str, neighbours: Sequence[Neighbour],

@@ -137,5 +137,5 @@ def test_the_explorer_on_real_music(real: RealStores) -> None:
         load(driver, f"{url}/?track={track}", n)
         items = wait(lambda: driver.find_elements(By.CSS_SELECTOR, "#similar-list li"), what="similar list")
         assert len(items) == 10
-        assert "MagnaTagATune" in driver.find_element(By.ID, "panel").text  # its predicted tags, named
+        assert "MagnaTagATune" in driver.find_element(By.ID, "track-view").text  # its predicted tags, named
         shot(driver, "real-2-track")

@@ -2,7 +2,7 @@
 // JSON in their data-rows attribute (explorer/panels.py, track_list). A list of Dash components
 // costs the page ~10 ms a row to take in; these rows cost nothing to Dash. One row: the cover,
 // "artist – title" over the genre, the score as a bar and a number, and "why?" where it applies.
-// A row's button selects its track, "why?" asks for the explanation; the panels' action buttons
+// A row's button opens its track (track.js), "why?" asks for the explanation; the panels' action buttons
 // (explorer/panels.py, action) make a selection or start a song path: all through
 // dash_clientside.set_props, as a control's change would.
 (function () {
@@ -20,7 +20,7 @@
     button.title = r.name;
     button.setAttribute("data-track", String(r.id));
     var img = el("img", "thumb");
-    img.src = "/api/v1/art/" + r.id + "?size=80";
+    img.setAttribute("data-src", "/api/v1/art/" + r.id + "?size=80");  // loaded after the list's paint
     img.width = 40; img.height = 40; img.alt = "";
     var lines = el("span", "lines");
     lines.append(el("span", "name", r.name), el("span", "genre", r.genre || ""));
@@ -52,6 +52,21 @@
     var rows = [];
     try { rows = JSON.parse(raw || "[]"); } catch (e) { rows = []; }
     list.replaceChildren.apply(list, rows.map(row));
+    pictures(list);
+  }
+
+  // Cover art once the list is painted: a dozen images (an SVG placeholder is drawn on the page's own
+  // thread) would otherwise hold up the first paint of the rows by 15-60 ms on a 2-core machine.
+  function pictures(root) {
+    requestAnimationFrame(function () {
+      setTimeout(function () {
+        var waiting = root.querySelectorAll("img[data-src]");
+        for (var i = 0; i < waiting.length; i++) {
+          waiting[i].src = waiting[i].getAttribute("data-src");
+          waiting[i].removeAttribute("data-src");
+        }
+      }, 0);
+    });
   }
 
   function drawAll(root) {
@@ -85,7 +100,9 @@
     } else if (target.hasAttribute("data-pair")) {
       window.dash_clientside.set_props("explain-pair", {data: {pair: target.getAttribute("data-pair"), at: Date.now()}});
     } else if (target.hasAttribute("data-track")) {
-      window.dash_clientside.set_props("selected", {data: Number(target.getAttribute("data-track"))});
+      window.musicmapTrack.open(Number(target.getAttribute("data-track")));  // asks at once, then tells Dash
     }
   });
+
+  window.musicmapLists = {draw: draw, pictures: pictures};
 })();

@@ -11,7 +11,7 @@
 //   GET meta.points        n × int32 id, n × float32 x, n × float32 y (once per map)
 //   GET meta.codes         n × uint8: each point's legend entry (once per colour choice)
 //   #map-filter[data-filter]  {n, bits} a bit per point that stands out (the rest is greyed), or null
-// What it does: hover → the hover card (hovercard.js), click → dash_clientside.set_props("selected"),
+// What it does: hover → the hover card (hovercard.js), click → the track's panel (track.js),
 // lasso / box → set_props("selection") with the ids inside, in map order.
 // What it says: #map[data-map-points] (points drawn, set once the map is drawn),
 // window.musicmapPoints.state() / locate(id) / visible(k) for tests and the benchmark.
@@ -420,7 +420,7 @@
     pressed = null;
     if (!p || Math.abs(e.clientX - p.x) > 4 || Math.abs(e.clientY - p.y) > 4 || performance.now() - p.t > 800) { return; }
     var row = pick(e.clientX, e.clientY);
-    if (row >= 0) { setProps("selected", pts.ids[row]); }
+    if (row >= 0) { window.musicmapTrack.open(pts.ids[row]); }  // the panel asked for at once (track.js)
   }, true);
   window.addEventListener("resize", function () { setTimeout(function () { redraw(null); }, 50); });
   // Dash renders the graph after this script runs, and again when the page is rebuilt.

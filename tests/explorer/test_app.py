@@ -20,9 +20,11 @@ from flask.testing import FlaskClient
 from explorer import create_app
 from explorer.api import OPENAPI
 from explorer.callbacks import Callbacks
+from explorer.limits import PATH_STEPS
 from explorer.panels import listed
 from explorer.state import ViewState, encode, parse
-from store import Store
+from store import Store, TrackNotFound
+from store.listening import MAX_PATH
 from tests.conftest import DemoStore, serving
 from tests.fakes import fake_model, write_store
 
@@ -285,14 +287,14 @@ def test_openapi_document_matches_the_routes(client: FlaskClient, app: dash.Dash
 
 # -- callbacks as plain functions ----------------------------------------------------------------
 
-def test_show_lists_neighbours_highlights_and_dims(cb: Callbacks) -> None:
-    panel, drawn = cb.show(3, 10, None, None, False, None)
-    highlight = json.loads(drawn)  # as #highlight[data-highlight] carries it to the overlay
-    text = _texts(panel)
-    rows = listed(panel, "similar-list")
-    assert len(rows) == 10 and "/audio/3" in text
+def test_track_panel_lists_neighbours_highlights_and_dims(cb: Callbacks) -> None:
+    view = cb.track_view(3, 10, None, None, False, None)
+    highlight = view["highlight"]  # what the page's overlay draws
+    rows = view["similar"]
+    assert len(rows) == 10 and view["audio"] == "/audio/3" and view["id"] == 3
     assert all(r["why"] == f"3-{r['id']}" and r["score"].startswith(("0.", "1.")) for r in rows)
     assert rows[0]["bar"] == 100 and rows[-1]["bar"] == 33  # the list's spread: best full, last a third
+    assert view["select"] == ",".join(map(str, [3, *(r["id"] for r in rows)]))  # "select these"
     assert highlight["mode"] == "rays"  # a line from the track to each neighbour (the overlay dims the rest)
     assert [m["id"] for m in highlight["marks"]] == [3, *(r["id"] for r in rows)]  # the track, then its neighbours
     frame = cb.data.frame.set_index("id")
@@ -300,26 +302,45 @@ def test_show_lists_neighbours_highlights_and_dims(cb: Callbacks) -> None:
         assert mark["x"] == pytest.approx(frame.at[mark["id"], "x"], abs=1e-3)
         assert mark["y"] == pytest.approx(frame.at[mark["id"], "y"], abs=1e-3)
     assert highlight["marks"][0]["size"] > highlight["marks"][1]["size"]
+    with cb.store.holding():
+        track = cb.store.track(3)
+    fields = {name: (shown, full) for name, shown, full in view["fields"]}
+    assert view["title"] == (track["title"] or "(untitled)") and fields["artist"][0] == (track["artist"] or "—")
+    assert fields["file"][1] == track["path"] and not fields["file"][0].startswith("/")  # relative, full on hover
+    assert track["path"].endswith(fields["file"][0])
+    json.dumps(view)  # all of it JSON as it is
 
-    panel, _ = cb.show(3, 6, 1, None, True, None)
-    assert len(listed(panel, "similar-list")) == 6
+    assert len(cb.track_view(3, 6, 1, None, True, None)["similar"]) == 6
 
-    panel, _ = cb.show(3, 5, None, None, False, "nope = 1")
-    text = _texts(panel)
-    assert "filter not applied" in text and "nope" in text and len(listed(panel)) == 5
+    view = cb.track_view(3, 5, None, None, False, "nope = 1")
+    assert view["problem"] is not None and "nope" in view["problem"] and len(view["similar"]) == 5
 
-    panel, drawn = cb.show(99999, 10, None, None, False, None)
-    assert "No track 99999" in _texts(panel) and json.loads(drawn)["marks"] == []
-    panel, drawn = cb.show(None, 10, None, None, False, None)
-    assert "Click a track" in _texts(panel) and json.loads(drawn)["marks"] == []  # nothing drawn, nothing dimmed
+    with pytest.raises(TrackNotFound):
+        cb.track_view(99999, 10, None, None, False, None)
+
+
+def test_track_panel_through_the_api(client: FlaskClient) -> None:
+    """``GET /api/v1/panel/<id>``, as the page's track.js asks for it; bad input is 400 or 404."""
+    answer = client.get("/api/v1/panel/3", query_string={"k": 7, "max_per_artist": 2, "dedupe": "true"})
+    assert answer.status_code == 200 and answer.headers["Cache-Control"] == "no-store"
+    view = answer.get_json()
+    assert view["id"] == 3 and len(view["similar"]) == 7 and len(view["highlight"]["marks"]) == 8
+    assert view["path"] == {"start": None, "start_id": None, "starts_here": False, "steps": PATH_STEPS,
+                            "max_steps": MAX_PATH}
+    problem = client.get("/api/v1/panel/3", query_string={"where": "nope = 1"}).get_json()["problem"]
+    assert "nope" in problem  # the list made without it, the reason said
+    for query, status, said in (({"k": 0}, 400, "k="), ({"k": 101}, 400, "k="), ({"path_from": "x"}, 400, "path_from"),
+                                ({"kk": 3}, 400, "kk"), ({}, 404, "99999")):
+        bad = client.get("/api/v1/panel/99999" if status == 404 else "/api/v1/panel/3", query_string=query)
+        assert bad.status_code == status and said in bad.get_json()["error"], (query, bad.get_json())
 
 
 def test_variety_controls_change_the_list(cb: Callbacks, demo_store: DemoStore) -> None:
-    plain, _ = cb.show(5, 10, None, None, False, None)
-    per_artist, _ = cb.show(5, 10, 1, None, False, None)
+    plain = cb.track_view(5, 10, None, None, False, None)
+    per_artist = cb.track_view(5, 10, 1, None, False, None)
     with Store.open(demo_store.store) as store:
-        def artists(panel: Any) -> list[str]:
-            ids = [r["id"] for r in listed(panel)]
+        def artists(view: Any) -> list[str]:
+            ids = [r["id"] for r in view["similar"]]
             return [store.track(i)["artist"] for i in ids]
         known = [a for a in artists(per_artist) if a]  # untagged tracks have no artist to limit
         assert len(artists(per_artist)) == 10 and len(set(known)) == len(known)
@@ -328,13 +349,17 @@ def test_variety_controls_change_the_list(cb: Callbacks, demo_store: DemoStore) 
 
 
 def test_song_path_from_the_panel_drawn_listed_and_playable(cb: Callbacks) -> None:
-    panel, _ = cb.show(1, 10, None, None, False, None)
-    assert ("path-from", "1") in _actions(panel) and "path-go" not in _texts(panel)
-    panel, _ = cb.show(1, 10, None, None, False, None, path_from=1)
-    assert "The path starts here" in _texts(panel)
-    panel, _ = cb.show(50, 10, None, None, False, None, path_from=1)
-    text = _texts(panel)
-    assert '"type": "path-go", "index": "1-50"' in text and '"type": "path-steps"' in text
+    offer = cb.track_view(1, 10, None, None, False, None)["path"]
+    assert offer["start"] is None and not offer["starts_here"]  # "start a path here" only
+    assert cb.track_view(1, 10, None, None, False, None, path_from=1)["path"]["starts_here"]
+    offer = cb.track_view(50, 10, None, None, False, None, path_from=1)["path"]
+    with cb.store.holding():
+        start = cb.store.track(1)
+    assert offer["start_id"] == 1 and offer["start"] == f"{start['artist'] or '?'} – {start['title'] or '?'}"
+    assert not offer["starts_here"]
+    assert _texts(cb.draw_path({"from": 1, "to": 50, "steps": 6, "at": 1})[0]) == _texts(cb.path(1, 50, 6)[0])
+    with pytest.raises(dash.exceptions.PreventUpdate):
+        cb.draw_path({"from": "x", "to": 50})
 
     panel, drawn = cb.path(1, 50, 6)
     highlight = json.loads(str(drawn))
@@ -466,28 +491,6 @@ def test_view_state_round_trips_through_the_url(cb: Callbacks) -> None:
     assert values[5] == 12 and values[7] == 2 and values[8] == ["dedupe"]
     with pytest.raises(dash.exceptions.PreventUpdate):  # the URL already shows this view: nothing to send
         cb.state_from_url(url, parse(url, colors))
-
-
-def test_show_callback_through_dash_endpoint(client: FlaskClient) -> None:
-    """Dash's own callback endpoint, as the browser calls it: selecting track 3 lists 10 neighbours."""
-    deps = client.get("/_dash-dependencies").get_json()
-    show = next(d for d in deps if "panel.children" in d["output"])
-    values = {"selected.data": 3, "k.value": 10, "per-artist.value": None, "per-album.value": None,
-              "dedupe.value": [], "where.value": "", "path-from.data": None, "color-by.value": "genre"}
-    body = {
-        "output": show["output"],
-        "outputs": [{"id": o.split(".")[0], "property": o.split(".", 1)[1].split("@")[0]}
-                    for o in show["output"].strip(".").split("...")],
-        "inputs": [{**i, "value": values[f"{i['id']}.{i['property']}"]} for i in show["inputs"]],
-        "state": [{**s, "value": values[f"{s['id']}.{s['property']}"]} for s in show["state"]],
-        "changedPropIds": ["selected.data"],
-    }
-    response = client.post("/_dash-update-component", json=body)
-    assert response.status_code == 200, response.data[:500]
-    panel = response.get_json()["response"]["panel"]["children"]
-    text = json.dumps(panel)  # plain JSON: the server escapes "/" as \\u002f
-    rows = next(json.loads(c["props"]["data-rows"]) for c in panel if "data-rows" in c.get("props", {}))
-    assert len(rows) == 10 and '"src": "/audio/3"' in text
 
 
 # -- the process ---------------------------------------------------------------------------------

@@ -110,7 +110,7 @@ def test_keys_cover_art_and_the_file_relative_to_the_library(browser: Any, serve
     driver = browser
     _load(driver, f"{served}/?track=2", len(demo_store.tracks))
     _wait(lambda: driver.find_elements(By.CSS_SELECTOR, "#similar-list li"), what="similar list")
-    cover = driver.find_element(By.CSS_SELECTOR, "#panel img.cover")
+    cover = driver.find_element(By.CSS_SELECTOR, "#track-view img.cover")
     assert "/api/v1/art/2" in cover.get_attribute("src")
     _wait(lambda: driver.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0;", cover),
           what="the cover drawn")  # the generated library has no pictures: the placeholder, drawn
@@ -130,6 +130,26 @@ def test_keys_cover_art_and_the_file_relative_to_the_library(browser: Any, serve
     driver.find_element(By.TAG_NAME, "body").send_keys("b")  # and back
     _wait(lambda: parse_qs(urlparse(driver.current_url).query).get("track") == ["2"], what="b goes back")
     _shot(driver, "3c-cover-art-and-similar-list")
+
+
+def test_a_click_and_a_control_changed_at_once_both_apply(browser: Any, served: str, demo_store: DemoStore) -> None:
+    """The panel is asked for before Dash hears of the click: a variety control changed in between
+    applies to the track clicked, and the URL follows the click."""
+    from selenium.webdriver.common.by import By
+
+    from store import Store
+
+    driver = browser
+    _load(driver, f"{served}/?track=2", len(demo_store.tracks))
+    _wait(lambda: len(driver.find_elements(By.CSS_SELECTOR, "#similar-list li")) == 10, what="track 2's list")
+    driver.execute_script("window.musicmapTrack.open(7); window.dash_clientside.set_props('k', {value: 4});")
+    with Store.open(demo_store.store) as store:
+        title = store.track(7)["title"] or "(untitled)"
+    _wait(lambda: driver.find_element(By.ID, "track-title").text == title
+          and len(driver.find_elements(By.CSS_SELECTOR, "#similar-list li")) == 4, what="track 7 with 4 similar")
+    _wait(lambda: parse_qs(urlparse(driver.current_url).query).get("track") == ["7"], what="the URL")
+    assert driver.find_element(By.ID, "map").get_attribute("data-highlighted") == "5"
+    assert driver.execute_script("return window.musicmapTrack.state().opening;") is None  # Dash was told
 
 
 def test_play_receives_audio_and_seeks(browser: Any, served: str, demo_store: DemoStore) -> None:
@@ -212,6 +232,12 @@ def test_permalink_brings_back_the_view(browser: Any, served: str, demo_store: D
     _wait(lambda: driver.execute_script(VIEW_JS)["legend"] == "decade", what="colour by decade after reload")
     query = parse_qs(urlparse(driver.current_url).query)
     assert query["track"] == ["5"] and query["genre"] == [genre] and query["color"] == ["decade"]
+
+    # a link to a track this store does not have: said in the panel, the map still drawn, no highlight
+    _load(driver, f"{served}/?track=99999", len(demo_store.tracks))
+    _wait(lambda: driver.find_element(By.ID, "track-view").text == "No track 99999 in this store.",
+          what="the unknown track said")
+    assert driver.find_element(By.ID, "map").get_attribute("data-highlighted") in (None, "0")
 
 
 # How many of the tracks (ids) lie in the plot's view (their marker's centre within a radius of it).
@@ -448,6 +474,22 @@ def test_upload_a_clip_shows_a_star_and_its_neighbours(browser: Any, demo_store:
         assert driver.find_element(By.ID, "upload-error").text == ""
         _shot(driver, "9-upload")
 
+        # a track chosen after the clip takes the panel and the map's highlight
+        point = driver.execute_script(POINT_JS, None)
+        _click_point(driver, point)
+        _wait(lambda: not driver.find_elements(By.ID, "upload-where"), what="the clip's panel gone")
+        _wait(lambda: driver.find_element(By.ID, "player").get_attribute("src").endswith(f"/audio/{point['id']}"),
+              what="the track's panel")
+        drawn = _wait(lambda: (h := driver.execute_script(HIGHLIGHT_JS)) and h["ids"][0] == point["id"] and h,
+                      what="the track's highlight")
+        assert drawn["mode"] == "rays" and len(drawn["ids"]) == 11
+        # "×": no track, nothing highlighted, the prompt again
+        driver.find_element(By.ID, "clear").click()
+        _wait(lambda: driver.find_element(By.ID, "map").get_attribute("data-highlighted") == "0",
+              what="the highlight cleared")
+        assert driver.find_element(By.ID, "track-view").text.startswith("Click a track on the map")
+        assert not driver.find_elements(By.ID, "player")
+
 
 def test_explain_panel_lists_shared_styles(browser: Any, tmp_path: Path) -> None:
     """On a store with MAEST-style predictions and window vectors (written through the Store API;
@@ -496,7 +538,7 @@ def test_song_path_drawn_on_the_map_and_queued(browser: Any, served: str, demo_s
     _wait(lambda: driver.find_element(By.ID, "track-title").text != start_title, what="the end track")
     end_id = int(parse_qs(urlparse(driver.current_url).query)["track"][0])
     steps = _wait(lambda: driver.find_element(By.CSS_SELECTOR, ".path-controls input"),
-                  what="the path controls: " + driver.find_element(By.ID, "panel").text[-300:])
+                  what="the path controls: " + driver.find_element(By.ID, "track-view").text[-300:])
     steps.clear()
     steps.send_keys("7")
     driver.find_element(By.XPATH, "//button[text()='draw the path']").click()

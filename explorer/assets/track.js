@@ -1,0 +1,218 @@
+// The track panel (issue #20): drawn by the page from one JSON request, GET /api/v1/panel/<id>
+// (explorer/panels.py, track_view), not by a Dash callback. A click on the map or on a list row asks
+// for it at once (window.musicmapTrack.open) and draws the panel and the map's highlight the moment
+// it comes: Dash's round trip (its renderer before the request, the callback, React taking in the
+// panel's components) was most of a click's 100 ms. Dash still keeps the chosen track (the
+// "selected" store: the URL, the keys, other callbacks); a change of it or of a variety control
+// reaches here through a browser-side callback (explorer/callbacks.py), which asks again only when
+// the question differs from the last one.
+// Ids kept for tools and tests: #track-title, #player, #similar-list (drawn by lists.js),
+// #similar-problem, #select-similar, #path-start-note, #path-steps, #path-go, #path-from-button.
+(function () {
+  var controls = {k: null, per_artist: null, per_album: null, dedupe: false, where: "", path_from: null};
+  var asked = null;  // the last question: its URL (a track's) or "none"
+  var failed = false;  // the last question's answer was an error
+  var shown = null;  // the track whose panel is drawn
+  var opening = null;  // a track chosen on the page that Dash has not been told of yet
+  var dashTrack;  // the chosen track as Dash last said it
+  var serial = 0;
+
+  function box() { return document.getElementById("track-view"); }
+
+  function el(tag, attrs, children) {
+    var node = document.createElement(tag);
+    Object.keys(attrs || {}).forEach(function (name) {
+      var value = attrs[name];
+      if (value === null || value === undefined || value === false) { return; }
+      if (name === "text") { node.textContent = value; } else { node.setAttribute(name, value === true ? "" : value); }
+    });
+    (children || []).forEach(function (child) { if (child) { node.append(child); } });
+    return node;
+  }
+
+  function url(track) {
+    var q = new URLSearchParams();
+    var k = Number(controls.k);
+    if (k >= 1) { q.set("k", String(Math.floor(k))); }
+    if (Number(controls.per_artist) >= 1) { q.set("max_per_artist", String(Math.floor(controls.per_artist))); }
+    if (Number(controls.per_album) >= 1) { q.set("max_per_album", String(Math.floor(controls.per_album))); }
+    if (controls.dedupe) { q.set("dedupe", "true"); }
+    if (controls.where && String(controls.where).trim()) { q.set("where", String(controls.where).trim()); }
+    if (controls.path_from !== null && controls.path_from !== undefined) { q.set("path_from", String(controls.path_from)); }
+    var s = q.toString();
+    return "/api/v1/panel/" + track + (s ? "?" + s : "");
+  }
+
+  function setProps(id, props) {
+    if (window.dash_clientside && window.dash_clientside.set_props) { window.dash_clientside.set_props(id, props); }
+  }
+
+  // After the next paint: what Dash is told of a click (its renderer's work, 10-30 ms on this page,
+  // would otherwise hold up the panel's drawing on a 2-core machine).
+  function afterPaint(fn) {
+    requestAnimationFrame(function () { setTimeout(fn, 0); });
+  }
+
+  // Dash's own copy of the highlight (#highlight's attribute) follows what is drawn, after the paint:
+  // a later highlight from a Dash callback (a path, a clip) is then always a change the overlay sees.
+  function keepDashInStep(highlight) {
+    afterPaint(function () { setProps("highlight", {"data-highlight": JSON.stringify(highlight)}); });
+  }
+
+  function prompt(view) {
+    view.replaceChildren(el("p", {text: view.getAttribute("data-prompt") || ""}));
+  }
+
+  function panel(t) {
+    var rows = t.fields.map(function (f) {
+      return el("tr", {}, [el("th", {text: f[0]}), el("td", {text: f[1], title: f[2]})]);
+    });
+    var player = document.getElementById("player");
+    if (player && player.closest("#track-view")) {  // the same player: its volume stays
+      if (!player.src.endsWith(t.audio)) { player.src = t.audio; player.play().catch(function () {}); }
+    } else {
+      player = el("audio", {id: "player", src: t.audio, controls: true, autoplay: true, preload: "auto"});
+    }
+    var out = [
+      el("div", {"class": "track-head"}, [
+        el("img", {"data-src": t.cover, "class": "cover", alt: "", width: "96", height: "96"}),
+        el("div", {}, [el("h3", {id: "track-title", text: t.title}), el("p", {"class": "what", text: t.byline})])]),
+      el("table", {"class": "track-table"}, [el("tbody", {}, rows)]),
+      player,
+    ];
+    if (t.styles.length) {
+      out.push(el("div", {"class": "styles"}, [el("h4", {text: t.styles_heading})].concat(t.styles.map(function (s) {
+        var bar = el("div", {"class": "bar"});
+        bar.style.width = s.width + "%";
+        return el("div", {"class": "style-row"}, [el("span", {text: s.label}), bar]);
+      }))));
+    }
+    if (t.problem) { out.push(el("div", {"class": "error", id: "similar-problem", text: "filter not applied: " + t.problem})); }
+    var list = el("ol", {id: "similar-list", "class": "track-list", "data-rows": JSON.stringify(t.similar)});
+    window.musicmapLists.draw(list);
+    out.push(el("h4", {text: t.similar_heading}), list,
+             el("p", {"class": "what keys", text: "keys: j/k move · Enter open · n most similar · b back · space play/pause · / search"}),
+             el("button", {type: "button", "class": "small-button", "data-action": "select", "data-value": t.select,
+                           id: "select-similar", text: "select these"}),
+             el("h4", {text: "Song path"}));
+    var path = t.path;
+    if (path.start !== null) {
+      out.push(el("div", {"class": "path-controls"}, [
+        el("span", {text: "from " + path.start + " to here, in "}),
+        el("input", {id: "path-steps", type: "number", min: "2", max: String(path.max_steps), step: "1",
+                     value: String(path.steps), "class": "path-steps"}),
+        el("span", {text: " tracks "}),
+        el("button", {type: "button", id: "path-go", "class": "small-button", "data-from": String(path.start_id),
+                      "data-to": String(t.id), text: "draw the path"})]));
+    } else if (path.starts_here) {
+      out.push(el("p", {"class": "what", id: "path-start-note", text: "The path starts here: now pick the track it should end on."}));
+    }
+    out.push(el("button", {type: "button", "class": "small-button", "data-action": "path-from", "data-value": String(t.id),
+                           id: "path-from-button",
+                           title: "then pick another track: a path of similar tracks leads from this one to that one",
+                           text: "start a path here"}));
+    return out;
+  }
+
+  function draw(view, t) {
+    view.replaceChildren.apply(view, panel(t));
+    window.musicmapLists.pictures(view);  // the cover after the paint, as the list's
+    shown = t.id;
+    window.musicmapOverlay.set(t.highlight);
+    keepDashInStep(t.highlight);
+    var clip = document.getElementById("panel");
+    if (clip && clip.childNodes.length) { setProps("panel", {children: null}); }  // a clip's panel gives way
+  }
+
+  function fail(view, message) {
+    failed = true;
+    view.replaceChildren(el("div", {"class": "error", text: message}));
+    if (shown !== null) { clearHighlight(); }
+    shown = null;
+  }
+
+  function clearHighlight() {
+    var s = window.musicmapOverlay.state();  // only this panel's own: a clip's star or a path stays
+    if (s.mode === "rays" && s.marks.length && s.marks[0].id === shown) {
+      var none = {mode: "none", marks: []};
+      window.musicmapOverlay.set(none);
+      keepDashInStep(none);
+    }
+  }
+
+  // Dash is told of a track chosen on the page once its panel is drawn (after the paint)
+  function tellDash() {
+    if (opening === null) { return; }
+    var track = opening;
+    opening = null;
+    setProps("selected", {data: track});
+  }
+
+  // Ask for a track's panel (or draw the prompt for none); with ``tell``, Dash is told of it once it
+  // is drawn (or its failure said), unless a newer question was asked meanwhile. A question already
+  // asked is not asked again, unless it failed and a person asks it again.
+  function ask(track, tell) {
+    var view = box();
+    if (!view) { return; }
+    if (track === null || track === undefined) {
+      if (asked === "none" && view.childNodes.length) { return; }
+      asked = "none";
+      serial++;
+      clearHighlight();
+      shown = null;
+      prompt(view);
+      return;
+    }
+    var address = url(track);
+    if (address === asked && !(failed && tell)) { if (tell) { tellDash(); } return; }
+    asked = address;
+    failed = false;
+    var mine = ++serial;
+    fetch(address, {credentials: "same-origin"})
+      .then(function (r) {
+        return r.json().catch(function () { return {error: "the server answered " + r.status}; })
+          .then(function (body) { return {ok: r.ok, status: r.status, body: body}; });
+      })
+      .then(function (answer) {
+        if (mine !== serial) { return; }  // a newer question was asked
+        if (answer.ok) { draw(view, answer.body); } else {
+          fail(view, answer.status === 404 ? "No track " + track + " in this store."
+                                           : (answer.body && answer.body.error) || "the server answered " + answer.status);
+        }
+        if (tell) { afterPaint(tellDash); }
+      })
+      .catch(function () {
+        if (mine !== serial) { return; }
+        fail(view, "The server did not answer; try again.");
+        if (tell) { afterPaint(tellDash); }
+      });
+  }
+
+  // "draw the path": Dash draws it (explorer/callbacks.py, draw_path)
+  document.addEventListener("click", function (event) {
+    var go = event.target.closest ? event.target.closest("#path-go") : null;
+    if (!go) { return; }
+    var steps = document.getElementById("path-steps");
+    setProps("path-request", {data: {from: Number(go.getAttribute("data-from")), to: Number(go.getAttribute("data-to")),
+                                     steps: steps && steps.value !== "" ? Number(steps.value) : null, at: Date.now()}});
+  });
+
+  window.musicmapTrack = {
+    // a track chosen on the page (map, list): asked for now; Dash is told once it is drawn
+    open: function (track) {
+      opening = track;
+      ask(track, true);
+    },
+    // the chosen track and the variety controls, from Dash (explorer/callbacks.py): a new track
+    // there (a search hit, a link, "×") wins over one still being opened; a control's change
+    // applies to the one being opened
+    request: function (values) {
+      var moved = values.track !== dashTrack;
+      dashTrack = values.track;
+      controls = values;
+      if (moved) { opening = null; }
+      if (opening !== null) { ask(opening, true); } else { ask(values.track, false); }
+    },
+    state: function () { return {asked: asked, shown: shown, opening: opening}; },
+  };
+})();
