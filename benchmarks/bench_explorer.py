@@ -17,8 +17,9 @@ canvas by ``explorer/assets/pointmap.js``, Plotly draws the axes, legend and las
   scripts cached; ``js_heap_mb``;
 - ``click_ms``: a click on a point (from the page's ``pointerdown`` event) until the similar list
   is shown and the highlight drawn (``#map[data-highlighted]`` = 11), median of :data:`CLICKS`
-  tracks (the first click after the page loaded, slower, is one of them and is also given alone;
-  with 5 clicks, the medians of ten runs at 100k spread over 76–114 ms); ``hover_ms``: the
+  tracks (the first click after the page loaded is one of them and is also given alone; the panel
+  is drawn by the page from ``/api/v1/panel/<id>``, its cover art loaded after that paint, so the
+  art's requests are not in the figure); ``hover_ms``: the
   pointer onto a point (from the page's ``pointermove``) until its hover card shows its title and
   artist, median of 5 tracks (each fetched, none cached). ``with_webdriver``: the same, timed from
   before WebDriver was asked to move or click (its dispatch adds 5–10 ms);

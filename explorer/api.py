@@ -93,7 +93,8 @@ ENDPOINTS: dict[str, Endpoint] = {e.path: e for e in (
               Param("path_from", "a song path's chosen start: the panel offers the path from it to this track",
                     "integer", minimum=0)),
              {"200": ok("{id, title, byline, fields, cover, audio, styles_heading, styles, problem, similar_heading, "
-                        "similar, select, path, highlight}"), "400": ERROR, "404": ERROR}),
+                        "similar, select, path, highlight}"), "400": ERROR, "404": ERROR,
+              "501": ERROR}),
     Endpoint(f"{API}/similar", "Tracks that sound like several tracks together (the centroid of their vectors)",
              (Param("ids", "track ids separated by commas, e.g. 12,40,7", "ids", maximum=PAGE_MAX, required=True,
                     hint=IDS_HINT), *SIMILAR),
@@ -326,7 +327,7 @@ class Api:
         """The page's track panel as data (``explorer/assets/track.js`` draws it): a click on the map
         asks for it directly, not through a Dash callback."""
         if self.panel is None:
-            return error(404, "no track panel: this server has no explorer page")
+            return error(501, "no track panel: this server has no explorer page")
         view = self.panel(track_id, args["k"], args["max_per_artist"], args["max_per_album"], args["dedupe"],
                           args["where"], args["path_from"])
         response = jsonify(view)

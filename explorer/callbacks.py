@@ -146,10 +146,12 @@ clientside(
 # asks at once, before Dash runs this, so the same request is not sent twice; no server callback.
 clientside(
     """function(track, k, perArtist, perAlbum, dedupe, where, pathFrom) {
+        const context = window.dash_clientside.callback_context || {};
+        const chosen = (context.triggered || []).some(t => t.prop_id === "selected.data");
         if (window.musicmapTrack) {
             window.musicmapTrack.request({track: track, k: k, per_artist: perArtist, per_album: perAlbum,
                                           dedupe: !!(dedupe && dedupe.length), where: where || "",
-                                          path_from: pathFrom});
+                                          path_from: pathFrom}, chosen);
         }
         return window.dash_clientside.no_update;
     }""",
@@ -302,18 +304,21 @@ class Callbacks:
 
     # -- choosing a track -----------------------------------------------------------------------
     @callback(Output("selected", "data"), Output("centre-on", "data"),
+              Output("panel", "children", allow_duplicate=True),
+              Output("highlight", "data-highlight", allow_duplicate=True),
               inputs={"hits": _clicked("hit"), "hubs": _clicked("hub"), "clear": Input("clear", "n_clicks")})
-    def select(self, hits: list[int | None], hubs: list[int | None], clear: int | None) -> tuple[Any, Any]:
-        """The chosen track (a search hit, a hub; × clears it), and where to centre the map (hits and
-        hubs may be off screen). A map click and a row of a track list set ``selected`` in the
-        browser, once their panel is drawn (``explorer/assets/track.js``)."""
+    def select(self, hits: list[int | None], hubs: list[int | None], clear: int | None) -> tuple[Any, ...]:
+        """The chosen track (a search hit, a hub), and where to centre the map (hits and hubs may be
+        off screen); × clears the chosen track, a clip's panel and the map's highlight. A map click
+        and a row of a track list set ``selected`` in the browser, once their panel is drawn
+        (``explorer/assets/track.js``)."""
         trigger = dash.ctx.triggered_id
         if trigger == "clear":
-            return None, dash.no_update
+            return None, dash.no_update, None, highlight_json(NO_HIGHLIGHT)
         if not isinstance(trigger, dict):
             raise dash.exceptions.PreventUpdate
         track = int(_triggered_index())
-        return track, track
+        return track, track, dash.no_update, dash.no_update
 
     def track_view(self, track_id: int, k: int | None = None, per_artist: int | None = None,
                    per_album: int | None = None, dedupe: bool | list[str] | None = None, where: str | None = None,

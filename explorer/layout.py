@@ -174,8 +174,9 @@ def page(data: MapData, model_label: str, uploads: Uploads | None = None,
         dcc.Store(id="path-from"),  # the track a path starts from, until the path is drawn
         dcc.Store(id="path-request"),  # "draw the path": {"from": id, "to": id, "steps": n, "at": ms}
         dcc.Download(id="download"),
-        # what explorer/assets/overlay.js draws over the map, as JSON in an attribute: the overlay
-        # sees it change (a MutationObserver) as soon as it is rendered, with the panel
+        # what explorer/assets/overlay.js draws over the map, as JSON in an attribute, from the server's
+        # callbacks (a path, a clip, "×"): the overlay sees it change (a MutationObserver) as soon as it
+        # is rendered; the track panel (track.js) sets the overlay itself and this after it
         html.Div(**HIGHLIGHT_SOURCE),
         html.Div(id="map-filter", hidden=True, **{"data-filter": "null"}),  # type: ignore[arg-type]
     ])

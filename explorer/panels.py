@@ -37,15 +37,10 @@ def name(track: TrackRow) -> str:
     return f"{track.get('artist') or '?'} – {track.get('title') or '?'}"
 
 
-def cover(track_id: int, size: int, class_name: str = "thumb") -> Component:
-    """The track's cover art (:mod:`explorer.art`) shown ``size`` px wide, fetched at twice that for
-    sharp high-DPI screens; the placeholder when it has none. The browser caches it (an hour, then
-    revalidates by ETag)."""
-    return html.Img(src=cover_url(track_id, size), className=class_name, alt="", width=size, height=size)
-
-
 def cover_url(track_id: int, size: int) -> str:
-    """The URL of the track's cover shown ``size`` px wide (fetched at twice that, at most 512)."""
+    """The URL of the track's cover art (:mod:`explorer.art`) shown ``size`` px wide, fetched at twice
+    that for sharp high-DPI screens (at most 512); the placeholder when it has none. The browser
+    caches it (an hour, then revalidates by ETag)."""
     return f"/api/v1/art/{int(track_id)}?size={min(2 * size, 512)}"
 
 
@@ -57,7 +52,7 @@ def similar_list(neighbours: Sequence[Neighbour], list_id: str, seed: int | None
 def similar_rows(neighbours: Sequence[Neighbour], seed: int | None = None) -> list[ListRow]:
     """A similar-track list's rows: cover, "artist – title" on one line (genre under it), the score
     as a number and a bar (spread over the list's own range, so the ranking shows even when every
-    score is near 1), and with a ``seed`` track "why?" inline; clicking a row selects its track."""
+    score is near 1), and with a ``seed`` track "why?" inline; clicking a row opens its track."""
     scores = [n.score for n in neighbours]
     low, high = (min(scores), max(scores)) if scores else (0.0, 1.0)
 

@@ -1,9 +1,9 @@
 // The map's highlight (issue #20), drawn on a canvas over the points (pointmap.js): the selected
 // track (or an uploaded clip's star) with a line to each of its neighbours' rings, or a song path,
 // and the rest of the map dimmed by one translucent fill: a click costs a canvas draw, not a
-// redraw of every point. Fed by #highlight's data-highlight attribute (JSON, set by the server's
-// callbacks; seen here the moment it is rendered, with the track panel); redrawn when Plotly pans,
-// zooms or redraws.
+// redraw of every point. Set directly by the track panel (track.js, window.musicmapOverlay.set), and
+// by #highlight's data-highlight attribute (JSON, from the server's callbacks: a path, a clip, "×";
+// seen here the moment it is rendered); redrawn when Plotly pans, zooms or redraws.
 // #map's data-highlighted says how many tracks are highlighted (for tests and tools).
 (function () {
   var DIM = "rgba(255, 255, 255, 0.62)";  // the points' 0.85 opacity shows as ~0.3 under it

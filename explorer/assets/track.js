@@ -11,10 +11,11 @@
 (function () {
   var controls = {k: null, per_artist: null, per_album: null, dedupe: false, where: "", path_from: null};
   var asked = null;  // the last question: its URL (a track's) or "none"
+  var pending = false;  // the last question is not answered yet
   var failed = false;  // the last question's answer was an error
   var shown = null;  // the track whose panel is drawn
   var opening = null;  // a track chosen on the page that Dash has not been told of yet
-  var dashTrack;  // the chosen track as Dash last said it
+  var told = [];  // tracks Dash was told of whose echo has not come back
   var serial = 0;
 
   function box() { return document.getElementById("track-view"); }
@@ -55,8 +56,12 @@
 
   // Dash's own copy of the highlight (#highlight's attribute) follows what is drawn, after the paint:
   // a later highlight from a Dash callback (a path, a clip) is then always a change the overlay sees.
+  // Only if it is still what is drawn: a clip's star or a path that came meanwhile is not undone.
   function keepDashInStep(highlight) {
-    afterPaint(function () { setProps("highlight", {"data-highlight": JSON.stringify(highlight)}); });
+    afterPaint(function () {
+      if (window.musicmapOverlay.state().marks !== highlight.marks) { return; }
+      setProps("highlight", {"data-highlight": JSON.stringify(highlight)});
+    });
   }
 
   function prompt(view) {
@@ -124,39 +129,48 @@
     if (clip && clip.childNodes.length) { setProps("panel", {children: null}); }  // a clip's panel gives way
   }
 
-  function fail(view, message) {
+  // An answer that is an error: said in place of the panel, or, when the panel shown is this track's
+  // (a control changed), over it, the panel and its player kept.
+  function fail(view, track, message) {
     failed = true;
-    view.replaceChildren(el("div", {"class": "error", text: message}));
-    if (shown !== null) { clearHighlight(); }
+    if (shown === track) {
+      var line = document.getElementById("panel-error") || el("div", {"class": "error", id: "panel-error"});
+      line.textContent = message;
+      view.prepend(line);
+      return;
+    }
+    view.replaceChildren(el("div", {"class": "error", id: "panel-error", text: message}));
+    clearHighlight();
     shown = null;
   }
 
   function clearHighlight() {
     var s = window.musicmapOverlay.state();  // only this panel's own: a clip's star or a path stays
-    if (s.mode === "rays" && s.marks.length && s.marks[0].id === shown) {
+    if (shown !== null && s.mode === "rays" && s.marks.length && s.marks[0].id === shown) {
       var none = {mode: "none", marks: []};
       window.musicmapOverlay.set(none);
       keepDashInStep(none);
     }
   }
 
-  // Dash is told of a track chosen on the page once its panel is drawn (after the paint)
-  function tellDash() {
-    if (opening === null) { return; }
-    var track = opening;
+  // Dash is told of a track chosen on the page once its panel is drawn (after the paint), unless
+  // another was chosen meanwhile; its echo (the callback below, called with this track) is known.
+  function tellDash(track) {
+    if (opening !== track) { return; }
     opening = null;
+    told.push(track);
     setProps("selected", {data: track});
   }
 
-  // Ask for a track's panel (or draw the prompt for none); with ``tell``, Dash is told of it once it
-  // is drawn (or its failure said), unless a newer question was asked meanwhile. A question already
-  // asked is not asked again, unless it failed and a person asks it again.
-  function ask(track, tell) {
+  // Ask for a track's panel (or draw the prompt for none). A question already asked is not asked
+  // again, unless its answer was an error and a person asks (``retry``).
+  function ask(track, retry) {
     var view = box();
     if (!view) { return; }
     if (track === null || track === undefined) {
       if (asked === "none" && view.childNodes.length) { return; }
       asked = "none";
+      pending = false;
       serial++;
       clearHighlight();
       shown = null;
@@ -164,28 +178,29 @@
       return;
     }
     var address = url(track);
-    if (address === asked && !(failed && tell)) { if (tell) { tellDash(); } return; }
+    if (address === asked && !(failed && retry)) {
+      if (!pending) { tellDash(track); }  // else the answer's arrival tells
+      return;
+    }
     asked = address;
     failed = false;
+    pending = true;
     var mine = ++serial;
+    var done = function (answer) {
+      if (mine !== serial) { return; }  // a newer question was asked
+      pending = false;
+      if (answer.ok) { draw(view, answer.body); } else {
+        fail(view, track, answer.status === 404 ? "No track " + track + " in this store."
+                                                : (answer.body && answer.body.error) || "the server answered " + answer.status);
+      }
+      afterPaint(function () { tellDash(track); });
+    };
     fetch(address, {credentials: "same-origin"})
       .then(function (r) {
         return r.json().catch(function () { return {error: "the server answered " + r.status}; })
           .then(function (body) { return {ok: r.ok, status: r.status, body: body}; });
       })
-      .then(function (answer) {
-        if (mine !== serial) { return; }  // a newer question was asked
-        if (answer.ok) { draw(view, answer.body); } else {
-          fail(view, answer.status === 404 ? "No track " + track + " in this store."
-                                           : (answer.body && answer.body.error) || "the server answered " + answer.status);
-        }
-        if (tell) { afterPaint(tellDash); }
-      })
-      .catch(function () {
-        if (mine !== serial) { return; }
-        fail(view, "The server did not answer; try again.");
-        if (tell) { afterPaint(tellDash); }
-      });
+      .then(done, function () { done({ok: false, status: 0, body: {error: "The server did not answer; try again."}}); });
   }
 
   // "draw the path": Dash draws it (explorer/callbacks.py, draw_path)
@@ -197,22 +212,31 @@
                                      steps: steps && steps.value !== "" ? Number(steps.value) : null, at: Date.now()}});
   });
 
+  // Back and forward (the browser's buttons, the "b" key): Dash's Location for the URL ("url") only
+  // notices an address that differs from the last one it saw itself, and the view's changes are
+  // pushed by the other ("url-out"), so going back to the page's first address looked like no
+  // change. It is handed the address on every history step (explorer/callbacks.py, from_url).
+  window.addEventListener("popstate", function () {
+    setProps("url", {search: window.location.search, hash: window.location.hash});
+  });
+
   window.musicmapTrack = {
     // a track chosen on the page (map, list): asked for now; Dash is told once it is drawn
     open: function (track) {
       opening = track;
       ask(track, true);
     },
-    // the chosen track and the variety controls, from Dash (explorer/callbacks.py): a new track
-    // there (a search hit, a link, "×") wins over one still being opened; a control's change
-    // applies to the one being opened
-    request: function (values) {
-      var moved = values.track !== dashTrack;
-      dashTrack = values.track;
+    // the chosen track and the variety controls, from Dash (explorer/callbacks.py); ``chosen``: the
+    // chosen track was set there. A track Dash chose (a search hit, a link, back, "×", a clip) wins
+    // over one still being opened; a control's change applies to the one being opened.
+    request: function (values, chosen) {
       controls = values;
-      if (moved) { opening = null; }
-      if (opening !== null) { ask(opening, true); } else { ask(values.track, false); }
+      if (chosen) {
+        var echo = told.indexOf(values.track);
+        if (echo >= 0) { told.splice(echo, 1); } else { opening = null; }
+      }
+      ask(opening !== null ? opening : values.track, false);
     },
-    state: function () { return {asked: asked, shown: shown, opening: opening}; },
+    state: function () { return {asked: asked, shown: shown, opening: opening, pending: pending}; },
   };
 })();

@@ -14,7 +14,6 @@ from typing import Any
 
 import dash
 import pytest
-from dash.development.base_component import Component
 from flask.testing import FlaskClient
 
 from explorer import create_app
@@ -53,20 +52,6 @@ def _texts(component: Any) -> str:
                       default=lambda o: o.to_plotly_json() if hasattr(o, "to_plotly_json") else str(o),
                       ensure_ascii=False)
 
-
-def _actions(component: Any) -> list[tuple[str, str]]:
-    """The (``data-action``, ``data-value``) of every browser-handled button inside ``component``
-    (read from the components: their JSON lists wildcard props in no fixed order)."""
-    nodes = component if isinstance(component, (list, tuple)) else [component]
-    found = []
-    for node in nodes:
-        for sub in ([node] if isinstance(node, Component) else []) + list(getattr(node, "_traverse", list)()):
-            if isinstance(sub, Component) and getattr(sub, "data-action", None) is not None:
-                found.append((getattr(sub, "data-action"), getattr(sub, "data-value", None)))
-    return found
-
-
-# -- the page ------------------------------------------------------------------------------------
 
 def test_page_and_honest_status_line(client: FlaskClient) -> None:
     assert client.get("/").status_code == 200
@@ -333,6 +318,35 @@ def test_track_panel_through_the_api(client: FlaskClient) -> None:
                                 ({"kk": 3}, 400, "kk"), ({}, 404, "99999")):
         bad = client.get("/api/v1/panel/99999" if status == 404 else "/api/v1/panel/3", query_string=query)
         assert bad.status_code == status and said in bad.get_json()["error"], (query, bad.get_json())
+    offer = client.get("/api/v1/panel/50", query_string={"path_from": 1}).get_json()["path"]
+    assert offer["start_id"] == 1 and offer["start"] and not offer["starts_here"]  # "draw the path from 1 to here"
+    assert client.get("/api/v1/panel/1", query_string={"path_from": 1}).get_json()["path"]["starts_here"]
+    # a start since gone: no offer, no error
+    assert client.get("/api/v1/panel/50", query_string={"path_from": 99999}).get_json()["path"]["start"] is None
+
+
+def test_track_panel_needs_the_explorer(demo_store: DemoStore) -> None:
+    """The API alone (no page, so no panel): the route says so, 501, never a 500."""
+    from flask import Flask
+
+    from explorer import api
+
+    server = Flask("bare")
+    with Store.open(demo_store.store) as store:
+        api.register(server, store, projection=lambda: None)
+        answer = server.test_client().get("/api/v1/panel/3")
+    assert answer.status_code == 501 and "no track panel" in answer.get_json()["error"]
+
+
+def test_clear_button_clears_the_track_a_clip_and_the_highlight(cb: Callbacks, monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    # what dash.ctx says for a click on "×"
+    monkeypatch.setattr(dash, "ctx", SimpleNamespace(triggered_id="clear",
+                                                     triggered=[{"prop_id": "clear.n_clicks", "value": 1}]))
+    selected, centre, panel, highlight = cb.select([], [], 1)
+    assert selected is None and centre is dash.no_update and panel is None
+    assert json.loads(highlight) == {"mode": "none", "marks": []}
 
 
 def test_variety_controls_change_the_list(cb: Callbacks, demo_store: DemoStore) -> None:

@@ -107,6 +107,8 @@ def test_keys_cover_art_and_the_file_relative_to_the_library(browser: Any, serve
                                                             demo_store: DemoStore) -> None:
     from selenium.webdriver.common.by import By
 
+    from store import Store
+
     driver = browser
     _load(driver, f"{served}/?track=2", len(demo_store.tracks))
     _wait(lambda: driver.find_elements(By.CSS_SELECTOR, "#similar-list li"), what="similar list")
@@ -129,6 +131,9 @@ def test_keys_cover_art_and_the_file_relative_to_the_library(browser: Any, serve
     _wait(lambda: first.endswith(driver.find_element(By.ID, "track-title").text), what="n opens the top match")
     driver.find_element(By.TAG_NAME, "body").send_keys("b")  # and back
     _wait(lambda: parse_qs(urlparse(driver.current_url).query).get("track") == ["2"], what="b goes back")
+    with Store.open(demo_store.store) as store:
+        title = store.track(2)["title"] or "(untitled)"
+    _wait(lambda: driver.find_element(By.ID, "track-title").text == title, what="track 2's panel again")
     _shot(driver, "3c-cover-art-and-similar-list")
 
 
@@ -150,6 +155,68 @@ def test_a_click_and_a_control_changed_at_once_both_apply(browser: Any, served: 
     _wait(lambda: parse_qs(urlparse(driver.current_url).query).get("track") == ["7"], what="the URL")
     assert driver.find_element(By.ID, "map").get_attribute("data-highlighted") == "5"
     assert driver.execute_script("return window.musicmapTrack.state().opening;") is None  # Dash was told
+
+
+# The page's requests for track panels, counted, and some held back or failed on purpose.
+FETCH_JS = """
+window.__panels = []; window.__hold = {}; window.__failOnce = {};
+const real = window.fetch;
+window.fetch = function (url, options) {
+  const m = String(url).match(/\\/api\\/v1\\/panel\\/(\\d+)/);
+  if (m) {
+    window.__panels.push(String(url));
+    if (window.__failOnce[m[1]]) { delete window.__failOnce[m[1]]; return Promise.reject(new TypeError('offline')); }
+    if (window.__hold[m[1]]) {
+      return new Promise(done => setTimeout(done, window.__hold[m[1]])).then(() => real(url, options));
+    }
+  }
+  return real(url, options);
+};
+"""
+
+
+def test_the_newest_choice_wins_and_a_failure_is_said_and_retried(browser: Any, served: str,
+                                                                  demo_store: DemoStore) -> None:
+    import time
+
+    from selenium.webdriver.common.by import By
+
+    from store import Store
+
+    driver = browser
+    with Store.open(demo_store.store) as store:
+        titles = {i: store.track(i)["title"] or "(untitled)" for i in (2, 5, 9, 11)}
+
+    def title() -> str:
+        return str(driver.find_element(By.ID, "track-title").text)
+
+    _load(driver, f"{served}/?track=2", len(demo_store.tracks))
+    _wait(lambda: title() == titles[2], what="track 2")
+    driver.execute_script(FETCH_JS)
+    # 5 answers late, 9 was chosen after it: 9 stays, in the panel, on the map and in the URL
+    driver.execute_script("window.__hold[5] = 600; window.musicmapTrack.open(5); window.musicmapTrack.open(9);")
+    _wait(lambda: title() == titles[9], what="track 9")
+    time.sleep(0.9)  # 5's answer came and went
+    assert title() == titles[9] and driver.execute_script("return window.musicmapOverlay.state().marks[0].id;") == 9
+    _wait(lambda: parse_qs(urlparse(driver.current_url).query).get("track") == ["9"], what="the URL")
+    # a panel that cannot be fetched: said; asked again, it comes
+    driver.execute_script("window.__failOnce[11] = true; window.musicmapTrack.open(11);")
+    error = _wait(lambda: driver.find_element(By.ID, "panel-error").text, what="the failure said")
+    assert "did not answer" in error and not driver.find_elements(By.ID, "track-title")
+    driver.execute_script("window.musicmapTrack.open(11);")
+    _wait(lambda: title() == titles[11] and not driver.find_elements(By.ID, "panel-error"), what="track 11")
+    # a control's change: one request, the same player; failing, the panel and its player stay
+    player = driver.find_element(By.ID, "player")
+    asked = driver.execute_script("return window.__panels.length;")
+    driver.execute_script("window.dash_clientside.set_props('k', {value: 5});")
+    _wait(lambda: len(driver.find_elements(By.CSS_SELECTOR, "#similar-list li")) == 5, what="5 similar")
+    time.sleep(0.3)
+    assert driver.execute_script("return window.__panels.length;") == asked + 1
+    assert driver.find_element(By.ID, "player") == player
+    driver.execute_script("window.__failOnce[11] = true; window.dash_clientside.set_props('k', {value: 6});")
+    _wait(lambda: "did not answer" in driver.find_element(By.ID, "panel-error").text, what="the failure over it")
+    assert title() == titles[11] and driver.find_element(By.ID, "player") == player
+    assert len(driver.find_elements(By.CSS_SELECTOR, "#similar-list li")) == 5  # the last good answer
 
 
 def test_play_receives_audio_and_seeks(browser: Any, served: str, demo_store: DemoStore) -> None:
@@ -474,7 +541,19 @@ def test_upload_a_clip_shows_a_star_and_its_neighbours(browser: Any, demo_store:
         assert driver.find_element(By.ID, "upload-error").text == ""
         _shot(driver, "9-upload")
 
-        # a track chosen after the clip takes the panel and the map's highlight
+        # "×": the clip's panel and star gone, the prompt again
+        driver.find_element(By.ID, "clear").click()
+        _wait(lambda: not driver.find_elements(By.ID, "upload-where"), what="the clip's panel cleared")
+        _wait(lambda: driver.find_element(By.ID, "map").get_attribute("data-highlighted") == "0",
+              what="the star cleared")
+        assert driver.find_element(By.ID, "track-view").text.startswith("Click a track on the map")
+        # another clip, then a track chosen after it takes the panel and the map's highlight (the same
+        # file chosen again is not a change to the browser's file input)
+        again = tmp_path / "again.wav"
+        sf.write(again, audio[: len(audio) // 2], sr, subtype="PCM_16")
+        driver.find_element(By.CSS_SELECTOR, "#upload input[type=file]").send_keys(str(again))
+        _wait(lambda: driver.find_elements(By.ID, "upload-where"), what="the clip's panel again")
+        _wait(lambda: driver.find_element(By.ID, "map").get_attribute("data-highlighted") == "11", what="its star")
         point = driver.execute_script(POINT_JS, None)
         _click_point(driver, point)
         _wait(lambda: not driver.find_elements(By.ID, "upload-where"), what="the clip's panel gone")

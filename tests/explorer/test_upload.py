@@ -187,6 +187,14 @@ def test_the_page_upload_callback_draws_a_star_and_lists_neighbours(app: dash.Da
     assert star["symbol"] == "star" and star["id"] == -1 and len(highlight["marks"]) == 11
     _, _, error = cb.upload("data:audio/wav;base64,bm90IGF1ZGlv", "notes.wav", 10, None, None, False, None)
     assert "notes.wav: not an audio file" in error
+    # through the page's gate: the clip's panel takes the chosen track's place (none chosen) ...
+    panel, _, error, cleared, selected = cb.upload_go({"contents": url, "filename": "mine.wav"}, 10, None, None,
+                                                      [], None)
+    assert listed(panel, "similar-list")[0]["id"] == track_id and error == "" and cleared is None and selected is None
+    # ... and a refused clip leaves both as they are
+    panel, _, error, _, selected = cb.upload_go({"contents": "data:audio/wav;base64,bm90IGF1ZGlv",
+                                                 "filename": "notes.wav"}, 10, None, None, [], None)
+    assert panel is dash.no_update and selected is dash.no_update and "not an audio file" in error
 
 
 def test_serve_allow_upload_over_http(demo_store: DemoStore) -> None:
