@@ -235,7 +235,18 @@
     }
   }
 
-  // The point under the pointer (client coordinates): its row, or -1.
+  // Each row's place in the drawing order (the later, the higher), once per order.
+  function ranks() {
+    if (cat.rank && cat.rank.length === pts.n) { return cat.rank; }
+    var rank = new Int32Array(pts.n), order = cat.order;
+    for (var j = 0; j < order.length; j++) { rank[order[j]] = j; }
+    cat.rank = rank;
+    return rank;
+  }
+
+  // The point under the pointer (client coordinates): its row, or -1. Of the points whose disc holds
+  // the pointer, the one drawn on top (one that stands out over a greyed one, then the later in the
+  // drawing order): the one the eye sees there; else the nearest whose disc is within HIT_PX.
   function pick(clientX, clientY) {
     var gd = graph();
     if (!gd || !ready(gd)) { return -1; }
@@ -247,21 +258,26 @@
     var grid = pts.grid, traces = gd._fullData || [];
     var cx0 = Math.max(0, Math.floor((x - rx - grid.x0) * grid.sx)), cx1 = Math.min(grid.g - 1, Math.floor((x + rx - grid.x0) * grid.sx));
     var cy0 = Math.max(0, Math.floor((y - ry - grid.y0) * grid.sy)), cy1 = Math.min(grid.g - 1, Math.floor((y + ry - grid.y0) * grid.sy));
-    var best = -1, bestD = Infinity;
+    var rank = ranks(), disc = m.size * m.size / 4, n = pts.n;
+    var top = -1, topKey = -1, near = -1, nearD = Infinity;
     for (var cy = cy0; cy <= cy1; cy++) {
       for (var cx = cx0; cx <= cx1; cx++) {
         var c = cy * grid.g + cx;
         for (var s = grid.start[c]; s < grid.start[c + 1]; s++) {
           var i = grid.rows[s];
+          if (traces[cat.codes[i]] && traces[cat.codes[i]].visible !== true) { continue; }
           var ddx = (pts.xs[i] - x) / v.xspan * v.width, ddy = (pts.ys[i] - y) / v.yspan * v.height;
           var d = ddx * ddx + ddy * ddy;
-          if (d <= reach * reach && d < bestD && !(traces[cat.codes[i]] && traces[cat.codes[i]].visible !== true)) {
-            best = i; bestD = d;
+          if (d <= disc) {
+            var key = rank[i] + (shown && ((shown[i >> 3] >> (i & 7)) & 1) ? n : 0);
+            if (key > topKey) { top = i; topKey = key; }
+          } else if (d <= reach * reach && d < nearD) {
+            near = i; nearD = d;
           }
         }
       }
     }
-    return best;
+    return top >= 0 ? top : near;
   }
 
   // The rows inside a lasso (data-space polygon) or a box, of the categories shown, in map order.

@@ -603,6 +603,48 @@ def test_explain_panel_lists_shared_styles(browser: Any, tmp_path: Path) -> None
         _shot(driver, "10-explain-styles")
 
 
+# The colour drawn on the points' canvas at a track's point, and the legend's colour of each category.
+TOP_JS = """
+const gd = document.querySelector('#map .js-plotly-plot'), p = window.musicmapPoints.locate(arguments[0]);
+const canvas = gd.querySelector('canvas.musicmap-points'), box = canvas.getBoundingClientRect();
+const dpr = window.devicePixelRatio || 1;
+const px = canvas.getContext('2d').getImageData(Math.round((p.x - box.left) * dpr), Math.round((p.y - box.top) * dpr),
+                                                1, 1).data;
+const hex = c => '#' + [0, 1, 2].map(k => c[k].toString(16).padStart(2, '0')).join('');
+return {drawn: hex(px), picked: window.musicmapPoints.pick(p.x, p.y),
+        legend: Object.fromEntries(gd._fullData.map(t => [t.name.split(' (')[0], t.marker.color]))};
+"""
+
+
+def test_a_click_picks_the_point_drawn_on_top(browser: Any, tmp_path: Path) -> None:
+    """Pairs of tracks at the same place (a Jazz one and a Rock one): the one the page picks there is
+    the one it drew on top (the old pick, the first found, agreed with the drawing by chance)."""
+    from store import TrackRecord
+    from tests.conftest import serving
+
+    d, rng = 8, np.random.default_rng(3)
+    genres = ["Jazz", "Rock"] * 8
+    records = [TrackRecord(path=f"/nowhere/t{i}.flac", size=1, mtime=1.0,
+                           tags={"title": f"Tune {i}", "artist": f"Band {i}", "genre": genres[i]},
+                           vector=rng.standard_normal(d).astype(np.float32)) for i in range(16)]
+    positions = rng.uniform(-50, 50, (16, 2))
+    positions[1::2] = positions[0::2]  # track 2 over track 1, 4 over 3, ...
+    write_store(tmp_path / "s", fake_model(d), records, positions=positions)
+
+    def rgb(colour: str) -> np.ndarray:
+        return np.array([int(colour[k:k + 2], 16) for k in (1, 3, 5)], float)
+
+    driver = browser
+    with serving(tmp_path / "s") as url:
+        _load(driver, url + "/", 16)
+        for first in range(1, 17, 2):
+            seen = driver.execute_script(TOP_JS, first)
+            assert seen["picked"] in (first, first + 1)
+            drawn = rgb(seen["drawn"])  # the legend's colour over white, a little lighter: the nearer one
+            nearest = min(("Jazz", "Rock"), key=lambda g: float(np.abs(rgb(seen["legend"][g]) - drawn).sum()))
+            assert genres[seen["picked"] - 1] == nearest, (first, seen)
+
+
 def test_song_path_drawn_on_the_map_and_queued(browser: Any, served: str, demo_store: DemoStore) -> None:
     from selenium.webdriver.common.by import By
 
