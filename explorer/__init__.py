@@ -10,7 +10,7 @@ token in ``auth.py``; every limit in ``limits.py``. In the browser (``assets/``)
 (``pointmap.js``), the highlight drawn over them (``overlay.js``; both canvases placed by
 ``canvas.js``), the track panel a click opens (``track.js``, from ``/api/v1/panel/<id>``), the hover
 card (``hovercard.js``), track lists and action buttons (``lists.js``), keys (``keys.js``), the
-players' queues (``queue.js``).
+players' queues (``queue.js``), the upload box's file input (``upload.js``).
 """
 
 from .app import create_app
