@@ -615,32 +615,45 @@ return {drawn: hex(px), picked: window.musicmapPoints.pick(p.x, p.y),
 
 
 def test_a_click_picks_the_point_drawn_on_top(browser: Any, tmp_path: Path) -> None:
-    """Pairs of tracks at the same place (a Jazz one and a Rock one): the one the page picks there is
-    the one it drew on top (the old pick, the first found, agreed with the drawing by chance)."""
+    """Pairs of tracks at the same place. The drawing order: "other" under the rest, the categories
+    interleaved (neither of two always on top, as a category at a time would draw them); and the
+    track the page picks at a place is the one it drew on top there (the old pick, the first found,
+    agreed with the drawing by chance)."""
     from store import TrackRecord
     from tests.conftest import serving
 
-    d, rng = 8, np.random.default_rng(3)
-    genres = ["Jazz", "Rock"] * 8
+    # 8 Jazz/Rock pairs; 14 more genres of 2 tracks, so that the last (G13) is "other" (15 named at
+    # most), each of its 2 tracks under a Jazz one
+    genres = ["Jazz", "Rock"] * 8 + [f"G{g:02d}" for g in range(14) for _ in range(2)] + ["Jazz", "Jazz"]
+    rng = np.random.default_rng(3)
+    positions = rng.uniform(-50, 50, (len(genres), 2))
+    positions[1:16:2] = positions[0:16:2]  # track 2 on track 1's place, 4 on 3's, ...
+    positions[-2:] = positions[-4:-2]  # the two Jazz tracks on G13's
+    pairs = [(i, i + 1) for i in range(1, 17, 2)] + [(len(genres) - 3, len(genres) - 1),
+                                                      (len(genres) - 2, len(genres))]  # track ids from 1
     records = [TrackRecord(path=f"/nowhere/t{i}.flac", size=1, mtime=1.0,
-                           tags={"title": f"Tune {i}", "artist": f"Band {i}", "genre": genres[i]},
-                           vector=rng.standard_normal(d).astype(np.float32)) for i in range(16)]
-    positions = rng.uniform(-50, 50, (16, 2))
-    positions[1::2] = positions[0::2]  # track 2 over track 1, 4 over 3, ...
-    write_store(tmp_path / "s", fake_model(d), records, positions=positions)
+                           tags={"title": f"Tune {i}", "artist": f"Band {i}", "genre": genre},
+                           vector=rng.standard_normal(8).astype(np.float32)) for i, genre in enumerate(genres)]
+    write_store(tmp_path / "s", fake_model(8), records, positions=positions)
 
     def rgb(colour: str) -> np.ndarray:
         return np.array([int(colour[k:k + 2], 16) for k in (1, 3, 5)], float)
 
     driver = browser
+    on_top = []
     with serving(tmp_path / "s") as url:
-        _load(driver, url + "/", 16)
-        for first in range(1, 17, 2):
-            seen = driver.execute_script(TOP_JS, first)
-            assert seen["picked"] in (first, first + 1)
+        _load(driver, url + "/", len(genres))
+        for a, b in pairs:
+            seen = driver.execute_script(TOP_JS, a)
+            assert seen["picked"] in (a, b)
+            shown = {t: genres[t - 1] if genres[t - 1] in seen["legend"] else "other" for t in (a, b)}
             drawn = rgb(seen["drawn"])  # the legend's colour over white, a little lighter: the nearer one
-            nearest = min(("Jazz", "Rock"), key=lambda g: float(np.abs(rgb(seen["legend"][g]) - drawn).sum()))
-            assert genres[seen["picked"] - 1] == nearest, (first, seen)
+            top = min((a, b), key=lambda t: float(np.abs(rgb(seen["legend"][shown[t]]) - drawn).sum()))
+            assert seen["picked"] == top, (a, b, seen)
+            on_top.append(shown[top])
+    assert "G13" not in seen["legend"] and "other" in seen["legend"]
+    assert on_top[-2:] == ["Jazz", "Jazz"]  # "other" under the rest
+    assert set(on_top[:8]) == {"Jazz", "Rock"}  # interleaved
 
 
 def test_song_path_drawn_on_the_map_and_queued(browser: Any, served: str, demo_store: DemoStore) -> None:
