@@ -88,9 +88,9 @@ def check_where(con: duckdb.DuckDBPyConnection, where: str) -> str:
     try:
         statements = con.extract_statements(query)
     except duckdb.Error as exc:
-        raise InvalidQuery(f"--where {where!r}: {exc}") from exc
+        raise InvalidQuery(f"where {where!r}: {exc}") from exc
     if len(statements) != 1 or statements[0].type.name != "SELECT" or where.count("(") != where.count(")"):
-        raise InvalidQuery(f"--where {where!r}: give one boolean expression over tracks' columns, "
+        raise InvalidQuery(f"where {where!r}: give one boolean expression over tracks' columns, "
                          "e.g. \"genre = 'Jazz' AND year >= 1970\"")
     return query
 
@@ -322,7 +322,7 @@ class Sandbox:
             try:
                 ids = session.execute(query).fetchnumpy()["id"]
             except duckdb.Error as exc:
-                raise InvalidQuery(f"--where {where!r}: {describe_error(exc, timeout)}") from exc
+                raise InvalidQuery(f"where {where!r}: {describe_error(exc, timeout)}") from exc
             finally:
                 timer.cancel()
         return np.asarray(ids, dtype=np.int64)
