@@ -240,8 +240,8 @@ class Api:
                 return error(400, str(exc))
             # the store's errors by meaning (store.errors): an unknown track, a bad question, or the
             # store itself (busy, unreadable: not the client's fault)
-            except TrackNotFound as exc:
-                return error(404, str(exc))
+            except TrackNotFound as exc:  # its text names the store's folder: not for the web
+                return error(404, f"no track with id {exc.track_id}")
             except InvalidQuery as exc:
                 return error(400, str(exc))
             except StoreError as exc:

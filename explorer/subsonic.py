@@ -274,8 +274,8 @@ def register(server: Flask, store: Store, *, token: str | None,
             return respond("ok", fn(params))
         except SubsonicError as exc:
             return failed(exc.code, exc.message)
-        except TrackNotFound as exc:
-            return failed(70, str(exc))
+        except TrackNotFound as exc:  # its text names the store's folder: not for the web
+            return failed(70, f"no track with id {exc.track_id}")
         except StoreError as exc:
             return failed(0, str(exc))
 

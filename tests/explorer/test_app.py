@@ -318,6 +318,7 @@ def test_track_panel_through_the_api(client: FlaskClient) -> None:
                                 ({"kk": 3}, 400, "kk"), ({}, 404, "99999")):
         bad = client.get("/api/v1/panel/99999" if status == 404 else "/api/v1/panel/3", query_string=query)
         assert bad.status_code == status and said in bad.get_json()["error"], (query, bad.get_json())
+    assert client.get("/api/v1/panel/99999").get_json()["error"] == "no track with id 99999"  # not the store's folder
     offer = client.get("/api/v1/panel/50", query_string={"path_from": 1}).get_json()["path"]
     assert offer["start_id"] == 1 and offer["start"] and not offer["starts_here"]  # "draw the path from 1 to here"
     assert client.get("/api/v1/panel/1", query_string={"path_from": 1}).get_json()["path"]["starts_here"]

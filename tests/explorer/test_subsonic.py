@@ -125,6 +125,7 @@ def test_errors_and_form_posts(client: FlaskClient) -> None:
                                  ("getSimilarSongs2", {"id": "ar-0000"}, 70), ("getSong", {"id": 999999}, 70)):
         body = _json(client, method, **params)
         assert body["status"] == "failed" and body["error"]["code"] == code, (method, params, body)
+        assert "/" not in body["error"]["message"]  # never the store's folder
     unknown = client.get("/rest/getPodcasts", query_string=AUTH)
     assert unknown.status_code == 404 and unknown.get_json()["subsonic-response"]["error"]["code"] == 0
     posted = client.post("/rest/getSonicSimilarTracks.view", data={**AUTH, "id": 5, "count": 2})
