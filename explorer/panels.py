@@ -24,8 +24,6 @@ from store.listening import MAX_PATH
 from .figure import Highlight
 from .limits import EXTEND_N, PATH_STEPS
 
-THUMB = 40
-"""Cover thumbnails in lists, in pixels."""
 COVER = 96
 """The cover in the track panel, in pixels."""
 PROMPT = "Click a track on the map, or search, to play it and see similar tracks."
