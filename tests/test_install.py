@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -171,7 +172,15 @@ def test_the_installed_command_indexes_with_features_and_maest_and_serves(fresh_
     started = time.monotonic()
     with serving(features, command=[str(fresh_venv.musicmap)], cwd=fresh_venv.workdir, env=fresh_venv.env) as url:
         with urllib.request.urlopen(url + "/", timeout=30) as page:
-            assert page.status == 200 and b"musicmap" in page.read().lower()
+            html = page.read().decode()
+            assert page.status == 200 and "musicmap" in html.lower()
+        scripts = re.findall(r'src="(/assets/[a-z]+\.js)[^"]*"', html)  # the page's own, from the installed package
+        assert {"/assets/pointmap.js", "/assets/track.js", "/assets/lists.js"} <= set(scripts), scripts
+        for script in scripts:
+            with urllib.request.urlopen(url + script, timeout=30) as served:
+                assert served.status == 200 and served.read()
         with urllib.request.urlopen(url + "/api/v1/openapi.json", timeout=30) as doc:
             assert json.loads(doc.read())["openapi"].startswith("3.")
+        with urllib.request.urlopen(url + "/api/v1/panel/1", timeout=30) as panel:  # what a click asks for
+            assert json.loads(panel.read())["id"] == 1
     assert time.monotonic() - started < 120
