@@ -68,6 +68,24 @@
     view.replaceChildren(el("p", {text: view.getAttribute("data-prompt") || ""}));
   }
 
+  // A file the browser cannot play (its decoder refuses it, or the file is gone): said under the
+  // player, with the file to download, rather than a silent 0:00.
+  function playerError(player) {
+    var code = player.error ? player.error.code : 0;
+    var why = code === 4 ? "This browser cannot play this file" : code === 2 ? "The file could not be fetched"
+                         : "The file could not be played";
+    return el("div", {"class": "error", id: "player-error", title: player.error && player.error.message || ""}, [
+      document.createTextNode(why + ": "),
+      el("a", {href: player.getAttribute("src"), download: "", text: "download it"}),
+      document.createTextNode(" to play it elsewhere.")]);
+  }
+
+  function unplayable(event) {
+    var player = event.target, old = document.getElementById("player-error");
+    if (old) { old.remove(); }
+    if (player.isConnected) { player.after(playerError(player)); }
+  }
+
   function panel(t) {
     var rows = t.fields.map(function (f) {
       return el("tr", {}, [el("th", {text: f[0]}), el("td", {text: f[1], title: f[2]})]);
@@ -77,6 +95,7 @@
       if (!player.src.endsWith(t.audio)) { player.src = t.audio; player.play().catch(function () {}); }
     } else {
       player = el("audio", {id: "player", src: t.audio, controls: true, autoplay: true, preload: "auto"});
+      player.addEventListener("error", unplayable);
     }
     var out = [
       el("div", {"class": "track-head"}, [
@@ -85,6 +104,7 @@
       el("table", {"class": "track-table"}, [el("tbody", {}, rows)]),
       player,
     ];
+    if (player.error) { out.push(playerError(player)); }  // the same player, already failed on this file
     if (t.styles.length) {
       out.push(el("div", {"class": "styles"}, [el("h4", {text: t.styles_heading})].concat(t.styles.map(function (s) {
         var bar = el("div", {"class": "bar"});

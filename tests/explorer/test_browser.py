@@ -656,6 +656,31 @@ def test_a_click_picks_the_point_drawn_on_top(browser: Any, tmp_path: Path) -> N
     assert set(on_top[:8]) == {"Jazz", "Rock"}  # interleaved
 
 
+def test_a_file_the_browser_cannot_play_is_said_under_the_player(browser: Any, tmp_path: Path) -> None:
+    """A track whose file the browser's decoder refuses (here: not audio at all, named .ogg; one of the
+    Debian demo's files is an Ogg that FFmpeg cannot open): said, with the file to download."""
+    from selenium.webdriver.common.by import By
+
+    from store import TrackRecord
+    from tests.conftest import serving
+
+    rng = np.random.default_rng(4)
+    bad = tmp_path / "broken.ogg"
+    bad.write_bytes(b"OggS" + rng.bytes(4000))
+    records = [TrackRecord(path=str(bad) if i == 0 else f"/nowhere/t{i}.flac", size=1, mtime=1.0,
+                           tags={"title": f"Tune {i}", "artist": "Band", "genre": "Jazz"},
+                           vector=rng.standard_normal(8).astype(np.float32)) for i in range(6)]
+    write_store(tmp_path / "s", fake_model(8), records, positions=rng.normal(0, 10, (6, 2)))
+    driver = browser
+    with serving(tmp_path / "s") as url:
+        _load(driver, f"{url}/?track=1", 6)
+        said = _wait(lambda: driver.find_element(By.ID, "player-error").text, what="the player's error said")
+        assert said.startswith("This browser cannot play this file") and "download it" in said
+        link = driver.find_element(By.CSS_SELECTOR, "#player-error a")
+        assert link.get_attribute("href").endswith("/audio/1") and link.get_attribute("download") is not None
+        _shot(driver, "11-unplayable")
+
+
 def test_song_path_drawn_on_the_map_and_queued(browser: Any, served: str, demo_store: DemoStore) -> None:
     from selenium.webdriver.common.by import By
 
