@@ -217,8 +217,9 @@
     };
     fetch(address, {credentials: "same-origin"})
       .then(function (r) {
-        return r.json().catch(function () { return {error: "the server answered " + r.status}; })
-          .then(function (body) { return {ok: r.ok, status: r.status, body: body}; });
+        return r.json()
+          .then(function (body) { return {ok: r.ok, status: r.status, body: body}; },
+                function () { return {ok: false, status: r.status, body: {error: "the server answered " + r.status}}; });
       })
       .then(done, function () { done({ok: false, status: 0, body: {error: "The server did not answer; try again."}}); });
   }
