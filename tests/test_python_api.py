@@ -1,4 +1,4 @@
-"""``musicmap.open``: the README's Python block, run exactly as written, and what it returns."""
+"""``musicmap.open``: the Python block of docs/api.md, run exactly as written, and what it returns."""
 
 from __future__ import annotations
 
@@ -20,18 +20,23 @@ from tests.conftest import DemoStore
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _readme_block() -> str:
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
+DOCS = ROOT / "docs" / "api.md"
+
+
+def _documented_block() -> str:
+    """The one Python block of docs/api.md's "From Python" section, as a reader sees it."""
+    text = DOCS.read_text(encoding="utf-8")
+    assert "\n## From Python\n" in text, f"{DOCS} has no '## From Python' section"
     section = text.split("\n## From Python\n", 1)[1].split("\n## ", 1)[0]
     blocks = re.findall(r"```python\n(.*?)```", section, re.S)
-    assert len(blocks) == 1
+    assert len(blocks) == 1, f"{DOCS} 'From Python' should hold one python block, not {len(blocks)}"
     return blocks[0]
 
 
-def test_the_readme_block_runs_as_written(demo_store: DemoStore, tmp_path: Path) -> None:
+def test_the_documented_block_runs_as_written(demo_store: DemoStore, tmp_path: Path) -> None:
     (tmp_path / "musicmap-demo").mkdir()
     os.symlink(demo_store.store, tmp_path / "musicmap-demo" / "store")
-    code = _readme_block() + (
+    code = _documented_block() + (
         "\nimport json\n"
         "print(json.dumps({'tracks': len(tracks), 'like': like['track_id'].tolist(),"
         " 'scores': like['score'].tolist(), 'artists': like['artist'].tolist(),"
