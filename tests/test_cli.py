@@ -142,20 +142,14 @@ def test_export_csv_and_png(demo_store: DemoStore, tmp_path: Path) -> None:
     assert pq.read_table(parquet).num_rows == len(demo_store.tracks)
 
 
+@pytest.mark.subprocess
 def test_serve_answers_http(served: str) -> None:
     with urllib.request.urlopen(served + "/", timeout=10) as response:
         assert response.status == 200
         assert b"musicmap" in response.read()
 
 
-def test_demo_command_end_to_end(tmp_path: Path) -> None:
-    proc = run_cli("demo", "--synthetic", "--tracks", "16", "--store", tmp_path / "demo" / "store", "--no-serve",
-                   "--workers", "2", timeout=600)
-    assert proc.returncode == 0, proc.stderr
-    assert "not MAEST" in proc.stderr or "NOT MAEST" in proc.stderr  # the fallback is announced
-    assert (tmp_path / "demo" / "embeddings.csv").is_file() and (tmp_path / "demo" / "tsne_plot.png").is_file()
-    info = json.loads(run_cli("info", "--store", tmp_path / "demo" / "store", "--json", check=True).stdout)
-    assert info["tracks"] == 16 and info["projections"]
+# `musicmap demo` end to end: tests/test_first_run.py (one demo run, read by its tests).
 
 
 # --- bad input: a clear message, exit code 1, no traceback --------------------------------------

@@ -15,6 +15,8 @@ import pytest
 
 from tests.conftest import run_cli
 
+pytestmark = pytest.mark.subprocess
+
 HUB_ID = "mtg-upf/discogs-maest-30s-pw-129e-519l"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 

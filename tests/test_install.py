@@ -30,6 +30,8 @@ import pytest
 from musicmap.commands import COMMANDS
 from tests.conftest import make_tiny_maest, serving
 
+pytestmark = pytest.mark.install
+
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("musicmap", "store", "indexer", "explorer", "data")
 """The top-level packages the wheel installs (design.md §2)."""

@@ -297,6 +297,7 @@ def _run(examples: int, steps: int, *, derandomize: bool) -> Counter[str]:
     return machine.seen
 
 
+@pytest.mark.kills
 def test_every_step_once() -> None:
     """Each kind of step at least once, in an order that makes it count (an indexed file moved,
     edited, corrupted, deleted; a tag write undone; a killed run), checked like the random runs."""
@@ -319,6 +320,7 @@ def test_every_step_once() -> None:
         m.teardown()
 
 
+@pytest.mark.kills
 def test_library_life_cycle() -> None:
     """About 300 random steps (make test), the same sequences every run."""
     assert _run(examples=20, steps=15, derandomize=True)["steps"] >= 200

@@ -33,6 +33,7 @@ def _documented_block() -> str:
     return blocks[0]
 
 
+@pytest.mark.subprocess
 def test_the_documented_block_runs_as_written(demo_store: DemoStore, tmp_path: Path) -> None:
     (tmp_path / "musicmap-demo").mkdir()
     os.symlink(demo_store.store, tmp_path / "musicmap-demo" / "store")

@@ -22,6 +22,8 @@ from data.debian_music import TEST_SOURCES, available, fetch, write_metadata
 from store import Store
 from tests.conftest import run_cli
 
+pytestmark = pytest.mark.real_music  # Debian's soundtracks, fetched once (about 360 MB)
+
 CACHE = Path(__file__).resolve().parents[1] / "data" / "generated" / "debian-music"
 
 
@@ -116,6 +118,7 @@ def test_the_tags_fit_what_is_heard(real: RealStores) -> None:
     assert beat > 1.4 * calm, (beat, calm, beat_tracks, calm_tracks)  # measured: 1.94 vs 1.12
 
 
+@pytest.mark.browser
 @pytest.mark.browser
 def test_the_explorer_on_real_music(real: RealStores) -> None:
     """The page a user sees on ~50 real tracks with a real model: every track drawn, a track's

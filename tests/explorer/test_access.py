@@ -76,6 +76,7 @@ def test_no_token_no_check(demo_store: DemoStore) -> None:
         assert client.get("/api/v1/map").status_code == 200
 
 
+@pytest.mark.subprocess
 def test_serve_refuses_an_open_address_without_a_token(demo_store: DemoStore) -> None:
     import socket
 
@@ -92,6 +93,7 @@ def test_serve_refuses_an_open_address_without_a_token(demo_store: DemoStore) ->
         assert insecure.returncode == 1 and "WITHOUT a token" in insecure.stderr and "cannot listen" in insecure.stderr
 
 
+@pytest.mark.subprocess
 def test_served_with_a_token_over_http(demo_store: DemoStore) -> None:
     with serving(demo_store.store, "--token", TOKEN) as url:
         with pytest.raises(urllib.error.HTTPError) as refused:

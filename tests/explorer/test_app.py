@@ -510,6 +510,7 @@ def test_view_state_round_trips_through_the_url(cb: Callbacks) -> None:
 
 # -- the process ---------------------------------------------------------------------------------
 
+@pytest.mark.subprocess
 def test_explorer_process_never_imports_torch(demo_store: DemoStore) -> None:
     code = (
         "import sys\n"
@@ -529,6 +530,7 @@ def test_explorer_process_never_imports_torch(demo_store: DemoStore) -> None:
     assert proc.stdout.strip() == ""
 
 
+@pytest.mark.subprocess
 def test_serve_runs_a_production_server(demo_store: DemoStore) -> None:
     with serving(demo_store.store) as url, urllib.request.urlopen(url + "/api/v1/tracks?limit=1") as response:
         assert response.headers["Server"] == "musicmap"  # waitress (ident), not Werkzeug's dev server

@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlencode, urlparse
 import numpy as np
 import pytest
 
-from tests.browser import HIGHLIGHT_JS, POINT_JS, SHOWN_JS, VIEW_JS, chromium, load, shot, wait
+from tests.browser import HIGHLIGHT_JS, POINT_JS, SHOWN_JS, VIEW_JS, chromium, load, reset, shot, wait
 from tests.conftest import DemoStore
 from tests.fakes import fake_model, write_store
 
@@ -21,10 +21,18 @@ pytestmark = pytest.mark.browser
 
 
 
-@pytest.fixture
-def browser() -> Iterator[Any]:
+@pytest.fixture(scope="session")
+def chromium_session() -> Iterator[Any]:
+    """One headless Chromium for the run's browser tests (each start costs about 0.5 s)."""
     with chromium() as driver:
         yield driver
+
+
+@pytest.fixture
+def browser(chromium_session: Any) -> Iterator[Any]:
+    """The run's Chromium, left as a fresh one would be after each test (:func:`tests.browser.reset`)."""
+    yield chromium_session
+    reset(chromium_session)
 
 
 _shot, _wait, _load = shot, wait, load

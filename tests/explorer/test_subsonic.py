@@ -134,6 +134,7 @@ def test_errors_and_form_posts(client: FlaskClient) -> None:
     assert audio.status_code == 200 and audio.mimetype.startswith("audio/")
 
 
+@pytest.mark.subprocess
 def test_a_real_client_library_against_a_running_server(demo_store: DemoStore) -> None:
     """py-opensonic (PyPI), as a music player would use it: POST, .view, salted-token auth."""
     import libopensonic

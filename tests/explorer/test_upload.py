@@ -197,6 +197,7 @@ def test_the_page_upload_callback_draws_a_star_and_lists_neighbours(app: dash.Da
     assert panel is dash.no_update and selected is dash.no_update and "not an audio file" in error
 
 
+@pytest.mark.subprocess
 def test_serve_allow_upload_over_http(demo_store: DemoStore) -> None:
     import urllib.error
     import urllib.request

@@ -189,6 +189,7 @@ def _without_root_powers() -> list[str]:
     return [setpriv, "--bounding-set", "-dac_override,-dac_read_search"]
 
 
+@pytest.mark.subprocess
 def test_unreadable_file_and_folder_are_failures_not_crashes(tmp_path: Path) -> None:
     lib = tmp_path / "lib"
     _tone(lib / "good.wav", 1.0, 440)
@@ -241,6 +242,7 @@ def _stderr_on_a_terminal(*args: str | Path) -> str:
     return out.decode("utf-8", "replace")
 
 
+@pytest.mark.subprocess
 def test_progress_on_a_terminal_only(tmp_path: Path) -> None:
     lib = tmp_path / "lib"
     for i in range(6):

@@ -155,6 +155,7 @@ def test_a_damaged_checkpoint_through_the_cli_writes_nothing(tmp_path: Path) -> 
     assert not store.exists()
 
 
+@pytest.mark.subprocess
 def test_without_the_package_the_error_names_the_install_command(tmp_path: Path) -> None:
     """The package hidden from the import system (as on a machine without it): one line, the fix."""
     library = tmp_path / "lib"

@@ -1,5 +1,6 @@
-"""``index --engine ray`` and ``ingest``: a real local Ray (``ray.init(num_cpus=2)``), real files,
-real shards, real stores; the vectors must equal the one-machine engine's."""
+"""``index --engine ray`` and ``ingest``: a real local Ray (``ray.init(num_cpus=2)``, started once for the
+module: the CLI runs in this process join it), real files, real shards, real stores; the vectors must
+equal the one-machine engine's."""
 
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ from indexer.pipeline import index_library
 from indexer.shards import EmbedderSpec, ingest, latest_rows, shard_files, staging_model
 from store import Store, StoreError
 from tests.conftest import make_tiny_maest, run_cli
+
+pytestmark = pytest.mark.ray
 
 SR = 16_000
 STREAM_S = 4.0  # the 6-s file goes through the streaming path on both engines
@@ -221,8 +224,10 @@ def test_a_run_that_cannot_finish_says_what_is_kept(tmp_path: Path) -> None:
 def test_cli_engine_ray_then_ingest(tmp_path: Path) -> None:
     lib = _library(tmp_path / "lib")
     store, staging = tmp_path / "store", tmp_path / "shards"
+    # The console's own process, which starts a local Ray of its own; the other CLI runs here are in this
+    # process and join the module's Ray (indexer.distributed.connect), as they would a cluster.
     proc = run_cli("index", lib, "--store", store, "--model", "features", "--engine", "ray", "--staging", staging,
-                   "--shards-only", "--json", timeout=600)
+                   "--shards-only", "--json", timeout=600, process=True)
     assert proc.returncode == 3, proc.stderr  # shards written; one file failed
     out = json.loads(proc.stdout)["ray"]
     assert (out["processed"], out["failed"]) == (6, 1)

@@ -70,6 +70,7 @@ def test_auto_precision_follows_the_cpu_and_caches_its_measurement(own_cache: Pa
     assert cpu.auto_precision("cpu").name == "fp32"
 
 
+@pytest.mark.subprocess
 def test_precision_auto_is_recorded_and_does_not_bind_the_store(tiny: Path, library: Path, tmp_path: Path,
                                                                 own_cache: Path) -> None:
     store = tmp_path / "store"

@@ -75,6 +75,7 @@ def test_iter_audio_blocks_concatenate_to_load_audio(tmp_path: Path, suffix: str
     np.testing.assert_allclose(np.concatenate(blocks), load_audio(path, SR), rtol=0, atol=1e-6)
 
 
+@pytest.mark.subprocess
 def test_mp3_blocks_decode_silently_and_equal_one_whole_read(tmp_path: Path) -> None:
     """soundfile's ``read`` seeks after every block, which restarts libmpg123 without its bit
     reservoir: ``part2_3_length ... too large`` lines on the process's C-level stderr. The decoder
@@ -196,6 +197,7 @@ def _peak_growth_mb(library: Path, store: Path, stream: str) -> float:
     return float(out.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.subprocess
 def test_long_file_indexing_memory_is_bounded(tmp_path: Path) -> None:
     """Streamed, a 40-minute file peaks no higher than a 10-minute one (the cost is the 180 s the
     features embedder analyses, whatever the length); decoded whole, the 40-minute one peaks at

@@ -10,6 +10,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from tests.audio import write_tone
 from tests.conftest import MUSICMAP, run_cli, serving
 
@@ -28,6 +30,7 @@ def _get(url: str) -> tuple[int, dict]:
         return exc.code, json.loads(exc.read() or b"{}")
 
 
+@pytest.mark.subprocess
 def test_explorer_keeps_serving_while_an_index_run_writes(tmp_path: Path) -> None:
     lib, store = tmp_path / "lib", tmp_path / "store"
     _library(lib / "first", 0, 30)
@@ -63,6 +66,7 @@ def test_explorer_keeps_serving_while_an_index_run_writes(tmp_path: Path) -> Non
         assert "100 tracks" in json.dumps(_get(base + "/_dash-layout")[1])
 
 
+@pytest.mark.subprocess
 def test_a_second_writer_waits_then_says_busy(tmp_path: Path) -> None:
     """Two index runs on one store: the second waits for the file, then fails with a clear message
     if the first never lets go (a reader holding it open here, with a short wait)."""
@@ -94,6 +98,7 @@ def test_a_second_writer_waits_then_says_busy(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
 
 
+@pytest.mark.subprocess
 def test_busy_readers_let_a_waiting_writer_in_at_once(demo_store, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """Five threads read without pause (holds nested as in the explorer: a request, then the store's
     own reads); a writer in another process still gets the file within a second (its marker makes

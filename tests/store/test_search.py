@@ -203,6 +203,7 @@ def test_sql_refusals_name_their_reason(library) -> None:
         assert store.sql("SELECT count(*) FROM tracks").rows == [(N,)]
 
 
+@pytest.mark.subprocess
 def test_the_database_opens_in_a_plain_duckdb_client(library) -> None:
     """No musicmap code: DuckDB alone reads the documented tables (another process, read-only)."""
     import subprocess
