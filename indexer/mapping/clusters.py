@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from store import l2_normalise
+
 
 def n_clusters(n: int) -> int:
     """How many clusters the ``cluster`` colouring has for ``n`` tracks: about sqrt(n/4), 2 to 20."""
@@ -31,8 +33,7 @@ def clusters(vectors: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray
     n, d = vectors.shape
     if n < 4:
         return np.zeros(n, np.int32), np.asarray(vectors[:1], np.float32).reshape(-1, d)
-    x = np.ascontiguousarray(vectors, dtype=np.float32).copy()
-    faiss.normalize_L2(x)
+    x = l2_normalise(vectors)
     # min_points_per_centroid=1: a small library is fine to cluster (FAISS would print a WARNING line
     # asking for 39 points per cluster, which a newcomer reads as an error).
     kmeans = faiss.Kmeans(d, n_clusters(n), niter=25, seed=seed + 1, spherical=True, verbose=False,
@@ -49,6 +50,4 @@ def clusters(vectors: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray
 
 def assign_clusters(vectors: np.ndarray, centroids: np.ndarray) -> np.ndarray:
     """The nearest centroid (cosine) of each vector: shape (m,), int32."""
-    x = np.asarray(vectors, np.float32)
-    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-    return np.argmax(x @ np.asarray(centroids, np.float32).T, axis=1).astype(np.int32)
+    return np.argmax(l2_normalise(vectors) @ np.asarray(centroids, np.float32).T, axis=1).astype(np.int32)

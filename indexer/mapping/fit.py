@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from store import l2_normalise
+
 PCA_DIMENSIONS = 50
 METHODS = ("tsne", "sklearn-tsne", "pca")
 
@@ -110,8 +112,7 @@ def _knn_affinities(data: np.ndarray, perplexity: float, n_jobs: int) -> Any:
 
     n = len(data)
     k = min(n - 1, int(3 * perplexity))
-    x = np.ascontiguousarray(data, dtype=np.float32)
-    faiss.normalize_L2(x)
+    x = l2_normalise(data)
     if n <= EXACT_KNN_MAX:
         index: Any = faiss.IndexFlatIP(x.shape[1])
     else:

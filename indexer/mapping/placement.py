@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from store import Store
+from store import Store, l2_normalise
 
 from .model import load_model
 
@@ -45,21 +45,17 @@ class _FaissAffinities:
         # The map's own affinities are only needed to optimise the map itself, which never happens
         # here; openTSNE checks their shape.
         self.P = sp.csr_matrix((self.n_samples, self.n_samples))
-        ref = np.ascontiguousarray(reference, dtype=np.float32)
-        faiss.normalize_L2(ref)
+        ref = l2_normalise(reference)
         self._index = faiss.IndexFlatIP(ref.shape[1])
         self._index.add(ref)
 
     def to_new(self, data: np.ndarray, perplexity: float = 5.0, return_distances: bool = False,
                k_neighbors: int | str = "auto") -> Any:
-        import faiss
         from openTSNE.affinity import joint_probabilities_nn
 
         k = min(self.n_samples, int(3 * perplexity)) if k_neighbors == "auto" else int(k_neighbors)
         perplexity = min(perplexity, k / 3)
-        q = np.ascontiguousarray(data, dtype=np.float32)
-        faiss.normalize_L2(q)
-        sims, neighbors = self._index.search(q, k)
+        sims, neighbors = self._index.search(l2_normalise(data), k)
         distances = np.maximum(1.0 - sims, 0.0).astype(np.float64)
         P = joint_probabilities_nn(neighbors, distances, [perplexity], symmetrize=False,
                                    normalization="point-wise", n_reference_samples=self.n_samples,

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from store import l2_normalise
+
 QUALITY_K = 10
 QUALITY_SAMPLE = 2000
 """Map quality is measured on this many tracks (all of them when fewer), against every track."""
@@ -94,8 +96,7 @@ def hubness(index: Any, ids: np.ndarray, vectors: np.ndarray, *, k: int = HUB_K,
     if n <= k + 1:
         return {}
     rows = _rows(n, sample, seed)
-    q = np.ascontiguousarray(vectors[rows], dtype=np.float32).copy()
-    q /= np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
+    q = l2_normalise(vectors[rows])
     _, found = index.search(q, k + 1)
     lists = [[int(t) for t in hits if t != ids[r] and t >= 0][:k] for r, hits in zip(rows, found, strict=True)]
     counted, counts = np.unique(np.concatenate([np.asarray(x, np.int64) for x in lists]), return_counts=True)
