@@ -9,11 +9,11 @@ kinds of data (``--data``):
   artist: a library's structure, where a good map keeps an artist's tracks together (quality also
   reports the share of map neighbours with the same genre and with the same artist).
 
-- ``fit``: ``indexer.projection.fit`` with ``tsne`` (openTSNE) and ``sklearn-tsne`` at each size,
+- ``fit``: ``indexer.mapping.fit.fit`` with ``tsne`` (openTSNE) and ``sklearn-tsne`` at each size,
   both after PCA to 50 dimensions; scikit-learn is skipped above ``--sklearn-max`` tracks (it would
   take more than 30 minutes here); the map's quality (trustworthiness@10, kNN preservation) too.
 - ``place``: fit openTSNE on ``--base`` tracks, then place ``--new`` more into it
-  (``indexer.projection.place``), timed on its own.
+  (``indexer.mapping.placement.place``), timed on its own.
 
     python benchmarks/bench_map.py fit [--sizes 5000,20000,100000] [--sklearn-max 20000] [--data both]
     python benchmarks/bench_map.py place [--base 100000] [--new 1000]
@@ -65,7 +65,8 @@ def hierarchy(n: int, d: int, seed: int = 1) -> tuple[np.ndarray, np.ndarray, np
 
 
 def _child_fit(n: int, method: str, data: str) -> None:
-    from indexer.projection import fit, map_quality
+    from indexer.mapping.fit import fit
+    from indexer.mapping.quality import map_quality
 
     genre = artist = None
     if data == "hierarchy":
@@ -86,7 +87,8 @@ def _child_fit(n: int, method: str, data: str) -> None:
 
 
 def _child_place(base_n: int, new_n: int) -> None:
-    from indexer.projection import fit, place
+    from indexer.mapping.fit import fit
+    from indexer.mapping.placement import place
 
     x = clustered(base_n + new_n, 768)
     ref, new = x[:base_n], x[base_n:]

@@ -59,7 +59,8 @@ def _scores(vectors: np.ndarray, labels: np.ndarray) -> dict[str, float]:
 
 
 def _map_scores(vectors: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
-    from indexer.projection import fit, map_quality
+    from indexer.mapping.fit import fit
+    from indexer.mapping.quality import map_quality
 
     x = (vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)).astype(np.float32)
     out = {}

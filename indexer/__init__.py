@@ -14,6 +14,9 @@ Where each idea lives:
   wrap-up shared by both engines in ``run.py``; the Ray engine in ``distributed.py``; the Parquet
   shards it stages and ``ingest`` in ``shards.py``;
   the time budget before a run in ``plan.py``; fidelity of faster modes in ``fidelity.py``;
-- the map: ``projection.py`` (t-SNE/PCA fit, placing new tracks, quality, clusters);
+- the map: ``projection.py`` (a store's map fitted, kept up to date and measured: ``compute_map``,
+  ``update_map``) over ``mapping/``: the fit (``fit.py``), placing new tracks (``placement.py``),
+  quality and hubness (``quality.py``), the cluster colouring (``clusters.py``), the PCA and
+  centres kept beside the store (``model.py``);
 - writing predictions back into files: ``tagwrite.py``.
 """

@@ -31,7 +31,8 @@ def test_map_quality_matches_scikit_learn_and_tsne_beats_pca_and_random(demo_sto
 
     from sklearn.manifold import trustworthiness
 
-    from indexer.projection import compute_map, map_quality
+    from indexer.mapping.quality import map_quality
+    from indexer.projection import compute_map
     from tests.conftest import run_cli
 
     store_dir = tmp_path / "store"

@@ -58,7 +58,7 @@ def upload_functions(store: Store, settings: Settings) -> tuple[EmbedFn, PlaceFn
     :data:`MAX_UPLOAD_SECONDS`) and ``place(map, vectors)`` into the store's maps, for uploads."""
     from indexer.decode import iter_audio
     from indexer.errors import FileFailure
-    from indexer.projection import Placer
+    from indexer.mapping.placement import Placer
     from indexer.scan import audio_suffix
 
     embedder = store_embedder(store, settings)

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from indexer.projection import RECOMPUTE_SHARE, _model_file, compute_map, update_map
+from indexer.mapping.model import model_file
+from indexer.projection import RECOMPUTE_SHARE, compute_map, update_map
 from store import Store, TrackRecord
 from store.manifest import read_manifest
 from tests.conftest import run_cli
@@ -90,7 +91,7 @@ def test_refits_when_due(mapped: Path) -> None:
         assert result["action"] == "fitted" and "new" in result["reason"]
         assert update_map(store, recompute=True)["reason"] == "requested"
         assert update_map(store, method="pca")["reason"] == "another method"
-        _model_file(store, "tsne").unlink()
+        model_file(store, "tsne").unlink()
     _write(mapped, _records(1000, 3))
     with Store.open(mapped, read_only=False) as store:
         assert update_map(store)["reason"] == "no saved model"
