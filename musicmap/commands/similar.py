@@ -23,6 +23,7 @@ from typing import Any
 
 from store import Neighbour, Store
 
+from .. import exits
 from ..errors import UserError
 from ..settings import Settings
 from ._common import add_json, add_store, print_json, store_embedder
@@ -113,7 +114,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             "model": {"id": model.id, "label": model.label, "kind": model.kind},
             "results": [{"track_id": n.track_id, "score": round(n.score, 6), **n.track} for n in neighbours],
         })
-        return 0
+        return exits.OK
     if query["type"] == "track":
         t = query["track"]
         print(f"similar to #{t['id']} {t.get('artist') or '?'} - {t.get('title') or '?'} ({model.label}):")
@@ -127,4 +128,4 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
               f"  [{t.get('genre') or '-'}]")
     if not neighbours:
         print("  (no tracks match)")
-    return 0
+    return exits.OK
