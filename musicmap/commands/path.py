@@ -19,7 +19,7 @@ from store import Store
 from .. import exits
 from ..errors import UserError
 from ..settings import Settings
-from ._common import add_json, add_store, print_json, resolve_track
+from ._common import add_json, add_store, print_json
 
 NAME = "path"
 HELP = "a path of similar tracks from one song to another"
@@ -41,7 +41,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     with Store.open(settings.store) as store:
-        start, end = resolve_track(store, args.start), resolve_track(store, args.end)
+        start, end = store.resolve_track(args.start), store.resolve_track(args.end)
         if start == end:
             raise UserError(f"{args.start!r} and {args.end!r} are the same track (#{start}); give two different ones")
         steps = store.song_path(start, end, length=args.steps, where=args.where, max_per_artist=args.max_per_artist,
