@@ -119,6 +119,14 @@ def _clicked(kind: str) -> Input:
     return Input({"type": kind, "index": ALL}, "n_clicks")
 
 
+def _under_each(clicks: list[int | None], draw: Callable[[], Children]) -> list[Children]:
+    """``draw()`` once, for the list under each of the pattern-matched buttons whose ``clicks`` these
+    are; PreventUpdate when none was clicked (the buttons were just drawn)."""
+    if not any(clicks):
+        raise dash.exceptions.PreventUpdate
+    return [draw()] * len(clicks)
+
+
 def _triggered_index() -> str:
     """The ``index`` of the pattern-matched button that was clicked; PreventUpdate when the call
     came from a list being re-rendered (n_clicks 0), not from a click."""
@@ -475,9 +483,7 @@ class Callbacks:
     @callback(Output({"type": "selection-similar-list", "index": ALL}, "children"),
               inputs={"clicks": _clicked("selection-similar")}, state={"ids": State("selection", "data")})
     def selection_similar(self, clicks: list[int | None], ids: list[int] | None) -> list[Children]:
-        if not any(clicks):
-            raise dash.exceptions.PreventUpdate
-        return [self.similar_to_selection(ids)] * len(clicks)
+        return _under_each(clicks, lambda: self.similar_to_selection(ids))
 
     def similar_to_selection(self, ids: list[int] | None, k: int = K_DEFAULT) -> Children:
         """Tracks like the selection as a whole (the centroid of its vectors), none of its own."""
@@ -491,9 +497,7 @@ class Callbacks:
     @callback(Output({"type": "selection-extend-list", "index": ALL}, "children"),
               inputs={"clicks": _clicked("selection-extend")}, state={"ids": State("selection", "data")})
     def selection_extend(self, clicks: list[int | None], ids: list[int] | None) -> list[Children]:
-        if not any(clicks):
-            raise dash.exceptions.PreventUpdate
-        return [self.extend_selection(ids)] * len(clicks)
+        return _under_each(clicks, lambda: self.extend_selection(ids))
 
     def extend_selection(self, ids: list[int] | None, n: int = EXTEND_N) -> Children:
         """Tracks that fit the selection as a playlist (its centroid), never one of its own."""
