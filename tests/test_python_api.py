@@ -79,8 +79,10 @@ def test_bad_input_is_named(demo_store: DemoStore, tmp_path: Path) -> None:
             lib.similar(10**9)
         with pytest.raises(NoMatchingTrack, match="no track id"):  # a store error, as every other one
             lib.similar("no such artist or title anywhere")
-        with pytest.raises(NoMatchingTrack, match="is not a track of"):
-            lib.similar(tmp_path)  # not a file of the store (and no words of a track)
+        stray = tmp_path / "stray.flac"
+        stray.write_bytes(b"not indexed")
+        with pytest.raises(NoMatchingTrack, match=r"stray\.flac is not a track of"):
+            lib.similar(stray)  # a file, but not one of the store's
         with pytest.raises(InvalidQuery, match="SQL error"):
             lib.sql("SELEC 1")
         with pytest.raises(InvalidQuery, match="k must be"):
