@@ -27,6 +27,7 @@ from store import InvalidQuery, Store, StoreError, TrackNotFound
 from store.listening import MAX_EXTEND, MAX_PATH
 
 from . import art, subsonic
+from .controls import ListControls
 from .figure import COLOR_FIELDS
 from .limits import K_API_MAX, K_DEFAULT, K_PAGE_MAX, PAGE_MAX, SEARCH_MAX, SQL_MAX_ROWS, SQL_TIMEOUT
 from .mapdata import MapData, release_unused_memory
@@ -40,9 +41,9 @@ TOKEN = frozenset({"token"})
 """Query parameters every route accepts: the access token (:mod:`explorer.auth`)."""
 Args = dict[str, Any]
 Handler = Callable[..., Response]
-PanelFn = Callable[..., Any]
-"""``panel(track_id, k, max_per_artist, max_per_album, dedupe, where, path_from)``: the explorer's
-track panel as data (:meth:`explorer.callbacks.Callbacks.track_view`)."""
+PanelFn = Callable[[int, ListControls, int | None], Any]
+"""``panel(track_id, controls, path_from)``: the explorer's track panel as data
+(:meth:`explorer.callbacks.Callbacks.track_view`)."""
 
 UPLOAD_PATH = f"{API}/similar/upload"
 MAP_FIELDS = ("title", "artist", "album", "genre", "year", "style", "cluster")
@@ -328,8 +329,7 @@ class Api:
         asks for it directly, not through a Dash callback."""
         if self.panel is None:
             return error(501, "no track panel: this server has no explorer page")
-        view = self.panel(track_id, args["k"], args["max_per_artist"], args["max_per_album"], args["dedupe"],
-                          args["where"], args["path_from"])
+        view = self.panel(track_id, ListControls.from_args(args), args["path_from"])
         response = jsonify(view)
         response.headers["Cache-Control"] = "no-store"
         return response

@@ -31,9 +31,9 @@ from dash.development.base_component import Component
 
 from store import Neighbour, Store, StoreError
 from store.listening import MAX_PATH
-from store.search import VarietyOptions
 
 from . import panels, sqltab
+from .controls import ListControls
 from .figure import (
     COLOR_FIELDS,
     NO_HIGHLIGHT,
@@ -47,7 +47,7 @@ from .figure import (
     path_points,
     shown_json,
 )
-from .limits import EXTEND_N, K_DEFAULT, K_PAGE_MAX, PATH_STEPS, SEARCH_RESULTS
+from .limits import EXTEND_N, K_DEFAULT, PATH_STEPS, SEARCH_RESULTS
 from .mapdata import MapData
 from .panels import LabelWords
 from .state import ViewState, encode, parse
@@ -117,6 +117,14 @@ def _view(kind: type[Input] | type[State]) -> dict[str, Any]:
 def _clicked(kind: str) -> Input:
     """The clicks of every button of a pattern-matched ``kind`` (the panels make them)."""
     return Input({"type": kind, "index": ALL}, "n_clicks")
+
+
+def _under_each(clicks: list[int | None], draw: Callable[[], Children]) -> list[Children]:
+    """``draw()`` once, for the list under each of the pattern-matched buttons whose ``clicks`` these
+    are; PreventUpdate when none was clicked (the buttons were just drawn)."""
+    if not any(clicks):
+        raise dash.exceptions.PreventUpdate
+    return [draw()] * len(clicks)
 
 
 def _triggered_index() -> str:
@@ -246,10 +254,11 @@ class Callbacks:
                 dedupe: list[str] | None, where: str | None) -> str:
         """The URL's query string for the current view (a new track alone changes it in the browser:
         the :func:`clientside` callback above, no server round trip on every click)."""
+        controls = ListControls.from_controls(k, per_artist, per_album, dedupe, where)
         state = ViewState(track=selected, color=color or "genre", genres=list(genres or []),
-                          styles=list(styles or []), years=self._years(years),
-                          k=int(k) if k and 1 <= int(k) <= K_PAGE_MAX else K_DEFAULT, per_artist=per_artist or None,
-                          per_album=per_album or None, dedupe=bool(dedupe), where=(where or "").strip())
+                          styles=list(styles or []), years=self._years(years), k=controls.k,
+                          per_artist=controls.max_per_artist, per_album=controls.max_per_album,
+                          dedupe=controls.dedupe, where=controls.where or "")
         return encode(state)
 
     def _years(self, value: Sequence[int] | None) -> tuple[int, int] | None:
@@ -320,17 +329,15 @@ class Callbacks:
         track = int(_triggered_index())
         return track, track, dash.no_update, dash.no_update
 
-    def track_view(self, track_id: int, k: int | None = None, per_artist: int | None = None,
-                   per_album: int | None = None, dedupe: bool | list[str] | None = None, where: str | None = None,
-                   path_from: int | None = None) -> panels.TrackView:
-        """The track panel and the map's highlight (rings, lines, dimming) for ``track_id``, as the
-        page draws them (``GET /api/v1/panel/<id>``, ``explorer/assets/track.js``); with ``path_from``
-        (a track chosen as a path's start), the panel offers the path to this one. An unknown track
-        raises :class:`store.TrackNotFound`."""
+    def track_view(self, track_id: int, controls: ListControls, path_from: int | None = None) -> panels.TrackView:
+        """The track panel and the map's highlight (rings, lines, dimming) for ``track_id``, its similar
+        list made with ``controls``, as the page draws them (``GET /api/v1/panel/<id>``,
+        ``explorer/assets/track.js``); with ``path_from`` (a track chosen as a path's start), the
+        panel offers the path to this one. An unknown track raises :class:`store.TrackNotFound`."""
         with self.store.holding():  # one connection for the whole panel
             data = self.data.refresh()
             track = self.store.track(int(track_id))
-            neighbours, problem = self._similar(int(track_id), None, k, per_artist, per_album, dedupe, where)
+            neighbours, problem = self._similar(int(track_id), None, controls)
             start = None
             if path_from is not None and int(path_from) != int(track_id):
                 with contextlib.suppress(StoreError):  # a start since deleted: no offer
@@ -348,18 +355,15 @@ class Callbacks:
                 self._roots_read = (now, self.store.library_roots())
         return self._roots_read[1]
 
-    def _similar(self, track_id: int | None, vector: np.ndarray | None, k: int | None, per_artist: int | None,
-                 per_album: int | None, dedupe: bool | list[str] | None,
-                 where: str | None) -> tuple[list[Neighbour], str | None]:
+    def _similar(self, track_id: int | None, vector: np.ndarray | None,
+                 controls: ListControls) -> tuple[list[Neighbour], str | None]:
         """(neighbours, why the variety controls were not applied): a bad filter expression is said
         in the panel, above the plain list, rather than leaving the panel empty."""
-        options = _similar_options(per_artist, per_album, dedupe, where)
-        k = int(k) if k and 1 <= int(k) <= K_PAGE_MAX else K_DEFAULT
         seeds = [] if track_id is None else [track_id]
         try:
-            return self.store.search(seeds, vector=vector, k=k, **options), None
+            return self.store.search(seeds, vector=vector, k=controls.k, **controls.variety()), None
         except StoreError as exc:
-            return self.store.search(seeds, vector=vector, k=k), str(exc)
+            return self.store.search(seeds, vector=vector, k=controls.k), str(exc)
 
     # -- query by an uploaded clip --------------------------------------------------------------
     @callback(Output("panel", "children"),
@@ -379,15 +383,14 @@ class Callbacks:
         the same file can come again; its panel takes the chosen track's place (no track chosen)."""
         if not go_data:
             raise dash.exceptions.PreventUpdate
-        panel, highlight, problem = self.upload(go_data.get("contents"), go_data.get("filename"), k, per_artist,
-                                                per_album, dedupe, where)
+        panel, highlight, problem = self.upload(go_data.get("contents"), go_data.get("filename"),
+                                                ListControls.from_controls(k, per_artist, per_album, dedupe, where))
         return panel, highlight, problem, None, None if panel is not dash.no_update else dash.no_update
 
-    def upload(self, contents: str | None, filename: str | None, k: int | None, per_artist: int | None,
-               per_album: int | None, dedupe: bool | list[str] | None,
-               where: str | None) -> tuple[Children | dash.NoUpdate, str | dash.NoUpdate, str]:
-        """(panel, map highlight, error line) for a clip dropped on the page: its neighbours in the
-        panel, a star where it lands on the map with lines to them."""
+    def upload(self, contents: str | None, filename: str | None,
+               controls: ListControls) -> tuple[Children | dash.NoUpdate, str | dash.NoUpdate, str]:
+        """(panel, map highlight, error line) for a clip dropped on the page: its neighbours (made
+        with ``controls``) in the panel, a star where it lands on the map with lines to them."""
         if self.uploads is None or not contents:
             raise dash.exceptions.PreventUpdate
         name = str(filename or "clip")[:200]
@@ -398,7 +401,7 @@ class Callbacks:
         data = self.data.refresh()
         position = self.uploads.position(self.data.projection, vector) if data.info is not None else None
         with self.store.holding():
-            neighbours, problem = self._similar(None, vector, k, per_artist, per_album, dedupe, where)
+            neighbours, problem = self._similar(None, vector, controls)
         highlight = NO_HIGHLIGHT if position is None else \
             clip_points(data.frame, position, [n.track_id for n in neighbours], data.row_of)
         where_note = (f"on the map at the star ({position[0]:.1f}, {position[1]:.1f})" if position is not None
@@ -480,9 +483,7 @@ class Callbacks:
     @callback(Output({"type": "selection-similar-list", "index": ALL}, "children"),
               inputs={"clicks": _clicked("selection-similar")}, state={"ids": State("selection", "data")})
     def selection_similar(self, clicks: list[int | None], ids: list[int] | None) -> list[Children]:
-        if not any(clicks):
-            raise dash.exceptions.PreventUpdate
-        return [self.similar_to_selection(ids)] * len(clicks)
+        return _under_each(clicks, lambda: self.similar_to_selection(ids))
 
     def similar_to_selection(self, ids: list[int] | None, k: int = K_DEFAULT) -> Children:
         """Tracks like the selection as a whole (the centroid of its vectors), none of its own."""
@@ -496,9 +497,7 @@ class Callbacks:
     @callback(Output({"type": "selection-extend-list", "index": ALL}, "children"),
               inputs={"clicks": _clicked("selection-extend")}, state={"ids": State("selection", "data")})
     def selection_extend(self, clicks: list[int | None], ids: list[int] | None) -> list[Children]:
-        if not any(clicks):
-            raise dash.exceptions.PreventUpdate
-        return [self.extend_selection(ids)] * len(clicks)
+        return _under_each(clicks, lambda: self.extend_selection(ids))
 
     def extend_selection(self, ids: list[int] | None, n: int = EXTEND_N) -> Children:
         """Tracks that fit the selection as a playlist (its centroid), never one of its own."""
@@ -587,15 +586,3 @@ class Callbacks:
             return []
         return panels.search_hits(self.data.refresh().search(text, SEARCH_RESULTS))
 
-
-def _similar_options(per_artist: int | None, per_album: int | None, dedupe: bool | list[str] | None,
-                     where: str | None) -> VarietyOptions:
-    """The variety controls as keyword arguments for ``Store.search``."""
-    options: VarietyOptions = {"dedupe": bool(dedupe)}
-    if per_artist:
-        options["max_per_artist"] = int(per_artist)
-    if per_album:
-        options["max_per_album"] = int(per_album)
-    if where and where.strip():
-        options["where"] = where.strip()
-    return options

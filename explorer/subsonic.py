@@ -16,6 +16,11 @@ Authentication maps Subsonic's to the server's token (``musicmap serve --token``
 ``enc:`` hex), ``t`` = md5(token + ``s``), or ``apiKey``; ``u`` is any user name. A server without
 a token (loopback only) accepts every request. Track ids are musicmap's; artist and album ids are
 ``ar-``/``al-`` and a hash of the name.
+
+Each method is a method of :class:`Subsonic` under one ``@method(name, *args)`` line, its row of
+:data:`METHODS` (the OpenSubsonic name, its parameters as :class:`Arg`); one dispatcher,
+:meth:`Subsonic.endpoint`, checks the credentials, reads the parameters and writes the envelope.
+Adding a method is one method and its ``@method`` line.
 """
 
 from __future__ import annotations
@@ -25,16 +30,16 @@ import hmac
 import json
 import mimetypes
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import PurePath
-from typing import Any
+from typing import Any, Literal, TypeVar
 from xml.etree import ElementTree as ET
 
-import numpy as np
 from flask import Flask, Response, request
 
-from store import Store, StoreError, TrackNotFound, TrackRow, relative_to_roots
+from store import Store, StoreError, TrackNotFound, TrackRow, l2_normalise, relative_to_roots
 from store.listening import MAX_PATH
 from store.search import artist_key, vectors_of
 
@@ -159,11 +164,167 @@ def _name_id(prefix: str, name: str) -> str:
     return f"{prefix}-{hashlib.blake2b(name.encode('utf-8'), digest_size=8).hexdigest()}"
 
 
-def register(server: Flask, store: Store, *, token: str | None,
-             send_audio: Callable[[int], Response]) -> None:
-    """Add the ``/rest/`` endpoints to ``server``."""
+Args = dict[str, Any]
+"""A method's parameters, read and checked (:attr:`Method.args`), by name."""
+Body = dict[str, Any]
+"""What an ``ok`` answer carries under ``subsonic-response`` besides the envelope."""
+Answer = TypeVar("Answer", bound=Callable[..., Any])
 
-    def child(row: TrackRow) -> dict[str, Any]:
+
+@dataclass(frozen=True)
+class Arg:
+    """One parameter of an OpenSubsonic method, read from the query string or a form post.
+
+    ``kind``: ``song`` (a track id: not digits is error 70, as the specification has it for an
+    unknown song), ``count`` (a whole number from 1 to ``most``: else error 0) or ``string``. A
+    ``required`` one that is missing or empty is error 10; an optional one is then ``default``.
+    """
+
+    name: str
+    kind: Literal["song", "count", "string"] = "string"
+    required: bool = False
+    default: int | None = None
+    most: int = SUBSONIC_MAX_COUNT
+
+    def read(self, params: Mapping[str, str]) -> Any:
+        """This parameter's value from ``params``; :class:`SubsonicError` when it is missing or bad."""
+        raw = params.get(self.name)
+        if raw is None or raw == "":
+            if self.required:
+                raise SubsonicError(10, f"Required parameter is missing: {self.name}")
+            return self.default
+        if self.kind == "song":
+            if not raw.isdigit():
+                raise SubsonicError(70, f"Song not found: {raw}")
+            return int(raw)
+        if self.kind == "count":
+            if not raw.isdigit() or not 1 <= int(raw) <= self.most:
+                raise SubsonicError(0, f"{self.name}={raw!r}: give a whole number from 1 to {self.most}")
+            return int(raw)
+        return raw
+
+
+def song(name: str) -> Arg:
+    """A required song (track) id named ``name``."""
+    return Arg(name, "song", required=True)
+
+
+def count(default: int, most: int = SUBSONIC_MAX_COUNT) -> Arg:
+    """``count``: how many songs, ``default`` when not given, at most ``most``."""
+    return Arg("count", "count", default=default, most=most)
+
+
+@dataclass(frozen=True)
+class Method:
+    """One OpenSubsonic method: its name, the :class:`Subsonic` method answering it, its parameters
+    (in the order they are read: the first bad one is the error); a ``public`` one needs no
+    credentials."""
+
+    name: str
+    attribute: str
+    args: tuple[Arg, ...] = ()
+    public: bool = False
+
+
+METHODS: dict[str, Method] = {}
+"""Every OpenSubsonic method served, by name: one row per method, declared by :func:`method` on the
+:class:`Subsonic` method that answers it."""
+
+
+def method(name: str, *args: Arg, public: bool = False) -> Callable[[Answer], Answer]:
+    """Declare the decorated :class:`Subsonic` method the answer to OpenSubsonic's ``name``, taking
+    ``args`` (read and checked before it is called, into its ``args`` dict)."""
+    def declare(fn: Answer) -> Answer:
+        METHODS[name] = Method(name, fn.__name__, args, public)
+        return fn
+    return declare
+
+
+def similarity(cosine: float) -> float:
+    """The ``sonicSimilarity`` extension's 0..1 for musicmap's cosine: (1 + c) / 2."""
+    return round((1.0 + max(-1.0, min(1.0, float(cosine)))) / 2.0, 6)
+
+
+class Subsonic:
+    """OpenSubsonic over one store: one method per OpenSubsonic method (:data:`METHODS`), each taking
+    its checked parameters and returning the body of an ``ok`` answer (``stream``: the audio
+    itself); :meth:`endpoint` does the rest once for all of them — credentials, parameters, the
+    XML/JSON envelope and every error as a ``failed`` answer. ``send_audio(track_id)`` is the
+    explorer's audio route (:meth:`explorer.api.Api.send_audio`)."""
+
+    def __init__(self, store: Store, *, token: str | None, send_audio: Callable[[int], Response]) -> None:
+        self.store, self.token, self.send_audio = store, token, send_audio
+        self._roots: list[str] = []
+
+    def endpoint(self, method: str) -> Response:
+        """The Flask view of ``/rest/<method>`` (``.view`` suffix optional)."""
+        name = method.removesuffix(".view")
+        params = _params()
+        declared = METHODS.get(name)
+        try:
+            if declared is None or not declared.public:
+                check_credentials(params, self.token)
+            if declared is None:
+                return failed(0, f"Unknown or unsupported method: {name}", 404)
+            answer = getattr(self, declared.attribute)({a.name: a.read(params) for a in declared.args})
+            return answer if isinstance(answer, Response) else respond("ok", answer)
+        except SubsonicError as exc:
+            return failed(exc.code, exc.message)
+        except TrackNotFound as exc:  # its text names the store's folder: not for the web
+            return failed(70, f"no track with id {exc.track_id}")
+        except StoreError as exc:
+            return failed(0, str(exc))
+
+    # -- the methods ------------------------------------------------------------------------------
+    @method("ping")
+    def ping(self, args: Args) -> Body:
+        return {}
+
+    @method("getOpenSubsonicExtensions", public=True)  # public, as the specification requires
+    def extensions(self, args: Args) -> Body:
+        return {"openSubsonicExtensions": EXTENSIONS}
+
+    @method("getSonicSimilarTracks", song("id"), count(10))
+    def sonic_similar(self, args: Args) -> Body:
+        neighbours = self.store.similar(args["id"], k=args["count"])
+        return {"sonicMatch": [self._match(n.track, n.score) for n in neighbours]}
+
+    @method("findSonicPath", song("startSongId"), song("endSongId"), count(25, MAX_PATH))
+    def sonic_path(self, args: Args) -> Body:
+        """Each step's similarity is to the start song."""
+        steps = self.store.song_path(args["startSongId"], args["endSongId"], length=args["count"])
+        vectors = l2_normalise(vectors_of(self.store.index, [s.track_id for s in steps]))
+        to_start = vectors @ vectors[0]
+        return {"sonicMatch": [self._match(s.track, c) for s, c in zip(steps, to_start, strict=True)]}
+
+    @method("getSimilarSongs2", Arg("id", required=True), count(50))
+    def similar_songs2(self, args: Args) -> Body:
+        """``id``: a song id (an instant mix from the song), or an artist id (from the artist's songs)."""
+        raw, n = args["id"], args["count"]
+        if raw.isdigit():
+            songs = [x.track for x in self.store.similar(int(raw), k=n)]
+        else:
+            seeds = self._artist_tracks(raw)
+            if not seeds:
+                raise SubsonicError(70, f"Artist not found: {raw}")
+            songs = [x.track for x in self.store.search(seeds[:100], k=n)]
+        return {"similarSongs2": {"song": [self._child(t) for t in songs]}}
+
+    @method("getSong", song("id"))
+    def get_song(self, args: Args) -> Body:
+        return {"song": self._child(self.store.track(args["id"]))}
+
+    @method("stream", song("id"))
+    def stream(self, args: Args) -> Response:
+        return self.send_audio(args["id"])
+
+    # -- what the methods share -------------------------------------------------------------------
+    def _match(self, track: TrackRow, cosine: float) -> Body:
+        """A ``sonicMatch``: the song and its similarity."""
+        return {"entry": self._child(track), "similarity": similarity(cosine)}
+
+    def _child(self, row: TrackRow) -> Body:
+        """A track as OpenSubsonic's ``Child`` (fields the track lacks are left out)."""
         path = str(row.get("path") or "")
         suffix = PurePath(path).suffix.lstrip(".").lower()
         artist, album, duration = row.get("artist"), row.get("album"), row.get("duration")
@@ -174,7 +335,7 @@ def register(server: Flask, store: Store, *, token: str | None,
             "duration": round(float(duration)) if duration is not None else None,
             "size": row.get("size"), "suffix": suffix or None,
             "contentType": mimetypes.guess_type(path)[0] or "application/octet-stream",
-            "path": _relative(path), "isVideo": False, "type": "music", "mediaType": "song",
+            "path": self._relative(path), "isVideo": False, "type": "music", "mediaType": "song",
         }
         if isinstance(album, str) and album:
             out["albumId"] = out["parent"] = _name_id("al", f"{row.get('album_artist') or artist or ''}\n{album}")
@@ -182,101 +343,23 @@ def register(server: Flask, store: Store, *, token: str | None,
             out["artistId"] = _name_id("ar", artist_key(artist) or artist)
         return {k: v for k, v in out.items() if v is not None}
 
-    roots: list[str] = []
-
-    def _relative(path: str) -> str:
-        if not roots:  # the folders indexed, read once
+    def _relative(self, path: str) -> str:
+        if not self._roots:  # the folders indexed, read once
             try:
-                roots.extend(store.library_roots() or [""])
+                self._roots.extend(self.store.library_roots() or [""])
             except StoreError:
-                roots.append("")
-        return relative_to_roots(path, roots)
+                self._roots.append("")
+        return relative_to_roots(path, self._roots)
 
-    def song_id(params: dict[str, str], name: str) -> int:
-        raw = params.get(name)
-        if raw is None or raw == "":
-            raise SubsonicError(10, f"Required parameter is missing: {name}")
-        if not raw.isdigit():
-            raise SubsonicError(70, f"Song not found: {raw}")
-        return int(raw)
-
-    def count(params: dict[str, str], default: int, most: int = SUBSONIC_MAX_COUNT) -> int:
-        raw = params.get("count")
-        if raw is None or raw == "":
-            return default
-        if not raw.isdigit() or not 1 <= int(raw) <= most:
-            raise SubsonicError(0, f"count={raw!r}: give a whole number from 1 to {most}")
-        return int(raw)
-
-    def similarity(cosine: float) -> float:
-        return round((1.0 + max(-1.0, min(1.0, float(cosine)))) / 2.0, 6)
-
-    def ping(_p: dict[str, str]) -> dict[str, Any]:
-        return {}
-
-    def extensions(_p: dict[str, str]) -> dict[str, Any]:
-        return {"openSubsonicExtensions": EXTENSIONS}
-
-    def sonic_similar(p: dict[str, str]) -> dict[str, Any]:
-        neighbours = store.similar(song_id(p, "id"), k=count(p, 10))
-        return {"sonicMatch": [{"entry": child(n.track), "similarity": similarity(n.score)} for n in neighbours]}
-
-    def sonic_path(p: dict[str, str]) -> dict[str, Any]:
-        start, end = song_id(p, "startSongId"), song_id(p, "endSongId")
-        steps = store.song_path(start, end, length=count(p, 25, MAX_PATH))
-        ids = [s.track_id for s in steps]
-        vectors = vectors_of(store.index, ids)
-        vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-        to_start = vectors @ vectors[0]
-        return {"sonicMatch": [{"entry": child(s.track), "similarity": similarity(c)}
-                               for s, c in zip(steps, to_start, strict=True)]}
-
-    def similar_songs2(p: dict[str, str]) -> dict[str, Any]:
-        raw = p.get("id")
-        if not raw:
-            raise SubsonicError(10, "Required parameter is missing: id")
-        n = count(p, 50)
-        if raw.isdigit():  # a song id: an instant mix from the song
-            songs = [x.track for x in store.similar(int(raw), k=n)]
-        else:
-            seeds = _artist_tracks(raw)
-            if not seeds:
-                raise SubsonicError(70, f"Artist not found: {raw}")
-            songs = [x.track for x in store.search(seeds[:100], k=n)]
-        return {"similarSongs2": {"song": [child(t) for t in songs]}}
-
-    def _artist_tracks(artist_id: str) -> list[int]:
+    def _artist_tracks(self, artist_id: str) -> list[int]:
         if not artist_id.startswith("ar-"):
             return []
-        found = store.sql("SELECT id, artist FROM tracks WHERE artist IS NOT NULL", max_rows=10_000_000).rows
+        found = self.store.sql("SELECT id, artist FROM tracks WHERE artist IS NOT NULL", max_rows=10_000_000).rows
         return [int(i) for i, a in found if _name_id("ar", artist_key(a) or a) == artist_id]
 
-    def get_song(p: dict[str, str]) -> dict[str, Any]:
-        return {"song": child(store.track(song_id(p, "id")))}
 
-    methods: dict[str, Callable[[dict[str, str]], dict[str, Any]]] = {
-        "ping": ping, "getOpenSubsonicExtensions": extensions, "getSonicSimilarTracks": sonic_similar,
-        "findSonicPath": sonic_path, "getSimilarSongs2": similar_songs2, "getSong": get_song,
-    }
-
-    def endpoint(method: str) -> Response:
-        name = method[:-5] if method.endswith(".view") else method
-        params = _params()
-        try:
-            if name != "getOpenSubsonicExtensions":  # public, as the specification requires
-                check_credentials(params, token)
-            if name == "stream":
-                track_id = song_id(params, "id")
-                return send_audio(track_id)
-            fn = methods.get(name)
-            if fn is None:
-                return failed(0, f"Unknown or unsupported method: {name}", 404)
-            return respond("ok", fn(params))
-        except SubsonicError as exc:
-            return failed(exc.code, exc.message)
-        except TrackNotFound as exc:  # its text names the store's folder: not for the web
-            return failed(70, f"no track with id {exc.track_id}")
-        except StoreError as exc:
-            return failed(0, str(exc))
-
-    server.add_url_rule(f"{PREFIX}/<path:method>", "subsonic", endpoint, methods=["GET", "POST"])
+def register(server: Flask, store: Store, *, token: str | None,
+             send_audio: Callable[[int], Response]) -> None:
+    """Add the ``/rest/`` endpoints to ``server`` (see :class:`Subsonic`)."""
+    subsonic = Subsonic(store, token=token, send_audio=send_audio)
+    server.add_url_rule(f"{PREFIX}/<path:method>", "subsonic", subsonic.endpoint, methods=["GET", "POST"])

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from store import l2_normalise
+
 from .limits import MAX_UPLOAD_MB
 
 EmbedFn = Callable[[Path], np.ndarray]
@@ -79,7 +81,7 @@ class Uploads:
         norm = float(np.linalg.norm(vector))
         if not np.isfinite(norm) or norm == 0.0:
             raise UploadError("the clip's embedding is empty or not finite (is the audio silent or broken?)")
-        return vector / norm  # as the store's vectors
+        return l2_normalise(vector)  # as the store's vectors
 
     def position(self, map_name: str, vector: np.ndarray) -> tuple[float, float] | None:
         """Where ``vector`` lands on map ``map_name`` (its points do not move); None when it cannot say."""

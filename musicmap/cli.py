@@ -2,8 +2,8 @@
 
 Errors a person can fix (:class:`UserError`, :class:`store.StoreError`,
 :class:`indexer.errors.IndexerError`) are caught here, once: one line on stderr, exit 1.
-Usage errors exit 2 (argparse). ``--json`` prints one JSON document on stdout and
-nothing else there; logs and progress go to stderr.
+Usage errors exit 2 (argparse). Every exit code is named in :mod:`musicmap.exits`. ``--json``
+prints one JSON document on stdout and nothing else there; logs and progress go to stderr.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from store import StoreError
 
-from . import __version__
+from . import __version__, exits
 from .commands import COMMANDS
 from .errors import UserError
 from .settings import resolve
@@ -65,17 +65,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         settings = resolve(args)
-        return int(args._module.run(args, settings) or 0)
+        return int(args._module.run(args, settings) or exits.OK)
     except (UserError, StoreError, IndexerError) as exc:
         print(f"musicmap {args.command}: error: {exc}", file=sys.stderr)
-        return 1
+        return exits.FAILED
     except KeyboardInterrupt:
         print(f"musicmap {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return exits.INTERRUPTED
     except BrokenPipeError:  # e.g. `musicmap sql ... | head`: the reader left, not an error of ours
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-        return 141
+        return exits.BROKEN_PIPE
 
 
 if __name__ == "__main__":

@@ -11,8 +11,8 @@ A track is named by its id, its file, or words of its artist and title (the firs
 the command line. Similarity options are the store's (``where``, ``max_per_artist``,
 ``max_per_album``, ``dedupe``, ``mmr``, ``min_score``: :class:`store.search.SearchOptions`). The
 store is opened read-only: an index run may write to it meanwhile (between its batches).
-Errors are the store's (:class:`store.StoreError` and its kinds) and, for a track that matches
-nothing, :class:`musicmap.errors.UserError`.
+Errors are the store's (:class:`store.StoreError` and its kinds): an unknown id is
+:class:`store.TrackNotFound`, a file or words that name no track :class:`store.NoMatchingTrack`.
 """
 
 from __future__ import annotations
@@ -28,8 +28,6 @@ import pandas as pd
 
 from store import Neighbour, Store
 from store.search import SimilarOptions, VarietyOptions
-
-from .commands._common import resolve_track
 
 TrackRef = int | str | Path
 """A track: its id, its file, or words of its artist and title."""
@@ -57,10 +55,9 @@ class Library:
         self.store.close()
 
     def track_id(self, track: TrackRef) -> int:
-        """The id of ``track`` (an id, a file of the library, or artist/title words)."""
-        if isinstance(track, (int, np.integer)):
-            return int(self.store.track(int(track))["id"])
-        return resolve_track(self.store, str(track))
+        """The id of ``track`` (an id, a file of the library, or artist/title words):
+        :meth:`store.Store.resolve_track`."""
+        return self.store.resolve_track(track)
 
     def tracks(self, where: str | None = None, columns: Sequence[str] | None = None) -> pd.DataFrame:
         """Every track (or those matching ``where``, one SQL condition over the tracks' columns), by id."""

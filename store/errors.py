@@ -23,6 +23,11 @@ class InvalidQuery(StoreError):
     vector of the wrong size, a seed that cannot be searched from."""
 
 
+class NoMatchingTrack(InvalidQuery):
+    """A file or words given to name a track name none of the store's (:meth:`store.Store.resolve_track`):
+    a file it does not hold, words no track's artist, title or album contain."""
+
+
 class StoreUnavailable(StoreError):
     """The store cannot be read right now: another process holds the database, or it cannot be
     opened. Trying again later (or fixing the store) helps; changing the question does not."""

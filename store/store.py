@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from . import freshness, listening, schema, search, sql
-from .errors import InvalidQuery, StoreError, TrackNotFound
+from .errors import InvalidQuery, NoMatchingTrack, StoreError, TrackNotFound
 from .manifest import Manifest, ModelInfo, read_manifest
 from .paths import db_path, fs_path
 from .search import SearchOptions, SimilarOptions, VarietyOptions
@@ -330,6 +330,41 @@ class Store:
                 "ORDER BY (lower(concat_ws(' ', artist, title)) = ?) DESC, id LIMIT ?",
                 [*words, text.lower(), limit],
             ).df()
+
+    def resolve_track(self, query: int | str | Path) -> int:
+        """The id of the track ``query`` names: its id (an int, or digits), a file the store holds,
+        or words of its artist and title (the best match of :meth:`find_tracks`; when several
+        match, which one is logged). The CLI, the Python API and any other caller name tracks
+        this one way.
+
+        Raises
+        ------
+        TrackNotFound
+            An id no track has.
+        NoMatchingTrack
+            A file the store does not hold, or words no track matches.
+        """
+        if isinstance(query, (int, np.integer)):
+            return int(self.track(int(query))["id"])
+        text = str(query).strip()
+        if text.isdigit():
+            self.track(int(text))  # TrackNotFound names it
+            return int(text)
+        path = Path(text).expanduser()
+        if path.is_file():
+            track_id = self.track_id_for_path(path)
+            if track_id is None:
+                raise NoMatchingTrack(f"{path} is not a track of {self.path}; index it first")
+            return track_id
+        matches = self.find_tracks(text, limit=5)
+        if matches.empty:
+            raise NoMatchingTrack(f"no track id, file or artist/title matches {text!r}; list the tracks with "
+                                  "SQL: SELECT id, artist, title FROM tracks")
+        first = int(matches.iloc[0]["id"])
+        if len(matches) > 1:
+            logger.info("%r matched %d+ tracks; using #%d (%s - %s). Give a track id to choose another.",
+                        text, len(matches), first, matches.iloc[0]["artist"], matches.iloc[0]["title"])
+        return first
 
     def similar(self, track_id: int, k: int = 10, **options: Unpack[SimilarOptions]) -> list[Neighbour]:
         """The ``k`` tracks most similar to ``track_id`` (never the track itself); ``options`` as

@@ -231,6 +231,19 @@ def test_usage_errors_exit_2(demo_store: DemoStore) -> None:
     assert run_cli("index", "x", "--device", "tpu").returncode == 2
 
 
+def test_the_exit_code_rule_in_one_place() -> None:
+    """The documented codes (0 done, 1 nothing done or a user error, 2 usage, 3 some items failed,
+    130 Ctrl-C, 141 broken pipe), each named once in musicmap.exits."""
+    from musicmap import exits
+
+    assert (exits.OK, exits.FAILED, exits.USAGE, exits.PARTIAL, exits.INTERRUPTED, exits.BROKEN_PIPE) == \
+        (0, 1, 2, 3, 130, 141)
+    assert exits.outcome(0) == exits.outcome(0, done=0) == exits.outcome(0, done=5) == 0  # nothing failed
+    assert exits.outcome(2, done=5) == 3  # some failed, the rest done
+    assert exits.outcome(2, done=0) == 1  # every one failed: nothing could be done
+    assert exits.outcome(2) == 3  # a command that does not count what was done (tag): some failed
+
+
 @pytest.mark.parametrize("command", [module.NAME for module in COMMANDS])
 def test_every_command_has_help(command: str) -> None:
     proc = run_cli(command, "--help")

@@ -13,8 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from musicmap.errors import UserError
-from store import InvalidQuery, TrackNotFound
+from store import InvalidQuery, NoMatchingTrack, StoreError, TrackNotFound
 from tests.conftest import DemoStore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,15 +77,18 @@ def test_answers_match_the_store(demo_store: DemoStore) -> None:
 
 def test_bad_input_is_named(demo_store: DemoStore, tmp_path: Path) -> None:
     import musicmap
-    from store import StoreError
 
     with pytest.raises(StoreError, match="does not exist"):
         musicmap.open(tmp_path / "nowhere")
     with musicmap.open(demo_store.store) as lib:
         with pytest.raises(TrackNotFound):
             lib.similar(10**9)
-        with pytest.raises(UserError, match="no track id"):
+        with pytest.raises(NoMatchingTrack, match="no track id"):  # a store error, as every other one
             lib.similar("no such artist or title anywhere")
+        stray = tmp_path / "stray.flac"
+        stray.write_bytes(b"not indexed")
+        with pytest.raises(NoMatchingTrack, match=r"stray\.flac is not a track of"):
+            lib.similar(stray)  # a file, but not one of the store's
         with pytest.raises(InvalidQuery, match="SQL error"):
             lib.sql("SELEC 1")
         with pytest.raises(InvalidQuery, match="k must be"):

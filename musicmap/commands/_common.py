@@ -6,7 +6,6 @@ import argparse
 import json
 import sys
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..settings import Settings, help_for
@@ -95,26 +94,6 @@ def store_embedder(store: Store, settings: Settings) -> Embedder:
     options["keep_windows"] = False
     options["revision"] = model.revision  # the commit the store's vectors came from (hub ids)
     return load_embedder(model.name, device=settings.device, batch_size=settings.batch_size, **options)
-
-
-def resolve_track(store: Store, query: str) -> int:
-    """A track id from ``query``: an id, a file the store holds, or artist/title text (first match)."""
-    from ..errors import UserError
-
-    text = query.strip()
-    if text.isdigit():
-        store.track(int(text))  # TrackNotFound (a StoreError) names it
-        return int(text)
-    path = Path(text).expanduser()
-    if path.is_file():
-        track_id = store.track_id_for_path(path)
-        if track_id is None:
-            raise UserError(f"{path} is not a track of {store.path}; index it first")
-        return track_id
-    matches = store.find_tracks(text, limit=2)
-    if matches.empty:
-        raise UserError(f"no track id, file or artist/title matches {query!r}")
-    return int(matches.iloc[0]["id"])
 
 
 def run_settings(settings: dict[str, Any] | None) -> str:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from store import Store
 
+from .. import exits
 from ..errors import UserError
 from ..settings import DEFAULT_MODEL, Settings, help_for
 from ._common import Progress
@@ -169,4 +170,4 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             if args.quiet:  # otherwise the explorer says its address itself, and the exports their files
                 print(f"explorer: http://{settings.host}:{settings.port}/  (Ctrl-C to stop)")
             serve(store, settings.host, settings.port)
-    return 0
+    return exits.OK

@@ -12,6 +12,7 @@ from typing import Any
 
 from store import Store, StoreError
 
+from .. import exits
 from ..errors import UserError
 from ..settings import Settings
 from ._common import add_json, print_json
@@ -95,7 +96,7 @@ def _fidelity(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         print_json({"model": first.info.label, "files": n, "modes": [r.to_dict() for r in results],
                     "recommend": advice})
-        return 0
+        return exits.OK
     print(f"fidelity of faster modes: {first.info.label}, {n} files of {', '.join(args.fidelity)}")
     print(f"{'mode':<24} {'windows/s':>9} {'audio-s/s':>9} {'cos min':>9} {'cos mean':>9} {'top-10':>7} "
           f"{'top-5 labels':>12}")
@@ -106,7 +107,7 @@ def _fidelity(args: argparse.Namespace, settings: Settings) -> int:
               f"{d['cosine_mean']:>9.5f} {d['top10_overlap']:>7.2f} {labels:>12}")
     print(f"recommended: {advice['same_results'] or 'the full computation'} for results like the full computation "
           f"(every track at cosine ≥ 0.9999); {advice['fast'] or 'none'} for the fastest within cosine 0.99")
-    return 0
+    return exits.OK
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -148,4 +149,4 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         for c in checks:
             mark = "ok " if c["ok"] else "-- " if c.get("optional") else "BAD"
             print(f"{mark}  {c['check']:<16} {c['detail']}")
-    return 0 if ok else 1
+    return exits.OK if ok else exits.FAILED

@@ -18,6 +18,7 @@ import argparse
 
 from store import Store
 
+from .. import exits
 from ..errors import UserError
 from ..settings import Settings
 from ._common import add_json, add_store, print_json
@@ -71,4 +72,4 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     else:
         for kind, what in written.items():
             print(f"wrote {kind}: {what}")
-    return 0
+    return exits.OK

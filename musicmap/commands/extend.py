@@ -18,6 +18,7 @@ import sys
 
 from store import Store, playlist_tracks, read_m3u
 
+from .. import exits
 from ..errors import UserError
 from ..settings import Settings
 from ._common import add_json, add_store, print_json
@@ -61,7 +62,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             from store.m3u import m3u_bytes
 
             sys.stdout.buffer.write(m3u_bytes(store, out_ids))
-            return 0
+            return exits.OK
         if args.m3u:
             from store.m3u import write_m3u
 
@@ -70,11 +71,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         print_json({"playlist": ids, "unknown": unknown, "mode": args.mode,
                     "added": [{"track_id": a.track_id, "score": round(a.score, 6), **a.track} for a in added]})
-        return 0
+        return exits.OK
     print(f"{len(added)} tracks for {args.playlist} ({len(ids)} tracks in the store"
           + (f", {len(unknown)} not" if unknown else "") + "):")
     for rank, a in enumerate(added, start=1):
         t = a.track
         print(f"{rank:3d}. {a.score:.3f}  #{a.track_id:<6d} {t.get('artist') or '?'} - {t.get('title') or '?'}"
               f"  [{t.get('genre') or '-'}]")
-    return 0
+    return exits.OK

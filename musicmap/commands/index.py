@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from store import Store, StoreError
 
+from .. import exits
 from ..errors import UserError
 from ..settings import Settings, help_for
 from ._common import Progress, add_json, add_store, print_json
@@ -214,7 +215,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             print_json({"plan": plan.to_dict()})
         else:
             print(plan.describe())
-        return 0
+        return exits.OK
     try:
         report = index_library(args.library, settings.store, embedder, workers=settings.workers,
                                prune=args.prune, metadata=args.metadata, category_from=args.category_from,
@@ -232,19 +233,18 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if report is not None and report.map is not None and report.map["action"] == "interrupted":
         print("musicmap index: interrupted while updating the map; every file is indexed and saved. "
               "Run musicmap map to update the map.", file=sys.stderr)
-        return 130
+        return exits.INTERRUPTED
     if report is None or report.status == "interrupted":
         print("musicmap index: interrupted; the tracks finished so far are saved. Run the same "
               "command again to continue.", file=sys.stderr)
-        return 130
+        return exits.INTERRUPTED
     if not args.json and report.map is None:
         print(f"next: musicmap map --store {settings.store}")
-    indexed = report.added + report.updated + report.unchanged + report.moved
-    if report.failed and not indexed:
+    code = exits.outcome(report.failed, done=report.added + report.updated + report.unchanged + report.moved)
+    if code == exits.FAILED:
         print(f"musicmap index: error: none of the {report.failed} files could be indexed (see above)",
               file=sys.stderr)
-        return 1
-    return 3 if report.failed else 0
+    return code
 
 
 def run_ray(args: argparse.Namespace, settings: Settings) -> int:
@@ -294,7 +294,7 @@ def run_ray(args: argparse.Namespace, settings: Settings) -> int:
             print_json(out)
         else:
             print(f"next: musicmap ingest {staging} --store {settings.store}")
-        return 3 if ray_run.failed else 0
+        return exits.outcome(ray_run.failed)
     report = ingest(staging, settings.store, metadata=args.metadata, category_from=args.category_from,
                     index_kind=args.index_type, map_name="tsne" if args.update_map else None,
                     progress=Progress("tracks", enabled=not args.quiet))
@@ -304,6 +304,4 @@ def run_ray(args: argparse.Namespace, settings: Settings) -> int:
         print_json({**out, "ingest": report.to_dict()})
     else:
         print(summary(report))
-    if report.failed and not (report.added + report.updated + report.unchanged):
-        return 1
-    return 3 if report.failed else 0
+    return exits.outcome(report.failed, done=report.added + report.updated + report.unchanged)

@@ -6,6 +6,7 @@ import argparse
 
 from store import Store
 
+from .. import exits
 from ..settings import Settings
 from ._common import add_json, add_store, print_json, run_settings
 
@@ -23,7 +24,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         info = store.info()
     if args.json:
         print_json(info)
-        return 0
+        return exits.OK
     m = info["model"]
     print(f"store      {info['store']}  ({info['size_bytes'] / 1e6:.1f} MB)")
     print(f"model      {m['label']}{'' if m['kind'] == 'maest' else ' — not MAEST'}  [{m['id']}, "
@@ -52,4 +53,4 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         print(f"last run   #{r['id']} {r['status']} at {r['started_at']}: {r['added']} added, "
               f"{r['updated']} updated, {r['unchanged']} unchanged, {r['failed']} failed"
               + (f"; ran {run_settings(r['settings'])}" if run_settings(r.get("settings")) else ""))
-    return 0
+    return exits.OK

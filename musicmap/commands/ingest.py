@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 
+from .. import exits
 from ..settings import Settings
 from ._common import Progress, add_json, add_store, print_json
 
@@ -51,6 +52,4 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         print_json(report.to_dict())
     else:
         print(summary(report))
-    if report.failed and not (report.added + report.updated + report.unchanged):
-        return 1
-    return 3 if report.failed else 0
+    return exits.outcome(report.failed, done=report.added + report.updated + report.unchanged)

@@ -16,6 +16,7 @@ import argparse
 
 from store import Store
 
+from .. import exits
 from ..errors import UserError
 from ..settings import Settings
 from ._common import add_json, add_store, print_json
@@ -64,4 +65,4 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     else:
         print(f"map '{result['name']}': {result['n_tracks']} tracks ({result['method']}, {result['seconds']} s)"
               + describe_quality(result.get("quality") or {}))
-    return 0
+    return exits.OK

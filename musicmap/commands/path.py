@@ -16,9 +16,10 @@ import sys
 
 from store import Store
 
+from .. import exits
 from ..errors import UserError
 from ..settings import Settings
-from ._common import add_json, add_store, print_json, resolve_track
+from ._common import add_json, add_store, print_json
 
 NAME = "path"
 HELP = "a path of similar tracks from one song to another"
@@ -40,7 +41,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     with Store.open(settings.store) as store:
-        start, end = resolve_track(store, args.start), resolve_track(store, args.end)
+        start, end = store.resolve_track(args.start), store.resolve_track(args.end)
         if start == end:
             raise UserError(f"{args.start!r} and {args.end!r} are the same track (#{start}); give two different ones")
         steps = store.song_path(start, end, length=args.steps, where=args.where, max_per_artist=args.max_per_artist,
@@ -50,7 +51,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             from store.m3u import m3u_bytes
 
             sys.stdout.buffer.write(m3u_bytes(store, ids))
-            return 0
+            return exits.OK
         if args.m3u:
             from store.m3u import write_m3u
 
@@ -59,7 +60,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         print_json({"from": start, "to": end, "steps": [
             {"track_id": s.track_id, "to_previous": s.to_previous, "to_end": round(s.to_end, 6), **s.track}
             for s in steps]})
-        return 0
+        return exits.OK
     for i, s in enumerate(steps, start=1):
         t = s.track
         near = "      " if s.to_previous is None else f"{s.to_previous:.3f}"
@@ -67,4 +68,4 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
               f"{t.get('title') or '?'}  [{t.get('genre') or '-'}]")
     if len(steps) < args.steps:
         print(f"  (only {len(steps)} tracks: the library{' or --where' if args.where else ''} has no more to use)")
-    return 0
+    return exits.OK

@@ -25,6 +25,7 @@ from explorer.limits import MAX_UPLOAD_MB, MAX_UPLOAD_SECONDS
 from explorer.upload import EmbedFn, PlaceFn, UploadError
 from store import Store
 
+from .. import exits
 from ..errors import UserError
 from ..settings import Settings, help_for
 from ._common import add_store, store_embedder
@@ -139,4 +140,4 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                         store.manifest.model.label)
         serve(store, settings.host, settings.port, embed=embed, place=place, max_upload_mb=args.max_upload_mb,
               token=settings.token)
-    return 0
+    return exits.OK

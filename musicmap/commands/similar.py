@@ -23,6 +23,7 @@ from typing import Any
 
 from store import Neighbour, Store
 
+from .. import exits
 from ..errors import UserError
 from ..settings import Settings
 from ._common import add_json, add_store, print_json, store_embedder
@@ -68,14 +69,9 @@ def resolve_query(store: Store, query: str | list[str], settings: Settings, k: i
         tracks = [store.track(i) for i in ids]
         return {"type": "tracks", "tracks": tracks}, store.search(ids, k=kk, **options)
     text = " ".join(words).strip()
-    if text.isdigit():
-        track = store.track(int(text))
-        return {"type": "track", "track": track}, store.similar(int(text), kk, **options)
     path = Path(text).expanduser()
-    if path.is_file():
-        track_id = store.track_id_for_path(path)
-        if track_id is not None:
-            return {"type": "track", "track": store.track(track_id)}, store.similar(track_id, kk, **options)
+    # a file the store does not hold is embedded with the store's model (digits stay a track id)
+    if not text.isdigit() and path.is_file() and store.track_id_for_path(path) is None:
         from indexer.decode import load_audio
         from indexer.errors import FileFailure
 
@@ -85,15 +81,8 @@ def resolve_query(store: Store, query: str | list[str], settings: Settings, k: i
         except FileFailure as exc:
             raise UserError(f"cannot read {path}: {exc.reason}") from exc
         return {"type": "file", "path": str(path.resolve())}, store.similar_to_vector(vector, kk, **options)
-    matches = store.find_tracks(text, limit=5)
-    if matches.empty:
-        raise UserError(f"no track id, file or artist/title matches {query!r}; "
-                        "try `musicmap sql \"SELECT id, artist, title FROM tracks\"` to browse")
-    first = int(matches.iloc[0]["id"])
-    if len(matches) > 1:
-        logger.info("%r matched %d+ tracks; using #%d (%s - %s). Give a track id to choose another.",
-                    query, len(matches), first, matches.iloc[0]["artist"], matches.iloc[0]["title"])
-    return {"type": "track", "track": store.track(first)}, store.similar(first, kk, **options)
+    track_id = store.resolve_track(text)  # an id, a file the store holds, or artist/title words
+    return {"type": "track", "track": store.track(track_id)}, store.similar(track_id, kk, **options)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -113,7 +102,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             "model": {"id": model.id, "label": model.label, "kind": model.kind},
             "results": [{"track_id": n.track_id, "score": round(n.score, 6), **n.track} for n in neighbours],
         })
-        return 0
+        return exits.OK
     if query["type"] == "track":
         t = query["track"]
         print(f"similar to #{t['id']} {t.get('artist') or '?'} - {t.get('title') or '?'} ({model.label}):")
@@ -127,4 +116,4 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
               f"  [{t.get('genre') or '-'}]")
     if not neighbours:
         print("  (no tracks match)")
-    return 0
+    return exits.OK

@@ -17,6 +17,7 @@ import sys
 
 from store import Store
 
+from .. import exits
 from ..settings import Settings
 from ._common import add_store, print_json
 
@@ -51,4 +52,4 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         print(f"({len(result.rows)} row{'s' if len(result.rows) != 1 else ''})")
     if result.truncated:
         print(f"musicmap sql: output cut at {len(result.rows)} rows (--max-rows)", file=sys.stderr)
-    return 0
+    return exits.OK

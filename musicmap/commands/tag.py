@@ -30,6 +30,7 @@ from typing import Any
 
 from store import Store, StoreError
 
+from .. import exits
 from ..errors import UserError
 from ..settings import Settings
 from ._common import add_json, add_store, print_json
@@ -122,7 +123,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                     print(f"{plan['path']}: {f} {plan['current'][f]!r} -> {v!r}"
                           + ("  (changed since indexed: would be left alone)" if plan["changed_since_indexed"] else ""))
             print(f"{len(plans)} files would be tagged (dry run: nothing written)")
-        return 0
+        return exits.OK
     from indexer.scan import fingerprint
     from indexer.tagwrite import Backup, TagWriteError, write
 
@@ -166,7 +167,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
               + (f"; undo with: musicmap tag --store {settings.store} --undo {backup.folder.name}" if written else ""))
         for f in failed[:10]:
             print(f"  failed: {f['path']}: {f['error']}")
-    return 3 if failed else 0
+    return exits.outcome(len(failed))
 
 
 def _safe_read(path: str, field: str) -> str | None:
@@ -216,4 +217,4 @@ def _undo(args: argparse.Namespace, settings: Settings) -> int:
         for key in ("gone", "changed since"):
             for path in results[key][:10]:
                 print(f"  not restored ({key}): {path}")
-    return 3 if results["gone"] or results["changed since"] else 0
+    return exits.outcome(len(results["gone"]) + len(results["changed since"]))

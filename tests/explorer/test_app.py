@@ -19,7 +19,8 @@ from flask.testing import FlaskClient
 from explorer import create_app
 from explorer.api import OPENAPI
 from explorer.callbacks import Callbacks
-from explorer.limits import PATH_STEPS
+from explorer.controls import ListControls
+from explorer.limits import K_DEFAULT, K_PAGE_MAX, PATH_STEPS
 from explorer.panels import listed
 from explorer.state import ViewState, encode, parse
 from store import Store, TrackNotFound
@@ -273,7 +274,7 @@ def test_openapi_document_matches_the_routes(client: FlaskClient, app: dash.Dash
 # -- callbacks as plain functions ----------------------------------------------------------------
 
 def test_track_panel_lists_neighbours_highlights_and_dims(cb: Callbacks) -> None:
-    view = cb.track_view(3, 10, None, None, False, None)
+    view = cb.track_view(3, ListControls(k=10))
     highlight = view["highlight"]  # what the page's overlay draws
     rows = view["similar"]
     assert len(rows) == 10 and view["audio"] == "/audio/3" and view["id"] == 3
@@ -295,13 +296,13 @@ def test_track_panel_lists_neighbours_highlights_and_dims(cb: Callbacks) -> None
     assert track["path"].endswith(fields["file"][0])
     json.dumps(view)  # all of it JSON as it is
 
-    assert len(cb.track_view(3, 6, 1, None, True, None)["similar"]) == 6
+    assert len(cb.track_view(3, ListControls(k=6, max_per_artist=1, dedupe=True))["similar"]) == 6
 
-    view = cb.track_view(3, 5, None, None, False, "nope = 1")
+    view = cb.track_view(3, ListControls(k=5, where="nope = 1"))
     assert view["problem"] is not None and "nope" in view["problem"] and len(view["similar"]) == 5
 
     with pytest.raises(TrackNotFound):
-        cb.track_view(99999, 10, None, None, False, None)
+        cb.track_view(99999, ListControls())
 
 
 def test_track_panel_through_the_api(client: FlaskClient) -> None:
@@ -324,6 +325,24 @@ def test_track_panel_through_the_api(client: FlaskClient) -> None:
     assert client.get("/api/v1/panel/1", query_string={"path_from": 1}).get_json()["path"]["starts_here"]
     # a start since gone: no offer, no error
     assert client.get("/api/v1/panel/50", query_string={"path_from": 99999}).get_json()["path"]["start"] is None
+
+
+def test_list_controls_from_the_page_and_from_the_api_are_one_rule(cb: Callbacks, client: FlaskClient) -> None:
+    """The five controls as one value: the page's raw widget values and the API's parsed query
+    string go through the same rules, so both make the same list."""
+    assert ListControls.from_controls(None, None, None, None, None) == ListControls() == ListControls(k=K_DEFAULT)
+    for k in (0, K_PAGE_MAX + 1, None):  # empty or out of range: the default, as the permalink's k
+        assert ListControls.from_controls(k, 0, 0, [], "   ") == ListControls()
+    page = ListControls.from_controls(7, 2, 0, ["dedupe"], "  year > 1990 ")
+    assert page == ListControls(k=7, max_per_artist=2, max_per_album=None, dedupe=True, where="year > 1990")
+    assert page.variety() == {"dedupe": True, "max_per_artist": 2, "where": "year > 1990"}
+    assert ListControls().variety() == {"dedupe": False}
+    api = ListControls.from_args({"k": 7, "max_per_artist": 2, "max_per_album": None, "dedupe": True,
+                                  "where": "year > 1990"})
+    assert api == page
+    answer = client.get("/api/v1/panel/3", query_string={"k": 7, "max_per_artist": 2, "dedupe": "true",
+                                                         "where": "year > 1990"}).get_json()
+    assert answer["similar"] == cb.track_view(3, page)["similar"] and len(answer["similar"]) == 7
 
 
 def test_track_panel_needs_the_explorer(demo_store: DemoStore) -> None:
@@ -351,8 +370,8 @@ def test_clear_button_clears_the_track_a_clip_and_the_highlight(cb: Callbacks, m
 
 
 def test_variety_controls_change_the_list(cb: Callbacks, demo_store: DemoStore) -> None:
-    plain = cb.track_view(5, 10, None, None, False, None)
-    per_artist = cb.track_view(5, 10, 1, None, False, None)
+    plain = cb.track_view(5, ListControls())
+    per_artist = cb.track_view(5, ListControls(max_per_artist=1))
     with Store.open(demo_store.store) as store:
         def artists(view: Any) -> list[str]:
             ids = [r["id"] for r in view["similar"]]
@@ -364,10 +383,10 @@ def test_variety_controls_change_the_list(cb: Callbacks, demo_store: DemoStore) 
 
 
 def test_song_path_from_the_panel_drawn_listed_and_playable(cb: Callbacks) -> None:
-    offer = cb.track_view(1, 10, None, None, False, None)["path"]
+    offer = cb.track_view(1, ListControls())["path"]
     assert offer["start"] is None and not offer["starts_here"]  # "start a path here" only
-    assert cb.track_view(1, 10, None, None, False, None, path_from=1)["path"]["starts_here"]
-    offer = cb.track_view(50, 10, None, None, False, None, path_from=1)["path"]
+    assert cb.track_view(1, ListControls(), path_from=1)["path"]["starts_here"]
+    offer = cb.track_view(50, ListControls(), path_from=1)["path"]
     with cb.store.holding():
         start = cb.store.track(1)
     assert offer["start_id"] == 1 and offer["start"] == f"{start['artist'] or '?'} – {start['title'] or '?'}"

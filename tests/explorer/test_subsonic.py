@@ -156,3 +156,15 @@ def test_a_real_client_library_against_a_running_server(demo_store: DemoStore) -
                                         password="not-it", port=int(parsed.port or 80), app_name="musicmap-test")
         with pytest.raises(Exception, match=r"(?i)wrong username or password|40"):
             wrong.ping()
+
+
+def test_each_method_is_a_row_of_the_table_and_documented() -> None:
+    """Each OpenSubsonic method is one :class:`Subsonic` method and one row of ``METHODS`` (its name
+    and parameters); the module's docstring lists every one."""
+    from explorer import subsonic
+
+    assert set(subsonic.METHODS) == {"ping", "getOpenSubsonicExtensions", "getSonicSimilarTracks", "findSonicPath",
+                                     "getSimilarSongs2", "getSong", "stream"}
+    for name, declared in subsonic.METHODS.items():
+        assert callable(getattr(subsonic.Subsonic, declared.attribute)) and name in (subsonic.__doc__ or ""), name
+    assert [m.name for m in subsonic.METHODS.values() if m.public] == ["getOpenSubsonicExtensions"]

@@ -21,6 +21,7 @@ from flask.testing import FlaskClient
 from data.demo_library import synthesise
 from explorer import create_app
 from explorer.callbacks import Callbacks
+from explorer.controls import ListControls
 from explorer.panels import listed
 from musicmap.commands.serve import upload_functions
 from musicmap.settings import resolve
@@ -177,7 +178,7 @@ def test_the_page_upload_callback_draws_a_star_and_lists_neighbours(app: dash.Da
     track = next(t for t in demo_store.tracks if t.format == "wav")
     track_id = store.track_id_for_path(track.path)
     url = "data:audio/wav;base64," + base64.b64encode(track.path.read_bytes()).decode()
-    panel, drawn, error = cb.upload(url, "mine.wav", 10, None, None, False, None)
+    panel, drawn, error = cb.upload(url, "mine.wav", ListControls(k=10))
     highlight = json.loads(str(drawn))
     text = json.dumps([c.to_plotly_json() for c in panel], default=lambda o: o.to_plotly_json(), ensure_ascii=False)
     assert error == "" and "Your clip: mine.wav" in text and "on the map at the star" in text
@@ -185,7 +186,7 @@ def test_the_page_upload_callback_draws_a_star_and_lists_neighbours(app: dash.Da
     assert highlight["mode"] == "rays"  # the star, a line to each neighbour
     star = highlight["marks"][0]
     assert star["symbol"] == "star" and star["id"] == -1 and len(highlight["marks"]) == 11
-    _, _, error = cb.upload("data:audio/wav;base64,bm90IGF1ZGlv", "notes.wav", 10, None, None, False, None)
+    _, _, error = cb.upload("data:audio/wav;base64,bm90IGF1ZGlv", "notes.wav", ListControls(k=10))
     assert "notes.wav: not an audio file" in error
     # through the page's gate: the clip's panel takes the chosen track's place (none chosen) ...
     panel, _, error, cleared, selected = cb.upload_go({"contents": url, "filename": "mine.wav"}, 10, None, None,

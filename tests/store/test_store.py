@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from store import InvalidQuery, ModelInfo, Store, StoreError, TrackRecord
+from store import InvalidQuery, ModelInfo, NoMatchingTrack, Store, StoreError, TrackNotFound, TrackRecord
 from store.vectors import INDEX_NAME, SIDECAR_NAME
 from tests.fakes import write_store
 
@@ -118,6 +118,34 @@ def test_similar_errors(filled: Path) -> None:
             store.similar(1, k=0)
         with pytest.raises(StoreError, match="dimensions"):
             store.similar_to_vector(np.ones(D + 3))
+
+
+def test_a_track_named_by_id_file_or_words(filled: Path, tmp_path: Path) -> None:
+    """``resolve_track``: what the CLI and the Python API accept for a track, each bad case named."""
+    held = tmp_path / "music" / "t7.flac"
+    held.parent.mkdir()
+    held.write_bytes(b"x")
+    stray = tmp_path / "stray.flac"
+    stray.write_bytes(b"x")
+    with Store.open_for_indexing(filled, _model()) as store:  # a track at a real file, so is_file() holds
+        [held_id] = store.write_tracks([TrackRecord(path=str(held), size=1, mtime=1.0, tags={"title": "Held"},
+                                                    vector=np.ones(D, np.float32))])
+        store.sync()
+    with Store.open(filled) as store:
+        assert store.resolve_track(7) == store.resolve_track("7") == store.resolve_track(np.int64(7)) == 7
+        assert store.resolve_track(held) == store.resolve_track(str(held)) == held_id
+        assert store.resolve_track("artist 3 song 8") == 9  # the exact artist and title first (not "Song 88")
+        assert store.resolve_track("  Song 12 ") == 13  # several match ("Song 112", ...): the first by id
+        with pytest.raises(TrackNotFound, match="no track with id 9999"):
+            store.resolve_track("9999")
+        with pytest.raises(TrackNotFound, match="no track with id 9999"):
+            store.resolve_track(9999)
+        with pytest.raises(NoMatchingTrack, match=f"{stray} is not a track of .*; index it first"):
+            store.resolve_track(stray)
+        with pytest.raises(NoMatchingTrack, match="no track id, file or artist/title matches 'zzz qqq'"):
+            store.resolve_track("zzz qqq")
+        with pytest.raises(InvalidQuery, match="empty search text"):
+            store.resolve_track("  ")
 
 
 def test_maps_from_before_clusters_still_open(filled: Path) -> None:
