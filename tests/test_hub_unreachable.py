@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from indexer.embedders.hub import probe
 from tests.audio import write_tone
 from tests.conftest import free_port, make_tiny_maest, run_cli
 
@@ -188,3 +189,31 @@ def test_the_hub_clients_retries_stay_off_the_terminal(library: Path, tmp_path: 
     assert len(lines) == 2 and "--model features" in lines[1], stderr
     assert not [word for word in FOREIGN if word in stderr], stderr
     assert stdout == ""
+
+
+def test_the_probe_says_why_in_a_few_words_and_within_its_deadline(silent_host: str, local_hub: _Hub) -> None:
+    """The probe alone: each way of being unreachable named; anything that answers is an answer,
+    whatever it says (an HTTP error, a TLS handshake that fails, a reply that is not HTTP)."""
+    port = local_hub.server_address[1]
+    assert probe(f"http://127.0.0.1:{port}/x") is None  # 404: the hub is there
+    assert probe(f"https://127.0.0.1:{port}/x") is None  # TLS to a plain HTTP server: it answered
+    assert probe("http://musicmap-hub.invalid/x") == "DNS finds no address for musicmap-hub.invalid"
+    assert probe(f"http://127.0.0.1:{free_port()}/x") == "127.0.0.1 refused the connection"
+    assert probe("musicmap-hub/x") == "not an http(s) URL"
+    start = time.monotonic()
+    assert probe(silent_host + "/x", seconds=1) == "127.0.0.1 gave no answer within 1 s"
+    assert time.monotonic() - start < 3
+    with socket.socket() as raw:  # a server that speaks something else, then hangs up
+        raw.bind(("127.0.0.1", 0))
+        raw.listen()
+
+        def babble() -> None:
+            conn, _ = raw.accept()
+            conn.recv(1024)
+            conn.sendall(b"SSH-2.0-OpenSSH_9.6\r\n")
+            conn.close()
+
+        thread = threading.Thread(target=babble, daemon=True)
+        thread.start()
+        assert probe(f"http://127.0.0.1:{raw.getsockname()[1]}/x") is None
+        thread.join(5)

@@ -12,6 +12,7 @@ progress bars off the terminal during the load itself (``-v`` lets them through)
 
 from __future__ import annotations
 
+import http.client
 import logging
 import socket
 import ssl
@@ -83,19 +84,31 @@ def cached_snapshot(repo_id: str, revision: str) -> Path | None:
     return None
 
 
-def _reason(exc: BaseException, host: str, seconds: float) -> str:
-    """Why a request to the hub failed, in a few words (no resolver's or client's jargon)."""
+def _unwrapped(exc: BaseException) -> BaseException:
+    """urllib wraps the socket's error in a ``URLError``: the socket's error."""
     if isinstance(exc, urllib.error.URLError) and not isinstance(exc, urllib.error.HTTPError):
         inner = exc.reason
-        exc = inner if isinstance(inner, BaseException) else OSError(str(inner))
+        return inner if isinstance(inner, BaseException) else OSError(str(inner))
+    return exc
+
+
+def _answered(exc: BaseException) -> bool:
+    """Whether the host answered, though not as the probe expected: a TLS handshake it failed
+    (urllib checks certificates against the system's store, the hub client against certifi's:
+    that difference is not the hub's absence) or something that is not HTTP. The hub client
+    decides about those, and musicmap reports what it says."""
+    return isinstance(_unwrapped(exc), (ssl.SSLError, http.client.HTTPException))
+
+
+def _reason(exc: BaseException, host: str, seconds: float) -> str:
+    """Why a request to the hub failed, in a few words (no resolver's or client's jargon)."""
+    exc = _unwrapped(exc)
     if isinstance(exc, socket.gaierror):
         return f"DNS finds no address for {host}"
     if isinstance(exc, ConnectionRefusedError):
         return f"{host} refused the connection"
     if isinstance(exc, TimeoutError):  # socket.timeout is TimeoutError since Python 3.10
         return f"{host} gave no answer within {seconds:g} s"
-    if isinstance(exc, ssl.SSLError):
-        return f"the secure connection to {host} failed ({exc.reason or type(exc).__name__})"
     if isinstance(exc, OSError) and exc.strerror:
         return f"{host}: {exc.strerror.lower()}"
     return f"{host}: {str(exc).strip() or type(exc).__name__}"
@@ -110,8 +123,9 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 
 def probe(url: str, *, seconds: float = PROBE_SECONDS) -> str | None:
     """Ask ``url`` once (HEAD, no retries, through the same proxies the hub client uses) and
-    return None when anything answers (any HTTP status), else why not in a few words: the host
-    name does not resolve, the connection is refused, no answer within ``seconds``.
+    return None when anything answers (any HTTP status, a failed TLS handshake, a reply that is
+    not HTTP), else why not in a few words: the host name does not resolve, the connection is
+    refused, no answer within ``seconds``.
 
     The whole probe, name resolution included (which a socket timeout does not bound), ends
     within ``seconds``: it runs in a daemon thread that is left behind if it overruns.
@@ -127,9 +141,9 @@ def probe(url: str, *, seconds: float = PROBE_SECONDS) -> str | None:
         except urllib.error.HTTPError:  # 3xx, 4xx, 5xx: the hub is there
             outcome.append(None)
         except ValueError:  # urllib: "unknown url type"
-            outcome.append(f"HF_ENDPOINT={endpoint()!r} is not an http(s) URL")
+            outcome.append("not an http(s) URL")
         except Exception as exc:  # URLError, OSError, ssl and http.client errors
-            outcome.append(_reason(exc, host, seconds))
+            outcome.append(None if _answered(exc) else _reason(exc, host, seconds))
 
     thread = threading.Thread(target=ask, name="musicmap-hub-probe", daemon=True)
     thread.start()
