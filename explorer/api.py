@@ -78,7 +78,8 @@ ENDPOINTS: dict[str, Endpoint] = {e.path: e for e in (
         Param("offset", "first row", "integer", minimum=0, maximum=10**12, default=0),
         Param("limit", "rows per page", "integer", minimum=0, maximum=PAGE_MAX, default=100),
         Param("where", "SQL boolean expression over tracks' columns (read-only sandbox)"),
-        Param("genre", "exact genre"), Param("artist", "exact artist"), Param("album", "exact album"),
+        Param("genre", "a genre and its other spellings (differing only in case, spaces or punctuation)"),
+        Param("artist", "exact artist"), Param("album", "exact album"),
         Param("year_min", "earliest year", "integer"), Param("year_max", "latest year", "integer"),
     ), {"200": ok("{total, offset, limit, results: [track]}"), "400": ERROR}),
     Endpoint(f"{API}/tracks/{{track_id}}", "One track: tags, top styles, map position, audio URL", (TRACK_ID,),
@@ -296,8 +297,10 @@ class Api:
     @route(f"{API}/tracks", "api_tracks")
     def api_tracks(self, args: Args) -> Response:
         clauses = [f"({args['where']})"] if args["where"] else []
-        clauses += [f"{column} = {_sql_string(args[column])}" for column in ("genre", "artist", "album")
-                    if args[column]]
+        clauses += [f"{column} = {_sql_string(args[column])}" for column in ("artist", "album") if args[column]]
+        if args["genre"]:  # every spelling of the genre's group ("Game soundtrack", "Game Soundtrack")
+            spellings = self.store.genre_groups().spellings(args["genre"]) or [args["genre"]]
+            clauses.append(f"genre IN ({', '.join(_sql_string(g) for g in spellings)})")
         clauses += [f"year {op} {int(args[name])}" for name, op in (("year_min", ">="), ("year_max", "<="))
                     if args[name] is not None]
         total, page = self.store.page_tracks(where=" AND ".join(clauses) or None, offset=args["offset"],

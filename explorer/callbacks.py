@@ -235,12 +235,16 @@ class Callbacks:
         """Control values from the URL (``dash.no_update`` for what already matches, so a page load
         with the default view sends nothing)."""
         state = parse(search, COLOR_FIELDS)
-        full = self.data.refresh().year_range()
+        data = self.data.refresh()
+        full = data.year_range()
         years = list(state.years) if state.years and full else ([*full] if full else [0, 1])
-        wanted: tuple[Any, ...] = (state.track, state.color, state.genres, state.styles, years, state.k,
+        # A genre as the URL spells it → its group's filter option ("game soundtrack" → "Game Soundtrack").
+        genres = list(dict.fromkeys(data.genre_name(g) for g in state.genres))
+        wanted: tuple[Any, ...] = (state.track, state.color, genres, state.styles, years, state.k,
                                    state.per_artist, state.per_album, ["dedupe"] if state.dedupe else [],
                                    state.where)
-        have: tuple[Any, ...] = (current.track, current.color, current.genres, current.styles,
+        have: tuple[Any, ...] = (current.track, current.color,
+                                 list(dict.fromkeys(data.genre_name(g) for g in current.genres)), current.styles,
                                  list(current.years) if current.years else ([*full] if full else [0, 1]), current.k,
                                  current.per_artist, current.per_album, ["dedupe"] if current.dedupe else [],
                                  current.where)

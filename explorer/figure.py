@@ -20,6 +20,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from store import genre_key, group_genres
+
 COLOR_FIELDS: tuple[str, ...] = ("genre", "style", "cluster", "artist", "album", "decade", "year", "format")
 TOP_CATEGORIES = 15
 PALETTE = (
@@ -27,6 +29,18 @@ PALETTE = (
     "#bcbd22", "#7f7f7f", "#393b79", "#ad494a", "#637939", "#8c6d31", "#7b4173",
 )
 OTHER_COLOR = "#c7c7c7"
+GENRE_GROUP = "genre_group"
+"""The map frame's column of genre groups (:func:`store.group_genres`: "Game soundtrack" and
+"Game Soundtrack" are one), added once per map by :class:`explorer.mapdata.MapData`; the colours,
+legend and filter use it, the hover card and search show the file's own ``genre``."""
+
+
+def genre_groups(frame: pd.DataFrame) -> pd.Series:
+    """Each track's genre group name (missing for no genre): the frame's :data:`GENRE_GROUP`
+    column, or grouped now when the frame has none."""
+    if GENRE_GROUP in frame:
+        return frame[GENRE_GROUP]
+    return pd.Series(group_genres(frame["genre"]), index=frame.index)
 
 
 def category_codes(frame: pd.DataFrame, color_by: str) -> tuple[np.ndarray, list[str]]:
@@ -43,7 +57,9 @@ def category_codes(frame: pd.DataFrame, color_by: str) -> tuple[np.ndarray, list
         names = [f"{int(v)}s" if color_by == "decade" else f"cluster {int(v)}" if color_by == "cluster" else str(int(v))
                  for v in uniques]
     else:
-        codes, uniques = pd.factorize(frame[color_by], use_na_sentinel=True)
+        # genre: the groups in their categories' order (largest first, ties by name), not first seen
+        codes, uniques = pd.factorize(genre_groups(frame) if color_by == "genre" else frame[color_by],
+                                      use_na_sentinel=True, sort=color_by == "genre")
         names = [str(v) for v in uniques]
     if (codes < 0).any():
         codes = np.where(codes < 0, len(names), codes)
@@ -238,12 +254,16 @@ def clip_points(frame: pd.DataFrame, position: tuple[float, float], neighbours: 
 
 def filter_mask(frame: pd.DataFrame, *, genres: list[str] | None = None, styles: list[str] | None = None,
                 years: tuple[int, int] | None = None) -> np.ndarray | None:
-    """Which tracks match the filters (None: no filter set)."""
+    """Which tracks match the filters (None: no filter set). A genre matches its whole group
+    (:func:`genre_groups`), however it is spelled."""
     if not len(frame) or not (genres or styles or years):
         return None
     mask = np.ones(len(frame), bool)
-    if genres:
-        mask &= frame["genre"].astype("string").isin(genres).fillna(False).to_numpy(bool)
+    if genres:  # every spelling of a chosen genre's group
+        groups = genre_groups(frame).cat
+        wanted = {genre_key(g) for g in genres}
+        chosen = np.array([genre_key(name) in wanted for name in groups.categories] + [False])
+        mask &= chosen[groups.codes.to_numpy()]  # code -1 (no genre) → the final False
     if styles:
         mask &= frame["style"].astype("string").isin(styles).fillna(False).to_numpy(bool)
     if years:

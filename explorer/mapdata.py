@@ -23,9 +23,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from store import MapInfo, Store
+from store import MapInfo, Store, genre_key, group_genres
 
-from .figure import Traces, codes, split
+from .figure import GENRE_GROUP, Traces, codes, split
 
 
 def _libc_trim() -> Any:
@@ -87,6 +87,8 @@ class MapData:
         key = (info and (info.created_at, info.n_tracks), self.store.count("tracks"))
         if key != self._key:
             frame = self.store.projection(self.projection)
+            if "genre" in frame:  # spellings of one genre are one colour, legend entry and filter option
+                frame[GENRE_GROUP] = group_genres(frame["genre"])
             self.frame = frame
             self.version += 1
             self.row_of = pd.Series(np.arange(len(frame)), index=frame["id"].astype(np.int64)) if len(frame) \
@@ -171,10 +173,21 @@ class MapData:
                 "x": float(self.frame["x"].iat[row]), "y": float(self.frame["y"].iat[row])}
 
     def options(self, column: str) -> list[str]:
+        """The filter's choices for ``column``, the most frequent first (at most 500); for
+        ``genre``, one per genre group (its most frequent spelling)."""
         if not len(self.frame) or column not in self.frame:
             return []
+        if column == "genre" and GENRE_GROUP in self.frame:  # its categories: the largest group first
+            return [str(name) for name in self.frame[GENRE_GROUP].cat.categories[:500]]
         counts = self.frame[column].dropna().astype(str).value_counts()
         return list(counts.index[:500])
+
+    def genre_name(self, genre: str) -> str:
+        """The map's name for ``genre``'s group (its filter option), or ``genre`` itself when no
+        track on the map has it: ``?genre=game%20soundtrack`` selects "Game Soundtrack"."""
+        names = self.frame[GENRE_GROUP].cat.categories if GENRE_GROUP in self.frame else []
+        key = genre_key(genre)
+        return next((str(name) for name in names if genre_key(name) == key), genre) if key else genre
 
     def year_range(self) -> tuple[int, int] | None:
         years = pd.to_numeric(self.frame["year"], errors="coerce").dropna() if len(self.frame) else pd.Series()

@@ -21,7 +21,7 @@ from dash.development.base_component import Component
 from store import ModelInfo, Neighbour, PathStep, TrackRow, relative_to_roots
 from store.listening import MAX_PATH
 
-from .figure import Highlight
+from .figure import Highlight, genre_groups
 from .limits import EXTEND_N, PATH_STEPS
 
 COVER = 96
@@ -220,7 +220,7 @@ def upload_panel(name_: str, model_label: str, where_note: str, neighbours: Sequ
 def selection_panel(rows: pd.DataFrame) -> list[Component]:
     """Count, genre breakdown, a player that plays the selection in order, exports; ``rows``: the
     selected tracks' map rows, indexed by id, in selection order."""
-    genres = rows["genre"].astype("string").fillna("(none)").value_counts()
+    genres = genre_groups(rows).astype("string").fillna("(none)").value_counts()  # spellings grouped
     breakdown = ", ".join(f"{g} {c}" for g, c in genres.head(6).items()) + (", …" if len(genres) > 6 else "")
     queue = [f"/audio/{int(i)}" for i in rows.index]
     listing = [html.Li(f"{r.artist if isinstance(r.artist, str) else '?'} – "

@@ -11,10 +11,12 @@ its functions in ``sql.py``; the schema and its migrations in ``schema.py``; pat
 ``paths.py``; the value types (``TrackRecord``, ``TrackRow``, ``Neighbour``, ``MapInfo``) in
 ``types.py``; errors by meaning in ``errors.py``; song paths and playlist extension in
 ``listening.py``; M3U in ``m3u.py``; ``embeddings.csv`` and plots in ``export.py``; the manifest in
-``manifest.py``; fault points for the crash tests in ``faults.py``.
+``manifest.py``; fault points for the crash tests in ``faults.py``; genres that differ only in
+spelling grouped as one category (the rule, its display names and its SQL spellings) in ``genres.py``.
 """
 
 from .errors import InvalidQuery, NoMatchingTrack, StoreError, StoreUnavailable, TrackNotFound
+from .genres import GenreGroups, genre_key, genre_keys, group_genres
 from .listening import PathStep
 from .m3u import m3u_bytes, playlist_tracks, read_m3u, write_m3u
 from .manifest import Manifest, ModelInfo
@@ -25,6 +27,7 @@ from .vectors import l2_normalise
 from .writer import WritableStore
 
 __all__ = [
+           "GenreGroups",
            "InvalidQuery",
            "KnownFile",
            "Manifest",
@@ -42,6 +45,9 @@ __all__ = [
            "TrackRow",
            "WritableStore",
            "db_path",
+           "genre_key",
+           "genre_keys",
+           "group_genres",
            "l2_normalise",
            "m3u_bytes",
            "playlist_tracks",

@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import StoreError
+from .genres import NO_GENRE, group_genres
 from .store import Store
 
 logger = logging.getLogger(__name__)
@@ -89,7 +90,9 @@ def export_plot(store: Store, path: str | Path, *, color_by: str = "genre", proj
     if color_by == "style" and frame["style"].isna().all():
         raise StoreError(f"--color-by style needs MAEST style predictions; this store's vectors "
                          f"({store.manifest.model.label}) have none. Use --color-by genre")
-    names = frame[color_by].astype("string").fillna("(none)")
+    # Genres that differ only in spelling are one category (store.genres), named as most files spell it.
+    values = pd.Series(group_genres(frame["genre"]), index=frame.index) if color_by == "genre" else frame[color_by]
+    names = values.astype("string").fillna(NO_GENRE)
     counts = names.value_counts()
     keep = list(counts.index[:top_n])
     names = names.where(names.isin(keep), "other")

@@ -33,6 +33,7 @@ import pandas as pd
 
 from . import freshness, listening, schema, search, sql
 from .errors import InvalidQuery, NoMatchingTrack, StoreError, TrackNotFound
+from .genres import NO_GENRE, GenreGroups
 from .manifest import Manifest, ModelInfo, read_manifest
 from .paths import db_path, fs_path
 from .search import SearchOptions, SimilarOptions, VarietyOptions
@@ -206,6 +207,14 @@ class Store:
             yield cur
 
     # --- reading --------------------------------------------------------------------------
+
+    def genre_groups(self) -> GenreGroups:
+        """The store's genres grouped by spelling (:mod:`store.genres`): "Game soundtrack" and
+        "Game Soundtrack" are one group, shown by its most frequent spelling. Its ``spellings``
+        match a group in SQL: ``genre IN (...)``."""
+        with self._cursor() as cur:
+            rows = cur.execute("SELECT genre, count(*) FROM tracks WHERE genre IS NOT NULL GROUP BY genre").fetchall()
+        return GenreGroups.from_counts((str(g), int(n)) for g, n in rows)
 
     def count(self, table: str) -> int:
         if table not in ("tracks", "embeddings", "windows", "styles", "failures", "projections", "runs"):
@@ -519,8 +528,7 @@ class Store:
         """A summary of the store: model, counts, projections, genres, size on disk."""
         m = self.manifest.model
         with self._cursor() as cur:
-            genres = cur.execute("SELECT coalesce(genre, '(none)'), count(*) FROM tracks GROUP BY 1 "
-                                 "ORDER BY 2 DESC, 1 LIMIT 20").fetchall()
+            spellings = cur.execute("SELECT genre, count(*) FROM tracks GROUP BY genre").fetchall()
             has_settings = schema.has_column(cur, "runs", "settings")
             last_run = cur.execute("SELECT id, started_at, finished_at, status, scanned, added, updated, "
                                    "unchanged, failed, " + ("settings" if has_settings else "NULL") +
@@ -542,9 +550,21 @@ class Store:
             "failures": self.count("failures"),
             "index": dict(self.manifest.index),
             "projections": self.projection_info(),
-            "genres": {str(g): int(n) for g, n in genres},
+            "genres": _genre_counts(spellings),
             "last_run": run,
             "size_bytes": size,
             "created_at": self.manifest.created_at,
         }
 
+
+def _genre_counts(spellings: list[tuple[Any, Any]], top: int = 20) -> dict[str, int]:
+    """The ``top`` largest genre groups (:mod:`store.genres`) and their tracks, tracks without a
+    genre (none, empty, only punctuation) as "(none)", the largest first (ties: by name)."""
+    counted = [(None if g is None else str(g), int(n)) for g, n in spellings]
+    groups = GenreGroups.from_counts(counted)
+    rows = list(groups.counts().items())
+    none = sum(n for _, n in counted) - sum(groups.tracks.values())
+    if none:
+        rows.append((NO_GENRE, none))
+    rows.sort(key=lambda row: (-row[1], row[0]))
+    return dict(rows[:top])

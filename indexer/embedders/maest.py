@@ -13,6 +13,7 @@ Licence of the weights: CC BY-NC-SA 4.0 (see README).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -30,6 +31,7 @@ from ..errors import IndexerError
 from ..maest import frontend
 from ..maest.convert import file_hash, load_checkpoint
 from ..maest.model import POOLINGS, PRECISIONS, MaestRunner, RunOptions
+from . import hub
 from .base import Embedding
 
 logger = logging.getLogger(__name__)
@@ -78,14 +80,42 @@ def resolve_device(device: str) -> str:
     return device
 
 
+def _weights_cached_or_hub_answers(repo_id: str, revision: str) -> bool:
+    """True when ``repo_id``'s weights at ``revision`` are in the local cache (load them from
+    there, no network); False when they are not but the hub answers (download them). Raises
+    at once when neither: the hub client's own retries take ~30 s to fail (issue #29).
+
+    Raises
+    ------
+    IndexerError
+        The hub cannot be reached and the weights are not cached; names the model, why (in a
+        few words), the cache folder, and the offline choices.
+    """
+    snapshot = hub.cached_snapshot(repo_id, revision)
+    if snapshot is not None:
+        logger.debug("MAEST %s: weights from the local cache, %s", repo_id, snapshot)
+        return True
+    why = hub.probe(f"{hub.endpoint()}/{repo_id}/resolve/{revision}/config.json")
+    if why is not None:
+        raise IndexerError(
+            f"cannot load MAEST model {repo_id!r}: the Hugging Face hub ({hub.endpoint()}) cannot be reached "
+            f"({why}) and the weights are not in the local cache ({hub.cache_folder()}).\n{_HELP}")
+    return False
+
+
 def _load_model(name_or_path: str, *, local_files_only: bool | None, revision: str | None) -> tuple[Any, str, str]:
     """(model, id, revision) for a hub id, a save_pretrained folder or a .ckpt file."""
+    path = Path(name_or_path).expanduser()
+    if local_files_only is None:
+        local_files_only = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
+    if path.suffix != ".ckpt" and not path.exists() and not local_files_only and hub.is_hub_id(name_or_path):
+        # Before importing torch (~10 s on a cold disk): an unreachable hub is said in a second.
+        local_files_only = _weights_cached_or_hub_answers(name_or_path, revision or "main")
     import torch
     from transformers import ASTForAudioClassification
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # progress goes through musicmap's own reporting
-    path = Path(name_or_path).expanduser()
     if path.suffix == ".ckpt":
         if not path.is_file():
             raise IndexerError(f"--model {path}: no such checkpoint file.\n{_HELP}")
@@ -98,13 +128,14 @@ def _load_model(name_or_path: str, *, local_files_only: bool | None, revision: s
         source, model_id, rev = str(path), path.name, _folder_hash(path)
     else:
         source, model_id, rev = name_or_path, name_or_path, revision or "main"
-    if local_files_only is None:
-        local_files_only = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
     try:
-        model = ASTForAudioClassification.from_pretrained(
-            source, dtype=torch.float32, revision="main" if path.exists() else rev,
-            local_files_only=local_files_only, attn_implementation="sdpa",
-        )
+        # A hub id: the hub client's retries and warnings stay off the terminal (musicmap says
+        # what failed); a local folder's load is left as transformers reports it.
+        with hub.quiet_hub_client() if not path.exists() else contextlib.nullcontext():
+            model = ASTForAudioClassification.from_pretrained(
+                source, dtype=torch.float32, revision="main" if path.exists() else rev,
+                local_files_only=local_files_only, attn_implementation="sdpa",
+            )
     except Exception as exc:  # transformers raises OSError, ValueError, hub errors...
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         where = "the local folder" if path.exists() else "the Hugging Face hub or its local cache"
