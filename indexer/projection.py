@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from store import WritableStore
+from store import WritableStore, genre_keys
 
 from .mapping.clusters import assign_clusters, clusters, n_clusters
 from .mapping.fit import EXACT_KNN_MAX, INTS_IN_INTERVAL, METHODS, PCA_DIMENSIONS, fit
@@ -46,6 +46,8 @@ def compute_map(store: WritableStore, *, name: str = "tsne", method: str = "tsne
     xy, params, model = fit(vectors, method=method, perplexity=perplexity, seed=seed)
     params["seconds"] = round(time.perf_counter() - started, 2)
     cats = store.tracks(ids.tolist(), columns=("id", category))[category].to_numpy(dtype=object) if len(ids) else None
+    if cats is not None and category == "genre":  # spellings of one genre are one category (store.genres)
+        cats = genre_keys(cats)
     params["quality"] = {**map_quality(vectors, xy, cats, seed=seed), "category": category}
     params["placed_since_fit"] = 0
     if len(ids):
