@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from store import KnownFile, Store, TrackRecord, WritableStore, db_path
+from store import KnownFile, Store, TrackRecord, WritableStore, db_path, is_unchanged
 
 from .decode import AudioSource
 from .embedders.base import Embedder, Embedding, embed_many
@@ -77,7 +77,7 @@ def sort_files(files: Sequence[Path], known: dict[str, KnownFile], roots: Sequen
         try:
             st = f.stat()
             seen = known.get(path)
-            if seen is not None and seen.size == st.st_size and seen.mtime == st.st_mtime and seen.has_vector:
+            if is_unchanged(seen, st.st_size, st.st_mtime):
                 report.unchanged += 1  # the fast path: one stat
                 continue
             out.fingerprints[path] = fingerprint(f, st.st_size)
