@@ -229,9 +229,8 @@ def ingest(shards: str, store_path: str | Path, *, commit_every: int = 256, meta
     store = Store.open_for_indexing(store_path, info)
     store.index_kind = index_kind
     report = IndexReport(store=str(store.path), model=info.id)
-    try:
-        run = IndexRun(store, report, [shards], settings=info.extra.get("options"), commit_every=commit_every,
-                       started=started)
+    with IndexRun.open(store, report, [shards], settings=info.extra.get("options"), commit_every=commit_every,
+                       started=started, map_name=map_name) as run:
         known = store.known_files()
         status = "error"
         latest = latest_rows(shards)
@@ -268,9 +267,4 @@ def ingest(shards: str, store_path: str | Path, *, commit_every: int = 256, meta
             raise
         finally:
             run.finish(status)
-        if map_name is not None:
-            run.update_map(map_name)
-    finally:
-        store.close()
-    report.durations["total"] = round(time.monotonic() - started, 3)
     return report
