@@ -12,7 +12,8 @@ its functions in ``sql.py``; the schema and its migrations in ``schema.py``; pat
 rule for a file unchanged since it was indexed (``is_unchanged``) in ``types.py``; errors by
 meaning in ``errors.py``; song paths and playlist extension in ``listening.py``; M3U in
 ``m3u.py``; ``embeddings.csv`` and plots in ``export.py``; the manifest in ``manifest.py``; fault
-points for the crash tests in ``faults.py``.
+points for the crash tests in ``faults.py``; glibc, when the process has it (the indexer's and the
+explorer's memory calls), in ``glibc.py``.
 """
 
 from .errors import InvalidQuery, StoreError, StoreUnavailable, TrackNotFound

@@ -169,3 +169,21 @@ def test_a_file_is_unchanged_only_with_the_same_size_and_mtime_and_a_vector(fill
     no_vector = KnownFile(seen.track_id, seen.size, seen.mtime, seen.fingerprint, has_vector=False)
     assert not is_unchanged(no_vector, 107, 8.0)
 
+
+def test_glibc_is_found_once_and_is_none_without_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ctypes
+    import platform
+    import sys
+
+    from store.glibc import glibc
+
+    if sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc":
+        libc = glibc()
+        assert isinstance(libc, ctypes.CDLL) and glibc() is libc  # loaded once, then cached
+        assert callable(libc.malloc_trim) and callable(libc.mallopt)
+    glibc.cache_clear()
+    monkeypatch.setattr(sys, "platform", "darwin")  # macOS (and Windows): no glibc, no error
+    try:
+        assert glibc() is None
+    finally:
+        glibc.cache_clear()  # the next caller finds the real one again
