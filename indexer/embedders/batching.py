@@ -4,12 +4,13 @@ Both embedders cut a track into windows of mel frames and run their model on bat
 batching rule is the same for both, so it lives here, given the model as ``run(batch)``
 (:data:`RunBatch`):
 
-- :func:`run_tracks`, several decoded tracks at once: windows of equal length are batched across
-  tracks (all full windows together; a track shorter than one window has a window of its own
-  length, batched with its equals), ``batch_size`` to a forward pass, and the outputs are put back
-  per track in window order.
+- :func:`run_tracks`, several decoded tracks at once: the window budget (``--max-windows``) picks
+  each track's windows, windows of equal length are batched across tracks (all full windows
+  together; a track shorter than one window has a window of its own length, batched with its
+  equals), ``batch_size`` to a forward pass, and the outputs are put back per track in window order.
 - :func:`run_stream`, one long file as it is decoded: windows are taken as they are complete, those
-  outside the window budget never reach the model, and a batch runs when it is full or when the
+  outside the window budget (:func:`stream_budget`, the same windows as for the whole track) never
+  reach the model, and a batch runs when it is full or when the
   next window's length differs (the short window of a short track).
 
 A window's output does not depend on which others share its batch (to float rounding), so the
@@ -32,34 +33,44 @@ RunBatch = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None]]
 
 
 class Outputs(NamedTuple):
-    """The model's outputs for one track's windows, in window order."""
+    """The model's outputs for the windows of one track that were run, in window order."""
 
+    starts: list[int]
+    """Start frame of each window."""
     vectors: np.ndarray
     """shape (n_windows, d), as ``run`` returns them"""
     scores: np.ndarray | None
     """shape (n_windows, n_labels) (MAEST's style activations, MusiCNN's tag probabilities), or None"""
 
 
-def run_tracks(tracks: Sequence[np.ndarray], run: RunBatch, *, batch_size: int) -> list[Outputs]:
+def run_tracks(tracks: Sequence[tuple[np.ndarray, list[int]]], run: RunBatch, *, batch_size: int,
+               max_windows: int | None = None) -> list[Outputs]:
     """Run the windows of several tracks through the model, batched across tracks.
 
     Parameters
     ----------
-    tracks : sequence of ndarray, each shape (n_windows, t, 96), float32
-        Each track's windows (``t`` may differ between tracks: a track shorter than one window).
+    tracks : sequence of (ndarray, list of int)
+        Each track's windows, shape (n_windows, t, 96), float32 (``t`` may differ between tracks: a
+        track shorter than one window), and their start frames.
     run : RunBatch
         The model on one batch.
     batch_size : int
         Windows per forward pass (at least 1).
+    max_windows : int, optional
+        The window budget (``--max-windows``): the windows :func:`spread` keeps of each track.
 
     Returns
     -------
     outputs : list of Outputs
-        One per track, its windows in order.
+        One per track, its kept windows in order.
     """
+    kept = []
+    for windows, starts in tracks:
+        keep = spread(len(starts), max_windows)
+        kept.append((windows[keep], [starts[i] for i in keep]))
     # Windows of equal length go together, in the order their tracks came (dicts keep it).
     groups: dict[int, list[tuple[int, int]]] = {}
-    for t, windows in enumerate(tracks):
+    for t, (windows, _) in enumerate(kept):
         for w in range(len(windows)):
             groups.setdefault(windows.shape[1], []).append((t, w))
     vectors: dict[tuple[int, int], np.ndarray] = {}
@@ -67,15 +78,15 @@ def run_tracks(tracks: Sequence[np.ndarray], run: RunBatch, *, batch_size: int) 
     for members in groups.values():
         for start in range(0, len(members), batch_size):
             chunk = members[start : start + batch_size]
-            emb, score = run(np.stack([tracks[t][w] for t, w in chunk]))
+            emb, score = run(np.stack([kept[t][0][w] for t, w in chunk]))
             for j, key in enumerate(chunk):
                 vectors[key] = emb[j]
                 if score is not None:
                     scores[key] = score[j]
     out = []
-    for t, windows in enumerate(tracks):
+    for t, (windows, starts) in enumerate(kept):
         keys = [(t, w) for w in range(len(windows))]
-        out.append(Outputs(np.stack([vectors[k] for k in keys]),
+        out.append(Outputs(starts, np.stack([vectors[k] for k in keys]),
                            np.stack([scores[k] for k in keys]) if scores else None))
     return out
 
@@ -100,7 +111,7 @@ def stream_budget(source: AudioSource, max_windows: int | None, count: Callable[
 
 
 def run_stream(source: AudioSource, mels: LogmelStream, cutter: WindowStream, run: RunBatch, *,
-               batch_size: int, keep: set[int] | None = None) -> tuple[list[int], Outputs]:
+               batch_size: int, keep: set[int] | None = None) -> Outputs:
     """Run a file's windows through the model as it is decoded: memory holds one decode block, about
     one window of mel frames, one batch and the outputs, never the whole track.
 
@@ -119,10 +130,8 @@ def run_stream(source: AudioSource, mels: LogmelStream, cutter: WindowStream, ru
 
     Returns
     -------
-    starts : list of int
-        Start frame of each window run.
     outputs : Outputs
-        Their vectors and scores, in the same order.
+        The windows run: their starts, vectors and scores, in order.
     """
     starts: list[int] = []
     pending: list[np.ndarray] = []
@@ -147,7 +156,7 @@ def run_stream(source: AudioSource, mels: LogmelStream, cutter: WindowStream, ru
         if len(pending) >= batch_size:
             flush()
     flush()
-    return starts, Outputs(np.concatenate(vectors), np.concatenate(scores) if scores else None)
+    return Outputs(starts, np.concatenate(vectors), np.concatenate(scores) if scores else None)
 
 
 def _windows(source: AudioSource, mels: LogmelStream, cutter: WindowStream) -> Iterator[tuple[int, np.ndarray]]:

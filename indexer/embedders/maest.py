@@ -254,16 +254,13 @@ class MaestEmbedder:
         ----------
         audios : sequence of ndarray, each shape (n_samples,), float32, 16 kHz mono
         """
-        per_track: list[tuple[np.ndarray, list[int]]] = []
+        tracks = []
         for audio in audios:
             logmel = frontend.essentia_logmel(audio)
             total = max(logmel.shape[0], frontend.PATCH)
-            wins, starts = frontend.windows(logmel, self.max_length), frontend.window_starts(total, self.max_length)
-            keep = frontend.spread(len(starts), self.max_windows)
-            per_track.append((wins[keep], [starts[i] for i in keep]))
-        outputs = run_tracks([wins for wins, _ in per_track], self._run, batch_size=self.batch_size)
-        return [self._embedding(out.vectors, out.scores, starts)
-                for out, (_, starts) in zip(outputs, per_track, strict=True)]
+            tracks.append((frontend.windows(logmel, self.max_length), frontend.window_starts(total, self.max_length)))
+        outputs = run_tracks(tracks, self._run, batch_size=self.batch_size, max_windows=self.max_windows)
+        return [self._embedding(out.vectors, out.scores, out.starts) for out in outputs]
 
     def embed(self, audio: np.ndarray) -> Embedding:
         return self.embed_many([audio])[0]
@@ -275,6 +272,6 @@ class MaestEmbedder:
         def count(samples: int) -> int:  # the windows embed() cuts from that many samples
             return len(frontend.window_starts(max(frontend.n_frames(samples), frontend.PATCH), self.max_length))
 
-        starts, out = run_stream(source, frontend.LogmelStream(), frontend.WindowStream(self.max_length), self._run,
-                                 batch_size=self.batch_size, keep=stream_budget(source, self.max_windows, count))
-        return self._embedding(out.vectors, out.scores, starts)
+        out = run_stream(source, frontend.LogmelStream(), frontend.WindowStream(self.max_length), self._run,
+                         batch_size=self.batch_size, keep=stream_budget(source, self.max_windows, count))
+        return self._embedding(out.vectors, out.scores, out.starts)

@@ -36,7 +36,6 @@ from store import ModelInfo
 from ..cpu import keep_freed_memory
 from ..decode import AudioSource
 from ..errors import IndexerError
-from ..maest import frontend as maest_frontend
 from ..musicnn import frontend
 from ..musicnn.checkpoint import CheckpointError, read_checkpoint
 from ..musicnn.model import PATCH_FRAMES, VGG, MusiCNN, WeightError
@@ -260,15 +259,12 @@ class MusicnnEmbedder:
 
     def embed_many(self, audios: Sequence[np.ndarray]) -> list[Embedding]:
         """Several tracks; their full patches are batched together."""
-        per_track = []
+        tracks = []
         for audio in audios:
             bands = frontend.logmel(audio)
-            patches, starts = frontend.patches(bands), frontend.patch_starts(max(1, len(bands)))
-            keep = maest_frontend.spread(len(starts), self.max_windows)
-            per_track.append((patches[keep], [starts[i] for i in keep]))
-        outputs = run_tracks([patches for patches, _ in per_track], self.run, batch_size=self.batch_size)
-        return [self._embedding(out.vectors, out.scores, starts)
-                for out, (_, starts) in zip(outputs, per_track, strict=True)]
+            tracks.append((frontend.patches(bands), frontend.patch_starts(max(1, len(bands)))))
+        outputs = run_tracks(tracks, self.run, batch_size=self.batch_size, max_windows=self.max_windows)
+        return [self._embedding(out.vectors, out.scores, out.starts) for out in outputs]
 
     def embed(self, audio: np.ndarray) -> Embedding:
         return self.embed_many([audio])[0]
@@ -278,6 +274,6 @@ class MusicnnEmbedder:
         def count(samples: int) -> int:  # the patches embed() cuts from that many samples
             return len(frontend.patch_starts(samples // frontend.HOP + 1))
 
-        starts, out = run_stream(source, frontend.stream(), frontend.patch_stream(), self.run,
-                                 batch_size=self.batch_size, keep=stream_budget(source, self.max_windows, count))
-        return self._embedding(out.vectors, out.scores, starts)
+        out = run_stream(source, frontend.stream(), frontend.patch_stream(), self.run,
+                         batch_size=self.batch_size, keep=stream_budget(source, self.max_windows, count))
+        return self._embedding(out.vectors, out.scores, out.starts)

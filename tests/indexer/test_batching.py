@@ -41,10 +41,12 @@ def _track(n: int, length: int, seed: int) -> np.ndarray:
 @pytest.mark.parametrize("batch_size", [1, 3, 4, 100])
 def test_windows_are_batched_across_tracks_by_length_and_come_back_in_order(batch_size: int) -> None:
     tracks = [_track(5, 66, 0), _track(1, 20, 1), _track(2, 66, 2), _track(1, 20, 3), _track(3, 66, 4)]
+    starts = [list(range(0, 10 * len(t), 10)) for t in tracks]
     model = Model()
-    outputs = run_tracks(tracks, model, batch_size=batch_size)
+    outputs = run_tracks(list(zip(tracks, starts, strict=True)), model, batch_size=batch_size)
     assert len(outputs) == len(tracks)
-    for windows, out in zip(tracks, outputs, strict=True):
+    for windows, first, out in zip(tracks, starts, outputs, strict=True):
+        assert out.starts == first
         np.testing.assert_array_equal(out.vectors, Model.expected(windows))
         assert out.scores is not None and out.scores[:, 0].tolist() == [windows.shape[1]] * len(windows)
     assert all(1 <= b[0] <= batch_size for b in model.batches)  # never more than batch_size a pass
@@ -52,7 +54,15 @@ def test_windows_are_batched_across_tracks_by_length_and_come_back_in_order(batc
     # Full windows of all tracks go together: as few passes as batch_size allows (10 windows, then 2).
     assert len(full) == -(-10 // batch_size) and len(short) == -(-2 // batch_size)
     assert [b[1] for b in model.batches] == sorted((b[1] for b in model.batches), reverse=True)  # groups in turn
-    assert run_tracks(tracks[:1], Model(scores=False), batch_size=batch_size)[0].scores is None
+    assert run_tracks([(tracks[0], starts[0])], Model(scores=False), batch_size=batch_size)[0].scores is None
+    # A window budget keeps the windows spread() keeps of each track, and only those are run.
+    budget = Model()
+    kept = run_tracks(list(zip(tracks, starts, strict=True)), budget, batch_size=batch_size, max_windows=2)
+    for windows, first, out in zip(tracks, starts, kept, strict=True):
+        keep = frontend.spread(len(windows), 2)
+        assert out.starts == [first[i] for i in keep]
+        np.testing.assert_array_equal(out.vectors, Model.expected(windows[keep]))
+    assert sum(b[0] for b in budget.batches) == 2 + 1 + 2 + 1 + 2
 
 
 @pytest.mark.parametrize(("batch_size", "budget"), [(1, None), (3, None), (4, 3), (2, 1)])
@@ -73,9 +83,9 @@ def test_a_stream_gives_the_windows_of_the_whole_track(tmp_path: Path, batch_siz
     kept = frontend.spread(len(starts_all), budget)
     assert (keep is None) == (budget is None) and (keep is None or sorted(keep) == kept)
     model = Model()
-    starts, out = run_stream(source, frontend.LogmelStream(), frontend.WindowStream(length), model,
-                             batch_size=batch_size, keep=keep)
-    assert starts == [starts_all[i] for i in kept]
+    out = run_stream(source, frontend.LogmelStream(), frontend.WindowStream(length), model,
+                     batch_size=batch_size, keep=keep)
+    assert out.starts == [starts_all[i] for i in kept]
     np.testing.assert_allclose(out.vectors, Model.expected(windows_all[kept]), rtol=1e-5, atol=1e-6)
     assert out.scores is not None and len(out.scores) == len(kept)
     assert sum(b[0] for b in model.batches) == len(kept) and all(b[0] <= batch_size for b in model.batches)
