@@ -13,7 +13,6 @@ import gc
 import gzip
 import os
 import re
-import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -24,17 +23,19 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from store import MapInfo, Store, genre_key, group_genres
+from store.glibc import glibc
 
 from .figure import GENRE_GROUP, Traces, codes, split
 
 
 def _libc_trim() -> Any:
     """glibc's ``malloc_trim``, or None (not Linux, or another C library)."""
-    if not sys.platform.startswith("linux"):
+    libc = glibc()
+    if libc is None:
         return None
     try:
-        trim = ctypes.CDLL("libc.so.6").malloc_trim
-    except (OSError, AttributeError):  # musl and others
+        trim = libc.malloc_trim
+    except AttributeError:  # a libc.so.6 without it: not glibc
         return None
     trim.argtypes = [ctypes.c_size_t]
     return trim

@@ -17,14 +17,14 @@ in the process for reuse. The cost: the process's resident memory stays at its p
 
 from __future__ import annotations
 
-import ctypes
 import json
 import logging
 import os
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from store.glibc import glibc
 
 logger = logging.getLogger(__name__)
 
@@ -39,12 +39,12 @@ def keep_freed_memory() -> bool:
     global _done
     if _done:
         return True
-    if not sys.platform.startswith("linux"):
+    libc = glibc()
+    if libc is None:
         return False
     try:
-        libc = ctypes.CDLL("libc.so.6")
         ok = bool(libc.mallopt(_M_MMAP_THRESHOLD, 1 << 30)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, (1 << 31) - 1))
-    except (OSError, AttributeError):  # not glibc (musl, ...)
+    except AttributeError:  # a libc.so.6 without mallopt: not glibc
         return False
     _done = ok
     logger.debug("glibc keeps freed memory for reuse: %s", ok)

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from store import ModelInfo, Store, db_path
+from store import ModelInfo, Store, db_path, is_unchanged
 
 from .embedders.base import Embedding, embed_many
 from .errors import IndexerError
@@ -244,14 +244,10 @@ def run_ray(roots: Sequence[str | Path], staging: str, spec: EmbedderSpec, info:
             st = f.stat()
         except OSError:
             st = None
-        seen = known.get(path)
-        if st is not None and seen is not None and seen.size == st.st_size and seen.mtime == st.st_mtime \
-                and seen.has_vector:
+        if st is not None and is_unchanged(known.get(path), st.st_size, st.st_mtime):
             run.unchanged += 1
             continue
-        staged = shards.get(os.fsencode(path))
-        if st is not None and staged is not None and staged[5] == "ok" and staged[3] == st.st_size \
-                and staged[4] == st.st_mtime:
+        if st is not None and is_unchanged(shards.get(os.fsencode(path)), st.st_size, st.st_mtime):
             run.in_shards += 1
             continue
         try:
@@ -298,7 +294,7 @@ def run_ray(roots: Sequence[str | Path], staging: str, spec: EmbedderSpec, info:
     for item in todo:
         row = written.get(item["path_bytes"])
         run.processed += 1
-        if row is None or row[5] != "ok":
+        if row is None or row.status != "ok":
             run.failed += 1
     run.run_folder = f"{staging.rstrip('/')}/{run_folder}"
     run.seconds = round(time.monotonic() - started, 3)

@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from store import l2_normalise
+
 from .decode import load_audio
 from .errors import FileFailure, IndexerError
 from .scan import scan
@@ -88,13 +90,11 @@ def modes_for(kind: str) -> list[Mode]:
 
 
 def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
-    b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
-    return np.asarray((a * b).sum(axis=1))
+    return np.asarray((l2_normalise(a) * l2_normalise(b)).sum(axis=1))
 
 
 def _neighbours(x: np.ndarray, k: int) -> np.ndarray:
-    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    x = l2_normalise(x)
     sims = x @ x.T
     np.fill_diagonal(sims, -np.inf)
     return np.argsort(-sims, axis=1)[:, :k]

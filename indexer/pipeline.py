@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from store import KnownFile, Store, TrackRecord, WritableStore, db_path
+from store import KnownFile, Store, TrackRecord, WritableStore, db_path, is_unchanged
 
 from .decode import AudioSource
 from .embedders.base import Embedder, Embedding, embed_many
@@ -77,7 +77,7 @@ def sort_files(files: Sequence[Path], known: dict[str, KnownFile], roots: Sequen
         try:
             st = f.stat()
             seen = known.get(path)
-            if seen is not None and seen.size == st.st_size and seen.mtime == st.st_mtime and seen.has_vector:
+            if is_unchanged(seen, st.st_size, st.st_mtime):
                 report.unchanged += 1  # the fast path: one stat
                 continue
             out.fingerprints[path] = fingerprint(f, st.st_size)
@@ -282,9 +282,9 @@ def index_library(roots: Sequence[str | Path], store_path: str | Path, embedder:
     store = Store.open_for_indexing(store_path, embedder.info)
     report = IndexReport(store=str(store.path), model=embedder.info.id, scanned=len(files))
     report.durations["scan"] = round(scanned_at - started, 3)
-    try:
-        run = IndexRun(store, report, (str(Path(r).expanduser().resolve()) for r in roots),
-                       settings=embedder.info.extra.get("options"), commit_every=commit_every, started=started)
+    with IndexRun.open(store, report, (str(Path(r).expanduser().resolve()) for r in roots),
+                       settings=embedder.info.extra.get("options"), commit_every=commit_every, started=started,
+                       map_name=map_name) as run:
         known = store.known_files()
         # Failures of files that are gone (or folders now readable) are this run's to forget.
         listed = {db_path(str(f)) for f in files}  # failures store paths as text (see store.db_path)
@@ -322,9 +322,4 @@ def index_library(roots: Sequence[str | Path], store_path: str | Path, embedder:
         finally:
             stop.restore()
             run.finish(status)
-        if map_name is not None and status == "ok":
-            run.update_map(map_name)
-    finally:
-        store.close()
-    report.durations["total"] = round(time.monotonic() - started, 3)
     return report

@@ -1,11 +1,13 @@
 """One index run's bookkeeping, the same for both engines (``index`` here, ``ingest`` of Ray shards).
 
-    IndexRun(store, report, roots)   the run is recorded in ``runs`` as running
-      .add(record)                   tracks written in transactions of ``commit_every``
-      .fail(path, stage, reason)     a ``failures`` row; the run goes on
-      .finish(status)                the wrap-up: the last tracks saved, FAISS brought up to date,
+    with IndexRun.open(store, report, roots, map_name=...) as run:
+                                     the run is recorded in ``runs`` as running; at the end of the
+                                     block its tail: the map, the store closed, the run's time
+      run.add(record)                tracks written in transactions of ``commit_every``
+      run.fail(path, stage, reason)  a ``failures`` row; the run goes on
+      run.finish(status)             the wrap-up: the last tracks saved, FAISS brought up to date,
                                      the run recorded with its counts
-      .update_map(name)              new tracks placed into the map (or a refit): reported, never fatal
+      run.update_map(name)           new tracks placed into the map (or a refit): reported, never fatal
 
 The wrap-up runs however the run ends. After an error (a full disk...) each of its steps is best
 effort: its own failure is logged and the first error is the one the user sees. After an
@@ -16,7 +18,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -67,8 +70,9 @@ class IndexReport:
 
 
 class IndexRun:
-    """The writes and the wrap-up of one run into ``store`` (opened for indexing by the caller,
-    who also closes it). ``started`` is when the run began (``time.monotonic()``), for its report."""
+    """The writes and the wrap-up of one run into ``store`` (opened for indexing by the caller, who
+    also closes it: :meth:`open` does). ``started`` is when the run began (``time.monotonic()``),
+    for its report."""
 
     def __init__(self, store: WritableStore, report: IndexReport, roots: Iterable[str], *,
                  settings: dict[str, Any] | None = None, commit_every: int = 32,
@@ -80,6 +84,27 @@ class IndexRun:
         self.files_started = time.monotonic()
         self.pending: list[TrackRecord] = []
         self.run_id = store.start_run(roots, settings)
+
+    @classmethod
+    @contextmanager
+    def open(cls, store: WritableStore, report: IndexReport, roots: Iterable[str], *,
+             settings: dict[str, Any] | None = None, commit_every: int = 32, started: float | None = None,
+             map_name: str | None = None) -> Iterator[IndexRun]:
+        """A run into ``store``, which it owns from here: the block does the work and calls
+        :meth:`finish`; then the run's tail, the same for both engines: map ``map_name`` brought up
+        to date when the run ended ``ok`` (:meth:`update_map`), the store closed (always, also
+        when the run could not start or the block raised), and ``report.durations["total"]``.
+
+        Parameters are those of :class:`IndexRun`, plus ``map_name`` (None: no map is touched).
+        """
+        try:
+            run = cls(store, report, roots, settings=settings, commit_every=commit_every, started=started)
+            yield run
+            if map_name is not None and report.status == "ok":
+                run.update_map(map_name)
+        finally:
+            store.close()
+        report.durations["total"] = round(time.monotonic() - run.started, 3)
 
     def add(self, record: TrackRecord, *, updated: bool) -> None:
         """Queue a finished track (``updated``: the store held an older version of the file)."""

@@ -21,13 +21,13 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from store import ModelInfo, Store, TrackRecord
+from store import ModelInfo, Store, TrackRecord, is_unchanged
 
 from .errors import IndexerError
 from .metadata import CATEGORY_SOURCES, apply_metadata, fill_genre, read_metadata
@@ -160,11 +160,29 @@ def _readable(fs: Any, path: str, columns: Sequence[str] | None = None) -> pa.Ta
         return None
 
 
-def latest_rows(url: str) -> dict[bytes, tuple[float, str, int, int, float, str]]:
-    """For each file (its path bytes): its newest shard row, as (processed_at, shard file, row,
-    size, mtime, status)."""
+class LatestRow(NamedTuple):
+    """A file's newest row in the shards (:func:`latest_rows`)."""
+
+    processed_at: float
+    shard: str
+    """The shard file that holds the row."""
+    row: int
+    """The row's index in that file."""
+    size: int
+    mtime: float
+    status: str
+    """``ok`` or ``failed``."""
+
+    @property
+    def has_vector(self) -> bool:
+        """The file was embedded (for :func:`store.is_unchanged`: the shards hold it unchanged)."""
+        return self.status == "ok"
+
+
+def latest_rows(url: str) -> dict[bytes, LatestRow]:
+    """For each file (its path bytes): its newest shard row."""
     fs, _ = filesystem(url)
-    latest: dict[bytes, tuple[float, str, int, int, float, str]] = {}
+    latest: dict[bytes, LatestRow] = {}
     for f in shard_files(url):
         t = _readable(fs, f, ["path_bytes", "processed_at", "size", "mtime", "status"])
         if t is None:
@@ -172,8 +190,8 @@ def latest_rows(url: str) -> dict[bytes, tuple[float, str, int, int, float, str]
         cols = [t.column(c).to_pylist() for c in ("path_bytes", "processed_at", "size", "mtime", "status")]
         for row, (pb, at, size, mtime, status) in enumerate(zip(*cols, strict=True)):
             seen = latest.get(pb)
-            if seen is None or at >= seen[0]:
-                latest[pb] = (float(at), f, row, int(size), float(mtime), str(status))
+            if seen is None or at >= seen.processed_at:
+                latest[pb] = LatestRow(float(at), f, row, int(size), float(mtime), str(status))
     return latest
 
 
@@ -181,13 +199,13 @@ def latest_rows(url: str) -> dict[bytes, tuple[float, str, int, int, float, str]
 # Ingest
 
 
-def _records(url: str, latest: dict[bytes, tuple[float, str, int, int, float, str]]) -> Iterator[dict[str, Any]]:
+def _records(url: str, latest: dict[bytes, LatestRow]) -> Iterator[dict[str, Any]]:
     """The newest shard row of every file (``latest``: :func:`latest_rows`), one shard file in
     memory at a time."""
     fs, _ = filesystem(url)
     chosen: dict[str, set[int]] = {}
-    for _pb, (_at, f, row, *_rest) in latest.items():
-        chosen.setdefault(f, set()).add(row)
+    for held in latest.values():
+        chosen.setdefault(held.shard, set()).add(held.row)
     for f in sorted(chosen):
         table = _readable(fs, f)
         if table is not None:
@@ -211,9 +229,8 @@ def ingest(shards: str, store_path: str | Path, *, commit_every: int = 256, meta
     store = Store.open_for_indexing(store_path, info)
     store.index_kind = index_kind
     report = IndexReport(store=str(store.path), model=info.id)
-    try:
-        run = IndexRun(store, report, [shards], settings=info.extra.get("options"), commit_every=commit_every,
-                       started=started)
+    with IndexRun.open(store, report, [shards], settings=info.extra.get("options"), commit_every=commit_every,
+                       started=started, map_name=map_name) as run:
         known = store.known_files()
         status = "error"
         latest = latest_rows(shards)
@@ -227,7 +244,7 @@ def ingest(shards: str, store_path: str | Path, *, commit_every: int = 256, meta
                     run.fail(path, str(row["stage"]), str(row["error"]), log=False)
                     continue
                 seen = known.get(path)
-                if seen is not None and seen.size == row["size"] and seen.mtime == row["mtime"] and seen.has_vector:
+                if is_unchanged(seen, row["size"], row["mtime"]):
                     report.unchanged += 1
                     continue
                 tags = json.loads(row["tags"]) if row["tags"] else {}
@@ -250,9 +267,4 @@ def ingest(shards: str, store_path: str | Path, *, commit_every: int = 256, meta
             raise
         finally:
             run.finish(status)
-        if map_name is not None:
-            run.update_map(map_name)
-    finally:
-        store.close()
-    report.durations["total"] = round(time.monotonic() - started, 3)
     return report

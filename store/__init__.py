@@ -8,11 +8,13 @@ holding one DuckDB file between processes (linger, writer marker, epochs) in ``s
 whether the FAISS file is current (load, extend or rebuild) in ``freshness.py``; FAISS indexes in
 ``vectors.py``; the search, its options and variety rules in ``search.py``; the SQL sandbox and
 its functions in ``sql.py``; the schema and its migrations in ``schema.py``; path text in
-``paths.py``; the value types (``TrackRecord``, ``TrackRow``, ``Neighbour``, ``MapInfo``) in
-``types.py``; errors by meaning in ``errors.py``; song paths and playlist extension in
-``listening.py``; M3U in ``m3u.py``; ``embeddings.csv`` and plots in ``export.py``; the manifest in
-``manifest.py``; fault points for the crash tests in ``faults.py``; genres that differ only in
-spelling grouped as one category (the rule, its display names and its SQL spellings) in ``genres.py``.
+``paths.py``; the value types (``TrackRecord``, ``TrackRow``, ``Neighbour``, ``MapInfo``) and the
+rule for a file unchanged since it was indexed (``is_unchanged``) in ``types.py``; errors by
+meaning in ``errors.py``; song paths and playlist extension in ``listening.py``; M3U in
+``m3u.py``; ``embeddings.csv`` and plots in ``export.py``; the manifest in ``manifest.py``; fault
+points for the crash tests in ``faults.py``; glibc, when the process has it (the indexer's and the
+explorer's memory calls), in ``glibc.py``; genres that differ only in spelling grouped as one category
+(the rule, its display names and its SQL spellings) in ``genres.py``.
 """
 
 from .errors import InvalidQuery, NoMatchingTrack, StoreError, StoreUnavailable, TrackNotFound
@@ -22,12 +24,13 @@ from .m3u import m3u_bytes, playlist_tracks, read_m3u, write_m3u
 from .manifest import Manifest, ModelInfo
 from .paths import db_path, relative_to_roots
 from .store import Store
-from .types import KnownFile, MapInfo, Neighbour, SQLResult, TrackRecord, TrackRow
+from .types import IndexedFile, KnownFile, MapInfo, Neighbour, SQLResult, TrackRecord, TrackRow, is_unchanged
 from .vectors import l2_normalise
 from .writer import WritableStore
 
 __all__ = [
            "GenreGroups",
+           "IndexedFile",
            "InvalidQuery",
            "KnownFile",
            "Manifest",
@@ -48,6 +51,7 @@ __all__ = [
            "genre_key",
            "genre_keys",
            "group_genres",
+           "is_unchanged",
            "l2_normalise",
            "m3u_bytes",
            "playlist_tracks",

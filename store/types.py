@@ -1,13 +1,14 @@
 """The store's value types: what the indexer writes (:class:`TrackRecord`), what the store knows
-of a file (:class:`KnownFile`), a track's row as readers get it (:class:`TrackRow`), a similarity
-result (:class:`Neighbour`), a SQL result (:class:`SQLResult`) and a map (:class:`MapInfo`). Plain
+of a file (:class:`KnownFile`, and :func:`is_unchanged`: the indexer's "unchanged since it was
+indexed?"), a track's row as readers get it (:class:`TrackRow`), a similarity result
+(:class:`Neighbour`), a SQL result (:class:`SQLResult`) and a map (:class:`MapInfo`). Plain
 frozen dataclasses and a TypedDict, importable without opening anything."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypedDict
+from typing import Any, Protocol, TypedDict
 
 import numpy as np
 import pandas as pd
@@ -60,6 +61,26 @@ class KnownFile:
     mtime: float
     fingerprint: str | None
     has_vector: bool
+
+
+class IndexedFile(Protocol):
+    """What was recorded of a file when it was indexed: its ``os.stat`` size and mtime, and whether a
+    vector came of it. A :class:`KnownFile`, or a row of a Ray run's shards."""
+
+    @property
+    def size(self) -> int: ...
+    @property
+    def mtime(self) -> float: ...
+    @property
+    def has_vector(self) -> bool: ...
+
+
+def is_unchanged(indexed: IndexedFile | None, size: int, mtime: float) -> bool:
+    """Whether a file whose ``os.stat`` now gives ``size`` and ``mtime`` is still the one ``indexed``:
+    the same size and mtime, and a vector came of it. It is the indexer's fast path (one ``stat``,
+    the file is not read again); a file never indexed (``indexed`` None) is not unchanged.
+    """
+    return indexed is not None and indexed.has_vector and indexed.size == size and indexed.mtime == mtime
 
 
 class TrackRow(TypedDict, total=False):

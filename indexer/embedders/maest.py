@@ -33,6 +33,7 @@ from ..maest.convert import file_hash, load_checkpoint
 from ..maest.model import POOLINGS, PRECISIONS, MaestRunner, RunOptions
 from . import hub
 from .base import Embedding
+from .batching import run_stream, run_tracks, stream_budget
 
 logger = logging.getLogger(__name__)
 
@@ -269,6 +270,14 @@ class MaestEmbedder:
             window_starts=[s * frontend.HOP / frontend.SAMPLE_RATE for s in starts],
         )
 
+    def _run(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """The model on one batch of windows (:data:`indexer.embedders.batching.RunBatch`), its time
+        counted in :attr:`model_seconds`."""
+        started = time.perf_counter()
+        out = self.runner.run(windows)
+        self.model_seconds += time.perf_counter() - started
+        return out
+
     def embed_many(self, audios: Sequence[np.ndarray]) -> list[Embedding]:
         """Embed several tracks, batching their windows together (full windows across tracks).
 
@@ -276,38 +285,13 @@ class MaestEmbedder:
         ----------
         audios : sequence of ndarray, each shape (n_samples,), float32, 16 kHz mono
         """
-        per_track: list[tuple[np.ndarray, list[int]]] = []
+        tracks = []
         for audio in audios:
             logmel = frontend.essentia_logmel(audio)
             total = max(logmel.shape[0], frontend.PATCH)
-            wins, starts = frontend.windows(logmel, self.max_length), frontend.window_starts(total, self.max_length)
-            keep = frontend.spread(len(starts), self.max_windows)
-            per_track.append((wins[keep], [starts[i] for i in keep]))
-        # Group windows of equal length (all full windows together; short tracks on their own).
-        groups: dict[int, list[tuple[int, int]]] = {}
-        for t, (wins, _) in enumerate(per_track):
-            for w in range(len(wins)):
-                groups.setdefault(wins.shape[1], []).append((t, w))
-        vectors: dict[tuple[int, int], np.ndarray] = {}
-        acts: dict[tuple[int, int], np.ndarray] = {}
-        for members in groups.values():
-            for start in range(0, len(members), self.batch_size):
-                chunk = members[start : start + self.batch_size]
-                batch = np.stack([per_track[t][0][w] for t, w in chunk])
-                started = time.perf_counter()
-                emb, act = self.runner.run(batch)
-                self.model_seconds += time.perf_counter() - started
-                for j, key in enumerate(chunk):
-                    vectors[key] = emb[j]
-                    if act is not None:
-                        acts[key] = act[j]
-        out = []
-        for t, (wins, starts) in enumerate(per_track):
-            keys = [(t, w) for w in range(len(wins))]
-            window_vectors = np.stack([vectors[k] for k in keys])
-            activations = np.stack([acts[k] for k in keys]) if acts else None
-            out.append(self._embedding(window_vectors, activations, starts))
-        return out
+            tracks.append((frontend.windows(logmel, self.max_length), frontend.window_starts(total, self.max_length)))
+        outputs = run_tracks(tracks, self._run, batch_size=self.batch_size, max_windows=self.max_windows)
+        return [self._embedding(out.vectors, out.scores, out.starts) for out in outputs]
 
     def embed(self, audio: np.ndarray) -> Embedding:
         return self.embed_many([audio])[0]
@@ -316,46 +300,9 @@ class MaestEmbedder:
         """Embed a long file window by window as it is decoded: memory holds one decode block,
         about one window of mel frames and the per-window vectors, never the whole track.
         The result equals :meth:`embed` on the whole decoded track."""
-        logmel = frontend.LogmelStream()
-        stream = frontend.WindowStream(self.max_length)
-        starts: list[int] = []
-        vectors: list[np.ndarray] = []
-        acts: list[np.ndarray] = []
-        pending: list[np.ndarray] = []
-        keep: set[int] | None = None
-        if self.max_windows is not None:  # one pass to count the samples, so the budget is spread as embed() does
-            samples = sum(len(block) for block in source.blocks())
-            total = max(frontend.n_frames(samples), frontend.PATCH)
-            keep = set(frontend.spread(len(frontend.window_starts(total, self.max_length)), self.max_windows))
-        seen = 0
+        def count(samples: int) -> int:  # the windows embed() cuts from that many samples
+            return len(frontend.window_starts(max(frontend.n_frames(samples), frontend.PATCH), self.max_length))
 
-        def run_pending() -> None:
-            if not pending:
-                return
-            started = time.perf_counter()
-            emb, act = self.runner.run(np.stack(pending))
-            self.model_seconds += time.perf_counter() - started
-            vectors.extend(emb)
-            if act is not None:
-                acts.extend(act)
-            pending.clear()
-
-        def take(windows: list[tuple[int, np.ndarray]]) -> None:
-            nonlocal seen
-            for start, window in windows:
-                seen += 1
-                if keep is not None and seen - 1 not in keep:
-                    continue  # outside the window budget: never reaches the model
-                if pending and pending[0].shape != window.shape:
-                    run_pending()
-                starts.append(start)
-                pending.append(window)
-                if len(pending) >= self.batch_size:
-                    run_pending()
-
-        for block in source.blocks():
-            take(stream.feed(logmel.feed(block)))
-        take(stream.feed(logmel.finish()))
-        take(stream.finish())
-        run_pending()
-        return self._embedding(np.stack(vectors), np.stack(acts) if acts else None, starts)
+        out = run_stream(source, frontend.LogmelStream(), frontend.WindowStream(self.max_length), self._run,
+                         batch_size=self.batch_size, keep=stream_budget(source, self.max_windows, count))
+        return self._embedding(out.vectors, out.scores, out.starts)

@@ -36,11 +36,11 @@ from store import ModelInfo
 from ..cpu import keep_freed_memory
 from ..decode import AudioSource
 from ..errors import IndexerError
-from ..maest import frontend as maest_frontend
 from ..musicnn import frontend
 from ..musicnn.checkpoint import CheckpointError, read_checkpoint
 from ..musicnn.model import PATCH_FRAMES, VGG, MusiCNN, WeightError
 from .base import Embedding
+from .batching import run_stream, run_tracks, stream_budget
 
 logger = logging.getLogger(__name__)
 
@@ -236,15 +236,17 @@ class MusicnnEmbedder:
         self.model_seconds += time.perf_counter() - started
         return np.concatenate(vectors).astype(np.float32), np.concatenate(tags).astype(np.float32)
 
-    def _embedding(self, vectors: np.ndarray, tags: np.ndarray, starts: Sequence[int]) -> Embedding:
+    def _embedding(self, vectors: np.ndarray, tags: np.ndarray | None, starts: Sequence[int]) -> Embedding:
         track = vectors.mean(axis=0)
         if self.pooling == "mean+std":
             track = np.concatenate([track, vectors.std(axis=0)])
             windows = np.concatenate([vectors, np.zeros_like(vectors)], axis=1)  # patch vs patch: same cosine
         else:
             windows = vectors
-        mean_tags = tags.mean(axis=0)
-        styles = {self.labels[i]: float(mean_tags[i]) for i in np.argsort(-mean_tags)}
+        styles: dict[str, float] = {}
+        if tags is not None:  # run() always gives tags; None is for models without labels (batching.Outputs)
+            mean_tags = tags.mean(axis=0)
+            styles = {self.labels[i]: float(mean_tags[i]) for i in np.argsort(-mean_tags)}
         return Embedding(
             vector=track.astype(np.float32),
             n_windows=len(vectors),
@@ -257,70 +259,21 @@ class MusicnnEmbedder:
 
     def embed_many(self, audios: Sequence[np.ndarray]) -> list[Embedding]:
         """Several tracks; their full patches are batched together."""
-        per_track = []
+        tracks = []
         for audio in audios:
             bands = frontend.logmel(audio)
-            patches, starts = frontend.patches(bands), frontend.patch_starts(max(1, len(bands)))
-            keep = maest_frontend.spread(len(starts), self.max_windows)
-            per_track.append((patches[keep], [starts[i] for i in keep]))
-        groups: dict[int, list[tuple[int, int]]] = {}
-        for t, (patches, _) in enumerate(per_track):
-            for p in range(len(patches)):
-                groups.setdefault(patches.shape[1], []).append((t, p))
-        results: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
-        for members in groups.values():
-            vectors, tags = self.run(np.stack([per_track[t][0][p] for t, p in members]))
-            for j, key in enumerate(members):
-                results[key] = (vectors[j], tags[j])
-        out = []
-        for t, (patches, starts) in enumerate(per_track):
-            keys = [(t, p) for p in range(len(patches))]
-            out.append(self._embedding(np.stack([results[k][0] for k in keys]),
-                                       np.stack([results[k][1] for k in keys]), starts))
-        return out
+            tracks.append((frontend.patches(bands), frontend.patch_starts(max(1, len(bands)))))
+        outputs = run_tracks(tracks, self.run, batch_size=self.batch_size, max_windows=self.max_windows)
+        return [self._embedding(out.vectors, out.scores, out.starts) for out in outputs]
 
     def embed(self, audio: np.ndarray) -> Embedding:
         return self.embed_many([audio])[0]
 
     def embed_stream(self, source: AudioSource) -> Embedding:
         """A long file patch by patch as it is decoded; equals :meth:`embed` of the whole track."""
-        bands = frontend.stream()
-        patches = frontend.patch_stream()
-        starts: list[int] = []
-        pending: list[np.ndarray] = []
-        vectors: list[np.ndarray] = []
-        tags: list[np.ndarray] = []
-        keep: set[int] | None = None
-        if self.max_windows is not None:  # one pass to count the samples, so the budget is spread as embed() does
-            samples = sum(len(block) for block in source.blocks())
-            keep = set(maest_frontend.spread(len(frontend.patch_starts(samples // frontend.HOP + 1)),
-                                             self.max_windows))
-        seen = 0
+        def count(samples: int) -> int:  # the patches embed() cuts from that many samples
+            return len(frontend.patch_starts(samples // frontend.HOP + 1))
 
-        def flush() -> None:
-            if pending:
-                v, g = self.run(np.stack(pending))
-                vectors.append(v)
-                tags.append(g)
-                pending.clear()
-
-        def take(items: list[tuple[int, np.ndarray]]) -> None:
-            nonlocal seen
-            for start, patch in items:
-                seen += 1
-                if keep is not None and seen - 1 not in keep:
-                    continue  # outside the patch budget
-                if pending and pending[0].shape != patch.shape:
-                    flush()
-                starts.append(start)
-                pending.append(patch)
-                if len(pending) >= self.batch_size:
-                    flush()
-
-        for block in source.blocks():
-            take(patches.feed(bands.feed(block)))
-        take(patches.feed(bands.finish()))
-        take(patches.finish())
-        flush()
-        return self._embedding(np.concatenate(vectors), np.concatenate(tags), starts)
-
+        out = run_stream(source, frontend.stream(), frontend.patch_stream(), self.run,
+                         batch_size=self.batch_size, keep=stream_budget(source, self.max_windows, count))
+        return self._embedding(out.vectors, out.scores, out.starts)

@@ -97,3 +97,31 @@ def test_maest_index_through_the_cli_and_model_guard(tmp_path: Path) -> None:
         index_library([lib], store, FeaturesEmbedder())
     emb = load_embedder(str(model_dir), device="cpu")
     assert emb.info.id == "tiny-maest"
+
+
+def test_a_run_ends_with_its_map_and_time_and_a_failed_one_leaves_the_map(tmp_path: Path) -> None:
+    """The run's tail (``IndexRun.open``, the same for ``index`` and ``ingest``): after an ok run the
+    map is brought up to date and the run timed; a run that fails leaves the map as it was, closes
+    the store and raises its own error."""
+    from indexer.run import IndexReport, IndexRun
+
+    lib = _library(tmp_path / "lib")
+    store = tmp_path / "store"
+    report = index_library([lib], store, FeaturesEmbedder(), map_name="tsne")
+    assert report.status == "ok" and report.map is not None
+    assert (report.map["name"], report.map["n_tracks"]) == ("tsne", 5)
+    assert report.durations["total"] >= report.durations["map"] >= 0
+    with Store.open(store) as s:
+        assert len(s.projection("tsne")) == 5
+    write_tone(lib / "new.flac", 2.0, 990.0, seed=9)
+    failing = IndexReport(store=str(store), model="features")
+    opened = Store.open_for_indexing(store, FeaturesEmbedder().info)
+    with pytest.raises(OSError, match="disk full"), \
+            IndexRun.open(opened, failing, [str(lib)], map_name="tsne") as run:
+        run.finish("error")
+        raise OSError("disk full")
+    assert failing.map is None and "total" not in failing.durations
+    report = index_library([lib], store, FeaturesEmbedder(), map_name="tsne")  # the next run places it
+    assert report.added == 1 and report.map is not None and report.map["n_tracks"] == 6
+    with Store.open(store) as s:
+        assert len(s.projection("tsne")) == 6

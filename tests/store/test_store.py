@@ -182,3 +182,36 @@ def test_library_roots_and_paths_relative_to_them(filled: Path) -> None:
     assert relative_to_roots("/music/rock/a.mp3", roots) == "rock/a.mp3"
     assert relative_to_roots("/elsewhere/b.mp3", roots) == "b.mp3"  # outside every root: its name
     assert relative_to_roots("/musical/c.mp3", roots) == "c.mp3"  # a prefix is not a parent folder
+
+
+def test_a_file_is_unchanged_only_with_the_same_size_and_mtime_and_a_vector(filled: Path) -> None:
+    """``is_unchanged``: the one rule behind every engine's "skip it, it is as indexed"."""
+    from store import KnownFile, is_unchanged
+
+    with Store.open(filled) as store:
+        known = store.known_files()
+    seen = known["/music/t7.flac"]  # written with size 107, mtime 8.0
+    assert is_unchanged(seen, 107, 8.0)
+    assert not is_unchanged(seen, 108, 8.0) and not is_unchanged(seen, 107, 8.5)
+    assert not is_unchanged(None, 107, 8.0)  # never indexed
+    no_vector = KnownFile(seen.track_id, seen.size, seen.mtime, seen.fingerprint, has_vector=False)
+    assert not is_unchanged(no_vector, 107, 8.0)
+
+
+def test_glibc_is_found_once_and_is_none_without_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ctypes
+    import platform
+    import sys
+
+    from store.glibc import glibc
+
+    if sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc":
+        libc = glibc()
+        assert isinstance(libc, ctypes.CDLL) and glibc() is libc  # loaded once, then cached
+        assert callable(libc.malloc_trim) and callable(libc.mallopt)
+    glibc.cache_clear()
+    monkeypatch.setattr(sys, "platform", "darwin")  # macOS (and Windows): no glibc, no error
+    try:
+        assert glibc() is None
+    finally:
+        glibc.cache_clear()  # the next caller finds the real one again
