@@ -27,7 +27,7 @@ import sys
 from dataclasses import asdict, replace
 from typing import TYPE_CHECKING, Any
 
-from store import Store, StoreError
+from store import Store, StoreError, is_unchanged
 
 from .. import exits
 from ..errors import UserError
@@ -169,7 +169,7 @@ def make_run_plan(library: list[str], settings: Settings, embedder: Any,
             st = f.stat()
         except OSError:
             continue
-        if seen is None or not (seen.size == st.st_size and seen.mtime == st.st_mtime and seen.has_vector):
+        if not is_unchanged(seen, st.st_size, st.st_mtime):
             todo.append(f)
     if not todo:
         return None
