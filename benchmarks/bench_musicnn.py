@@ -17,7 +17,7 @@ The handcrafted ``features`` embedder is scored the same way, as the baseline.
 
 ``speed``: audio-seconds per second on this machine for ``features``, MusiCNN (each network, with 1
 and with all threads) and MAEST (a full-size random model, one 30-s window per forward pass,
-embed-only): the tiers of the README.
+embed-only): the tiers of docs/models.md.
 
     python benchmarks/bench_musicnn.py quality [--models musicnn-msd,musicnn-mtt]
     python benchmarks/bench_musicnn.py speed

@@ -10,7 +10,7 @@ input: speed does not depend on content) and the decoder on a few of the files t
 
 The decoders run in worker processes beside the model; on a machine with as many cores as the
 model uses threads they take CPU time from it, hence the decode term. Checked against real runs by
-``benchmarks/bench_plan.py`` (the README has the figures).
+``benchmarks/bench_plan.py`` (docs/benchmarks.md has the figures).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """musicmap's settings: one declared table, resolved as CLI flag > environment > default.
 
 Every setting is listed in :data:`SETTINGS` with its type, default, environment variable
-and help; the README's settings table is checked against it by a test.
+and help; docs/cli.md's settings table is checked against it by a test.
 """
 
 from __future__ import annotations

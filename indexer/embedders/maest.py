@@ -8,7 +8,7 @@
   (2304-d for MAEST) by default, averaged over windows; ``--layer`` and ``--pooling`` change it.
 - Styles: sigmoid of the classifier logits, averaged over windows; the top ones are stored.
 
-Licence of the weights: CC BY-NC-SA 4.0 (see README).
+Licence of the weights: CC BY-NC-SA 4.0 (README, docs/models.md).
 """
 
 from __future__ import annotations

@@ -6,8 +6,9 @@ recorded in the store's failures and retried on the next run. Tracks whose files
 reported, and removed with --prune. At the end the map is brought up to date: new tracks are
 placed into it (or it is computed, the first time; --no-map skips this).
 
-exit codes: 0 all files indexed; 1 nothing could be indexed, or a usage/user error;
-            3 indexed, but some files failed (listed, and in the store's failures table).
+exit codes: 0 all files indexed; 1 nothing could be indexed, or a user error; 2 a usage error;
+            3 indexed, but some files failed (listed, and in the store's failures table);
+            130 interrupted (Ctrl-C: what was finished is saved, the next run goes on).
 
 With --engine ray the files are embedded on a Ray cluster (Ray Data: decoding in CPU tasks, the
 model in a pool of actors, a GPU each with --gpus-per-worker) into Parquet shards under
@@ -81,7 +82,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                          "windows, MusiCNN's 3-s patches; default: all)")
     maest.add_argument("--fast", action="store_true",
                        help="the fastest settings measured to keep track vectors within cosine 0.99 of the full "
-                            "computation (see the README); recorded in the store")
+                            "computation (docs/models.md); recorded in the store")
     p.add_argument("--plan", action="store_true",
                    help="print the files, hours of audio, windows and the estimated time (for these settings and "
                         "for --fast), measured on a few windows here, then stop")

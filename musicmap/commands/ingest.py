@@ -6,8 +6,8 @@ and mtime are left alone, so ingesting the same shards twice changes nothing. Th
 is then built or extended (by size: exact, HNSW, or IVF-PQ for very large stores; --index-type
 to choose) and the map updated.
 
-exit codes: 0 ingested; 1 a usage or user error (not a shard folder, another model's store);
-            3 ingested, but the shards record files that failed (listed).
+exit codes: 0 ingested; 1 a user error (not a shard folder, another model's store); 2 a usage error;
+            3 ingested, but the shards record files that failed (listed); 130 interrupted.
 
 examples:
   musicmap ingest ~/musicmap-store/shards --store ~/musicmap-store
