@@ -1,6 +1,7 @@
 # musicmap — set-up, demo, tests, benchmarks.
 #   make demo   sets up .venv and runs `musicmap demo` (serves http://127.0.0.1:8050)
-#   make test   sets up .venv, installs ffmpeg/chromium when missing, runs ruff, mypy, pytest
+#   make check  ruff, mypy and the fast tests: the loop after every change (docs/testing.md)
+#   make test   sets up .venv, installs ffmpeg/chromium when missing, runs ruff, mypy and every test (CI)
 SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -c
 # pip's local mirrors print one 'is ignored' warning per package: keep the log readable.
@@ -15,7 +16,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_MISSING = $(strip $(foreach pair,ffmpeg:ffmpeg $(1),$(if $(shell command -v $(word 1,$(subst :, ,$(pair))) 2>/dev/null),,$(word 2,$(subst :, ,$(pair))))))
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: setup system-deps test-deps demo test test-slow lint bench bench-large clean
+.PHONY: setup system-deps test-deps demo check test test-slow lint bench bench-large clean
 
 setup: $(STAMP) system-deps
 
@@ -45,6 +46,13 @@ demo: setup
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+
+# The tests that need no browser, Ray, kill trial, wheel build, real music or process of their own
+# (pyproject.toml's markers; docs/testing.md).
+CHECK_MARKS := not (slow or browser or ray or kills or install or subprocess or real_music)
+
+check: setup lint
+	$(BIN)/python -m pytest -m "$(CHECK_MARKS)" $(PYTEST_ARGS)
 
 test: test-deps lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

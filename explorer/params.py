@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from store import is_whole_number
+
 
 class BadRequest(ValueError):
     """A query parameter the API cannot use; the message names it."""
@@ -50,7 +52,7 @@ class Param:
             return raw.lower() in ("1", "true", "yes")
         if self.kind == "ids":
             parts = [part.strip() for part in raw.split(",") if part.strip()]
-            if not parts or not all(p.isdigit() for p in parts) or len(parts) > (self.maximum or len(parts)):
+            if not parts or not all(is_whole_number(p) for p in parts) or len(parts) > (self.maximum or len(parts)):
                 raise BadRequest(f"{self.name}: {self.hint}")
             return list(dict.fromkeys(int(p) for p in parts))
         if self.choices and raw not in self.choices:
@@ -64,7 +66,7 @@ class Param:
             value = None
         lo, hi = self.minimum, self.maximum
         if value is None or (lo is not None and value < lo) or (hi is not None and value > hi) \
-                or (lo is not None and lo >= 0 and not raw.isdigit()):
+                or (lo is not None and lo >= 0 and not is_whole_number(raw)):
             if self.hint:
                 raise BadRequest(f"{self.name}: {self.hint}")
             span = (f" from {lo} to {hi}" if lo is not None and hi is not None

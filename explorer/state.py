@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from urllib.parse import parse_qs, urlencode
 
+from store import is_whole_number
+
 from .limits import K_DEFAULT, K_PAGE_MAX
 
 
@@ -31,7 +33,7 @@ class ViewState:
 
 
 def _positive(raw: str | None, hi: int = 10_000) -> int | None:
-    if raw is None or not raw.isdigit():
+    if raw is None or not is_whole_number(raw):
         return None
     value = int(raw)
     return value if 1 <= value <= hi else None
@@ -47,7 +49,7 @@ def parse(search: str | None, colors: tuple[str, ...]) -> ViewState:
 
     state = ViewState()
     raw_track = one("track")
-    if raw_track is not None and raw_track.isdigit():
+    if raw_track is not None and is_whole_number(raw_track):
         state.track = int(raw_track)
     color = one("color")
     if color in colors:
@@ -55,7 +57,7 @@ def parse(search: str | None, colors: tuple[str, ...]) -> ViewState:
     state.genres = [g for g in q.get("genre", []) if g][:50]
     state.styles = [s for s in q.get("style", []) if s][:50]
     years = (one("years") or "").split("-")
-    if len(years) == 2 and all(y.isdigit() for y in years) and int(years[0]) <= int(years[1]):
+    if len(years) == 2 and all(is_whole_number(y) for y in years) and int(years[0]) <= int(years[1]):
         state.years = (int(years[0]), int(years[1]))
     state.k = _positive(one("k"), K_PAGE_MAX) or K_DEFAULT
     state.per_artist = _positive(one("per_artist"))

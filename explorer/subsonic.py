@@ -39,7 +39,7 @@ from xml.etree import ElementTree as ET
 
 from flask import Flask, Response, request
 
-from store import Store, StoreError, TrackNotFound, TrackRow, l2_normalise, relative_to_roots
+from store import Store, StoreError, TrackNotFound, TrackRow, is_whole_number, l2_normalise, relative_to_roots
 from store.listening import MAX_PATH
 from store.search import artist_key, vectors_of
 
@@ -186,7 +186,7 @@ class Arg:
     default: int | None = None
     most: int = SUBSONIC_MAX_COUNT
 
-    def read(self, params: Mapping[str, str]) -> Any:
+    def read(self, params: Mapping[str, str]) -> int | str | None:
         """This parameter's value from ``params``; :class:`SubsonicError` when it is missing or bad."""
         raw = params.get(self.name)
         if raw is None or raw == "":
@@ -194,11 +194,11 @@ class Arg:
                 raise SubsonicError(10, f"Required parameter is missing: {self.name}")
             return self.default
         if self.kind == "song":
-            if not raw.isdigit():
+            if not is_whole_number(raw):
                 raise SubsonicError(70, f"Song not found: {raw}")
             return int(raw)
         if self.kind == "count":
-            if not raw.isdigit() or not 1 <= int(raw) <= self.most:
+            if not is_whole_number(raw) or not 1 <= int(raw) <= self.most:
                 raise SubsonicError(0, f"{self.name}={raw!r}: give a whole number from 1 to {self.most}")
             return int(raw)
         return raw
@@ -301,7 +301,7 @@ class Subsonic:
     def similar_songs2(self, args: Args) -> Body:
         """``id``: a song id (an instant mix from the song), or an artist id (from the artist's songs)."""
         raw, n = args["id"], args["count"]
-        if raw.isdigit():
+        if is_whole_number(raw):
             songs = [x.track for x in self.store.similar(int(raw), k=n)]
         else:
             seeds = self._artist_tracks(raw)

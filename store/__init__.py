@@ -24,7 +24,17 @@ from .m3u import m3u_bytes, playlist_tracks, read_m3u, write_m3u
 from .manifest import Manifest, ModelInfo
 from .paths import db_path, relative_to_roots
 from .store import Store
-from .types import IndexedFile, KnownFile, MapInfo, Neighbour, SQLResult, TrackRecord, TrackRow, is_unchanged
+from .types import (
+           IndexedFile,
+           KnownFile,
+           MapInfo,
+           Neighbour,
+           SQLResult,
+           TrackRecord,
+           TrackRow,
+           is_unchanged,
+           is_whole_number,
+)
 from .vectors import l2_normalise
 from .writer import WritableStore
 
@@ -51,7 +61,7 @@ __all__ = [
            "genre_key",
            "genre_keys",
            "group_genres",
-           "is_unchanged",
+           "is_unchanged", "is_whole_number",
            "l2_normalise",
            "m3u_bytes",
            "playlist_tracks",

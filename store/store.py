@@ -38,7 +38,7 @@ from .manifest import Manifest, ModelInfo, read_manifest
 from .paths import db_path, fs_path
 from .search import SearchOptions, SimilarOptions, VarietyOptions
 from .sharing import CONFIG, LOCK_WAIT_S, SharedConnection, connect, stamp
-from .types import KnownFile, MapInfo, Neighbour, SQLResult, TrackRow
+from .types import KnownFile, MapInfo, Neighbour, SQLResult, TrackRow, is_whole_number
 from .vectors import SIDECAR_NAME
 
 if TYPE_CHECKING:
@@ -356,7 +356,7 @@ class Store:
         if isinstance(query, (int, np.integer)):
             return int(self.track(int(query))["id"])
         text = str(query).strip()
-        if text.isdigit():
+        if is_whole_number(text):
             self.track(int(text))  # TrackNotFound names it
             return int(text)
         path = Path(text).expanduser()

@@ -75,6 +75,12 @@ class IndexedFile(Protocol):
     def has_vector(self) -> bool: ...
 
 
+def is_whole_number(text: str) -> bool:
+    """Whether ``text`` is a whole number written in ASCII digits (a track id, a count, a year).
+    ``str.isdigit`` alone also accepts ``"²"``, which ``int`` refuses, and ``"١٢"``, which it reads."""
+    return text.isascii() and text.isdigit()
+
+
 def is_unchanged(indexed: IndexedFile | None, size: int, mtime: float) -> bool:
     """Whether a file whose ``os.stat`` now gives ``size`` and ``mtime`` is still the one ``indexed``:
     the same size and mtime, and a vector came of it. It is the indexer's fast path (one ``stat``,

@@ -64,7 +64,8 @@ def _run_in_process(argv: list[str]) -> subprocess.CompletedProcess[str]:
     handlers, level = root.handlers[:], root.level
     levels = {name: lg.level for name, lg in logging.root.manager.loggerDict.items()
               if isinstance(lg, logging.Logger)}
-    out, err = io.StringIO(), io.StringIO()
+    # Text streams over bytes, as a process's are: commands that write bytes (an m3u to stdout) use .buffer.
+    out, err = (io.TextIOWrapper(io.BytesIO(), encoding="utf-8", write_through=True) for _ in range(2))
     try:
         with redirect_stdout(out), redirect_stderr(err):
             try:
@@ -77,7 +78,8 @@ def _run_in_process(argv: list[str]) -> subprocess.CompletedProcess[str]:
         for name, lg in logging.root.manager.loggerDict.items():
             if isinstance(lg, logging.Logger):
                 lg.setLevel(levels.get(name, logging.NOTSET))
-    return subprocess.CompletedProcess([*MUSICMAP, *argv], code, out.getvalue(), err.getvalue())
+    text = [stream.buffer.getvalue().decode("utf-8", errors="replace") for stream in (out, err)]  # type: ignore[attr-defined]
+    return subprocess.CompletedProcess([*MUSICMAP, *argv], code, *text)
 
 
 def make_tiny_maest(folder: Path, labels: list[str], *, shuffle_positions: bool = False) -> Path:

@@ -21,7 +21,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from store import Neighbour, Store
+from store import Neighbour, Store, is_whole_number
 
 from .. import exits
 from ..errors import UserError
@@ -64,14 +64,14 @@ def resolve_query(store: Store, query: str | list[str], settings: Settings, k: i
     """Return (what ``query`` resolved to, its ``k`` neighbours); ``options`` as ``Store.search``."""
     kk = k
     words = [query] if isinstance(query, str) else list(query)
-    if len(words) > 1 and all(w.strip().isdigit() for w in words):
+    if len(words) > 1 and all(is_whole_number(w.strip()) for w in words):
         ids = [int(w) for w in words]
         tracks = [store.track(i) for i in ids]
         return {"type": "tracks", "tracks": tracks}, store.search(ids, k=kk, **options)
     text = " ".join(words).strip()
     path = Path(text).expanduser()
     # a file the store does not hold is embedded with the store's model (digits stay a track id)
-    if not text.isdigit() and path.is_file() and store.track_id_for_path(path) is None:
+    if not is_whole_number(text) and path.is_file() and store.track_id_for_path(path) is None:
         from indexer.decode import load_audio
         from indexer.errors import FileFailure
 

@@ -22,7 +22,8 @@ from schemathesis.checks import not_a_server_error
 from explorer import api, create_app
 from musicmap.commands.serve import upload_functions
 from musicmap.settings import resolve
-from store import Store
+from explorer.state import parse
+from store import NoMatchingTrack, Store
 from tests.conftest import DemoStore
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "reliability"
@@ -100,6 +101,22 @@ def test_audio_path_tricks_are_404(client: FlaskClient) -> None:
             assert not response.request.path.startswith("/audio/") and response.mimetype == "text/html", path
         else:
             assert response.status_code == 404 and "error" in response.get_json(), path
+
+
+# str.isdigit says yes to these; int() refuses the first two and reads the last as 12.
+NOT_ASCII_DIGITS = ("\u00b2", "1\u00b2", "\u0661\u0662")
+
+
+def test_numbers_in_other_scripts_are_refused_not_a_500(client: FlaskClient, store: Store) -> None:
+    for raw in NOT_ASCII_DIGITS:
+        for url, params in (("/api/v1/extend", {"ids": raw}), ("/api/v1/path", {"from": raw, "to": "1"}),
+                            ("/rest/getSong", {"id": raw}), ("/rest/getSimilarSongs2", {"id": "1", "count": raw})):
+            response = client.get(url, query_string={**params, "u": "x", "p": "x", "f": "json"})
+            assert response.status_code < 500, (url, raw)
+            assert response.status_code == 400 or "error" in response.get_json().get("subsonic-response", {}), (url, raw)
+        assert parse(f"?track={raw}&years={raw}-2000&k={raw}", ("genre",)).track is None
+        with pytest.raises(NoMatchingTrack):
+            store.resolve_track(raw)
 
 
 def test_oversized_bodies_are_refused_before_any_handler(demo_store: DemoStore) -> None:
