@@ -14,7 +14,7 @@ its functions in ``sql.py``; the schema and its migrations in ``schema.py``; pat
 ``manifest.py``; fault points for the crash tests in ``faults.py``.
 """
 
-from .errors import InvalidQuery, StoreError, StoreUnavailable, TrackNotFound
+from .errors import InvalidQuery, NonFiniteVector, StoreError, StoreUnavailable, TrackNotFound
 from .listening import PathStep
 from .m3u import m3u_bytes, playlist_tracks, read_m3u, write_m3u
 from .manifest import Manifest, ModelInfo
@@ -31,6 +31,7 @@ __all__ = [
            "MapInfo",
            "ModelInfo",
            "Neighbour",
+           "NonFiniteVector",
            "PathStep",
            "SQLResult",
            "Store",
