@@ -38,6 +38,7 @@ from store import ModelInfo, Store, db_path, is_unchanged
 from .embedders.base import Embedding, embed_many
 from .errors import IndexerError
 from .files import STREAM_SECONDS, Failed, init_worker, process_file
+from .finite import check_finite
 from .scan import fingerprint, scan
 from .shards import EmbedderSpec, filesystem, latest_rows, prepare_staging, shard_schema
 
@@ -117,7 +118,13 @@ class EmbedActor:
         except Exception:  # find the culprit: one by one
             for i, audio in zip(plain, audios, strict=True):
                 results[i] = self._guard(partial(self.embedder.embed, audio))
-        return self._table(rows, results)
+        return self._table(rows, [self._finite(r) for r in results])
+
+    def _finite(self, result: Embedding | tuple[str, str]) -> Embedding | tuple[str, str]:
+        """A non-finite embedding becomes a failed row (:mod:`indexer.finite`), as on one machine."""
+        if isinstance(result, Embedding):
+            return self._guard(partial(check_finite, result, self.embedder.info))
+        return result
 
     @staticmethod
     def _guard(fn: Callable[[], Embedding]) -> Embedding | tuple[str, str]:

@@ -38,6 +38,7 @@ from .decode import AudioSource
 from .embedders.base import Embedder, Embedding, embed_many
 from .errors import FileFailure, IndexerError, NoAudioFiles
 from .files import STREAM_SECONDS, Decoded, Failed, run_files
+from .finite import check_finite
 from .metadata import CATEGORY_SOURCES, apply_metadata, fill_genre, read_metadata
 from .run import IndexReport, IndexRun, ProgressFn
 from .scan import fingerprint, scan
@@ -182,6 +183,11 @@ class EmbedStage:
             self.progress(self.finished, len(self.files.todo), path, self.run.report.audio_seconds)
 
     def _accept(self, result: Decoded, embedding: Embedding, *, show: bool = True) -> None:
+        try:  # a NaN vector is a failure, never a track (indexer.finite)
+            check_finite(embedding, self.embedder.info)
+        except FileFailure as exc:
+            self.fail(result.path, exc.stage, exc.reason)
+            return
         self._advance(result.path, float(result.tags.get("duration") or 0.0), show=show)
         st = Path(result.path).stat()
         tags = apply_metadata(result.tags, result.path, rows=self.rows, category_from=self.category_from)

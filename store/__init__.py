@@ -17,7 +17,7 @@ explorer's memory calls), in ``glibc.py``; genres that differ only in spelling g
 (the rule, its display names and its SQL spellings) in ``genres.py``.
 """
 
-from .errors import InvalidQuery, NoMatchingTrack, StoreError, StoreUnavailable, TrackNotFound
+from .errors import InvalidQuery, NoMatchingTrack, NonFiniteVector, StoreError, StoreUnavailable, TrackNotFound
 from .genres import GenreGroups, genre_key, genre_keys, group_genres
 from .listening import PathStep
 from .m3u import m3u_bytes, playlist_tracks, read_m3u, write_m3u
@@ -48,6 +48,7 @@ __all__ = [
            "ModelInfo",
            "Neighbour",
            "NoMatchingTrack",
+           "NonFiniteVector",
            "PathStep",
            "SQLResult",
            "Store",

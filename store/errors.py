@@ -31,3 +31,15 @@ class NoMatchingTrack(InvalidQuery):
 class StoreUnavailable(StoreError):
     """The store cannot be read right now: another process holds the database, or it cannot be
     opened. Trying again later (or fixing the store) helps; changing the question does not."""
+
+
+class NonFiniteVector(StoreError):
+    """A vector, window vector or style activation to be written is NaN or infinite: the batch is
+    refused whole, before anything is written (the indexer records such a file as a failure
+    before it gets here; this is the last line of defence)."""
+
+    def __init__(self, path: str, what: str) -> None:
+        super().__init__(f"refusing to save {path}: NaN or infinity in its {what} (such a vector matches "
+                         "nothing). Nothing of this batch was saved; record the file as a failure instead")
+        self.path = path
+        self.what = what

@@ -33,7 +33,7 @@ from .vectors import (
     effective_kind,
     ids_checksum,
     index_ids,
-    load_index,
+    open_index,
     read_sidecar,
     save_index,
     storage_kind,
@@ -85,11 +85,15 @@ def kind_for(asked: str, n: int, dimension: int) -> str:
     return effective_kind(asked, n, dimension)
 
 
-def vectors_agree(cur: duckdb.DuckDBPyConnection, index: faiss.Index, ids: np.ndarray, dimension: int,
-                  folder: Path) -> bool:
+def vectors_agree(cur: duckdb.DuckDBPyConnection, index: faiss.Index, ids: np.ndarray, dimension: int) -> bool:
     """Spot check: a few vectors of the index equal DuckDB's (a file copied from another store
     with the same ids, or written over, fails it). IVF-PQ keeps 8-bit vectors: equal there
-    means a cosine over 0.99 (HNSW's float16 ones: over 0.9999)."""
+    means a cosine over 0.99 (HNSW's float16 ones: over 0.9999).
+
+    A vector DuckDB holds as NaN or infinity (saved by a musicmap before 2026-12, which let a
+    model's NaN through) is left out of the comparison: NaN equals nothing, not even itself, so
+    counting it would rebuild the index on every open, to the same result. Such tracks are
+    embedded again by the next index run (:meth:`store.writer.WritableStore.create`)."""
     if not len(ids):
         return True
     picked = np.random.default_rng(len(ids)).choice(ids, size=min(AGREE_SAMPLE, len(ids)), replace=False)
@@ -98,47 +102,81 @@ def vectors_agree(cur: duckdb.DuckDBPyConnection, index: faiss.Index, ids: np.nd
     except RuntimeError:
         return False
     theirs = stored_vectors(cur, picked, dimension)
+    finite = np.isfinite(theirs).all(axis=1)
+    if not finite.all():
+        logger.debug("%d of the %d vectors compared are not finite in DuckDB; left out", int((~finite).sum()),
+                     len(picked))
+        ours, theirs = ours[finite], theirs[finite]
     kind = storage_kind(index)
     if kind == "float32":
-        agree = bool(np.allclose(ours, theirs, atol=1e-5))
-    else:  # 8-bit vectors: a cosine over 0.99; float16: over 0.9999 (~1e-7 off in fact)
-        agree = bool(np.all(np.sum(ours * theirs, axis=1) > (0.99 if kind == "sq8" else 0.9999)))
-    if not agree:
-        logger.warning("FAISS index in %s holds other vectors than DuckDB; rebuilding", folder)
-    return agree
+        return bool(np.allclose(ours, theirs, atol=1e-5))
+    # 8-bit vectors: a cosine over 0.99; float16: over 0.9999 (~1e-7 off in fact)
+    return bool(np.all(np.sum(ours * theirs, axis=1) > (0.99 if kind == "sq8" else 0.9999)))
 
 
 def load_or_build(folder: Path, cur: duckdb.DuckDBPyConnection, model: ModelInfo, asked: str, *,
                   save: bool) -> tuple[faiss.Index, dict[str, Any]]:
     """The index of the store in ``folder`` (read through ``cur``), loaded, extended or rebuilt
-    (see the module docstring), and its parameters; saved when ``save`` and it changed."""
+    (see the module docstring), and its parameters; saved when ``save`` and it changed.
+
+    What it did is logged once, and only what happened: nothing when the file is loaded; "added N
+    new vectors" when it is extended; when it is rebuilt, why (at INFO for the ordinary reasons,
+    such as vectors replaced since the build; at WARNING for a damaged or foreign file).
+    """
     d = int(model.dimension)
     state, db_ids = index_state(cur, model)
     side = read_sidecar(folder) or {}
-    built_kind = (side.get("params") or {}).get("type", "flat")
-    index = load_index(folder, state)
-    as_asked = asked == "auto" or built_kind == kind_for(asked, len(db_ids), d)
-    if index is not None and as_asked and vectors_agree(cur, index, db_ids, d, folder):
-        return index, dict(side.get("params") or {"type": "flat"})
-    index = None
+    side_params = dict(side.get("params") or {"type": "flat"})
+    built_kind = side_params.get("type", "flat")
+    kind = kind_for(asked, len(db_ids), d)
+    index: faiss.Index | None = None
     params: dict[str, Any] | None = None
-    same_base = {k: state[k] for k in ("rewrites", "model", "dimension")}
-    if side and all(side.get(k) == v for k, v in same_base.items()):
-        old = load_index(folder, {**same_base, "ids_checksum": side.get("ids_checksum"), "ntotal": side.get("ntotal")})
-        if old is not None and vectors_agree(cur, old, index_ids(old), d, folder):
+    why: str | None = None  # why it is rebuilt (None: a new store, built for the first time)
+    damaged = False
+    base = ("rewrites", "model", "dimension")
+    if all(side.get(k) == v for k, v in state.items()) or not side:  # as saved, or no record of it
+        index, why = open_index(folder, state)
+        damaged = why is not None
+        if index is not None:
+            if not vectors_agree(cur, index, db_ids, d):
+                why, damaged = "it holds other vectors than DuckDB", True
+            elif asked == "auto" or built_kind == kind:
+                return index, side_params
+            else:
+                why = f"a {kind} index was asked for, it is {built_kind}"
+            index = None
+    elif all(side.get(k) == state[k] for k in base):  # only additions since it was saved: extend it
+        old, why = open_index(folder, {**{k: state[k] for k in base}, "ids_checksum": side.get("ids_checksum"),
+                                       "ntotal": side.get("ntotal")})
+        damaged = why is not None
+        if old is not None:
             have = index_ids(old)
-            if np.isin(have, db_ids).all() and kind_for(asked, len(db_ids), d) == built_kind:
+            if not vectors_agree(cur, old, have, d):
+                why, damaged = "it holds other vectors than DuckDB", True
+            elif not np.isin(have, db_ids).all():
+                why, damaged = "it holds tracks DuckDB does not", True
+            elif kind != built_kind:
+                why = f"{len(db_ids)} vectors call for a {kind} index, it is {built_kind}"
+            else:
                 new_ids = np.setdiff1d(db_ids, have)
                 add_to_index(old, new_ids, stored_vectors(cur, new_ids, d))
                 index = old
-                params = {**side.get("params", {}),
-                          "added_since_build": int((side.get("params") or {}).get("added_since_build", 0))
+                params = {**side_params, "added_since_build": int(side_params.get("added_since_build", 0))
                           + len(new_ids)}
                 logger.info("FAISS index: added %d new vectors", len(new_ids))
+    elif side.get("model") != state["model"] or side.get("dimension") != state["dimension"]:
+        why, damaged = (f"it was built for {side.get('model')!r} ({side.get('dimension')}-d), the store holds "
+                        f"{state['model']!r} ({state['dimension']}-d)"), True
+    else:
+        why = "stored vectors were replaced or removed since it was built"
     if index is None or params is None:
         ids, vectors = all_vectors(cur, d)
         index, params = build_index(ids, vectors, kind_for(asked, len(ids), d))
-        logger.info("FAISS index built: %s over %d vectors", params["type"], len(ids))
+        if why is None:
+            logger.info("FAISS index built: %s over %d vectors", params["type"], len(ids))
+        else:
+            logger.log(logging.WARNING if damaged else logging.INFO, "FAISS index in %s rebuilt from DuckDB (%s): "
+                       "%s over %d vectors", folder, why, params["type"], len(ids))
     if save:
         save_index(folder, index, {**{k: state[k] for k in ("generation", "rewrites", "model", "dimension")},
                                    "params": params})

@@ -9,7 +9,7 @@ vectors; nprobe tuned at build the same way). The index file is written atomical
 rename) beside a JSON sidecar recording what it was built from: ``vectors_generation``,
 ``vectors_rewrites``, the model and dimension, the count and a checksum of the track ids.
 On open, any mismatch (or an unreadable file) means "rebuild from DuckDB"; only additions
-since the build mean "add the new vectors".
+since the build mean "add the new vectors" (:mod:`store.freshness` decides, and says which).
 """
 
 from __future__ import annotations
@@ -333,40 +333,39 @@ def read_sidecar(folder: Path) -> dict[str, Any] | None:
 
 
 def load_index(folder: Path, expect: dict[str, Any]) -> faiss.Index | None:
-    """The saved index, if its sidecar matches ``expect`` (generation, model, dimension, count and
-    the checksum of the ids DuckDB holds) and the file itself holds exactly those ids; else None,
-    with the reason logged (missing, stale, from another model, or corrupt)."""
+    """The saved index, if it matches ``expect`` (see :func:`open_index`); else None."""
+    return open_index(folder, expect)[0]
+
+
+def open_index(folder: Path, expect: dict[str, Any]) -> tuple[faiss.Index | None, str | None]:
+    """(the saved index, None) if its sidecar matches ``expect`` (generation, model, dimension,
+    count and the checksum of the ids DuckDB holds) and the file itself holds exactly those ids;
+    else (None, why not: missing, stale, corrupt, other ids), for the caller to say once what it
+    does about it. (None, None): a new store, with neither file yet."""
     side = read_sidecar(folder)
     if side is None or not (folder / INDEX_NAME).is_file():
-        if side is None and not (folder / INDEX_NAME).exists():  # a new store: nothing to report
-            logger.debug("no FAISS index in %s yet; it will be built", folder)
-        else:
-            logger.info("no usable FAISS index in %s; it will be built", folder)
-        return None
+        if side is None and not (folder / INDEX_NAME).exists():
+            return None, None
+        return None, f"its {SIDECAR_NAME} is missing or unreadable" if side is None else "its file is missing"
     for key, value in expect.items():
         if side.get(key) != value:
-            logger.info("FAISS index in %s is stale (%s: %r, DuckDB: %r); it will be rebuilt",
-                        folder, key, side.get(key), value)
-            return None
+            return None, f"it was built from other vectors ({key}: {side.get(key)!r}, DuckDB: {value!r})"
     try:
         index = faiss.read_index(str(folder / INDEX_NAME))
     except (RuntimeError, ValueError, MemoryError) as exc:
-        logger.warning("FAISS index file %s is corrupt (%s); rebuilding it from DuckDB", folder / INDEX_NAME,
-                       str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
-        return None
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return None, f"its file is corrupt ({first})"
     if int(index.ntotal) != int(expect.get("ntotal", index.ntotal)) \
             or int(index.d) != int(expect.get("dimension", index.d)):
-        logger.warning("FAISS index in %s does not match DuckDB (%d × %d); rebuilding", folder, index.ntotal, index.d)
-        return None
+        return None, f"its file holds {index.ntotal} × {index.d} vectors, not what its {SIDECAR_NAME} says"
     try:
         checksum = ids_checksum(index_ids(index))
     except (RuntimeError, AttributeError):
-        return None
+        return None, "its file is no index of track ids"
     if checksum != expect.get("ids_checksum", checksum):
-        logger.warning("FAISS index in %s holds other track ids than DuckDB; rebuilding", folder)
-        return None
+        return None, "it holds other track ids than DuckDB"
     apply_params(index, side.get("params") or {})
-    return index
+    return index, None
 
 
 def apply_params(index: faiss.Index, params: dict[str, Any]) -> None:

@@ -27,7 +27,7 @@ import numpy as np
 import pyarrow as pa
 
 from . import freshness, schema
-from .errors import StoreError
+from .errors import NonFiniteVector, StoreError
 from .faults import fault_point
 from .manifest import Manifest, ModelInfo, write_manifest
 from .paths import db_path, raw_bytes, tag_text
@@ -37,6 +37,10 @@ from .types import TrackRecord
 from .vectors import SIDECAR_NAME, ids_checksum, index_ids, l2_normalise
 
 logger = logging.getLogger(__name__)
+
+
+NONFINITE_CHECKED = "nonfinite_checked"
+"""``meta`` key: the store was checked for NaN vectors saved before they were refused."""
 
 
 class WritableStore(Store):
@@ -75,6 +79,7 @@ class WritableStore(Store):
         schema.migrate(con, model.dimension)
         store = cls(folder, lambda: connect(db, read_only=False, config=CONFIG, wait=wait), manifest, opened=con)
         schema.check(con, db)
+        store._forget_nonfinite_vectors()
         # Temporary files of a writer that was killed mid-write (atomic writes: never the real
         # files). This process holds the DuckDB lock, so no other writer is still using one.
         for leftover in folder.glob(".*.tmp"):
@@ -114,6 +119,29 @@ class WritableStore(Store):
         if vectors_changed:
             self._index = None
 
+    def _forget_nonfinite_vectors(self) -> None:
+        """Once per store (meta ``nonfinite_checked``): remove the vectors, windows, styles and map
+        points of tracks whose vector or style activations are NaN or infinite, saved by a musicmap
+        before 2026-12 that let a model's NaN through (MAEST in bf16 on AMX CPUs, issue #29). Such a
+        vector matches nothing; with it gone the track has no vector, so the index run that opened the
+        store embeds its file again (or records it as a failure), and FAISS is rebuilt once. Windows are not
+        scanned: a track's vector is their mean, so a NaN window made the vector NaN too. Stores
+        written since never hold one (:class:`~store.errors.NonFiniteVector`), hence once: the scan
+        reads every vector (about 1 s per 100k 768-d vectors)."""
+        con = self._db.con
+        if con.execute("SELECT 1 FROM meta WHERE key = ?", [NONFINITE_CHECKED]).fetchone():
+            return
+        bad = [int(r[0]) for r in con.execute(  # stored vectors have norm 1: their sum overflows never
+            "SELECT track_id FROM embeddings WHERE NOT isfinite(list_sum(vector)) "
+            "UNION SELECT DISTINCT track_id FROM styles WHERE NOT isfinite(activation)").fetchall()]
+        with self._transaction(vectors_changed=bool(bad), rewritten=bool(bad)) as cur:
+            for table in ("embeddings", "windows", "styles", "projections"):
+                cur.execute(f"DELETE FROM {table} WHERE track_id IN (SELECT unnest(?::BIGINT[]))", [bad])
+            cur.execute("INSERT OR REPLACE INTO meta VALUES (?, '1')", [NONFINITE_CHECKED])
+        if bad:
+            logger.warning("%d tracks in %s had a NaN or infinite vector, saved by an older musicmap: their vectors "
+                           "were removed, and an index run embeds their files again", len(bad), self.path)
+
     def move_track(self, track_id: int, path: str, size: int, mtime: float) -> None:
         """A file moved or renamed: same content, new path. Keeps its id, vector and map position."""
         self._db.con.execute("UPDATE tracks SET path = ?, path_bytes = ?, size = ?, mtime = ?, updated_at = now() "
@@ -151,6 +179,7 @@ class WritableStore(Store):
             vec = np.asarray(rec.vector, dtype=np.float32).ravel()
             if vec.shape[0] != d:
                 raise StoreError(f"vector of {rec.path} has {vec.shape[0]} dimensions, the store expects {d}")
+            _check_finite(rec)
         paths = [db_path(r.path) for r in records]
         if len(set(paths)) != len(paths):
             raise StoreError("write_tracks: the same path twice in one batch")
@@ -285,6 +314,16 @@ class WritableStore(Store):
         self.manifest = replace(self.manifest, counts=counts,
                                 index={**params, "ntotal": n, "ids_checksum": ids_checksum(index_ids(index))})
         write_manifest(self.path, self.manifest)
+
+
+def _check_finite(rec: TrackRecord) -> None:
+    """Refuse a record with a NaN or infinite value where FAISS and the map need numbers."""
+    if not np.isfinite(np.asarray(rec.vector, np.float32)).all():
+        raise NonFiniteVector(rec.path, "vector")
+    if rec.windows is not None and not np.isfinite(np.asarray(rec.windows, np.float32)).all():
+        raise NonFiniteVector(rec.path, "window vectors")
+    if rec.styles and not np.isfinite(np.fromiter(rec.styles.values(), np.float64, len(rec.styles))).all():
+        raise NonFiniteVector(rec.path, "style activations")
 
 
 def _first_line(exc: BaseException) -> str:

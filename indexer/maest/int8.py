@@ -28,6 +28,7 @@ the arithmetic).
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 import torch
@@ -97,6 +98,9 @@ class Int8Linear(nn.Module):
     def _onednn(self, rows: torch.Tensor, out: torch.Tensor) -> None:
         low, high = torch.aminmax(rows)
         low_f, high_f = min(float(low), 0.0), max(float(high), 0.0)  # zero must be exact
+        if not math.isfinite(high_f - low_f):  # NaN or inf in: no scale fits; NaN out, as in float
+            out.fill_(float("nan"))  # (a damaged model's NaN is then a recorded failure: indexer.finite)
+            return
         scale = max((high_f - low_f) / 255.0, 1e-12)
         zero = min(255, max(0, round(-low_f / scale)))
         for start in range(0, rows.shape[0], ROW_BLOCK):

@@ -63,12 +63,14 @@ def _can_shortcut(block: Any) -> bool:
     return all(hasattr(attention, name) for name in ("q_proj", "k_proj", "v_proj", "o_proj"))
 
 
-def _last_block_cls_dist(block: Any, h: Any, n_heads: int) -> Any:
+def _last_block_cls_dist(block: Any, h: Any, n_heads: int, *, cpu_bf16: bool = False) -> Any:
     """The last block, computed for the CLS and DIST rows only.
 
     After the last block only CLS and DIST are read (final LayerNorm → (CLS + DIST)/2 →
     classifier), so their queries attend to all keys/values and the other rows are skipped:
     the result for those two rows is the same as the full block's, for about a tenth of its cost.
+    ``cpu_bf16``: the attention is :func:`_cpu_bf16_attention`, as in the other blocks (torch's
+    fused CPU attention would hand oneDNN's AMX kernels GEMMs with any K: see there).
 
     Returns
     -------
@@ -83,13 +85,25 @@ def _last_block_cls_dist(block: Any, h: Any, n_heads: int) -> Any:
     q = att.q_proj(x[:, :2]).view(b, 2, n_heads, head).transpose(1, 2)
     k = att.k_proj(x).view(b, n, n_heads, head).transpose(1, 2)
     v = att.v_proj(x).view(b, n, n_heads, head).transpose(1, 2)
-    a = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, 2, d)
+    if cpu_bf16:
+        a = _cpu_bf16_attention(None, q, k, v, None)[0].reshape(b, 2, d)
+    else:
+        a = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, 2, d)
     y = att.o_proj(a) + h[:, :2]
     return block.mlp(block.layernorm_after(y)) + y
 
 
 CPU_BF16_ATTENTION = "musicmap_cpu_bf16"
 """The attention transformers runs when MAEST runs in bf16 on a CPU (registered on first use)."""
+
+
+GEMM_K_MULTIPLE = 32
+"""The contraction length (K) of each GEMM :func:`_cpu_bf16_attention` hands to torch is padded with
+zeros to a multiple of this: 32 bf16 values are one row of an AMX tile (64 bytes)."""
+
+
+def _padded(size: int) -> int:
+    return -(-size // GEMM_K_MULTIPLE) * GEMM_K_MULTIPLE
 
 
 def _cpu_bf16_attention(module: Any, query: Any, key: Any, value: Any, attention_mask: Any,
@@ -108,20 +122,57 @@ def _cpu_bf16_attention(module: Any, query: Any, key: Any, value: Any, attention
     bf16 (per-element error ≤ 4e-3; the track vectors' cosine to fp32 is in the README's table).
     The int8 mode uses it too on CPUs with native bf16 (its projections come out in fp32).
 
-    Shapes: query, key, value (b, heads, n, d) → output (b, n, heads, d), as transformers expects.
+    **K padded to a multiple of 32** (:data:`GEMM_K_MULTIPLE`), a guard against oneDNN issue #5717
+    (uxlfoundation/oneDNN; fixed by PR #5723 in August 2026, after the oneDNN 3.12.0 that torch
+    2.13's CPU wheel bundles): its AMX bf16 matmul kernel (``brg_matmul:avx10_1_512_amx``, what a
+    bf16 ``torch.mm`` with m·n·k > 16³ runs on Xeons with ``amx_bf16``) reads A's last, partial
+    32-wide K tile whole and relies on zeros in B to cancel the columns past K; those bytes belong
+    to A's next rows (only the last tile of rows was zero-padded), and where they hold NaN or
+    infinity, NaN · 0 = NaN leaks into clean output rows. Both products here have a K of our
+    choosing: q·kᵀ the head size (64 in MAEST, 16 in the tests' tiny model), p·v the number of
+    tokens (11 for a 0.3-s clip, 164 for 3 s, 1,685 for a 30-s window). So q and k get zero
+    columns up to a multiple of 32 (they add 0 to every score), k and v zero rows up to a
+    multiple of 32 tokens, and the scores of those padding keys are set to -inf before the
+    softmax (probability exactly 0, so v's zero rows add nothing): the output is the unpadded
+    products' to bf16 rounding (bit-equal for the short shapes tried), and the kernel gets no K
+    tail to over-read. MAEST's other bf16 GEMMs, its Linear layers, have K = 768 or 3072 (32 or 64
+    in the tiny model) already. How it was checked, on an AVX-512 BF16 CPU without AMX (the NaN
+    for short clips on AMX CPUs could not be reproduced here): ``ONEDNN_VERBOSE=1`` lists the
+    products that reach oneDNN's matmul and their K (full-size MAEST, 0.3-s clip, before:
+    ``11x11:11x64``, K = 11; 3 s: K = 164; after: 32 and 192), and a test asserts K % 32 == 0
+    for every bf16 product MAEST asks torch for (``tests/indexer/test_maest_attention.py``).
+    Whether this bug is what made those vectors NaN is not established: in the tiny model a
+    0.3-s clip's attention products (m·n·k ≤ 16³) never reach oneDNN's matmul at all. What
+    guarantees that no non-finite vector is stored is :mod:`indexer.finite`. Cost: up to 31 more
+    keys per window (11 of 1,685 at 30 s) and a copy of k and v per window.
+
+    Shapes: query (b, heads, n_q, d), key and value (b, heads, n, d) → output (b, n_q, heads, d),
+    as transformers expects (n_q = n but in the last block's shortcut, where it is 2).
     """
     import torch
 
     if attention_mask is not None:
         raise ValueError("the bf16 CPU attention takes no mask (MAEST has none)")
     scale = scaling if scaling is not None else query.shape[-1] ** -0.5
-    batch, heads, n, d = query.shape
-    out = torch.empty(batch, n, heads, d, dtype=torch.bfloat16, device=query.device)
-    bf16 = torch.bfloat16
-    for i in range(batch):  # fp32 inputs (the int8 mode's projections) are computed in bf16 too
-        q, k_t, v = (query[i] * scale).to(bf16), key[i].to(bf16).transpose(-1, -2), value[i].to(bf16)
+    batch, heads, n_q, d = query.shape
+    n = key.shape[2]
+    n_pad, d_pad = _padded(n), _padded(d)
+    bf16, device = torch.bfloat16, query.device
+    out = torch.empty(batch, n_q, heads, d, dtype=bf16, device=device)
+    # Zero-padded buffers, filled per window (fp32 inputs, the int8 mode's projections, are
+    # converted to bf16 by the copy); the padding stays zero.
+    q = torch.zeros(heads, n_q, d_pad, dtype=bf16, device=device)
+    k = torch.zeros(heads, n_pad, d_pad, dtype=bf16, device=device)
+    v = torch.zeros(heads, n_pad, d, dtype=bf16, device=device)
+    for i in range(batch):
+        torch.mul(query[i], scale, out=q[..., :d])
+        k[:, :n, :d] = key[i]
+        v[:, :n] = value[i]
         for h in range(heads):
-            out[i, :, h] = torch.mm(torch.softmax(torch.mm(q[h], k_t[h]), dim=-1), v[h])
+            scores = torch.mm(q[h], k[h].T)  # (n_q, n_pad); K = d_pad
+            if n_pad > n:
+                scores[:, n:] = float("-inf")  # padding keys: probability 0
+            out[i, :, h] = torch.mm(torch.softmax(scores, dim=-1), v[h])  # K = n_pad
     return out.to(query.dtype), None
 
 
@@ -166,6 +217,8 @@ class MaestRunner:
         self.all_blocks = options.styles or options.pooling == "pooled"
         self.n_blocks = n_layers if self.all_blocks else options.layer
         self.dtype = torch.float32
+        self.cpu_bf16_attention = device == "cpu" and options.precision == "bf16"
+        """The last block's shortcut runs :func:`_cpu_bf16_attention` too (the other blocks do)."""
         if device == "cpu":
             keep_freed_memory()  # large temporaries reused, not page-faulted afresh each call (indexer.cpu)
         model.eval()
@@ -234,7 +287,8 @@ class MaestRunner:
             blocks = ast.layers if hasattr(ast, "layers") else ast.encoder.layer
             for i in range(self.n_blocks):
                 if i == len(blocks) - 1 and self.options.layer < len(blocks) and _can_shortcut(blocks[i]):
-                    h = _last_block_cls_dist(blocks[i], h, self.n_heads)  # only CLS/DIST are read
+                    h = _last_block_cls_dist(blocks[i], h, self.n_heads,  # only CLS/DIST are read
+                                             cpu_bf16=self.cpu_bf16_attention)
                 else:
                     out = blocks[i](h, None)
                     h = out[0] if isinstance(out, tuple) else out

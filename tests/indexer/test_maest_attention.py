@@ -74,3 +74,73 @@ def test_a_transformers_model_runs_it_and_keeps_its_output() -> None:
     assert out.shape == reference.shape
     cos = torch.nn.functional.cosine_similarity(out.flatten(), reference.flatten(), dim=0).item()
     assert cos > 0.9999
+
+
+def _unpadded(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """The attention as it was before K was padded: the same bf16 products on the raw shapes."""
+    batch, heads, n_q, d = q.shape
+    out = torch.empty(batch, n_q, heads, d, dtype=torch.bfloat16)
+    for i in range(batch):
+        qq, kt, vv = (q[i] * d**-0.5).bfloat16(), k[i].bfloat16().transpose(-1, -2), v[i].bfloat16()
+        for h in range(heads):
+            out[i, :, h] = torch.mm(torch.softmax(torch.mm(qq[h], kt[h]), dim=-1), vv[h])
+    return out
+
+
+@pytest.mark.parametrize(("n", "d", "n_q"), [(11, 16, 11), (11, 64, 11), (47, 16, 47), (64, 64, 64),
+                                             (164, 64, 164), (164, 64, 2), (1685, 64, 1685)])
+def test_padding_k_keeps_the_unpadded_result(n: int, d: int, n_q: int) -> None:
+    """K padded to a multiple of 32 (zero columns of q and k, zero rows of v, -inf scores for the
+    padding keys) gives the unpadded products' output to bf16 rounding: tokens of a 0.3-s clip
+    (11), 1 s (47), 3 s (164), a 30-s window (1,685); the tiny model's head size (16) and MAEST's
+    (64); the last block's two query rows."""
+    q, k, v = _qkv(torch.bfloat16, batch=1, heads=4, n=n, d=d)
+    q = q[:, :, :n_q]
+    out, _ = _cpu_bf16_attention(None, q, k, v, None)
+    assert out.shape == (1, n_q, 4, d)
+    torch.testing.assert_close(out.float(), _unpadded(q, k, v).float(), atol=1e-3, rtol=2**-7)
+
+
+class _Products(torch.overrides.TorchFunctionMode):
+    """Records the contraction length (K) and dtype of every matrix product torch is asked for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.k: list[tuple[str, int, torch.dtype]] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        kwargs = kwargs or {}
+        name = getattr(func, "__name__", str(func))
+        if name in ("mm", "bmm", "matmul", "__matmul__", "addmm", "baddbmm"):
+            a = args[1] if name in ("addmm", "baddbmm") else args[0]
+            self.k.append((name, int(a.shape[-1]), a.dtype))
+        elif name == "linear":
+            self.k.append((name, int(args[1].shape[-1]), args[1].dtype))
+        elif name == "scaled_dot_product_attention":
+            self.k.append((name, -1, args[0].dtype))  # torch's fused attention: K of its own choosing
+        return func(*args, **kwargs)
+
+
+@pytest.mark.parametrize("frames", [20, 33, 64, 66])
+def test_every_bf16_product_of_maest_on_the_cpu_has_k_a_multiple_of_32(frames: int) -> None:
+    """The guard against oneDNN's AMX K-tail bug (see ``_cpu_bf16_attention``), checked on any CPU:
+    every matrix product MAEST asks torch for in bf16 on the CPU, for a 0.3-s clip (20 frames), a
+    0.5-s one (33), 1 s (64) and a full window of the tiny model (66), has K a multiple of 32, and
+    torch's fused attention is not called (the last block's shortcut runs ours too)."""
+    from transformers import ASTConfig, ASTForAudioClassification
+
+    from indexer.maest.model import MaestRunner, RunOptions
+
+    torch.manual_seed(0)
+    config = ASTConfig(hidden_size=32, num_hidden_layers=8, num_attention_heads=2, intermediate_size=64,
+                       patch_size=16, frequency_stride=10, time_stride=10, num_mel_bins=96, max_length=66,
+                       layer_norm_eps=1e-6, qkv_bias=True, num_labels=5)
+    runner = MaestRunner(ASTForAudioClassification(config), RunOptions(precision="bf16"), "cpu")
+    x = torch.randn(2, frames, 96).numpy()
+    products = _Products()
+    with products:
+        vectors, styles = runner.run(x)
+    assert styles is not None and torch.isfinite(torch.from_numpy(vectors)).all()
+    bf16 = [(name, k) for name, k, dtype in products.k if dtype == torch.bfloat16]
+    assert {name for name, _ in bf16} >= {"mm", "linear"}  # the attention's products and the layers
+    assert [(name, k) for name, k in bf16 if k < 0 or k % 32] == []

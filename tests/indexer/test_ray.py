@@ -292,3 +292,41 @@ def test_cli_ray_flags_need_the_ray_engine(tmp_path: Path) -> None:
     proc = run_cli("ingest", tmp_path / "nothing-here", "--store", tmp_path / "store")
     assert proc.returncode == 1 and "not a musicmap shard folder" in proc.stderr
     assert not os.path.exists(tmp_path / "store" / "manifest.json")
+
+
+def test_nan_vectors_are_failures_on_ray_and_on_ingest(tmp_path: Path) -> None:
+    """A model that gives NaN (a tiny MAEST with a NaN weight) makes failed shard rows, not tracks;
+    and a shard row an older run wrote with a NaN vector is a failure on ingest, not a track."""
+    import torch
+    from transformers import ASTForAudioClassification
+
+    lib = _library(tmp_path / "lib")
+    folder = make_tiny_maest(tmp_path / "nan-maest", ["Electronic---Techno", "Jazz---Bop"])
+    damaged = ASTForAudioClassification.from_pretrained(folder)
+    with torch.no_grad():
+        damaged.audio_spectrogram_transformer.embeddings.cls_token[0, 0, 3] = float("nan")
+    damaged.save_pretrained(folder)
+    spec = EmbedderSpec(str(folder), device="cpu", batch_size=2, options={"precision": "fp32"})
+    run = run_ray([lib], str(tmp_path / "nan-shards"), spec, spec.load().info, stream_seconds=STREAM_S)
+    assert (run.processed, run.failed) == (6, 6)
+    report = ingest(str(tmp_path / "nan-shards"), tmp_path / "nan-store")
+    assert (report.added, report.failed) == (0, 6)
+    reasons = {Path(f["path"]).name: f["error"] for f in report.failures}
+    assert reasons["Artist 0 - Song 0.flac"].startswith("the model gave a non-finite (NaN) track vector")
+
+    staging = tmp_path / "shards"  # features, then one row's vector made NaN, as before the check
+    spec = EmbedderSpec("features")
+    run_ray([lib], str(staging), spec, spec.load().info)
+    shard = next(f for f in shard_files(str(staging)) if "ok" in pq.read_table(f).column("status").to_pylist())
+    table = pq.read_table(shard)
+    rows = table.to_pylist()
+    victim = next(i for i, r in enumerate(rows) if r["status"] == "ok")
+    rows[victim]["vector"] = [float("nan")] * len(rows[victim]["vector"])
+    pq.write_table(type(table).from_pylist(rows, schema=table.schema), shard)
+    report = ingest(str(staging), tmp_path / "store")
+    assert (report.added, report.failed) == (4, 2)  # the broken file and the NaN row
+    failed = {f["path"]: f["error"] for f in report.failures}
+    assert failed[os.fsdecode(rows[victim]["path_bytes"])].startswith(
+        "the model gave a non-finite (NaN) track vector for this file")
+    with Store.open(tmp_path / "store") as s:
+        assert s.count("embeddings") == 4 and np.all(np.isfinite(s.vectors()[1]))

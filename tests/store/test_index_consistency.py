@@ -218,3 +218,48 @@ def test_hnsw_keeps_float16_vectors_and_an_older_float32_index_still_serves(tmp_
         assert np.allclose(scores, exact, atol=2e-3)
         filtered = knn(index, x[4], 5, allowed=ids[1::2])  # exact over the stored vectors
         assert [t for t, _ in filtered] == [int(ids[i]) for i in np.argsort(-exact) if i % 2 == 1][:5]
+
+
+@pytest.mark.parametrize("part", ["vector", "window vectors", "style activations"])
+def test_the_store_refuses_a_nonfinite_vector_and_saves_nothing_of_the_batch(tmp_path: Path, part: str) -> None:
+    from store import NonFiniteVector
+
+    folder = tmp_path / "store"
+    good, bad = _records(0, 2, seed=0)
+    nan = np.full(D, np.nan, np.float32)
+    bad = TrackRecord(path=bad.path, size=1, mtime=1.0, tags={}, vector=nan if part == "vector" else bad.vector,
+                      windows=np.stack([bad.vector, nan if part == "window vectors" else bad.vector]),
+                      styles={"a": float("inf") if part == "style activations" else 0.5})
+    with Store.open_for_indexing(folder, _model()) as store:
+        with pytest.raises(NonFiniteVector) as refused:
+            store.write_tracks([good, bad])
+        assert str(refused.value) == (f"refusing to save {bad.path}: NaN or infinity in its {part} (such a vector "
+                                      "matches nothing). Nothing of this batch was saved; record the file as a "
+                                      "failure instead")
+        assert store.count("tracks") == store.count("embeddings") == 0
+        store.write_tracks([good])  # the store is as it was: the next batch is saved
+        assert store.count("embeddings") == 1
+
+
+def test_a_rebuild_is_said_once_with_its_reason(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Vectors written over (same ids, other values): one WARNING saying so, not one per check
+    (it was logged twice per open); vectors replaced by the writer: one INFO with that reason."""
+    import logging
+
+    folder, other = tmp_path / "store", tmp_path / "other"
+    for where, seed in ((folder, 0), (other, 3)):
+        with Store.open_for_indexing(where, _model()) as store:
+            store.write_tracks(_records(0, 100, seed=seed))
+            store.sync()
+    shutil.copy(other / INDEX_NAME, folder / INDEX_NAME)  # same ids and record, other vectors
+    with caplog.at_level(logging.DEBUG, logger="store"), Store.open_for_indexing(folder, _model()) as store:
+        store.sync()
+        lines = [(r.levelname, r.getMessage()) for r in caplog.records if "FAISS" in r.getMessage()]
+        assert lines == [("WARNING", f"FAISS index in {folder} rebuilt from DuckDB (it holds other vectors than "
+                                     "DuckDB): flat over 100 vectors")]
+        caplog.clear()
+        store.write_tracks(_records(0, 1, seed=9))  # a changed file: its vector is replaced
+        store.sync()
+        lines = [(r.levelname, r.getMessage()) for r in caplog.records if "FAISS" in r.getMessage()]
+        assert lines == [("INFO", f"FAISS index in {folder} rebuilt from DuckDB (stored vectors were replaced or "
+                                  "removed since it was built): flat over 100 vectors")]

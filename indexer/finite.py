@@ -1,0 +1,75 @@
+"""The one check every engine runs before an embedding becomes a stored track: all of it is finite.
+
+A model can give NaN or infinity: a damaged checkpoint, or a kernel bug in reduced precision (MAEST
+in bf16 on CPUs with AMX gave NaN vectors for clips shorter than about a second, issue #29). Such a
+vector is worse than none: it matches nothing, and FAISS's consistency check cannot compare it. So
+the file becomes a recorded failure (stage ``embed``, the reason below) and the run goes on:
+:class:`indexer.pipeline.EmbedStage` (both local paths, in the workers or the main process), the
+Ray actors (:mod:`indexer.distributed`) and ``ingest`` of shards written before this check
+(:mod:`indexer.shards`) all call :func:`check_finite`. The store refuses such a vector too
+(:class:`store.NonFiniteVector`), as the last line of defence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from store import ModelInfo
+
+from .embedders.base import Embedding
+from .errors import FileFailure
+
+
+def nonfinite_parts(vector: np.ndarray, windows: np.ndarray | None = None,
+                    styles: Mapping[str, float] | None = None) -> list[str]:
+    """What of one track's embedding is not finite, in words (empty when all of it is).
+
+    Parameters
+    ----------
+    vector : ndarray, shape (d,)
+    windows : ndarray, shape (n_windows, d), optional
+    styles : mapping of str to float, optional
+    """
+    parts = []
+    if not np.isfinite(np.asarray(vector, np.float32)).all():
+        parts.append("track vector")
+    if windows is not None and np.size(windows):
+        rows = np.asarray(windows, np.float32)
+        bad = int((~np.isfinite(rows.reshape(rows.shape[0], -1))).any(axis=1).sum())
+        if bad:
+            parts.append(f"{bad} of {rows.shape[0]} window vectors")
+    if styles and not np.isfinite(np.fromiter(styles.values(), np.float64, len(styles))).all():
+        parts.append("style activations")
+    return parts
+
+
+def check_finite(embedding: Embedding, info: ModelInfo | None = None) -> Embedding:
+    """Return ``embedding`` if all of it is finite.
+
+    Raises
+    ------
+    FileFailure
+        Stage ``embed``, naming what is not finite and, for a model with a precision setting
+        (``info.extra["options"]["precision"]``), what to try.
+    """
+    parts = nonfinite_parts(embedding.vector, embedding.windows, embedding.styles)
+    if not parts:
+        return embedding
+    values = [np.asarray(embedding.vector, np.float32).ravel()]
+    if embedding.windows is not None:
+        values.append(np.asarray(embedding.windows, np.float32).ravel())
+    if embedding.styles:
+        values.append(np.fromiter(embedding.styles.values(), np.float32, len(embedding.styles)))
+    kind = "NaN" if any(np.isnan(v).any() for v in values) else "infinite"
+    options = (info.extra.get("options") or {}) if info is not None else {}
+    precision = options.get("precision") if isinstance(options, dict) else None
+    if precision in ("bf16", "fp16"):
+        hint = f" at --precision {precision}; index it again with --precision fp32"
+    elif precision is not None:
+        hint = f" at --precision {precision}; the model's weights may be damaged"
+    else:
+        hint = ""
+    raise FileFailure("embed", f"the model gave a non-finite ({kind}) {', '.join(parts)} for this file{hint}. "
+                      "Nothing of it was stored")
