@@ -332,11 +332,6 @@ def read_sidecar(folder: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def load_index(folder: Path, expect: dict[str, Any]) -> faiss.Index | None:
-    """The saved index, if it matches ``expect`` (see :func:`open_index`); else None."""
-    return open_index(folder, expect)[0]
-
-
 def open_index(folder: Path, expect: dict[str, Any]) -> tuple[faiss.Index | None, str | None]:
     """(the saved index, None) if its sidecar matches ``expect`` (generation, model, dimension,
     count and the checksum of the ids DuckDB holds) and the file itself holds exactly those ids;

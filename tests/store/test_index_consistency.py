@@ -98,7 +98,7 @@ def test_damaged_or_stale_faiss_files_are_detected_and_rebuilt(tmp_path: Path, d
     assert _sidecar(folder)["ntotal"] == 300
     con = duckdb.connect(str(folder / "library.duckdb"), read_only=True)
     try:
-        loaded = vectors_mod.load_index(folder, freshness.index_state(con, _model())[0])
+        loaded, _ = vectors_mod.open_index(folder, freshness.index_state(con, _model())[0])
     finally:
         con.close()
     assert loaded is not None and loaded.ntotal == 300
