@@ -14,9 +14,14 @@ kinds of data (``--data``):
   take more than 30 minutes here); the map's quality (trustworthiness@10, kNN preservation) too.
 - ``place``: fit openTSNE on ``--base`` tracks, then place ``--new`` more into it
   (``indexer.mapping.placement.place``), timed on its own.
+- ``threads``: small maps on one thread and on every core (``indexer.mapping.fit.map_threads``),
+  with the machine idle and with one core kept busy by a spinning process: ``fit`` at each of
+  ``--sizes`` (64-d clustered vectors, ``--repeats`` times; the median and the worst), and placing
+  1, 50 and 500 uploads into a 3,000-track map.
 
     python benchmarks/bench_map.py fit [--sizes 5000,20000,100000] [--sklearn-max 20000] [--data both]
     python benchmarks/bench_map.py place [--base 100000] [--new 1000]
+    python benchmarks/bench_map.py threads [--sizes 16,100,500,1000,2000,4000] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import json
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +119,50 @@ def _run_child(*args: str, timeout: float = 3600) -> dict[str, Any]:
     return out
 
 
+def _timed(fn: Any) -> float:
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
+
+
+def threads(sizes: list[int], repeats: int) -> dict[str, Any]:
+    """Fit and place on one thread and on all cores, idle and beside a busy core (see the docstring)."""
+    import os
+
+    from indexer.cpu import cpu_flags, cpu_name
+    from indexer.mapping.fit import SMALL_MAP_POINTS, fit
+    from indexer.mapping.placement import MapReference
+
+    cores = os.cpu_count() or 1
+    fit(clustered(50, 64), n_jobs=1)  # imports and first-call costs out of the timings
+    base = clustered(3000, 64, seed=1)
+    base_xy, _, model = fit(base, n_jobs=cores)
+    runs: list[dict[str, Any]] = []
+    for load in ("idle", "one core busy"):
+        spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if load != "idle" else None
+        try:
+            for n in sizes:
+                x = clustered(n, 64, seed=n)
+                for jobs in (1, cores):
+                    times = sorted(_timed(partial(fit, x, n_jobs=jobs)) for _ in range(repeats if n <= 1000 else 1))
+                    runs.append({"what": "fit", "n": n, "load": load, "threads": jobs,
+                                 "median_s": round(times[len(times) // 2], 3), "worst_s": round(times[-1], 3)})
+            for m in (1, 50, 500):
+                new = clustered(m, 64, seed=m)
+                for jobs in (1, cores):
+                    reference = MapReference(base, base_xy, model, method="tsne", n_jobs=jobs)
+                    times = sorted(_timed(partial(reference.place, new)) for _ in range(repeats))
+                    runs.append({"what": "place into 3000", "n": m, "load": load, "threads": jobs,
+                                 "median_s": round(times[len(times) // 2], 3), "worst_s": round(times[-1], 3)})
+        finally:
+            if spinner is not None:
+                spinner.kill()
+                spinner.wait()
+    flags = sorted(f for f in cpu_flags() if f.startswith(("avx512", "amx")) or f in ("avx2", "fma"))
+    return {"cpu": cpu_name(), "cpu_flags": flags, "cores": cores, "small_map_points": SMALL_MAP_POINTS,
+            "repeats": repeats, "runs": runs}
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "_child_fit":
         _child_fit(int(sys.argv[2]), sys.argv[3], sys.argv[4])
@@ -121,14 +171,19 @@ def main() -> None:
         _child_place(int(sys.argv[2]), int(sys.argv[3]))
         return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("which", choices=("fit", "place"))
+    parser.add_argument("which", choices=("fit", "place", "threads"))
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--sizes", default="5000,20000,100000")
     parser.add_argument("--sklearn-max", dest="sklearn_max", type=int, default=20000)
     parser.add_argument("--base", type=int, default=100_000)
     parser.add_argument("--new", type=int, default=1000)
     parser.add_argument("--data", choices=("clustered", "hierarchy", "both"), default="both")
     args = parser.parse_args()
-    if args.which == "fit":
+    if args.which == "threads":
+        sizes = [int(n) for n in args.sizes.split(",")] if args.sizes != "5000,20000,100000" \
+            else [16, 100, 500, 1000, 2000, 4000]
+        save("map-threads", threads(sizes, args.repeats))
+    elif args.which == "fit":
         runs: list[dict[str, Any]] = []
         kinds = ("clustered", "hierarchy") if args.data == "both" else (args.data,)
         for data in kinds:

@@ -1,7 +1,7 @@
 """Fitting a 2-D map of track vectors: t-SNE (openTSNE) on a PCA reduction, or a linear map.
 
 Vectors are reduced to 50 dimensions with PCA first, then embedded with openTSNE (cosine
-affinities from FAISS nearest neighbours, PCA initialisation, all cores), or scikit-learn's TSNE
+affinities from FAISS nearest neighbours, PCA initialisation; threads by :func:`map_threads`), or scikit-learn's TSNE
 on request. Tiny libraries fall back to a smaller perplexity, and below five tracks to PCA alone.
 """
 
@@ -26,8 +26,30 @@ intervals, so this is what the late iterations spend their time on. Measured at 
 61 s to 16 s, while kNN preservation moves from 0.784 to 0.777 and same-artist neighbours from 0.944
 to 0.941 (scikit-learn: 0.786, 0.944); 3 loses more (0.742, 0.909)."""
 
+SMALL_MAP_POINTS = 1_000
+"""openTSNE runs on one thread below this many points (fitted, or placed into a map), on every core
+from it on (:func:`map_threads`)."""
+
 EXACT_KNN_MAX = 200_000
 """t-SNE's neighbour graph is exact (FAISS, cosine) up to this many tracks, HNSW above."""
+
+
+def map_threads(n_points: int, n_jobs: int | None = None) -> int:
+    """openTSNE's threads for fitting or placing ``n_points``: ``n_jobs`` when given, else one below
+    :data:`SMALL_MAP_POINTS` and every core from it on.
+
+    Measured on 2 cores (``bench_map.py threads``, ``benchmarks/results/map-threads-20261205-181904.json``):
+    below a thousand points a second thread gains nothing on an idle machine (500 points: 0.80 s on
+    one thread, 0.88 s on two; placing 1 to 500 uploads into a 3,000-track map: one thread twice as
+    fast), and costs a great deal beside another busy process, because openTSNE's OpenMP threads
+    spin while they wait for a core (500 points: 0.87 s against 2.59 s; one upload: 0.04 s against
+    1.09 s; ad hoc, a 16-track map took 10-17 s on two threads now and then, 0.06 s on one). From a
+    thousand points on, two threads save a third on an idle machine (1,000: 1.81 → 1.20 s; 4,000:
+    9.7 → 5.9 s), though beside a busy process they still lose (4,000: 14.0 against 32.2 s).
+    """
+    if n_jobs:
+        return n_jobs
+    return 1 if n_points < SMALL_MAP_POINTS else (os.cpu_count() or 1)
 
 
 def _fit_pca(vectors: np.ndarray, n_components: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -45,7 +67,7 @@ def fit(vectors: np.ndarray, *, method: str = "tsne", perplexity: float = 30.0, 
         n_jobs: int | None = None) -> tuple[np.ndarray, dict[str, Any], dict[str, np.ndarray]]:
     """2-D coordinates of ``vectors`` (shape (n, d)): ``tsne`` is openTSNE (FFT-accelerated, all
     cores), ``sklearn-tsne`` scikit-learn's TSNE (the original demo's method), both on the same
-    PCA-reduced input; ``pca`` a linear map.
+    PCA-reduced input; ``pca`` a linear map. ``n_jobs``: threads (default :func:`map_threads`).
 
     Returns
     -------
@@ -78,7 +100,7 @@ def fit(vectors: np.ndarray, *, method: str = "tsne", perplexity: float = 30.0, 
         reduced = np.asarray(vectors, np.float64)
         mean, components = np.zeros(vectors.shape[1]), np.eye(vectors.shape[1])
     used_perplexity = float(min(perplexity, max(2.0, (n - 1) / 3.0)))
-    jobs = n_jobs or os.cpu_count() or 1
+    jobs = map_threads(n, n_jobs)
     if method == "sklearn-tsne":
         from sklearn.manifold import TSNE as SklearnTSNE
 

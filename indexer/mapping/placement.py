@@ -19,6 +19,7 @@ import pandas as pd
 
 from store import Store, l2_normalise
 
+from .fit import map_threads
 from .model import load_model
 
 logger = logging.getLogger(__name__)
@@ -88,7 +89,7 @@ class MapReference:
             return
         from openTSNE import TSNEEmbedding
 
-        jobs = n_jobs or os.cpu_count() or 1
+        jobs = n_jobs or os.cpu_count() or 1  # place() and Placer choose by the points placed (map_threads)
         reduced_ref = (np.asarray(reference_vectors, np.float32) - self.mean) @ self.components.T
         ref_xy = np.array(reference_xy, dtype=np.float64)
         self._shift = (ref_xy.max(axis=0) + ref_xy.min(axis=0)) / 2  # transform() centres the reference map
@@ -109,7 +110,7 @@ def place(reference_vectors: np.ndarray, reference_xy: np.ndarray, new_vectors: 
     """2-D positions, shape (m, 2), for ``new_vectors`` (shape (m, d)) in an existing map; the
     reference points do not move (:class:`MapReference`)."""
     return MapReference(reference_vectors, reference_xy, model, method=method, seed=seed,
-                        n_jobs=n_jobs).place(new_vectors)
+                        n_jobs=map_threads(len(new_vectors), n_jobs)).place(new_vectors)
 
 
 class Placer:
@@ -151,6 +152,7 @@ class Placer:
             return None
         rows = order[placed["id"].astype(np.int64)].to_numpy()
         started = time.perf_counter()
-        reference = MapReference(vectors[rows], placed[["x", "y"]].to_numpy(), model, method=method, seed=self.seed)
+        reference = MapReference(vectors[rows], placed[["x", "y"]].to_numpy(), model, method=method, seed=self.seed,
+                                 n_jobs=1)  # uploads: a clip or a few at a time (map_threads)
         logger.debug("map %r ready for placing (%d tracks, %.1f s)", name, len(rows), time.perf_counter() - started)
         return reference

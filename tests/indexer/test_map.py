@@ -156,3 +156,19 @@ def test_hubness_counts_the_similar_lists(mapped: Path) -> None:
     assert hubs["never_listed"] == round(float(np.mean(counts == 0)), 4)
     assert hubs["skewness"] == pytest.approx(float(np.mean((counts - counts.mean()) ** 3) / counts.std() ** 3),
                                              abs=1e-3)
+
+
+def test_small_maps_run_openTSNE_on_one_thread() -> None:
+    """Below SMALL_MAP_POINTS a second thread gains nothing and, beside a busy process, costs
+    seconds (openTSNE's threads spin-wait: bench_map.py threads); a given n_jobs always wins."""
+    import os
+
+    from indexer.mapping.fit import SMALL_MAP_POINTS, fit, map_threads
+
+    assert map_threads(16) == map_threads(SMALL_MAP_POINTS - 1) == 1
+    assert map_threads(SMALL_MAP_POINTS) == (os.cpu_count() or 1)
+    assert map_threads(16, 2) == 2 and map_threads(10**6, 1) == 1
+    x = np.random.default_rng(0).standard_normal((40, 16)).astype(np.float32)
+    default, params, _ = fit(x, seed=0)
+    one, _, _ = fit(x, seed=0, n_jobs=1)
+    assert params["method"] == "tsne" and np.array_equal(default, one)  # the default is the one-thread map
