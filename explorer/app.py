@@ -2,7 +2,8 @@
 
 Reads the store only (it never imports ``indexer`` or torch); query by an uploaded clip gets its
 ``embed`` and ``place`` functions injected by the CLI (:mod:`explorer.upload`). The page shows
-every track on the map (WebGL), coloured by a chosen field, with hover details; clicking a track
+every track on the map (drawn by the page on a canvas: ``assets/pointmap.js``), coloured by a chosen
+field, with hover details; clicking a track
 opens its panel (metadata, top styles, an audio player streaming the file by track id, similar
 tracks with scores and variety controls) and rings the track and its neighbours on the map while
 the rest is dimmed. Search (as you type) centres a track; filters (genre, style, years) grey out
@@ -10,8 +11,9 @@ what does not match; the view state lives in the URL.
 
 Where each part lives: the map's data in :mod:`explorer.mapdata`, the page in
 :mod:`explorer.layout`, the callbacks in :mod:`explorer.callbacks`, the side panels in
-:mod:`explorer.panels`, the figure and its patches in :mod:`explorer.figure`, the JSON API in
-:mod:`explorer.api`.
+:mod:`explorer.panels`, the figure and its patches in :mod:`explorer.figure`, the similar list's
+controls in :mod:`explorer.controls`, the JSON API in :mod:`explorer.api`, OpenSubsonic in
+:mod:`explorer.subsonic`.
 """
 
 from __future__ import annotations
@@ -90,9 +92,11 @@ def _limit_bodies(app: dash.Dash, uploads: Uploads | None) -> None:
 
 
 def _cache_layout(app: dash.Dash, data: MapData) -> None:
-    """Serve the page's layout from memory, built and gzipped once per version of the map: it
-    carries the whole figure (16.8 MB at 1M tracks), and building and compressing it for every page
-    load took 1.3 s of a 1M first paint. A new map or new tracks (``MapData.version``) build it again.
+    """Serve the page's layout from memory, built and gzipped once per version of the map. When it
+    carried every point (16.8 MB at 1M tracks), building and compressing it for every page load took
+    1.3 s of a 1M first paint; the points now come as binary (``/api/v1/map/points``) and the layout
+    is ~19 kB at 1M (``benchmarks/results/explorer-20261130-053527.json``), still built once per map
+    version. A new map or new tracks (``MapData.version``) build it again.
     Runs after the token check and the body limits (registered after them)."""
     import gzip
 

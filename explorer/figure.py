@@ -141,7 +141,8 @@ def map_figure(frame: pd.DataFrame, color_by: str, traces: Traces | None = None,
     ``/api/v1/map/points`` (id, x, y: 12 bytes a track), their categories per colour choice from
     ``/api/v1/map/colors`` (a byte a track); both URLs, the colours and the marker size travel in
     ``layout.meta.musicmap``. Plotly's WebGL scatter took ~2 s a frame at 1M points in a browser
-    without a GPU (and every colour change, zoom or pan is a frame); the canvas draws 1M in ~25 ms."""
+    without a GPU (and every colour change, zoom or pan is a frame); the canvas draws 1M in ~40 ms
+    (39 ms in ``benchmarks/results/explorer-20261130-053527.json``)."""
     traces = traces or split(frame, color_by)
     size = marker_size(len(frame))
     ranges = extent(frame)

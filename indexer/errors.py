@@ -19,7 +19,9 @@ class FileFailure(Exception):
     Parameters
     ----------
     stage : str
-        ``tags``, ``decode`` or ``embed``.
+        ``decode`` or ``embed`` (a non-finite embedding too: :mod:`indexer.finite`). Tags never
+        fail a file (they fall back to the file name); a file that cannot be stat'ed is a ``read``
+        failure and an unlistable folder a ``scan`` one, recorded without this exception.
     reason : str
         A message for people.
     """

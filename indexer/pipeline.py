@@ -7,8 +7,10 @@
 The stages, each a named unit: :func:`indexer.scan.scan`; :func:`sort_files`; the per-file stages
 in :mod:`indexer.files` (in a pool of worker processes when ``workers > 1``: decoding always,
 embedding too when the embedder is ``parallel_safe``, i.e. CPU-only and cheap to ship, like
-``features``); :class:`Embedding` here (batches tracks for the model, streams long files); the
-writes and the wrap-up in :class:`indexer.run.IndexRun`, which ``ingest`` of Ray shards uses too.
+``features``); :class:`EmbedStage` here (batches tracks for the model, streams long files, and makes a non-finite
+embedding a failure: :func:`indexer.finite.check_finite`); the writes and the wrap-up in
+:class:`indexer.run.IndexRun` (its tail, :meth:`~indexer.run.IndexRun.open`), which ``ingest`` of
+Ray shards uses too.
 
 Files longer than ``stream_seconds`` (default :data:`STREAM_SECONDS`) are never decoded whole:
 embedders with ``embed_stream`` read them as a stream of blocks, window by window (in the

@@ -3,17 +3,21 @@
 A store is one self-describing folder::
 
     STORE/
-      library.duckdb    tracks, embeddings, styles, projections, failures, runs, meta
-      vectors.faiss     exact inner-product index keyed by track id (rebuilt when stale)
-      vectors.json      which ``vectors_generation`` the FAISS file was built from
+      library.duckdb    tracks, embeddings, windows, styles, projections, projection_info,
+                        failures, runs, meta (the source of truth)
+      vectors.faiss     inner-product index keyed by track id: flat, HNSW (float16) or IVF-PQ by
+                        size; loaded, extended or rebuilt when stale (``freshness.py``)
+      vectors.json      what the FAISS file was built from (generation, rewrites, model, ids)
       manifest.json     model, normalisation, metric, index type, package versions, counts
+      maps/NAME.npz     what map NAME needs to place new tracks (written by the indexer)
 
 Open it with :meth:`Store.open` (read-only: SQL, similarity, exports, the explorer) or
 :meth:`Store.open_for_indexing` (creates the folder, checks the model, returns a
 :class:`store.writer.WritableStore`). This module is the reading side; the pieces it stands on
 live beside it: holding the file between processes (``sharing.py``), the FAISS file's freshness
 (``freshness.py``), the search (``search.py``), the SQL sandbox (``sql.py``), the schema and its
-migrations (``schema.py``), writing (``writer.py``).
+migrations (``schema.py``), writing (``writer.py``), genre groups (``genres.py``). Naming a track by
+id, file or words has one rule here, :meth:`Store.resolve_track`.
 """
 
 from __future__ import annotations

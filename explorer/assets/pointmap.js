@@ -4,7 +4,8 @@
 //
 // Why not Plotly's WebGL scatter: in a browser without a GPU (software WebGL) it took ~2 s a frame
 // at 1M points, and every colour change, filter, pan and zoom is a frame. Here a frame is written
-// pixel by pixel into one ImageData: ~25 ms for 1M points on the same machine.
+// pixel by pixel into one ImageData: ~40 ms for 1M points on the same machine (39 ms in
+// benchmarks/results/explorer-20261130-053527.json).
 //
 // What it reads:
 //   layout.meta.musicmap   {n, size, points, codes, colors, under} (explorer/figure.py map_figure)
