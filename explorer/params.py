@@ -61,7 +61,7 @@ class Param:
 
     def _integer(self, raw: str) -> int:
         try:
-            value = int(raw)
+            value: int | None = int(raw) if raw.isascii() else None  # int() also reads '١٢' as 12
         except ValueError:
             value = None
         lo, hi = self.minimum, self.maximum

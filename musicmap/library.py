@@ -10,7 +10,8 @@
 A track is named by its id, its file, or words of its artist and title (the first match), as on
 the command line. Similarity options are the store's (``where``, ``max_per_artist``,
 ``max_per_album``, ``dedupe``, ``mmr``, ``min_score``: :class:`store.search.SearchOptions`). The
-store is opened read-only: an index run may write to it meanwhile (between its batches).
+store is opened read-only and held until the ``with`` block ends: an index run started meanwhile
+waits for it (30 s, then "busy"); ``musicmap serve`` is the reader that lets one write.
 Errors are the store's (:class:`store.StoreError` and its kinds): an unknown id is
 :class:`store.TrackNotFound`, a file or words that name no track :class:`store.NoMatchingTrack`.
 """

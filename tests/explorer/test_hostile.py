@@ -110,6 +110,7 @@ NOT_ASCII_DIGITS = ("\u00b2", "1\u00b2", "\u0661\u0662")
 def test_numbers_in_other_scripts_are_refused_not_a_500(client: FlaskClient, store: Store) -> None:
     for raw in NOT_ASCII_DIGITS:
         for url, params in (("/api/v1/extend", {"ids": raw}), ("/api/v1/path", {"from": raw, "to": "1"}),
+                            ("/api/v1/tracks", {"year_min": raw}),
                             ("/rest/getSong", {"id": raw}), ("/rest/getSimilarSongs2", {"id": "1", "count": raw})):
             response = client.get(url, query_string={**params, "u": "x", "p": "x", "f": "json"})
             assert response.status_code < 500, (url, raw)
