@@ -120,6 +120,7 @@ def _index(library: Path, store: Path, endpoint: str, hf_home: Path, *extra: str
     return time.monotonic() - start, proc.stdout, proc.stderr, proc.returncode
 
 
+@pytest.mark.subprocess  # the console script with the hub's environment
 @pytest.mark.parametrize("way", ["dns", "refused", "silent"])
 def test_an_unreachable_hub_is_said_at_once_in_one_message(way: str, library: Path, tmp_path: Path,
                                                             silent_host: str) -> None:
@@ -153,6 +154,7 @@ def hub_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return cache
 
 
+@pytest.mark.subprocess  # the console script with the hub's environment
 def test_a_cached_model_loads_without_asking_the_hub(library: Path, hub_cache: Path, tmp_path: Path,
                                                       local_hub: _Hub) -> None:
     endpoint = f"http://127.0.0.1:{local_hub.server_address[1]}"
@@ -173,6 +175,7 @@ def test_a_cached_model_loads_without_asking_the_hub(library: Path, hub_cache: P
     assert "local cache" not in stderr and not [word for word in FOREIGN if word in stderr], stderr
 
 
+@pytest.mark.subprocess  # the console script with the hub's environment
 def test_the_hub_clients_retries_stay_off_the_terminal(library: Path, tmp_path: Path, local_hub: _Hub) -> None:
     """A hub that answers (the probe passes) but fails: 503 twice (the client retries, and would
     print each retry), then 404. musicmap's one error is all that is printed."""

@@ -42,16 +42,32 @@ CRASH_POINTS = ["duckdb-commit:1", "duckdb-commit:2", "duckdb-commit:5", "faiss-
 32 tracks, then the map)."""
 
 
-@pytest.fixture(scope="module")
-def library(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    lib = tmp_path_factory.mktemp("crash") / "lib"
+def _write_library(lib: Path, n_files: int) -> Path:
     lib.mkdir()
     rng = np.random.default_rng(0)
-    for i in range(N_FILES):
+    for i in range(n_files):
         t = np.arange(16_000 * 2) / 16_000
         y = 0.3 * np.sin(2 * np.pi * (100 + 37 * i) * t) + 0.02 * rng.standard_normal(len(t))
         sf.write(lib / f"Artist {i % 7} - Track {i:03d}.flac", y.astype(np.float32), 16_000)
     return lib
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _write_library(tmp_path_factory.mktemp("crash") / "lib", N_FILES)
+
+
+SMALL_FILES = 12
+"""The damaged-store tests (no kill: a truncated or overwritten file) need a store, not the trials' size."""
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(a library of SMALL_FILES files, the store an uninterrupted index run made of it)."""
+    folder = tmp_path_factory.mktemp("small")
+    lib = _write_library(folder / "lib", SMALL_FILES)
+    run_cli("index", lib, "--store", folder / "store", "--model", "features", "--workers", "1", "-q", check=True)
+    return lib, folder / "store"
 
 
 def _check_consistent(store_dir: Path) -> int:
@@ -102,24 +118,13 @@ def _index_command(library: Path, store_dir: Path, *extra: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def clean_run(library: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[float, Path]:
-    """An uninterrupted index run of the library on this machine, now: its wall time, and the store it
-    made (which the tests that damage a store copy, rather than index the library again)."""
+def clean_run_seconds(library: Path, tmp_path_factory: pytest.TempPathFactory) -> float:
+    """The wall time of an uninterrupted index run of the library on this machine, now (the timer
+    trials kill at shares of it)."""
     store_dir = tmp_path_factory.mktemp("clean") / "store"
     started = time.monotonic()
     subprocess.run(_index_command(library, store_dir, "-q"), check=True, capture_output=True, timeout=300)
-    return time.monotonic() - started, store_dir
-
-
-@pytest.fixture(scope="module")
-def clean_run_seconds(clean_run: tuple[float, Path]) -> float:
-    return clean_run[0]
-
-
-def _copy_of_clean_store(clean_run: tuple[float, Path], tmp_path: Path) -> Path:
-    store_dir = tmp_path / "store"
-    shutil.copytree(clean_run[1], store_dir)
-    return store_dir
+    return time.monotonic() - started
 
 
 @pytest.mark.kills
@@ -220,17 +225,19 @@ def test_disk_full_for_real_on_a_small_tmpfs(library: Path, tmp_path: Path) -> N
         subprocess.run(["umount", str(mount)], check=False)
 
 
-def test_faiss_file_truncated_is_rebuilt(clean_run: tuple[float, Path], tmp_path: Path) -> None:
-    store_dir = _copy_of_clean_store(clean_run, tmp_path)
+def test_faiss_file_truncated_is_rebuilt(small_run: tuple[Path, Path], tmp_path: Path) -> None:
+    store_dir = tmp_path / "store"
+    shutil.copytree(small_run[1], store_dir)
     faiss_file = store_dir / "vectors.faiss"
     faiss_file.write_bytes(faiss_file.read_bytes()[: faiss_file.stat().st_size // 2])
-    assert _check_consistent(store_dir) == N_FILES
+    assert _check_consistent(store_dir) == SMALL_FILES
     proc = run_cli("similar", "1", "--store", store_dir, "--json")
     assert proc.returncode == 0, proc.stderr
 
 
-def test_corrupt_duckdb_gives_a_clear_error(library: Path, clean_run: tuple[float, Path], tmp_path: Path) -> None:
-    store_dir = _copy_of_clean_store(clean_run, tmp_path)
+def test_corrupt_duckdb_gives_a_clear_error(small_run: tuple[Path, Path], tmp_path: Path) -> None:
+    library, store_dir = small_run[0], tmp_path / "store"
+    shutil.copytree(small_run[1], store_dir)
     db = store_dir / "library.duckdb"
     data = bytearray(db.read_bytes())
     data[:4096] = os.urandom(4096)  # the header is gone

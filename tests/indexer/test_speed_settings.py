@@ -189,7 +189,7 @@ def test_doctor_fidelity_with_random_maest_and_with_musicnn(tiny: Path, library:
         assert modes[first]["cosine_min"] == pytest.approx(1.0) and modes[first]["top10_overlap"] == 1.0
         assert "--fast" in modes and all(m["windows_per_s"] > 0 for m in modes.values())
         assert report["recommend"]["fast"] in modes
-    table = run_cli("doctor", "--fidelity", library, "--model", "musicnn-mtt", "--sample", "4", check=True).stdout
+    table = run_cli("doctor", "--fidelity", library, "--model", tiny, "--sample", "4", check=True).stdout
     assert "cos min" in table and "recommended:" in table
     proc = run_cli("doctor", "--fidelity", library, "--model", "features")
     assert proc.returncode == 1 and "has none" in proc.stderr
