@@ -74,6 +74,8 @@ bench: setup
 	$(BIN)/python benchmarks/bench_load.py concurrency
 	$(BIN)/python benchmarks/bench_map.py fit
 	$(BIN)/python benchmarks/bench_map.py place
+	$(BIN)/python benchmarks/bench_map.py threads
+	$(BIN)/python benchmarks/bench_small_map.py
 	$(BIN)/python benchmarks/bench_scale.py engines
 	$(BIN)/python benchmarks/bench_scale.py shards
 	$(BIN)/python benchmarks/bench_explorer.py --sizes 10000,100000 --screenshots test-artifacts/explorer/bench

@@ -13,10 +13,6 @@ DOCS = ROOT / "docs"
 RESULTS = ROOT / "benchmarks" / "results"
 README_MAX_LINES = 250
 
-PENDING = {"docs/testing.md"}
-"""Pages of issue #29 written on other branches. While one is missing, links to it are allowed; once it
-exists it is checked like every other page. Remove a name when its page has been merged."""
-
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
 FENCE = re.compile(r"^```.*?^```", re.S | re.M)
 RESULT_FILE = re.compile(r"[A-Za-z0-9_.-]+-\d{8}-\d{6}\.json")
@@ -48,8 +44,7 @@ def test_every_relative_link_resolves() -> None:
     for page in [README, *_pages()]:
         for target in _links(page):
             path = (page.parent / target).resolve()
-            name = path.relative_to(ROOT).as_posix() if path.is_relative_to(ROOT) else str(path)
-            if not path.exists() and name not in PENDING:
+            if not path.exists():
                 broken.append(f"{page.relative_to(ROOT)} → {target}")
     assert not broken, "links to files that do not exist:\n" + "\n".join(broken)
 
