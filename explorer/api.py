@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 from flask import Flask, Response, jsonify, request, send_file
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import IntegerConverter
 
 from store import InvalidQuery, Store, StoreError, TrackNotFound
 from store.listening import MAX_EXTEND, MAX_PATH
@@ -497,10 +498,18 @@ def _encoded(packed: bytes, mimetype: str, cache: bool = False) -> Response:
     return response
 
 
+class AsciiInteger(IntegerConverter):
+    """``<int:...>`` in a route, in ASCII digits only: werkzeug's ``\\d+`` also matches other
+    scripts' digits (``/api/v1/tracks/١`` was track 1), against the rule of ``store.is_whole_number``."""
+
+    regex = r"[0-9]+"
+
+
 def register(server: Flask, store: Store, *, projection: Callable[[], Any], uploads: Uploads | None = None,
              token: str | None = None, panel: PanelFn | None = None) -> None:
     """Add the API, the audio routes and OpenSubsonic to ``server`` (see :class:`Api`)."""
     api = Api(store, projection, uploads, panel)
+    server.url_map.converters["int"] = AsciiInteger  # before the rules: /tracks/١ is no track 1
     subsonic.register(server, store, token=token, send_audio=api.send_audio)
     for path, endpoint, hold, name in ROUTES:
         declared = ENDPOINTS.get(path)

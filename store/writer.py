@@ -134,13 +134,15 @@ class WritableStore(Store):
         bad = [int(r[0]) for r in con.execute(  # stored vectors have norm 1: their sum overflows never
             "SELECT track_id FROM embeddings WHERE NOT isfinite(list_sum(vector)) "
             "UNION SELECT DISTINCT track_id FROM styles WHERE NOT isfinite(activation)").fetchall()]
-        with self._transaction(vectors_changed=bool(bad), rewritten=bool(bad)) as cur:
+        if not bad:  # the common case: one row, a statement of its own (not a counted write transaction)
+            con.execute("INSERT OR REPLACE INTO meta VALUES (?, '1')", [NONFINITE_CHECKED])
+            return
+        with self._transaction(vectors_changed=True, rewritten=True) as cur:
             for table in ("embeddings", "windows", "styles", "projections"):
                 cur.execute(f"DELETE FROM {table} WHERE track_id IN (SELECT unnest(?::BIGINT[]))", [bad])
             cur.execute("INSERT OR REPLACE INTO meta VALUES (?, '1')", [NONFINITE_CHECKED])
-        if bad:
-            logger.warning("%d tracks in %s had a NaN or infinite vector, saved by an older musicmap: their vectors "
-                           "were removed, and an index run embeds their files again", len(bad), self.path)
+        logger.warning("%d tracks in %s had a NaN or infinite vector, saved by an older musicmap: their vectors "
+                       "were removed, and an index run embeds their files again", len(bad), self.path)
 
     def move_track(self, track_id: int, path: str, size: int, mtime: float) -> None:
         """A file moved or renamed: same content, new path. Keeps its id, vector and map position."""

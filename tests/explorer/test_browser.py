@@ -612,7 +612,9 @@ def test_explain_panel_lists_shared_styles(browser: Any, tmp_path: Path) -> None
 # The colour drawn on the points' canvas at a track's point, and the legend's colour of each category.
 TOP_JS = """
 const gd = document.querySelector('#map .js-plotly-plot'), p = window.musicmapPoints.locate(arguments[0]);
-const canvas = gd.querySelector('canvas.musicmap-points'), box = canvas.getBoundingClientRect();
+const canvas = gd && gd.querySelector('canvas.musicmap-points');
+if (!canvas || !p || !gd._fullData) return null;  // Plotly is still (re)drawing the plot around the points
+const box = canvas.getBoundingClientRect();
 const dpr = window.devicePixelRatio || 1;
 const px = canvas.getContext('2d').getImageData(Math.round((p.x - box.left) * dpr), Math.round((p.y - box.top) * dpr),
                                                 1, 1).data;
@@ -652,7 +654,7 @@ def test_a_click_picks_the_point_drawn_on_top(browser: Any, tmp_path: Path) -> N
     with serving(tmp_path / "s") as url:
         _load(driver, url + "/", len(genres))
         for a, b in pairs:
-            seen = driver.execute_script(TOP_JS, a)
+            seen = _wait(lambda a=a: driver.execute_script(TOP_JS, a), what=f"track {a}'s point on the canvas")
             assert seen["picked"] in (a, b)
             shown = {t: genres[t - 1] if genres[t - 1] in seen["legend"] else "other" for t in (a, b)}
             drawn = rgb(seen["drawn"])  # the legend's colour over white, a little lighter: the nearer one

@@ -116,6 +116,8 @@ def test_numbers_in_other_scripts_are_refused_not_a_500(client: FlaskClient, sto
             assert response.status_code < 500, (url, raw)
             body = response.get_json()
             assert response.status_code == 400 or "error" in body.get("subsonic-response", {}), (url, raw)
+        for path in (f"/api/v1/tracks/{raw}", f"/api/v1/panel/{raw}", f"/audio/{raw}"):
+            assert client.get(path).status_code == 404, path
         assert parse(f"?track={raw}&years={raw}-2000&k={raw}", ("genre",)).track is None
         with pytest.raises(NoMatchingTrack):
             store.resolve_track(raw)
