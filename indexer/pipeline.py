@@ -30,7 +30,7 @@ import signal
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,7 @@ from .finite import check_finite
 from .metadata import CATEGORY_SOURCES, apply_metadata, fill_genre, read_metadata
 from .run import IndexReport, IndexRun, ProgressFn
 from .scan import fingerprint, scan
+from .tagger import tag_store
 
 __all__ = ["STREAM_SECONDS", "IndexReport", "ProgressFn", "index_library", "sort_files"]
 
@@ -251,7 +252,7 @@ def index_library(roots: Sequence[str | Path], store_path: str | Path, embedder:
                   workers: int = 1, commit_every: int = 32, prune: bool = False,
                   metadata: str | Path | None = None, category_from: str = "tag",
                   stream_seconds: float | None = STREAM_SECONDS, map_name: str | None = None,
-                  progress: ProgressFn | None = None) -> IndexReport:
+                  tags: bool = True, progress: ProgressFn | None = None) -> IndexReport:
     """Index the audio under ``roots`` into the store at ``store_path``.
 
     Unchanged files cost one ``stat``; moved files keep their tracks (:func:`sort_files`). Changed
@@ -259,7 +260,8 @@ def index_library(roots: Sequence[str | Path], store_path: str | Path, embedder:
     ``roots`` whose files are gone are reported, and removed with ``prune``. Files longer than
     ``stream_seconds`` are embedded as a stream (None: never). The FAISS index and the manifest are
     brought up to date at the end, and with ``map_name`` that map too (new tracks placed into it, or
-    a refit: :func:`indexer.projection.update_map`).
+    a refit: :func:`indexer.projection.update_map`). With ``tags``, tracks without sound tags get
+    them (:func:`indexer.tagger.tag_store`: new tracks, and those of a store indexed before).
 
     Raises
     ------
@@ -321,6 +323,11 @@ def index_library(roots: Sequence[str | Path], store_path: str | Path, embedder:
                 stage.take(result)
             stage.embed_waiting()
             run.flush()
+            if tags and not stop.requested:
+                tagged = tag_store(store, own_model=embedder.info.id, workers=workers, stream_seconds=stream_seconds,
+                                   commit_every=commit_every, stop=lambda: stop.requested)
+                report.tags = asdict(tagged)
+                report.durations["tags"] = tagged.seconds
             status = "interrupted" if stop.requested else "ok"
         except KeyboardInterrupt:
             raise

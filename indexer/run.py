@@ -51,6 +51,8 @@ class IndexReport:
     failures: list[dict[str, str]] = field(default_factory=list)
     map: dict[str, Any] | None = None
     """What updating the map did at the end of the run (``map_name``), or why it failed."""
+    tags: dict[str, Any] | None = None
+    """What the tag stage did (:class:`indexer.tagger.TagReport`), None when it did not run."""
     durations: dict[str, float] = field(default_factory=dict)
     """Seconds per stage: ``scan`` (listing and stat), ``files`` (decode, embed, write), ``index``
     (bringing FAISS up to date), ``map``, ``total``."""

@@ -12,7 +12,12 @@ windows
     Per-window vectors (L2-normalised) of MAEST tracks, with each window's start in seconds;
     the track vector is their mean (before normalisation).
 styles
-    Style activations per track (MAEST's Discogs labels); empty for the ``features`` embedder.
+    Style activations per track (MAEST's Discogs labels, or the MusiCNN model's own tags when it
+    made the vectors); empty for the ``features`` embedder.
+sound_tags
+    Tag probabilities per track from the taggers that run beside every model (``tagger`` is
+    ``musicnn-mtt``: MagnaTagATune's 50 tags, ``musicnn-msd``: the Million Song Dataset's 50
+    last.fm tags), whatever made the vectors: what ``musicmap find`` reads words against.
 projections, projection_info
     2-D map coordinates per named projection, and how each projection was made.
 failures
@@ -77,6 +82,13 @@ CREATE TABLE IF NOT EXISTS styles (
     label VARCHAR NOT NULL,
     activation FLOAT NOT NULL,
     PRIMARY KEY (track_id, label)
+);
+CREATE TABLE IF NOT EXISTS sound_tags (
+    track_id BIGINT NOT NULL,
+    tagger VARCHAR NOT NULL,
+    label VARCHAR NOT NULL,
+    activation FLOAT NOT NULL,
+    PRIMARY KEY (track_id, tagger, label)
 );
 CREATE TABLE IF NOT EXISTS projections (
     name VARCHAR NOT NULL,
@@ -169,6 +181,12 @@ def check(con: duckdb.DuckDBPyConnection, db: Path) -> None:
     version = int(row[0]) if row else 0
     if version != SCHEMA_VERSION:
         raise StoreError(f"{db.parent} has schema version {version}; this musicmap reads {SCHEMA_VERSION}")
+
+
+def has_table(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    """Whether ``table`` exists (a read-only store written before it was added may lack it)."""
+    row = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [table]).fetchone()
+    return row != (0,)
 
 
 def has_column(con: duckdb.DuckDBPyConnection, table: str, column: str) -> bool:

@@ -37,6 +37,7 @@ import pandas as pd
 
 from . import freshness, listening, schema, search, sql
 from .errors import InvalidQuery, NoMatchingTrack, StoreError, TrackNotFound
+from .find import FindOptions, FindResult, SoundTags, run_find
 from .genres import NO_GENRE, GenreGroups
 from .manifest import Manifest, ModelInfo, read_manifest
 from .paths import db_path, fs_path
@@ -74,6 +75,7 @@ class Store:
         self._row_cache: dict[int, TrackRow] = {}
         self._index: faiss.Index | None = None
         self._index_stamp: tuple[int, int] | None = None
+        self._sound_tags: tuple[object, SoundTags] | None = None
         self._sandbox = sql.Sandbox(self._new_cursor, lambda: self.index, lambda: self._index)
         self.index_kind = "auto"
         """The FAISS index type a rebuild makes: ``auto`` (by size), ``flat``, ``hnsw`` or ``ivfpq``."""
@@ -221,7 +223,7 @@ class Store:
         return GenreGroups.from_counts((str(g), int(n)) for g, n in rows)
 
     def count(self, table: str) -> int:
-        if table not in ("tracks", "embeddings", "windows", "styles", "failures", "projections", "runs"):
+        if table not in ("tracks", "embeddings", "windows", "styles", "sound_tags", "failures", "projections", "runs"):
             raise ValueError(f"unknown table {table!r}")
         with self._cursor() as cur:
             row = cur.execute(f"SELECT count(*) FROM {table}").fetchone()
@@ -290,6 +292,19 @@ class Store:
             ).fetchall()
         return {fs_path(r[0], r[1]): KnownFile(int(r[2]), int(r[3]), float(r[4]), r[5], bool(r[6]))
                 for r in rows}
+
+    def untagged(self, taggers: Sequence[str]) -> dict[str, list[tuple[int, str]]]:
+        """For each of ``taggers``, the tracks with a vector that it has not tagged yet, as
+        ``(track_id, file path)`` (the file as the file system names it), in id order."""
+        out: dict[str, list[tuple[int, str]]] = {}
+        with self._cursor() as cur:
+            for tagger in taggers:
+                rows = cur.execute(
+                    "SELECT t.id, t.path, t.path_bytes FROM tracks t JOIN embeddings e ON e.track_id = t.id "
+                    "WHERE t.id NOT IN (SELECT track_id FROM sound_tags WHERE tagger = ?) ORDER BY t.id",
+                    [tagger]).fetchall()
+                out[tagger] = [(int(r[0]), fs_path(r[1], r[2])) for r in rows]
+        return out
 
     def file_path(self, track_id: int) -> str:
         """The file of a track, exactly as the file system names it (also for non-UTF-8 names)."""
@@ -422,6 +437,38 @@ class Store:
                              dedupe=dedupe, mmr=mmr, min_score=min_score)
         seed_ids = [int(seeds)] if isinstance(seeds, (int, np.integer)) else [int(s) for s in seeds]
         return search.run(self, seed_ids, vector, opts, exclude=exclude, timeout=timeout)
+
+    def sound_tags(self) -> SoundTags:
+        """The tags ``find`` reads (:class:`store.SoundTags`), kept until the database changes."""
+        key = (stamp(self.path / DB_NAME), stamp(self.path / (DB_NAME + ".wal")))
+        cached = self._sound_tags
+        if cached is None or cached[0] != key:
+            cached = (key, SoundTags(self._cursor, styles=self.manifest.model.kind == "maest"))
+            self._sound_tags = cached
+        return cached[1]
+
+    def find(self, text: str, *, k: int = 10, where: str | None = None, max_per_artist: int | None = None,
+             max_per_album: int | None = None, dedupe: bool = False, like: int | None = None,
+             centroid: float = 0.0, synonyms: bool = True, fuzzy: bool = True,
+             timeout: float = 10.0) -> FindResult:
+        """Tracks by a description of their sound: ``store.find("calm piano without drums")``, or
+        ``like=42`` for that track's neighbours re-ranked by the words (see :mod:`store.find`).
+
+        Returns
+        -------
+        FindResult
+            ``results`` best first, each with what matched; no results and ``reason`` when the text
+            has no word to search by or the store has no tags yet.
+
+        Raises
+        ------
+        StoreError
+            Empty or overlong text, a bad option (named), a bad ``where``, an unknown ``like`` track.
+        """
+        opts = FindOptions(k=k, where=where, max_per_artist=max_per_artist, max_per_album=max_per_album,
+                                dedupe=dedupe, like=like, centroid=centroid, synonyms=synonyms, fuzzy=fuzzy)
+        with self.holding():
+            return run_find(self, self.sound_tags(), text, opts, timeout=timeout)
 
     def track_rows(self, ids: Sequence[int]) -> dict[int, TrackRow]:
         """Rows of ``tracks`` by id, as plain dicts (no DataFrame on the hot path). Rows read

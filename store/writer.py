@@ -160,13 +160,13 @@ class WritableStore(Store):
                                 "WHERE id = ?", [[int(s), float(m), f, int(i)] for i, s, m, f in rows])
 
     def delete_tracks(self, track_ids: Sequence[int]) -> int:
-        """Remove tracks and everything about them (vectors, windows, styles, map points)."""
+        """Remove tracks and everything about them (vectors, windows, styles, sound tags, map points)."""
         ids = [int(i) for i in track_ids]
         if not ids:
             return 0
         with self._transaction(vectors_changed=True, rewritten=True) as con:
             for table, column in (("embeddings", "track_id"), ("windows", "track_id"), ("styles", "track_id"),
-                                  ("projections", "track_id"), ("tracks", "id")):
+                                  ("sound_tags", "track_id"), ("projections", "track_id"), ("tracks", "id")):
                 con.execute(f"DELETE FROM {table} WHERE {column} IN (SELECT unnest(?::BIGINT[]))", [ids])
         return len(ids)
 
@@ -229,7 +229,8 @@ class WritableStore(Store):
                 }))
                 con.execute(f"INSERT INTO windows SELECT track_id, window_index, start_s, vector::FLOAT[{d}] FROM _win")
                 con.unregister("_win")
-            con.execute("DELETE FROM styles WHERE track_id IN (SELECT unnest(?::BIGINT[]))", [ids])
+            for table in ("styles", "sound_tags"):  # a changed file is tagged again (the tag stage)
+                con.execute(f"DELETE FROM {table} WHERE track_id IN (SELECT unnest(?::BIGINT[]))", [ids])
             style_ids = [tid for tid, rec in zip(ids, records, strict=True) for _ in rec.styles]
             if style_ids:  # one Arrow insert (519 labels a MAEST track: executemany cost ~40 ms a track)
                 con.register("_styles", pa.table({
@@ -242,6 +243,37 @@ class WritableStore(Store):
             con.execute("DELETE FROM failures WHERE path IN (SELECT unnest(?::VARCHAR[]))",
                         [[db_path(r.path) for r in records]])
         return ids
+
+    def write_sound_tags(self, tagger: str, tags: dict[int, dict[str, float]]) -> None:
+        """Replace ``tagger``'s tags of the tracks in ``tags`` (track id → label → probability), in
+        one transaction. Probabilities that are not finite are refused (:class:`NonFiniteVector`)."""
+        if not tags:
+            return
+        ids = [int(i) for i in tags]
+        rows = [(tid, label, float(p)) for tid, labels in tags.items() for label, p in labels.items()]
+        if not np.isfinite(np.array([p for *_, p in rows], np.float64)).all():
+            raise NonFiniteVector(f"the tags of {len(ids)} tracks", f"{tagger} tag probabilities")
+        with self._transaction() as con:
+            con.execute("DELETE FROM sound_tags WHERE tagger = ? AND track_id IN (SELECT unnest(?::BIGINT[]))",
+                        [tagger, ids])
+            con.register("_tags", pa.table({
+                "track_id": pa.array([r[0] for r in rows], pa.int64()),
+                "label": pa.array([r[1] for r in rows], pa.string()),
+                "activation": pa.array([r[2] for r in rows], pa.float32()),
+            }))
+            con.execute("INSERT INTO sound_tags SELECT track_id, ?, label, activation FROM _tags", [tagger])
+            con.unregister("_tags")
+
+    def copy_styles_as_tags(self, tagger: str) -> int:
+        """Store the ``styles`` of tracks that ``tagger`` has not tagged as its tags: for a store
+        whose vectors that very model made (its tags are its styles), so it is not run twice.
+        Returns how many tracks gained tags."""
+        with self._transaction() as con:
+            row = con.execute("SELECT count(DISTINCT track_id) FROM styles WHERE track_id NOT IN "
+                              "(SELECT track_id FROM sound_tags WHERE tagger = ?)", [tagger]).fetchone()
+            con.execute("INSERT INTO sound_tags SELECT track_id, ?, label, activation FROM styles WHERE track_id "
+                        "NOT IN (SELECT track_id FROM sound_tags WHERE tagger = ?)", [tagger, tagger])
+        return int(row[0]) if row else 0
 
     def _replaces_vectors(self, records: Sequence[TrackRecord]) -> bool:
         """Whether writing ``records`` replaces a stored vector (a changed file), not only adds."""

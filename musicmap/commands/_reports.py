@@ -24,6 +24,14 @@ def summary(report: IndexReport) -> str:
         lines.append(f"  failed: {f['path']} ({f['stage']}): {f['error']}")
     if len(report.failures) > 10:
         lines.append(f"  ... and {len(report.failures) - 10} more: musicmap sql \"SELECT * FROM failures\"")
+    t = report.tags
+    if t is not None and (t["tagged"] or t["copied"] or t["failed"] or t["skipped"]):
+        done = f"{t['tagged']} tracks tagged ({', '.join(t['taggers']) or '-'}) in {t['seconds']:.1f} s"
+        if t["copied"]:
+            done += f", {t['copied']} from the model's own tags"
+        if t["failed"]:
+            done += f", {t['failed']} could not be (tried again next run)"
+        lines.append(f"  sound tags: {'skipped (' + t['skipped'] + ')' if t['skipped'] else done}")
     m = report.map
     if m is not None:
         lines.append(f"  map '{m['name']}': " + {

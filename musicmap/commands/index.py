@@ -4,7 +4,10 @@ Unchanged files are skipped with one stat; a moved or renamed file keeps its tra
 by a content fingerprint); new and changed files are embedded; a file that cannot be read is
 recorded in the store's failures and retried on the next run. Tracks whose files are gone are
 reported, and removed with --prune. At the end the map is brought up to date: new tracks are
-placed into it (or it is computed, the first time; --no-map skips this).
+placed into it (or it is computed, the first time; --no-map skips this), and tracks without
+sound tags get them (MusiCNN's MagnaTagATune and Million Song Dataset tags, whatever the model:
+what musicmap find reads; --no-tags skips this). A store indexed before gains them on its next run
+without embedding anything again.
 
 exit codes: 0 all files indexed; 1 nothing could be indexed, or a user error; 2 a usage error;
             3 indexed, but some files failed (listed, and in the store's failures table);
@@ -62,6 +65,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-map", dest="update_map", action="store_false",
                    help="do not update the map at the end (by default new tracks are placed into it, "
                         "or it is computed when there is none)")
+    p.add_argument("--no-tags", dest="tags", action="store_false",
+                   help="do not add sound tags (by default tracks without them are tagged by MusiCNN's two "
+                        "taggers at the end: the words musicmap find reads)")
     maest = p.add_argument_group("MAEST options (ignored for --model features)")
     maest.add_argument("--revision", metavar="REV",
                        help="hub revision (commit hash, tag or branch) to pin a hub id to (default: main; the "
@@ -220,7 +226,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     try:
         report = index_library(args.library, settings.store, embedder, workers=settings.workers,
                                prune=args.prune, metadata=args.metadata, category_from=args.category_from,
-                               map_name="tsne" if args.update_map else None,
+                               map_name="tsne" if args.update_map else None, tags=args.tags,
                                progress=Progress("files", enabled=not args.quiet,
                                                  total_audio=plan.audio_seconds if plan else None,
                                                  planned_seconds=plan.estimates[0].seconds if plan else None))
