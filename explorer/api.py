@@ -123,6 +123,19 @@ ENDPOINTS: dict[str, Endpoint] = {e.path: e for e in (
         Param("mode", "centroid (default) or seeds", choices=("centroid", "seeds")),
         *VARIETY,
     ), {"200": ok("{ids, mode, model, results: [track + score]}, or M3U"), "400": ERROR, "404": ERROR}),
+    Endpoint(f"{API}/find", "Tracks by a description of their sound (\"calm piano without drums\"), each with what "
+                            "matched (word → tags → strength); with `like`, that track's neighbours re-ranked by the "
+                            "words. No word to search by, or no tags yet: no results and the `reason`", (
+        Param("q", "the sound in words (at most 300 characters)", required=True,
+              hint="describe the sound in words, e.g. q=calm piano without drums"),
+        Param("k", "how many", "integer", minimum=1, maximum=K_API_MAX, default=K_DEFAULT),
+        Param("like", "a track id: its nearest neighbours, re-ranked by the words", "integer", minimum=0),
+        WHERE, *SIMILAR[2:5],
+        Param("centroid", "move toward what the best hits sound like: 0 (default) words only, 1 sound only", "number"),
+        Param("format", "json (default) or m3u (an M3U8 playlist)", choices=("json", "m3u")),
+    ), {"200": ok("{query: {type, text, like}, model, understood: [{word, how, negated, tags}], unknown: "
+                  "[{word, nearest}], ignored, untagged, reason, results: [track + score + matched]}, or M3U"),
+        "400": ERROR, "404": ERROR}),
     Endpoint(f"{API}/search", "Tracks whose artist, title or album contain every word", (
         Param("q", "words", required=True, hint="give some words of a title, artist or album"),
         Param("limit", "how many", "integer", minimum=1, maximum=SEARCH_MAX, default=10),
@@ -364,6 +377,17 @@ class Api:
             return self._m3u([a.track_id for a in added], "extension")
         return jsonify({"ids": args["ids"], "mode": mode, "model": self.store.manifest.model.id,
                         "results": _results(added)})
+
+    @route(f"{API}/find", "api_find")
+    def api_find(self, args: Args) -> Response:
+        """Tracks by a description of their sound (:meth:`store.Store.find`); JSON or M3U."""
+        found = self.store.find(args["q"], k=args["k"], like=args["like"], centroid=args["centroid"] or 0.0,
+                                **_options(args, (WHERE, *SIMILAR[2:5])))
+        if args["format"] == "m3u":
+            return self._m3u([r.track_id for r in found.results], "find")
+        answer = found.to_dict()
+        answer["results"] = [{k: _json_safe(v) for k, v in r.items()} for r in answer["results"]]
+        return jsonify({"model": self.store.manifest.model.id, **answer})
 
     def _m3u(self, track_ids: list[int], name: str) -> Response:
         from store.m3u import m3u_bytes

@@ -46,8 +46,9 @@ from .figure import (
     map_figure,
     path_points,
     shown_json,
+    spot_points,
 )
-from .limits import EXTEND_N, K_DEFAULT, PATH_STEPS, SEARCH_RESULTS
+from .limits import EXTEND_N, K_DEFAULT, PATH_STEPS, SEARCH_RESULTS, SOUND_LIGHT, SOUND_LIST
 from .mapdata import MapData
 from .panels import LabelWords
 from .state import ViewState, encode, parse
@@ -583,10 +584,29 @@ class Callbacks:
         return panels.song_path(path, start, end, steps), highlight_json(drawn)
 
     # -- search ---------------------------------------------------------------------------------
-    @callback(Output("search-results", "children"), inputs={"text": Input("search", "value")})
-    def search(self, text: str | None) -> list[Component]:
-        """Search as you type: tracks on the map, each a button that centres the map on it."""
+    @callback(Output("search-results", "children"), Output("highlight", "data-highlight", allow_duplicate=True),
+              inputs={"text": Input("search", "value"), "by": Input("search-by", "value"),
+                      "like": Input("search-like", "data")})
+    def search(self, text: str | None, by: str | None, like: int | None) -> tuple[list[Component], str | dash.NoUpdate]:
+        """Search as you type. By title/artist: tracks on the map, each a button that centres the
+        map on it. By sound (:meth:`store.Store.find`; with ``like``, among that track's neighbours):
+        how the words were read, the matches lit on the map and listed (a list that opens, selects
+        and exports like the others), or why there are none."""
+        if by != "sound":
+            if not text or not text.strip():
+                return [], dash.no_update
+            return panels.search_hits(self.data.refresh().search(text, SEARCH_RESULTS)), dash.no_update
         if not text or not text.strip():
-            return []
-        return panels.search_hits(self.data.refresh().search(text, SEARCH_RESULTS))
+            return [html.P("describe a sound: calm piano without drums, upbeat female vocal, orchestral, no choir",
+                           className="what", id="sound-prompt")], highlight_json(NO_HIGHLIGHT)
+        data = self.data.refresh()
+        with self.store.holding():
+            try:
+                like_row = self.store.track(int(like)) if like is not None else None
+                found = self.store.find(text, k=SOUND_LIGHT, like=like_row["id"] if like_row else None)
+            except StoreError as exc:
+                return [html.P(str(exc), className="error", id="sound-reason")], highlight_json(NO_HIGHLIGHT)
+        lit = spot_points(data.frame, [r.track_id for r in found.results], data.row_of)
+        found.results = found.results[:SOUND_LIST]
+        return panels.sound_results(found, like_row, text), highlight_json(lit)
 

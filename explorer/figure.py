@@ -187,8 +187,9 @@ class Mark(TypedDict):
 
 class Highlight(TypedDict):
     """What the overlay draws over the map: ``rays`` (a line from the first mark to each of the
-    others: a selected track or an uploaded clip, and its neighbours) or ``path`` (one line through
-    the marks in order); with marks, the rest of the map is dimmed."""
+    others: a selected track or an uploaded clip, and its neighbours), ``path`` (one line through
+    the marks in order) or ``spots`` (the marks alone: a search by sound's matches); with marks,
+    the rest of the map is dimmed."""
 
     mode: str
     marks: list[Mark]
@@ -245,6 +246,17 @@ def path_points(frame: pd.DataFrame, track_ids: list[int], row_of: pd.Series) ->
 
 CLIP_ID = -1
 """The highlight's track id for an uploaded clip's star (not a track)."""
+
+
+def spot_points(frame: pd.DataFrame, track_ids: list[int], row_of: pd.Series) -> Highlight:
+    """The highlight for a search by sound: its matches lit (best first, the first ones larger), no
+    lines, the rest of the map dimmed."""
+    marks: list[Mark] = []
+    for rank, track_id in enumerate(t for t in track_ids if t in row_of.index):
+        row = int(row_of[track_id])
+        marks.append(_mark(track_id, frame["x"].iat[row], frame["y"].iat[row], 14 if rank < 10 else 9,
+                           "#111111", "#ffd400" if rank < 10 else "#ffe97a", "circle"))
+    return {"mode": "spots", "marks": marks}
 
 
 def clip_points(frame: pd.DataFrame, position: tuple[float, float], neighbours: list[int],

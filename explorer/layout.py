@@ -114,6 +114,9 @@ def page(data: MapData, model_label: str, uploads: Uploads | None = None,
             html.Div(className="search-box", children=[
                 dcc.Input(id="search", type="search", placeholder="search title, artist, album…", debounce=0.25,
                           autoComplete="off", style={"width": "260px"}),
+                dcc.RadioItems(id="search-by", value="name", inline=True, className="search-by",
+                               options=[{"label": "title, artist", "value": "name"},
+                                        {"label": "sound (\"calm piano, no drums\")", "value": "sound"}]),
                 html.Div(id="search-results"),
             ]),
             html.Label(["colour by ", dcc.Dropdown(
@@ -168,6 +171,7 @@ def page(data: MapData, model_label: str, uploads: Uploads | None = None,
             ]),
         ]),
         dcc.Store(id="selected"),
+        dcc.Store(id="search-like"),  # a search by sound among a track's neighbours ("like this, but…")
         dcc.Store(id="centre-on"),
         dcc.Store(id="selection"),
         dcc.Store(id="explain-pair"),  # a list row's "why?": {"pair": "SEED-OTHER", "at": ms}

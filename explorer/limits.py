@@ -20,6 +20,10 @@ EXTEND_N = 20
 """Tracks the page adds to a playlist when none is asked for."""
 SEARCH_RESULTS = 8
 """Search hits the page lists as you type."""
+SOUND_LIST = 20
+"""Tracks the page lists for a search by sound."""
+SOUND_LIGHT = 100
+"""Tracks a search by sound lights up on the map (the list's and more: where such tracks lie)."""
 SEARCH_MAX = 100
 """Most search hits one API call returns."""
 PAGE_MAX = 1000

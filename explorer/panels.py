@@ -12,13 +12,14 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypedDict
+from urllib.parse import urlencode
 
 import numpy as np
 import pandas as pd
 from dash import dcc, html
 from dash.development.base_component import Component
 
-from store import ModelInfo, Neighbour, PathStep, TrackRow, relative_to_roots
+from store import FindResult, ModelInfo, Neighbour, PathStep, TrackRow, relative_to_roots
 from store.listening import MAX_PATH
 
 from .figure import Highlight, genre_groups
@@ -343,6 +344,48 @@ def extension(members: Sequence[int], added: Sequence[Neighbour], model_label: s
                 html.A("M3U of the new ones", className="small-button", id="extend-m3u",
                        href=f"/api/v1/extend?ids={','.join(map(str, members[:1000]))}&n={n}&format=m3u",
                        download="musicmap-extension.m3u8")])]
+
+
+def sound_results(found: FindResult, like: TrackRow | None, query: str) -> list[Component]:
+    """A search by sound: how the words were read, the matching tracks as a list that opens,
+    selects and exports like the others (:func:`track_list`), or why there are none."""
+    out: list[Component] = []
+    if like is not None:
+        out.append(html.Div(className="sound-like", children=[
+            html.Span(f"like {name(like)}, but…", id="sound-like-note"),
+            action("×", "like-clear", "", id="sound-like-clear", title="search the whole library again")]))
+    if found.parsed.words:
+        read = "; ".join(("not " if w.negated else "") + w.text
+                         + (f" ({w.how})" if w.how.startswith("fuzzy") else "") + " → "
+                         + ", ".join(t.label.split("---")[-1] for t, _ in
+                                     sorted(w.terms.items(), key=lambda x: -abs(x[1]))[:3])
+                         for w in found.parsed.words)
+        out.append(html.P(f"sounding {read}", className="what", id="sound-read"))
+    for word, near in found.parsed.unknown:
+        out.append(html.P(f"no tag matches \"{word}\"" + (f": try {', '.join(near)}" if near else ""),
+                          className="search-none sound-unknown"))
+    if found.reason is not None:
+        out.append(html.P(found.reason, className="error", id="sound-reason"))
+        return out
+    rows = [ListRow(id=r.track_id, name=name(r.track), genre=_matched_words(r.matched), score=f"{r.score:.2f}",
+                    bar=round(100 * r.score), why=None) for r in found.results]
+    ids = ",".join(str(r.track_id) for r in found.results)
+    asked = {"q": query, "k": len(rows), "format": "m3u", **({"like": like["id"]} if like else {})}
+    m3u = f"/api/v1/find?{urlencode(asked)}"
+    out += [track_list("sound-list", rows),
+            html.Div(className="selection-buttons", children=[
+                action("select these", "select", ids, id="select-sound"),
+                html.A("M3U", className="small-button", id="sound-m3u", href=m3u, download="musicmap-find.m3u8")])]
+    if found.untagged:
+        out.append(html.P(f"{found.untagged} tracks have no sound tags yet (musicmap index adds them)",
+                          className="what"))
+    return out
+
+
+def _matched_words(matched: list[dict[str, Any]]) -> str:
+    """What carried a result, under its name: "piano 0.97 · calm 0.81"."""
+    return " · ".join(f"{'not ' if m['negated'] else ''}{m['word']} {m['strength']:.2f}" for m in matched
+                      if m["strength"] is not None)
 
 
 def search_hits(hits: Sequence[dict[str, Any]]) -> list[Component]:

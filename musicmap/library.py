@@ -75,6 +75,23 @@ class Library:
         """The ``k`` tracks nearest a vector of this store's model (shape (d,))."""
         return _neighbours(self.store.similar_to_vector(np.asarray(vector, np.float32), k=k, **options))
 
+    def find(self, text: str, k: int = 10, *, like: TrackRef | None = None, where: str | None = None,
+             max_per_artist: int | None = None, max_per_album: int | None = None, dedupe: bool = False,
+             centroid: float = 0.0) -> pd.DataFrame:
+        """Tracks by a description of their sound (``"calm piano without drums"``), best first; with
+        ``like``, that track's neighbours re-ranked by the words. Columns: ``track_id``, ``score``,
+        the track's fields and ``matched`` (per word: its strength and the tags that carried it).
+        No word to search by (or no tags yet): an empty frame whose ``attrs["reason"]`` says why;
+        ``attrs["understood"]`` / ``attrs["unknown"]`` say how the words were read."""
+        found = self.store.find(text, k=k, like=None if like is None else self.track_id(like), where=where,
+                                max_per_artist=max_per_artist, max_per_album=max_per_album, dedupe=dedupe,
+                                centroid=centroid)
+        frame = pd.DataFrame([{"track_id": r.track_id, "score": r.score, **r.track, "matched": r.matched}
+                              for r in found.results])
+        answer = found.to_dict()
+        frame.attrs.update({k: answer[k] for k in ("understood", "unknown", "ignored", "reason", "untagged")})
+        return frame
+
     def path(self, start: TrackRef, end: TrackRef, length: int = 10,
              **options: Unpack[VarietyOptions]) -> pd.DataFrame:
         """A song path: ``length`` tracks from ``start`` to ``end``, each close to the one before

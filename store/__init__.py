@@ -10,7 +10,9 @@ whether the FAISS file is current (load, extend or rebuild) in ``freshness.py``;
 its functions in ``sql.py``; the schema and its migrations in ``schema.py``; path text in
 ``paths.py``; the value types (``TrackRecord``, ``TrackRow``, ``Neighbour``, ``MapInfo``) and the
 rule for a file unchanged since it was indexed (``is_unchanged``) in ``types.py``; errors by
-meaning in ``errors.py``; song paths and playlist extension in ``listening.py``; M3U in
+meaning in ``errors.py``; song paths and playlist extension in ``listening.py``; tracks by a
+description of their sound in ``find.py`` (the words read by ``words.py`` and its table
+``words.toml``); M3U in
 ``m3u.py``; ``embeddings.csv`` and plots in ``export.py``; the manifest in ``manifest.py``; fault
 points for the crash tests in ``faults.py``; glibc, when the process has it (the indexer's and the
 explorer's memory calls), in ``glibc.py``; genres that differ only in spelling grouped as one category
@@ -18,6 +20,7 @@ explorer's memory calls), in ``glibc.py``; genres that differ only in spelling g
 """
 
 from .errors import InvalidQuery, NoMatchingTrack, NonFiniteVector, StoreError, StoreUnavailable, TrackNotFound
+from .find import FindResult, Found
 from .genres import GenreGroups, genre_key, genre_keys, group_genres
 from .listening import PathStep
 from .m3u import m3u_bytes, playlist_tracks, read_m3u, write_m3u
@@ -39,6 +42,8 @@ from .vectors import l2_normalise
 from .writer import WritableStore
 
 __all__ = [
+           "FindResult",
+           "Found",
            "GenreGroups",
            "IndexedFile",
            "InvalidQuery",

@@ -24,6 +24,7 @@ percentile and the tagger's probability. Tracks not tagged yet are left out (cou
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -122,6 +123,8 @@ class FindOptions:
     centroid: float = 0.0
     synonyms: bool = True
     fuzzy: bool = True
+    matcher: Callable[[str, dict[str, str]], str | None] | None = None
+    """Replaces the spelling match of unknown words (:meth:`store.words.Vocabulary.parse`)."""
 
     def validate(self) -> None:
         """Raises InvalidQuery naming the first bad parameter."""
@@ -217,7 +220,7 @@ def run_find(store: Searchable, tags: SoundTags, text: str, opts: FindOptions, *
         Empty or overlong text, a bad option, a ``like`` track that does not exist or has no vector.
     """
     opts.validate()
-    parsed = tags.vocabulary.parse(text, synonyms=opts.synonyms, fuzzy=opts.fuzzy)
+    parsed = tags.vocabulary.parse(text, synonyms=opts.synonyms, fuzzy=opts.fuzzy, matcher=opts.matcher)
     result = FindResult(parsed.text, parsed, like=opts.like,
                         untagged=int(len(tags.ids) - tags.tagged.sum()))
     if not tags.tagged.any():

@@ -8,6 +8,7 @@ What a query sees (temporary views on its own connection, over the tables of ``l
 ``embeddings``     track_id, n_windows (the vectors themselves: ``vectors``)
 ``vectors``        track_id, vector (``FLOAT[d]``, L2-normalised)
 ``styles``         track_id, label, activation (MAEST's Discogs styles)
+``sound_tags``     track_id, tagger, label, activation (MusiCNN's MTT and MSD tags, every track)
 ``projections``    name, track_id, x, y, cluster (the maps; cluster: k-means of the vectors)
 ``failures``       path, stage, error, failed_at
 ``windows``        track_id, window_index, start_s, vector (MAEST, per window)

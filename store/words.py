@@ -9,8 +9,8 @@ several words wins over its parts. A word is known
 - **through the synonym table** shipped as data (``words.toml``: "chill" → chillout, chill,
   Mellow, ambient ...; "orchestral" → strings, classical, violin, cello ...);
 - **as a Discogs genre or style** (MAEST's 400 styles, where MAEST made the vectors);
-- **fuzzily**: a misspelling close enough to a known word ("pianno", "orchestal"; character
-  similarity, :data:`FUZZY_CUTOFF`).
+- **fuzzily**: a misspelling within a slip or two of a known word ("pianno", "orchestal",
+  "durms": :func:`slips`, :func:`max_slips`).
 
 A negator ("no", "not", "without", "less") turns the rest of its clause around: its words' tags
 count inverted, plus the tags that name their absence (``[opposites]``: "no vocals" → MTT's
@@ -24,6 +24,7 @@ import difflib
 import re
 import tomllib
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -32,8 +33,10 @@ from .errors import InvalidQuery
 
 MAX_CHARS = 300
 """The longest description read, in characters."""
-FUZZY_CUTOFF = 0.82
-"""How close (difflib's ratio) a misspelt word must be to a known one to stand for it."""
+def max_slips(word: str) -> int:
+    """Typing slips (a letter missing, extra, wrong, or two swapped) a word of this length may hold
+    and still stand for a known word: none below four letters, one up to six, two from seven."""
+    return 0 if len(word) < 4 else 1 if len(word) <= 6 else 2
 ALIASES = {"mtt": "musicnn-mtt", "msd": "musicnn-msd", "discogs": "styles"}
 """Tagger names in ``words.toml`` → the ``tagger`` of a :class:`Term` (``styles``: the store's own
 model's styles table, MAEST's Discogs labels)."""
@@ -88,6 +91,24 @@ def _unknown_message(word: str, near: list[str]) -> str:
 
 _TOKEN = re.compile(r"[^\W_]+(?:[&'][^\W_]+)*|,|;|\.", re.UNICODE)
 _CLAUSE_MARKS = {",", ";", "."}
+
+
+def slips(a: str, b: str, limit: int) -> int:
+    """Typing slips between ``a`` and ``b`` (optimal string alignment distance: insertions,
+    deletions, substitutions and swaps of neighbours), or ``limit + 1`` once it exceeds ``limit``."""
+    if abs(len(a) - len(b)) > limit:
+        return limit + 1
+    before, row = None, list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        current = [i] + [0] * len(b)
+        for j, cb in enumerate(b, 1):
+            current[j] = min(row[j] + 1, current[j - 1] + 1, row[j - 1] + (ca != cb))
+            if before is not None and i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
+                current[j] = min(current[j], before[j - 2] + 1)
+        if min(current) > limit:
+            return limit + 1
+        before, row = row, current
+    return row[-1]
 
 
 def fold(text: str) -> str:
@@ -241,8 +262,11 @@ class Vocabulary:
         """The known words closest in spelling to ``word``."""
         return difflib.get_close_matches(fold(word), sorted(set(self.surface.values())), n=n, cutoff=cutoff)
 
-    def parse(self, text: str, *, synonyms: bool = True, fuzzy: bool = True) -> Parsed:
+    def parse(self, text: str, *, synonyms: bool = True, fuzzy: bool = True,
+              matcher: Callable[[str, dict[str, str]], str | None] | None = None) -> Parsed:
         """Understand ``text`` (``synonyms`` / ``fuzzy`` off: for measuring what each adds).
+        ``matcher(word, {key: known word})`` → key or None replaces the spelling match for words
+        not otherwise known (``benchmarks/bench_find.py`` measures wordllama's embeddings so).
 
         Raises
         ------
@@ -275,20 +299,30 @@ class Vocabulary:
                 else:
                     token = clause[i]
                     i += 1
-                    if token in t.negators:
+                    if token in t.negators or (fuzzy and any(
+                            slips(token, n, max_slips(n)) <= max_slips(n) for n in t.negators)):  # "wihtout" too
                         negated = True
                     elif token in t.stop or token in t.more:
                         out.ignored.append(token)
-                    elif fuzzy and (near := self._fuzzy(token, entries)) is not None:
+                    elif fuzzy and (near := (matcher or self._fuzzy)(token, {k: self.surface[k] for k in entries})):
                         self._take(out, entries, token, near, f"fuzzy ({self.surface[near]})", negated)
                     else:
                         out.unknown.append((token, self.nearest(token)))
         return out
 
-    def _fuzzy(self, token: str, entries: dict[str, dict[Term, float]]) -> str | None:
-        keys = {self.surface[k]: k for k in entries}
-        best = difflib.get_close_matches(token, list(keys), n=1, cutoff=FUZZY_CUTOFF)
-        return keys[best[0]] if best else None
+    @staticmethod
+    def _fuzzy(token: str, known: dict[str, str]) -> str | None:
+        """The key of the known word fewest slips from ``token`` (:func:`max_slips` at most; the
+        first in order on a tie), or None."""
+        limit = max_slips(token)
+        if limit == 0:
+            return None
+        best, best_slips = None, limit + 1
+        for key, surface in sorted(known.items()):
+            n = slips(token, surface, min(limit, best_slips - 1) if best is not None else limit)
+            if n < best_slips:
+                best, best_slips = key, n
+        return best
 
     def _take(self, out: Parsed, entries: dict[str, dict[Term, float]], text: str, key: str, how: str,
               negated: bool) -> None:

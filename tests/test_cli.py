@@ -249,3 +249,59 @@ def test_every_command_has_help(command: str) -> None:
     proc = run_cli(command, "--help")
     assert proc.returncode == 0 and f"usage: musicmap {command}" in proc.stdout
     assert command in run_cli("--help").stdout  # listed in the overview
+
+
+def test_find_by_words(demo_store: DemoStore, tmp_path: Path) -> None:
+    """`find`: the JSON shape of `similar --json` plus what matched; the demo's generated "ambient"
+    pads are the library's quietest, least percussive tracks, and "techno" its beatiest."""
+    store = demo_store.store
+    out = json.loads(run_cli("find", "quiet ambient without drums", "--store", store, "-k", "12", "--json",
+                             check=True).stdout)
+    assert out["query"] == {"type": "words", "text": "quiet ambient without drums", "like": None}
+    assert [w["word"] for w in out["understood"]] == ["quiet", "ambient", "drums"]
+    assert out["understood"][2]["negated"] and out["reason"] is None and out["untagged"] == 0
+    results = out["results"]
+    assert len(results) == 12
+    for r in results:
+        assert {"track_id", "id", "path", "title", "artist", "album", "score", "matched"} <= set(r)
+        assert [m["word"] for m in r["matched"]] == ["quiet", "ambient", "drums"]
+        assert all(m["tags"] and 0 <= m["strength"] <= 1 for m in r["matched"])
+    assert [r["score"] for r in results] == sorted((r["score"] for r in results), reverse=True)
+    genres = [r["genre"] for r in results]
+    assert genres.count("ambient") > genres.count("techno")
+    text = run_cli("find", "quiet ambient without drums", "--store", store, "-k", "3", check=True).stdout
+    assert "sounding quiet → " in text and "not drums → drums" in text and text.count("\n") >= 4
+    like = json.loads(run_cli("find", "calmer", "--like", "1", "--store", store, "-k", "5", "--where",
+                              "year IS NOT NULL OR year IS NULL", "--max-per-artist", "2", "--json", check=True).stdout)
+    assert like["query"]["like"] == 1 and len(like["results"]) == 5
+    assert 1 not in {r["track_id"] for r in like["results"]} and all("similarity" in r for r in like["results"])
+    playlist = tmp_path / "calm.m3u"
+    run_cli("find", "calm", "--store", store, "-k", "4", "--m3u", playlist, check=True)
+    assert playlist.read_text(encoding="utf-8").count("#EXTINF") == 4
+
+
+def test_find_bad_input_is_one_clear_line(demo_store: DemoStore) -> None:
+    store = demo_store.store
+    cases = [
+        ([""], "describe the sound in words"),
+        (["some music please"], "no word that describes a sound"),
+        (["xyzzyq"], 'no tag matches "xyzzyq"'),
+        (["pianno"], None),  # a slip: read as piano, no error
+        (["calm " * 200], "use at most 300"),
+        (["piano'; DROP TABLE tracks; --"], None),
+        (["<script>alert(1)</script> piano"], None),
+        (["тихая музыка"], 'no tag matches "тихая"'),
+        (["calm", "-k", "0"], "-k 0: must be at least 1"),
+        (["calm", "--like", "999999"], "999999"),
+        (["calm", "--where", "nonsense ="], "where"),
+        (["calm", "--centroid", "3"], "centroid"),
+    ]
+    for args, message in cases:
+        proc = run_cli("find", *args, "--store", store)
+        if message is None:
+            assert proc.returncode == 0 and "Traceback" not in proc.stderr, (args, proc.stderr)
+            continue
+        assert proc.returncode == 1, (args, proc.stdout, proc.stderr)
+        assert message in proc.stderr and "Traceback" not in proc.stderr, (args, proc.stderr)
+    assert json.loads(run_cli("sql", "SELECT count(*) FROM tracks", "--store", store, "--format", "json",
+                              check=True).stdout)["rows"][0][0] == len(demo_store.tracks)

@@ -3,7 +3,7 @@
 // costs the page ~10 ms a row to take in; these rows cost nothing to Dash. One row: the cover,
 // "artist – title" over the genre, the score as a bar and a number, and "why?" where it applies.
 // A row's button opens its track (track.js), "why?" asks for the explanation; the panels' action buttons
-// (explorer/panels.py, action) make a selection or start a song path: all through
+// (explorer/panels.py, action) make a selection, start a song path or leave a "like this, but…" search: all through
 // dash_clientside.set_props, as a control's change would.
 (function () {
   function el(tag, className, text) {
@@ -97,6 +97,8 @@
       window.dash_clientside.set_props("selection", {data: ids.length ? ids : null});
     } else if (action === "path-from") {  // "start a path here"
       window.dash_clientside.set_props("path-from", {data: Number(value)});
+    } else if (action === "like-clear") {  // × beside "like …, but": the whole library again
+      window.dash_clientside.set_props("search-like", {data: null});
     } else if (target.hasAttribute("data-pair")) {
       window.dash_clientside.set_props("explain-pair", {data: {pair: target.getAttribute("data-pair"), at: Date.now()}});
     } else if (target.hasAttribute("data-track")) {

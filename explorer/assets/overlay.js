@@ -73,7 +73,7 @@
     ctx.lineWidth = 1;
     ctx.strokeStyle = LINE;
     var i;
-    for (i = 1; i < marks.length; i++) {
+    for (i = 1; i < marks.length && highlight.mode !== "spots"; i++) {  // spots: a search's matches, no lines
       var from = highlight.mode === "path" ? marks[i - 1] : marks[0];
       ctx.moveTo(X(from.x), Y(from.y));
       ctx.lineTo(X(marks[i].x), Y(marks[i].y));

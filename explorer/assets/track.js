@@ -119,6 +119,11 @@
              el("p", {"class": "what keys", text: "keys: j/k move · Enter open · n most similar · b back · space play/pause · / search"}),
              el("button", {type: "button", "class": "small-button", "data-action": "select", "data-value": t.select,
                            id: "select-similar", text: "select these"}),
+             el("form", {"class": "like-but", id: "like-but", "data-track": String(t.id)}, [
+               el("label", {"for": "like-but-text", text: "like this, but… "}),
+               el("input", {id: "like-but-text", type: "text", placeholder: "calmer, more piano", maxlength: "300",
+                            autocomplete: "off"}),
+               el("button", {type: "submit", "class": "small-button", text: "find"})]),
              el("h4", {text: "Song path"}));
     var path = t.path;
     if (path.start !== null) {
@@ -223,6 +228,18 @@
       })
       .then(done, function () { done({ok: false, status: 0, body: {error: "The server did not answer; try again."}}); });
   }
+
+  // "like this, but…": the search by sound among this track's neighbours (explorer/callbacks.py, search)
+  document.addEventListener("submit", function (event) {
+    var form = event.target.closest ? event.target.closest("#like-but") : null;
+    if (!form) { return; }
+    event.preventDefault();
+    var text = document.getElementById("like-but-text").value.trim();
+    if (!text) { return; }
+    setProps("search-like", {data: Number(form.getAttribute("data-track"))});
+    setProps("search-by", {value: "sound"});
+    setProps("search", {value: text});
+  });
 
   // "draw the path": Dash draws it (explorer/callbacks.py, draw_path)
   document.addEventListener("click", function (event) {

@@ -231,8 +231,8 @@ class MusicnnEmbedder:
         with torch.inference_mode():
             for start in range(0, len(patches), self.batch_size):
                 out = self.network(torch.from_numpy(np.ascontiguousarray(patches[start : start + self.batch_size])))
-                vectors.append((out.dense if self.vector == "dense" else out.penultimate).numpy())
-                tags.append(out.tags.numpy())
+                vectors.append((out.dense if self.vector == "dense" else out.penultimate).float().numpy())
+                tags.append(out.tags.float().numpy())
         self.model_seconds += time.perf_counter() - started
         return np.concatenate(vectors).astype(np.float32), np.concatenate(tags).astype(np.float32)
 

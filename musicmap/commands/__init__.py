@@ -2,7 +2,7 @@
 
 from types import ModuleType
 
-from . import demo, doctor, export, extend, index, info, ingest, map, path, serve, similar, sql, tag
+from . import demo, doctor, export, extend, find, index, info, ingest, map, path, serve, similar, sql, tag
 
-COMMANDS: tuple[ModuleType, ...] = (index, ingest, map, similar, path, extend, tag, sql, export, serve, demo,
-                                    info, doctor)
+COMMANDS: tuple[ModuleType, ...] = (index, ingest, map, similar, find, path, extend, tag, sql, export, serve,
+                                    demo, info, doctor)

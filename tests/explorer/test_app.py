@@ -20,7 +20,8 @@ from explorer import create_app
 from explorer.api import OPENAPI
 from explorer.callbacks import Callbacks
 from explorer.controls import ListControls
-from explorer.limits import K_DEFAULT, K_PAGE_MAX, PATH_STEPS
+from explorer import panels
+from explorer.limits import K_DEFAULT, K_PAGE_MAX, PATH_STEPS, SOUND_LIST
 from explorer.panels import listed
 from explorer.state import ViewState, encode, parse
 from store import Store, TrackNotFound
@@ -52,6 +53,18 @@ def _texts(component: Any) -> str:
     return json.dumps(component.to_plotly_json() if hasattr(component, "to_plotly_json") else component,
                       default=lambda o: o.to_plotly_json() if hasattr(o, "to_plotly_json") else str(o),
                       ensure_ascii=False)
+
+
+def _find(component: Any, wanted: str) -> Any:
+    """The component with id ``wanted`` inside a tree (a list of components or one)."""
+    stack = list(component) if isinstance(component, list) else [component]
+    while stack:
+        node = stack.pop()
+        if getattr(node, "id", None) == wanted:
+            return node
+        children = getattr(node, "children", None)
+        stack += children if isinstance(children, list) else [children] if children is not None else []
+    raise AssertionError(f"no #{wanted}")
 
 
 def test_page_and_honest_status_line(client: FlaskClient) -> None:
@@ -156,6 +169,34 @@ def test_api_tracks_paged_and_filtered(client: FlaskClient) -> None:
                        ("sort=title", "sort")):
         response = client.get(f"/api/v1/tracks?{bad}")
         assert response.status_code == 400 and named in response.get_json()["error"], (bad, response.get_json())
+
+
+def test_api_find(client: FlaskClient) -> None:
+    """GET /api/v1/find: the JSON of `find --json` (results as /similar's, each with what matched),
+    M3U, and every bad input a 400 with a message or an empty list with the reason."""
+    body = client.get("/api/v1/find", query_string={"q": "quiet ambient, no drums", "k": 5}).get_json()
+    assert body["query"]["text"] == "quiet ambient, no drums" and body["model"] and len(body["results"]) == 5
+    first = body["results"][0]
+    assert {"track_id", "id", "path", "title", "artist", "album", "score", "matched"} <= set(first)
+    assert [m["word"] for m in first["matched"]] == ["quiet", "ambient", "drums"]
+    assert all(t["percentile"] is not None for m in first["matched"] for t in m["tags"])
+    like = client.get("/api/v1/find", query_string={"q": "calmer", "like": 3, "k": 4,
+                                                    "max_per_artist": 2}).get_json()
+    assert like["query"]["like"] == 3 and 3 not in [r["track_id"] for r in like["results"]]
+    m3u = client.get("/api/v1/find", query_string={"q": "calm", "k": 3, "format": "m3u"})
+    assert m3u.status_code == 200 and m3u.get_data(as_text=True).count("#EXTINF") == 3
+    for params, reason in (({"q": "xyzzy"}, 'no tag matches "xyzzy"'), ({"q": "the music"}, "no word"),
+                           ({"q": "音楽"}, "no tag matches"), ({"q": "<script>alert(1)</script>"}, "no tag matches"),
+                           ({"q": "'; DROP TABLE tracks; --"}, "no tag matches")):
+        response = client.get("/api/v1/find", query_string=params)
+        assert response.status_code == 200 and response.get_json()["results"] == [], params
+        assert reason in response.get_json()["reason"], params
+    for params, message in (({}, "q: describe the sound"), ({"q": "calm " * 100}, "at most 300"),
+                            ({"q": "calm", "k": "0"}, "k"), ({"q": "calm", "like": "99999"}, "99999"),
+                            ({"q": "calm", "where": "nope ="}, "where"), ({"q": "calm", "centroid": "2"}, "centroid")):
+        response = client.get("/api/v1/find", query_string=params)
+        assert response.status_code in (400, 404) and message in response.get_json()["error"], params
+    assert "/api/v1/find" in OPENAPI["paths"]
 
 
 def test_api_track_similar_search_and_map(client: FlaskClient, demo_store: DemoStore) -> None:
@@ -264,7 +305,7 @@ def test_openapi_document_matches_the_routes(client: FlaskClient, app: dash.Dash
                 value = str(max(1, param["schema"]["minimum"]))
             if param["name"] in ("from", "to"):
                 value = {"from": "3", "to": "4"}[param["name"]]
-            extra = {"q": "a"} if path.endswith("search") else {"q": "SELECT 1"} if path.endswith("sql") \
+            extra = {"q": "a"} if path.endswith(("search", "find")) else {"q": "SELECT 1"} if path.endswith("sql") \
                 else {"ids": "1,2"} if path.endswith(("similar", "extend")) \
                 else {"from": "1", "to": "2"} if path.endswith("path") else {}
             response = client.get(url, query_string={**extra, param["name"]: value})
@@ -500,15 +541,42 @@ def test_points_binary_colours_and_hover_cards(cb: Callbacks, client: FlaskClien
 
 def test_search_and_centre(cb: Callbacks) -> None:
     row = cb.data.frame.dropna(subset=["title"]).iloc[0]
-    hits = cb.search(str(row["title"]).split()[0].upper())
+    hits, lit = cb.search(str(row["title"]).split()[0].upper(), "name", None)
     assert hits and any(h.id["index"] == int(row["id"]) for h in hits)
-    assert "no match" in _texts(cb.search("zzzz-nothing-like-this"))
-    assert cb.search("   ") == []
+    assert lit is dash.no_update  # a title search leaves the map's highlight as it is
+    assert "no match" in _texts(cb.search("zzzz-nothing-like-this", "name", None)[0])
+    assert cb.search("   ", "name", None) == ([], dash.no_update)
     ops = cb.centre(int(row["id"])).to_plotly_json()["operations"]
     xr = next(op["params"]["value"] for op in ops if op["location"] == ["layout", "xaxis", "range"])
     assert xr[0] < row["x"] < xr[1] and abs((xr[0] + xr[1]) / 2 - row["x"]) < 1e-6
     with pytest.raises(dash.exceptions.PreventUpdate):
         cb.centre(99999)
+
+
+def test_search_by_sound_lights_the_matches_and_lists_them(cb: Callbacks) -> None:
+    """The search box by sound: how the words were read, the matches lit on the map (spots, no
+    lines), a list that opens, selects and exports; bad words say why, never an error."""
+    panel, lit = cb.search("quiet ambient without drums", "sound", None)
+    highlight = json.loads(lit)
+    assert highlight["mode"] == "spots" and len(highlight["marks"]) == len(cb.data.frame)  # 96 < SOUND_LIGHT
+    rows = panels.listed(panel, "sound-list")
+    assert len(rows) == SOUND_LIST and [r["id"] for r in rows] == [m["id"] for m in highlight["marks"][:SOUND_LIST]]
+    assert all("quiet" in r["genre"] and "not drums" in r["genre"] for r in rows)  # what matched, under the name
+    text = _texts(panel)
+    assert "sounding quiet → " in text and "not drums → " in text
+    select = _find(panel, "select-sound")
+    assert getattr(select, "data-value") == ",".join(str(r["id"]) for r in rows)
+    m3u = _find(panel, "sound-m3u")
+    assert m3u.href.startswith("/api/v1/find?q=quiet+ambient+without+drums") and "format=m3u" in m3u.href
+    like, lit = cb.search("calmer", "sound", 5)
+    assert "like " in _texts(like) and 5 not in [r["id"] for r in panels.listed(like, "sound-list")]
+    assert len(json.loads(lit)["marks"]) <= 50 + 1
+    for text, reason in (("xyzzy", 'no tag matches "xyzzy"'), ("some music", "no word that describes"),
+                         ("x" * 1000, "at most 300")):
+        panel, lit = cb.search(text, "sound", None)
+        assert reason in _texts(panel) and json.loads(lit)["marks"] == []
+    prompt, lit = cb.search("", "sound", None)
+    assert "describe a sound" in _texts(prompt)
 
 
 def test_view_state_round_trips_through_the_url(cb: Callbacks) -> None:
