@@ -603,7 +603,9 @@ class Callbacks:
         with self.store.holding():
             try:
                 like_row = self.store.track(int(like)) if like is not None else None
-                found = self.store.find(text, k=SOUND_LIGHT, like=like_row["id"] if like_row else None)
+                # among a track's neighbours the list is the answer; otherwise more are lit than listed
+                found = self.store.find(text, k=SOUND_LIST if like_row else SOUND_LIGHT,
+                                        like=like_row["id"] if like_row else None)
             except StoreError as exc:
                 return [html.P(str(exc), className="error", id="sound-reason")], highlight_json(NO_HIGHLIGHT)
         lit = spot_points(data.frame, [r.track_id for r in found.results], data.row_of)

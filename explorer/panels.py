@@ -361,12 +361,12 @@ def sound_results(found: FindResult, like: TrackRow | None, query: str) -> list[
                                      sorted(w.terms.items(), key=lambda x: -abs(x[1]))[:3])
                          for w in found.parsed.words)
         out.append(html.P(f"sounding {read}", className="what", id="sound-read"))
+    if found.reason is not None:  # it names the unknown words itself
+        out.append(html.P(found.reason, className="error", id="sound-reason"))
+        return out
     for word, near in found.parsed.unknown:
         out.append(html.P(f"no tag matches \"{word}\"" + (f": try {', '.join(near)}" if near else ""),
                           className="search-none sound-unknown"))
-    if found.reason is not None:
-        out.append(html.P(found.reason, className="error", id="sound-reason"))
-        return out
     rows = [ListRow(id=r.track_id, name=name(r.track), genre=_matched_words(r.matched), score=f"{r.score:.2f}",
                     bar=round(100 * r.score), why=None) for r in found.results]
     ids = ",".join(str(r.track_id) for r in found.results)

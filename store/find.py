@@ -66,12 +66,15 @@ class SoundTags:
                 for tagger, label in pairs:
                     labels.setdefault(tagger, []).append(label)
                 tagged = {int(r[0]) for r in cur.execute("SELECT DISTINCT track_id FROM sound_tags").fetchall()}
+            styled: set[int] = set()
             if styles:
                 rows = cur.execute("SELECT DISTINCT label FROM styles ORDER BY 1").fetchall()
                 labels["styles"] = [r[0] for r in rows]
-                tagged |= {int(r[0]) for r in cur.execute("SELECT DISTINCT track_id FROM styles").fetchall()}
-        self.has_table = "sound_tags" in have
-        self.tagged = np.isin(self.ids, np.fromiter(tagged, np.int64, len(tagged)))
+                styled = {int(r[0]) for r in cur.execute("SELECT DISTINCT track_id FROM styles").fetchall()}
+        self.tagged = np.isin(self.ids, np.fromiter(tagged | styled, np.int64, len(tagged | styled)))
+        self._styled = np.isin(self.ids, np.fromiter(styled, np.int64, len(styled)))
+        """Tracks with MAEST styles: only each track's top 20 are stored, so a style missing for one
+        of them counts as 0, not unknown."""
         self.vocabulary = Vocabulary(labels)
         self._columns: dict[Term, tuple[np.ndarray, np.ndarray]] = {}
 
@@ -94,6 +97,9 @@ class SoundTags:
             keep = (rows < len(self.ids)) & (self.ids[np.minimum(rows, len(self.ids) - 1)] == ids) \
                 if len(self.ids) else np.zeros(len(ids), bool)
             rows, values = rows[keep], values[keep].astype(np.float64)
+            if term.tagger in ("styles", "genre"):  # below a track's top 20 styles: 0
+                missing = np.setdiff1d(np.flatnonzero(self._styled), rows)
+                rows, values = np.concatenate([rows, missing]), np.concatenate([values, np.zeros(len(missing))])
             probability = np.full(len(self.ids), np.nan, np.float32)
             probability[rows] = values
             percentile = np.full(len(self.ids), np.nan, np.float32)

@@ -183,12 +183,6 @@ def check(con: duckdb.DuckDBPyConnection, db: Path) -> None:
         raise StoreError(f"{db.parent} has schema version {version}; this musicmap reads {SCHEMA_VERSION}")
 
 
-def has_table(con: duckdb.DuckDBPyConnection, table: str) -> bool:
-    """Whether ``table`` exists (a read-only store written before it was added may lack it)."""
-    row = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [table]).fetchone()
-    return row != (0,)
-
-
 def has_column(con: duckdb.DuckDBPyConnection, table: str, column: str) -> bool:
     """Whether ``table`` has ``column`` (a read-only store written before it was added may not)."""
     row = con.execute("SELECT count(*) FROM duckdb_columns() WHERE table_name = ? AND column_name = ?",

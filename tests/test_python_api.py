@@ -41,7 +41,8 @@ def test_the_documented_block_runs_as_written(demo_store: DemoStore, tmp_path: P
         "print(json.dumps({'tracks': len(tracks), 'like': like['track_id'].tolist(),"
         " 'scores': like['score'].tolist(), 'artists': like['artist'].tolist(),"
         " 'journey': journey['track_id'].tolist(), 'genres': int(genres['n'].sum()), 'near': len(near),"
-        " 'points': len(points), 'ids': len(ids), 'shape': list(vectors.shape), 'seed': seed}))\n")
+        " 'points': len(points), 'ids': len(ids), 'shape': list(vectors.shape), 'seed': seed,"
+        " 'calm': calm['track_id'].tolist(), 'calm_words': [m['word'] for m in calm['matched'].iloc[0]]}))\n")
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert proc.returncode == 0, proc.stderr
@@ -55,6 +56,7 @@ def test_the_documented_block_runs_as_written(demo_store: DemoStore, tmp_path: P
     assert out["scores"] == sorted(out["scores"], reverse=True)
     assert out["journey"][0] == out["seed"] and out["journey"][-1] == out["like"][-1] and len(out["journey"]) == 6
     assert out["near"] == 3 and out["shape"][0] == n
+    assert len(out["calm"]) == 5 and out["calm_words"] == ["quiet", "drums"]
 
 
 def test_answers_match_the_store(demo_store: DemoStore) -> None:
@@ -73,6 +75,10 @@ def test_answers_match_the_store(demo_store: DemoStore) -> None:
         assert lib.track_id(f"{title['artist']} {title['title']}") == seed
         assert len(lib.extend([seed], n=3)) == 3
         assert lib.model == "handcrafted features (librosa)"
+        found = lib.find("quiet ambient", k=3)
+        assert len(found) == 3 and found.attrs["reason"] is None and found["score"].is_monotonic_decreasing
+        nothing = lib.find("some music")
+        assert nothing.empty and "no word that describes a sound" in nothing.attrs["reason"]
 
 
 def test_bad_input_is_named(demo_store: DemoStore, tmp_path: Path) -> None:

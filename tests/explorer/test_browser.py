@@ -281,6 +281,39 @@ def test_search_centres_the_match(browser: Any, served: str, demo_store: DemoSto
     _shot(driver, "5-search-centred")
 
 
+def test_search_by_sound_lights_the_map_and_plays(browser: Any, served: str, demo_store: DemoStore) -> None:
+    """Typing a description with "sound" chosen: the matches light up on the map (the overlay's
+    spots), a list fills; a row opens (and plays) its track; "like this, but…" in its panel searches
+    among its neighbours."""
+    from selenium.webdriver.common.by import By
+
+    driver = browser
+    _load(driver, served + "/", len(demo_store.tracks))
+    driver.find_element(By.CSS_SELECTOR, "#search-by input[value='sound']").click()
+    driver.find_element(By.ID, "search").send_keys("quiet ambient without drums")
+    rows = _wait(lambda: driver.find_elements(By.CSS_SELECTOR, "#sound-list .similar-item"), what="the sound list")
+    assert len(rows) == 20 and "sounding quiet" in driver.find_element(By.ID, "sound-read").text
+    lit = _wait(lambda: (s := driver.execute_script("return window.musicmapOverlay.state()"))["mode"] == "spots"
+                and s, what="the matches lit on the map")
+    assert lit["drawn"] == len(demo_store.tracks)  # 96 tracks: every one ranked, the best larger
+    _shot(driver, "6-search-by-sound")
+    first = int(rows[0].get_attribute("data-track"))
+    rows[0].click()
+    _wait(lambda: driver.find_elements(By.ID, "like-but-text"), what="the track panel")
+    _wait(lambda: driver.execute_script("const p = document.getElementById('player'); return p && !p.paused;"),
+          what="the track playing")
+    box = driver.find_element(By.ID, "like-but-text")
+    box.send_keys("calmer")
+    driver.find_element(By.CSS_SELECTOR, "#like-but button[type='submit']").click()
+    _wait(lambda: "like " in (driver.find_elements(By.ID, "sound-like-note") or [None])[0].text
+          if driver.find_elements(By.ID, "sound-like-note") else False, what="the like-this-but search")
+    like_rows = _wait(lambda: driver.find_elements(By.CSS_SELECTOR, "#sound-list .similar-item"), what="its list")
+    assert first not in [int(r.get_attribute("data-track")) for r in like_rows]
+    _shot(driver, "7-like-this-but")
+    driver.find_element(By.ID, "sound-like-clear").click()
+    _wait(lambda: not driver.find_elements(By.ID, "sound-like-note"), what="the whole library again")
+
+
 def test_permalink_brings_back_the_view(browser: Any, served: str, demo_store: DemoStore) -> None:
     from selenium.webdriver.common.by import By
 

