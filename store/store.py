@@ -72,6 +72,7 @@ class Store:
         self._db = SharedConnection(path, connect_db, shared=shared, on_open=self._reopened,
                                     on_release=lambda: self._sandbox.close())
         self._row_cache: dict[int, TrackRow] = {}
+        self._genre_cache: tuple[int, GenreGroups] | None = None  # (connection epoch, groups)
         self._index: faiss.Index | None = None
         self._index_stamp: tuple[int, int] | None = None
         self._sandbox = sql.Sandbox(self._new_cursor, lambda: self.index, lambda: self._index)
@@ -215,10 +216,22 @@ class Store:
     def genre_groups(self) -> GenreGroups:
         """The store's genres grouped by spelling (:mod:`store.genres`): "Game soundtrack" and
         "Game Soundtrack" are one group, shown by its most frequent spelling. Its ``spellings``
-        match a group in SQL: ``genre IN (...)``."""
-        with self._cursor() as cur:
-            rows = cur.execute("SELECT genre, count(*) FROM tracks WHERE genre IS NOT NULL GROUP BY genre").fetchall()
-        return GenreGroups.from_counts((str(g), int(n)) for g, n in rows)
+        match a group in SQL: ``genre IN (...)``. Kept, as rows are (:meth:`track_rows`), while the
+        connection that read them stays open: a full ``GROUP BY`` per ``?genre=`` request otherwise."""
+        with self.holding():
+            with self._db.lock:
+                cached = self._genre_cache
+                if cached is not None and self._db.is_open and cached[0] == self._db.epoch:
+                    return cached[1]
+            with self._cursor() as cur:
+                epoch = self._db.epoch  # the connection this cursor reads
+                rows = cur.execute("SELECT genre, count(*) FROM tracks WHERE genre IS NOT NULL "
+                                   "GROUP BY genre").fetchall()
+            groups = GenreGroups.from_counts((str(g), int(n)) for g, n in rows)
+            if self.read_only:  # a writer's genres change under it
+                with self._db.lock:
+                    self._genre_cache = (epoch, groups)
+        return groups
 
     def count(self, table: str) -> int:
         if table not in ("tracks", "embeddings", "windows", "styles", "failures", "projections", "runs"):
