@@ -17,33 +17,10 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from store import ModelInfo, TrackRecord
+from store import ModelInfo, TrackRecord, nonfinite_parts
 
 from .embedders.base import Embedding
 from .errors import FileFailure
-
-
-def nonfinite_parts(vector: np.ndarray, windows: np.ndarray | None = None,
-                    styles: Mapping[str, float] | None = None) -> list[str]:
-    """What of one track's embedding is not finite, in words (empty when all of it is).
-
-    Parameters
-    ----------
-    vector : ndarray, shape (d,)
-    windows : ndarray, shape (n_windows, d), optional
-    styles : mapping of str to float, optional
-    """
-    parts = []
-    if not np.isfinite(np.asarray(vector, np.float32)).all():
-        parts.append("track vector")
-    if windows is not None and np.size(windows):
-        rows = np.asarray(windows, np.float32)
-        bad = int((~np.isfinite(rows.reshape(rows.shape[0], -1))).any(axis=1).sum())
-        if bad:
-            parts.append(f"{bad} of {rows.shape[0]} window vectors")
-    if styles and not np.isfinite(np.fromiter(styles.values(), np.float64, len(styles))).all():
-        parts.append("style activations")
-    return parts
 
 
 def check_finite(embedding: Embedding, info: ModelInfo | None = None) -> Embedding:
