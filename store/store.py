@@ -544,12 +544,14 @@ class Store:
     def info(self) -> dict[str, Any]:
         """A summary of the store: model, counts, projections, genres, size on disk."""
         m = self.manifest.model
-        with self._cursor() as cur:
-            spellings = cur.execute("SELECT genre, count(*) FROM tracks GROUP BY genre").fetchall()
-            has_settings = schema.has_column(cur, "runs", "settings")
-            last_run = cur.execute("SELECT id, started_at, finished_at, status, scanned, added, updated, "
-                                   "unchanged, failed, " + ("settings" if has_settings else "NULL") +
-                                   " FROM runs ORDER BY id DESC LIMIT 1").fetchone()
+        with self.holding():  # one connection: the genre groups and the track count agree
+            tracks = self.count("tracks")
+            genres = _genre_counts(self.genre_groups(), tracks)
+            with self._cursor() as cur:
+                has_settings = schema.has_column(cur, "runs", "settings")
+                last_run = cur.execute("SELECT id, started_at, finished_at, status, scanned, added, updated, "
+                                       "unchanged, failed, " + ("settings" if has_settings else "NULL") +
+                                       " FROM runs ORDER BY id DESC LIMIT 1").fetchone()
         size = sum(p.stat().st_size for p in self.path.iterdir() if p.is_file())
         run = None
         if last_run:
@@ -562,25 +564,23 @@ class Store:
             "model": {"name": m.name, "id": m.id, "kind": m.kind, "label": m.label,
                       "dimension": m.dimension, "revision": m.revision, "layer": m.layer,
                       "pooling": m.pooling},
-            "tracks": self.count("tracks"),
+            "tracks": tracks,
             "embeddings": self.count("embeddings"),
             "failures": self.count("failures"),
             "index": dict(self.manifest.index),
             "projections": self.projection_info(),
-            "genres": _genre_counts(spellings),
+            "genres": genres,
             "last_run": run,
             "size_bytes": size,
             "created_at": self.manifest.created_at,
         }
 
 
-def _genre_counts(spellings: list[tuple[Any, Any]], top: int = 20) -> dict[str, int]:
-    """The ``top`` largest genre groups (:mod:`store.genres`) and their tracks, tracks without a
-    genre (none, empty, only punctuation) as "(none)", the largest first (ties: by name)."""
-    counted = [(None if g is None else str(g), int(n)) for g, n in spellings]
-    groups = GenreGroups.from_counts(counted)
+def _genre_counts(groups: GenreGroups, tracks: int, top: int = 20) -> dict[str, int]:
+    """The ``top`` largest genre groups (:mod:`store.genres`) and their tracks, the rest of the
+    ``tracks`` (no genre: none, empty, only punctuation) as "(none)", the largest first (ties: by name)."""
     rows = list(groups.counts().items())
-    none = sum(n for _, n in counted) - sum(groups.tracks.values())
+    none = tracks - sum(groups.tracks.values())
     if none:
         rows.append((NO_GENRE, none))
     rows.sort(key=lambda row: (-row[1], row[0]))
