@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from store import WritableStore, genre_keys
 
@@ -47,7 +48,8 @@ def compute_map(store: WritableStore, *, name: str = "tsne", method: str = "tsne
     params["seconds"] = round(time.perf_counter() - started, 2)
     cats = store.tracks(ids.tolist(), columns=("id", category))[category].to_numpy(dtype=object) if len(ids) else None
     if cats is not None and category == "genre":  # spellings of one genre are one category (store.genres)
-        cats = genre_keys(cats)
+        codes, spellings = pd.factorize(cats)  # one key per distinct spelling, not per track
+        cats = genre_keys([*spellings, None])[codes]  # code -1 (no genre) → the last: None
     params["quality"] = {**map_quality(vectors, xy, cats, seed=seed), "category": category}
     params["placed_since_fit"] = 0
     if len(ids):
