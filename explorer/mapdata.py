@@ -74,6 +74,7 @@ class MapData:
         self._title_blob, self._title_starts = self._blob, self._blob_starts
         self._traces: dict[str, Traces] = {}
         self._binary: dict[str, bytes] = {}
+        self._genre_names: dict[str, str] = {}  # genre_key → the map's name of that genre group
         self.token = "0"
         """Names this version of the map in the point renderer's URLs (a browser may cache them):
         unique across reloads and explorer restarts."""
@@ -88,8 +89,11 @@ class MapData:
         key = (info and (info.created_at, info.n_tracks), self.store.count("tracks"))
         if key != self._key:
             frame = self.store.projection(self.projection)
+            names: dict[str, str] = {}
             if "genre" in frame:  # spellings of one genre are one colour, legend entry and filter option
                 frame[GENRE_GROUP] = group_genres(frame["genre"])
+                for name in frame[GENRE_GROUP].cat.categories:
+                    names.setdefault(genre_key(name), str(name))
             self.frame = frame
             self.version += 1
             self.row_of = pd.Series(np.arange(len(frame)), index=frame["id"].astype(np.int64)) if len(frame) \
@@ -100,7 +104,7 @@ class MapData:
             # row by row: a per-row join took 8 s at 100k tracks.
             self._blob, self._blob_starts = joined(lowered(frame, ("artist", "title", "album")))
             self._title_blob, self._title_starts = joined(lowered(frame, ("title",)))
-            self._traces, self._binary = {}, {}
+            self._traces, self._binary, self._genre_names = {}, {}, names
             self.token = f"{os.getpid():x}{time.time_ns():x}"
             self.info, self._key = info, key
             # The map's data lives as long as the map: out of the cyclic GC's sight, whose full
@@ -186,9 +190,8 @@ class MapData:
     def genre_name(self, genre: str) -> str:
         """The map's name for ``genre``'s group (its filter option), or ``genre`` itself when no
         track on the map has it: ``?genre=game%20soundtrack`` selects "Game Soundtrack"."""
-        names = self.frame[GENRE_GROUP].cat.categories if GENRE_GROUP in self.frame else []
         key = genre_key(genre)
-        return next((str(name) for name in names if genre_key(name) == key), genre) if key else genre
+        return self._genre_names.get(key, genre) if key else genre
 
     def year_range(self) -> tuple[int, int] | None:
         years = pd.to_numeric(self.frame["year"], errors="coerce").dropna() if len(self.frame) else pd.Series()

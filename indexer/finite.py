@@ -4,9 +4,10 @@ A model can give NaN or infinity: a damaged checkpoint, or a kernel bug in reduc
 in bf16 on CPUs with AMX gave NaN vectors for clips shorter than about a second, issue #29). Such a
 vector is worse than none: it matches nothing, and FAISS's consistency check cannot compare it. So
 the file becomes a recorded failure (stage ``embed``, the reason below) and the run goes on:
-:class:`indexer.pipeline.EmbedStage` (both local paths, in the workers or the main process), the
-Ray actors (:mod:`indexer.distributed`) and ``ingest`` of shards written before this check
-(:mod:`indexer.shards`) all call :func:`check_finite`. The store refuses such a vector too
+:meth:`indexer.run.IndexRun.add`, which every engine's tracks go through (both local paths, in the
+workers or the main process, and ``ingest`` of Ray shards, also those written before this check),
+calls :func:`check_record`; the Ray actors (:mod:`indexer.distributed`) call :func:`check_finite`
+on the worker side too, so a shard never holds such a vector. The store refuses such a vector too
 (:class:`store.NonFiniteVector`), as the last line of defence.
 """
 
@@ -16,33 +17,10 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from store import ModelInfo
+from store import ModelInfo, TrackRecord, nonfinite_parts
 
 from .embedders.base import Embedding
 from .errors import FileFailure
-
-
-def nonfinite_parts(vector: np.ndarray, windows: np.ndarray | None = None,
-                    styles: Mapping[str, float] | None = None) -> list[str]:
-    """What of one track's embedding is not finite, in words (empty when all of it is).
-
-    Parameters
-    ----------
-    vector : ndarray, shape (d,)
-    windows : ndarray, shape (n_windows, d), optional
-    styles : mapping of str to float, optional
-    """
-    parts = []
-    if not np.isfinite(np.asarray(vector, np.float32)).all():
-        parts.append("track vector")
-    if windows is not None and np.size(windows):
-        rows = np.asarray(windows, np.float32)
-        bad = int((~np.isfinite(rows.reshape(rows.shape[0], -1))).any(axis=1).sum())
-        if bad:
-            parts.append(f"{bad} of {rows.shape[0]} window vectors")
-    if styles and not np.isfinite(np.fromiter(styles.values(), np.float64, len(styles))).all():
-        parts.append("style activations")
-    return parts
 
 
 def check_finite(embedding: Embedding, info: ModelInfo | None = None) -> Embedding:
@@ -54,16 +32,34 @@ def check_finite(embedding: Embedding, info: ModelInfo | None = None) -> Embeddi
         Stage ``embed``, naming what is not finite and, for a model with a precision setting
         (``info.extra["options"]["precision"]``), what to try.
     """
-    parts = nonfinite_parts(embedding.vector, embedding.windows, embedding.styles)
+    _check(embedding.vector, embedding.windows, embedding.styles,
+           info.extra.get("options") if info is not None else None)
+    return embedding
+
+
+def check_record(record: TrackRecord, options: Mapping[str, object] | None = None) -> None:
+    """:func:`check_finite` for a track about to be written (``options``: the model's options,
+    ``info.extra["options"]``, as the run records them).
+
+    Raises
+    ------
+    FileFailure
+        As :func:`check_finite`.
+    """
+    _check(record.vector, record.windows, record.styles, options)
+
+
+def _check(vector: np.ndarray, windows: np.ndarray | None, styles: Mapping[str, float] | None,
+           options: object) -> None:
+    parts = nonfinite_parts(vector, windows, styles)
     if not parts:
-        return embedding
-    values = [np.asarray(embedding.vector, np.float32).ravel()]
-    if embedding.windows is not None:
-        values.append(np.asarray(embedding.windows, np.float32).ravel())
-    if embedding.styles:
-        values.append(np.fromiter(embedding.styles.values(), np.float32, len(embedding.styles)))
+        return
+    values = [np.asarray(vector, np.float32).ravel()]
+    if windows is not None:
+        values.append(np.asarray(windows, np.float32).ravel())
+    if styles:
+        values.append(np.fromiter(styles.values(), np.float32, len(styles)))
     kind = "NaN" if any(np.isnan(v).any() for v in values) else "infinite"
-    options = (info.extra.get("options") or {}) if info is not None else {}
     precision = options.get("precision") if isinstance(options, dict) else None
     if precision in ("bf16", "fp16"):
         hint = f" at --precision {precision}; index it again with --precision fp32"

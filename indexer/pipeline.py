@@ -7,8 +7,8 @@
 The stages, each a named unit: :func:`indexer.scan.scan`; :func:`sort_files`; the per-file stages
 in :mod:`indexer.files` (in a pool of worker processes when ``workers > 1``: decoding always,
 embedding too when the embedder is ``parallel_safe``, i.e. CPU-only and cheap to ship, like
-``features``); :class:`EmbedStage` here (batches tracks for the model, streams long files, and makes a non-finite
-embedding a failure: :func:`indexer.finite.check_finite`); the writes and the wrap-up in
+``features``); :class:`EmbedStage` here (batches tracks for the model, streams long files); the writes
+(a non-finite embedding made a failure: :mod:`indexer.finite`) and the wrap-up in
 :class:`indexer.run.IndexRun` (its tail, :meth:`~indexer.run.IndexRun.open`), which ``ingest`` of
 Ray shards uses too.
 
@@ -40,7 +40,6 @@ from .decode import AudioSource
 from .embedders.base import Embedder, Embedding, embed_many
 from .errors import FileFailure, IndexerError, NoAudioFiles
 from .files import STREAM_SECONDS, Decoded, Failed, run_files
-from .finite import check_finite
 from .metadata import CATEGORY_SOURCES, apply_metadata, fill_genre, read_metadata
 from .run import IndexReport, IndexRun, ProgressFn
 from .scan import fingerprint, scan
@@ -186,21 +185,19 @@ class EmbedStage:
             self.progress(self.finished, len(self.files.todo), path, self.run.report.audio_seconds)
 
     def _accept(self, result: Decoded, embedding: Embedding, *, show: bool = True) -> None:
-        try:  # a NaN vector is a failure, never a track (indexer.finite)
-            check_finite(embedding, self.embedder.info)
-        except FileFailure as exc:
-            self.fail(result.path, exc.stage, exc.reason)
-            return
-        self._advance(result.path, float(result.tags.get("duration") or 0.0), show=show)
         st = Path(result.path).stat()
         tags = apply_metadata(result.tags, result.path, rows=self.rows, category_from=self.category_from)
-        self.run.add(TrackRecord(
+        added = self.run.add(TrackRecord(  # a NaN vector is a failure, never a track (IndexRun.add)
             path=result.path, size=st.st_size, mtime=st.st_mtime,
             tags=fill_genre(tags, embedding.styles, self.embedder.info.extra.get("genre_labels")),
             fingerprint=self.files.fingerprints.get(result.path),
             vector=embedding.vector, n_windows=embedding.n_windows, styles=embedding.styles,
             windows=embedding.windows, window_starts=embedding.window_starts,
         ), updated=result.path in self.files.existing)
+        if added:
+            self._advance(result.path, float(result.tags.get("duration") or 0.0), show=show)
+        elif result.path in self.todo:  # failed: counted as self.fail counts it
+            self._advance(result.path, 0.0)
 
 
 class _StopOnCtrlC:

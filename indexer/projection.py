@@ -3,9 +3,9 @@
 :func:`compute_map` fits a map of every embedded track and saves it with what it was fitted on;
 :func:`update_map` places tracks indexed since into it, or fits it anew when that is due. The
 pieces live in :mod:`indexer.mapping` (``fit``, ``placement``, ``quality``, ``clusters``,
-``model``); their public names are importable from here too. The method, its parameters, package
-versions, the time taken and the map's measured quality (trustworthiness, kNN preservation,
-category agreement, hubness) are recorded with the projection.
+``model``): import them from there (``fit`` is importable from here too). The method, its
+parameters, package versions, the time taken and the map's measured quality (trustworthiness, kNN
+preservation, category agreement, hubness) are recorded with the projection.
 """
 
 from __future__ import annotations
@@ -15,19 +15,17 @@ import time
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from store import WritableStore, genre_keys
 
-from .mapping.clusters import assign_clusters, clusters, n_clusters
-from .mapping.fit import EXACT_KNN_MAX, INTS_IN_INTERVAL, METHODS, PCA_DIMENSIONS, fit
-from .mapping.model import MAPS_DIR, load_model, model_file, save_model
-from .mapping.placement import PLACE_ITERATIONS, MapReference, Placer, place
-from .mapping.quality import HUB_K, HUB_SAMPLE, QUALITY_K, QUALITY_SAMPLE, hubness, map_quality
+from .mapping.clusters import assign_clusters, clusters
+from .mapping.fit import fit
+from .mapping.model import load_model, save_model
+from .mapping.placement import place
+from .mapping.quality import hubness, map_quality
 
-__all__ = ["EXACT_KNN_MAX", "HUB_K", "HUB_SAMPLE", "INTS_IN_INTERVAL", "MAPS_DIR", "METHODS", "PCA_DIMENSIONS",
-           "PLACE_ITERATIONS", "QUALITY_K", "QUALITY_SAMPLE", "RECOMPUTE_SHARE", "MapReference", "Placer",
-           "assign_clusters", "clusters", "compute_map", "fit", "hubness", "load_model", "map_quality",
-           "model_file", "n_clusters", "place", "save_model", "update_map"]
+__all__ = ["RECOMPUTE_SHARE", "compute_map", "fit", "update_map"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +45,8 @@ def compute_map(store: WritableStore, *, name: str = "tsne", method: str = "tsne
     params["seconds"] = round(time.perf_counter() - started, 2)
     cats = store.tracks(ids.tolist(), columns=("id", category))[category].to_numpy(dtype=object) if len(ids) else None
     if cats is not None and category == "genre":  # spellings of one genre are one category (store.genres)
-        cats = genre_keys(cats)
+        codes, spellings = pd.factorize(cats)  # one key per distinct spelling, not per track
+        cats = genre_keys([*spellings, None])[codes]  # code -1 (no genre) → the last: None
     params["quality"] = {**map_quality(vectors, xy, cats, seed=seed), "category": category}
     params["placed_since_fit"] = 0
     if len(ids):

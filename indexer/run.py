@@ -3,7 +3,8 @@
     with IndexRun.open(store, report, roots, map_name=...) as run:
                                      the run is recorded in ``runs`` as running; at the end of the
                                      block its tail: the map, the store closed, the run's time
-      run.add(record)                tracks written in transactions of ``commit_every``
+      run.add(record)                tracks written in transactions of ``commit_every`` (a
+                                     non-finite embedding recorded as a failure instead)
       run.fail(path, stage, reason)  a ``failures`` row; the run goes on
       run.finish(status)             the wrap-up: the last tracks saved, FAISS brought up to date,
                                      the run recorded with its counts
@@ -24,6 +25,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from store import StoreError, TrackRecord, WritableStore
+
+from .errors import FileFailure
+from .finite import check_record
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +85,7 @@ class IndexRun:
                  started: float | None = None) -> None:
         self.store = store
         self.report = report
+        self.settings = settings
         self.commit_every = commit_every
         self.started = time.monotonic() if started is None else started
         self.files_started = time.monotonic()
@@ -108,8 +113,15 @@ class IndexRun:
             store.close()
         report.durations["total"] = round(time.monotonic() - run.started, 3)
 
-    def add(self, record: TrackRecord, *, updated: bool) -> None:
-        """Queue a finished track (``updated``: the store held an older version of the file)."""
+    def add(self, record: TrackRecord, *, updated: bool) -> bool:
+        """Queue a finished track (``updated``: the store held an older version of the file), or,
+        when its embedding is not finite, record the file as a failure instead (:mod:`indexer.finite`;
+        every engine's tracks come through here). Returns whether the track was queued."""
+        try:  # a NaN vector is a failure, never a track
+            check_record(record, self.settings)
+        except FileFailure as exc:
+            self.fail(record.path, exc.stage, exc.reason)
+            return False
         self.pending.append(record)
         if updated:
             self.report.updated += 1
@@ -117,6 +129,7 @@ class IndexRun:
             self.report.added += 1
         if len(self.pending) >= self.commit_every:
             self.flush()
+        return True
 
     def flush(self) -> None:
         """Write the queued tracks in one transaction, then let readers in (``musicmap serve``, ``sql``

@@ -29,9 +29,7 @@ import pyarrow.parquet as pq
 
 from store import ModelInfo, Store, TrackRecord, is_unchanged
 
-from .embedders.base import Embedding
-from .errors import FileFailure, IndexerError
-from .finite import check_finite
+from .errors import IndexerError
 from .metadata import CATEGORY_SOURCES, apply_metadata, fill_genre, read_metadata
 from .run import IndexReport, IndexRun, ProgressFn
 
@@ -254,13 +252,8 @@ def ingest(shards: str, store_path: str | Path, *, commit_every: int = 256, meta
                 d = info.dimension
                 windows = None if row["windows"] is None else np.asarray(row["windows"], np.float32).reshape(-1, d)
                 vector = np.asarray(row["vector"], np.float32)
-                try:  # shards written before the actors checked it may hold a NaN vector
-                    check_finite(Embedding(vector, windows=windows, styles=styles), info)
-                except FileFailure as exc:
-                    run.fail(path, exc.stage, exc.reason)
-                    continue
-                report.audio_seconds += float(tags.get("duration") or 0.0)
-                run.add(TrackRecord(
+                # shards written before the actors checked it may hold a NaN vector: a failure (IndexRun.add)
+                added = run.add(TrackRecord(
                     path=path, size=int(row["size"]), mtime=float(row["mtime"]),
                     tags=fill_genre(apply_metadata(tags, path, rows=rows_meta, category_from=category_from), styles,
                                     info.extra.get("genre_labels")),
@@ -268,6 +261,8 @@ def ingest(shards: str, store_path: str | Path, *, commit_every: int = 256, meta
                     n_windows=int(row["n_windows"] or 1), styles=styles, windows=windows,
                     window_starts=list(row["window_starts"] or []),
                 ), updated=seen is not None)
+                if added:
+                    report.audio_seconds += float(tags.get("duration") or 0.0)
             run.flush()
             status = "ok"
         except KeyboardInterrupt:  # what was committed stays; ingesting again goes on from there

@@ -38,7 +38,7 @@ from .types import (
            is_unchanged,
            is_whole_number,
 )
-from .vectors import l2_normalise
+from .vectors import l2_normalise, nonfinite_parts
 from .writer import WritableStore
 
 __all__ = [
@@ -70,6 +70,7 @@ __all__ = [
            "is_unchanged", "is_whole_number",
            "l2_normalise",
            "m3u_bytes",
+           "nonfinite_parts",
            "playlist_tracks",
            "read_m3u",
            "relative_to_roots",

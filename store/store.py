@@ -73,6 +73,7 @@ class Store:
         self._db = SharedConnection(path, connect_db, shared=shared, on_open=self._reopened,
                                     on_release=lambda: self._sandbox.close())
         self._row_cache: dict[int, TrackRow] = {}
+        self._genre_cache: tuple[int, GenreGroups] | None = None  # (connection epoch, groups)
         self._index: faiss.Index | None = None
         self._index_stamp: tuple[int, int] | None = None
         self._sound_tags: tuple[object, SoundTags] | None = None
@@ -217,10 +218,22 @@ class Store:
     def genre_groups(self) -> GenreGroups:
         """The store's genres grouped by spelling (:mod:`store.genres`): "Game soundtrack" and
         "Game Soundtrack" are one group, shown by its most frequent spelling. Its ``spellings``
-        match a group in SQL: ``genre IN (...)``."""
-        with self._cursor() as cur:
-            rows = cur.execute("SELECT genre, count(*) FROM tracks WHERE genre IS NOT NULL GROUP BY genre").fetchall()
-        return GenreGroups.from_counts((str(g), int(n)) for g, n in rows)
+        match a group in SQL: ``genre IN (...)``. Kept, as rows are (:meth:`track_rows`), while the
+        connection that read them stays open: a full ``GROUP BY`` per ``?genre=`` request otherwise."""
+        with self.holding():
+            with self._db.lock:
+                cached = self._genre_cache
+                if cached is not None and self._db.is_open and cached[0] == self._db.epoch:
+                    return cached[1]
+            with self._cursor() as cur:
+                epoch = self._db.epoch  # the connection this cursor reads
+                rows = cur.execute("SELECT genre, count(*) FROM tracks WHERE genre IS NOT NULL "
+                                   "GROUP BY genre").fetchall()
+            groups = GenreGroups.from_counts((str(g), int(n)) for g, n in rows)
+            if self.read_only:  # a writer's genres change under it
+                with self._db.lock:
+                    self._genre_cache = (epoch, groups)
+        return groups
 
     def count(self, table: str) -> int:
         if table not in ("tracks", "embeddings", "windows", "styles", "sound_tags", "failures", "projections", "runs"):
@@ -578,12 +591,14 @@ class Store:
     def info(self) -> dict[str, Any]:
         """A summary of the store: model, counts, projections, genres, size on disk."""
         m = self.manifest.model
-        with self._cursor() as cur:
-            spellings = cur.execute("SELECT genre, count(*) FROM tracks GROUP BY genre").fetchall()
-            has_settings = schema.has_column(cur, "runs", "settings")
-            last_run = cur.execute("SELECT id, started_at, finished_at, status, scanned, added, updated, "
-                                   "unchanged, failed, " + ("settings" if has_settings else "NULL") +
-                                   " FROM runs ORDER BY id DESC LIMIT 1").fetchone()
+        with self.holding():  # one connection: the genre groups and the track count agree
+            tracks = self.count("tracks")
+            genres = _genre_counts(self.genre_groups(), tracks)
+            with self._cursor() as cur:
+                has_settings = schema.has_column(cur, "runs", "settings")
+                last_run = cur.execute("SELECT id, started_at, finished_at, status, scanned, added, updated, "
+                                       "unchanged, failed, " + ("settings" if has_settings else "NULL") +
+                                       " FROM runs ORDER BY id DESC LIMIT 1").fetchone()
         size = sum(p.stat().st_size for p in self.path.iterdir() if p.is_file())
         run = None
         if last_run:
@@ -596,25 +611,23 @@ class Store:
             "model": {"name": m.name, "id": m.id, "kind": m.kind, "label": m.label,
                       "dimension": m.dimension, "revision": m.revision, "layer": m.layer,
                       "pooling": m.pooling},
-            "tracks": self.count("tracks"),
+            "tracks": tracks,
             "embeddings": self.count("embeddings"),
             "failures": self.count("failures"),
             "index": dict(self.manifest.index),
             "projections": self.projection_info(),
-            "genres": _genre_counts(spellings),
+            "genres": genres,
             "last_run": run,
             "size_bytes": size,
             "created_at": self.manifest.created_at,
         }
 
 
-def _genre_counts(spellings: list[tuple[Any, Any]], top: int = 20) -> dict[str, int]:
-    """The ``top`` largest genre groups (:mod:`store.genres`) and their tracks, tracks without a
-    genre (none, empty, only punctuation) as "(none)", the largest first (ties: by name)."""
-    counted = [(None if g is None else str(g), int(n)) for g, n in spellings]
-    groups = GenreGroups.from_counts(counted)
+def _genre_counts(groups: GenreGroups, tracks: int, top: int = 20) -> dict[str, int]:
+    """The ``top`` largest genre groups (:mod:`store.genres`) and their tracks, the rest of the
+    ``tracks`` (no genre: none, empty, only punctuation) as "(none)", the largest first (ties: by name)."""
     rows = list(groups.counts().items())
-    none = sum(n for _, n in counted) - sum(groups.tracks.values())
+    none = tracks - sum(groups.tracks.values())
     if none:
         rows.append((NO_GENRE, none))
     rows.sort(key=lambda row: (-row[1], row[0]))

@@ -20,6 +20,7 @@ import logging
 import os
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,30 @@ def l2_normalise(vectors: np.ndarray) -> np.ndarray:
     v = np.asarray(vectors, dtype=np.float32)
     norms = np.linalg.norm(v, axis=-1, keepdims=True)
     return np.asarray(v / np.where(norms > 0, norms, 1.0), dtype=np.float32)
+
+
+def nonfinite_parts(vector: np.ndarray, windows: np.ndarray | None = None,
+                    styles: Mapping[str, float] | None = None) -> list[str]:
+    """What of one track's embedding is not finite, in words (empty when all of it is): the
+    indexer's failure reason (``indexer.finite``) and the writer's refusal say it alike.
+
+    Parameters
+    ----------
+    vector : ndarray, shape (d,)
+    windows : ndarray, shape (n_windows, d), optional
+    styles : mapping of str to float, optional
+    """
+    parts = []
+    if not np.isfinite(np.asarray(vector, np.float32)).all():
+        parts.append("track vector")
+    if windows is not None and np.size(windows):
+        rows = np.asarray(windows, np.float32)
+        bad = int((~np.isfinite(rows.reshape(rows.shape[0], -1))).any(axis=1).sum())
+        if bad:
+            parts.append(f"{bad} of {rows.shape[0]} window vectors")
+    if styles and not np.isfinite(np.fromiter(styles.values(), np.float64, len(styles))).all():
+        parts.append("style activations")
+    return parts
 
 
 FLAT_MAX_FLOATS = 5_000_000

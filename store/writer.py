@@ -34,7 +34,7 @@ from .paths import db_path, raw_bytes, tag_text
 from .sharing import CONFIG, LOCK_WAIT_S, connect, stamp
 from .store import DB_NAME, Store
 from .types import TrackRecord
-from .vectors import SIDECAR_NAME, ids_checksum, index_ids, l2_normalise
+from .vectors import SIDECAR_NAME, ids_checksum, index_ids, l2_normalise, nonfinite_parts
 
 logger = logging.getLogger(__name__)
 
@@ -352,12 +352,9 @@ class WritableStore(Store):
 
 def _check_finite(rec: TrackRecord) -> None:
     """Refuse a record with a NaN or infinite value where FAISS and the map need numbers."""
-    if not np.isfinite(np.asarray(rec.vector, np.float32)).all():
-        raise NonFiniteVector(rec.path, "vector")
-    if rec.windows is not None and not np.isfinite(np.asarray(rec.windows, np.float32)).all():
-        raise NonFiniteVector(rec.path, "window vectors")
-    if rec.styles and not np.isfinite(np.fromiter(rec.styles.values(), np.float64, len(rec.styles))).all():
-        raise NonFiniteVector(rec.path, "style activations")
+    parts = nonfinite_parts(rec.vector, rec.windows, rec.styles)
+    if parts:
+        raise NonFiniteVector(rec.path, ", ".join(parts))
 
 
 def _first_line(exc: BaseException) -> str:

@@ -40,7 +40,7 @@ from ..musicnn import frontend
 from ..musicnn.checkpoint import CheckpointError, read_checkpoint
 from ..musicnn.model import PATCH_FRAMES, VGG, MusiCNN, WeightError
 from .base import Embedding
-from .batching import run_stream, run_tracks, stream_budget
+from .batching import Outputs, run_stream, run_tracks, stream_budget
 
 logger = logging.getLogger(__name__)
 
@@ -236,23 +236,23 @@ class MusicnnEmbedder:
         self.model_seconds += time.perf_counter() - started
         return np.concatenate(vectors).astype(np.float32), np.concatenate(tags).astype(np.float32)
 
-    def _embedding(self, vectors: np.ndarray, tags: np.ndarray | None, starts: Sequence[int]) -> Embedding:
+    def _embedding(self, out: Outputs) -> Embedding:
+        vectors, tags = out.vectors, out.scores
+        assert tags is not None  # run() always gives tags: Outputs.scores is None only for models without labels
         track = vectors.mean(axis=0)
         if self.pooling == "mean+std":
             track = np.concatenate([track, vectors.std(axis=0)])
             windows = np.concatenate([vectors, np.zeros_like(vectors)], axis=1)  # patch vs patch: same cosine
         else:
             windows = vectors
-        styles: dict[str, float] = {}
-        if tags is not None:  # run() always gives tags; None is for models without labels (batching.Outputs)
-            mean_tags = tags.mean(axis=0)
-            styles = {self.labels[i]: float(mean_tags[i]) for i in np.argsort(-mean_tags)}
+        mean_tags = tags.mean(axis=0)
+        styles = {self.labels[i]: float(mean_tags[i]) for i in np.argsort(-mean_tags)}
         return Embedding(
             vector=track.astype(np.float32),
             n_windows=len(vectors),
             styles=styles,
             windows=windows.astype(np.float32) if self.keep_windows else None,
-            window_starts=[s * frontend.HOP / frontend.SAMPLE_RATE for s in starts],
+            window_starts=[s * frontend.HOP / frontend.SAMPLE_RATE for s in out.starts],
         )
 
     # --- the embedder interface ------------------------------------------------------------------
@@ -264,7 +264,7 @@ class MusicnnEmbedder:
             bands = frontend.logmel(audio)
             tracks.append((frontend.patches(bands), frontend.patch_starts(max(1, len(bands)))))
         outputs = run_tracks(tracks, self.run, batch_size=self.batch_size, max_windows=self.max_windows)
-        return [self._embedding(out.vectors, out.scores, out.starts) for out in outputs]
+        return [self._embedding(out) for out in outputs]
 
     def embed(self, audio: np.ndarray) -> Embedding:
         return self.embed_many([audio])[0]
@@ -276,4 +276,4 @@ class MusicnnEmbedder:
 
         out = run_stream(source, frontend.stream(), frontend.patch_stream(), self.run,
                          batch_size=self.batch_size, keep=stream_budget(source, self.max_windows, count))
-        return self._embedding(out.vectors, out.scores, out.starts)
+        return self._embedding(out)

@@ -217,8 +217,9 @@ class MaestRunner:
         self.all_blocks = options.styles or options.pooling == "pooled"
         self.n_blocks = n_layers if self.all_blocks else options.layer
         self.dtype = torch.float32
-        self.cpu_bf16_attention = device == "cpu" and options.precision == "bf16"
-        """The last block's shortcut runs :func:`_cpu_bf16_attention` too (the other blocks do)."""
+        self.cpu_bf16_attention = False
+        """The blocks run :func:`_cpu_bf16_attention` (bf16, or int8 on a native-bf16 CPU): the last
+        block's shortcut runs it too."""
         if device == "cpu":
             keep_freed_memory()  # large temporaries reused, not page-faulted afresh each call (indexer.cpu)
         model.eval()
@@ -231,11 +232,13 @@ class MaestRunner:
             model = quantize_linears(model)
             if native_bf16():  # attention is no int8 GEMM: bf16 where the CPU has it (see below)
                 use_cpu_bf16_attention(model)
+                self.cpu_bf16_attention = True
         elif options.precision in ("bf16", "fp16"):
             self.dtype = torch.bfloat16 if options.precision == "bf16" else torch.float16
             model = model.to(self.dtype)
             if device == "cpu" and options.precision == "bf16":
                 use_cpu_bf16_attention(model)
+                self.cpu_bf16_attention = True
         self.model = model.to(device)
 
     @property

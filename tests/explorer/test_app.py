@@ -199,6 +199,44 @@ def test_api_find(client: FlaskClient) -> None:
     assert "/api/v1/find" in OPENAPI["paths"]
 
 
+def test_api_genre_groups_are_kept_until_the_store_may_have_changed(tmp_path: Path, demo_store: DemoStore,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """``?genre=`` groups the store's genres once while the store's connection stays open (no other
+    process can write then), and again once it was let go: another process's change is seen."""
+    import shutil
+
+    import store.store
+    from store import GenreGroups
+    from store.sharing import CONFIG, connect
+
+    grouped = []
+
+    class Counted(GenreGroups):
+        @classmethod
+        def from_counts(cls, counts: Any) -> GenreGroups:
+            grouped.append(1)
+            return GenreGroups.from_counts(counts)
+
+    folder = tmp_path / "store"
+    shutil.copytree(demo_store.store, folder)
+    monkeypatch.setattr(store.store, "GenreGroups", Counted)
+    with Store.open(folder) as opened:
+        client = create_app(opened).server.test_client()  # its status line may group them (info)
+        genre = opened.track(2)["genre"]
+        first = client.get("/api/v1/tracks", query_string={"genre": genre, "limit": 1000}).get_json()
+        once = len(grouped)
+        again = client.get("/api/v1/tracks", query_string={"genre": genre, "limit": 1000}).get_json()
+        assert first == again and first["total"] > 1 and len(grouped) == once == 1  # not grouped again
+        opened.release()  # the file let go: another process may write now
+        writer = connect(folder / "library.duckdb", read_only=False, config=CONFIG, wait=5)
+        writer.execute("UPDATE tracks SET genre = 'Polka' WHERE id = 2")
+        writer.close()
+        polka = client.get("/api/v1/tracks", query_string={"genre": "polka", "limit": 1000}).get_json()
+        assert [r["id"] for r in polka["results"]] == [2] and len(grouped) == 2
+        after = client.get("/api/v1/tracks", query_string={"genre": genre, "limit": 1000}).get_json()
+        assert after["total"] == first["total"] - 1 and len(grouped) == 2
+
+
 def test_api_track_similar_search_and_map(client: FlaskClient, demo_store: DemoStore) -> None:
     track = client.get("/api/v1/tracks/3").get_json()
     assert track["id"] == 3 and track["audio"] == "/api/v1/audio/3" and track["position"]["map"] == "tsne"

@@ -144,3 +144,28 @@ def test_every_bf16_product_of_maest_on_the_cpu_has_k_a_multiple_of_32(frames: i
     bf16 = [(name, k) for name, k, dtype in products.k if dtype == torch.bfloat16]
     assert {name for name, _ in bf16} >= {"mm", "linear"}  # the attention's products and the layers
     assert [(name, k) for name, k in bf16 if k < 0 or k % 32] == []
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_the_int8_mode_says_and_runs_the_bf16_attention_where_the_cpu_has_bf16(
+        native: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In the int8 mode on a native-bf16 CPU every block's attention is ours, the last block's
+    shortcut too, and ``cpu_bf16_attention`` says so; elsewhere both are torch's."""
+    from transformers import ASTConfig, ASTForAudioClassification
+
+    import indexer.cpu
+    from indexer.maest.model import MaestRunner, RunOptions
+
+    monkeypatch.setattr(indexer.cpu, "native_bf16", lambda: native)
+    torch.manual_seed(0)
+    config = ASTConfig(hidden_size=32, num_hidden_layers=8, num_attention_heads=2, intermediate_size=64,
+                       patch_size=16, frequency_stride=10, time_stride=10, num_mel_bins=96, max_length=66,
+                       layer_norm_eps=1e-6, qkv_bias=True, num_labels=5)
+    runner = MaestRunner(ASTForAudioClassification(config), RunOptions(precision="int8"), "cpu")
+    assert runner.cpu_bf16_attention is native
+    products = _Products()
+    with products:
+        vectors, styles = runner.run(torch.randn(2, 64, 96).numpy())
+    assert styles is not None and torch.isfinite(torch.from_numpy(vectors)).all()
+    fused = [name for name, _, _ in products.k if name == "scaled_dot_product_attention"]
+    assert (fused == []) is native  # the shortcut (block 8 of 8) runs torch's fused attention only without bf16

@@ -55,6 +55,34 @@ def test_check_finite_names_what_is_not_finite_and_what_to_try() -> None:
         check_finite(Embedding(np.full(4, np.nan, np.float32)), _model(None))  # no precision setting
 
 
+
+def test_a_run_records_a_nonfinite_track_as_the_failure_check_finite_names(tmp_path: Path) -> None:
+    """``IndexRun.add``, which every engine's tracks go through: a non-finite track becomes a
+    ``failures`` row with check_finite's stage and reason (the run's model options give the hint),
+    never a track; a finite one is saved."""
+    from indexer.run import IndexReport, IndexRun
+    from store import TrackRecord
+
+    info = _model("bf16")
+    nan = Embedding(np.array([1.0, np.nan, 0.0, 0.0], np.float32), styles={"a": 0.5})
+    with pytest.raises(FileFailure) as expected:
+        check_finite(nan, info)
+    good = TrackRecord(path="/music/good.flac", size=1, mtime=1.0, tags={}, vector=np.ones(4, np.float32))
+    bad = TrackRecord(path="/music/bad.flac", size=1, mtime=1.0, tags={}, vector=nan.vector, styles=nan.styles)
+    report = IndexReport(store=str(tmp_path / "store"), model=info.id)
+    with IndexRun.open(Store.open_for_indexing(tmp_path / "store", info), report, ["/music"],
+                       settings=info.extra["options"]) as run:
+        assert run.add(good, updated=False) is True
+        assert run.add(bad, updated=False) is False
+        run.finish("ok")
+    assert (report.added, report.failed) == (1, 1)
+    assert report.failures == [{"path": "/music/bad.flac", "stage": "embed", "error": expected.value.reason}]
+    with Store.open(tmp_path / "store") as opened:
+        assert opened.count("tracks") == 1
+        failures = opened.failures()
+        assert (list(failures["stage"]), list(failures["error"])) == (["embed"], [expected.value.reason])
+
+
 @pytest.fixture(scope="module")
 def library(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("nonfinite") / "library"

@@ -220,8 +220,10 @@ def test_hnsw_keeps_float16_vectors_and_an_older_float32_index_still_serves(tmp_
         assert [t for t, _ in filtered] == [int(ids[i]) for i in np.argsort(-exact) if i % 2 == 1][:5]
 
 
-@pytest.mark.parametrize("part", ["vector", "window vectors", "style activations"])
-def test_the_store_refuses_a_nonfinite_vector_and_saves_nothing_of_the_batch(tmp_path: Path, part: str) -> None:
+@pytest.mark.parametrize(("part", "words"), [("vector", "track vector"), ("window vectors", "1 of 2 window vectors"),
+                                            ("style activations", "style activations")])
+def test_the_store_refuses_a_nonfinite_vector_and_saves_nothing_of_the_batch(tmp_path: Path, part: str,
+                                                                            words: str) -> None:
     from store import NonFiniteVector
 
     folder = tmp_path / "store"
@@ -233,7 +235,7 @@ def test_the_store_refuses_a_nonfinite_vector_and_saves_nothing_of_the_batch(tmp
     with Store.open_for_indexing(folder, _model()) as store:
         with pytest.raises(NonFiniteVector) as refused:
             store.write_tracks([good, bad])
-        assert str(refused.value) == (f"refusing to save {bad.path}: NaN or infinity in its {part} (such a vector "
+        assert str(refused.value) == (f"refusing to save {bad.path}: NaN or infinity in its {words} (such a vector "
                                       "matches nothing). Nothing of this batch was saved; record the file as a "
                                       "failure instead")
         assert store.count("tracks") == store.count("embeddings") == 0
