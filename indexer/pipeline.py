@@ -185,7 +185,11 @@ class EmbedStage:
             self.progress(self.finished, len(self.files.todo), path, self.run.report.audio_seconds)
 
     def _accept(self, result: Decoded, embedding: Embedding, *, show: bool = True) -> None:
-        st = Path(result.path).stat()
+        try:
+            st = Path(result.path).stat()
+        except OSError as exc:  # gone (or unreadable) since it was decoded: this file's failure, not the run's
+            self.fail(result.path, "read", f"{type(exc).__name__}: {exc.strerror or exc}")
+            return
         tags = apply_metadata(result.tags, result.path, rows=self.rows, category_from=self.category_from)
         added = self.run.add(TrackRecord(  # a NaN vector is a failure, never a track (IndexRun.add)
             path=result.path, size=st.st_size, mtime=st.st_mtime,

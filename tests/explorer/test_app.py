@@ -16,11 +16,10 @@ import dash
 import pytest
 from flask.testing import FlaskClient
 
-from explorer import create_app
+from explorer import create_app, panels
 from explorer.api import OPENAPI
 from explorer.callbacks import Callbacks
 from explorer.controls import ListControls
-from explorer import panels
 from explorer.limits import K_DEFAULT, K_PAGE_MAX, PATH_STEPS, SOUND_LIST
 from explorer.panels import listed
 from explorer.state import ViewState, encode, parse
