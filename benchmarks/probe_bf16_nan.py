@@ -10,6 +10,12 @@ also prints every primitive it runs (implementation names ending in ``_amx`` on 
 the last lines before the first NaN name the kernel::
 
     ONEDNN_VERBOSE=1 python benchmarks/probe_bf16_nan.py --model tiny --seconds 0.3 1 3
+
+Found on a Xeon with amx_bf16 (torch 2.13, 2026-12-05): the patch embedding's Conv2d (1 → D,
+16 × 16, stride 10) in bf16 returns garbage (|x| up to 1e34, varying from call to call) when its
+output is one patch wide in time, a window of 16-25 frames; the first LayerNorm then makes NaN.
+Wider windows are fine. The fix (``indexer.maest.model.MaestRunner``): the patch embedding runs in
+fp32 whatever the precision. Run with PYTHONPATH=. (it imports ``tests.audio``).
 """
 
 from __future__ import annotations

@@ -60,11 +60,12 @@ class Tagger:
 
     @classmethod
     def load(cls, names: Sequence[str] = TAGGERS, *, max_patches: int = MAX_PATCHES,
-             precision: str | None = None) -> Tagger:
+             precision: str = "fp32") -> Tagger:
         """The taggers ``names`` from the installed ``musicnn`` package, run in ``precision``
-        (``fp32`` or ``bf16``; None: bf16 on CPUs that do it natively, :func:`indexer.cpu.native_bf16`,
-        where it is 1.6× faster and moves no probability by more than 0.005: measured in
-        ``benchmarks/bench_find.py tagging``).
+        (``fp32``, the default, or ``bf16``). bf16 was measured 1.3× faster on an AMX Xeon, moving no
+        probability by more than 0.004 (``benchmarks/bench_find.py tagging``), but is not the default:
+        oneDNN's bf16 convolutions on such CPUs return garbage for some small shapes (MAEST's patch
+        embedding, ``benchmarks/probe_bf16_nan.py``), and a wrong tag would be silent where a NaN is not.
 
         Raises
         ------
@@ -75,10 +76,6 @@ class Tagger:
             from .embedders.musicnn import MusicnnEmbedder
         except ImportError as exc:  # torch missing: the `features`-only install
             raise IndexerError(f"the sound taggers need torch ({exc}); install musicmap with its models") from exc
-        from .cpu import native_bf16
-
-        if precision is None:
-            precision = "bf16" if native_bf16() else "fp32"
         if precision not in ("fp32", "bf16"):
             raise IndexerError(f"tagger precision {precision!r}: choose fp32 or bf16")
         return cls({n: MusicnnEmbedder.load(n, keep_windows=False, max_windows=max_patches) for n in names},

@@ -16,6 +16,8 @@ output_hidden_states=True)`` (tested).
 
 from __future__ import annotations
 
+import copy
+
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -217,6 +219,8 @@ class MaestRunner:
         self.all_blocks = options.styles or options.pooling == "pooled"
         self.n_blocks = n_layers if self.all_blocks else options.layer
         self.dtype = torch.float32
+        self.patch_fp32: Any = None
+        """The patch embedding in fp32 where the rest runs in bf16 on the CPU (see below), else None."""
         self.cpu_bf16_attention = False
         """The blocks run :func:`_cpu_bf16_attention` (bf16, or int8 on a native-bf16 CPU): the last
         block's shortcut runs it too."""
@@ -235,6 +239,12 @@ class MaestRunner:
                 self.cpu_bf16_attention = True
         elif options.precision in ("bf16", "fp16"):
             self.dtype = torch.bfloat16 if options.precision == "bf16" else torch.float16
+            if device == "cpu" and options.precision == "bf16":
+                # The patch embedding stays fp32 (one small conv a window): oneDNN's bf16 conv on AMX
+                # CPUs returns garbage (|x| ~ 1e34, then NaN) when the output is one patch wide, i.e.
+                # a window of 16-25 frames (a clip under about 0.4 s). Measured on a Xeon with
+                # amx_bf16, torch 2.13: benchmarks/probe_bf16_nan.py (issue #29's NaN, found in #30).
+                self.patch_fp32 = copy.deepcopy(model.audio_spectrogram_transformer.embeddings.patch_embeddings)
             model = model.to(self.dtype)
             if device == "cpu" and options.precision == "bf16":
                 use_cpu_bf16_attention(model)
@@ -266,8 +276,11 @@ class MaestRunner:
         ast = self.model.audio_spectrogram_transformer
         emb = ast.embeddings
         with torch.inference_mode():
-            x = torch.from_numpy(np.ascontiguousarray(batch)).to(self.device, self.dtype)
-            patches = emb.patch_embeddings(x)  # (b, F·T', D), frequency-major
+            x = torch.from_numpy(np.ascontiguousarray(batch)).to(self.device)
+            if self.patch_fp32 is not None:
+                patches = self.patch_fp32(x).to(self.dtype)  # (b, F·T', D), frequency-major
+            else:
+                patches = emb.patch_embeddings(x.to(self.dtype))
             b, n, d = patches.shape
             n_time = n // self.n_freq
             pos = emb.position_embeddings  # (1, 2 + F·T_slots, D)
