@@ -385,9 +385,8 @@ class Api:
                                 **_options(args, (WHERE, *SIMILAR[2:5])))
         if args["format"] == "m3u":
             return self._m3u([r.track_id for r in found.results], "find")
-        answer = found.to_dict()
-        answer["results"] = [{k: _json_safe(v) for k, v in r.items()} for r in answer["results"]]
-        return jsonify({"model": self.store.manifest.model.id, **answer})
+        results = [{k: _json_safe(v) for k, v in r.to_dict().items()} for r in found.results]
+        return jsonify({"model": self.store.manifest.model.id, **found.to_dict(), "results": results})
 
     def _m3u(self, track_ids: list[int], name: str) -> Response:
         from store.m3u import m3u_bytes

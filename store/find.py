@@ -25,13 +25,15 @@ percentile and the tagger's probability. Tracks not tagged yet are left out (cou
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
+import duckdb
 import numpy as np
 
 from .errors import InvalidQuery
-from .search import Searchable, SearchOptions, diversify, knn, vectors_of
+from .search import Searchable, SearchOptions, diversify, knn, seed_vector, vectors_of
 from .types import TrackRow
 from .vectors import l2_normalise
 from .words import Parsed, Term, Vocabulary
@@ -42,6 +44,10 @@ CENTROID_POOL = 200
 """Candidates (at least ``20 k``) the ``centroid`` step re-ranks."""
 LIKE_POOL = 50
 """Nearest neighbours (at least ``5 k``) that ``like`` re-ranks by the words."""
+Matched = dict[str, Any]
+"""What matched one word for one result: ``word``, ``negated``, ``strength`` (the word's score, in
+[0, 1]) and ``tags`` (the tags that carried it: ``tag``, ``tagger``, ``weight``, ``inverted``,
+``percentile``, ``probability``)."""
 FLOOR = 1e-3
 """The lowest word score in the geometric mean (a 0 would erase the other words)."""
 
@@ -53,7 +59,8 @@ class SoundTags:
     ``connect`` gives a DuckDB cursor; ``styles`` says whether the store's ``styles`` are MAEST's
     Discogs styles (read as the ``styles`` / ``genre`` taggers)."""
 
-    def __init__(self, cursor: Any, *, styles: bool) -> None:
+    def __init__(self, cursor: Callable[[], AbstractContextManager[duckdb.DuckDBPyConnection]], *,
+                 styles: bool) -> None:
         self._cursor = cursor
         with cursor() as cur:
             have = {r[0] for r in cur.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
@@ -147,11 +154,11 @@ class Found:
     track_id: int
     score: float
     track: TrackRow
-    matched: list[dict[str, Any]]
+    matched: list[Matched]
     similarity: float | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"track_id": self.track_id, "score": round(self.score, 6), **self.track,
+    def to_dict(self) -> dict[str, object]:
+        out: dict[str, object] = {"track_id": self.track_id, "score": round(self.score, 6), **self.track,
                                "matched": self.matched}
         if self.similarity is not None:
             out["similarity"] = round(self.similarity, 6)
@@ -171,12 +178,12 @@ class FindResult:
     """Tracks with a vector that have no tags yet (left out)."""
     like: int | None = None
 
-    def understood(self) -> list[dict[str, Any]]:
+    def understood(self) -> list[dict[str, object]]:
         return [{"word": w.text, "how": w.how, "negated": w.negated,
                  "tags": [_tag_dict(t, wt) for t, wt in sorted(w.terms.items(), key=lambda x: -abs(x[1]))]}
                 for w in self.parsed.words]
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         """The JSON shape of ``find --json`` and the API (``results`` as ``similar --json``)."""
         return {"query": {"type": "words", "text": self.text, "like": self.like},
                 "understood": self.understood(),
@@ -185,7 +192,7 @@ class FindResult:
                 "results": [r.to_dict() for r in self.results]}
 
 
-def _tag_dict(term: Term, weight: float) -> dict[str, Any]:
+def _tag_dict(term: Term, weight: float) -> dict[str, object]:
     return {"tag": term.label, "tagger": term.tagger, "weight": round(abs(weight), 3), "inverted": weight < 0}
 
 
@@ -243,10 +250,8 @@ def run_find(store: Searchable, tags: SoundTags, text: str, opts: FindOptions, *
         usable &= np.isin(tags.ids, store.filter_ids(opts.where, timeout))
     similarity: dict[int, float] = {}
     if opts.like is not None:
-        from .search import _seed_vector
-
         index = store.index
-        query = l2_normalise(_seed_vector(store, [int(opts.like)], index))
+        query = l2_normalise(seed_vector(store, [int(opts.like)], index))
         allowed = tags.ids[usable]
         pool = knn(index, query, max(LIKE_POOL, 5 * opts.k) + 1, allowed)
         similarity = {i: s for i, s in pool if i != int(opts.like)}
@@ -293,7 +298,7 @@ def _toward_centroid(store: Searchable, tags: SoundTags, rows_of: np.ndarray, sc
     return out
 
 
-def explain(tags: SoundTags, parsed: Parsed, per_word: np.ndarray, row: int, top: int = 3) -> list[dict[str, Any]]:
+def explain(tags: SoundTags, parsed: Parsed, per_word: np.ndarray, row: int, top: int = 3) -> list[Matched]:
     """What matched for the track at ``row``: per word its strength and the tags that carried it."""
     out = []
     for i, word in enumerate(parsed.words):

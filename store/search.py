@@ -338,7 +338,7 @@ def run(store: Searchable, seeds: Sequence[int], vector: np.ndarray | None, opts
     if bool(seed_ids) == (vector is not None):
         raise InvalidQuery("give seed track ids or a query vector (exactly one of them)")
     index = store.index
-    query = _seed_vector(store, seed_ids, index) if seed_ids else _query_vector(store, vector)
+    query = seed_vector(store, seed_ids, index) if seed_ids else _query_vector(store, vector)
     query = l2_normalise(query)
     allowed = store.filter_ids(opts.where, timeout) if opts.where else None
     skip = set(seed_ids) | {int(i) for i in exclude}
@@ -368,7 +368,14 @@ def run(store: Searchable, seeds: Sequence[int], vector: np.ndarray | None, opts
     return [Neighbour(i, s, rows[i]) for i, s in picked[: opts.k]]
 
 
-def _seed_vector(store: Searchable, seed_ids: list[int], index: faiss.Index) -> np.ndarray:
+def seed_vector(store: Searchable, seed_ids: list[int], index: faiss.Index) -> np.ndarray:
+    """The mean of the stored vectors of ``seed_ids`` (not normalised).
+
+    Raises
+    ------
+    TrackNotFound, InvalidQuery
+        A seed that does not exist, or has no vector yet.
+    """
     try:
         vectors = vectors_of(index, seed_ids)
     except RuntimeError:

@@ -3,8 +3,8 @@
 A store is one self-describing folder::
 
     STORE/
-      library.duckdb    tracks, embeddings, windows, styles, projections, projection_info,
-                        failures, runs, meta (the source of truth)
+      library.duckdb    tracks, embeddings, windows, styles, sound_tags, projections,
+                        projection_info, failures, runs, meta (the source of truth)
       vectors.faiss     inner-product index keyed by track id: flat, HNSW (float16) or IVF-PQ by
                         size; loaded, extended or rebuilt when stale (``freshness.py``)
       vectors.json      what the FAISS file was built from (generation, rewrites, model, ids)

@@ -17,7 +17,6 @@ output_hidden_states=True)`` (tested).
 from __future__ import annotations
 
 import copy
-
 import logging
 from dataclasses import dataclass
 from typing import Any
