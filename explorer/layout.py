@@ -15,7 +15,7 @@ from store import MapInfo
 
 from . import sqltab
 from .figure import COLOR_FIELDS, NO_HIGHLIGHT, highlight_json, map_figure
-from .limits import K_DEFAULT, K_PAGE_MAX
+from .limits import K_DEFAULT, K_PAGE_MAX, SEARCH_DEBOUNCE_S
 from .mapdata import MapData
 from .panels import PROMPT, LabelWords
 from .upload import Uploads
@@ -112,8 +112,8 @@ def page(data: MapData, model_label: str, uploads: Uploads | None = None,
         ]),
         html.Div(className="controls", children=[
             html.Div(className="search-box", children=[
-                dcc.Input(id="search", type="search", placeholder="search title, artist, album…", debounce=0.25,
-                          autoComplete="off", style={"width": "260px"}),
+                dcc.Input(id="search", type="search", placeholder="search title, artist, album…",
+                          debounce=SEARCH_DEBOUNCE_S, autoComplete="off", style={"width": "260px"}),
                 dcc.RadioItems(id="search-by", value="name", inline=True, className="search-by",
                                options=[{"label": "title, artist", "value": "name"},
                                         {"label": "sound (\"calm piano, no drums\")", "value": "sound"}]),
