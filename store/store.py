@@ -460,6 +460,13 @@ class Store:
             self._sound_tags = cached
         return cached[1]
 
+    def warm_sound_tags(self) -> int:
+        """Read and rank every sound tag now (:meth:`store.find.SoundTags.load_all`), so that no
+        later ``find`` waits for its columns; the explorer does it in the background at start.
+        Returns how many tags were loaded."""
+        with self.holding():
+            return self.sound_tags().load_all()
+
     def find(self, text: str, *, k: int = 10, where: str | None = None, max_per_artist: int | None = None,
              max_per_album: int | None = None, dedupe: bool = False, like: int | None = None,
              centroid: float = 0.0, synonyms: bool = True, fuzzy: bool = True,
