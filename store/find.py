@@ -24,7 +24,6 @@ percentile and the tagger's probability. Tracks not tagged yet are left out (cou
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -55,7 +54,7 @@ FLOOR = 1e-3
 
 class SoundTags:
     """One store's tags as the scorer reads them: the vocabulary (which tags this store has) and,
-    loaded on first use, each tag's percentiles and probabilities over the tagged tracks.
+    loaded on first use, each tag's percentiles over the tagged tracks.
 
     ``connect`` gives a DuckDB cursor; ``styles`` says whether the store's ``styles`` are MAEST's
     Discogs styles (read as the ``styles`` / ``genre`` taggers)."""
@@ -84,32 +83,22 @@ class SoundTags:
         """Tracks with MAEST styles: only each track's top 20 are stored, so a style missing for one
         of them counts as 0, not unknown."""
         self.vocabulary = Vocabulary(labels)
-        self._columns: dict[Term, tuple[np.ndarray, np.ndarray]] = {}
+        self._columns: dict[Term, np.ndarray] = {}
 
     def load_all(self) -> int:
-        """Read and rank every tag of ``sound_tags`` in one scan (the server does it once, in the
-        background, so that no search waits for its columns: at 100k tracks one column read alone
-        costs ~45 ms, all 100 together ~1.5 s); returns how many columns were loaded."""
+        """Read and rank every tag of ``sound_tags`` now, one tag at a time (the server does it once,
+        in the background, so that no search waits for its columns: one tag costs ~45 ms at 100k
+        tracks, and memory stays at the columns' own 4 bytes a track a tag); returns how many tags."""
         with self._cursor() as cur:
             have = {r[0] for r in cur.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
-            if "sound_tags" not in have:
-                return 0
-            got = cur.execute("SELECT tagger, label, track_id, activation FROM sound_tags "
-                              "ORDER BY tagger, label").fetchnumpy()
-        taggers, labels = np.asarray(got["tagger"], object), np.asarray(got["label"], object)
-        ids, values = np.asarray(got["track_id"], np.int64), np.asarray(got["activation"], np.float64)
-        if not len(ids):
-            return 0
-        starts = np.flatnonzero((taggers[1:] != taggers[:-1]) | (labels[1:] != labels[:-1])) + 1
-        bounds = [0, *starts.tolist(), len(ids)]
-        for a, b in itertools.pairwise(bounds):
-            term = Term(str(taggers[a]), str(labels[a]))
-            if term not in self._columns:
-                self._columns[term] = self._ranked(term, ids[a:b], values[a:b])
-        return len(bounds) - 1
+            pairs = cur.execute("SELECT DISTINCT tagger, label FROM sound_tags ORDER BY 1, 2").fetchall() \
+                if "sound_tags" in have else []
+        for tagger, label in pairs:
+            self.column(Term(tagger, label))
+        return len(pairs)
 
-    def column(self, term: Term) -> tuple[np.ndarray, np.ndarray]:
-        """(percentile, probability) of ``term`` per track of :attr:`ids` (NaN where untagged)."""
+    def column(self, term: Term) -> np.ndarray:
+        """``term``'s percentile per track of :attr:`ids` (NaN where untagged)."""
         got = self._columns.get(term)
         if got is None:
             if term.tagger == "genre":
@@ -127,8 +116,8 @@ class SoundTags:
             self._columns[term] = got
         return got
 
-    def _ranked(self, term: Term, ids: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """One tag's (percentile, probability) per track of :attr:`ids`, from its stored rows."""
+    def _ranked(self, term: Term, ids: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """One tag's percentile per track of :attr:`ids`, from its stored rows."""
         rows = np.searchsorted(self.ids, ids)
         keep = (rows < len(self.ids)) & (self.ids[np.minimum(rows, len(self.ids) - 1)] == ids) \
             if len(self.ids) else np.zeros(len(ids), bool)
@@ -136,9 +125,8 @@ class SoundTags:
         if term.tagger in ("styles", "genre"):  # below a track's top 20 styles: 0
             missing = np.setdiff1d(np.flatnonzero(self._styled), rows)
             rows, values = np.concatenate([rows, missing]), np.concatenate([values, np.zeros(len(missing))])
-        probability = np.full(len(self.ids), np.nan, np.float32)
-        probability[rows] = values
-        percentile = np.full(len(self.ids), np.nan, np.float32)
+        # float16: 2 bytes a track a tag (20 MB for 100 tags at 100k tracks), a percentile to ±0.0005
+        percentile = np.full(len(self.ids), np.nan, np.float16)
         order = np.argsort(values, kind="stable")
         ranks = np.empty(len(values), np.float64)
         ranks[order] = np.arange(len(values))
@@ -147,7 +135,32 @@ class SoundTags:
         if len(uniq) < len(values):
             ranks = (np.bincount(inverse, ranks) / np.bincount(inverse))[inverse]
         percentile[rows] = (ranks + 0.5) / max(len(values), 1)
-        return percentile, probability
+        return percentile
+
+    def probabilities(self, track_ids: list[int], terms: set[Term]) -> dict[tuple[int, Term], float]:
+        """The taggers' own probabilities of ``terms`` for ``track_ids`` (few: a result list), read
+        from the database: what the explanation shows beside each percentile."""
+        out: dict[tuple[int, Term], float] = {}
+        if not track_ids or not terms:
+            return out
+        wanted = ", ".join(str(int(i)) for i in track_ids)  # integers only: safe to inline
+        tagged = {(t.tagger, t.label): t for t in terms if t.tagger not in ("styles", "genre")}
+        genres = {t.label for t in terms if t.tagger == "genre"}
+        with self._cursor() as cur:
+            if tagged:
+                for tid, tagger, label, p in cur.execute(
+                        f"SELECT track_id, tagger, label, activation FROM sound_tags WHERE track_id = ANY([{wanted}]) "
+                        "AND label IN (SELECT unnest(?::VARCHAR[]))", [sorted({lab for _, lab in tagged})]).fetchall():
+                    if (term := tagged.get((tagger, label))) is not None:
+                        out[(int(tid), term)] = float(p)
+            if any(t.tagger in ("styles", "genre") for t in terms):
+                for tid, label, p in cur.execute(
+                        f"SELECT track_id, label, activation FROM styles WHERE track_id = ANY([{wanted}])").fetchall():
+                    out[(int(tid), Term("styles", label))] = float(p)
+                    if (genre := label.partition("---")[0]) in genres:
+                        key = (int(tid), Term("genre", genre))
+                        out[key] = out.get(key, 0.0) + float(p)
+        return out
 
 
 @dataclass(frozen=True)
@@ -226,16 +239,16 @@ def _tag_dict(term: Term, weight: float) -> dict[str, object]:
 def word_scores(tags: SoundTags, parsed: Parsed) -> np.ndarray:
     """Score of each word for each track: shape (words, tracks), NaN where a track has none of a
     word's tags."""
-    out = np.full((len(parsed.words), len(tags.ids)), np.nan)
+    out = np.full((len(parsed.words), len(tags.ids)), np.nan, np.float32)
     for i, word in enumerate(parsed.words):
-        num = np.zeros(len(tags.ids))
-        den = np.zeros(len(tags.ids))
+        num = np.zeros(len(tags.ids), np.float32)
+        den = np.zeros(len(tags.ids), np.float32)
         for term, weight in word.terms.items():
-            pct = tags.column(term)[0].astype(np.float64)
-            value = pct if weight > 0 else 1.0 - pct
-            ok = ~np.isnan(value)
-            num[ok] += abs(weight) * value[ok]
-            den[ok] += abs(weight)
+            pct = tags.column(term).astype(np.float32)
+            known = ~np.isnan(pct)
+            value = np.where(known, pct if weight > 0 else 1.0 - pct, 0.0)  # a track without it: no weight
+            num += abs(weight) * value
+            den += abs(weight) * known
         with np.errstate(invalid="ignore", divide="ignore"):
             out[i] = np.where(den > 0, num / den, np.nan)
     return out
@@ -303,8 +316,9 @@ def run_find(store: Searchable, tags: SoundTags, text: str, opts: FindOptions, *
             break
         fetch *= 4
     position = np.searchsorted(tags.ids, np.array([i for i, _ in picked], np.int64))
-    result.results = [Found(i, s, rows[i], explain(tags, parsed, per_word, int(at)), similarity.get(i))
-                      for (i, s), at in zip(picked, position, strict=True)]
+    probability = tags.probabilities([i for i, _ in picked], {t for w in parsed.words for t in w.terms})
+    result.results = [Found(i, s, rows[i], explain(tags, parsed, per_word, int(at), i, probability),
+                            similarity.get(i)) for (i, s), at in zip(picked, position, strict=True)]
     return result
 
 
@@ -332,18 +346,19 @@ def _toward_centroid(store: Searchable, tags: SoundTags, rows_of: np.ndarray, sc
     return out
 
 
-def explain(tags: SoundTags, parsed: Parsed, per_word: np.ndarray, row: int, top: int = 3) -> list[Matched]:
+def explain(tags: SoundTags, parsed: Parsed, per_word: np.ndarray, row: int, track_id: int,
+            probability: dict[tuple[int, Term], float], top: int = 3) -> list[Matched]:
     """What matched for the track at ``row``: per word its strength and the tags that carried it."""
     out = []
     for i, word in enumerate(parsed.words):
         carried = []
         for term, weight in word.terms.items():
-            pct, prob = tags.column(term)
+            pct = tags.column(term)
             if np.isnan(pct[row]):
                 continue
             value = float(pct[row]) if weight > 0 else 1.0 - float(pct[row])
             carried.append((abs(weight) * value, {**_tag_dict(term, weight), "percentile": round(float(pct[row]), 4),
-                                                  "probability": round(float(prob[row]), 4)}))
+                                                  "probability": round(probability.get((track_id, term), 0.0), 4)}))
         carried.sort(key=lambda c: -c[0])
         strength = per_word[i, row]
         out.append({"word": word.text, "negated": word.negated,
