@@ -299,8 +299,8 @@ class Vocabulary:
                 else:
                     token = clause[i]
                     i += 1
-                    if token in t.negators or (fuzzy and any(
-                            slips(token, n, max_slips(n)) <= max_slips(n) for n in t.negators)):  # "wihtout" too
+                    if token in t.negators or (fuzzy and len(token) >= 6 and any(
+                            slips(token, n, 1) <= 1 for n in t.negators if len(n) >= 6)):  # "wihtout", one slip
                         negated = True
                     elif token in t.stop or token in t.more:
                         out.ignored.append(token)

@@ -69,6 +69,8 @@ def test_negation_turns_the_rest_of_the_clause_around(vocab: Vocabulary) -> None
 def test_misspellings_and_unknown_words(vocab: Vocabulary) -> None:
     parsed = vocab.parse("pianno orchestal")
     assert [(w.text, w.how) for w in parsed.words] == [("pianno", "fuzzy (piano)"), ("orchestal", "fuzzy (orchestral)")]
+    assert [(w.text, w.negated) for w in vocab.parse("calm wihtout durms").words] == [("calm", False), ("durms", True)]
+    assert [w.negated for w in vocab.parse("racing with drums").words] == [False]  # "racing" is no "lacking"
     unfuzzy = vocab.parse("pianno", fuzzy=False)
     assert unfuzzy.words == [] and unfuzzy.unknown[0][0] == "pianno" and "piano" in unfuzzy.unknown[0][1]
     assert 'nearest: piano' in (unfuzzy.reason() or "")
