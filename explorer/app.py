@@ -18,9 +18,6 @@ controls in :mod:`explorer.controls`, the JSON API in :mod:`explorer.api`, OpenS
 
 from __future__ import annotations
 
-import logging
-import threading
-
 import dash
 
 from store import Store
@@ -32,8 +29,6 @@ from .limits import BODY_LIMIT, MAX_UPLOAD_MB
 from .mapdata import MapData
 from .panels import label_words
 from .upload import EmbedFn, PlaceFn, Uploads
-
-logger = logging.getLogger(__name__)
 
 
 def create_app(store: Store, embed: EmbedFn | None = None, *, place: PlaceFn | None = None,
@@ -75,20 +70,7 @@ def create_app(store: Store, embed: EmbedFn | None = None, *, place: PlaceFn | N
     _cache_layout(app, data)
     callbacks.register(app)
     app.server.extensions["musicmap_callbacks"] = callbacks  # tests call them as plain functions
-    _warm(store)
     return app
-
-
-def _warm(store: Store) -> None:
-    """Read the sound tags in the background (about 1.5 s at 100k tracks), so that the first search by
-    sound does not wait for them; a failure only means the first search reads them itself."""
-    def run() -> None:
-        try:
-            store.warm_sound_tags()
-        except Exception:  # a store closed meanwhile (tests), a file busy: the first search reads them
-            logger.debug("sound tags not preloaded", exc_info=True)
-
-    threading.Thread(target=run, name="musicmap-warm-tags", daemon=True).start()
 
 
 def _limit_bodies(app: dash.Dash, uploads: Uploads | None) -> None:
