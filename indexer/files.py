@@ -115,13 +115,14 @@ def read_tags_fallback(path: Path) -> dict[str, Any]:
 
 
 def run_files(paths: Sequence[str], embedder: Embedder, workers: int,
-               stream_seconds: float | None) -> Iterator[Decoded | Failed]:
-    """Process ``paths``, in worker processes when ``workers > 1``; yields in completion order."""
-    in_worker = embedder if embedder.parallel_safe else None
+              stream_seconds: float | None, *, decode_only: bool = False) -> Iterator[Decoded | Failed]:
+    """Process ``paths``, in worker processes when ``workers > 1``; yields in completion order.
+    With ``decode_only`` nothing is embedded here (the caller batches the decoded audio itself)."""
+    in_worker = embedder if embedder.parallel_safe and not decode_only else None
     if not can_stream(embedder):
         stream_seconds = None
     if workers <= 1 or len(paths) <= 1:
-        init_worker(embedder, embedder.sample_rate, stream_seconds)
+        init_worker(None if decode_only else embedder, embedder.sample_rate, stream_seconds)
         for path in paths:
             yield process_file(path)
         return

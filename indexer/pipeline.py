@@ -43,7 +43,7 @@ from .files import STREAM_SECONDS, Decoded, Failed, run_files
 from .metadata import CATEGORY_SOURCES, apply_metadata, fill_genre, read_metadata
 from .run import IndexReport, IndexRun, ProgressFn
 from .scan import fingerprint, scan
-from .tagger import tag_store
+from .tagger import MAX_PATCHES, tag_store
 
 __all__ = ["STREAM_SECONDS", "IndexReport", "ProgressFn", "index_library", "sort_files"]
 
@@ -253,7 +253,7 @@ def index_library(roots: Sequence[str | Path], store_path: str | Path, embedder:
                   workers: int = 1, commit_every: int = 32, prune: bool = False,
                   metadata: str | Path | None = None, category_from: str = "tag",
                   stream_seconds: float | None = STREAM_SECONDS, map_name: str | None = None,
-                  tags: bool = True, progress: ProgressFn | None = None) -> IndexReport:
+                  tags: bool = True, tag_patches: int = MAX_PATCHES, progress: ProgressFn | None = None) -> IndexReport:
     """Index the audio under ``roots`` into the store at ``store_path``.
 
     Unchanged files cost one ``stat``; moved files keep their tracks (:func:`sort_files`). Changed
@@ -262,7 +262,8 @@ def index_library(roots: Sequence[str | Path], store_path: str | Path, embedder:
     ``stream_seconds`` are embedded as a stream (None: never). The FAISS index and the manifest are
     brought up to date at the end, and with ``map_name`` that map too (new tracks placed into it, or
     a refit: :func:`indexer.projection.update_map`). With ``tags``, tracks without sound tags get
-    them (:func:`indexer.tagger.tag_store`: new tracks, and those of a store indexed before).
+    them (:func:`indexer.tagger.tag_store`: new tracks, and those of a store indexed before), from at
+    most ``tag_patches`` 3-s patches a track.
 
     Raises
     ------
@@ -274,6 +275,8 @@ def index_library(roots: Sequence[str | Path], store_path: str | Path, embedder:
     started = time.monotonic()
     if category_from not in CATEGORY_SOURCES:
         raise IndexerError(f"--category-from {category_from!r}: choose one of {', '.join(CATEGORY_SOURCES)}")
+    if tags and tag_patches < 1:
+        raise IndexerError(f"--tag-patches {tag_patches}: give 1 or more")
     if category_from == "csv" and metadata is None:
         raise IndexerError("--category-from csv needs --metadata FILE.csv with a genre (or category) column")
     rows = read_metadata(metadata) if metadata is not None else None
@@ -326,7 +329,7 @@ def index_library(roots: Sequence[str | Path], store_path: str | Path, embedder:
             run.flush()
             if tags and not stop.requested:
                 tagged = tag_store(store, own_model=embedder.info.id, workers=workers, stream_seconds=stream_seconds,
-                                   commit_every=commit_every, stop=lambda: stop.requested)
+                                   commit_every=commit_every, stop=lambda: stop.requested, max_patches=tag_patches)
                 report.tags = asdict(tagged)
                 report.durations["tags"] = tagged.seconds
             status = "interrupted" if stop.requested else "ok"

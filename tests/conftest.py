@@ -115,7 +115,9 @@ def demo_store(demo_library: tuple[Path, list[DemoTrack]],
     """The demo library indexed with the `features` embedder and mapped, through the CLI."""
     library, tracks = demo_library
     store = tmp_path_factory.mktemp("store") / "store"
-    run_cli("index", library, "--store", store, "--model", "features", "--workers", "2", check=True)
+    # sound tags from 4 patches a track (12 s of each 20-30-s track): the tests' words, at a quarter of the cost
+    run_cli("index", library, "--store", store, "--model", "features", "--workers", "2", "--tag-patches", "4",
+            check=True)
     run_cli("map", "--store", store, check=True)
     return DemoStore(library, store, tracks)
 

@@ -68,6 +68,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-tags", dest="tags", action="store_false",
                    help="do not add sound tags (by default tracks without them are tagged by MusiCNN's two "
                         "taggers at the end: the words musicmap find reads)")
+    p.add_argument("--tag-patches", dest="tag_patches", type=int, default=16, metavar="N",
+                   help="tag each track from at most N 3-s patches spread over it (default: 16; fewer is faster)")
     maest = p.add_argument_group("MAEST options (ignored for --model features)")
     maest.add_argument("--revision", metavar="REV",
                        help="hub revision (commit hash, tag or branch) to pin a hub id to (default: main; the "
@@ -197,6 +199,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from indexer.embedders import load_embedder
     from indexer.pipeline import index_library
 
+    if args.tag_patches < 1:  # said before a model is loaded
+        raise UserError(f"--tag-patches {args.tag_patches}: give 1 or more")
     if args.engine == "ray":
         return run_ray(args, settings)
     for flag, given in (("--ray-address", args.ray_address), ("--staging", args.staging),
@@ -227,6 +231,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         report = index_library(args.library, settings.store, embedder, workers=settings.workers,
                                prune=args.prune, metadata=args.metadata, category_from=args.category_from,
                                map_name="tsne" if args.update_map else None, tags=args.tags,
+                               tag_patches=args.tag_patches,
                                progress=Progress("files", enabled=not args.quiet,
                                                  total_audio=plan.audio_seconds if plan else None,
                                                  planned_seconds=plan.estimates[0].seconds if plan else None))

@@ -94,6 +94,16 @@ def test_a_file_that_cannot_be_tagged_is_reported_and_tried_again(tmp_path: Path
     assert report.tags is not None and (report.tags["tagged"], report.tags["failed"]) == (1, 0)
 
 
+def test_fewer_patches_and_bad_counts(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    proc = run_cli("index", _library(tmp_path / "lib"), "--store", store, "--model", "features", "--tag-patches", "1",
+                   "--no-map", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["tags"]["max_patches"] == 1 and _tag_counts(store)["musicnn-msd"] == (150, 3)
+    bad = run_cli("index", tmp_path / "lib", "--store", tmp_path / "other", "--tag-patches", "0")
+    assert bad.returncode == 1 and "--tag-patches 0: give 1 or more" in bad.stderr and not (tmp_path / "other").exists()
+
+
 def test_a_musicnn_store_copies_its_own_tags_and_runs_the_other_tagger(tmp_path: Path) -> None:
     store = tmp_path / "store"
     proc = run_cli("index", _library(tmp_path / "lib"), "--store", store, "--model", "musicnn-mtt", "--json")
