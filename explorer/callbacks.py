@@ -604,7 +604,9 @@ class Callbacks:
             try:
                 like_row = self.store.track(int(like)) if like is not None else None
                 # among a track's neighbours the list is the answer; otherwise more are lit than listed
-                found = self.store.find(text, k=SOUND_LIST if like_row else SOUND_LIGHT,
+                # a tenth of a small library at most: lit, the matches stand out from the rest
+                light = min(SOUND_LIGHT, max(SOUND_LIST, len(data.frame) // 10))
+                found = self.store.find(text, k=SOUND_LIST if like_row else light,
                                         like=like_row["id"] if like_row else None)
             except StoreError as exc:
                 return [html.P(str(exc), className="error", id="sound-reason")], highlight_json(NO_HIGHLIGHT)

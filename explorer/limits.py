@@ -25,7 +25,8 @@ SEARCH_RESULTS = 8
 SOUND_LIST = 20
 """Tracks the page lists for a search by sound."""
 SOUND_LIGHT = 100
-"""Tracks a search by sound lights up on the map (the list's and more: where such tracks lie)."""
+"""Most tracks a search by sound lights up on the map (the list's and more: where such tracks lie);
+a tenth of a smaller library, and never fewer than the list."""
 SEARCH_MAX = 100
 """Most search hits one API call returns."""
 PAGE_MAX = 1000

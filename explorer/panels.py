@@ -357,8 +357,8 @@ def sound_results(found: FindResult, like: TrackRow | None, query: str) -> list[
     if found.parsed.words:
         read = "; ".join(("not " if w.negated else "") + w.text
                          + (f" ({w.how})" if w.how.startswith("fuzzy") else "") + " → "
-                         + ", ".join(t.label.split("---")[-1] for t, _ in
-                                     sorted(w.terms.items(), key=lambda x: -abs(x[1]))[:3])
+                         + ", ".join(list(dict.fromkeys(t.label.split("---")[-1] for t, _ in
+                                                        sorted(w.terms.items(), key=lambda x: -abs(x[1]))))[:3])
                          for w in found.parsed.words)
         out.append(html.P(f"sounding {read}", className="what", id="sound-read"))
     if found.reason is not None:  # it names the unknown words itself
