@@ -18,7 +18,7 @@ PATH_STEPS = 10
 """Tracks in a song path the page draws when none is asked for."""
 EXTEND_N = 20
 """Tracks the page adds to a playlist when none is asked for."""
-SEARCH_DEBOUNCE_S = 0.15
+SEARCH_DEBOUNCE_S = 0.1
 """How long the search box waits after a keystroke before it searches (title/artist or sound)."""
 SEARCH_RESULTS = 8
 """Search hits the page lists as you type."""
