@@ -341,8 +341,8 @@ def _toward_centroid(store: Searchable, tags: SoundTags, rows_of: np.ndarray, sc
     centroid = l2_normalise(vectors[:CENTROID_TOP].mean(axis=0))
     sims = vectors @ centroid
     sim_pct = (np.argsort(np.argsort(sims)) + 0.5) / len(sims)
-    out = np.array(score, np.float64) * 0.0 - 1.0  # the rest stays below the pool
-    out[best] = (1.0 - opts.centroid) * score[best] + opts.centroid * sim_pct
+    out = (1.0 - opts.centroid) * np.asarray(score, np.float64)  # the rest: no similarity share, below the pool
+    out[best] += opts.centroid * sim_pct
     return out
 
 

@@ -102,6 +102,8 @@ def test_filters_variety_and_like(tagged: Path) -> None:
         assert scores == sorted(scores, reverse=True)  # the neighbours re-ranked by the words
         moved = store.find("piano", k=5, centroid=0.5)
         assert len(moved.results) == 5
+        every = store.find("piano", k=N, centroid=0.5, max_per_artist=N)  # more than the re-ranked pool would hold
+        assert len(every.results) == N and all(0 <= r.score <= 1 for r in every.results)
         with pytest.raises(InvalidQuery, match="centroid"):
             store.find("piano", centroid=2)
         with pytest.raises(InvalidQuery, match="k must be"):
