@@ -27,6 +27,7 @@ OWN_LINES = [
     r"notice: .*",
     r"\d+ files: \d+ unchanged, \d+ moved, \d+ to index",
     r"FAISS index built: .*",
+    r"tagging \d+ tracks with .*",
     r"wrote \d+ embeddings to .*",
     r"wrote .*\.png \(\d+ points\)",
     r"map: .*",
