@@ -242,7 +242,7 @@ class LibraryLifeCycle(RuleBasedStateMachine):
     def index_killed(self, commit: int, prune: bool) -> None:
         """``musicmap index`` kills itself at its ``commit``-th DuckDB commit; a second run resumes.
         The killed run's report is lost with it, so only the store is checked afterwards."""
-        cmd = [*MUSICMAP, "index", str(self.lib), "--store", str(self.store), "--model", "features",
+        cmd = [*MUSICMAP, "index", str(self.lib), "--store", str(self.store), "--model", "features", "--no-tags",
                "--workers", "1", "-q", *(["--prune"] if prune else [])]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
                               env={**os.environ, "MUSICMAP_CRASH_AT": f"duckdb-commit:{commit}"})

@@ -7,6 +7,9 @@ DuckDB commit, a FAISS write, between the FAISS file and its sidecar, during a m
 A full disk is tested for real on a small tmpfs where this machine may mount one, and simulated at
 the write layer everywhere. Every trial's outcome is written to
 ``test-artifacts/reliability/crash-trials.json`` (the figures of docs/reliability.md).
+
+The runs here index with ``--no-tags``: the trials are about the files' writes, and the tag stage
+(its writes go through the same transactions) would double each trial's time.
 """
 
 from __future__ import annotations
@@ -66,7 +69,7 @@ def small_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(a library of SMALL_FILES files, the store an uninterrupted index run made of it)."""
     folder = tmp_path_factory.mktemp("small")
     lib = _write_library(folder / "lib", SMALL_FILES)
-    run_cli("index", lib, "--store", folder / "store", "--model", "features", "--workers", "1", "-q", check=True)
+    run_cli("index", lib, "--store", folder / "store", "--model", "features", "--no-tags", "--workers", "1", "-q", check=True)
     return lib, folder / "store"
 
 
@@ -103,7 +106,7 @@ def _resume_and_check(library: Path, store_dir: Path, name: str, trial: dict[str
     kept = None
     if (store_dir / "manifest.json").exists():
         kept = trial["tracks_after_kill"] = _check_consistent(store_dir)
-    proc2 = run_cli("index", library, "--store", store_dir, "--model", "features", "--workers", "2", "--json")
+    proc2 = run_cli("index", library, "--store", store_dir, "--model", "features", "--no-tags", "--workers", "2", "--json")
     assert proc2.returncode == 0, proc2.stderr
     assert _check_consistent(store_dir) == N_FILES
     assert not list(store_dir.glob(".*.tmp"))  # no temporary file of the killed write is left
@@ -113,7 +116,7 @@ def _resume_and_check(library: Path, store_dir: Path, name: str, trial: dict[str
 
 
 def _index_command(library: Path, store_dir: Path, *extra: str) -> list[str]:
-    return [*MUSICMAP, "index", str(library), "--store", str(store_dir), "--model", "features", "--workers", "2",
+    return [*MUSICMAP, "index", str(library), "--store", str(store_dir), "--model", "features", "--no-tags", "--workers", "2",
             *extra]
 
 
@@ -171,7 +174,7 @@ def test_a_kill_right_after_a_commit_keeps_that_commit(library: Path, tmp_path: 
 @pytest.mark.parametrize("point", CRASH_POINTS)
 def test_sigkill_at_a_fault_point(library: Path, tmp_path: Path, point: str) -> None:
     store_dir = tmp_path / "store"
-    cmd = [*MUSICMAP, "index", str(library), "--store", str(store_dir), "--model", "features", "--workers", "2", "-q"]
+    cmd = [*MUSICMAP, "index", str(library), "--store", str(store_dir), "--model", "features", "--no-tags", "--workers", "2", "-q"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, start_new_session=True,
                           env={**os.environ, "HF_HUB_OFFLINE": "1", "MUSICMAP_CRASH_AT": point})
     assert proc.returncode == -signal.SIGKILL, (point, proc.returncode, proc.stderr)  # the point was reached
@@ -180,7 +183,7 @@ def test_sigkill_at_a_fault_point(library: Path, tmp_path: Path, point: str) -> 
 
 def _disk_full_then_resume(library: Path, store_dir: Path, make_room: Callable[[], None] | None = None,
                            env: dict[str, str] | None = None) -> int:
-    proc = run_cli("index", library, "--store", store_dir, "--model", "features", "--workers", "2", "--no-map",
+    proc = run_cli("index", library, "--store", store_dir, "--model", "features", "--no-tags", "--workers", "2", "--no-map",
                    env=env)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert "No space left on device" in proc.stderr and "What was saved before is kept" in proc.stderr
@@ -188,7 +191,7 @@ def _disk_full_then_resume(library: Path, store_dir: Path, make_room: Callable[[
         make_room()
     kept = _check_consistent(store_dir)
     assert 0 < kept < N_FILES  # the batches committed before the disk filled
-    proc2 = run_cli("index", library, "--store", store_dir, "--model", "features", "--workers", "2", "--json")
+    proc2 = run_cli("index", library, "--store", store_dir, "--model", "features", "--no-tags", "--workers", "2", "--json")
     assert proc2.returncode == 0, proc2.stderr
     assert json.loads(proc2.stdout)["unchanged"] == kept  # nothing committed was lost or redone
     assert _check_consistent(store_dir) == N_FILES
@@ -201,7 +204,7 @@ def test_disk_full_simulated_loses_nothing_committed(library: Path, tmp_path: Pa
     store_dir = tmp_path / "store"
     if point.startswith("faiss"):  # the FAISS file is written after the files: fill the disk there
         env = {"MUSICMAP_FAIL_AT": point}
-        proc = run_cli("index", library, "--store", store_dir, "--model", "features", "--workers", "2", "--no-map",
+        proc = run_cli("index", library, "--store", store_dir, "--model", "features", "--no-tags", "--workers", "2", "--no-map",
                        env=env)
         assert proc.returncode == 1 and "could not write the FAISS index" in proc.stderr, proc.stderr
         assert _check_consistent(store_dir) == N_FILES  # every track was committed; the index is rebuilt
@@ -246,7 +249,7 @@ def test_corrupt_duckdb_gives_a_clear_error(small_run: tuple[Path, Path], tmp_pa
         proc = run_cli(*args, "--store", store_dir)
         assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
         assert "cannot open" in proc.stderr
-    proc = run_cli("index", library, "--store", store_dir, "--model", "features")
+    proc = run_cli("index", library, "--store", store_dir, "--model", "features", "--no-tags")
     assert proc.returncode == 1 and "Traceback" not in proc.stderr and "cannot open" in proc.stderr
 
 
@@ -259,7 +262,7 @@ def test_ctrl_c_stops_cleanly_and_keeps_what_is_done(library: Path, tmp_path: Pa
     store_dir = tmp_path / "store"
     # --no-map: this is about Ctrl-C during the files. -v: the first "saved N tracks" line is the moment to press
     # Ctrl-C (a fixed delay raced a fast machine, which finished all files first).
-    cmd = [*MUSICMAP, "index", str(library), "--store", str(store_dir), "--model", "features", "--workers", "2",
+    cmd = [*MUSICMAP, "index", str(library), "--store", str(store_dir), "--model", "features", "--no-tags", "--workers", "2",
            "--no-map", "-v"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     assert proc.stderr is not None
@@ -278,6 +281,6 @@ def test_ctrl_c_stops_cleanly_and_keeps_what_is_done(library: Path, tmp_path: Pa
     done = _check_consistent(store_dir)
     with Store.open(store_dir) as store:
         assert store.sql("SELECT status FROM runs ORDER BY id DESC LIMIT 1").rows == [("interrupted",)]
-    proc2 = run_cli("index", library, "--store", store_dir, "--model", "features", "--json")
+    proc2 = run_cli("index", library, "--store", store_dir, "--model", "features", "--no-tags", "--json")
     assert proc2.returncode == 0 and json.loads(proc2.stdout)["unchanged"] == done
     assert _check_consistent(store_dir) == N_FILES
