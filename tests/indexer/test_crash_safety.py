@@ -44,6 +44,9 @@ CRASH_POINTS = ["duckdb-commit:1", "duckdb-commit:2", "duckdb-commit:5", "faiss-
 """duckdb-commit:5 is the last batch of files, duckdb-commit:6 the map's commit after them (5 batches of
 32 tracks, then the map)."""
 
+FEATURES = ("--model", "features", "--no-tags")
+"""How every run here indexes (the module docstring says why without tags)."""
+
 
 def _write_library(lib: Path, n_files: int) -> Path:
     lib.mkdir()
@@ -69,7 +72,8 @@ def small_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(a library of SMALL_FILES files, the store an uninterrupted index run made of it)."""
     folder = tmp_path_factory.mktemp("small")
     lib = _write_library(folder / "lib", SMALL_FILES)
-    run_cli("index", lib, "--store", folder / "store", "--model", "features", "--no-tags", "--workers", "1", "-q", check=True)
+    run_cli("index", lib, "--store", folder / "store", *FEATURES, "--workers", "1", "-q",
+            check=True)
     return lib, folder / "store"
 
 
@@ -106,7 +110,7 @@ def _resume_and_check(library: Path, store_dir: Path, name: str, trial: dict[str
     kept = None
     if (store_dir / "manifest.json").exists():
         kept = trial["tracks_after_kill"] = _check_consistent(store_dir)
-    proc2 = run_cli("index", library, "--store", store_dir, "--model", "features", "--no-tags", "--workers", "2", "--json")
+    proc2 = run_cli("index", library, "--store", store_dir, *FEATURES, "--workers", "2", "--json")
     assert proc2.returncode == 0, proc2.stderr
     assert _check_consistent(store_dir) == N_FILES
     assert not list(store_dir.glob(".*.tmp"))  # no temporary file of the killed write is left
@@ -116,7 +120,7 @@ def _resume_and_check(library: Path, store_dir: Path, name: str, trial: dict[str
 
 
 def _index_command(library: Path, store_dir: Path, *extra: str) -> list[str]:
-    return [*MUSICMAP, "index", str(library), "--store", str(store_dir), "--model", "features", "--no-tags", "--workers", "2",
+    return [*MUSICMAP, "index", str(library), "--store", str(store_dir), *FEATURES, "--workers", "2",
             *extra]
 
 
@@ -174,7 +178,7 @@ def test_a_kill_right_after_a_commit_keeps_that_commit(library: Path, tmp_path: 
 @pytest.mark.parametrize("point", CRASH_POINTS)
 def test_sigkill_at_a_fault_point(library: Path, tmp_path: Path, point: str) -> None:
     store_dir = tmp_path / "store"
-    cmd = [*MUSICMAP, "index", str(library), "--store", str(store_dir), "--model", "features", "--no-tags", "--workers", "2", "-q"]
+    cmd = [*MUSICMAP, "index", str(library), "--store", str(store_dir), *FEATURES, "--workers", "2", "-q"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, start_new_session=True,
                           env={**os.environ, "HF_HUB_OFFLINE": "1", "MUSICMAP_CRASH_AT": point})
     assert proc.returncode == -signal.SIGKILL, (point, proc.returncode, proc.stderr)  # the point was reached
@@ -183,7 +187,7 @@ def test_sigkill_at_a_fault_point(library: Path, tmp_path: Path, point: str) -> 
 
 def _disk_full_then_resume(library: Path, store_dir: Path, make_room: Callable[[], None] | None = None,
                            env: dict[str, str] | None = None) -> int:
-    proc = run_cli("index", library, "--store", store_dir, "--model", "features", "--no-tags", "--workers", "2", "--no-map",
+    proc = run_cli("index", library, "--store", store_dir, *FEATURES, "--workers", "2", "--no-map",
                    env=env)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert "No space left on device" in proc.stderr and "What was saved before is kept" in proc.stderr
@@ -191,7 +195,7 @@ def _disk_full_then_resume(library: Path, store_dir: Path, make_room: Callable[[
         make_room()
     kept = _check_consistent(store_dir)
     assert 0 < kept < N_FILES  # the batches committed before the disk filled
-    proc2 = run_cli("index", library, "--store", store_dir, "--model", "features", "--no-tags", "--workers", "2", "--json")
+    proc2 = run_cli("index", library, "--store", store_dir, *FEATURES, "--workers", "2", "--json")
     assert proc2.returncode == 0, proc2.stderr
     assert json.loads(proc2.stdout)["unchanged"] == kept  # nothing committed was lost or redone
     assert _check_consistent(store_dir) == N_FILES
@@ -204,7 +208,7 @@ def test_disk_full_simulated_loses_nothing_committed(library: Path, tmp_path: Pa
     store_dir = tmp_path / "store"
     if point.startswith("faiss"):  # the FAISS file is written after the files: fill the disk there
         env = {"MUSICMAP_FAIL_AT": point}
-        proc = run_cli("index", library, "--store", store_dir, "--model", "features", "--no-tags", "--workers", "2", "--no-map",
+        proc = run_cli("index", library, "--store", store_dir, *FEATURES, "--workers", "2", "--no-map",
                        env=env)
         assert proc.returncode == 1 and "could not write the FAISS index" in proc.stderr, proc.stderr
         assert _check_consistent(store_dir) == N_FILES  # every track was committed; the index is rebuilt
@@ -249,7 +253,7 @@ def test_corrupt_duckdb_gives_a_clear_error(small_run: tuple[Path, Path], tmp_pa
         proc = run_cli(*args, "--store", store_dir)
         assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
         assert "cannot open" in proc.stderr
-    proc = run_cli("index", library, "--store", store_dir, "--model", "features", "--no-tags")
+    proc = run_cli("index", library, "--store", store_dir, *FEATURES)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr and "cannot open" in proc.stderr
 
 
@@ -262,7 +266,7 @@ def test_ctrl_c_stops_cleanly_and_keeps_what_is_done(library: Path, tmp_path: Pa
     store_dir = tmp_path / "store"
     # --no-map: this is about Ctrl-C during the files. -v: the first "saved N tracks" line is the moment to press
     # Ctrl-C (a fixed delay raced a fast machine, which finished all files first).
-    cmd = [*MUSICMAP, "index", str(library), "--store", str(store_dir), "--model", "features", "--no-tags", "--workers", "2",
+    cmd = [*MUSICMAP, "index", str(library), "--store", str(store_dir), *FEATURES, "--workers", "2",
            "--no-map", "-v"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     assert proc.stderr is not None
@@ -281,6 +285,6 @@ def test_ctrl_c_stops_cleanly_and_keeps_what_is_done(library: Path, tmp_path: Pa
     done = _check_consistent(store_dir)
     with Store.open(store_dir) as store:
         assert store.sql("SELECT status FROM runs ORDER BY id DESC LIMIT 1").rows == [("interrupted",)]
-    proc2 = run_cli("index", library, "--store", store_dir, "--model", "features", "--no-tags", "--json")
+    proc2 = run_cli("index", library, "--store", store_dir, *FEATURES, "--json")
     assert proc2.returncode == 0 and json.loads(proc2.stdout)["unchanged"] == done
     assert _check_consistent(store_dir) == N_FILES

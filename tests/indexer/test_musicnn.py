@@ -155,6 +155,21 @@ def test_a_damaged_checkpoint_through_the_cli_writes_nothing(tmp_path: Path) -> 
     assert not store.exists()
 
 
+WITHOUT_MUSICNN = (
+    "import importlib.abc, sys\n"
+    "class Hide(importlib.abc.MetaPathFinder):\n"
+    "    def find_spec(self, name, path=None, target=None):\n"
+    "        if name == 'musicnn' or name.startswith('musicnn.'):\n"
+    "            raise ModuleNotFoundError(name)\n"
+    "        return None\n"
+    "sys.meta_path.insert(0, Hide())\n"
+    "from musicmap.cli import main\n"
+    "sys.exit(main(sys.argv[1:]))\n"
+)
+"""``musicmap`` (give its arguments after ``-c CODE``) with the ``musicnn`` package hidden from the
+import system, as on a machine without it."""
+
+
 @pytest.mark.subprocess
 def test_without_the_package_the_error_names_the_install_command(tmp_path: Path) -> None:
     """The package hidden from the import system (as on a machine without it): one line, the fix."""
@@ -162,18 +177,7 @@ def test_without_the_package_the_error_names_the_install_command(tmp_path: Path)
     library.mkdir()
     audio, sr = synthesise("piano", 4.0)
     sf.write(library / "a.flac", audio, sr)
-    code = (
-        "import importlib.abc, sys\n"
-        "class Hide(importlib.abc.MetaPathFinder):\n"
-        "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name == 'musicnn' or name.startswith('musicnn.'):\n"
-        "            raise ModuleNotFoundError(name)\n"
-        "        return None\n"
-        "sys.meta_path.insert(0, Hide())\n"
-        "from musicmap.cli import main\n"
-        "sys.exit(main(sys.argv[1:]))\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", code, "index", str(library), "--store", str(tmp_path / "s"),
+    proc = subprocess.run([sys.executable, "-c", WITHOUT_MUSICNN, "index", str(library), "--store", str(tmp_path / "s"),
                            "--model", "musicnn-msd"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1, proc.stderr
     assert proc.stderr.count("\n") == 1 and 'pip install --no-deps "musicnn==0.1.0"' in proc.stderr
