@@ -162,6 +162,12 @@ def test_the_installed_command_indexes_with_features_and_maest_and_serves(fresh_
     proc = fresh_venv.run("index", library, "--store", features, "--model", "features", "--json")
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["indexed"] == 6
+    # the index run tagged the tracks (MusiCNN's weights are in this venv too), and find reads its
+    # synonym table ("calm") from the installed package's store/words.toml
+    found = fresh_venv.run("find", "calm piano", "--store", features, "--json")
+    assert found.returncode == 0, found.stderr
+    answer = json.loads(found.stdout)
+    assert answer["understood"][0]["how"] == "synonym" and len(answer["results"]) == 6
 
     tiny = make_tiny_maest(tmp_path / "tiny-maest", ["Rock---Punk", "Jazz---Bop", "Electronic---House"])
     maest = tmp_path / "maest-store"
