@@ -22,17 +22,20 @@ explorer's memory calls), in ``glibc.py``; genres that differ only in spelling g
 from .errors import InvalidQuery, NoMatchingTrack, NonFiniteVector, StoreError, StoreUnavailable, TrackNotFound
 from .find import FindResult, Found
 from .genres import GenreGroups, genre_key, genre_keys, group_genres
+from .journal import Event, NotRecording, Recorded, TooManyEvents
 from .listening import PathStep
 from .m3u import m3u_bytes, playlist_tracks, read_m3u, write_m3u
 from .manifest import Manifest, ModelInfo
 from .paths import db_path, relative_to_roots
 from .store import Store
+from .taste import MixItem, Taste, TrackTaste
 from .types import (
            IndexedFile,
            KnownFile,
            MapInfo,
            Neighbour,
            SQLResult,
+           TasteNote,
            TrackRecord,
            TrackRow,
            is_unchanged,
@@ -42,6 +45,7 @@ from .vectors import l2_normalise, nonfinite_parts
 from .writer import WritableStore
 
 __all__ = [
+           "Event",
            "FindResult",
            "Found",
            "GenreGroups",
@@ -50,24 +54,32 @@ __all__ = [
            "KnownFile",
            "Manifest",
            "MapInfo",
+           "MixItem",
            "ModelInfo",
            "Neighbour",
            "NoMatchingTrack",
            "NonFiniteVector",
+           "NotRecording",
            "PathStep",
+           "Recorded",
            "SQLResult",
            "Store",
            "StoreError",
            "StoreUnavailable",
+           "Taste",
+           "TasteNote",
+           "TooManyEvents",
            "TrackNotFound",
            "TrackRecord",
            "TrackRow",
+           "TrackTaste",
            "WritableStore",
            "db_path",
            "genre_key",
            "genre_keys",
            "group_genres",
-           "is_unchanged", "is_whole_number",
+           "is_unchanged",
+           "is_whole_number",
            "l2_normalise",
            "m3u_bytes",
            "nonfinite_parts",

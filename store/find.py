@@ -33,8 +33,8 @@ import duckdb
 import numpy as np
 
 from .errors import InvalidQuery
-from .search import Searchable, SearchOptions, diversify, knn, seed_vector, vectors_of
-from .types import TrackRow
+from .search import TASTE_POOL, Searchable, SearchOptions, Steering, diversify, knn, seed_vector, vectors_of
+from .types import TasteNote, TrackRow
 from .vectors import l2_normalise
 from .words import Parsed, Term, Vocabulary
 
@@ -196,12 +196,15 @@ class Found:
     track: TrackRow
     matched: list[Matched]
     similarity: float | None = None
+    taste: TasteNote | None = None
 
     def to_dict(self) -> dict[str, object]:
         out: dict[str, object] = {"track_id": self.track_id, "score": round(self.score, 6), **self.track,
                                "matched": self.matched}
         if self.similarity is not None:
             out["similarity"] = round(self.similarity, 6)
+        if self.taste is not None:
+            out["taste"] = self.taste.as_json()
         return out
 
 
@@ -217,6 +220,8 @@ class FindResult:
     untagged: int = 0
     """Tracks with a vector that have no tags yet (left out)."""
     like: int | None = None
+    taste: dict[str, int] | None = None
+    """The person's taste that steered the list (:meth:`store.taste.Taste.summary`), or None."""
 
     def understood(self) -> list[dict[str, object]]:
         return [{"word": w.text, "how": w.how, "negated": w.negated,
@@ -229,7 +234,7 @@ class FindResult:
                 "understood": self.understood(),
                 "unknown": [{"word": w, "nearest": near} for w, near in self.parsed.unknown],
                 "ignored": self.parsed.ignored, "untagged": self.untagged, "reason": self.reason,
-                "results": [r.to_dict() for r in self.results]}
+                "taste": self.taste, "results": [r.to_dict() for r in self.results]}
 
 
 def _tag_dict(term: Term, weight: float) -> dict[str, object]:
@@ -264,8 +269,16 @@ def combine(scores: np.ndarray) -> np.ndarray:
     return total
 
 
-def run_find(store: Searchable, tags: SoundTags, text: str, opts: FindOptions, *, timeout: float = 10.0) -> FindResult:
-    """The search behind :meth:`store.Store.find` (see the module docstring).
+TASTE_UNIT = 0.1
+"""The most the person's taste moves a word search's score (in [0, 1]): a track close to several
+liked ones gains up to this much, one near disliked ones loses as much."""
+
+
+def run_find(store: Searchable, tags: SoundTags, text: str, opts: FindOptions, *, timeout: float = 10.0,
+             steer: Steering | None = None) -> FindResult:
+    """The search behind :meth:`store.Store.find` (see the module docstring). With ``steer``, the
+    person's taste: disliked tracks are left out, and the candidates re-ranked with its shift
+    (at most :data:`TASTE_UNIT`).
 
     Raises
     ------
@@ -288,6 +301,8 @@ def run_find(store: Searchable, tags: SoundTags, text: str, opts: FindOptions, *
     usable = tags.tagged & ~np.isnan(total)
     if opts.where:
         usable &= np.isin(tags.ids, store.filter_ids(opts.where, timeout))
+    if steer is not None and steer.disliked:
+        usable &= ~np.isin(tags.ids, np.fromiter(steer.disliked, np.int64))
     similarity: dict[int, float] = {}
     if opts.like is not None:
         index = store.index
@@ -304,10 +319,13 @@ def run_find(store: Searchable, tags: SoundTags, text: str, opts: FindOptions, *
     if opts.centroid > 0 and len(rows_of) > 1:
         score = _toward_centroid(store, tags, rows_of, score, opts)
     variety = opts.max_per_artist is not None or opts.max_per_album is not None or opts.dedupe
-    fetch = opts.k * (4 if variety else 1)
+    fetch = opts.k * (4 if variety else 1) * (TASTE_POOL if steer is not None else 1)
+    notes: dict[int, TasteNote] = {}
     while True:
         head = _top(score, fetch)  # positions in rows_of, best first
         candidates = [(int(tags.ids[rows_of[p]]), float(score[p])) for p in head]
+        if steer is not None:
+            candidates, notes = steer.rerank(store.index, candidates, unit=TASTE_UNIT)
         rows = store.track_rows([i for i, _ in candidates])
         picked = diversify(candidates, rows, SearchOptions(k=opts.k, max_per_artist=opts.max_per_artist,
                                                            max_per_album=opts.max_per_album, dedupe=opts.dedupe),
@@ -318,7 +336,7 @@ def run_find(store: Searchable, tags: SoundTags, text: str, opts: FindOptions, *
     position = np.searchsorted(tags.ids, np.array([i for i, _ in picked], np.int64))
     probability = tags.probabilities([i for i, _ in picked], {t for w in parsed.words for t in w.terms})
     result.results = [Found(i, s, rows[i], explain(tags, parsed, per_word, int(at), i, probability),
-                            similarity.get(i)) for (i, s), at in zip(picked, position, strict=True)]
+                            similarity.get(i), notes.get(i)) for (i, s), at in zip(picked, position, strict=True)]
     return result
 
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from .errors import InvalidQuery, TrackNotFound
 from .search import SearchOptions, Variety, vectors_of
-from .types import Neighbour, TrackRow
+from .types import Neighbour, TasteNote, TrackRow
 from .vectors import l2_normalise
 
 if TYPE_CHECKING:
@@ -43,6 +43,7 @@ class PathStep:
     to_previous: float | None
     to_end: float
     track: TrackRow
+    taste: TasteNote | None = None
 
 
 def slerp(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
@@ -57,11 +58,12 @@ def slerp(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
 
 def song_path(store: Store, start: int, end: int, *, length: int = 10, where: str | None = None,
               max_per_artist: int | None = None, max_per_album: int | None = None,
-              dedupe: bool = False) -> list[PathStep]:
+              dedupe: bool = False, taste: bool = True) -> list[PathStep]:
     """``length`` tracks from ``start`` to ``end`` (both included), each a close neighbour of the
     one before and closer to ``end`` than the last when the library allows; no track twice; the
     variety rules count over the whole path (the two ends included). Fewer tracks when the library
-    (or ``where``) runs out of candidates.
+    (or ``where``) runs out of candidates. With ``taste`` (and a taste recorded), each step's choice
+    adds the person's taste shift (:mod:`store.taste`), and disliked tracks are never steps.
 
     Raises
     ------
@@ -95,11 +97,12 @@ def song_path(store: Store, start: int, end: int, *, length: int = 10, where: st
         waypoint = slerp(va, vb, i / (length - 1))
         chosen = None
         for k in (PATH_CANDIDATES, 4 * PATH_CANDIDATES):
-            found = store.search(vector=waypoint, k=k, where=where, exclude=sorted(used))
+            found = store.search(vector=waypoint, k=k, where=where, exclude=sorted(used), taste=taste)
             admitted = [n for n in found if variety.admits(n.track)]
             if admitted:
                 vectors = l2_normalise(vectors_of(index, [n.track_id for n in admitted]))
-                fit = vectors @ waypoint + CONTINUITY * (vectors @ previous)
+                shift = np.array([n.taste.shift if n.taste is not None else 0.0 for n in admitted])
+                fit = vectors @ waypoint + CONTINUITY * (vectors @ previous) + shift
                 closer = vectors @ vb > float(np.dot(previous, vb))  # a step toward the end, when there is one
                 if closer.any():
                     fit = np.where(closer, fit, -np.inf)
@@ -114,7 +117,7 @@ def song_path(store: Store, start: int, end: int, *, length: int = 10, where: st
         variety.take(neighbour.track)
         used.add(neighbour.track_id)
         steps.append(PathStep(neighbour.track_id, float(np.dot(previous, vector)), float(np.dot(vector, vb)),
-                              neighbour.track))
+                              neighbour.track, neighbour.taste))
         previous = vector
     steps.append(PathStep(end, float(np.dot(previous, vb)), 1.0, ends[end]))
     return steps
@@ -122,7 +125,7 @@ def song_path(store: Store, start: int, end: int, *, length: int = 10, where: st
 
 def extend_playlist(store: Store, seeds: Sequence[int], *, n: int = 20, mode: str = "centroid",
                     where: str | None = None, max_per_artist: int | None = None,
-                    max_per_album: int | None = None, dedupe: bool = False) -> list[Neighbour]:
+                    max_per_album: int | None = None, dedupe: bool = False, taste: bool = True) -> list[Neighbour]:
     """``n`` tracks that fit the playlist ``seeds`` — never one of them (nor, with ``dedupe``, a
     version of one of their songs) — best first, with the variety rules counted over the
     playlist and its extension together.
@@ -130,7 +133,7 @@ def extend_playlist(store: Store, seeds: Sequence[int], *, n: int = 20, mode: st
     ``mode``: ``centroid`` (tracks like the playlist as a whole: the mean of its vectors) or
     ``seeds`` (each member's own neighbours in turn, for a playlist that mixes moods).
     Returns :class:`store.Neighbour` s (the score is the similarity to the centroid, or to the
-    member that brought the track in).
+    member that brought the track in), steered by the person's taste unless ``taste`` is False.
     """
     if mode not in ("centroid", "seeds"):
         raise InvalidQuery(f"mode must be 'centroid' or 'seeds', got {mode!r}")
@@ -154,9 +157,9 @@ def extend_playlist(store: Store, seeds: Sequence[int], *, n: int = 20, mode: st
     fetch = 2 * n + 10
     while True:
         if mode == "centroid":
-            ranked = [store.search(members, k=fetch, where=where)]
+            ranked = [store.search(members, k=fetch, where=where, taste=taste)]
         else:
-            ranked = [store.search(m, k=fetch, where=where, exclude=members) for m in members]
+            ranked = [store.search(m, k=fetch, where=where, exclude=members, taste=taste) for m in members]
         exhausted = all(len(r) < fetch for r in ranked)
         for neighbour in _interleave(ranked):
             if neighbour.track_id in taken or not variety.admits(neighbour.track):

@@ -29,7 +29,7 @@ import numpy as np
 
 from .errors import InvalidQuery, TrackNotFound
 from .manifest import Manifest
-from .types import Neighbour, TrackRow
+from .types import Neighbour, TasteNote, TrackRow
 from .vectors import ivf_parts, l2_normalise
 
 #: Words that mark a version of a song rather than another song, inside brackets or after " - ".
@@ -86,6 +86,7 @@ class VarietyOptions(TypedDict, total=False):
     max_per_artist: int | None
     max_per_album: int | None
     dedupe: bool
+    taste: bool
 
 
 class SimilarOptions(VarietyOptions, total=False):
@@ -107,6 +108,8 @@ class SearchOptions:
     dedupe: bool = False
     mmr: float | None = None
     min_score: float | None = None
+    taste: bool = True
+    """Steer by the person's taste when there is one (:meth:`store.Store.search` binds it)."""
 
     def validate(self) -> None:
         """Raises InvalidQuery naming the first bad parameter."""
@@ -328,11 +331,27 @@ class Searchable(Protocol):
     def filter_ids(self, where: str, timeout: float = 10.0) -> np.ndarray: ...
 
 
+class Steering(Protocol):
+    """What :func:`run` needs of the person's taste (:class:`store.taste.Steer` has it)."""
+
+    @property
+    def disliked(self) -> set[int]: ...
+
+    def rerank(self, index: faiss.Index, candidates: list[tuple[int, float]], *, unit: float | None = None
+               ) -> tuple[list[tuple[int, float]], dict[int, TasteNote]]: ...
+
+
+TASTE_POOL = 4
+"""A list steered by taste re-ranks this many times its length of nearest candidates (40 more at least)."""
+
+
 def run(store: Searchable, seeds: Sequence[int], vector: np.ndarray | None, opts: SearchOptions, *,
-        exclude: Sequence[int] = (), timeout: float = 10.0) -> list[Neighbour]:
+        exclude: Sequence[int] = (), timeout: float = 10.0, steer: Steering | None = None) -> list[Neighbour]:
     """The search behind :meth:`store.Store.search`: the query vector (the seeds' centroid, or
     ``vector``), the ``where`` filter as an id selector, then candidates fetched in growing
-    rounds until the variety rules leave ``k`` (or nothing more matches), then MMR."""
+    rounds until the variety rules leave ``k`` (or nothing more matches), then MMR. With
+    ``steer`` (the person's taste), disliked tracks are left out and a larger pool of candidates
+    is re-ranked by it before the variety rules (:mod:`store.taste`)."""
     opts.validate()
     seed_ids = [int(s) for s in seeds]
     if bool(seed_ids) == (vector is not None):
@@ -342,12 +361,17 @@ def run(store: Searchable, seeds: Sequence[int], vector: np.ndarray | None, opts
     query = l2_normalise(query)
     allowed = store.filter_ids(opts.where, timeout) if opts.where else None
     skip = set(seed_ids) | {int(i) for i in exclude}
+    if steer is not None:
+        skip |= steer.disliked - set(seed_ids)
     variety = opts.max_per_artist is not None or opts.max_per_album is not None or opts.dedupe
     seed_keys = set()
     if opts.dedupe and seed_ids:
         seed_keys = {key for r in store.track_rows(seed_ids).values() if (key := song_key(r)) is not None}
     target = max(3 * opts.k, 30) if opts.mmr is not None and opts.mmr < 1.0 else opts.k
     fetch = target + len(skip) if not variety else 2 * target + len(skip)
+    if steer is not None:
+        fetch = max(TASTE_POOL * fetch, fetch + 40)
+    notes: dict[int, TasteNote] = {}
     while True:
         candidates = knn(index, query, fetch, allowed)
         exhausted = len(candidates) < fetch
@@ -356,6 +380,8 @@ def run(store: Searchable, seeds: Sequence[int], vector: np.ndarray | None, opts
             above = [c for c in candidates if c[1] >= opts.min_score]
             exhausted = exhausted or len(above) < len(candidates)
             candidates = above
+        if steer is not None:
+            candidates, notes = steer.rerank(index, candidates)
         rows = store.track_rows([i for i, _ in candidates])
         picked = diversify(candidates, rows, opts, seed_keys, limit=target)
         if len(picked) >= target or exhausted:
@@ -363,9 +389,10 @@ def run(store: Searchable, seeds: Sequence[int], vector: np.ndarray | None, opts
         fetch *= 4
     if opts.mmr is not None and opts.mmr < 1.0 and picked:
         vectors = vectors_of(index, [i for i, _ in picked])
-        order = mmr_order(query, vectors, np.array([s for _, s in picked]), float(opts.mmr), opts.k)
+        ranked = np.array([s + (notes[i].shift if i in notes else 0.0) for i, s in picked])
+        order = mmr_order(query, vectors, ranked, float(opts.mmr), opts.k)
         picked = [picked[i] for i in order]
-    return [Neighbour(i, s, rows[i]) for i, s in picked[: opts.k]]
+    return [Neighbour(i, s, rows[i], notes.get(i)) for i, s in picked[: opts.k]]
 
 
 def seed_vector(store: Searchable, seed_ids: list[int], index: faiss.Index) -> np.ndarray:

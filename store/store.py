@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
@@ -39,12 +40,14 @@ from . import freshness, listening, schema, search, sql
 from .errors import InvalidQuery, NoMatchingTrack, StoreError, TrackNotFound
 from .find import FindOptions, FindResult, SoundTags, run_find
 from .genres import NO_GENRE, GenreGroups
+from .journal import Event, Journal, Recorded
 from .manifest import Manifest, ModelInfo, read_manifest
 from .paths import db_path, fs_path
 from .search import SearchOptions, SimilarOptions, VarietyOptions
 from .sharing import CONFIG, LOCK_WAIT_S, SharedConnection, connect, stamp
+from .taste import Closeness, MixItem, Steer, Taste, closeness, derive, mix, resolve_ids
 from .types import KnownFile, MapInfo, Neighbour, SQLResult, TrackRow, is_whole_number
-from .vectors import SIDECAR_NAME
+from .vectors import SIDECAR_NAME, index_ids
 
 if TYPE_CHECKING:
     from .writer import WritableStore
@@ -56,6 +59,8 @@ OWN_ENTRIES = frozenset({"shards"})
 """What musicmap may write into a store folder before the store itself exists: ``shards/``, where
 ``musicmap index --engine ray`` stages its Parquet shards by default (ingested afterwards)."""
 
+MIX_SINCE_S = 30 * 86400.0
+"""A mix starts from what was played and liked in the last 30 days unless told otherwise."""
 ROW_CACHE = 20_000
 """Track rows kept in memory while a connection stays open (see ``Store.track_rows``)."""
 
@@ -77,6 +82,11 @@ class Store:
         self._index: faiss.Index | None = None
         self._index_stamp: tuple[int, int] | None = None
         self._sound_tags: tuple[object, SoundTags] | None = None
+        self._journal: Journal | None = None
+        self._steer: tuple[object, Steer | None] | None = None
+        self._closeness: tuple[object, Closeness] | None = None
+        self.record_events = True
+        """Whether the listening journal may be written (``musicmap serve --no-record`` says no)."""
         self._sandbox = sql.Sandbox(self._new_cursor, lambda: self.index, lambda: self._index)
         self.index_kind = "auto"
         """The FAISS index type a rebuild makes: ``auto`` (by size), ``flat``, ``hnsw`` or ``ivfpq``."""
@@ -196,6 +206,8 @@ class Store:
 
     def close(self) -> None:
         self._db.close()
+        if self._journal is not None:
+            self._journal.close()
 
     def __enter__(self) -> Store:
         return self
@@ -430,9 +442,14 @@ class Store:
     def search(self, seeds: int | Sequence[int] = (), *, vector: np.ndarray | None = None, k: int = 10,
                where: str | None = None, max_per_artist: int | None = None, max_per_album: int | None = None,
                dedupe: bool = False, mmr: float | None = None, min_score: float | None = None,
-               exclude: Sequence[int] = (), timeout: float = 10.0) -> list[Neighbour]:
+               exclude: Sequence[int] = (), timeout: float = 10.0, taste: bool = True) -> list[Neighbour]:
         """Similarity search: seeds (one track id, or several: their centroid) or a raw vector, with
         a SQL filter and variety options (see :mod:`store.search`).
+
+        ``taste`` (the default): once the person has liked, disliked, played or skipped anything
+        (:meth:`record`), the list is steered by it (:mod:`store.taste`): disliked tracks never
+        appear, tracks near liked ones move up, near disliked or skipped ones down, each with its
+        :class:`~store.TasteNote`. ``taste=False`` gives plain similarity.
 
         Returns
         -------
@@ -447,9 +464,111 @@ class Store:
             parameter (named), or a bad ``where`` expression (with DuckDB's message).
         """
         opts = SearchOptions(k=k, where=where, max_per_artist=max_per_artist, max_per_album=max_per_album,
-                             dedupe=dedupe, mmr=mmr, min_score=min_score)
+                             dedupe=dedupe, mmr=mmr, min_score=min_score, taste=taste)
         seed_ids = [int(seeds)] if isinstance(seeds, (int, np.integer)) else [int(s) for s in seeds]
-        return search.run(self, seed_ids, vector, opts, exclude=exclude, timeout=timeout)
+        return search.run(self, seed_ids, vector, opts, exclude=exclude, timeout=timeout,
+                          steer=self.steer() if opts.taste else None)
+
+    # --- taste: the listening journal (store/journal.py) and what it does (store/taste.py) ----
+
+    @property
+    def journal(self) -> Journal:
+        """The listening journal of this store (``taste.sqlite``), opened on first use."""
+        if self._journal is None:
+            self._journal = Journal(self.path, read_only=not self.record_events)
+        return self._journal
+
+    def record(self, events: Sequence[Event]) -> list[Recorded]:
+        """Record listening events (:class:`store.Event`): each track must exist now.
+
+        Raises
+        ------
+        TrackNotFound
+            An id that is not a track of the store (never was, or was pruned).
+        InvalidQuery
+            A bad event (named), too many at once or too fast (:class:`store.TooManyEvents`).
+        NotRecording
+            The journal cannot be written (read-only).
+        """
+        ids = sorted({int(e.track_id) for e in events
+                      if isinstance(e.track_id, int) and not isinstance(e.track_id, bool)})
+        identity: dict[int, tuple[str | None, str | None]] = {}
+        if ids:
+            with self._cursor() as cur:
+                rows = cur.execute("SELECT id, path, fingerprint FROM tracks WHERE id IN (SELECT unnest(?::BIGINT[]))",
+                                   [ids]).fetchall()
+            identity = {int(r[0]): (r[1], r[2]) for r in rows}
+            for track_id in ids:
+                if track_id not in identity:
+                    raise TrackNotFound(track_id, self.path)
+        return self.journal.record(events, identity)
+
+    def _current_ids(self, events: pd.DataFrame) -> pd.Series:
+        """Each event's current track id (:func:`store.taste.resolve_ids`), reading only the tracks
+        the events name (by id, fingerprint or path)."""
+        if events.empty:
+            return pd.Series([], dtype="int64")
+        ids = sorted({int(i) for i in events["track_id"]})
+        fps = sorted({f for f in events["fingerprint"] if isinstance(f, str)})
+        paths = sorted({p for p in events["path"] if isinstance(p, str)})
+        with self._cursor() as cur:
+            tracks = cur.execute(
+                "SELECT id, path, fingerprint FROM tracks WHERE id IN (SELECT unnest(?::BIGINT[])) "
+                "OR fingerprint IN (SELECT unnest(?::VARCHAR[])) OR path IN (SELECT unnest(?::VARCHAR[]))",
+                [ids, fps, paths]).df()
+        return resolve_ids(events, tracks)
+
+    def taste(self, *, since: float | None = None) -> Taste:
+        """The person's taste as the journal has it now (:func:`store.taste.derive`); ``since``
+        (Unix seconds) counts only the events from then on."""
+        events = self.journal.events()
+        with self.holding():
+            return derive(events, self._current_ids(events), since=since)
+
+    def closeness(self) -> Closeness:
+        """The library's scale of "close" (:class:`store.taste.Closeness`), measured once per index."""
+        index = self.index
+        key = (id(index), int(index.ntotal))
+        if self._closeness is None or self._closeness[0] != key:
+            with self._cursor() as cur:
+                ids = np.asarray(cur.execute("SELECT track_id FROM embeddings").fetchnumpy()["track_id"], np.int64)
+            self._closeness = (key, closeness(index, ids))
+        return self._closeness[1]
+
+    def steer(self) -> Steer | None:
+        """The person's taste bound to this store's vectors, or None while there is none
+        (kept until the journal or the index changes)."""
+        index = self.index
+        key = (self.journal.stamp(), id(index), int(index.ntotal))
+        if self._steer is None or self._steer[0] != key:
+            taste = self.taste()
+            steer = None
+            if not taste.empty:
+                held = index_ids(index)
+                indexed = {i for i in taste.tracks if i in set(held[np.isin(held, list(taste.tracks))].tolist())}
+                steer = Steer.bind(taste, index, self.closeness(), indexed)
+            self._steer = (key, steer)
+        return self._steer[1]
+
+    def mix(self, *, n: int = 30, since: float | None = None, where: str | None = None,
+            max_per_artist: int | None = None, max_per_album: int | None = None,
+            dedupe: bool = False) -> list[MixItem]:
+        """``n`` tracks from what the person played and liked since ``since`` (Unix seconds;
+        default 30 days ago) and has not heard since (:func:`store.taste.mix`).
+
+        Raises
+        ------
+        InvalidQuery
+            Nothing liked or played in that time, or a bad option.
+        """
+        since = time.time() - MIX_SINCE_S if since is None else float(since)
+        steer = self.steer()
+        if steer is None:
+            raise InvalidQuery("nothing to mix from yet: no track was liked or played (like a few, or play "
+                               "them, then ask again)")
+        with self.holding():
+            return mix(self, steer, n=n, since=since, where=where, max_per_artist=max_per_artist,
+                       max_per_album=max_per_album, dedupe=dedupe)
 
     def sound_tags(self) -> SoundTags:
         """The tags ``find`` reads (:class:`store.SoundTags`), kept until the database changes."""
@@ -470,7 +589,7 @@ class Store:
     def find(self, text: str, *, k: int = 10, where: str | None = None, max_per_artist: int | None = None,
              max_per_album: int | None = None, dedupe: bool = False, like: int | None = None,
              centroid: float = 0.0, synonyms: bool = True, fuzzy: bool = True,
-             timeout: float = 10.0) -> FindResult:
+             timeout: float = 10.0, taste: bool = True) -> FindResult:
         """Tracks by a description of their sound: ``store.find("calm piano without drums")``, or
         ``like=42`` for that track's neighbours re-ranked by the words (see :mod:`store.find`).
 
@@ -488,7 +607,10 @@ class Store:
         opts = FindOptions(k=k, where=where, max_per_artist=max_per_artist, max_per_album=max_per_album,
                                 dedupe=dedupe, like=like, centroid=centroid, synonyms=synonyms, fuzzy=fuzzy)
         with self.holding():
-            return run_find(self, self.sound_tags(), text, opts, timeout=timeout)
+            steer = self.steer() if taste else None
+            result = run_find(self, self.sound_tags(), text, opts, timeout=timeout, steer=steer)
+            result.taste = steer.taste.summary() if steer is not None else None
+            return result
 
     def track_rows(self, ids: Sequence[int]) -> dict[int, TrackRow]:
         """Rows of ``tracks`` by id, as plain dicts (no DataFrame on the hot path). Rows read

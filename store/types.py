@@ -115,12 +115,26 @@ class TrackRow(TypedDict, total=False):
 
 
 @dataclass(frozen=True)
+class TasteNote:
+    """How the person's taste moved a track in a list: ``shift`` added to its cosine for the
+    ranking (the score shown stays the cosine), and ``why`` in words."""
+
+    shift: float
+    why: str
+
+    def as_json(self) -> dict[str, object]:
+        return {"shift": self.shift, "why": self.why}
+
+
+@dataclass(frozen=True)
 class Neighbour:
-    """One similarity result. ``score`` is the cosine similarity to the query."""
+    """One similarity result. ``score`` is the cosine similarity to the query; ``taste``, when the
+    person's taste moved it in the list, by how much and why (:mod:`store.taste`)."""
 
     track_id: int
     score: float
     track: TrackRow
+    taste: TasteNote | None = None
 
 
 @dataclass(frozen=True)

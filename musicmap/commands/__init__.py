@@ -2,7 +2,28 @@
 
 from types import ModuleType
 
-from . import demo, doctor, export, extend, find, index, info, ingest, map, path, serve, similar, sql, tag
+from . import (
+    demo,
+    dislike,
+    doctor,
+    export,
+    extend,
+    find,
+    index,
+    info,
+    ingest,
+    like,
+    map,
+    mix,
+    path,
+    played,
+    serve,
+    similar,
+    skipped,
+    sql,
+    tag,
+    taste,
+)
 
-COMMANDS: tuple[ModuleType, ...] = (index, ingest, map, similar, find, path, extend, tag, sql, export, serve,
-                                    demo, info, doctor)
+COMMANDS: tuple[ModuleType, ...] = (index, ingest, map, similar, find, path, extend, mix, like, dislike, played,
+                                    skipped, taste, tag, sql, export, serve, demo, info, doctor)

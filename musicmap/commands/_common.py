@@ -113,3 +113,30 @@ def run_settings(settings: dict[str, Any] | None) -> str:
     if settings.get("styles") is False:
         parts.append("no styles")
     return ", ".join(parts)
+
+
+def add_taste(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-taste", dest="taste", action="store_false",
+                        help="plain similarity: leave the likes, dislikes, plays and skips you recorded out "
+                             "(by default they steer the list once there are any)")
+
+
+def taste_line(store: Store, on: bool) -> dict[str, int] | None:
+    """Say on stderr that the person's taste steers the list (and how to turn it off); return its
+    summary for ``--json`` (None when it does not steer)."""
+    import logging
+
+    steer = store.steer() if on else None
+    if steer is None:
+        return None
+    s = steer.taste.summary()
+    logging.getLogger("musicmap").info(
+        "steered by your taste (%d liked, %d disliked, %d plays, %d skips; --no-taste for plain similarity)",
+        s["liked"], s["disliked"], s["plays"], s["skips"])
+    return s
+
+
+def why(note: object) -> str:
+    """Two spaces and the taste's reason for moving a result, or nothing."""
+    text = getattr(note, "why", None)
+    return f"  {text}" if text else ""

@@ -21,7 +21,7 @@ from store import Store, playlist_tracks, read_m3u
 from .. import exits
 from ..errors import UserError
 from ..settings import Settings
-from ._common import add_json, add_store, print_json
+from ._common import add_json, add_store, add_taste, print_json, taste_line, why
 
 NAME = "extend"
 HELP = "add tracks that fit an M3U playlist"
@@ -42,6 +42,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--m3u", metavar="FILE.m3u", help="write the new tracks as an M3U playlist ('-': stdout)")
     p.add_argument("--with-playlist", dest="with_playlist", action="store_true",
                    help="the M3U holds the playlist's tracks first, then the new ones")
+    add_taste(p)
     add_json(p)
 
 
@@ -56,7 +57,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             raise UserError(f"none of the {len(unknown)} entries of {args.playlist} is a track of {settings.store}"
                             + ("" if unknown else " (the playlist is empty)"))
         added = store.extend(ids, n=args.n, mode=args.mode, where=args.where, max_per_artist=args.max_per_artist,
-                             max_per_album=args.max_per_album, dedupe=args.dedupe)
+                             max_per_album=args.max_per_album, dedupe=args.dedupe, taste=args.taste)
+        taste = taste_line(store, args.taste)
         out_ids = (ids if args.with_playlist else []) + [a.track_id for a in added]
         if args.m3u == "-":
             from store.m3u import m3u_bytes
@@ -69,13 +71,14 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             write_m3u(store, out_ids, args.m3u)
             logger.info("wrote %d tracks to %s", len(out_ids), args.m3u)
     if args.json:
-        print_json({"playlist": ids, "unknown": unknown, "mode": args.mode,
-                    "added": [{"track_id": a.track_id, "score": round(a.score, 6), **a.track} for a in added]})
+        print_json({"playlist": ids, "unknown": unknown, "mode": args.mode, "taste": taste,
+                    "added": [{"track_id": a.track_id, "score": round(a.score, 6), **a.track,
+                               **({"taste": a.taste.as_json()} if a.taste else {})} for a in added]})
         return exits.OK
     print(f"{len(added)} tracks for {args.playlist} ({len(ids)} tracks in the store"
           + (f", {len(unknown)} not" if unknown else "") + "):")
     for rank, a in enumerate(added, start=1):
         t = a.track
         print(f"{rank:3d}. {a.score:.3f}  #{a.track_id:<6d} {t.get('artist') or '?'} - {t.get('title') or '?'}"
-              f"  [{t.get('genre') or '-'}]")
+              f"  [{t.get('genre') or '-'}]{why(a.taste)}")
     return exits.OK

@@ -29,7 +29,7 @@ from store import Store
 from .. import exits
 from ..errors import UserError
 from ..settings import Settings
-from ._common import add_json, add_store, print_json
+from ._common import add_json, add_store, add_taste, print_json, taste_line
 
 NAME = "find"
 HELP = "find tracks by a description of their sound (\"calm piano without drums\")"
@@ -51,6 +51,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--centroid", type=float, default=0.0, metavar="BETA",
                    help="move toward what the best hits sound like: 0 words only (default), 1 sound only")
     p.add_argument("--m3u", metavar="FILE.m3u", help="also write the results as an M3U playlist")
+    add_taste(p)
     add_json(p)
 
 
@@ -61,7 +62,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     with Store.open(settings.store) as store:
         like = store.resolve_track(args.like) if args.like is not None else None
         found = store.find(text, k=args.k, where=args.where, max_per_artist=args.max_per_artist,
-                           max_per_album=args.max_per_album, dedupe=args.dedupe, like=like, centroid=args.centroid)
+                           max_per_album=args.max_per_album, dedupe=args.dedupe, like=like, centroid=args.centroid,
+                           taste=args.taste)
+        if found.results:
+            taste_line(store, args.taste)
         like_row = store.track(like) if like is not None else None
         if args.m3u and found.results:
             from store.m3u import write_m3u
@@ -88,8 +92,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     for rank, r in enumerate(found.results, start=1):
         t = r.track
         why = ", ".join(f"{m['word']} {m['strength']:.2f}" for m in r.matched if m["strength"] is not None)
+        moved = f"  {r.taste.why}" if r.taste is not None else ""
         print(f"{rank:3d}. {r.score:.3f}  #{r.track_id:<6d} {t.get('artist') or '?'} - {t.get('title') or '?'}"
-              f"  [{why}]")
+              f"  [{why}]{moved}")
     if found.untagged:
         print(f"  ({found.untagged} tracks have no sound tags yet and were not searched: run musicmap index again)")
     return exits.OK

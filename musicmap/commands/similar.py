@@ -26,7 +26,7 @@ from store import Neighbour, Store, is_whole_number
 from .. import exits
 from ..errors import UserError
 from ..settings import Settings
-from ._common import add_json, add_store, print_json, store_embedder
+from ._common import add_json, add_store, add_taste, print_json, store_embedder, taste_line, why
 
 NAME = "similar"
 HELP = "list the tracks most similar to a track, a file or a text match"
@@ -50,13 +50,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-score", dest="min_score", type=float, metavar="S",
                    help="every track with cosine similarity at least S (at most -k of them)")
     p.add_argument("--m3u", metavar="FILE.m3u", help="also write the results as an M3U playlist")
+    add_taste(p)
     add_json(p)
 
 
 def search_options(args: argparse.Namespace) -> dict[str, Any]:
     """The search options of ``musicmap similar`` as keyword arguments for ``Store.search``."""
     return {"where": args.where, "max_per_artist": args.max_per_artist, "max_per_album": args.max_per_album,
-            "dedupe": args.dedupe, "mmr": args.mmr, "min_score": args.min_score}
+            "dedupe": args.dedupe, "mmr": args.mmr, "min_score": args.min_score, "taste": args.taste}
 
 
 def resolve_query(store: Store, query: str | list[str], settings: Settings, k: int,
@@ -90,6 +91,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         raise UserError(f"-k {args.k}: must be at least 1")
     with Store.open(settings.store) as store:
         query, neighbours = resolve_query(store, args.query, settings, args.k, **search_options(args))
+        taste = taste_line(store, args.taste)
         model = store.manifest.model
         if args.m3u:
             from store.m3u import write_m3u
@@ -100,7 +102,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         print_json({
             "query": query,
             "model": {"id": model.id, "label": model.label, "kind": model.kind},
-            "results": [{"track_id": n.track_id, "score": round(n.score, 6), **n.track} for n in neighbours],
+            "taste": taste,
+            "results": [{"track_id": n.track_id, "score": round(n.score, 6), **n.track,
+                         **({"taste": n.taste.as_json()} if n.taste else {})} for n in neighbours],
         })
         return exits.OK
     if query["type"] == "track":
@@ -113,7 +117,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     for rank, n in enumerate(neighbours, start=1):
         t = n.track
         print(f"{rank:3d}. {n.score:.3f}  #{n.track_id:<6d} {t.get('artist') or '?'} - {t.get('title') or '?'}"
-              f"  [{t.get('genre') or '-'}]")
+              f"  [{t.get('genre') or '-'}]{why(n.taste)}")
     if not neighbours:
         print("  (no tracks match)")
     return exits.OK

@@ -228,4 +228,4 @@ def test_the_keyword_options_are_search_options_fields() -> None:
 
     fields = {f.name for f in dataclasses.fields(SearchOptions)} - {"k"}
     assert set(SimilarOptions.__annotations__) | set(VarietyOptions.__annotations__) == fields
-    assert set(VarietyOptions.__annotations__) == {"where", "max_per_artist", "max_per_album", "dedupe"}
+    assert set(VarietyOptions.__annotations__) == {"where", "max_per_artist", "max_per_album", "dedupe", "taste"}
