@@ -18,8 +18,8 @@ back gets a new id, and its events find it again by fingerprint, then by path
 (:meth:`Journal.resolve`).
 
 **Duplicates.** Each event has a ``key``: the client's own (a scrobble's time, an idempotency key),
-or ``source|kind|track|time`` to the millisecond; a second event with the same key is recognised
-and not stored again (the answer says so).
+or ``source|kind|track|time`` to the millisecond (and the seconds heard or skipped at); a second
+event with the same key is recognised and not stored again (the answer says so).
 """
 
 from __future__ import annotations
@@ -151,7 +151,8 @@ class Event:
         if self.key is not None:
             return f"{self.source}|{self.key}"
         assert self.at is not None
-        return f"{self.source}|{'undo ' if self.undo else ''}{self.kind}|{self.track_id}|{self.at:.3f}"
+        seconds = "" if self.seconds is None else f"|{self.seconds:.3f}"
+        return f"{self.source}|{'undo ' if self.undo else ''}{self.kind}|{self.track_id}|{self.at:.3f}{seconds}"
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,12 @@ candidates of a list (a pool larger than the list) are re-ranked by ``cosine + s
     shift = spread · (A · tanh(Σ⁺ wᵢ K(sᵢ)) − B · tanh(Σ⁻ |wᵢ| K(sᵢ)))
 
 over the tracks with a positive (liked, played) and a negative (disliked, skipped) weight,
-``sᵢ`` the candidate's cosine to track ``i``, and ``K(s) = clip((s − μ) / (τ − μ), 0, 1)²``: 0 for a
-track no closer than two random tracks of this library (μ, the mean cosine of random pairs), 1
-within a track's 10-nearest-neighbour radius (τ, the median over sampled tracks).
-``spread = τ − μ``: the shift is measured in the library's own scale of "close". A disliked track
+``sᵢ`` the candidate's cosine to track ``i``, and ``K(s) = clip((s − μ) / (1 − μ), 0, 1)^p``: 0 for a
+track no closer than two random tracks of this library (μ, the mean cosine of random pairs), ½ at
+a track's 10-nearest-neighbour radius (τ, the median over sampled tracks; ``p`` is set so), 1 for
+the track itself.
+``spread = τ − μ``: the shift is measured in the library's own scale of "close". A skipped track
+itself moves down once more (it was skipped, its neighbours only sound like it). A disliked track
 is never listed (unless asked for by id, as a seed). Each moved track says why
 ("↑ close to 3 tracks you liked", "↓ sounds like one you skipped twice"). The scores shown stay
 cosine similarities; the shift is reported beside them.
@@ -198,8 +200,16 @@ class Closeness:
     def spread(self) -> float:
         return max(self.tau - self.mu, 1e-3)
 
+    @property
+    def power(self) -> float:
+        """The exponent that puts :meth:`kernel` at one half on τ."""
+        reach = min(max(self.spread / max(1.0 - self.mu, 1e-6), 1e-6), 1.0 - 1e-6)
+        return float(np.log(0.5) / np.log(reach))
+
     def kernel(self, sims: np.ndarray) -> np.ndarray:
-        return np.clip((sims - self.mu) / self.spread, 0.0, 1.0) ** 2
+        """How close cosines ``sims`` are, from 0 (no closer than random pairs, μ) through ½ (a
+        10th neighbour, τ) to 1 (the same vector)."""
+        return np.clip((sims - self.mu) / max(1.0 - self.mu, 1e-6), 0.0, 1.0) ** self.power
 
 
 def closeness(index: faiss.Index, ids: np.ndarray) -> Closeness:
@@ -254,6 +264,8 @@ class Steer:
         pos = np.clip(self.weights, 0, None)
         neg = np.clip(-self.weights, 0, None)
         shift = self.scale.spread * (A_UP * np.tanh(kern @ pos) - B_DOWN * np.tanh(kern @ neg))
+        own = {int(i): float(w) for i, w in zip(self.ids, self.weights, strict=True) if w < 0}
+        shift -= self.scale.spread * B_DOWN * np.array([np.tanh(-own.get(int(i), 0.0)) for i in ids])
         notes = [self._note(float(s), kern[i]) for i, s in enumerate(shift)]
         return shift, notes
 
