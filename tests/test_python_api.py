@@ -99,3 +99,29 @@ def test_bad_input_is_named(demo_store: DemoStore, tmp_path: Path) -> None:
             lib.sql("SELEC 1")
         with pytest.raises(InvalidQuery, match="k must be"):
             lib.similar(int(lib.vectors()[0][0]), k=0)
+
+
+def test_taste_from_python(demo_store: DemoStore, tmp_path: Path) -> None:
+    """like / dislike / played / skipped record into a copy's journal; lists say how taste moved them."""
+    import shutil
+
+    import musicmap
+
+    folder = shutil.copytree(demo_store.store, tmp_path / "store")
+    with musicmap.open(folder) as lib:
+        plain = lib.similar(1, k=10)
+        assert plain["taste"].isna().all()
+        lib.like(*plain["track_id"].iloc[5:8].tolist())
+        lib.dislike(int(plain["track_id"].iloc[0]))
+        lib.played(2, seconds=30, of=30)
+        assert lib.skipped(3, at=2)[0]["kind"] == "skipped"
+        steered = lib.similar(1, k=10)
+        assert int(plain["track_id"].iloc[0]) not in steered["track_id"].tolist()
+        assert steered["taste"].notna().any()
+        assert lib.similar(1, k=10, taste=False)["track_id"].tolist() == plain["track_id"].tolist()
+        taste = lib.taste()
+        assert taste.attrs["summary"]["liked"] == 3 and taste["weight"].iloc[0] > 0
+        assert len(lib.events()) == 6
+        mix = lib.mix(5)
+        assert len(mix) == 5 and mix["why"].str.startswith("like #").all()
+        assert lib.like(5, undo=True)[0]["undo"]
