@@ -195,10 +195,13 @@ class Journal:
     def writable(self) -> bool:
         return self.why_not is None
 
-    def _connect(self) -> sqlite3.Connection | None:
-        """The connection (opened once); None when read-only and there is no journal yet."""
+    def _connect(self, *, create: bool = False) -> sqlite3.Connection | None:
+        """The connection (opened once); None while there is no journal file yet and ``create`` is
+        False (reading never makes one: a store nobody recorded in stays as it was)."""
         if self._con is not None:
             return self._con
+        if not create and not self.path.is_file():
+            return None
         try:
             if self.writable:
                 con = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False,
@@ -263,7 +266,7 @@ class Journal:
         with self._lock:
             for source in {e.source for e in checked}:
                 self._admit(source, sum(e.source == source for e in checked), now)
-            con = self._connect()
+            con = self._connect(create=True)
             assert con is not None
             try:
                 con.execute("BEGIN IMMEDIATE")
@@ -339,7 +342,8 @@ class Journal:
             raise NotRecording(f"cannot forget listening events: {self.why_not}")
         with self._lock:
             con = self._connect()
-            assert con is not None
+            if con is None:
+                return 0
             if track_ids is None:
                 n = con.execute("DELETE FROM events").rowcount
             else:

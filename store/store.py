@@ -728,6 +728,9 @@ class Store:
                 last_run = cur.execute("SELECT id, started_at, finished_at, status, scanned, added, updated, "
                                        "unchanged, failed, " + ("settings" if has_settings else "NULL") +
                                        " FROM runs ORDER BY id DESC LIMIT 1").fetchone()
+                tagged_row = cur.execute("SELECT count(DISTINCT track_id) FROM sound_tags").fetchone() \
+                    if schema.has_column(cur, "sound_tags", "track_id") else None
+        tagged = tagged_row[0] if tagged_row else 0
         size = sum(p.stat().st_size for p in self.path.iterdir() if p.is_file())
         run = None
         if last_run:
@@ -743,6 +746,8 @@ class Store:
             "tracks": tracks,
             "embeddings": self.count("embeddings"),
             "failures": self.count("failures"),
+            "sound_tagged": int(tagged),
+            "taste": self.taste().summary(),
             "index": dict(self.manifest.index),
             "projections": self.projection_info(),
             "genres": genres,

@@ -35,6 +35,8 @@ def test_info(demo_store: DemoStore) -> None:
     assert sum(info["genres"].values()) == len(demo_store.tracks)
     assert info["index"]["type"] == "flat" and info["index"]["ntotal"] == len(demo_store.tracks)
     assert info["failures"] == 0
+    assert info["sound_tagged"] == len(demo_store.tracks)  # every track has words (musicmap find)
+    assert info["taste"]["events"] == 0 and not (Path(demo_store.store) / "taste.sqlite").exists()  # read: not made
     on_disk = sum(f.stat().st_size for f in Path(demo_store.store).rglob("*") if f.is_file())
     assert 0.5 * on_disk <= info["size_bytes"] <= 1.5 * on_disk  # the store's size, roughly (files change)
     human = run_cli("info", "--store", demo_store.store, check=True).stdout

@@ -48,6 +48,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         print("map        none yet: musicmap map")
     genres = ", ".join(f"{g} {n}" for g, n in list(info["genres"].items())[:8])
     print(f"genres     {genres}")
+    print(f"words      {info['sound_tagged']} of {info['embeddings']} tracks have sound tags (musicmap find)")
+    t = info["taste"]
+    print(f"taste      {t['events']} events: {t['liked']} liked, {t['disliked']} disliked, {t['plays']} plays, "
+          f"{t['skips']} skips" + ("" if t["events"] else " (musicmap like, the explorer, a player)"))
     if info["last_run"]:
         r = info["last_run"]
         print(f"last run   #{r['id']} {r['status']} at {r['started_at']}: {r['added']} added, "
