@@ -403,6 +403,9 @@ def seed_vector(store: Searchable, seed_ids: list[int], index: faiss.Index) -> n
     TrackNotFound, InvalidQuery
         A seed that does not exist, or has no vector yet.
     """
+    for seed in seed_ids:
+        if not 0 <= seed < 2**63:  # no track has it (and FAISS would overflow on it)
+            raise TrackNotFound(seed, store.path)
     try:
         vectors = vectors_of(index, seed_ids)
     except RuntimeError:
