@@ -4,7 +4,9 @@ Endpoints (``.view`` suffix optional; GET or form POST; ``f=xml`` (default), ``j
 
     ping, getOpenSubsonicExtensions (public, as the specification requires),
     getSonicSimilarTracks (id, count=10), findSonicPath (startSongId, endSongId, count=25),
-    getSimilarSongs2 (id: an artist id, or a song id; count=50), getSong (id), stream (id)
+    getSimilarSongs2 (id: an artist id, or a song id; count=50), getSong (id), stream (id),
+    scrobble (id..., time..., submission=true), star (id...), unstar (id...), setRating (id, rating),
+    getStarred2, getPlaylists, getPlaylist (id)
 
 Following the OpenSubsonic specification (``sonicSimilarity`` extension, version 1): results are
 ``sonicMatch`` entries — a ``Child`` and a ``similarity`` normalised to 0..1 (musicmap's cosine
@@ -16,6 +18,19 @@ Authentication maps Subsonic's to the server's token (``musicmap serve --token``
 ``enc:`` hex), ``t`` = md5(token + ``s``), or ``apiKey``; ``u`` is any user name. A server without
 a token (loopback only) accepts every request. Track ids are musicmap's; artist and album ids are
 ``ar-``/``al-`` and a hash of the name.
+
+Players feed the person's taste (issue #31, :mod:`store.taste`): ``scrobble`` with ``submission=true``
+(the default) records a ``played`` event, ``submission=false`` ("now playing") notes the track,
+and a new "now playing" from the same user and client before the previous track's end (and before
+it was scrobbled) records that one ``skipped`` at the second reached; ``time`` (milliseconds since
+1970) dates the event and makes its key, so a scrobble sent twice is recorded once. ``star`` is
+``liked``, ``unstar`` takes it back; ``setRating`` 1 is ``disliked``, 4 or 5 ``liked``, 0, 2 or 3
+take both back. The source of each event is ``subsonic:<c>`` (the client's name). ``getStarred2``
+lists the liked songs; ``getPlaylists`` lists one playlist, "musicmap · For you", made afresh from
+:meth:`store.Store.mix` each time it is asked for (empty until something is liked or played). Every
+list (``getSonicSimilarTracks``, ``findSonicPath``, ``getSimilarSongs2``) is steered by that taste:
+disliked songs never appear. A server that does not record (``Store.record_events`` False, or a
+read-only store folder) answers the recording methods with an error saying so.
 
 Each method is a method of :class:`Subsonic` under one ``@method(name, *args)`` line, its row of
 :data:`METHODS` (the OpenSubsonic name, its parameters as :class:`Arg`); one dispatcher,
@@ -30,18 +45,35 @@ import hmac
 import json
 import mimetypes
 import re
+import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import PurePath
 from typing import Any, Literal, TypeVar
 from xml.etree import ElementTree as ET
 
 from flask import Flask, Response, request
+from werkzeug.datastructures import MultiDict
 
-from store import Store, StoreError, TrackNotFound, TrackRow, is_whole_number, l2_normalise, relative_to_roots
+from store import (
+    Event,
+    InvalidQuery,
+    NotRecording,
+    Store,
+    StoreError,
+    TrackNotFound,
+    TrackRow,
+    is_whole_number,
+    l2_normalise,
+    relative_to_roots,
+)
+from store.journal import FUTURE_SLACK_S, MAX_SECONDS
 from store.listening import MAX_PATH
 from store.search import artist_key, vectors_of
+from store.taste import LATE_SKIP_SHARE, Taste
 
 from .limits import SUBSONIC_MAX_COUNT
 
@@ -51,6 +83,13 @@ NAMESPACE = "http://subsonic.org/restapi"
 EXTENSIONS = [{"name": "sonicSimilarity", "versions": [1]}, {"name": "apiKeyAuthentication", "versions": [1]},
               {"name": "formPost", "versions": [1]}]
 _CALLBACK = re.compile(r"^[A-Za-z_$][\w$.]{0,63}$")
+_NOT_SOURCE = re.compile(r"[^A-Za-z0-9_.:@ -]")
+NOT_RECORDING = ("cannot record listening: this server does not record (its store folder is read-only, or it was "
+                 "started not to record)")
+FOR_YOU_ID = "foryou"
+FOR_YOU_NAME = "musicmap · For you"
+FOR_YOU_SIZE = 30
+"""Songs in the "For you" playlist (:meth:`store.Store.mix`)."""
 
 
 class SubsonicError(Exception):
@@ -67,10 +106,16 @@ def _server_version() -> str:
         return "dev"
 
 
-def _params() -> dict[str, str]:
-    values = dict(request.args.items())
+Params = MultiDict[str, str]
+"""A request's parameters: the query string's, a form post's replacing them name by name; a name
+may repeat (``id=1&id=2``): ``get`` gives the first, ``getlist`` all."""
+
+
+def _params() -> Params:
+    values: Params = MultiDict(request.args)
     if request.method == "POST" and request.mimetype == "application/x-www-form-urlencoded":
-        values.update(request.form.items())
+        for key in request.form:
+            values.setlist(key, request.form.getlist(key))
     return values
 
 
@@ -123,7 +168,7 @@ def failed(code: int, message: str, http_status: int = 200) -> Response:
     return respond("failed", {"error": {"code": code, "message": message}}, http_status)
 
 
-def check_credentials(params: dict[str, str], token: str | None) -> None:
+def check_credentials(params: Mapping[str, str], token: str | None) -> None:
     """Raise :class:`SubsonicError` unless the request's credentials match ``token`` (None: open server)."""
     if "apiKey" in params:
         if any(k in params for k in ("u", "p", "t", "s")):
@@ -176,31 +221,47 @@ class Arg:
     """One parameter of an OpenSubsonic method, read from the query string or a form post.
 
     ``kind``: ``song`` (a track id: not digits is error 70, as the specification has it for an
-    unknown song), ``count`` (a whole number from 1 to ``most``: else error 0) or ``string``. A
-    ``required`` one that is missing or empty is error 10; an optional one is then ``default``.
+    unknown song), ``count`` (a whole number from ``least`` to ``most``: else error 0), ``flag``
+    (``true`` or ``false``: else error 0) or ``string``. A ``required`` one that is missing or empty
+    is error 10; an optional one is then ``default``. ``many``: the parameter may repeat
+    (``id=1&id=2``), and its value is the list of them (empty ones left out; ``[]`` when none).
     """
 
     name: str
-    kind: Literal["song", "count", "string"] = "string"
+    kind: Literal["song", "count", "flag", "string"] = "string"
     required: bool = False
     default: int | None = None
     most: int = SUBSONIC_MAX_COUNT
+    least: int = 1
+    many: bool = False
 
-    def read(self, params: Mapping[str, str]) -> int | str | None:
+    def read(self, params: Params) -> Any:
         """This parameter's value from ``params``; :class:`SubsonicError` when it is missing or bad."""
+        if self.many:
+            raws = [r for r in params.getlist(self.name) if r != ""]
+            if not raws and self.required:
+                raise SubsonicError(10, f"Required parameter is missing: {self.name}")
+            return [self._one(r) for r in raws]
         raw = params.get(self.name)
         if raw is None or raw == "":
             if self.required:
                 raise SubsonicError(10, f"Required parameter is missing: {self.name}")
             return self.default
+        return self._one(raw)
+
+    def _one(self, raw: str) -> int | str | bool:
         if self.kind == "song":
             if not is_whole_number(raw):
                 raise SubsonicError(70, f"Song not found: {raw}")
             return int(raw)
         if self.kind == "count":
-            if not is_whole_number(raw) or not 1 <= int(raw) <= self.most:
-                raise SubsonicError(0, f"{self.name}={raw!r}: give a whole number from 1 to {self.most}")
+            if not is_whole_number(raw) or not self.least <= int(raw) <= self.most:
+                raise SubsonicError(0, f"{self.name}={raw!r}: give a whole number from {self.least} to {self.most}")
             return int(raw)
+        if self.kind == "flag":
+            if raw.lower() not in ("true", "false"):
+                raise SubsonicError(0, f"{self.name}={raw!r}: give true or false")
+            return raw.lower() == "true"
         return raw
 
 
@@ -212,6 +273,15 @@ def song(name: str) -> Arg:
 def count(default: int, most: int = SUBSONIC_MAX_COUNT) -> Arg:
     """``count``: how many songs, ``default`` when not given, at most ``most``."""
     return Arg("count", "count", default=default, most=most)
+
+
+def songs(name: str = "id") -> Arg:
+    """One or more song (track) ids named ``name`` (``id=1&id=2``), at least one."""
+    return Arg(name, "song", required=True, many=True)
+
+
+CLIENT = (Arg("u"), Arg("c"))
+"""Who is playing: the user name and the client's (the ``c`` parameter), for a recording method."""
 
 
 @dataclass(frozen=True)
@@ -240,6 +310,52 @@ def method(name: str, *args: Arg, public: bool = False) -> Callable[[Answer], An
     return declare
 
 
+@dataclass
+class NowPlaying:
+    """The song a user's client said it is playing (``scrobble`` with ``submission=false``): since
+    when (Unix seconds: its ``time``, else when it was said; ``heard``: when it was said, by this
+    server's clock), its length, and whether it was scrobbled as played since."""
+
+    track_id: int
+    since: float
+    heard: float
+    duration: float | None
+    scrobbled: bool = False
+
+
+def source_of(client: str | None) -> str:
+    """The journal's source for a Subsonic client named ``client`` (the ``c`` parameter):
+    ``subsonic:<client>``, other characters than ``[A-Za-z0-9_.:@ -]`` as ``_``, 64 at most."""
+    name = _NOT_SOURCE.sub("_", (client or "").strip())
+    return f"subsonic:{name}"[:64] if name else "subsonic"
+
+
+def _seconds(value: object) -> float | None:
+    """A track's duration as the journal takes it (None when unknown or out of its range)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value <= MAX_SECONDS:
+        return float(value)
+    return None
+
+
+def _iso(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _moment(raw: str | None, now: float) -> float:
+    """A ``time`` parameter (milliseconds since 1970) as Unix seconds (``now`` when not given)."""
+    if raw is None:
+        return now
+    if raw.startswith("-") and is_whole_number(raw[1:]):
+        raise SubsonicError(0, f"time={raw}: before 1970 (give milliseconds since 1 January 1970)")
+    if not is_whole_number(raw):
+        raise SubsonicError(0, f"time={raw!r}: give milliseconds since 1 January 1970 (a whole number)")
+    at = int(raw) / 1000.0
+    if at > now + FUTURE_SLACK_S:
+        raise SubsonicError(0, f"time={raw}: {at - now:.0f} s in the future by this server's clock "
+                               "(give milliseconds since 1 January 1970)")
+    return at
+
+
 def similarity(cosine: float) -> float:
     """The ``sonicSimilarity`` extension's 0..1 for musicmap's cosine: (1 + c) / 2."""
     return round((1.0 + max(-1.0, min(1.0, float(cosine)))) / 2.0, 6)
@@ -255,6 +371,12 @@ class Subsonic:
     def __init__(self, store: Store, *, token: str | None, send_audio: Callable[[int], Response]) -> None:
         self.store, self.token, self.send_audio = store, token, send_audio
         self._roots: list[str] = []
+        self.clock: Callable[[], float] = time.time
+        """This server's clock (Unix seconds), for "now playing" and events without a ``time``."""
+        self._playing: dict[tuple[str, str], NowPlaying] = {}
+        """What each (user, source) is playing now, by the last "now playing"."""
+        self._playing_lock = threading.Lock()
+        self._taste: tuple[object, Taste] | None = None
 
     def endpoint(self, method: str) -> Response:
         """The Flask view of ``/rest/<method>`` (``.view`` suffix optional)."""
@@ -272,6 +394,8 @@ class Subsonic:
             return failed(exc.code, exc.message)
         except TrackNotFound as exc:  # its text names the store's folder: not for the web
             return failed(70, f"no track with id {exc.track_id}")
+        except NotRecording:  # its text may name the store's folder
+            return failed(0, NOT_RECORDING)
         except StoreError as exc:
             return failed(0, str(exc))
 
@@ -318,6 +442,139 @@ class Subsonic:
     def stream(self, args: Args) -> Response:
         return self.send_audio(args["id"])
 
+    # -- taste: what players say was played, liked and disliked ------------------------------------
+    @method("scrobble", songs(), Arg("time", many=True), Arg("submission", "flag", default=True), *CLIENT)
+    def scrobble(self, args: Args) -> Body:
+        """``submission=true``: each song ``played`` (for its length, or the time since its "now
+        playing" when that is shorter); ``false``: each song is now playing, and the song playing
+        before it, cut short and not scrobbled, is ``skipped`` at the second reached. The n-th
+        ``time`` dates the n-th song and keys it (a scrobble sent twice is recorded once)."""
+        self._must_record()
+        now = self.clock()
+        source, who = source_of(args["c"]), (args["u"] or "", source_of(args["c"]))
+        times: list[str] = args["time"]
+        if len(times) > len(args["id"]):
+            raise SubsonicError(0, f"{len(times)} time parameters for {len(args['id'])} id parameters")
+        plays = [(track_id, times[i] if i < len(times) else None) for i, track_id in enumerate(args["id"])]
+        rows = {t: self.store.track(t) for t, _ in plays}  # each must exist: else error 70
+        moments = [_moment(raw, now) for _, raw in plays]
+        events: list[Event] = []
+        with self._playing_lock:
+            playing = self._playing.get(who)
+            for (track_id, raw), at in zip(plays, moments, strict=True):
+                duration = _seconds(rows[track_id].get("duration"))
+                if args["submission"]:
+                    heard = duration
+                    if playing is not None and playing.track_id == track_id and not playing.scrobbled:
+                        playing.scrobbled = True
+                        since = now - playing.heard  # by this server's clock: a client's time may be the start
+                        if since > 0 and (duration is None or since < duration):
+                            heard = min(since, MAX_SECONDS)
+                    events.append(Event("played", track_id, at=at, seconds=heard, duration=duration, source=source,
+                                        key=f"scrobble:{track_id}:{raw}" if raw is not None else None))
+                    continue
+                if playing is not None and playing.track_id == track_id and not playing.scrobbled:
+                    continue  # the same song said again (a client resuming): it plays on
+                if playing is not None and not playing.scrobbled and playing.duration:
+                    reached = at - playing.since
+                    if 0 <= reached < LATE_SKIP_SHARE * playing.duration:  # later: a play that missed its end
+                        events.append(Event("skipped", playing.track_id, at=at, seconds=reached,
+                                            duration=playing.duration, source=source,
+                                            key=f"skipped:{playing.track_id}:{round(playing.since * 1000)}"))
+                playing = NowPlaying(track_id, at, now, duration)
+            if events:
+                self.store.record(events)
+            if playing is not None:
+                self._playing[who] = playing
+        return {}
+
+    @method("star", Arg("id", "song", many=True), Arg("albumId", many=True), Arg("artistId", many=True), *CLIENT)
+    def star(self, args: Args) -> Body:
+        """Each song ``liked`` (musicmap likes songs: albums and artists are refused)."""
+        self._record_songs(args, Event("liked", 0, context={"via": "star"}))
+        return {}
+
+    @method("unstar", Arg("id", "song", many=True), Arg("albumId", many=True), Arg("artistId", many=True), *CLIENT)
+    def unstar(self, args: Args) -> Body:
+        """Each song's likes taken back."""
+        self._record_songs(args, Event("liked", 0, undo=True, context={"via": "unstar"}))
+        return {}
+
+    @method("setRating", song("id"), Arg("rating", "count", required=True, least=0, most=5), *CLIENT)
+    def set_rating(self, args: Args) -> Body:
+        """1: ``disliked``; 4 or 5: ``liked``; 0 (no rating), 2 or 3: both taken back."""
+        self._must_record()
+        track_id, rating, source = args["id"], args["rating"], source_of(args["c"])
+        context = {"via": "setRating", "rating": rating}
+        if rating == 1:
+            events = [Event("disliked", track_id, source=source, context=context)]
+        elif rating >= 4:
+            events = [Event("liked", track_id, source=source, context=context)]
+        else:
+            events = [Event(kind, track_id, source=source, context=context, undo=True)
+                      for kind in ("liked", "disliked")]
+        self.store.record(events)
+        return {}
+
+    @method("getStarred2")
+    def starred2(self, args: Args) -> Body:
+        """The liked songs, the latest first (musicmap stars no albums or artists)."""
+        taste = self._taste_now()
+        liked = sorted((t for t in taste.tracks.values() if t.liked), key=lambda t: -t.last)
+        rows = self.store.track_rows([t.track_id for t in liked])
+        return {"starred2": {"song": [self._child(rows[t.track_id]) for t in liked if t.track_id in rows]}}
+
+    @method("getPlaylists", Arg("username"))
+    def playlists(self, args: Args) -> Body:
+        """One playlist: "musicmap · For you" (:meth:`for_you`)."""
+        summary, _ = self._for_you(args.get("username"))
+        return {"playlists": {"playlist": [summary]}}
+
+    @method("getPlaylist", Arg("id", required=True))
+    def playlist(self, args: Args) -> Body:
+        """"musicmap · For you": a mix made now from what was liked and played in the last 30 days."""
+        if args["id"] != FOR_YOU_ID:
+            raise SubsonicError(70, f"Playlist not found: {args['id']} (musicmap has one: {FOR_YOU_ID})")
+        summary, entries = self._for_you(None)
+        return {"playlist": {**summary, "entry": entries}}
+
+    def _for_you(self, owner: str | None) -> tuple[Body, list[Body]]:
+        """The "For you" playlist's summary and songs, made afresh (:meth:`store.Store.mix`)."""
+        try:
+            mixed = self.store.mix(n=FOR_YOU_SIZE)
+            comment = "Made by musicmap now from the songs you liked and played in the last 30 days."
+        except InvalidQuery:  # nothing liked or played yet
+            mixed = []
+            comment = "Nothing to mix from yet: star or play a few songs, then come back."
+        entries = [self._child(item.neighbour.track) for item in mixed]
+        now = _iso(self.clock())
+        summary = {"id": FOR_YOU_ID, "name": FOR_YOU_NAME, "comment": comment, "owner": owner or "musicmap",
+                   "public": True, "songCount": len(entries), "duration": sum(e.get("duration", 0) for e in entries),
+                   "created": now, "changed": now, "readonly": True}
+        return summary, entries
+
+    def _record_songs(self, args: Args, like: Event) -> None:
+        """``like`` (its kind and undo) for each song of ``args["id"]``, from the client's source."""
+        if args["albumId"] or args["artistId"]:
+            raise SubsonicError(0, "musicmap stars songs only: give id (a song), not albumId or artistId")
+        if not args["id"]:
+            raise SubsonicError(10, "Required parameter is missing: id")
+        self._must_record()
+        source = source_of(args["c"])
+        self.store.record([Event(like.kind, t, source=source, context=like.context, undo=like.undo)
+                           for t in args["id"]])
+
+    def _must_record(self) -> None:
+        if not self.store.record_events or not self.store.journal.writable:
+            raise SubsonicError(0, NOT_RECORDING)
+
+    def _taste_now(self) -> Taste:
+        """:meth:`store.Store.taste`, read again only when the journal changed."""
+        stamp = self.store.journal.stamp()
+        if self._taste is None or self._taste[0] != stamp:
+            self._taste = (stamp, self.store.taste())
+        return self._taste[1]
+
     # -- what the methods share -------------------------------------------------------------------
     def _match(self, track: TrackRow, cosine: float) -> Body:
         """A ``sonicMatch``: the song and its similarity."""
@@ -341,6 +598,9 @@ class Subsonic:
             out["albumId"] = out["parent"] = _name_id("al", f"{row.get('album_artist') or artist or ''}\n{album}")
         if isinstance(artist, str) and artist:
             out["artistId"] = _name_id("ar", artist_key(artist) or artist)
+        liked = self._taste_now().tracks.get(int(row["id"]))
+        if liked is not None and liked.liked:
+            out["starred"] = _iso(liked.last)
         return {k: v for k, v in out.items() if v is not None}
 
     def _relative(self, path: str) -> str:

@@ -164,7 +164,8 @@ def test_each_method_is_a_row_of_the_table_and_documented() -> None:
     from explorer import subsonic
 
     assert set(subsonic.METHODS) == {"ping", "getOpenSubsonicExtensions", "getSonicSimilarTracks", "findSonicPath",
-                                     "getSimilarSongs2", "getSong", "stream"}
+                                     "getSimilarSongs2", "getSong", "stream", "scrobble", "star", "unstar",
+                                     "setRating", "getStarred2", "getPlaylists", "getPlaylist"}
     for name, declared in subsonic.METHODS.items():
         assert callable(getattr(subsonic.Subsonic, declared.attribute)) and name in (subsonic.__doc__ or ""), name
     assert [m.name for m in subsonic.METHODS.values() if m.public] == ["getOpenSubsonicExtensions"]
