@@ -366,6 +366,10 @@ def main() -> None:
             args.store = [str(_demo_store(DEFAULT_STORE))]
         listener(args)
     else:
+        if Path(args.store) == DEFAULT_STORE:
+            from bench_find import _demo_store
+
+            _demo_store(DEFAULT_STORE)
         recording(args)
 
 
