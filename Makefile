@@ -79,6 +79,8 @@ bench: setup
 	$(BIN)/python benchmarks/bench_scale.py engines
 	$(BIN)/python benchmarks/bench_scale.py shards
 	$(BIN)/python benchmarks/bench_explorer.py --sizes 10000,100000 --screenshots test-artifacts/explorer/bench
+	$(BIN)/python benchmarks/bench_taste.py listener --grid
+	$(BIN)/python benchmarks/bench_taste.py recording
 
 # The 1M-vector rows (HNSW: about 10 min for 768-d, 40 for 2304-d, and 20 GB of memory at 2304-d;
 # IVF-PQ: 4 and 13 min; the explorer at 1M tracks: about 15 min, 10 of them writing the store).
