@@ -63,7 +63,9 @@ class ListControls:
 
     def variety(self) -> VarietyOptions:
         """The controls other than ``k`` as keyword arguments for :meth:`store.Store.search`."""
-        options: VarietyOptions = {"dedupe": self.dedupe, "taste": self.taste}
+        options: VarietyOptions = {"dedupe": self.dedupe}
+        if not self.taste:  # steered is the store's default
+            options["taste"] = False
         if self.max_per_artist:
             options["max_per_artist"] = self.max_per_artist
         if self.max_per_album:
