@@ -210,9 +210,18 @@
       context: PLAYERS[player.id] ? {list: PLAYERS[player.id]} : (contexts[track] || {list: "panel"})};
   }, true);
 
-  document.addEventListener("timeupdate", function (e) {
+  // A new source: the old track is left. "emptied" comes before the player's position is reset to 0
+  // (a "timeupdate" at 0 follows), so the last position heard is still the one kept.
+  document.addEventListener("emptied", function (e) {
     var s = sessions[e.target.id];
     if (!s || s.element !== e.target) { return; }
+    leave(s, false);
+    s.done = true;
+  }, true);
+
+  document.addEventListener("timeupdate", function (e) {
+    var s = sessions[e.target.id];
+    if (!s || s.element !== e.target || s.done) { return; }
     var at = e.target.currentTime;
     if (s.last !== null && at > s.last && at - s.last < 2 && !e.target.seeking) { s.heard += at - s.last; }
     s.last = at;
