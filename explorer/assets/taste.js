@@ -60,6 +60,7 @@
       button.type = "button";
       button.className = "thumb-button";
       button.textContent = b[1];
+      button.setAttribute("aria-label", b[2]);
       button.setAttribute("data-thumb", b[0]);
       button.setAttribute("data-thumb-of", String(track));
       if (ids) { button.id = ids[b[0]]; }

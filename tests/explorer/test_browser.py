@@ -491,7 +491,7 @@ def test_with_a_token_the_map_and_its_points_load_through_the_cookie(browser: An
     from tests.conftest import serving
 
     driver = browser
-    with serving(demo_store.store, "--token", "s3cret-token") as url:
+    with serving(demo_store.store, "--token", "s3cret-token", "--no-record") as url:
         driver.get(url + "/")
         assert "token" in driver.find_element(By.TAG_NAME, "body").text.lower()  # refused: no map, no points
         assert driver.execute_script("return window.musicmapPoints === undefined "
@@ -565,7 +565,7 @@ def test_upload_a_clip_shows_a_star_and_its_neighbours(browser: Any, demo_store:
     audio, sr = synthesise("piano", 10.0, seed=7)  # 480 kB as 16-bit wav
     sf.write(clip, audio, sr, subtype="PCM_16")
     sf.write(big, np.tile(audio, 3), sr, subtype="PCM_16")  # 1.4 MB: over the 1 MB limit
-    with serving(demo_store.store, "--allow-upload", "--max-upload-mb", "1") as url:
+    with serving(demo_store.store, "--allow-upload", "--max-upload-mb", "1", "--no-record") as url:
         _load(driver, url + "/", len(demo_store.tracks))
         driver.find_element(By.CSS_SELECTOR, "#upload input[type=file]").send_keys(str(big))
         error = _wait(lambda: driver.find_element(By.ID, "upload-error").text, what="the size refusal")
