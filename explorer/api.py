@@ -15,6 +15,7 @@ import json
 import logging
 import math
 import mimetypes
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -24,14 +25,26 @@ from flask import Flask, Response, jsonify, request, send_file
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter
 
-from store import InvalidQuery, Store, StoreError, TrackNotFound
+from store import Event, InvalidQuery, NotRecording, Store, StoreError, TooManyEvents, TrackNotFound
+from store.journal import KINDS, MAX_BATCH
 from store.listening import MAX_EXTEND, MAX_PATH
 
 from . import art, subsonic
 from .controls import ListControls
 from .figure import COLOR_FIELDS
-from .limits import K_API_MAX, K_DEFAULT, K_PAGE_MAX, PAGE_MAX, SEARCH_MAX, SQL_MAX_ROWS, SQL_TIMEOUT
+from .limits import (
+    K_API_MAX,
+    K_DEFAULT,
+    K_PAGE_MAX,
+    MIX_MAX,
+    MIX_N,
+    PAGE_MAX,
+    SEARCH_MAX,
+    SQL_MAX_ROWS,
+    SQL_TIMEOUT,
+)
 from .mapdata import MapData, release_unused_memory
+from .panels import Recording
 from .params import ERROR, BadRequest, Endpoint, Param, document, ok, read_all
 from .upload import UploadError, Uploads
 
@@ -54,6 +67,8 @@ MAP_FIELDS = ("title", "artist", "album", "genre", "year", "style", "cluster")
 
 TRACK_ID = Param("track_id", "a track id", "integer", location="path")
 WHERE = Param("where", "SQL boolean expression over tracks' columns, e.g. genre = 'Jazz' AND year >= 1970")
+TASTE = Param("taste", "steer the list by the person's taste (likes, dislikes, plays, skips: POST /api/v1/events); "
+                       "false: plain similarity", "boolean", default=True)
 SIMILAR = (
     Param("k", "how many", "integer", minimum=1, maximum=K_API_MAX, default=K_DEFAULT),
     WHERE,
@@ -62,6 +77,7 @@ SIMILAR = (
     Param("dedupe", "drop other copies of the same song (same artist and title)", "boolean"),
     Param("mmr", "maximal marginal relevance λ in (0, 1]: 1 = pure similarity, 0.5 = balanced", "number"),
     Param("min_score", "drop results below this cosine similarity", "number"),
+    TASTE,
 )
 """The options of a similarity search (:class:`store.search.SearchOptions`), as query parameters."""
 VARIETY = (
@@ -69,12 +85,28 @@ VARIETY = (
     Param("max_per_artist", "at most this many per artist, counted over the whole list", "integer", minimum=1),
     Param("max_per_album", "at most this many per album", "integer", minimum=1),
     Param("dedupe", "one version of each song", "boolean"),
+    TASTE,
     Param("format", "json (default) or m3u (an M3U8 playlist)", choices=("json", "m3u")),
 )
 """The variety rules of paths and playlists (:class:`store.search.VarietyOptions`), and the answer's format."""
 IDS_HINT = f"give 1 to {PAGE_MAX} track ids separated by commas, e.g. ids=12,40,7"
+EVENT_FIELDS = ("kind", "track_id", "at", "seconds", "duration", "source", "context", "key", "undo")
+EVENT_SCHEMA: dict[str, Any] = {"type": "object", "required": ["kind", "track_id"], "properties": {
+    "kind": {"type": "string", "enum": list(KINDS)},
+    "track_id": {"type": "integer", "minimum": 0},
+    "at": {"type": "number", "description": "Unix seconds (default: now); at most 5 minutes ahead"},
+    "seconds": {"type": "number", "description": "played: the time heard; skipped: the second skipped at"},
+    "duration": {"type": "number", "description": "the track's length, when known"},
+    "source": {"type": "string", "description": "who records it (default api): explorer, cli, a player's name"},
+    "context": {"type": "object", "description": "the list it came from, e.g. {\"list\": \"similar\", \"of\": 12}"},
+    "key": {"type": "string", "description": "an idempotency key: an event sent again with it is a duplicate"},
+    "undo": {"type": "boolean", "description": "take back: a like/dislike all of the track's, a play/skip the "
+                                               "latest"}}}
+"""One listening event as ``POST /api/v1/events`` takes it (:class:`store.Event`)."""
+TASTE_ROWS = Param("limit", "liked and disliked tracks listed, each", "integer", minimum=0, maximum=PAGE_MAX,
+                   default=20)
 
-ENDPOINTS: dict[str, Endpoint] = {e.path: e for e in (
+ENDPOINTS: dict[str, Endpoint] = {e.key: e for e in (
     Endpoint(f"{API}/tracks", "Tracks, paged and filtered, by id", (
         Param("offset", "first row", "integer", minimum=0, maximum=10**12, default=0),
         Param("limit", "rows per page", "integer", minimum=0, maximum=PAGE_MAX, default=100),
@@ -94,9 +126,9 @@ ENDPOINTS: dict[str, Endpoint] = {e.path: e for e in (
              (TRACK_ID, Param("k", "how many similar tracks", "integer", minimum=1, maximum=K_PAGE_MAX,
                               default=K_DEFAULT), *SIMILAR[1:5],
               Param("path_from", "a song path's chosen start: the panel offers the path from it to this track",
-                    "integer", minimum=0)),
+                    "integer", minimum=0), TASTE),
              {"200": ok("{id, title, byline, fields, cover, audio, styles_heading, styles, problem, similar_heading, "
-                        "similar, select, path, highlight}"), "400": ERROR, "404": ERROR,
+                        "similar, select, path, highlight, thumb, taste, recording}"), "400": ERROR, "404": ERROR,
               "501": ERROR}),
     Endpoint(f"{API}/similar", "Tracks that sound like several tracks together (the centroid of their vectors)",
              (Param("ids", "track ids separated by commas, e.g. 12,40,7", "ids", maximum=PAGE_MAX, required=True,
@@ -132,6 +164,7 @@ ENDPOINTS: dict[str, Endpoint] = {e.path: e for e in (
         Param("like", "a track id: its nearest neighbours, re-ranked by the words", "integer", minimum=0),
         WHERE, *SIMILAR[2:5],
         Param("centroid", "move toward what the best hits sound like: 0 (default) words only, 1 sound only", "number"),
+        TASTE,
         Param("format", "json (default) or m3u (an M3U8 playlist)", choices=("json", "m3u")),
     ), {"200": ok("{query: {type, text, like}, model, understood: [{word, how, negated, tags}], unknown: "
                   "[{word, nearest}], ignored, untagged, reason, results: [track + score + matched]}, or M3U"),
@@ -146,6 +179,35 @@ ENDPOINTS: dict[str, Endpoint] = {e.path: e for e in (
               hint="give one SQL statement, e.g. SELECT genre, count(*) FROM tracks GROUP BY genre"),
         Param("limit", "row cap", "integer", minimum=1, maximum=SQL_MAX_ROWS, default=1000),
     ), {"200": ok("{columns, rows, truncated}"), "400": ERROR}),
+    Endpoint(f"{API}/events", "Record listening events: one event object, or {\"events\": [...]} (at most "
+                              f"{MAX_BATCH}); each answered with what became of it (a duplicate is recognised and "
+                              "not stored); 403 when this server does not record (`musicmap serve --no-record`), "
+                              "429 with Retry-After when a source sends too many", (),
+             {"200": ok("{recorded: [{kind, track_id, at, undo, ids, duplicate, undone}]}"), "400": ERROR,
+              "403": ERROR, "404": ERROR, "429": ERROR},
+             method="post", body={"required": True, "content": {"application/json": {"schema": {"oneOf": [
+                 EVENT_SCHEMA,
+                 {"type": "object", "required": ["events"], "additionalProperties": False, "properties": {
+                     "events": {"type": "array", "items": EVENT_SCHEMA, "minItems": 1, "maxItems": MAX_BATCH}}}]}}}}),
+    Endpoint(f"{API}/events", "The listening journal's latest events, oldest first (undo rows included: kind "
+                              "`undo`, `undoes` the event taken back)", (
+        Param("since", "only events from this time on (Unix seconds)", "number"),
+        Param("limit", "the latest this many", "integer", minimum=1, maximum=PAGE_MAX, default=100),
+    ), {"200": ok("{events: [{id, at, recorded, kind, track_id, seconds, duration, source, context, undoes}]}"),
+        "400": ERROR}),
+    Endpoint(f"{API}/taste", "The person's taste as the journal has it: counts, the liked tracks (highest weight "
+                             "first) and the disliked ones, with their rows; whether this server records and why not",
+             (TASTE_ROWS,),
+             {"200": ok("{summary: {events, tracks, liked, disliked, plays, skips}, recording: {on, why}, steering, "
+                        "liked: [track + weight + plays + skips + last], disliked: [...]}")}),
+    Endpoint(f"{API}/mix", "A mix for the person: tracks not heard lately that fit what was liked and played (its "
+                           "moods kept apart), each with the seed it came from and why; nothing liked or played yet: "
+                           "no results and the `reason`", (
+        Param("n", "how many", "integer", minimum=1, maximum=MIX_MAX, default=MIX_N),
+        Param("since_days", "from what was liked or played in the last this many days (default 30)", "number"),
+        *VARIETY[:4], VARIETY[-1],
+    ), {"200": ok("{n, since, taste, reason, results: [track + score + taste + seed + why]}, or M3U"),
+        "400": ERROR}),
     Endpoint(f"{API}/map", "The map's coordinates, compact: parallel arrays id, x, y (and the fields asked for)",
              (Param("fields", "comma-separated: " + ", ".join(MAP_FIELDS)),),
              {"200": ok("{map, method, quality, n, id, x, y, ...}"), "400": ERROR}),
@@ -180,7 +242,8 @@ ENDPOINTS: dict[str, Endpoint] = {e.path: e for e in (
 
 OPENAPI: dict[str, Any] = document(
     "musicmap explorer API",
-    "Read-only access to a musicmap store: tracks, similar tracks, search, the map, audio.",
+    "Access to a musicmap store: tracks, similar tracks, search, the map, audio (read-only), and the listening "
+    "journal (likes, dislikes, plays, skips) that steers the lists.",
     list(ENDPOINTS.values()))
 
 
@@ -208,22 +271,66 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
+def _note(result: Any) -> dict[str, Any] | None:
+    """A result's taste note (``{"shift", "why"}``: how the person's taste moved it), or None."""
+    note = getattr(result, "taste", None)
+    return None if note is None else note.as_json()
+
+
 def _results(neighbours: list[Any]) -> list[dict[str, Any]]:
     return [{"track_id": n.track_id, "score": round(float(n.score), 6),
-             **{k: _json_safe(v) for k, v in n.track.items()}} for n in neighbours]
+             **{k: _json_safe(v) for k, v in n.track.items()}, "taste": _note(n)} for n in neighbours]
+
+
+def _event(item: Any, where: str) -> Event:
+    """One event of a ``POST /api/v1/events`` body; :class:`BadRequest` naming what is wrong (the
+    values themselves are checked by :meth:`store.Event.checked`)."""
+    if not isinstance(item, dict):
+        raise BadRequest(f"{where}: an event is an object {{kind, track_id, ...}}")
+    unknown = sorted(set(item) - set(EVENT_FIELDS))
+    if unknown:
+        raise BadRequest(f"{where}: unknown field {unknown[0]!r}; an event has {', '.join(EVENT_FIELDS)}")
+    for name in ("kind", "track_id"):
+        if name not in item:
+            raise BadRequest(f"{where}: {name} is required")
+    track_id = item["track_id"]
+    if isinstance(track_id, bool) or not isinstance(track_id, int) or not 0 <= track_id < 2**63:
+        raise BadRequest(f"{where}: track_id {track_id!r}: a track id (a whole number)")
+    if not isinstance(item.get("undo", False), bool):
+        raise BadRequest(f"{where}: undo {item['undo']!r}: true or false")
+    if item.get("context") is not None and not isinstance(item["context"], dict):
+        raise BadRequest(f"{where}: context: an object, e.g. {{\"list\": \"similar\", \"of\": 12}}")
+    return Event(kind=item["kind"], track_id=track_id, at=item.get("at"), seconds=item.get("seconds"),
+                 duration=item.get("duration"), source=item.get("source", "api"), context=item.get("context"),
+                 key=item.get("key"), undo=item.get("undo", False))
+
+
+def events_of(body: Any) -> list[Event]:
+    """The events of a ``POST /api/v1/events`` body: one event object, or ``{"events": [...]}``."""
+    if not isinstance(body, dict):
+        raise BadRequest('send a JSON object: one event {"kind": "liked", "track_id": 12} or {"events": [...]}')
+    if "events" not in body:
+        return [_event(body, "the event")]
+    items = body["events"]
+    if len(body) != 1 or not isinstance(items, list) or not items:
+        raise BadRequest('events: a non-empty list of events, alone in the body: {"events": [...]}')
+    if len(items) > MAX_BATCH:
+        raise BadRequest(f"events: at most {MAX_BATCH} at once, got {len(items)}")
+    return [_event(item, f"events[{i}]") for i, item in enumerate(items)]
 
 
 ROUTES: list[tuple[str, str, bool, str]] = []
-"""Every route of :class:`Api`: (path, endpoint name, hold the store for the request, method name)."""
+"""Every route of :class:`Api`: (operation, e.g. ``GET /api/v1/tracks``, endpoint name, hold the
+store for the request, method name)."""
 
 
-def route(path: str, endpoint: str, *, hold: bool = True) -> Callable[[Handler], Handler]:
+def route(path: str, endpoint: str, *, hold: bool = True, method: str = "GET") -> Callable[[Handler], Handler]:
     """Declare the decorated :class:`Api` method the handler of ``path``: a documented path
     (:data:`ENDPOINTS`) gets its query parameters parsed and checked into ``args``, others an empty
     ``args``; with ``hold``, the store's file is held for the whole request (one connection however
     many reads; not while a clip is embedded)."""
     def declare(fn: Handler) -> Handler:
-        ROUTES.append((path, endpoint, hold, fn.__name__))
+        ROUTES.append((f"{method} {path}", endpoint, hold, fn.__name__))
         return fn
     return declare
 
@@ -236,15 +343,17 @@ class Api:
     panel (:data:`PanelFn`)."""
 
     def __init__(self, store: Store, projection: Callable[[], Any], uploads: Uploads | None = None,
-                 panel: PanelFn | None = None) -> None:
+                 panel: PanelFn | None = None, no_record: str | None = None) -> None:
         self.store, self.projection, self.uploads, self.panel = store, projection, uploads, panel
+        self.no_record = no_record
+        """Why this server records no events (``musicmap serve --no-record``), or None."""
         self.art = art.CoverArt()
         self._map_cache: dict[tuple[int, tuple[str, ...]], bytes] = {}  # gzipped JSON per map, fields
 
-    def handler(self, path: str, method_name: str, hold: bool) -> Callable[..., Response]:
+    def handler(self, operation: str, method_name: str, hold: bool) -> Callable[..., Response]:
         """The Flask view of one route: parse, hold the store, call, and turn errors into JSON with
         the status of their kind."""
-        declared = ENDPOINTS.get(path)
+        declared = ENDPOINTS.get(operation)
         method = getattr(self, method_name)
 
         def view(**kwargs: Any) -> Response:
@@ -258,8 +367,14 @@ class Api:
             # store itself (busy, unreadable: not the client's fault)
             except TrackNotFound as exc:  # its text names the store's folder: not for the web
                 return error(404, f"no track with id {exc.track_id}")
+            except TooManyEvents as exc:
+                response = error(429, str(exc))
+                response.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+                return response
             except InvalidQuery as exc:
                 return error(400, str(exc))
+            except NotRecording as exc:
+                return error(403, str(exc))
             except StoreError as exc:
                 logger.warning("%s: %s", request.path, exc)
                 return error(503, str(exc))
@@ -338,7 +453,8 @@ class Api:
     @route(f"{API}/similar/{{track_id}}", "api_similar")
     def api_similar(self, args: Args, track_id: int) -> Response:
         neighbours = self.store.search(track_id, **_options(args, SIMILAR))
-        return jsonify({"track_id": track_id, "model": self.store.manifest.model.id, "results": _results(neighbours)})
+        return jsonify({"track_id": track_id, "model": self.store.manifest.model.id,
+                        "taste": self.steered(args["taste"]), "results": _results(neighbours)})
 
     @route(f"{API}/panel/{{track_id}}", "api_panel")
     def api_panel(self, args: Args, track_id: int) -> Response:
@@ -355,7 +471,8 @@ class Api:
     def api_similar_many(self, args: Args) -> Response:
         """Tracks like several tracks together (the centroid of their vectors): ``?ids=1,2,3``."""
         neighbours = self.store.search(args["ids"], **_options(args, SIMILAR))
-        return jsonify({"ids": args["ids"], "model": self.store.manifest.model.id, "results": _results(neighbours)})
+        return jsonify({"ids": args["ids"], "model": self.store.manifest.model.id,
+                        "taste": self.steered(args["taste"]), "results": _results(neighbours)})
 
     @route(f"{API}/path", "api_path")
     def api_path(self, args: Args) -> Response:
@@ -364,9 +481,11 @@ class Api:
         steps = self.store.song_path(start, end, length=args["steps"], **_options(args, VARIETY))
         if args["format"] == "m3u":
             return self._m3u([s.track_id for s in steps], f"path-{start}-{end}")
-        return jsonify({"from": start, "to": end, "model": self.store.manifest.model.id, "steps": [
+        return jsonify({"from": start, "to": end, "model": self.store.manifest.model.id,
+                        "taste": self.steered(args["taste"]), "steps": [
             {"track_id": s.track_id, "to_previous": None if s.to_previous is None else round(s.to_previous, 6),
-             "to_end": round(s.to_end, 6), **{k: _json_safe(v) for k, v in s.track.items()}} for s in steps]})
+             "to_end": round(s.to_end, 6), **{k: _json_safe(v) for k, v in s.track.items()}, "taste": _note(s)}
+            for s in steps]})
 
     @route(f"{API}/extend", "api_extend")
     def api_extend(self, args: Args) -> Response:
@@ -376,17 +495,89 @@ class Api:
         if args["format"] == "m3u":
             return self._m3u([a.track_id for a in added], "extension")
         return jsonify({"ids": args["ids"], "mode": mode, "model": self.store.manifest.model.id,
-                        "results": _results(added)})
+                        "taste": self.steered(args["taste"]), "results": _results(added)})
 
     @route(f"{API}/find", "api_find")
     def api_find(self, args: Args) -> Response:
         """Tracks by a description of their sound (:meth:`store.Store.find`); JSON or M3U."""
         found = self.store.find(args["q"], k=args["k"], like=args["like"], centroid=args["centroid"] or 0.0,
-                                **_options(args, (WHERE, *SIMILAR[2:5])))
+                                taste=args["taste"], **_options(args, (WHERE, *SIMILAR[2:5])))
         if args["format"] == "m3u":
             return self._m3u([r.track_id for r in found.results], "find")
-        results = [{k: _json_safe(v) for k, v in r.to_dict().items()} for r in found.results]
+        results = [{**{k: _json_safe(v) for k, v in r.to_dict().items()}, "taste": _note(r)} for r in found.results]
         return jsonify({"model": self.store.manifest.model.id, **found.to_dict(), "results": results})
+
+    # -- taste: the listening journal (store/journal.py) and what it steers -------------------------
+
+    def recording(self) -> Recording:
+        """Whether this server records listening events, and why not: ``{"on": bool, "why": str | None}``."""
+        why = self.no_record or self.store.journal.why_not
+        return Recording(on=why is None, why=why)
+
+    def steered(self, taste: bool) -> dict[str, int] | None:
+        """The taste that steers a list asked with ``taste`` (:meth:`store.taste.Taste.summary`), or
+        None: not asked, or nothing liked, disliked, played or skipped yet."""
+        steer = self.store.steer() if taste else None
+        return None if steer is None else steer.taste.summary()
+
+    @route(f"{API}/events", "api_record", method="POST")
+    def api_record(self, args: Args) -> Response:
+        """Record listening events (:meth:`store.Store.record`): a body of one event or ``{"events": [...]}``."""
+        events = events_of(request.get_json(force=True, silent=True))
+        if self.no_record:
+            raise NotRecording(f"cannot record listening events: {self.no_record}")
+        recorded = self.store.record(events)
+        return jsonify({"recorded": [r.as_json() for r in recorded]})
+
+    @route(f"{API}/events", "api_events")
+    def api_events(self, args: Args) -> Response:
+        frame = self.store.journal.events(since=args["since"], limit=args["limit"])
+        rows = []
+        for r in frame.astype(object).where(frame.notna(), None).to_dict(orient="records"):
+            context = r["context"]
+            with contextlib.suppress(TypeError, ValueError):
+                context = json.loads(context) if isinstance(context, str) else context
+            rows.append({"id": int(r["id"]), "at": r["at"], "recorded": r["recorded"], "kind": r["kind"],
+                         "track_id": int(r["track_id"]), "seconds": r["seconds"], "duration": r["duration"],
+                         "source": r["source"], "context": context,
+                         "undoes": None if r["undoes"] is None else int(r["undoes"])})
+        return jsonify({"events": rows})
+
+    @route(f"{API}/taste", "api_taste")
+    def api_taste(self, args: Args) -> Response:
+        taste = self.store.taste()
+        liked = sorted((t for t in taste.tracks.values() if t.liked), key=lambda t: (-t.weight, -t.last))
+        disliked = sorted((t for t in taste.tracks.values() if t.disliked), key=lambda t: -t.last)
+        liked, disliked = liked[: args["limit"]], disliked[: args["limit"]]
+        rows = self.store.track_rows([t.track_id for t in liked + disliked])
+
+        def listed(tracks: list[Any]) -> list[dict[str, Any]]:
+            return [{"track_id": t.track_id, **{k: _json_safe(v) for k, v in rows.get(t.track_id, {}).items()},
+                     "weight": round(t.weight, 6), "plays": t.plays, "skips": t.skips, "last": t.last}
+                    for t in tracks]
+        return jsonify({"summary": taste.summary(), "recording": self.recording(),
+                        "steering": self.store.steer() is not None, "liked": listed(liked),
+                        "disliked": listed(disliked)})
+
+    @route(f"{API}/mix", "api_mix")
+    def api_mix(self, args: Args) -> Response:
+        """A mix from what the person liked and played (:meth:`store.Store.mix`); JSON or M3U."""
+        days = 30.0 if args["since_days"] is None else args["since_days"]
+        if not 0 < days <= 36500:
+            raise BadRequest(f"since_days={days!r}: give a number of days above 0")
+        since = time.time() - days * 86400.0
+        reason = None
+        try:
+            items = self.store.mix(n=args["n"], since=since, **_options(args, VARIETY[:4]))
+        except InvalidQuery as exc:
+            if not str(exc).startswith("nothing to mix from"):
+                raise
+            items, reason = [], str(exc)
+        if args["format"] == "m3u":
+            return self._m3u([i.neighbour.track_id for i in items], "for-you")
+        results = [{**_results([i.neighbour])[0], "seed": i.seed, "why": i.why} for i in items]
+        return jsonify({"n": args["n"], "since": since, "taste": self.steered(True), "reason": reason,
+                        "results": results})
 
     def _m3u(self, track_ids: list[int], name: str) -> Response:
         from store.m3u import m3u_bytes
@@ -394,7 +585,7 @@ class Api:
         return Response(m3u_bytes(self.store, track_ids), mimetype="audio/x-mpegurl",
                         headers={"Content-Disposition": f'attachment; filename="{name}.m3u8"'})
 
-    @route(UPLOAD_PATH, "api_similar_upload", hold=False)
+    @route(UPLOAD_PATH, "api_similar_upload", hold=False, method="POST")
     def api_similar_upload(self, args: Args) -> Response:
         """Tracks like an uploaded clip (multipart field ``file``, or the raw bytes as the body),
         and where it lands on the map. Only with ``musicmap serve --allow-upload``."""
@@ -415,7 +606,8 @@ class Api:
         where = {"map": data_map.projection, "x": position[0], "y": position[1]} if position else None
         return jsonify({"query": {"type": "upload", "filename": filename[:200], "bytes": len(data),
                                   "position": where},
-                        "model": self.store.manifest.model.id, "results": _results(neighbours)})
+                        "model": self.store.manifest.model.id, "taste": self.steered(args["taste"]),
+                        "results": _results(neighbours)})
 
     @route(f"{API}/search", "api_search")
     def api_search(self, args: Args) -> Response:
@@ -529,15 +721,17 @@ class AsciiInteger(IntegerConverter):
 
 
 def register(server: Flask, store: Store, *, projection: Callable[[], Any], uploads: Uploads | None = None,
-             token: str | None = None, panel: PanelFn | None = None) -> None:
-    """Add the API, the audio routes and OpenSubsonic to ``server`` (see :class:`Api`)."""
-    api = Api(store, projection, uploads, panel)
+             token: str | None = None, panel: PanelFn | None = None, no_record: str | None = None) -> Api:
+    """Add the API, the audio routes and OpenSubsonic to ``server`` (see :class:`Api`); ``no_record``:
+    why this server records no listening events (None: it records)."""
+    api = Api(store, projection, uploads, panel, no_record)
     server.url_map.converters["int"] = AsciiInteger  # before the rules: /tracks/١ is no track 1
     subsonic.register(server, store, token=token, send_audio=api.send_audio)
-    for path, endpoint, hold, name in ROUTES:
-        declared = ENDPOINTS.get(path)
-        server.add_url_rule(declared.rule if declared else path, endpoint, api.handler(path, name, hold),
-                            methods=[declared.method.upper() if declared else "GET"])
+    for operation, endpoint, hold, name in ROUTES:
+        declared = ENDPOINTS.get(operation)
+        method, path = operation.split(" ", 1)
+        server.add_url_rule(declared.rule if declared else path, endpoint, api.handler(operation, name, hold),
+                            methods=[method])
 
     @server.before_request
     def audio_only_by_id() -> Response | None:
@@ -552,5 +746,6 @@ def register(server: Flask, store: Store, *, projection: Callable[[], Any], uplo
         return exc
 
     server.register_error_handler(HTTPException, json_errors)
+    return api
 
 

@@ -33,7 +33,7 @@ from .upload import EmbedFn, PlaceFn, Uploads
 
 def create_app(store: Store, embed: EmbedFn | None = None, *, place: PlaceFn | None = None,
                projection: str = "tsne", max_upload_bytes: int = MAX_UPLOAD_MB * 1_000_000,
-               token: str | None = None) -> dash.Dash:
+               token: str | None = None, record: bool = True) -> dash.Dash:
     """Build the explorer for an open (read-only) ``store``.
 
     Parameters
@@ -51,7 +51,14 @@ def create_app(store: Store, embed: EmbedFn | None = None, *, place: PlaceFn | N
         Largest upload accepted.
     token : str, optional
         When given, every request (pages, callbacks, API, audio) must carry it (:mod:`explorer.auth`).
+    record : bool
+        Record listening events (likes, dislikes, plays, skips: ``POST /api/v1/events``, the page's
+        thumbs and player). False (``musicmap serve --no-record``) sets ``store.record_events`` off:
+        the journal is read, still steers the lists, and the page says it cannot record.
     """
+    if not record:
+        store.record_events = False
+    no_record = None if record else NO_RECORD
     data = MapData(store, projection)
     model = store.manifest.model
     model_label = model.label + (" — not MAEST" if model.kind != "maest" else "")
@@ -64,13 +71,19 @@ def create_app(store: Store, embed: EmbedFn | None = None, *, place: PlaceFn | N
     if token:
         auth.protect(app.server, token)  # runs first, before the body limits and every route
     callbacks = Callbacks(store, data, model.label, uploads, labels)
-    api.register(app.server, store, projection=data.refresh, uploads=uploads, token=token or None,
-                 panel=callbacks.track_view)
-    app.layout = lambda: page(data.refresh(), status_label, uploads, labels)  # each page load: the current map
+    served = api.register(app.server, store, projection=data.refresh, uploads=uploads, token=token or None,
+                          panel=callbacks.track_view, no_record=no_record)
+    callbacks.recording = served.recording  # the panel says whether a thumb can be recorded, and why not
+    app.layout = lambda: page(data.refresh(), status_label, uploads, labels,  # each page load: the current map
+                              no_record=served.recording()["why"])
     _cache_layout(app, data)
     callbacks.register(app)
     app.server.extensions["musicmap_callbacks"] = callbacks  # tests call them as plain functions
     return app
+
+
+NO_RECORD = "this server was started with --no-record"
+"""Why a server made with ``create_app(record=False)`` records no listening events."""
 
 
 def _limit_bodies(app: dash.Dash, uploads: Uploads | None) -> None:

@@ -47,10 +47,11 @@ from .figure import (
     path_points,
     shown_json,
     spot_points,
+    taste_points,
 )
-from .limits import EXTEND_N, K_DEFAULT, PATH_STEPS, SEARCH_RESULTS, SOUND_LIGHT, SOUND_LIST
+from .limits import EXTEND_N, K_DEFAULT, MIX_N, PATH_STEPS, SEARCH_RESULTS, SOUND_LIGHT, SOUND_LIST
 from .mapdata import MapData
-from .panels import LabelWords
+from .panels import LabelWords, Recording, Thumbs
 from .state import ViewState, encode, parse
 from .upload import UploadError, Uploads, data_url_bytes
 
@@ -154,19 +155,19 @@ clientside(
 # for here whenever the chosen track or a variety control changes. A click on the map or on a list
 # asks at once, before Dash runs this, so the same request is not sent twice; no server callback.
 clientside(
-    """function(track, k, perArtist, perAlbum, dedupe, where, pathFrom) {
+    """function(track, k, perArtist, perAlbum, dedupe, where, pathFrom, useTaste) {
         const context = window.dash_clientside.callback_context || {};
         const chosen = (context.triggered || []).some(t => t.prop_id === "selected.data");
         if (window.musicmapTrack) {
             window.musicmapTrack.request({track: track, k: k, per_artist: perArtist, per_album: perAlbum,
                                           dedupe: !!(dedupe && dedupe.length), where: where || "",
-                                          path_from: pathFrom}, chosen);
+                                          path_from: pathFrom, taste: !!(useTaste && useTaste.length)}, chosen);
         }
         return window.dash_clientside.no_update;
     }""",
     Output("track-view", "data-request"), Input("selected", "data"), Input("k", "value"),
     Input("per-artist", "value"), Input("per-album", "value"), Input("dedupe", "value"), Input("where", "value"),
-    Input("path-from", "data"), prevent_initial_call=False)
+    Input("path-from", "data"), Input("use-taste", "value"), prevent_initial_call=False)
 
 # A file over the upload limit is refused at once in the browser, never sent.
 clientside(
@@ -193,6 +194,9 @@ class Callbacks:
         self.store, self.data, self.model_label, self.uploads = store, data, model_label, uploads
         self.labels = labels or LabelWords("styles", "Predicted styles")
         self._roots_read: tuple[float, list[str]] = (-1e9, [])
+        self.recording: Callable[[], Recording] = lambda: Recording(on=store.journal.why_not is None,
+                                                                     why=store.journal.why_not)
+        """Whether the page's thumbs and player can record, and why not (``create_app`` sets the API's)."""
 
     def register(self, app: dash.Dash) -> None:
         """Hand every declared callback to ``app`` (those that need uploads only when they are on)."""
@@ -348,9 +352,19 @@ class Callbacks:
                 with contextlib.suppress(StoreError):  # a start since deleted: no offer
                     start = self.store.track(int(path_from))
             styles = self.store.styles(int(track_id))
+            thumbs, steer = self.thumbs(), self.store.steer() if controls.taste else None
         highlight = highlight_points(data.frame, int(track_id), [n.track_id for n in neighbours], data.row_of)
         return panels.track_view(track, neighbours, styles, self.model_label, highlight, problem,
-                                 heading=self.labels.heading, roots=self._roots(), start=start, path_from=path_from)
+                                 heading=self.labels.heading, roots=self._roots(), start=start, path_from=path_from,
+                                 thumbs=thumbs, taste=None if steer is None else steer.taste.summary(),
+                                 recording=self.recording())
+
+    def thumbs(self) -> Thumbs:
+        """The person's thumbs now (``liked``/``disliked`` by track id): the rows draw theirs pressed."""
+        steer = self.store.steer()  # kept until the journal changes; None: nothing liked or disliked
+        if steer is None:
+            return {}
+        return {i: "liked" if t.liked else "disliked" for i, t in steer.taste.tracks.items() if t.liked or t.disliked}
 
     def _roots(self) -> list[str]:
         """The library folders (file paths are shown relative to them), read once a minute."""
@@ -368,7 +382,7 @@ class Callbacks:
         try:
             return self.store.search(seeds, vector=vector, k=controls.k, **controls.variety()), None
         except StoreError as exc:
-            return self.store.search(seeds, vector=vector, k=controls.k), str(exc)
+            return self.store.search(seeds, vector=vector, k=controls.k, taste=controls.taste), str(exc)
 
     # -- query by an uploaded clip --------------------------------------------------------------
     @callback(Output("panel", "children"),
@@ -486,32 +500,38 @@ class Callbacks:
         return panels.selection_panel(rows)
 
     @callback(Output({"type": "selection-similar-list", "index": ALL}, "children"),
-              inputs={"clicks": _clicked("selection-similar")}, state={"ids": State("selection", "data")})
-    def selection_similar(self, clicks: list[int | None], ids: list[int] | None) -> list[Children]:
-        return _under_each(clicks, lambda: self.similar_to_selection(ids))
+              inputs={"clicks": _clicked("selection-similar")},
+              state={"ids": State("selection", "data"), "use_taste": State("use-taste", "value")})
+    def selection_similar(self, clicks: list[int | None], ids: list[int] | None,
+                          use_taste: list[str] | None = None) -> list[Children]:
+        return _under_each(clicks, lambda: self.similar_to_selection(ids, taste=use_taste != []))
 
-    def similar_to_selection(self, ids: list[int] | None, k: int = K_DEFAULT) -> Children:
+    def similar_to_selection(self, ids: list[int] | None, k: int = K_DEFAULT, taste: bool = True) -> Children:
         """Tracks like the selection as a whole (the centroid of its vectors), none of its own."""
         if not ids:
             return html.P("nothing selected", className="what")
         with self.store.holding():
-            neighbours = self.store.search([int(i) for i in ids], k=k)
+            neighbours = self.store.search([int(i) for i in ids], k=k, taste=taste)
+            thumbs = self.thumbs()
         return [html.H4(f"Like these {len(ids)} tracks ({self.model_label})"),
-                panels.similar_list(neighbours, "centroid-list")]
+                panels.similar_list(neighbours, "centroid-list", thumbs=thumbs)]
 
     @callback(Output({"type": "selection-extend-list", "index": ALL}, "children"),
-              inputs={"clicks": _clicked("selection-extend")}, state={"ids": State("selection", "data")})
-    def selection_extend(self, clicks: list[int | None], ids: list[int] | None) -> list[Children]:
-        return _under_each(clicks, lambda: self.extend_selection(ids))
+              inputs={"clicks": _clicked("selection-extend")},
+              state={"ids": State("selection", "data"), "use_taste": State("use-taste", "value")})
+    def selection_extend(self, clicks: list[int | None], ids: list[int] | None,
+                         use_taste: list[str] | None = None) -> list[Children]:
+        return _under_each(clicks, lambda: self.extend_selection(ids, taste=use_taste != []))
 
-    def extend_selection(self, ids: list[int] | None, n: int = EXTEND_N) -> Children:
+    def extend_selection(self, ids: list[int] | None, n: int = EXTEND_N, taste: bool = True) -> Children:
         """Tracks that fit the selection as a playlist (its centroid), never one of its own."""
         if not ids:
             return html.P("nothing selected", className="what")
         members = [int(i) for i in ids]
         with self.store.holding():
-            added = self.store.extend(members, n=n)
-        return panels.extension(members, added, self.model_label, n)
+            added = self.store.extend(members, n=n, taste=taste)
+            thumbs = self.thumbs()
+        return panels.extension(members, added, self.model_label, n, thumbs)
 
     @callback(Output("download", "data"), inputs={"clicks": _clicked("export")},
               state={"ids": State("selection", "data")})
@@ -559,8 +579,9 @@ class Callbacks:
         return panels.explain(comparison, self.model_label, self.labels)
 
     @callback(Output("path-panel", "children"), Output("highlight", "data-highlight", allow_duplicate=True),
-              inputs={"request": Input("path-request", "data")})
-    def draw_path(self, request: dict[str, Any] | None) -> tuple[Children, str | dash.NoUpdate]:
+              inputs={"request": Input("path-request", "data")}, state={"use_taste": State("use-taste", "value")})
+    def draw_path(self, request: dict[str, Any] | None,
+                  use_taste: list[str] | None = None) -> tuple[Children, str | dash.NoUpdate]:
         """The track panel's "draw the path" (``explorer/assets/track.js`` sets
         ``{"from": id, "to": id, "steps": n, "at": ms}``)."""
         try:
@@ -569,25 +590,28 @@ class Callbacks:
             steps = int(steps) if steps not in (None, "") else None
         except (KeyError, TypeError, ValueError):
             raise dash.exceptions.PreventUpdate from None
-        return self.path(start, end, steps)
+        return self.path(start, end, steps, taste=use_taste != [])
 
-    def path(self, start: int, end: int, steps: int | None) -> tuple[Children, str | dash.NoUpdate]:
+    def path(self, start: int, end: int, steps: int | None,
+             taste: bool = True) -> tuple[Children, str | dash.NoUpdate]:
         """(the path panel, the map's highlight of it) for a song path from ``start`` to ``end``."""
         steps = int(steps) if steps and 2 <= int(steps) <= MAX_PATH else PATH_STEPS
         data = self.data.refresh()
         with self.store.holding():
             try:
-                path = self.store.song_path(int(start), int(end), length=steps)
+                path = self.store.song_path(int(start), int(end), length=steps, taste=taste)
             except StoreError as exc:
                 return html.P(str(exc), className="error", id="path-error"), dash.no_update
+            thumbs = self.thumbs()
         drawn = path_points(data.frame, [s.track_id for s in path], data.row_of)
-        return panels.song_path(path, start, end, steps), highlight_json(drawn)
+        return panels.song_path(path, start, end, steps, thumbs), highlight_json(drawn)
 
     # -- search ---------------------------------------------------------------------------------
     @callback(Output("search-results", "children"), Output("highlight", "data-highlight", allow_duplicate=True),
               inputs={"text": Input("search", "value"), "by": Input("search-by", "value"),
-                      "like": Input("search-like", "data")})
-    def search(self, text: str | None, by: str | None, like: int | None) -> tuple[list[Component], str | dash.NoUpdate]:
+                      "like": Input("search-like", "data")}, state={"use_taste": State("use-taste", "value")})
+    def search(self, text: str | None, by: str | None, like: int | None,
+               use_taste: list[str] | None = None) -> tuple[list[Component], str | dash.NoUpdate]:
         """Search as you type. By title/artist: tracks on the map, each a button that centres the
         map on it. By sound (:meth:`store.Store.find`; with ``like``, among that track's neighbours):
         how the words were read, the matches lit on the map and listed (a list that opens, selects
@@ -607,10 +631,45 @@ class Callbacks:
                 # a tenth of a small library at most: lit, the matches stand out from the rest
                 light = min(SOUND_LIGHT, max(SOUND_LIST, len(data.frame) // 10))
                 found = self.store.find(text, k=SOUND_LIST if like_row else light,
-                                        like=like_row["id"] if like_row else None)
+                                        like=like_row["id"] if like_row else None, taste=use_taste != [])
+                thumbs = self.thumbs()
             except StoreError as exc:
                 return [html.P(str(exc), className="error", id="sound-reason")], highlight_json(NO_HIGHLIGHT)
         lit = spot_points(data.frame, [r.track_id for r in found.results], data.row_of)
         found.results = found.results[:SOUND_LIST]
-        return panels.sound_results(found, like_row, text), highlight_json(lit)
+        return panels.sound_results(found, like_row, text, thumbs), highlight_json(lit)
+
+    # -- taste: "For you" and the thumbs on the map ----------------------------------------------
+    @callback(Output("mix-panel", "children"), inputs={"clicks": Input("mix-go", "n_clicks")})
+    def for_you(self, clicks: int | None) -> Children:
+        """The "For you" button: the mix (:meth:`store.Store.mix`), as :func:`explorer.panels.mix_panel` draws it."""
+        if not clicks:
+            raise dash.exceptions.PreventUpdate
+        return self.mix()
+
+    def mix(self, n: int = MIX_N) -> Children:
+        """``n`` tracks from what the person liked and played in the last 30 days, or why there are none."""
+        with self.store.holding():
+            steer = self.store.steer()
+            try:
+                items, reason = self.store.mix(n=n), None
+            except StoreError as exc:
+                items, reason = [], str(exc)
+            thumbs = self.thumbs()
+        return panels.mix_panel(items, reason, None if steer is None else steer.taste.summary(), thumbs)
+
+    @callback(Output("highlight", "data-highlight", allow_duplicate=True), Output("taste-note", "children"),
+              inputs={"clicks": Input("taste-spots", "n_clicks")})
+    def taste_spots(self, clicks: int | None) -> tuple[str, str]:
+        """"show my likes": the liked tracks lit green on the map, the disliked red (``spots``)."""
+        if not clicks:
+            raise dash.exceptions.PreventUpdate
+        thumbs = self.thumbs()
+        liked = [i for i, t in thumbs.items() if t == "liked"]
+        disliked = [i for i, t in thumbs.items() if t == "disliked"]
+        data = self.data.refresh()
+        lit = taste_points(data.frame, liked, disliked, data.row_of)
+        note = f"{len(liked)} liked (green), {len(disliked)} disliked (red) on the map" if thumbs else \
+            "nothing liked or disliked yet: 👍/👎 on a track or a list row"
+        return highlight_json(lit), note
 

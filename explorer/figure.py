@@ -259,6 +259,17 @@ def spot_points(frame: pd.DataFrame, track_ids: list[int], row_of: pd.Series) ->
     return {"mode": "spots", "marks": marks}
 
 
+def taste_points(frame: pd.DataFrame, liked: list[int], disliked: list[int], row_of: pd.Series) -> Highlight:
+    """The highlight of the person's taste (the page's "show my likes"): liked tracks lit green,
+    disliked ones red, as ``spots`` (no lines, the rest of the map dimmed)."""
+    marks: list[Mark] = []
+    for ids, fill in ((liked, "#2ca02c"), (disliked, "#d62728")):
+        for track_id in (t for t in ids if t in row_of.index):
+            row = int(row_of[track_id])
+            marks.append(_mark(track_id, frame["x"].iat[row], frame["y"].iat[row], 12, "#111111", fill, "circle"))
+    return {"mode": "spots", "marks": marks}
+
+
 def clip_points(frame: pd.DataFrame, position: tuple[float, float], neighbours: list[int],
                 row_of: pd.Series) -> Highlight:
     """The highlight for an uploaded clip: a filled star where it lands, lines to its neighbours."""

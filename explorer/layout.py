@@ -91,9 +91,27 @@ def upload_box(uploads: Uploads | None) -> Any:
 HIGHLIGHT_SOURCE: dict[str, Any] = {"id": "highlight", "hidden": True, "data-highlight": highlight_json(NO_HIGHLIGHT)}
 
 
+def taste_bar(no_record: str | None) -> html.Div:
+    """The person's taste on the page: "use my taste" (off: the lists are plain similarity), "For
+    you" (the mix), "show my likes" (on the map), and, when nothing can be recorded, why."""
+    return html.Div(className="taste-bar", id="taste-bar", children=[
+        html.Span(dcc.Checklist(id="use-taste", options=[{"label": " use my taste", "value": "on"}], value=["on"],
+                                inline=True),
+                  title="steer every list by what you liked, disliked, played and skipped (off: plain similarity)"),
+        html.Button("For you", id="mix-go", n_clicks=0, className="small-button",
+                    title="a mix of tracks not heard lately, like what you liked and played"),
+        html.Button("show my likes", id="taste-spots", n_clicks=0, className="small-button",
+                    title="light the tracks you liked (green) and disliked (red) on the map"),
+        html.Span(id="taste-note", className="what"),
+        html.P(f"👍/👎 and plays are not recorded: {no_record}", id="taste-off", className="what")
+        if no_record else html.Span(id="taste-off", hidden=True),
+    ])
+
+
 def page(data: MapData, model_label: str, uploads: Uploads | None = None,
-            labels: LabelWords | None = None) -> html.Div:
-    """The page, built from the store's current map (Dash calls it on every page load)."""
+            labels: LabelWords | None = None, no_record: str | None = None) -> html.Div:
+    """The page, built from the store's current map (Dash calls it on every page load); ``no_record``:
+    why listening events cannot be recorded (None: they can)."""
     frame, info = data.frame, data.info
     initial = map_figure(frame, "genre", data.traces("genre"), data.token)
     fields = [f for f in COLOR_FIELDS
@@ -160,7 +178,9 @@ def page(data: MapData, model_label: str, uploads: Uploads | None = None,
                               className="where"),
                     html.Button("×", id="clear", title="clear the selection", n_clicks=0),
                 ]),
+                taste_bar(no_record),
                 upload_box(uploads),
+                html.Div(id="mix-panel", className="explain"),
                 html.Div(id="selection-panel", className="selection"),
                 html.Div(id="explain-panel", className="explain"),
                 html.Div(id="path-panel", className="explain"),

@@ -43,3 +43,7 @@ MAX_UPLOAD_MB = 50
 """Default size limit of one upload (``musicmap serve --max-upload-mb``)."""
 MAX_UPLOAD_SECONDS = 20 * 60
 """Longest clip embedded; longer ones are refused (the embedding would hold a request for minutes)."""
+MIX_N = 30
+"""Tracks in the page's "For you" mix, and the API's when none is asked for."""
+MIX_MAX = 200
+"""Most tracks one mix from the API holds."""

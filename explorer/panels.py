@@ -9,9 +9,9 @@ callbacks listen to (``similar-list``, ``{"type": "export", ...}`` buttons, ...)
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 from urllib.parse import urlencode
 
 import numpy as np
@@ -19,11 +19,11 @@ import pandas as pd
 from dash import dcc, html
 from dash.development.base_component import Component
 
-from store import FindResult, ModelInfo, Neighbour, PathStep, TrackRow, relative_to_roots
+from store import FindResult, MixItem, ModelInfo, Neighbour, PathStep, TasteNote, TrackRow, relative_to_roots
 from store.listening import MAX_PATH
 
 from .figure import Highlight, genre_groups
-from .limits import EXTEND_N, PATH_STEPS
+from .limits import EXTEND_N, MIX_N, PATH_STEPS
 
 COVER = 96
 """The cover in the track panel, in pixels."""
@@ -43,15 +43,27 @@ def cover_url(track_id: int, size: int) -> str:
     return f"/api/v1/art/{int(track_id)}?size={min(2 * size, 512)}"
 
 
-def similar_list(neighbours: Sequence[Neighbour], list_id: str, seed: int | None = None) -> Component:
+Thumbs = Mapping[int, str]
+"""The person's thumbs: track id → ``liked`` or ``disliked`` (the rows' 👍/👎 are drawn pressed)."""
+
+
+def similar_list(neighbours: Sequence[Neighbour], list_id: str, seed: int | None = None,
+                 thumbs: Thumbs | None = None) -> Component:
     """A similar-track list (:func:`similar_rows`) sent as data (:func:`track_list`)."""
-    return track_list(list_id, similar_rows(neighbours, seed))
+    return track_list(list_id, similar_rows(neighbours, seed, thumbs))
 
 
-def similar_rows(neighbours: Sequence[Neighbour], seed: int | None = None) -> list[ListRow]:
+def _why(note: TasteNote | None) -> str | None:
+    """How the person's taste moved a row ("↑ close to 3 tracks you liked"), or None."""
+    return None if note is None else note.why
+
+
+def similar_rows(neighbours: Sequence[Neighbour], seed: int | None = None,
+                 thumbs: Thumbs | None = None) -> list[ListRow]:
     """A similar-track list's rows: cover, "artist – title" on one line (genre under it), the score
     as a number and a bar (spread over the list's own range, so the ranking shows even when every
-    score is near 1), and with a ``seed`` track "why?" inline; clicking a row opens its track."""
+    score is near 1), and with a ``seed`` track "why?" inline; clicking a row opens its track. Where
+    the person's taste moved a row, its reason under it; each row's 👍/👎 (pressed per ``thumbs``)."""
     scores = [n.score for n in neighbours]
     low, high = (min(scores), max(scores)) if scores else (0.0, 1.0)
 
@@ -59,7 +71,8 @@ def similar_rows(neighbours: Sequence[Neighbour], seed: int | None = None) -> li
         return round(100 * (1.0 if high <= low else 1 / 3 + 2 / 3 * (score - low) / (high - low)))
 
     return [ListRow(id=n.track_id, name=name(n.track), genre=n.track.get("genre") or "", score=f"{n.score:.3f}",
-                    bar=width(n.score), why=None if seed is None else f"{seed}-{n.track_id}") for n in neighbours]
+                    bar=width(n.score), why=None if seed is None else f"{seed}-{n.track_id}",
+                    note=_why(n.taste), thumb=(thumbs or {}).get(n.track_id)) for n in neighbours]
 
 
 class ListRow(TypedDict):
@@ -71,6 +84,10 @@ class ListRow(TypedDict):
     score: str
     bar: int | None
     why: str | None
+    note: NotRequired[str | None]
+    """Why the person's taste moved it ("↑ close to 3 tracks you liked"), or the mix's reason."""
+    thumb: NotRequired[str | None]
+    """``liked`` or ``disliked``: its 👍 or 👎 is drawn pressed."""
 
 
 def track_list(list_id: str, rows: list[ListRow]) -> Component:
@@ -168,11 +185,25 @@ class TrackView(TypedDict):
     select: str
     path: PathOffer
     highlight: Highlight
+    thumb: str | None
+    """The track's own thumb: ``liked``, ``disliked`` or None."""
+    taste: dict[str, int] | None
+    """The taste that steered the similar list (:meth:`store.taste.Taste.summary`), or None."""
+    recording: Recording
+
+
+class Recording(TypedDict):
+    """Whether a thumb or a play can be recorded on this server, and why not."""
+
+    on: bool
+    why: str | None
 
 
 def track_view(track: TrackRow, neighbours: Sequence[Neighbour], styles: list[tuple[str, float]],
                model_label: str, highlight: Highlight, problem: str | None = None, heading: str = "Predicted styles",
-               roots: Sequence[str] = (), start: TrackRow | None = None, path_from: int | None = None) -> TrackView:
+               roots: Sequence[str] = (), start: TrackRow | None = None, path_from: int | None = None,
+               thumbs: Thumbs | None = None, taste: dict[str, int] | None = None,
+               recording: Recording | None = None) -> TrackView:
     """A track's panel as data: cover, tags, the file (relative to its library folder, the full path
     on hover), the player's source, its top styles or tags, the similar tracks (rows as
     :func:`similar_list` makes them), the song path controls and the map's ``highlight``."""
@@ -193,13 +224,14 @@ def track_view(track: TrackRow, neighbours: Sequence[Neighbour], styles: list[tu
         cover=cover_url(track_id, COVER), audio=f"/audio/{track_id}", styles_heading=heading,
         styles=[Styled(label=label.replace("---", " › "), width=max(2, round(100 * a))) for label, a in styles],
         problem=problem, similar_heading=f"Similar tracks ({model_label})",
-        similar=similar_rows(neighbours, seed=track_id),
+        similar=similar_rows(neighbours, seed=track_id, thumbs=thumbs),
         select=",".join(map(str, [track_id, *(n.track_id for n in neighbours)])),
         path=PathOffer(start=None if start is None else f"{start.get('artist') or '?'} – {start.get('title') or '?'}",
                        start_id=None if start is None else int(start["id"]),
                        starts_here=start is None and path_from is not None and int(path_from) == track_id,
                        steps=PATH_STEPS, max_steps=MAX_PATH),
-        highlight=highlight)
+        highlight=highlight, thumb=(thumbs or {}).get(track_id), taste=taste,
+        recording=recording or Recording(on=True, why=None))
 
 
 def upload_panel(name_: str, model_label: str, where_note: str, neighbours: Sequence[Neighbour],
@@ -310,13 +342,15 @@ def explain(c: Comparison, model_label: str, labels: LabelWords) -> list[Compone
     return out
 
 
-def song_path(path: Sequence[PathStep], start: int, end: int, steps: int) -> list[Component]:
+def song_path(path: Sequence[PathStep], start: int, end: int, steps: int,
+              thumbs: Thumbs | None = None) -> list[Component]:
     """A drawn song path: title, a player for the whole path, its M3U, the steps."""
     ids = [s.track_id for s in path]
     first, last = path[0].track, path[-1].track
     queue = [f"/audio/{i}" for i in ids]
     rows = [ListRow(id=s.track_id, name=name(s.track), genre=s.track.get("genre") or "",
-                    score="" if s.to_previous is None else f"{s.to_previous:.3f}", bar=None, why=None) for s in path]
+                    score="" if s.to_previous is None else f"{s.to_previous:.3f}", bar=None, why=None,
+                    note=_why(s.taste), thumb=(thumbs or {}).get(s.track_id)) for s in path]
     return [
         html.H4(f"Path: {first.get('title') or '?'} → {last.get('title') or '?'} ({len(path)} tracks)",
                 id="path-title"),
@@ -333,11 +367,12 @@ def song_path(path: Sequence[PathStep], start: int, end: int, steps: int) -> lis
     ]
 
 
-def extension(members: Sequence[int], added: Sequence[Neighbour], model_label: str, n: int) -> list[Component]:
+def extension(members: Sequence[int], added: Sequence[Neighbour], model_label: str, n: int,
+              thumbs: Thumbs | None = None) -> list[Component]:
     """Tracks that extend a selection, with buttons to add them and an M3U of them."""
     new_ids = [a.track_id for a in added]
     return [html.H4(f"{len(added)} more for these {len(members)} tracks ({model_label})"),
-            similar_list(added, "extend-list"),
+            similar_list(added, "extend-list", thumbs=thumbs),
             html.Div(className="selection-buttons", children=[
                 action("add to selection", "select", ",".join(str(i) for i in [*members, *new_ids]),
                        id="select-extension"),
@@ -346,7 +381,8 @@ def extension(members: Sequence[int], added: Sequence[Neighbour], model_label: s
                        download="musicmap-extension.m3u8")])]
 
 
-def sound_results(found: FindResult, like: TrackRow | None, query: str) -> list[Component]:
+def sound_results(found: FindResult, like: TrackRow | None, query: str,
+                  thumbs: Thumbs | None = None) -> list[Component]:
     """A search by sound: how the words were read, the matching tracks as a list that opens,
     selects and exports like the others (:func:`track_list`), or why there are none."""
     out: list[Component] = []
@@ -368,7 +404,8 @@ def sound_results(found: FindResult, like: TrackRow | None, query: str) -> list[
         out.append(html.P(f"no tag matches \"{word}\"" + (f": try {', '.join(near)}" if near else ""),
                           className="search-none sound-unknown"))
     rows = [ListRow(id=r.track_id, name=name(r.track), genre=_matched_words(r.matched), score=f"{r.score:.2f}",
-                    bar=round(100 * r.score), why=None) for r in found.results]
+                    bar=round(100 * r.score), why=None, note=_why(r.taste), thumb=(thumbs or {}).get(r.track_id))
+            for r in found.results]
     ids = ",".join(str(r.track_id) for r in found.results)
     asked = {"q": query, "k": len(rows), "format": "m3u", **({"like": like["id"]} if like else {})}
     m3u = f"/api/v1/find?{urlencode(asked)}"
@@ -380,6 +417,33 @@ def sound_results(found: FindResult, like: TrackRow | None, query: str) -> list[
         out.append(html.P(f"{found.untagged} tracks have no sound tags yet (musicmap index adds them)",
                           className="what"))
     return out
+
+
+def mix_panel(items: Sequence[MixItem], reason: str | None, taste: dict[str, int] | None,
+              thumbs: Thumbs | None = None) -> list[Component]:
+    """The "For you" mix (:meth:`store.Store.mix`): a player that plays it in order, its M3U, "select
+    these", and the tracks, each with why it is there; or why there is none yet."""
+    head = html.H4("For you", id="mix-title")
+    if not items:
+        return [head, html.P(reason or "nothing to mix yet", className="what", id="mix-reason")]
+    ids = [i.neighbour.track_id for i in items]
+    queue = [f"/audio/{i}" for i in ids]
+    rows = [ListRow(id=i.neighbour.track_id, name=name(i.neighbour.track), genre=i.neighbour.track.get("genre") or "",
+                    score=f"{i.neighbour.score:.3f}", bar=None, why=None, note=i.why,
+                    thumb=(thumbs or {}).get(i.neighbour.track_id)) for i in items]
+    counted = "" if taste is None else f" (your taste: {taste['liked']} liked, {taste['plays']} plays)"
+    return [
+        head,
+        html.P(f"{len(items)} tracks not heard lately, like what you liked and played in the last 30 days"
+               f"{counted}; each says why it is here", className="what"),
+        html.Audio(id="mix-player", src=queue[0], controls=True, preload="none",
+                   **{"data-queue": json.dumps(queue), "data-pos": "0"}),  # type: ignore[arg-type]
+        html.Div(className="selection-buttons", children=[
+            html.A("M3U", href=f"/api/v1/mix?n={MIX_N}&format=m3u",
+                   download="musicmap-for-you.m3u8", className="small-button", id="mix-m3u"),
+            action("select these", "select", ",".join(str(i) for i in ids), id="select-mix")]),
+        track_list("mix-list", rows),
+    ]
 
 
 def _matched_words(matched: list[dict[str, Any]]) -> str:

@@ -131,6 +131,11 @@ class Endpoint:
     body: dict[str, Any] | None = None
 
     @property
+    def key(self) -> str:
+        """``"GET /api/v1/tracks"``: one operation (a path may have several methods)."""
+        return f"{self.method.upper()} {self.path}"
+
+    @property
     def rule(self) -> str:
         """The Flask rule: ``{track_id}`` becomes ``<int:track_id>``."""
         out = self.path
@@ -149,12 +154,20 @@ class Endpoint:
         return {self.method: operation}
 
 
+def _paths(endpoints: Sequence[Endpoint]) -> dict[str, dict[str, Any]]:
+    """Each path's operations, by method (``GET`` and ``POST /api/v1/events`` share one path)."""
+    out: dict[str, dict[str, Any]] = {}
+    for e in endpoints:
+        out.setdefault(e.path, {}).update(e.openapi())
+    return out
+
+
 def document(title: str, description: str, endpoints: Sequence[Endpoint]) -> dict[str, Any]:
     """The OpenAPI 3 document of ``endpoints``."""
     return {
         "openapi": "3.0.3",
         "info": {"title": title, "version": "1", "description": description},
-        "paths": {e.path: e.openapi() for e in endpoints},
+        "paths": _paths(endpoints),
         "components": {"schemas": {"Error": {"type": "object", "required": ["error", "status"],
                                              "properties": {"error": {"type": "string"},
                                                             "status": {"type": "integer"}}}}},

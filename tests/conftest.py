@@ -159,7 +159,9 @@ def serving(store: Path, *extra: str, command: Sequence[str] = tuple(MUSICMAP), 
 
 @pytest.fixture(scope="session")
 def served(demo_store: DemoStore) -> Iterator[str]:
-    """`musicmap serve` on the demo store, started once for the tests that only read through it;
-    yields its base URL."""
-    with serving(demo_store.store) as url:
+    """`musicmap serve --no-record` on the demo store, started once for the tests that only read
+    through it; yields its base URL. The page's players record plays and skips wherever a server
+    records: this one records nothing, so the shared store stays as built (a test that records
+    serves its own copy)."""
+    with serving(demo_store.store, "--no-record") as url:
         yield url

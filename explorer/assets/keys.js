@@ -3,6 +3,7 @@
 //   n              open the most similar track (walk on through the library)
 //   b              back to the track before (the URL keeps the history)
 //   space          play / pause the track
+//   l / d          like / dislike the track (again: take it back; taste.js)
 //   /              search
 (function () {
   function typing(target) {
@@ -31,6 +32,11 @@
       case " ":
         if (!player || (document.activeElement && document.activeElement.tagName === "BUTTON")) { return; }
         if (player.paused) { player.play(); } else { player.pause(); }
+        break;
+      case "l": case "d":
+        var shown = window.musicmapTrack ? window.musicmapTrack.state().shown : null;
+        if (shown === null || !window.musicmapTaste) { return; }
+        window.musicmapTaste.thumb(shown, event.key === "l" ? "liked" : "disliked", {list: "panel"});
         break;
       case "/": var box = document.getElementById("search"); if (box) { box.focus(); } break;
       default: return;

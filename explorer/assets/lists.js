@@ -1,7 +1,8 @@
 // Track lists (the similar tracks, a path, an extension, tracks like a selection), drawn from the
 // JSON in their data-rows attribute (explorer/panels.py, track_list). A list of Dash components
 // costs the page ~10 ms a row to take in; these rows cost nothing to Dash. One row: the cover,
-// "artist – title" over the genre, the score as a bar and a number, and "why?" where it applies.
+// "artist – title" over the genre (and, where the person's taste moved it, why: "↑ close to 3 tracks
+// you liked"), the score as a bar and a number, "why?" where it applies, and 👍/👎 (taste.js).
 // A row's button opens its track (track.js), "why?" asks for the explanation; the panels' action buttons
 // (explorer/panels.py, action) make a selection, start a song path or leave a "like this, but…" search: all through
 // dash_clientside.set_props, as a control's change would.
@@ -24,8 +25,10 @@
     img.width = 40; img.height = 40; img.alt = "";
     var lines = el("span", "lines");
     lines.append(el("span", "name", r.name), el("span", "genre", r.genre || ""));
+    if (r.note) { lines.append(el("span", "taste-why", r.note)); }  // how the person's taste moved it, or the mix's why
     button.append(img, lines);
     li.append(button);
+    if (window.musicmapTaste) { li.append.apply(li, window.musicmapTaste.buttons(r.id, r.thumb || "")); }
     if (r.bar !== null && r.bar !== undefined) {
       var bar = el("span", "score-bar");
       bar.title = "similarity " + r.score;
@@ -102,7 +105,9 @@
     } else if (target.hasAttribute("data-pair")) {
       window.dash_clientside.set_props("explain-pair", {data: {pair: target.getAttribute("data-pair"), at: Date.now()}});
     } else if (target.hasAttribute("data-track")) {
-      window.musicmapTrack.open(Number(target.getAttribute("data-track")));  // asks at once, then tells Dash
+      var track = Number(target.getAttribute("data-track")), list = target.closest("ol[data-rows]");
+      if (window.musicmapTaste && list) { window.musicmapTaste.opened(track, window.musicmapTaste.contextOf(list)); }
+      window.musicmapTrack.open(track);  // asks at once, then tells Dash
     }
   });
 

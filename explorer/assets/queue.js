@@ -1,6 +1,6 @@
 // Play a selection (or a song path) in order: when its player ends, it moves on to the next track,
 // and the list marks the track playing. ("ended" and "play" do not bubble: capturing listeners.)
-var QUEUE_LISTS = {"queue-player": "selection-list", "path-player": "path-list"};
+var QUEUE_LISTS = {"queue-player": "selection-list", "path-player": "path-list", "mix-player": "mix-list"};
 
 function markPlaying(player) {
   var list = document.getElementById(QUEUE_LISTS[player.id]);

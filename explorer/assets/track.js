@@ -9,7 +9,7 @@
 // Ids kept for tools and tests: #track-title, #player, #similar-list (drawn by lists.js),
 // #similar-problem, #select-similar, #path-start-note, #path-steps, #path-go, #path-from-button.
 (function () {
-  var controls = {k: null, per_artist: null, per_album: null, dedupe: false, where: "", path_from: null};
+  var controls = {k: null, per_artist: null, per_album: null, dedupe: false, where: "", path_from: null, taste: true};
   var asked = null;  // the last question: its URL (a track's) or "none"
   var pending = false;  // the last question is not answered yet
   var failed = false;  // the last question's answer was an error
@@ -40,6 +40,7 @@
     if (controls.dedupe) { q.set("dedupe", "true"); }
     if (controls.where && String(controls.where).trim()) { q.set("where", String(controls.where).trim()); }
     if (controls.path_from !== null && controls.path_from !== undefined) { q.set("path_from", String(controls.path_from)); }
+    if (controls.taste === false) { q.set("taste", "false"); }  // "use my taste" off: plain similarity
     var s = q.toString();
     return "/api/v1/panel/" + track + (s ? "?" + s : "");
   }
@@ -87,6 +88,7 @@
   }
 
   function panel(t) {
+    if (window.musicmapTaste) { window.musicmapTaste.recording(t.recording); }  // before the thumbs are drawn
     var rows = t.fields.map(function (f) {
       return el("tr", {}, [el("th", {text: f[0]}), el("td", {text: f[1], title: f[2]})]);
     });
@@ -100,7 +102,12 @@
     var out = [
       el("div", {"class": "track-head"}, [
         el("img", {"data-src": t.cover, "class": "cover", alt: "", width: "96", height: "96"}),
-        el("div", {}, [el("h3", {id: "track-title", text: t.title}), el("p", {"class": "what", text: t.byline})])]),
+        el("div", {}, [el("h3", {id: "track-title", text: t.title}), el("p", {"class": "what", text: t.byline}),
+                       el("div", {"class": "thumbs", id: "track-thumbs"},
+                          (window.musicmapTaste ? window.musicmapTaste.buttons(t.id, t.thumb || "",
+                                                                              {liked: "thumb-up", disliked: "thumb-down"}) : [])
+                            .concat([el("span", {"class": "what", id: "thumb-off", hidden: t.recording.on,
+                                                 text: t.recording.on ? "" : "not recorded: " + t.recording.why})]))])]),
       el("table", {"class": "track-table"}, [el("tbody", {}, rows)]),
       player,
     ];
@@ -115,8 +122,14 @@
     if (t.problem) { out.push(el("div", {"class": "error", id: "similar-problem", text: "filter not applied: " + t.problem})); }
     var list = el("ol", {id: "similar-list", "class": "track-list", "data-rows": JSON.stringify(t.similar)});
     window.musicmapLists.draw(list);
-    out.push(el("h4", {text: t.similar_heading}), list,
-             el("p", {"class": "what keys", text: "keys: j/k move · Enter open · n most similar · b back · space play/pause · / search"}),
+    out.push(el("h4", {text: t.similar_heading}));
+    if (t.taste) {
+      out.push(el("p", {"class": "what", id: "similar-taste",
+                        text: "steered by your taste (" + t.taste.liked + " liked, " + t.taste.disliked + " disliked, "
+                              + t.taste.plays + " played, " + t.taste.skips + " skipped; “use my taste” turns it off)"}));
+    }
+    out.push(list,
+             el("p", {"class": "what keys", text: "keys: j/k move · Enter open · n most similar · b back · space play/pause · l like · d dislike · / search"}),
              el("button", {type: "button", "class": "small-button", "data-action": "select", "data-value": t.select,
                            id: "select-similar", text: "select these"}),
              el("form", {"class": "like-but", id: "like-but", "data-track": String(t.id)}, [
@@ -189,7 +202,7 @@
 
   // Ask for a track's panel (or draw the prompt for none). A question already asked is not asked
   // again, unless its answer was an error and a person asks (``retry``).
-  function ask(track, retry) {
+  function ask(track, retry, force) {
     var view = box();
     if (!view) { return; }
     if (track === null || track === undefined) {
@@ -203,7 +216,7 @@
       return;
     }
     var address = url(track);
-    if (address === asked && !(failed && retry)) {
+    if (address === asked && !(failed && retry) && !force) {
       if (!pending) { tellDash(track); }  // else the answer's arrival tells
       return;
     }
@@ -275,6 +288,8 @@
       }
       ask(opening !== null ? opening : values.track, false);
     },
+    // the shown track's panel asked again (a thumb changed the taste that steers its list)
+    refresh: function () { if (shown !== null && opening === null) { ask(shown, false, true); } },
     state: function () { return {asked: asked, shown: shown, opening: opening, pending: pending}; },
   };
 })();

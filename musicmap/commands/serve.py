@@ -5,8 +5,12 @@ Runs under waitress (a production WSGI server, several threads) and binds 127.0.
 (or POST one to /api/v1/similar/upload) to find tracks like it: the clip is embedded with the
 store's own model, placed on the map, and deleted; the model is loaded when the server starts.
 
+With --no-record, nothing the page or the API sends (👍/👎, plays, skips) is written to the
+listening journal; what it holds still steers the lists.
+
 examples:
   musicmap serve --store ~/music-store
+  musicmap serve --no-record
   musicmap serve --allow-upload --max-upload-mb 20
 """
 
@@ -46,6 +50,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allow-upload", dest="allow_upload", action="store_true",
                    help="let visitors upload an audio clip to find similar tracks (embedded with the store's "
                         "model, never kept)")
+    p.add_argument("--no-record", dest="no_record", action="store_true",
+                   help="record no listening events (the page's 👍/👎 and plays, POST /api/v1/events answer 403); "
+                        "what was recorded before still steers the lists")
     p.add_argument("--max-upload-mb", dest="max_upload_mb", type=float, default=MAX_UPLOAD_MB, metavar="MB",
                    help=f"largest upload accepted (default: {MAX_UPLOAD_MB})")
 
@@ -104,14 +111,15 @@ def check_exposure(host: str, token: str, insecure: bool) -> None:
 
 
 def serve(store: Store, host: str, port: int, *, embed: EmbedFn | None = None, place: PlaceFn | None = None,
-          max_upload_mb: float = MAX_UPLOAD_MB, token: str = "") -> None:
+          max_upload_mb: float = MAX_UPLOAD_MB, token: str = "", record: bool = True) -> None:
     """Run the explorer over ``store`` until Ctrl-C (uploads when ``embed`` is given; ``token``
-    required of every request when given)."""
+    required of every request when given; listening events recorded unless ``record`` is False)."""
     from waitress import create_server
 
     from explorer import create_app
 
-    app = create_app(store, embed, place=place, max_upload_bytes=int(max_upload_mb * 1_000_000), token=token or None)
+    app = create_app(store, embed, place=place, max_upload_bytes=int(max_upload_mb * 1_000_000), token=token or None,
+                     record=record)
     try:
         server = create_server(app.server, host=host, port=port, threads=THREADS, ident="musicmap")
     except OSError as exc:
@@ -153,6 +161,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             embed, place = upload_functions(store, settings)  # a wrong model path fails here, not on the first upload
             logger.info("uploads on: clips up to %g MB are embedded with %s and deleted", args.max_upload_mb,
                         store.manifest.model.label)
+        if args.no_record:
+            logger.info("--no-record: listening events are not recorded")
         serve(store, settings.host, settings.port, embed=embed, place=place, max_upload_mb=args.max_upload_mb,
-              token=settings.token)
+              token=settings.token, record=not args.no_record)
     return exits.OK

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from tests.browser import HIGHLIGHT_JS, POINT_JS, SHOWN_JS, VIEW_JS, chromium, load, reset, shot, wait
-from tests.conftest import DemoStore
+from tests.conftest import DemoStore, serving
 from tests.fakes import fake_model, write_store
 
 pytestmark = pytest.mark.browser
@@ -491,7 +491,7 @@ def test_with_a_token_the_map_and_its_points_load_through_the_cookie(browser: An
     from tests.conftest import serving
 
     driver = browser
-    with serving(demo_store.store, "--token", "s3cret-token") as url:
+    with serving(demo_store.store, "--token", "s3cret-token", "--no-record") as url:
         driver.get(url + "/")
         assert "token" in driver.find_element(By.TAG_NAME, "body").text.lower()  # refused: no map, no points
         assert driver.execute_script("return window.musicmapPoints === undefined "
@@ -565,7 +565,7 @@ def test_upload_a_clip_shows_a_star_and_its_neighbours(browser: Any, demo_store:
     audio, sr = synthesise("piano", 10.0, seed=7)  # 480 kB as 16-bit wav
     sf.write(clip, audio, sr, subtype="PCM_16")
     sf.write(big, np.tile(audio, 3), sr, subtype="PCM_16")  # 1.4 MB: over the 1 MB limit
-    with serving(demo_store.store, "--allow-upload", "--max-upload-mb", "1") as url:
+    with serving(demo_store.store, "--allow-upload", "--max-upload-mb", "1", "--no-record") as url:
         _load(driver, url + "/", len(demo_store.tracks))
         driver.find_element(By.CSS_SELECTOR, "#upload input[type=file]").send_keys(str(big))
         error = _wait(lambda: driver.find_element(By.ID, "upload-error").text, what="the size refusal")
@@ -752,3 +752,95 @@ def test_song_path_drawn_on_the_map_and_queued(browser: Any, served: str, demo_s
     href = driver.find_element(By.ID, "path-m3u").get_attribute("href")
     assert f"from=3&to={end_id}&steps=7&format=m3u" in href
     _shot(driver, "10-song-path")
+
+
+TASTE_SENT_JS = "return window.musicmapTaste.state().sent.map(s => ({events: s.events, status: s.status}));"
+
+
+def test_thumbs_steer_the_next_list_and_the_player_records_a_skip(browser: Any, demo_store: DemoStore,
+                                                                  tmp_path: Path) -> None:
+    """👍 on a list row is in the journal, and the next list says how it moved ("↑ close to ... you
+    liked"); a track played a little, then left for another row, is a skip with its list as context.
+    On a copy of the demo store: recorded events steer every list."""
+    import shutil
+
+    from selenium.webdriver.common.by import By
+
+    from store import Store
+
+    copy = tmp_path / "store"
+    shutil.copytree(demo_store.store, copy)
+    driver = browser
+    with serving(copy) as url:
+        _load(driver, f"{url}/?track=5", len(demo_store.tracks))
+        rows = _wait(lambda: driver.find_elements(By.CSS_SELECTOR, "#similar-list li button[data-thumb='liked']"),
+                     what="the rows' thumbs")
+        assert len(rows) == 10 and all(b.get_attribute("aria-pressed") == "false" for b in rows)
+        liked = int(rows[2].get_attribute("data-thumb-of"))
+        rows[2].click()
+        sent = _wait(lambda: [s for s in driver.execute_script(TASTE_SENT_JS) if s["status"]], what="the like sent")
+        assert sent[0]["status"] == 200 and sent[0]["events"][0] == {
+            "kind": "liked", "track_id": liked, "source": "explorer", "context": {"list": "similar", "of": 5}}
+        toast = _wait(lambda: driver.find_element(By.ID, "taste-toast"), what="the toast")
+        assert "liked" in toast.text and driver.find_element(By.ID, "taste-undo").text == "undo"
+        with Store.open(copy) as store:
+            events = store.journal.events()
+        assert list(events["kind"]) == ["liked"] and int(events["track_id"].iloc[0]) == liked
+        assert events["source"].iloc[0] == "explorer"
+        # the panel is asked again: its list follows the new taste, the liked row's 👍 pressed
+        _wait(lambda: driver.find_elements(By.CSS_SELECTOR, "#similar-list .taste-why"), what="the steered list")
+        pressed = driver.find_elements(By.CSS_SELECTOR, f"button[data-thumb='liked'][data-thumb-of='{liked}']")
+        assert all(b.get_attribute("aria-pressed") == "true" for b in pressed)
+        _shot(driver, "12-thumbs")
+
+        # the player: heard for a while, then another row opened before the end → a skip
+        _wait(lambda: (driver.execute_script("return window.musicmapTaste.state().sessions.player") or {})
+              .get("heard", 0) >= 1.5, what="the track heard for 1.5 s")
+        playing = driver.execute_script("return window.musicmapTaste.state().sessions.player.track")
+        target = next(b for b in driver.find_elements(By.CSS_SELECTOR, "#similar-list li button.similar-item")
+                      if int(b.get_attribute("data-track")) != liked)
+        opened = int(target.get_attribute("data-track"))
+        target.click()
+        _wait(lambda: driver.execute_script("return window.musicmapTrack.state().shown") == opened,
+              what="the next track")
+        skip = _wait(lambda: [s for s in driver.execute_script(TASTE_SENT_JS)
+                              if s["events"][0]["kind"] == "skipped" and s["status"]], what="the skip sent")
+        event = skip[0]["events"][0]
+        assert skip[0]["status"] == 200 and event["track_id"] == playing == 5 and event["seconds"] >= 1.5
+        assert event["duration"] > event["seconds"] and event["context"] == {"list": "panel"}
+        # the next list is steered: its reasons say so
+        notes = _wait(lambda: [e.text for e in driver.find_elements(By.CSS_SELECTOR, "#similar-list .taste-why")],
+                      what="the next list's reasons")
+        assert any(n.startswith("↑ close to") and "you liked" in n for n in notes), notes
+        with Store.open(copy) as store:
+            events = store.journal.events()
+        assert list(events["kind"]) == ["liked", "skipped"] and int(events["track_id"].iloc[1]) == 5
+        # the opened track's own plays carry the list it came from
+        assert driver.execute_script("return window.musicmapTaste.state().sessions.player.context") == {
+            "list": "similar", "of": 5}
+
+        # "For you": the mix, each row with why
+        driver.find_element(By.ID, "mix-go").click()
+        mix = _wait(lambda: driver.find_elements(By.CSS_SELECTOR, "#mix-list li .taste-why"), what="the mix")
+        assert mix and "liked" in mix[0].text
+        assert driver.find_element(By.ID, "mix-player").get_attribute("src").endswith(
+            "/audio/" + driver.find_elements(By.CSS_SELECTOR, "#mix-list li button.similar-item")[0]
+            .get_attribute("data-track"))
+        _shot(driver, "12-for-you")
+
+
+def test_thumbs_are_off_when_the_server_does_not_record(browser: Any, demo_store: DemoStore) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver = browser
+    with serving(demo_store.store, "--no-record") as url:  # nothing can be written: the shared store is safe
+        _load(driver, f"{url}/?track=5", len(demo_store.tracks))
+        up = _wait(lambda: driver.find_element(By.ID, "thumb-up"), what="the panel's thumbs")
+        assert not up.is_enabled() and "--no-record" in up.get_attribute("title")
+        rows = driver.find_elements(By.CSS_SELECTOR, "#similar-list button[data-thumb]")
+        assert rows and all(not b.is_enabled() for b in rows)
+        assert "--no-record" in driver.find_element(By.ID, "thumb-off").text
+        assert "not recorded" in driver.find_element(By.ID, "taste-off").text
+        driver.find_element(By.TAG_NAME, "body").send_keys("l")  # the key says why, sends nothing
+        assert "Not recorded" in _wait(lambda: driver.find_element(By.ID, "taste-toast").text, what="the toast")
+        assert driver.execute_script("return window.musicmapTaste.state().sent.length") == 0

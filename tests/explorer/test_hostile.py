@@ -8,6 +8,7 @@ The fuzz's case count is written to ``test-artifacts/reliability/fuzz.json`` (do
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,8 +31,12 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "reliabilit
 
 
 @pytest.fixture(scope="module")
-def store(demo_store: DemoStore) -> Iterator[Store]:
-    with Store.open(demo_store.store, shared=True) as opened:
+def store(demo_store: DemoStore, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
+    """A copy of the demo store: the fuzz records listening events (POST /api/v1/events), and recorded
+    events steer every list of the tests that share the demo store."""
+    copy = tmp_path_factory.mktemp("hostile") / "store"
+    shutil.copytree(demo_store.store, copy)
+    with Store.open(copy, shared=True) as opened:
         yield opened
 
 
