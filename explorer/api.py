@@ -25,7 +25,7 @@ from flask import Flask, Response, jsonify, request, send_file
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter
 
-from store import Event, InvalidQuery, NotRecording, Store, StoreError, TooManyEvents, TrackNotFound
+from store import Event, InvalidQuery, NothingToMix, NotRecording, Store, StoreError, TooManyEvents, TrackNotFound
 from store.journal import KINDS, MAX_BATCH
 from store.listening import MAX_EXTEND, MAX_PATH
 
@@ -569,9 +569,7 @@ class Api:
         reason = None
         try:
             items = self.store.mix(n=args["n"], since=since, **_options(args, VARIETY[:4]))
-        except InvalidQuery as exc:
-            if not str(exc).startswith("nothing to mix from"):
-                raise
+        except NothingToMix as exc:
             items, reason = [], str(exc)
         if args["format"] == "m3u":
             return self._m3u([i.neighbour.track_id for i in items], "for-you")

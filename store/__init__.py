@@ -22,7 +22,7 @@ explorer's memory calls), in ``glibc.py``; genres that differ only in spelling g
 from .errors import InvalidQuery, NoMatchingTrack, NonFiniteVector, StoreError, StoreUnavailable, TrackNotFound
 from .find import FindResult, Found
 from .genres import GenreGroups, genre_key, genre_keys, group_genres
-from .journal import Event, NotRecording, Recorded, TooManyEvents
+from .journal import Event, NothingToMix, NotRecording, Recorded, TooManyEvents
 from .listening import PathStep
 from .m3u import m3u_bytes, playlist_tracks, read_m3u, write_m3u
 from .manifest import Manifest, ModelInfo
@@ -60,6 +60,7 @@ __all__ = [
            "NoMatchingTrack",
            "NonFiniteVector",
            "NotRecording",
+           "NothingToMix",
            "PathStep",
            "Recorded",
            "SQLResult",

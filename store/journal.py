@@ -92,6 +92,10 @@ class TooManyEvents(InvalidQuery):
         self.retry_after = retry_after
 
 
+class NothingToMix(InvalidQuery):
+    """A mix was asked for before anything was liked or played (in the time asked)."""
+
+
 class NotRecording(StoreError):
     """The journal cannot be written (a read-only folder or file, or the store was opened so)."""
 
@@ -187,9 +191,13 @@ class Journal:
         self.why_not: str | None = None
         """Why nothing can be recorded (None: it can)."""
         if read_only:
-            self.why_not = "the store was opened read-only"
+            self.stop_recording()
         elif not os.access(folder, os.W_OK) or (self.path.exists() and not os.access(self.path, os.W_OK)):
             self.why_not = f"{self.path if self.path.exists() else folder} is not writable"
+
+    def stop_recording(self) -> None:
+        """From now on :meth:`record` and :meth:`forget` refuse (reading goes on)."""
+        self.why_not = "the store was opened read-only"
 
     @property
     def writable(self) -> bool:

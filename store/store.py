@@ -40,7 +40,7 @@ from . import freshness, listening, schema, search, sql
 from .errors import InvalidQuery, NoMatchingTrack, StoreError, TrackNotFound
 from .find import FindOptions, FindResult, SoundTags, run_find
 from .genres import NO_GENRE, GenreGroups
-from .journal import Event, Journal, Recorded
+from .journal import Event, Journal, NothingToMix, Recorded
 from .manifest import Manifest, ModelInfo, read_manifest
 from .paths import db_path, fs_path
 from .search import SearchOptions, SimilarOptions, VarietyOptions
@@ -85,8 +85,7 @@ class Store:
         self._journal: Journal | None = None
         self._steer: tuple[object, Steer | None] | None = None
         self._closeness: tuple[object, Closeness] | None = None
-        self.record_events = True
-        """Whether the listening journal may be written (``musicmap serve --no-record`` says no)."""
+        self._record_events = True
         self._sandbox = sql.Sandbox(self._new_cursor, lambda: self.index, lambda: self._index)
         self.index_kind = "auto"
         """The FAISS index type a rebuild makes: ``auto`` (by size), ``flat``, ``hnsw`` or ``ivfpq``."""
@@ -472,6 +471,18 @@ class Store:
     # --- taste: the listening journal (store/journal.py) and what it does (store/taste.py) ----
 
     @property
+    def record_events(self) -> bool:
+        """Whether the listening journal may be written (``musicmap serve --no-record`` says no);
+        set it False at any time and recording stops."""
+        return self._record_events
+
+    @record_events.setter
+    def record_events(self, on: bool) -> None:
+        self._record_events = bool(on)
+        if not on and self._journal is not None:
+            self._journal.stop_recording()
+
+    @property
     def journal(self) -> Journal:
         """The listening journal of this store (``taste.sqlite``), opened on first use."""
         if self._journal is None:
@@ -564,7 +575,7 @@ class Store:
         since = time.time() - MIX_SINCE_S if since is None else float(since)
         steer = self.steer()
         if steer is None:
-            raise InvalidQuery("nothing to mix from yet: no track was liked or played (like a few, or play "
+            raise NothingToMix("nothing to mix from yet: no track was liked or played (like a few, or play "
                                "them, then ask again)")
         with self.holding():
             return mix(self, steer, n=n, since=since, where=where, max_per_artist=max_per_artist,

@@ -42,6 +42,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import InvalidQuery
+from .journal import NothingToMix
 from .search import SearchOptions, Variety, knn, vectors_of
 from .types import Neighbour, TasteNote
 from .vectors import l2_normalise
@@ -360,7 +361,7 @@ def mix(store: Store, steer: Steer, *, n: int = 30, since: float, where: str | N
     recent = {i: t for i, t in taste.tracks.items() if t.last >= since}
     seeds = [t for t in recent.values() if t.weight > 0 and t.track_id in set(steer.ids.tolist())]
     if not seeds:
-        raise InvalidQuery("nothing to mix from yet: no track was liked or played to the end in that time "
+        raise NothingToMix("nothing to mix from yet: no track was liked or played to the end in that time "
                            "(like a few, or play them, then ask again)")
     index = store.index
     seed_ids = [t.track_id for t in seeds]
