@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -368,6 +368,7 @@ def mix(store: Store, steer: Steer, *, n: int = 30, since: float, where: str | N
     vectors = l2_normalise(vectors_of(index, seed_ids))
     weights = np.array([t.weight for t in seeds])
     groups = moods(vectors, weights, steer.scale)
+    seed_rows = store.track_rows(seed_ids)
     heard = set(recent) | set(seed_ids)
     share = np.array([weights[g].sum() for g in groups])
     quota = _quotas(share, n)
@@ -396,7 +397,9 @@ def mix(store: Store, steer: Steer, *, n: int = 30, since: float, where: str | N
                 taken.add(cand.track_id)
                 counts[gi] += 1
                 near = group[int(np.argmax(vectors[group] @ l2_normalise(vectors_of(index, [cand.track_id]))[0]))]
-                out.append(MixItem(cand, seed_ids[near], _mix_why(taste.tracks[seed_ids[near]], len(group), cand)))
+                seed = seed_ids[near]
+                why = _mix_why(taste.tracks[seed], seed_rows.get(seed, {}), len(group), cand)
+                out.append(MixItem(cand, seed, why))
                 progressed = True
                 break
             if len(out) >= n:
@@ -418,10 +421,11 @@ def _quotas(share: np.ndarray, n: int) -> list[int]:
     return [int(q) for q in quota]
 
 
-def _mix_why(seed: TrackTaste, mood_size: int, cand: Neighbour) -> str:
+def _mix_why(seed: TrackTaste, row: Mapping[str, object], mood_size: int, cand: Neighbour) -> str:
     what = "you liked" if seed.liked else f"you played {_times(seed.plays)}" if seed.plays else "you heard"
     days = max(0.0, (time.time() - seed.last) / 86400.0)
     when = "today" if days < 1 else "yesterday" if days < 2 else f"{days:.0f} days ago"
     mood = f" (one of {mood_size} in this mood)" if mood_size > 1 else ""
-    text = f"like #{seed.track_id}, which {what} {when}{mood}"
+    name = f"{row.get('artist') or '?'} – {row.get('title') or '?'}" if row else "a track"
+    text = f"like #{seed.track_id} {name}, which {what} {when}{mood}"
     return f"{text}; {cand.taste.why}" if cand.taste is not None else text
