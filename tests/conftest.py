@@ -82,6 +82,31 @@ def _run_in_process(argv: list[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.CompletedProcess([*MUSICMAP, *argv], code, *text)
 
 
+def _own_root_handlers() -> list[logging.Handler]:
+    """The root logger's handlers but pytest's own (its capture handlers change with every phase)."""
+    return [h for h in logging.getLogger().handlers if not type(h).__module__.startswith("_pytest")]
+
+
+@pytest.fixture(autouse=True)
+def _logging_left_as_found() -> Iterator[None]:
+    """A test that leaves the root logger's level or handlers changed (``musicmap.cli.main`` called
+    directly sets INFO and a stderr handler; ``run_cli`` undoes that) fails, and they are put back:
+    a leaked level makes later tests record log lines they never see alone (issue #30's flaky
+    test_nonfinite, after the library model test's ``tag`` rules)."""
+    root = logging.getLogger()
+    level, handlers = root.level, _own_root_handlers()
+    yield
+    leaked_level, leaked_handlers = root.level, _own_root_handlers()
+    if (leaked_level, leaked_handlers) != (level, handlers):
+        root.setLevel(level)
+        for handler in leaked_handlers:
+            if handler not in handlers:
+                root.removeHandler(handler)
+        pytest.fail(f"the test left the root logger changed: level {logging.getLevelName(level)} → "
+                    f"{logging.getLevelName(leaked_level)}, handlers {handlers} → {leaked_handlers}; "
+                    "run the CLI through run_cli, which restores them", pytrace=False)
+
+
 def make_tiny_maest(folder: Path, labels: list[str], *, shuffle_positions: bool = False) -> Path:
     """A randomly initialised MAEST-shaped AST (8 blocks, 32-d, 66-frame windows), saved to
     ``folder`` with save_pretrained (weights cannot be downloaded here: the loading code is tested
