@@ -150,7 +150,7 @@ def _nan_row_as_an_older_musicmap_left_it(store: Path, name: str) -> int:
 def test_an_older_store_with_a_nan_vector_loads_as_it_is_and_index_repairs_it(
         library: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     store = tmp_path / "store"
-    run_cli("index", library, "--store", store, "--model", "features", "--no-map", check=True)
+    run_cli("index", library, "--store", store, "--model", "features", "--no-map", "--no-tags", check=True)
     track_id = _nan_row_as_an_older_musicmap_left_it(store, "short.wav")
     caplog.clear()  # the helper's own save rebuilds FAISS (it bumped the rewrites): only the opens are judged
     with caplog.at_level(logging.DEBUG, logger="store"):
@@ -158,7 +158,7 @@ def test_an_older_store_with_a_nan_vector_loads_as_it_is_and_index_repairs_it(
             with Store.open(store) as opened:
                 assert opened.index.ntotal == 2
     assert not [line for line in _faiss_lines(caplog) if any(w in line for w in FAISS_TROUBLE)], caplog.text
-    proc = run_cli("index", library, "--store", store, "--model", "features", "--no-map", "--json")
+    proc = run_cli("index", library, "--store", store, "--model", "features", "--no-map", "--no-tags", "--json")
     assert proc.returncode == 0, proc.stderr
     assert "1 tracks in" in proc.stderr and "had a NaN or infinite vector" in proc.stderr
     report = json.loads(proc.stdout)
@@ -179,11 +179,11 @@ def test_an_incremental_run_says_only_what_happened(library: Path, tmp_path: Pat
     lib = tmp_path / "library"
     write_tone(lib / "a.wav", 2.0, 440.0)
     store = tmp_path / "store"
-    first = run_cli("index", lib, "--store", store, "--model", "features", "--no-map", check=True)
+    first = run_cli("index", lib, "--store", store, "--model", "features", "--no-map", "--no-tags", check=True)
     assert "FAISS index built: flat over 1 vectors" in first.stderr
     write_tone(lib / "b.wav", 2.0, 550.0, seed=1)
-    second = run_cli("index", lib, "--store", store, "--model", "features", "--no-map", check=True)
+    second = run_cli("index", lib, "--store", store, "--model", "features", "--no-map", "--no-tags", check=True)
     assert "FAISS index: added 1 new vectors" in second.stderr
     assert not [w for w in FAISS_TROUBLE if w in second.stderr.lower()], second.stderr
-    third = run_cli("index", lib, "--store", store, "--model", "features", "--no-map", check=True)
+    third = run_cli("index", lib, "--store", store, "--model", "features", "--no-map", "--no-tags", check=True)
     assert "FAISS" not in third.stderr, third.stderr
