@@ -186,7 +186,7 @@ def test_prune_never_empties_a_folder_given(tmp_path: Path) -> None:
         for i in range(2):
             write_tone(folder / f"t{i}.wav", 2.0, base * (i + 1), seed=i)
     store = tmp_path / "s"
-    opts = ("--model", "features", "--no-map", "--no-tags")
+    opts = ("--model", "features", "--no-map", "--no-tags", "--workers", "1")
     assert run_cli("index", music, drive, "--store", store, *opts).returncode == 0
     for f in drive.iterdir():
         f.unlink()
