@@ -188,17 +188,18 @@ def test_prune_never_empties_a_folder_given(tmp_path: Path) -> None:
         for i in range(2):
             write_tone(folder / f"t{i}.wav", 2.0, base * (i + 1), seed=i)
     store = tmp_path / "s"
-    assert run_cli("index", music, drive, "--store", store, "--model", "features", "--no-map").returncode == 0
+    opts = ("--model", "features", "--no-map", "--no-tags", "--workers", "1")
+    assert run_cli("index", music, drive, "--store", store, *opts).returncode == 0
     for f in drive.iterdir():
         f.unlink()
     (music / "t1.wav").unlink()
-    proc = run_cli("index", music, drive, "--store", store, "--model", "features", "--no-map", "--prune")
+    proc = run_cli("index", music, drive, "--store", store, *opts, "--prune")
     _assert_user_error(proc, f"no audio files found under {drive}", "nothing was pruned", "leave that folder out")
-    proc = run_cli("index", drive, "--store", store, "--model", "features", "--no-map", "--prune")
+    proc = run_cli("index", drive, "--store", store, *opts, "--prune")
     _assert_user_error(proc, "no audio files found", "nothing was pruned", "delete the store folder")
     with Store.open(store) as opened:
         assert opened.count("tracks") == 4
-    proc = run_cli("index", music, "--store", store, "--model", "features", "--no-map", "--prune")
+    proc = run_cli("index", music, "--store", store, *opts, "--prune")
     assert proc.returncode == 0, proc.stderr
     with Store.open(store) as opened:  # music/t1 pruned; the drive's two tracks untouched
         assert opened.count("tracks") == 3

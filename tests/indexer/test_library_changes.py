@@ -33,21 +33,21 @@ def test_moved_file_keeps_its_track_and_gone_files_are_pruned(tmp_path: Path) ->
     for i in range(4):
         _tone(lib / "A" / f"Artist - Song {i}.flac", 2.0, 200 + 100 * i)
     store = tmp_path / "store"
-    index_library([lib], store, FeaturesEmbedder())
+    index_library([lib], store, FeaturesEmbedder(), tags=False)  # sound tags: test_tagger.py
     with Store.open(store) as s:
         moved_id = s.track_id_for_path(lib / "A" / "Artist - Song 1.flac")
         before = dict(zip(*s.vectors(), strict=True))
     (lib / "B").mkdir()
     shutil.move(lib / "A" / "Artist - Song 1.flac", lib / "B" / "renamed.flac")
     (lib / "A" / "Artist - Song 3.flac").unlink()
-    report = index_library([lib], store, FeaturesEmbedder())
+    report = index_library([lib], store, FeaturesEmbedder(), tags=False)
     assert (report.moved, report.unchanged, report.added, report.missing, report.pruned) == (1, 2, 0, 1, 0)
     with Store.open(store) as s:
         assert s.track_id_for_path(lib / "B" / "renamed.flac") == moved_id
         ids, vectors = s.vectors()
         np.testing.assert_array_equal(dict(zip(ids, vectors, strict=True))[moved_id], before[moved_id])
         assert s.count("tracks") == 4  # the gone track is only reported...
-    proc = run_cli("index", lib, "--store", store, "--model", "features", "--prune", "--json")
+    proc = run_cli("index", lib, "--store", store, "--model", "features", "--prune", "--no-tags", "--json")
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert (out["missing"], out["pruned"], out["unchanged"]) == (1, 1, 3)
@@ -151,7 +151,7 @@ def test_metadata_csv_and_category_sources(tmp_path: Path) -> None:
                     f"lib/blues/take two.wav,Delta Blues,sad,1936,Cross Road\n"
                     f"{lib / 'Rock' / 'Band - Song.flac'},Hard Rock,angry,nineteen,\n", encoding="utf-8")
     store = tmp_path / "s-tag"
-    index_library([lib], store, FeaturesEmbedder(), metadata=meta)
+    index_library([lib], store, FeaturesEmbedder(), metadata=meta, tags=False)
     with Store.open(store) as s:
         rows = {Path(r.path).name: r for r in s.tracks().itertuples()}
         assert rows["blues.00000.wav"].genre == "blues"  # GTZAN fallback
@@ -161,11 +161,11 @@ def test_metadata_csv_and_category_sources(tmp_path: Path) -> None:
         assert pd.isna(rows["Band - Song.flac"].year)  # "nineteen" is not a number: ignored, not fatal
         mood = s.sql("SELECT count(*) FROM tracks WHERE json_extract_string(extra, '$.mood') = 'angry'")
         assert mood.rows == [(1,)]
-    index_library([lib], tmp_path / "s-csv", FeaturesEmbedder(), metadata=meta, category_from="csv")
+    index_library([lib], tmp_path / "s-csv", FeaturesEmbedder(), metadata=meta, category_from="csv", tags=False)
     with Store.open(tmp_path / "s-csv") as s:
         genres = dict(s.sql("SELECT regexp_extract(path, '[^/]+$'), genre FROM tracks").rows)
         assert genres == {"blues.00000.wav": None, "take two.wav": "Delta Blues", "Band - Song.flac": "Hard Rock"}
-    index_library([lib], tmp_path / "s-folder", FeaturesEmbedder(), category_from="folder")
+    index_library([lib], tmp_path / "s-folder", FeaturesEmbedder(), category_from="folder", tags=False)
     with Store.open(tmp_path / "s-folder") as s:
         assert sorted(r[0] for r in s.sql("SELECT genre FROM tracks").rows) == ["Rock", "blues", "blues"]
     for bad, message in ((["--metadata", str(tmp_path / "nope.csv")], "no such file"),

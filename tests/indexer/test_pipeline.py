@@ -28,7 +28,7 @@ def test_bad_file_never_stops_a_run_and_is_retried(tmp_path: Path) -> None:
     lib = _library(tmp_path / "lib")
     (lib / "broken.mp3").write_text("not audio at all\n" * 100)
     store = tmp_path / "store"
-    report = index_library([lib], store, FeaturesEmbedder(), workers=1)
+    report = index_library([lib], store, FeaturesEmbedder(), workers=1, tags=False)  # tags: test_tagger.py
     assert (report.added, report.failed) == (5, 1)
     assert report.failures[0]["path"].endswith("broken.mp3") and report.failures[0]["stage"] == "decode"
     with Store.open(store) as s:
@@ -36,7 +36,7 @@ def test_bad_file_never_stops_a_run_and_is_retried(tmp_path: Path) -> None:
     shutil.copy(lib / "Artist 0 - Song 0.flac", lib / "broken.mp3.flac")
     (lib / "broken.mp3").unlink()
     sf.write(lib / "broken.mp3", np.zeros(16_000, np.float32), 16_000, format="MP3")  # repaired
-    report = index_library([lib], store, FeaturesEmbedder(), workers=2)
+    report = index_library([lib], store, FeaturesEmbedder(), workers=2, tags=False)
     assert (report.added, report.unchanged, report.failed) == (2, 5, 0)
     with Store.open(store) as s:
         assert s.count("failures") == 0 and s.count("tracks") == 7
@@ -45,13 +45,13 @@ def test_bad_file_never_stops_a_run_and_is_retried(tmp_path: Path) -> None:
 def test_changed_file_is_reembedded_with_the_same_id(tmp_path: Path) -> None:
     lib = _library(tmp_path / "lib")
     store = tmp_path / "store"
-    index_library([lib], store, FeaturesEmbedder())
+    index_library([lib], store, FeaturesEmbedder(), tags=False)
     with Store.open(store) as s:
         before_ids, before = s.vectors()
         target = s.track_id_for_path(lib / "Artist 2 - Song 2.flac")
     noise = np.random.default_rng(1).standard_normal(16_000 * 3).astype(np.float32) * 0.3
     sf.write(lib / "Artist 2 - Song 2.flac", noise, 16_000)
-    report = index_library([lib], store, FeaturesEmbedder())
+    report = index_library([lib], store, FeaturesEmbedder(), tags=False)
     assert (report.updated, report.unchanged, report.added) == (1, 4, 0)
     with Store.open(store) as s:
         ids, after = s.vectors()
@@ -74,7 +74,10 @@ def test_maest_index_through_the_cli_and_model_guard(tmp_path: Path) -> None:
     store = tmp_path / "store"
     proc = run_cli("index", lib, "--store", store, "--model", model_dir, "--json", "--workers", "2")
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout)["added"] == 4
+    report = json.loads(proc.stdout)
+    assert report["added"] == 4
+    # the tag stage beside a MAEST model (the other tests here index with tags=False: test_tagger.py)
+    assert report["tags"]["taggers"] == ["musicnn-mtt", "musicnn-msd"] and report["tags"]["tagged"] == 4
     with Store.open(store) as s:
         assert s.manifest.model.kind == "maest" and s.manifest.model.dimension == 96
         styles = s.sql("SELECT count(DISTINCT track_id), count(*) FROM styles").rows[0]
@@ -107,7 +110,7 @@ def test_a_run_ends_with_its_map_and_time_and_a_failed_one_leaves_the_map(tmp_pa
 
     lib = _library(tmp_path / "lib")
     store = tmp_path / "store"
-    report = index_library([lib], store, FeaturesEmbedder(), map_name="tsne")
+    report = index_library([lib], store, FeaturesEmbedder(), map_name="tsne", tags=False)
     assert report.status == "ok" and report.map is not None
     assert (report.map["name"], report.map["n_tracks"]) == ("tsne", 5)
     assert report.durations["total"] >= report.durations["map"] >= 0
@@ -121,7 +124,7 @@ def test_a_run_ends_with_its_map_and_time_and_a_failed_one_leaves_the_map(tmp_pa
         run.finish("error")
         raise OSError("disk full")
     assert failing.map is None and "total" not in failing.durations
-    report = index_library([lib], store, FeaturesEmbedder(), map_name="tsne")  # the next run places it
+    report = index_library([lib], store, FeaturesEmbedder(), map_name="tsne", tags=False)  # the next run places it
     assert report.added == 1 and report.map is not None and report.map["n_tracks"] == 6
     with Store.open(store) as s:
         assert len(s.projection("tsne")) == 6

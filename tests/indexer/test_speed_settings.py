@@ -163,14 +163,15 @@ def test_plan_says_the_work_and_the_time_then_stops(tiny: Path, library: Path, t
     assert plan["to_index"] == 5 and [e["label"] for e in plan["estimates"]] == ["these settings", "--fast"]
     ours, fast = plan["estimates"]
     assert ours["windows"] >= fast["windows"] >= 5 and ours["seconds"] > 0 and fast["seconds"] > 0
-    run_cli("index", library, "--store", store, "--model", "features", check=True)
+    run_cli("index", library, "--store", store, "--model", "features", "--no-tags", "--workers", "1", check=True)
     proc = run_cli("index", library, "--store", store, "--model", "features", "--plan")
     assert proc.returncode == 1 and "nothing to plan" in proc.stderr  # every file is indexed already
 
 
 def test_fast_is_recorded_in_the_store(tiny: Path, library: Path, tmp_path: Path) -> None:
     store = tmp_path / "store"
-    run_cli("index", library, "--store", store, "--model", tiny, "--fast", "--no-map", check=True)
+    run_cli("index", library, "--store", store, "--model", tiny, "--fast", "--no-map", "--no-tags", "--workers", "1",
+            check=True)
     manifest = json.loads((store / "manifest.json").read_text())
     options = manifest["model"]["extra"]["options"]
     assert options["fast"] is True
@@ -222,7 +223,7 @@ def test_progress_shows_a_batch_once_it_is_done(tiny: Path, library: Path, tmp_p
 
     calls: list[tuple[int, int, float]] = []
     embedder = MaestEmbedder.load(str(tiny), device="cpu", precision="fp32", batch_size=2)
-    report = index_library([library], tmp_path / "store", embedder, workers=2, map_name=None,
+    report = index_library([library], tmp_path / "store", embedder, workers=2, map_name=None, tags=False,
                            progress=lambda done, total, _path, audio: calls.append((done, total, audio)))
     assert report.added == 5
     assert [done for done, _, _ in calls] == [2, 4, 5] and {total for _, total, _ in calls} == {5}

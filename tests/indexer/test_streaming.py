@@ -160,12 +160,17 @@ def _write_library(root: Path) -> tuple[Path, Path]:
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_pipeline_streams_long_files_with_the_same_result(tmp_path: Path, workers: int) -> None:
+    """Vectors, and (with one worker: the tag stage's decoding is the same for two) sound tags."""
+    tags = workers == 1
     long_file, short_file = _write_library(tmp_path / "lib")
     streamed = index_library([tmp_path / "lib"], tmp_path / "s1", FeaturesEmbedder(), workers=workers,
-                             stream_seconds=60.0)
+                             stream_seconds=60.0, tags=tags)
     whole = index_library([tmp_path / "lib"], tmp_path / "s2", FeaturesEmbedder(), workers=workers,
-                          stream_seconds=None)
+                          stream_seconds=None, tags=tags)
     assert streamed.added == whole.added == 2 and streamed.failed == 0
+    if tags:
+        assert streamed.tags is not None and whole.tags is not None
+        assert streamed.tags["tagged"] == whole.tags["tagged"] == 2 and streamed.tags["failed"] == 0
     with Store.open(tmp_path / "s1", read_only=True) as a, Store.open(tmp_path / "s2", read_only=True) as b:
         for path in (long_file, short_file):
             ia, ib = a.track_id_for_path(path), b.track_id_for_path(path)
@@ -173,6 +178,11 @@ def test_pipeline_streams_long_files_with_the_same_result(tmp_path: Path, worker
             assert a.track(ia)["duration"] == pytest.approx(150.0 if path == long_file else 20.0, abs=0.1)
             (va, vb) = (dict(zip(*st.vectors(), strict=True)) for st in (a, b))
             np.testing.assert_allclose(va[ia], vb[ib], rtol=1e-5, atol=1e-6)
+            if tags:  # the long file's tags from its stream equal those from the whole decoded file
+                query = "SELECT tagger, label, activation FROM sound_tags WHERE track_id = {} ORDER BY 1, 2"
+                ta, tb = (st.sql(query.format(i)).rows for st, i in ((a, ia), (b, ib)))
+                assert len(ta) == 100 and [r[:2] for r in ta] == [r[:2] for r in tb]
+                np.testing.assert_allclose([r[2] for r in ta], [r[2] for r in tb], atol=1e-4)
 
 
 def _peak_growth_mb(library: Path, store: Path, stream: str) -> float:
@@ -188,7 +198,8 @@ def _peak_growth_mb(library: Path, store: Path, stream: str) -> float:
         "FeaturesEmbedder().embed(numpy.zeros(16000, numpy.float32))\n"
         "base = hwm()\n"
         "stream = None if sys.argv[3] == 'none' else float(sys.argv[3])\n"
-        "r = index_library([sys.argv[1]], sys.argv[2], FeaturesEmbedder(), stream_seconds=stream)\n"
+        # no tag stage: loading MusiCNN (torch) was most of the peak (~600 MB), and its noise near the margin
+        "r = index_library([sys.argv[1]], sys.argv[2], FeaturesEmbedder(), stream_seconds=stream, tags=False)\n"
         "assert r.added == 1 and r.failed == 0, r\n"
         "print(hwm() - base)\n"
     )
@@ -240,7 +251,8 @@ def test_maest_long_file_streamed_in_the_main_process(tmp_path: Path, monkeypatc
     results = {}
     for name, stream in (("s1", 60.0), ("s2", None)):
         emb = load_embedder(str(tmp_path / "tiny"), device="cpu", batch_size=4, layer=4)
-        report = index_library([tmp_path / "lib"], tmp_path / name, emb, workers=2, stream_seconds=stream)
+        report = index_library([tmp_path / "lib"], tmp_path / name, emb, workers=2, stream_seconds=stream,
+                               tags=False)  # MAEST's own streaming is the subject
         assert (report.added, report.failed) == (2, 0)
         with Store.open(tmp_path / name) as s:
             tid = s.track_id_for_path(long_file)

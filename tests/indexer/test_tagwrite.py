@@ -4,6 +4,7 @@ mutagen, read back, the store told (no re-embedding), and ``--undo`` restoring e
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -18,15 +19,26 @@ from store import Store
 from tests.conftest import make_tiny_maest, run_cli
 
 
+@pytest.fixture(scope="module")
+def maest_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random MAEST (``tiny-maest``) and twelve tracks in every format, tags partly missing
+    (``lib``): made once, copied by each test's store (the tests write into the files)."""
+    root = tmp_path_factory.mktemp("tagwrite")
+    make_tiny_maest(root / "tiny-maest", ["Electronic---Techno", "Jazz---Bop", "Rock---Noise", "Classical---Baroque",
+                                          "Pop---Ballad"])
+    generate_demo_library(root / "lib", n_tracks=12, seed=5, min_duration=3, max_duration=4, formats=FORMATS)
+    return root
+
+
 @pytest.fixture
-def maest_store(tmp_path: Path) -> tuple[Path, Path]:
-    """Six tracks, one per format (tags partly missing), indexed with a tiny random MAEST and mapped."""
-    model = make_tiny_maest(tmp_path / "tiny-maest", ["Electronic---Techno", "Jazz---Bop", "Rock---Noise",
-                                                      "Classical---Baroque", "Pop---Ballad"])
-    lib = tmp_path / "lib"
-    generate_demo_library(lib, n_tracks=12, seed=5, min_duration=3, max_duration=4, formats=FORMATS)
+def maest_store(maest_files: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """A copy of :func:`maest_files`' tracks, indexed with its tiny MAEST and mapped."""
+    model = shutil.copytree(maest_files / "tiny-maest", tmp_path / "tiny-maest")
+    lib = shutil.copytree(maest_files / "lib", tmp_path / "lib")
     store = tmp_path / "store"
-    report = index_library([lib], store, load_embedder(str(model), device="cpu"), workers=1, map_name="tsne")
+    # no sound tags: `tag --write` writes the store's styles and clusters (sound tags: test_tagger.py)
+    report = index_library([lib], store, load_embedder(str(model), device="cpu"), workers=1, map_name="tsne",
+                           tags=False)
     assert report.added == 12 and report.failed == 0
     return lib, store
 
@@ -64,7 +76,7 @@ def test_write_read_back_no_reembedding_and_byte_exact_undo(maest_store: tuple[P
         assert np.array_equal(load_audio(path), load_audio_bytes(original, Path(path).suffix)), path  # same sound
     # the store knows the new sizes and times: the next run embeds nothing again
     proc = run_cli("index", lib, "--store", store, "--model", str(store.parent / "tiny-maest"), "--json",
-                   "--no-map", "--workers", "1")
+                   "--no-map", "--no-tags", "--workers", "1")
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["unchanged"] == 12
     # writing the same values again changes nothing
@@ -76,7 +88,7 @@ def test_write_read_back_no_reembedding_and_byte_exact_undo(maest_store: tuple[P
     assert len(json.loads(proc.stdout)["restored"]) == 12
     assert _snapshot(lib) == before  # every byte, and the modification times
     proc = run_cli("index", lib, "--store", store, "--model", str(store.parent / "tiny-maest"), "--json",
-                   "--no-map", "--workers", "1")
+                   "--no-map", "--no-tags", "--workers", "1")
     assert json.loads(proc.stdout)["unchanged"] == 12
     proc = run_cli("tag", "--store", store, "--undo")
     assert proc.returncode == 1 and "nothing to undo" in proc.stderr
@@ -133,7 +145,7 @@ def test_a_file_edited_since_indexing_is_not_tagged(maest_store: tuple[Path, Pat
     assert "changed since it was indexed" in out["failed"][0]["error"]
     assert read_field(edited, "cluster") is None
     proc = run_cli("index", lib, "--store", store, "--model", str(store.parent / "tiny-maest"), "--json",
-                   "--no-map", "--workers", "1")
+                   "--no-map", "--no-tags", "--workers", "1")
     report = json.loads(proc.stdout)
     assert (report["updated"], report["unchanged"]) == (1, 11)  # the edit is embedded; the tagged files are not
 
@@ -141,7 +153,7 @@ def test_a_file_edited_since_indexing_is_not_tagged(maest_store: tuple[Path, Pat
 def test_tag_errors_are_named(tmp_path: Path, maest_store: tuple[Path, Path]) -> None:
     lib, store = maest_store
     features = tmp_path / "features-store"
-    index_library([lib], features, load_embedder("features"), workers=1)
+    index_library([lib], features, load_embedder("features"), workers=1, tags=False)
     for args, message in ((("--write", "styles"), "no style or tag predictions"),
                           (("--write", "cluster"), "no map clusters yet"),
                           (("--undo",), "nothing to undo")):
