@@ -305,7 +305,7 @@ def _event(item: Any, where: str) -> Event:
                  key=item.get("key"), undo=item.get("undo", False))
 
 
-def events_of(body: Any) -> list[Event]:
+def events_of(body: object) -> list[Event]:
     """The events of a ``POST /api/v1/events`` body: one event object, or ``{"events": [...]}``."""
     if not isinstance(body, dict):
         raise BadRequest('send a JSON object: one event {"kind": "liked", "track_id": 12} or {"events": [...]}')

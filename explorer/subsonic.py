@@ -235,7 +235,7 @@ class Arg:
     least: int = 1
     many: bool = False
 
-    def read(self, params: Params) -> Any:
+    def read(self, params: Params) -> int | str | bool | list[int | str | bool] | None:
         """This parameter's value from ``params``; :class:`SubsonicError` when it is missing or bad."""
         if self.many:
             raws = [r for r in params.getlist(self.name) if r != ""]
