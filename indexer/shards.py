@@ -32,6 +32,7 @@ from store import ModelInfo, Store, TrackRecord, is_unchanged
 from .errors import IndexerError
 from .metadata import CATEGORY_SOURCES, apply_metadata, fill_genre, read_metadata
 from .run import IndexReport, IndexRun, ProgressFn
+from .tagger import MAX_PATCHES, tag_store
 
 logger = logging.getLogger(__name__)
 
@@ -214,16 +215,21 @@ def _records(url: str, latest: dict[bytes, LatestRow]) -> Iterator[dict[str, Any
 
 def ingest(shards: str, store_path: str | Path, *, commit_every: int = 256, metadata: str | Path | None = None,
            category_from: str = "tag", index_kind: str = "auto", map_name: str | None = None,
-           progress: ProgressFn | None = None) -> IndexReport:
+           progress: ProgressFn | None = None, tags: bool = True, tag_patches: int = MAX_PATCHES,
+           workers: int = 1) -> IndexReport:
     """Merge the shards under ``shards`` into the store at ``store_path`` (created if missing) and
     build its FAISS index (``index_kind``: ``auto`` picks by size; see :mod:`store.vectors`).
 
     A file the store already holds with the same size and mtime and a vector is left alone
-    (ingesting twice changes nothing); failed rows become ``failures`` rows.
+    (ingesting twice changes nothing); failed rows become ``failures`` rows. With ``tags``, the
+    tracks without sound tags whose files this machine can read get them, as at the end of an
+    index run (:func:`indexer.tagger.tag_store`, decoding with ``workers`` processes).
     """
     started = time.monotonic()
     if category_from not in CATEGORY_SOURCES:
         raise IndexerError(f"--category-from {category_from!r}: choose one of {', '.join(CATEGORY_SOURCES)}")
+    if tags and tag_patches < 1:
+        raise IndexerError(f"--tag-patches {tag_patches}: give 1 or more")
     rows_meta = read_metadata(metadata) if metadata is not None else None
     info = staging_model(shards)
     store = Store.open_for_indexing(store_path, info)
@@ -247,7 +253,7 @@ def ingest(shards: str, store_path: str | Path, *, commit_every: int = 256, meta
                 if is_unchanged(seen, row["size"], row["mtime"]):
                     report.unchanged += 1
                     continue
-                tags = json.loads(row["tags"]) if row["tags"] else {}
+                file_tags = json.loads(row["tags"]) if row["tags"] else {}
                 styles = dict(zip(row["style_labels"] or [], row["style_values"] or [], strict=True))
                 d = info.dimension
                 windows = None if row["windows"] is None else np.asarray(row["windows"], np.float32).reshape(-1, d)
@@ -255,15 +261,20 @@ def ingest(shards: str, store_path: str | Path, *, commit_every: int = 256, meta
                 # shards written before the actors checked it may hold a NaN vector: a failure (IndexRun.add)
                 added = run.add(TrackRecord(
                     path=path, size=int(row["size"]), mtime=float(row["mtime"]),
-                    tags=fill_genre(apply_metadata(tags, path, rows=rows_meta, category_from=category_from), styles,
-                                    info.extra.get("genre_labels")),
+                    tags=fill_genre(apply_metadata(file_tags, path, rows=rows_meta, category_from=category_from),
+                                    styles, info.extra.get("genre_labels")),
                     fingerprint=row["fingerprint"], vector=vector,
                     n_windows=int(row["n_windows"] or 1), styles=styles, windows=windows,
                     window_starts=list(row["window_starts"] or []),
                 ), updated=seen is not None)
                 if added:
-                    report.audio_seconds += float(tags.get("duration") or 0.0)
+                    report.audio_seconds += float(file_tags.get("duration") or 0.0)
             run.flush()
+            if tags:
+                tagged = tag_store(store, own_model=info.id, workers=workers, commit_every=commit_every,
+                                   max_patches=tag_patches)
+                report.tags = asdict(tagged)
+                report.durations["tags"] = tagged.seconds
             status = "ok"
         except KeyboardInterrupt:  # what was committed stays; ingesting again goes on from there
             status = "interrupted"

@@ -10,13 +10,16 @@ The stage runs at the end of every ``musicmap index`` run over the tracks that h
 no tags yet (so an existing store gains them on its next run, and nothing is embedded again). When
 the store's own model is one of the taggers (``--model musicnn-mtt``), its stored styles are its
 tags and are copied, not computed twice. A file that cannot be tagged is reported and tried again
-next run; it never fails the run. Without the ``musicnn`` package the stage is skipped with a
-message saying how to install it.
+next run; it never fails the run. ``musicmap ingest`` (and so ``index --engine ray``) runs the
+same stage over the files the ingesting machine can read; a track whose file it cannot reach is
+counted as ``unreachable`` and tagged by a later run that can. Without the ``musicnn`` package the
+stage is skipped with a message saying how to install it.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -140,6 +143,9 @@ class TagReport:
     seconds: float = 0.0
     model_seconds: float = 0.0
     max_patches: int = MAX_PATCHES
+    unreachable: int = 0
+    """Tracks left untagged because their file is not there (``ingest`` on another machine than the
+    Ray workers'); a later run that can read them tags them."""
     skipped: str | None = None
     """Why the stage did not run (the taggers cannot load), or None."""
 
@@ -162,6 +168,13 @@ def tag_store(store: WritableStore, *, own_model: str, workers: int = 1, stream_
         store.release()
     todo = store.untagged(names)
     tracks = dict(sorted({t for rows in todo.values() for t in rows}))
+    absent = [tid for tid, path in tracks.items() if not os.path.exists(path)]
+    if absent:
+        report.unreachable = len(absent)
+        logger.info("%d tracks not tagged: their files are not on this machine (a later run that can read "
+                    "them tags them)", len(absent))
+        for tid in absent:
+            del tracks[tid]
     if not tracks:
         report.seconds = round(time.monotonic() - started, 3)
         return report

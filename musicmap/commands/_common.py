@@ -19,6 +19,16 @@ def add_store(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--store", metavar="DIR", help=help_for("store"))
 
 
+def add_tag_options(parser: argparse.ArgumentParser) -> None:
+    """``--no-tags`` and ``--tag-patches``: the sound-tag stage at the end of ``index`` and ``ingest``."""
+    parser.add_argument("--no-tags", dest="tags", action="store_false",
+                        help="do not add sound tags (by default tracks without them are tagged by MusiCNN's two "
+                             "taggers at the end: the words musicmap find reads)")
+    parser.add_argument("--tag-patches", dest="tag_patches", type=int, default=16, metavar="N",
+                        help="tag each track from at most N 3-s patches spread over it (default: 16; fewer is "
+                             "faster)")
+
+
 def add_json(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON document on stdout")
 

@@ -25,12 +25,14 @@ def summary(report: IndexReport) -> str:
     if len(report.failures) > 10:
         lines.append(f"  ... and {len(report.failures) - 10} more: musicmap sql \"SELECT * FROM failures\"")
     t = report.tags
-    if t is not None and (t["tagged"] or t["copied"] or t["failed"] or t["skipped"]):
+    if t is not None and (t["tagged"] or t["copied"] or t["failed"] or t["skipped"] or t.get("unreachable")):
         done = f"{t['tagged']} tracks tagged ({', '.join(t['taggers']) or '-'}) in {t['seconds']:.1f} s"
         if t["copied"]:
             done += f", {t['copied']} from the model's own tags"
         if t["failed"]:
             done += f", {t['failed']} could not be (tried again next run)"
+        if t.get("unreachable"):
+            done += f", {t['unreachable']} left for a run that can read their files"
         lines.append(f"  sound tags: {'skipped (' + t['skipped'] + ')' if t['skipped'] else done}")
     m = report.map
     if m is not None:

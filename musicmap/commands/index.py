@@ -36,7 +36,7 @@ from store import Store, StoreError, is_unchanged
 from .. import exits
 from ..errors import UserError
 from ..settings import Settings, help_for
-from ._common import Progress, add_json, add_store, print_json
+from ._common import Progress, add_json, add_store, add_tag_options, print_json
 from ._reports import summary
 
 if TYPE_CHECKING:
@@ -65,11 +65,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-map", dest="update_map", action="store_false",
                    help="do not update the map at the end (by default new tracks are placed into it, "
                         "or it is computed when there is none)")
-    p.add_argument("--no-tags", dest="tags", action="store_false",
-                   help="do not add sound tags (by default tracks without them are tagged by MusiCNN's two "
-                        "taggers at the end: the words musicmap find reads)")
-    p.add_argument("--tag-patches", dest="tag_patches", type=int, default=16, metavar="N",
-                   help="tag each track from at most N 3-s patches spread over it (default: 16; fewer is faster)")
+    add_tag_options(p)
     maest = p.add_argument_group("MAEST options (ignored for --model features)")
     maest.add_argument("--revision", metavar="REV",
                        help="hub revision (commit hash, tag or branch) to pin a hub id to (default: main; the "
@@ -309,7 +305,8 @@ def run_ray(args: argparse.Namespace, settings: Settings) -> int:
         return exits.outcome(ray_run.failed)
     report = ingest(staging, settings.store, metadata=args.metadata, category_from=args.category_from,
                     index_kind=args.index_type, map_name="tsne" if args.update_map else None,
-                    progress=Progress("tracks", enabled=not args.quiet))
+                    progress=Progress("tracks", enabled=not args.quiet), tags=args.tags,
+                    tag_patches=args.tag_patches, workers=settings.workers)
     # Read as one run over the library: files the store held unchanged were skipped before Ray.
     report.scanned, report.unchanged = ray_run.scanned, report.unchanged + ray_run.unchanged
     if args.json:

@@ -4,7 +4,9 @@ Each file's newest shard row wins; embedded files become tracks (with their vect
 and styles), failed ones ``failures`` rows. Files the store already holds with the same size
 and mtime are left alone, so ingesting the same shards twice changes nothing. The FAISS index
 is then built or extended (by size: exact, HNSW, or IVF-PQ for very large stores; --index-type
-to choose) and the map updated.
+to choose), the map updated, and the tracks without sound tags whose files this machine can read
+are tagged (as at the end of musicmap index; --no-tags skips it; tracks on files it cannot read
+are counted and left to a later run that can).
 
 exit codes: 0 ingested; 1 a user error (not a shard folder, another model's store); 2 a usage error;
             3 ingested, but the shards record files that failed (listed); 130 interrupted.
@@ -19,8 +21,8 @@ from __future__ import annotations
 import argparse
 
 from .. import exits
-from ..settings import Settings
-from ._common import Progress, add_json, add_store, print_json
+from ..settings import Settings, help_for
+from ._common import Progress, add_json, add_store, add_tag_options, print_json
 
 NAME = "ingest"
 HELP = "merge shards from `index --engine ray` into a store"
@@ -37,6 +39,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="where genre comes from: tags (default), the parent folder's name, or the CSV")
     p.add_argument("--no-map", dest="update_map", action="store_false",
                    help="do not update the map at the end")
+    add_tag_options(p)
+    p.add_argument("--workers", type=int, metavar="N", help=help_for("workers"))
     add_json(p)
 
 
@@ -47,7 +51,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     report = ingest(args.shards, settings.store, metadata=args.metadata, category_from=args.category_from,
                     index_kind=args.index_type, map_name="tsne" if args.update_map else None,
-                    progress=Progress("tracks", enabled=not args.quiet))
+                    progress=Progress("tracks", enabled=not args.quiet), tags=args.tags,
+                    tag_patches=args.tag_patches, workers=settings.workers)
     if args.json:
         print_json(report.to_dict())
     else:

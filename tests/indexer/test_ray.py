@@ -90,6 +90,33 @@ def test_features_same_vectors_tags_and_failures_on_both_engines(tmp_path: Path)
         assert fa["stage"].tolist() == fb["stage"].tolist()
         assert b.manifest.model == a.manifest.model
         assert b.manifest.index["type"] == "flat"
+        # ingest tags as the local engine does: the same words for the same files
+        q = ("SELECT t.path, s.tagger, s.label, s.activation FROM sound_tags s JOIN tracks t ON t.id = s.track_id "
+             "ORDER BY 1, 2, 3")
+        ta, tb = a.sql(q).rows, b.sql(q).rows
+        assert len(ta) == len(tb) == 5 * 100
+        assert all(x[:3] == y[:3] and abs(x[3] - y[3]) <= 1e-4 for x, y in zip(ta, tb, strict=True))
+
+
+def test_ingest_leaves_tracks_it_cannot_read_for_a_later_run(tmp_path: Path) -> None:
+    """The Ray workers read files that the ingesting machine may not: such tracks are stored with
+    their vectors, counted as unreachable, and tagged by the next ingest that can read them."""
+    lib = _library(tmp_path / "lib")
+    staging, store = tmp_path / "shards", tmp_path / "store"
+    spec = EmbedderSpec("features")
+    run_ray([lib], str(staging), spec, spec.load().info)
+    away = lib.rename(tmp_path / "elsewhere")
+    report = ingest(str(staging), store)
+    assert report.added == 5 and report.tags is not None
+    assert (report.tags["unreachable"], report.tags["tagged"], report.tags["failed"]) == (5, 0, 0)
+    with Store.open(store) as s:
+        assert s.count("sound_tags") == 0 and s.count("embeddings") == 5
+    away.rename(lib)
+    again = ingest(str(staging), store)
+    assert again.unchanged == 5 and again.tags is not None
+    assert (again.tags["tagged"], again.tags["unreachable"]) == (5, 0)
+    with Store.open(store) as s:
+        assert s.sql("SELECT count(DISTINCT track_id), count(DISTINCT tagger) FROM sound_tags").rows == [(5, 2)]
 
 
 @pytest.fixture(scope="module")
@@ -128,9 +155,9 @@ def test_rerun_skips_what_the_shards_hold_and_ingest_twice_changes_nothing(tmp_p
     again = run_ray([lib], str(staging), spec, info)
     # the embedded files are skipped; the failed one is tried again (as on one machine)
     assert (again.in_shards, again.processed, again.failed) == (5, 1, 1)
-    report = ingest(str(staging), store)
+    report = ingest(str(staging), store, tags=False)
     assert (report.added, report.failed, report.unchanged) == (5, 1, 0)
-    twice = ingest(str(staging), store)
+    twice = ingest(str(staging), store, tags=False)
     assert (twice.added, twice.updated, twice.unchanged, twice.failed) == (0, 0, 5, 1)
     with Store.open(store) as s:
         assert s.count("tracks") == 5 and s.count("embeddings") == 5
@@ -309,7 +336,7 @@ def test_nan_vectors_are_failures_on_ray_and_on_ingest(tmp_path: Path) -> None:
     spec = EmbedderSpec(str(folder), device="cpu", batch_size=2, options={"precision": "fp32"})
     run = run_ray([lib], str(tmp_path / "nan-shards"), spec, spec.load().info, stream_seconds=STREAM_S)
     assert (run.processed, run.failed) == (6, 6)
-    report = ingest(str(tmp_path / "nan-shards"), tmp_path / "nan-store")
+    report = ingest(str(tmp_path / "nan-shards"), tmp_path / "nan-store", tags=False)
     assert (report.added, report.failed) == (0, 6)
     reasons = {Path(f["path"]).name: f["error"] for f in report.failures}
     assert reasons["Artist 0 - Song 0.flac"].startswith("the model gave a non-finite (NaN) track vector")
