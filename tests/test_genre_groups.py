@@ -108,7 +108,7 @@ def variants_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
         _write_flac(root / "library" / f"{i:02d}.flac", i, genre)
     store = root / "store"
     run_cli("index", root / "library", "--store", store, "--model", "features", "--workers", "2", "--no-tags",
-            check=True)
+            "--quiet", check=True)  # --quiet: no plan (it times the model first; test_speed_settings.py)
     run_cli("map", "--store", store, check=True)
     return store
 

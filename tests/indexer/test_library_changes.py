@@ -170,10 +170,12 @@ def test_metadata_csv_and_category_sources(tmp_path: Path) -> None:
         assert sorted(r[0] for r in s.sql("SELECT genre FROM tracks").rows) == ["Rock", "blues", "blues"]
     for bad, message in ((["--metadata", str(tmp_path / "nope.csv")], "no such file"),
                          (["--category-from", "csv"], "needs --metadata")):
-        proc = run_cli("index", lib, "--store", tmp_path / "s-bad", "--model", "features", *bad)
+        # --quiet: no plan: it times the model first, 1.5-4 s a run here
+        # (the plan's tests: test_speed_settings.py)
+        proc = run_cli("index", lib, "--store", tmp_path / "s-bad", "--model", "features", "--quiet", *bad)
         assert proc.returncode == 1 and message in proc.stderr and "Traceback" not in proc.stderr
     (tmp_path / "nopath.csv").write_text("file,genre\nx,y\n")
-    proc = run_cli("index", lib, "--store", tmp_path / "s-bad", "--model", "features",
+    proc = run_cli("index", lib, "--store", tmp_path / "s-bad", "--model", "features", "--quiet",
                    "--metadata", tmp_path / "nopath.csv")
     assert proc.returncode == 1 and "'path' column" in proc.stderr
 

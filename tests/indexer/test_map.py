@@ -126,8 +126,9 @@ def test_the_index_command_keeps_the_map_current(tmp_path: Path) -> None:
     for i in range(40):
         tone(i)
     store = tmp_path / "store"
-    # the map is the subject: 40 files start faster on one worker, and sound tags are test_tagger.py's
-    one = ("--model", "features", "--workers", "1", "--no-tags")
+    # the map is the subject: 40 files start faster on one worker, sound tags are test_tagger.py's, and --quiet:
+    # no plan: it times the model first, 1.5-4 s a run here (the plan's tests: test_speed_settings.py)
+    one = ("--model", "features", "--workers", "1", "--no-tags", "--quiet")
     first = json.loads(run_cli("index", lib, "--store", store, *one, "--json", check=True).stdout)
     assert first["map"]["action"] == "fitted" and first["map"]["n_tracks"] == 40
     for i in range(40, 44):

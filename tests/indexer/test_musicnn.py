@@ -191,7 +191,10 @@ def test_index_with_musicnn_stores_tags_windows_and_a_predicted_genre(tmp_path: 
         audio, sr = synthesise(style, 8.0, seed=i)
         sf.write(library / f"Nobody - {style}.flac", audio, sr)
     store = tmp_path / "store"
-    proc = run_cli("index", library, "--store", store, "--model", "musicnn-mtt", "--json")
+    # its styles are the subject (the tag stage beside a MusiCNN store: test_tagger.py); one worker: 3 short files;
+    # --quiet: no plan, which times MusiCNN twice first (test_speed_settings.py)
+    proc = run_cli("index", library, "--store", store, "--model", "musicnn-mtt", "--no-tags", "--workers", "1",
+                   "--quiet", "--json")
     assert proc.returncode == 0, proc.stderr
     info = json.loads(run_cli("info", "--store", store, "--json", check=True).stdout)
     assert info["model"]["kind"] == "musicnn" and info["model"]["label"] == "MusiCNN (MTT)"

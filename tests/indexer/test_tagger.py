@@ -97,7 +97,7 @@ def test_a_file_that_cannot_be_tagged_is_reported_and_tried_again(tmp_path: Path
 def test_fewer_patches_and_bad_counts(tmp_path: Path) -> None:
     store = tmp_path / "store"
     proc = run_cli("index", _library(tmp_path / "lib"), "--store", store, "--model", "features", "--tag-patches", "1",
-                   "--no-map", "--json")
+                   "--no-map", "--workers", "1", "--quiet", "--json")  # --quiet: no plan (test_speed_settings.py)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["tags"]["max_patches"] == 1 and _tag_counts(store)["musicnn-msd"] == (150, 3)
     bad = run_cli("index", tmp_path / "lib", "--store", tmp_path / "other", "--tag-patches", "0")
@@ -106,7 +106,8 @@ def test_fewer_patches_and_bad_counts(tmp_path: Path) -> None:
 
 def test_a_musicnn_store_copies_its_own_tags_and_runs_the_other_tagger(tmp_path: Path) -> None:
     store = tmp_path / "store"
-    proc = run_cli("index", _library(tmp_path / "lib"), "--store", store, "--model", "musicnn-mtt", "--json")
+    proc = run_cli("index", _library(tmp_path / "lib"), "--store", store, "--model", "musicnn-mtt", "--workers", "1",
+                   "--quiet", "--json")  # --quiet: no plan, which times MusiCNN twice first (test_speed_settings.py)
     assert proc.returncode == 0, proc.stderr
     tags = json.loads(proc.stdout)["tags"]
     assert tags["copied"] == 3 and tags["taggers"] == ["musicnn-msd"] and tags["tagged"] == 3
