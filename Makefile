@@ -47,9 +47,9 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-# The tests that need no browser, Ray, kill trial, wheel build, real music or process of their own
-# (pyproject.toml's markers; docs/testing.md).
-CHECK_MARKS := not (slow or browser or ray or kills or install or subprocess or real_music)
+# The tests that need no browser, Ray, kill trial, wheel build, real music, process of their own or
+# long model run (pyproject.toml's markers; docs/testing.md).
+CHECK_MARKS := not (slow or browser or ray or kills or install or subprocess or real_music or heavy)
 
 check: setup lint
 	$(BIN)/python -m pytest -m "$(CHECK_MARKS)" $(PYTEST_ARGS)

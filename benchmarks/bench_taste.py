@@ -21,15 +21,17 @@ in a fixed order), and after 0, 5, 10 and 20 events it measures
 With ``--grid``, the same runs for each setting of ``A_UP``/``B_DOWN`` (0.5, 1, 2) and of the
 ``PLAY``/``SKIP`` weights (module constants of :mod:`store.taste`, patched in this process).
 
-``recording``: ``Store.record`` from ``--processes`` processes at once (the HTTP route for
-events does not exist yet), ``--rate`` events a second in all (one event a call) for
-``--seconds``, while ``musicmap index`` writes a synthetic library (:mod:`data.demo_library`,
-new files, embedded with MusiCNN) into the same store (a copy of ``--store``). Then every
-acknowledged event is looked up in the journal (none may be lost); the achieved rate and the
+``recording``: events from ``--processes`` processes at once, ``--rate`` events a second in all
+(one event a call) for ``--seconds``, while ``musicmap index`` writes a synthetic library
+(:mod:`data.demo_library`, new files, embedded with the store's model) into the same store (a
+copy of ``--store``). ``--via http`` (the default): ``POST /api/v1/events`` to a ``musicmap serve``
+of the copy, started before the index run, whose tracks it has shown (``GET /api/v1/tracks``) as
+the explorer would; ``--via store``: ``Store.record`` on a shared store in each process. Then
+every acknowledged event is looked up in the journal (none may be lost); the achieved rate and the
 latency of the calls (p50, p99, max) are reported.
 
     python benchmarks/bench_taste.py listener [--store DIR ...] [--grid]
-    python benchmarks/bench_taste.py recording [--store DIR] [--rate 100] [--seconds 20] [--processes 4]
+    python benchmarks/bench_taste.py recording [--store DIR] [--via http|store] [--rate 100] [--seconds 20]
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -249,14 +252,36 @@ def listener(args: argparse.Namespace) -> None:
 # --- recording ---------------------------------------------------------------------------------
 
 
-def _recorder(store_path: str, worker: int, rate: float, seconds: float, ids: list[int], start: float,
+def _recorder(target: str, worker: int, rate: float, seconds: float, ids: list[int], start: float,
               out: Any) -> None:
-    """One process: ``rate`` events a second, one a call, from ``start`` for ``seconds``."""
+    """One process: ``rate`` events a second, one a call, from ``start`` for ``seconds``, to
+    ``target``: ``http://127.0.0.1:PORT`` (``POST /api/v1/events``) or a store folder (``Store.record``)."""
+    import http.client
+    from contextlib import ExitStack
+
     from store import Event, Store
 
     rng = np.random.default_rng(worker)
     acked, latencies, errors = [], [], []
-    with Store.open(store_path, shared=True) as store:
+    source = f"bench-w{worker}"
+    with ExitStack() as stack:
+        if target.startswith("http://"):
+            host, port = target[len("http://"):].split(":")
+            conn = http.client.HTTPConnection(host, int(port), timeout=60)
+            stack.callback(conn.close)
+
+            def send(event: dict[str, Any]) -> None:
+                conn.request("POST", "/api/v1/events", body=json.dumps(event),
+                             headers={"Content-Type": "application/json"})
+                response = conn.getresponse()
+                body = response.read()
+                if response.status != 200:
+                    raise RuntimeError(f"HTTP {response.status}: {body[:200]!r}")
+        else:
+            store = stack.enter_context(Store.open(target, shared=True))
+
+            def send(event: dict[str, Any]) -> None:
+                store.record([Event(**event)])
         while time.time() < start:
             time.sleep(0.005)
         i = 0
@@ -269,12 +294,12 @@ def _recorder(store_path: str, worker: int, rate: float, seconds: float, ids: li
                 time.sleep(wait)
             key = f"w{worker}-{i}"
             kind = ("played", "skipped", "liked", "disliked")[int(rng.integers(4))]
-            event = Event(kind, int(rng.choice(ids)), seconds=30.0 if kind in ("played", "skipped") else None,
-                          source=f"bench-w{worker}", key=key)
+            event = {"kind": kind, "track_id": int(rng.choice(ids)), "source": source, "key": key,
+                     **({"seconds": 30.0} if kind in ("played", "skipped") else {})}
             t0 = time.perf_counter()
             try:
-                store.record([event])
-                acked.append(f"bench-w{worker}|{key}")
+                send(event)
+                acked.append(key)
             except Exception as exc:  # counted and reported, the run goes on
                 errors.append(f"{type(exc).__name__}: {exc}")
             latencies.append(time.perf_counter() - t0)
@@ -285,6 +310,8 @@ def _recorder(store_path: str, worker: int, rate: float, seconds: float, ids: li
 
 
 def recording(args: argparse.Namespace) -> None:
+    from bench_load import _serve
+
     from data.demo_library import generate_demo_library
     from store import Store
 
@@ -296,26 +323,39 @@ def recording(args: argparse.Namespace) -> None:
             model = store.manifest.model.id
         library = Path(tmp) / "library"
         generate_demo_library(library, n_tracks=args.index_tracks, seed=31, min_duration=30.0, max_duration=60.0)
-        index = subprocess.Popen([sys.executable, "-m", "musicmap.cli", "index", str(library), "--store", str(copy),
-                                  "--model", model, "--no-tags", "--no-map", "--json", "-q"],
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
-        index_started = time.time()
-        time.sleep(args.warmup)  # the index run has opened the store and is embedding/writing
-        ctx = mp.get_context("spawn")
-        queue = ctx.Queue()
-        start = time.time() + 3.0
-        per = args.rate / args.processes
-        workers = [ctx.Process(target=_recorder, args=(str(copy), w, per, args.seconds, ids, start, queue))
-                   for w in range(args.processes)]
-        for p in workers:
-            p.start()
-        results = [queue.get(timeout=args.seconds + 120) for _ in workers]
-        for p in workers:
-            p.join()
-        index_running_after = index.poll() is None
-        stdout, stderr = index.communicate(timeout=1800)
-        index_finished = time.time()
-        acked = [k for r in results for k in r["acked"]]
+        server = None
+        target = str(copy)
+        if args.via == "http":
+            server, port, _ = _serve(copy)
+            target = f"http://127.0.0.1:{port}"
+            for tid in ids:  # the tracks the explorer has shown (as a list, a panel, a hover)
+                with urllib.request.urlopen(f"{target}/api/v1/tracks/{tid}", timeout=60) as r:
+                    r.read()
+        try:
+            index = subprocess.Popen([sys.executable, "-m", "musicmap.cli", "index", str(library), "--store",
+                                      str(copy), "--model", model, "--no-tags", "--no-map", "--json", "-q"],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+            index_started = time.time()
+            time.sleep(args.warmup)  # the index run has opened the store and is embedding/writing
+            ctx = mp.get_context("spawn")
+            queue = ctx.Queue()
+            start = time.time() + 3.0
+            per = args.rate / args.processes
+            workers = [ctx.Process(target=_recorder, args=(target, w, per, args.seconds, ids, start, queue))
+                       for w in range(args.processes)]
+            for p in workers:
+                p.start()
+            results = [queue.get(timeout=args.seconds + 120) for _ in workers]
+            for p in workers:
+                p.join()
+            index_running_after = index.poll() is None
+            stdout, stderr = index.communicate(timeout=1800)
+            index_finished = time.time()
+        finally:
+            if server is not None:
+                server.terminate()
+                server.wait(timeout=60)
+        acked = [f"bench-w{r['worker']}|{k}" for r in results for k in r["acked"]]
         with Store.open(copy) as store:
             events = store.journal.events()
             added = store.count("tracks") - len(ids)
@@ -324,7 +364,10 @@ def recording(args: argparse.Namespace) -> None:
     lat = sorted(x for r in results for x in r["latencies"])
     end = max(r["finished"] for r in results)
     report = json.loads(stdout) if index.returncode in (0, 3) and stdout.strip() else {"stderr": stderr[-2000:]}
-    body = {**cpu(), "path": "Store.record from separate processes (POST /api/v1/events does not exist yet)",
+    path = ("POST /api/v1/events to musicmap serve (one event a request, a kept-alive connection per process; "
+            "every track shown by the server before the index run)" if args.via == "http"
+            else "Store.record on a shared store in each process")
+    body = {**cpu(), "via": args.via, "path": path,
             "store": str(args.store), "model": model, "processes": args.processes, "target_rate": args.rate,
             "seconds": args.seconds, "sent": sum(r["sent"] for r in results), "acknowledged": len(acked),
             "errors": sum(r["error_count"] for r in results), "error_examples": [e for r in results
@@ -353,6 +396,7 @@ def main() -> None:
     li.add_argument("--max-seeds", type=int, default=40, help="neutral seeds per list measurement at most")
     rec = sub.add_parser("recording")
     rec.add_argument("--store", default=str(DEFAULT_STORE))
+    rec.add_argument("--via", choices=("http", "store"), default="http")
     rec.add_argument("--rate", type=float, default=100.0)
     rec.add_argument("--seconds", type=float, default=20.0)
     rec.add_argument("--processes", type=int, default=4)

@@ -78,6 +78,10 @@ class Store:
         self._db = SharedConnection(path, connect_db, shared=shared, on_open=self._reopened,
                                     on_release=lambda: self._sandbox.close())
         self._row_cache: dict[int, TrackRow] = {}
+        self._identities: dict[int, tuple[str | None, str | None]] = {}
+        """Track id → (path, fingerprint) for :meth:`record`, kept across connections: an id names
+        one track for good (a pruned track that comes back gets a new one), so recording an event
+        of a track this process has seen never waits for the library while an index run writes it."""
         self._genre_cache: tuple[int, GenreGroups] | None = None  # (connection epoch, groups)
         self._index: faiss.Index | None = None
         self._index_stamp: tuple[int, int] | None = None
@@ -503,16 +507,29 @@ class Store:
         """
         ids = sorted({int(e.track_id) for e in events
                       if isinstance(e.track_id, int) and not isinstance(e.track_id, bool)})
-        identity: dict[int, tuple[str | None, str | None]] = {}
-        if ids:
+        return self.journal.record(events, self._identity(ids))
+
+    def _identity(self, ids: Sequence[int]) -> dict[int, tuple[str | None, str | None]]:
+        """(path, fingerprint) of each id, from :attr:`_identities` or else the library (which an
+        index run may hold for a moment). Raises TrackNotFound for an id that is no track."""
+        identity = {i: self._identities[i] for i in ids if i in self._identities}
+        missing = [i for i in ids if i not in identity]
+        if missing:
             with self._cursor() as cur:
                 rows = cur.execute("SELECT id, path, fingerprint FROM tracks WHERE id IN (SELECT unnest(?::BIGINT[]))",
-                                   [ids]).fetchall()
-            identity = {int(r[0]): (r[1], r[2]) for r in rows}
-            for track_id in ids:
-                if track_id not in identity:
+                                   [missing]).fetchall()
+            found = {int(r[0]): (r[1], r[2]) for r in rows}
+            for track_id in missing:
+                if track_id not in found:
                     raise TrackNotFound(track_id, self.path)
-        return self.journal.record(events, identity)
+            self._remember(found)
+            identity.update(found)
+        return identity
+
+    def _remember(self, identities: dict[int, tuple[str | None, str | None]]) -> None:
+        if len(self._identities) + len(identities) > ROW_CACHE:
+            self._identities.clear()
+        self._identities.update(identities)
 
     def _current_ids(self, events: pd.DataFrame) -> pd.Series:
         """Each event's current track id (:func:`store.taste.resolve_ids`), reading only the tracks
@@ -651,6 +668,7 @@ class Store:
                     if len(self._row_cache) + len(fetched) > ROW_CACHE:
                         self._row_cache.clear()
                     self._row_cache.update(fetched)
+                self._remember({i: (r["path"], r.get("fingerprint")) for i, r in fetched.items()})
         return {k: TrackRow(**v) for k, v in {**cached, **fetched}.items()}
 
     def filter_ids(self, where: str, timeout: float = 10.0) -> np.ndarray:

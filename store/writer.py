@@ -168,6 +168,8 @@ class WritableStore(Store):
             for table, column in (("embeddings", "track_id"), ("windows", "track_id"), ("styles", "track_id"),
                                   ("sound_tags", "track_id"), ("projections", "track_id"), ("tracks", "id")):
                 con.execute(f"DELETE FROM {table} WHERE {column} IN (SELECT unnest(?::BIGINT[]))", [ids])
+        for i in ids:
+            self._identities.pop(i, None)
         return len(ids)
 
     def write_tracks(self, records: Sequence[TrackRecord]) -> list[int]:

@@ -178,3 +178,46 @@ def test_recording_goes_on_while_an_index_run_writes(store_copy: Path, tmp_path:
         keys = set(opened.journal.events()["key"])
         assert opened.count("tracks") > 96
     assert keys == {f"concurrent|c{i}" for i in range(sent)}
+
+
+HOLDER = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    from store import Store
+    path, flag = Path(sys.argv[1]), Path(sys.argv[2])
+    with Store.open(path) as s:
+        model = s.manifest.model
+    with Store.open_for_indexing(path, model) as w:
+        w.count("tracks")  # the write lock is taken and kept
+        flag.write_text("holding")
+        time.sleep(float(sys.argv[3]))
+        flag.write_text("released")
+""")
+
+
+@pytest.mark.subprocess
+def test_a_track_already_seen_is_recorded_while_a_writer_holds_the_library(store_copy: Path, tmp_path: Path) -> None:
+    """What the server shows, it has read: recording a play of it goes to the journal at once, even
+    while another process holds library.duckdb for writing (an index run between its commits)."""
+    flag = tmp_path / "flag"
+    store = Store.open(store_copy, shared=True)
+    try:
+        store.track_rows([3, 4])  # shown in a list
+        store.record([Event("played", 5, seconds=10.0, source="cli")])  # recorded once before
+        store.release()
+        holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(store_copy), str(flag), "20"], cwd=ROOT,
+                                  env={**os.environ, "PYTHONPATH": str(ROOT)}, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while not flag.exists() and holder.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert flag.exists(), holder.stderr.read() if holder.stderr else ""
+        done = store.record([Event("liked", 3, source="cli"), Event("skipped", 4, seconds=2.0, source="cli"),
+                             Event("played", 5, seconds=30.0, source="cli")])
+        assert flag.read_text() == "holding"  # recorded before the writer let go
+        assert [r.event.kind for r in done] == ["liked", "skipped", "played"]
+        holder.wait(timeout=60)
+    finally:
+        store.close()
+    with Store.open(store_copy) as opened:
+        events = opened.journal.events()
+        assert events["kind"].tolist().count("played") == 2 and "liked" in set(events["kind"])

@@ -59,14 +59,15 @@ def test_exit_codes(tmp_path: Path) -> None:
     lib = tmp_path / "lib"
     _tone(lib / "good.wav", 1.0, 440)
     (lib / "bad.mp3").write_text("not audio")
-    proc = run_cli("index", lib, "--store", tmp_path / "s1", "--model", "features")
+    fast = ("--no-tags", "--workers", "1", "--quiet")  # the exit codes, not the tag stage, pool or plan
+    proc = run_cli("index", lib, "--store", tmp_path / "s1", "--model", "features", *fast)
     assert proc.returncode == 3 and "bad.mp3" in proc.stdout and "Traceback" not in proc.stderr
     info = json.loads(run_cli("info", "--store", tmp_path / "s1", "--json", check=True).stdout)
     assert info["tracks"] == 1 and info["failures"] == 1  # `info` counts the failure
     only_bad = tmp_path / "only-bad"
     only_bad.mkdir()
     (only_bad / "bad.flac").write_bytes(b"\x00" * 100)
-    proc = run_cli("index", only_bad, "--store", tmp_path / "s2", "--model", "features")
+    proc = run_cli("index", only_bad, "--store", tmp_path / "s2", "--model", "features", *fast)
     assert proc.returncode == 1 and "none of the 1 files could be indexed" in proc.stderr
 
 

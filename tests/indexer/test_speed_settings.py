@@ -180,6 +180,7 @@ def test_fast_is_recorded_in_the_store(tiny: Path, library: Path, tmp_path: Path
         assert opened.count("tracks") == 5
 
 
+@pytest.mark.heavy  # 18 s here: four files through every mode of two models
 def test_doctor_fidelity_with_random_maest_and_with_musicnn(tiny: Path, library: Path) -> None:
     for model, first in ((tiny, "fp32 (reference)"), ("musicnn-mtt", "all patches (reference)")):
         proc = run_cli("doctor", "--fidelity", library, "--model", model, "--sample", "4", "--json", timeout=600)

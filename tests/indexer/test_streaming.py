@@ -158,7 +158,7 @@ def _write_library(root: Path) -> tuple[Path, Path]:
     return long_file, short_file
 
 
-@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("workers", [1, pytest.param(2, marks=pytest.mark.heavy)])  # 2: a pool of spawned workers
 def test_pipeline_streams_long_files_with_the_same_result(tmp_path: Path, workers: int) -> None:
     """Vectors, and (with one worker: the tag stage's decoding is the same for two) sound tags."""
     tags = workers == 1

@@ -80,18 +80,24 @@ def test_a_changed_file_is_tagged_again_and_a_removed_one_loses_its_tags(tmp_pat
 
 
 def test_a_file_that_cannot_be_tagged_is_reported_and_tried_again(tmp_path: Path) -> None:
+    """A file that is gone is counted as unreachable, one that no longer decodes as failed; neither
+    fails the run, and both are tagged by the run that can read them again."""
     library = _library(tmp_path / "lib")
     store = tmp_path / "store"
     index_library([library], store, FeaturesEmbedder(), workers=1, tags=False)
     gone = library / "Nobody - techno.flac"
     gone.rename(tmp_path / "away.flac")  # the store still holds it: the tag stage cannot read it
-    report = index_library([tmp_path / "lib" / "Nobody - strings.flac", tmp_path / "lib" / "Nobody - noise-rock.flac"],
-                           store, FeaturesEmbedder(), workers=1)
+    broken = library / "Nobody - noise-rock.flac"
+    kept = broken.read_bytes()
+    broken.write_bytes(b"\0" * len(kept))  # not indexed again below (not among the roots): it fails to decode
+    report = index_library([library / "Nobody - strings.flac"], store, FeaturesEmbedder(), workers=1)
     assert report.status == "ok" and report.tags is not None
-    assert (report.tags["tagged"], report.tags["failed"]) == (2, 1)
+    assert (report.tags["tagged"], report.tags["failed"], report.tags["unreachable"]) == (1, 1, 1)
     (tmp_path / "away.flac").rename(gone)
-    report = index_library([library], store, FeaturesEmbedder(), workers=1)
-    assert report.tags is not None and (report.tags["tagged"], report.tags["failed"]) == (1, 0)
+    broken.write_bytes(kept)
+    report = index_library([library / "Nobody - strings.flac"], store, FeaturesEmbedder(), workers=1)
+    assert report.tags is not None
+    assert (report.tags["tagged"], report.tags["failed"], report.tags["unreachable"]) == (2, 0, 0)
 
 
 def test_fewer_patches_and_bad_counts(tmp_path: Path) -> None:

@@ -142,6 +142,7 @@ def test_hnsw_above_the_flat_limit_records_recall_and_filters_return_k(tmp_path:
         assert store.search(3050, k=1)[0].track_id != 3050
 
 
+@pytest.mark.heavy  # trains IVF-PQ on enough vectors to be one
 def test_ivfpq_when_asked_records_its_parameters_and_searches_like_the_others(tmp_path: Path,
                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """The index for stores beyond one machine's memory, asked for explicitly (by size it starts at
