@@ -34,11 +34,13 @@ system-deps:
 	  echo "installing Debian packages: $$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; fi
 
-# The browser tests drive Debian's Chromium through chromedriver.
+# The browser tests drive Debian's Chromium through chromedriver; the JavaScript OpenSubsonic client
+# (npm subsonic-api, pinned in tests/js/package-lock.json) runs on Debian's Node.js.
 test-deps: setup
-	@missing="$(call APT_MISSING,chromium:chromium chromedriver:chromium-driver)"; if [ -n "$$missing" ]; then \
+	@missing="$(call APT_MISSING,chromium:chromium chromedriver:chromium-driver node:nodejs npm:npm)"; if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages: $$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; fi
+	@[ -d tests/js/node_modules/subsonic-api ] || npm ci --prefix tests/js --no-audit --no-fund --silent
 
 demo: setup
 	$(BIN)/musicmap demo $(DEMO_ARGS)
