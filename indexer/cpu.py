@@ -187,3 +187,110 @@ def auto_precision(device: str) -> Precision:
     if speedup >= BF16_MIN_SPEEDUP:
         return Precision("bf16", f"native bf16 on this CPU, measured {speedup:.1f}× fp32")
     return Precision("fp32", f"bf16 measured only {speedup:.1f}× fp32 here")
+
+
+# --- running quietly beside the machine's owner (index --background, --cores) -------------------
+
+BACKGROUND_NICE = 19
+"""The lowest CPU priority: the scheduler gives the run only what nothing else wants."""
+_IOPRIO_SET = {"x86_64": 251, "aarch64": 30, "i386": 289, "i686": 289}
+"""``ioprio_set``'s system call number (no libc wrapper exists)."""
+_IOPRIO_CLASS_IDLE, _IOPRIO_CLASS_SHIFT, _IOPRIO_WHO_PROCESS = 3, 13, 1
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its affinity mask, else the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def parse_cores(text: str, available: int | None = None) -> int:
+    """``--cores``: a number of cores (``2``) or a share of them (``50%``, at least one), checked
+    against what this machine has. Raises ValueError with the sentence to show."""
+    have = available if available is not None else available_cores()
+    raw = text.strip()
+    try:
+        if raw.endswith("%"):
+            share = float(raw[:-1])
+            if not 0 < share <= 100:
+                raise ValueError
+            return max(1, int(have * share / 100))
+        n = int(raw)
+    except ValueError:
+        raise ValueError(f"--cores {text}: give a number of cores (1 to {have}) or a share such as 50%") from None
+    if not 1 <= n <= have:
+        raise ValueError(f"--cores {text}: this machine lets this process use {have} cores; give 1 to {have}")
+    return n
+
+
+@dataclass(frozen=True)
+class Quiet:
+    """How an index run shares the machine: the cores it may use and its priorities."""
+
+    cores: int
+    of: int
+    background: bool
+    nice: int | None = None
+    """The niceness set (None: unchanged)."""
+    io_idle: bool = False
+    """Whether the I/O priority is the idle class (Linux)."""
+
+    def to_dict(self) -> dict[str, object]:
+        return {"cores": self.cores, "of_cores": self.of, "background": self.background, "nice": self.nice,
+                "io_idle": self.io_idle}
+
+    def describe(self) -> str:
+        parts = [f"{self.cores} of {self.of} cores"]
+        if self.background:
+            parts.append(f"lowest CPU priority (nice {self.nice})" if self.nice is not None
+                         else "CPU priority unchanged (could not lower it)")
+            parts.append("idle I/O priority" if self.io_idle else "I/O priority unchanged (not Linux)")
+        return ", ".join(parts)
+
+
+def _io_idle() -> bool:
+    import ctypes
+    import platform
+
+    number = _IOPRIO_SET.get(platform.machine())
+    if number is None:
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        value = _IOPRIO_CLASS_IDLE << _IOPRIO_CLASS_SHIFT
+        return int(libc.syscall(number, _IOPRIO_WHO_PROCESS, 0, value)) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def run_quietly(*, cores: int | None = None, background: bool = False) -> Quiet:
+    """Confine this process (and the decode workers it starts: they inherit all of it) to ``cores``
+    cores — its affinity, torch's threads and the BLAS libraries' — and with ``background`` lower
+    its CPU priority to the lowest and its I/O priority to idle. ``background`` alone uses half the
+    cores (at least one). Returns what was done; never raises for a priority it could not lower."""
+    have = available_cores()
+    n = cores if cores is not None else (max(1, have // 2) if background else have)
+    n = max(1, min(n, have))
+    if n < have:
+        try:
+            os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:n])
+        except (AttributeError, OSError) as exc:  # not Linux: threads are capped below all the same
+            logger.debug("could not set the CPU affinity: %s", exc)
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+            os.environ[var] = str(n)  # decode workers are spawned: they read these at start
+        import torch
+
+        torch.set_num_threads(n)
+    nice = None
+    io_idle = False
+    if background:
+        try:
+            nice = os.nice(max(0, BACKGROUND_NICE - os.nice(0)))
+        except OSError:
+            nice = None
+        io_idle = _io_idle()
+    quiet = Quiet(cores=n, of=have, background=background, nice=nice, io_idle=io_idle)
+    logger.debug("running on %s", quiet.describe())
+    return quiet

@@ -253,7 +253,8 @@ def index_library(roots: Sequence[str | Path], store_path: str | Path, embedder:
                   workers: int = 1, commit_every: int = 32, prune: bool = False,
                   metadata: str | Path | None = None, category_from: str = "tag",
                   stream_seconds: float | None = STREAM_SECONDS, map_name: str | None = None,
-                  tags: bool = True, tag_patches: int = MAX_PATCHES, progress: ProgressFn | None = None) -> IndexReport:
+                  tags: bool = True, tag_patches: int = MAX_PATCHES, progress: ProgressFn | None = None,
+                  run_settings: dict[str, object] | None = None) -> IndexReport:
     """Index the audio under ``roots`` into the store at ``store_path``.
 
     Unchanged files cost one ``stat``; moved files keep their tracks (:func:`sort_files`). Changed
@@ -263,7 +264,8 @@ def index_library(roots: Sequence[str | Path], store_path: str | Path, embedder:
     brought up to date at the end, and with ``map_name`` that map too (new tracks placed into it, or
     a refit: :func:`indexer.projection.update_map`). With ``tags``, tracks without sound tags get
     them (:func:`indexer.tagger.tag_store`: new tracks, and those of a store indexed before), from at
-    most ``tag_patches`` 3-s patches a track.
+    most ``tag_patches`` 3-s patches a track. ``run_settings`` join the model's options in the run's
+    recorded settings (``index --background``/``--cores``: how the run shared the machine).
 
     Raises
     ------
@@ -297,8 +299,8 @@ def index_library(roots: Sequence[str | Path], store_path: str | Path, embedder:
     report = IndexReport(store=str(store.path), model=embedder.info.id, scanned=len(files))
     report.durations["scan"] = round(scanned_at - started, 3)
     with IndexRun.open(store, report, (str(Path(r).expanduser().resolve()) for r in roots),
-                       settings=embedder.info.extra.get("options"), commit_every=commit_every, started=started,
-                       map_name=map_name) as run:
+                       settings={**(embedder.info.extra.get("options") or {}), **(run_settings or {})} or None,
+                       commit_every=commit_every, started=started, map_name=map_name) as run:
         known = store.known_files()
         # Failures of files that are gone (or folders now readable) are this run's to forget.
         listed = {db_path(str(f)) for f in files}  # failures store paths as text (see store.db_path)

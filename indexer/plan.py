@@ -16,7 +16,6 @@ model uses threads they take CPU time from it, hence the decode term. Checked ag
 from __future__ import annotations
 
 import logging
-import os
 import statistics
 import time
 from collections.abc import Sequence
@@ -25,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .cpu import available_cores
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +59,9 @@ class Plan:
     decode_audio_s_per_s: float
     decode_workers: int
     estimates: list[Estimate] = field(default_factory=list)
+    sharing: str | None = None
+    """How the run shares the machine (``index --background``/``--cores``: the cores it may use,
+    its priorities), None when it takes the whole machine. The model and decoder are timed under it."""
 
     @property
     def to_index(self) -> int:
@@ -68,7 +72,8 @@ class Plan:
                 "audio_hours": round(self.audio_seconds / 3600, 3), "unit": self.unit,
                 "decode_audio_s_per_s": round(self.decode_audio_s_per_s, 1), "decode_workers": self.decode_workers,
                 "estimates": [{"label": e.label, "windows": e.windows, "windows_per_s": round(e.windows_per_s, 3),
-                               "seconds": round(e.seconds, 1)} for e in self.estimates]}
+                               "seconds": round(e.seconds, 1)} for e in self.estimates],
+                "sharing": self.sharing}
 
     def describe(self) -> str:
         lines = [f"plan: {self.to_index} files to index ({self.unchanged} unchanged), "
@@ -76,6 +81,9 @@ class Plan:
         for e in self.estimates:
             lines.append(f"  {e.label}: {e.windows:,} {self.unit}, the model {e.windows_per_s:.2f}/s here "
                          f"→ about {clock(e.seconds)}")
+        if self.sharing:
+            lines.append(f"  timed on {self.sharing}" + ("; longer while other work keeps the cores busy"
+                                                            if "lowest" in self.sharing else ""))
         return "\n".join(lines)
 
 
@@ -208,7 +216,7 @@ def make_plan(paths: Sequence[str | Path], unchanged: int, embedders: Sequence[t
     fill = statistics.median(known) if known else 180.0
     seconds = [s if s else fill for s in lengths]
     first = embedders[0][1]
-    cores = os.cpu_count() or 1
+    cores = available_cores()  # what --cores left this process
     decode, sample = decode_rate(paths, first.sample_rate)
     # Decoding shares the cores with the model: its CPU time counts, spread over the workers that
     # can run beside the model's threads.

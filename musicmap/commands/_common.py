@@ -122,6 +122,10 @@ def run_settings(settings: dict[str, Any] | None) -> str:
         parts.append(f"≤ {settings['max_windows']} windows a track")
     if settings.get("styles") is False:
         parts.append("no styles")
+    if settings.get("background"):
+        parts.append("in the background")
+    if settings.get("cores") and settings.get("of_cores") and settings["cores"] < settings["of_cores"]:
+        parts.append(f"on {settings['cores']} of {settings['of_cores']} cores")
     return ", ".join(parts)
 
 

@@ -21,6 +21,7 @@ examples:
   musicmap index ~/Music --store ~/musicmap-store --model features
   musicmap index ~/Music --model /models/discogs-maest-30s-pw-129e-519l --device cuda
   musicmap index /archive --engine ray --ray-address auto --gpus-per-worker 1 --staging s3://bucket/shards
+  musicmap index ~/Music --background            # half the cores, lowest CPU and I/O priority
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from ._common import Progress, add_json, add_store, add_tag_options, print_json
 from ._reports import summary
 
 if TYPE_CHECKING:
+    from indexer.cpu import Quiet
     from indexer.plan import Plan
 
 NAME = "index"
@@ -54,6 +56,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", dest="batch_size", type=int, metavar="N", help=help_for("batch_size"))
     p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), help=help_for("device"))
     p.add_argument("--workers", type=int, metavar="N", help=help_for("workers"))
+    p.add_argument("--background", action="store_true",
+                   help="index quietly beside your own work: the lowest CPU priority (nice 19), idle I/O priority "
+                        "and, unless --cores says otherwise, half the cores")
+    p.add_argument("--cores", metavar="N|P%",
+                   help="use at most N cores (or P%% of them) for the model and the decoders (default: all; "
+                        "half with --background)")
     p.add_argument("--metadata", metavar="FILE.csv",
                    help="a CSV with a 'path' column and any fields (title, artist, genre, ... override the "
                         "tags; other columns go to tracks.extra as JSON)")
@@ -146,7 +154,7 @@ def check_args(parser_error: Any, args: argparse.Namespace) -> None:
 
 
 def make_run_plan(library: list[str], settings: Settings, embedder: Any,
-                  options: dict[str, Any]) -> Plan | None:
+                  options: dict[str, Any], *, workers: int | None = None) -> Plan | None:
     """The plan of this run (:mod:`indexer.plan`) for its settings and, when they are not already
     ``--fast``, for ``--fast`` too; None when there is nothing to index."""
     import copy
@@ -188,7 +196,23 @@ def make_run_plan(library: list[str], settings: Settings, embedder: Any,
                         "revision": embedder.info.revision or options.get("revision")}
         choices.append(("--fast", load_embedder(settings.model, device=settings.device,
                                                 batch_size=settings.batch_size, **fast_options)))
-    return make_plan(todo, len(files) - len(todo), choices, workers=settings.workers)
+    return make_plan(todo, len(files) - len(todo), choices, workers=workers or settings.workers)
+
+
+def _quiet(args: argparse.Namespace) -> Quiet | None:
+    """``--background``/``--cores``, applied to this process before the model loads (so the plan
+    is timed under them); None when neither is given."""
+    from indexer.cpu import parse_cores, run_quietly
+
+    if not args.background and args.cores is None:
+        return None
+    try:
+        cores = parse_cores(args.cores) if args.cores is not None else None
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    quiet = run_quietly(cores=cores, background=args.background)
+    logger.info("indexing on %s", quiet.describe())
+    return quiet
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -198,12 +222,17 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.tag_patches < 1:  # said before a model is loaded
         raise UserError(f"--tag-patches {args.tag_patches}: give 1 or more")
     if args.engine == "ray":
+        if args.background or args.cores is not None:
+            raise UserError("--background and --cores are for the local engine (a Ray cluster's nodes run their "
+                            "own workers)")
         return run_ray(args, settings)
     for flag, given in (("--ray-address", args.ray_address), ("--staging", args.staging),
                         ("--gpus-per-worker", args.gpus_per_worker), ("--shards-only", args.shards_only),
                         ("--embed-workers", args.embed_workers)):
         if given is not None and given is not False:
             raise UserError(f"{flag} is for --engine ray")
+    quiet = _quiet(args)
+    workers = min(settings.workers, quiet.cores) if quiet is not None else settings.workers
     options = maest_options(args, settings.device)
     embedder = load_embedder(settings.model, device=settings.device, batch_size=settings.batch_size, **options)
     if embedder.info.kind == "handcrafted":
@@ -212,7 +241,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         logger.info("using %s: a trained model, not MAEST", embedder.info.label)
     plan = None
     if args.plan or not args.quiet:
-        plan = make_run_plan(args.library, settings, embedder, options)
+        plan = make_run_plan(args.library, settings, embedder, options, workers=workers)
+        if plan is not None and quiet is not None:
+            plan.sharing = quiet.describe()
         if plan is not None and not args.plan:
             logger.info("%s", plan.describe())
     if args.plan:
@@ -224,8 +255,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             print(plan.describe())
         return exits.OK
     try:
-        report = index_library(args.library, settings.store, embedder, workers=settings.workers,
-                               prune=args.prune, metadata=args.metadata, category_from=args.category_from,
+        report = index_library(args.library, settings.store, embedder, workers=workers,
+                               run_settings=quiet.to_dict() if quiet is not None else None, prune=args.prune,
+                               metadata=args.metadata, category_from=args.category_from,
                                map_name="tsne" if args.update_map else None, tags=args.tags,
                                tag_patches=args.tag_patches,
                                progress=Progress("files", enabled=not args.quiet,
