@@ -5,8 +5,12 @@ Endpoints (``.view`` suffix optional; GET or form POST; ``f=xml`` (default), ``j
     ping, getOpenSubsonicExtensions (public, as the specification requires),
     getSonicSimilarTracks (id, count=10), findSonicPath (startSongId, endSongId, count=25),
     getSimilarSongs2 (id: an artist id, or a song id; count=50), getSong (id), stream (id),
-    scrobble (id..., time..., submission=true), star (id...), unstar (id...), setRating (id, rating),
-    getStarred2, getPlaylists, getPlaylist (id)
+    download (id), scrobble (id..., time..., submission=true), star (id...), unstar (id...),
+    setRating (id, rating), getStarred2, getPlaylists, getPlaylist (id),
+    getLicense, getMusicFolders, getUser (username), getIndexes (ifModifiedSince), getArtists,
+    getArtist (id), getAlbum (id), getAlbumList2 (type, size=10, offset=0, fromYear, toYear, genre),
+    getGenres, getSongsByGenre (genre, count=10, offset=0), getRandomSongs (size=10, genre, fromYear,
+    toYear), search3 (query, artistCount/albumCount/songCount=20 and their offsets)
 
 Following the OpenSubsonic specification (``sonicSimilarity`` extension, version 1): results are
 ``sonicMatch`` entries — a ``Child`` and a ``similarity`` normalised to 0..1 (musicmap's cosine
@@ -17,7 +21,10 @@ credentials, 43 conflicting mechanisms, 44 invalid API key, 70 not found, 0 othe
 Authentication maps Subsonic's to the server's token (``musicmap serve --token``): ``p`` (plain or
 ``enc:`` hex), ``t`` = md5(token + ``s``), or ``apiKey``; ``u`` is any user name. A server without
 a token (loopback only) accepts every request. Track ids are musicmap's; artist and album ids are
-``ar-``/``al-`` and a hash of the name.
+``ar-``/``al-`` and a hash of the normalised name (album: album artist and album name), so they hold
+across re-index runs and file moves; what an album is (tags, else its folder; discs; various
+artists) is :mod:`explorer.catalog`'s rule. Page sizes over 500 are 500, offsets past the end give
+an empty page; ``musicFolderId`` is accepted and not filtered by (one library).
 
 Players feed the person's taste (issue #31, :mod:`store.taste`): ``scrobble`` with ``submission=true``
 (the default) records a ``played`` event, ``submission=false`` ("now playing") notes the track,
@@ -272,8 +279,8 @@ class Arg:
 
     def _one(self, raw: str) -> int | str | bool:
         if self.kind == "song":
-            if not is_whole_number(raw):
-                raise SubsonicError(70, f"Song not found: {raw}")
+            if not is_whole_number(raw) or int(raw) >= 1 << 63:  # never echoed: it may be a path
+                raise SubsonicError(70, "Song not found (a song id is a whole number)")
             return int(raw)
         if self.kind == "count":
             if self.clamp and is_whole_number(raw) and int(raw) >= self.least:
@@ -484,11 +491,14 @@ class Subsonic:
 
     @method("stream", song("id"))
     def stream(self, args: Args) -> Response:
+        """The file as it is (HTTP Range), or error 70 for an unknown song."""
+        self.store.track(args["id"])
         return self.send_audio(args["id"])
 
     @method("download", song("id"))
     def download(self, args: Args) -> Response:
         """The file as it is (as ``stream``: musicmap does not transcode)."""
+        self.store.track(args["id"])
         return self.send_audio(args["id"])
 
     # -- browsing: the library's folders, artists, albums, genres; search ----------------------------
