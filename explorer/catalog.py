@@ -151,10 +151,31 @@ class Catalog:
     @classmethod
     def from_rows(cls, rows: Iterable[Sequence[object]], modified_ms: int = 0) -> Catalog:
         """The catalog of :data:`_QUERY`'s rows (groups with the same ids are merged)."""
+        keys: dict[str | None, str | None] = {}  # artist_key by name: names repeat
+        ids: dict[str | None, str | None] = {}
+
+        def key_of(name: str | None) -> str | None:
+            if name not in keys:
+                keys[name] = artist_key(name)
+            return keys[name]
+
+        def artist_id(name: str | None) -> str | None:
+            if name not in ids:
+                key = key_of(name)
+                ids[name] = name_id("ar", key) if key else None
+            return ids[name]
+
+        genres: dict[str, str] = {}
+
+        def genre_of(name: str) -> str:
+            if name not in genres:
+                genres[name] = genre_key(name)
+            return genres[name]
+
         parts: dict[str, list[_Part]] = {}
         for row in rows:
             part = _Part.of(row)
-            key = f"{artist_key(part.by) or ''}\n{_fold(part.name_key)}"
+            key = f"{key_of(part.by) or ''}\n{_fold(part.name_key)}"
             parts.setdefault(name_id("al", key), []).append(part)
         albums: dict[str, Album] = {}
         artists: dict[str, Artist] = {}
@@ -167,21 +188,21 @@ class Catalog:
             by = first.by or UNKNOWN_ARTIST
             by_id = artist_id(by) or name_id("ar", "")
             named = {by: len(songs)} | {a: 1 for p in group for a in p.artists}
-            ids = set()
+            on = set()
             for name, weight in named.items():
                 found = artist_id(name) or (by_id if name == UNKNOWN_ARTIST else None)
                 if found is not None:
-                    ids.add(found)
+                    on.add(found)
                     spellings.setdefault(found, Counter())[name] += weight
             years = [p.year for p in group if p.year is not None]
             albums[album_id] = Album(
                 id=album_id, name=first.name or UNKNOWN_ALBUM, artist=by, artist_id=by_id, songs=songs,
-                artist_ids=frozenset(ids), genre_keys=frozenset(genre_key(g) for p in group for g in p.genres),
+                artist_ids=frozenset(on), genre_keys=frozenset(genre_of(g) for p in group for g in p.genres),
                 duration=sum(p.duration for p in group), created=min(p.created for p in group),
                 year=max(years) if years else None, genre=first.genre)
             for track_id in songs:
                 album_of[track_id] = album_id
-            for found in ids:
+            for found in on:
                 artists.setdefault(found, Artist(found, "")).albums.append(album_id)
         for found, artist in artists.items():
             artist.name = spellings[found].most_common(1)[0][0]

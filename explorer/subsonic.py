@@ -96,6 +96,7 @@ EXTENSIONS = [{"name": "sonicSimilarity", "versions": [1]}, {"name": "apiKeyAuth
               {"name": "formPost", "versions": [1]}]
 _CALLBACK = re.compile(r"^[A-Za-z_$][\w$.]{0,63}$")
 _NOT_SOURCE = re.compile(r"[^A-Za-z0-9_.:@ -]")
+_PLAIN_ID = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 NOT_RECORDING = ("cannot record listening: this server does not record (its store folder is read-only, or it was "
                  "started not to record)")
 FOR_YOU_ID = "foryou"
@@ -279,8 +280,9 @@ class Arg:
 
     def _one(self, raw: str) -> int | str | bool:
         if self.kind == "song":
-            if not is_whole_number(raw) or int(raw) >= 1 << 63:  # never echoed: it may be a path
-                raise SubsonicError(70, "Song not found (a song id is a whole number)")
+            if not is_whole_number(raw) or int(raw) >= 1 << 63:  # echoed only when it cannot be a path
+                shown = raw if _PLAIN_ID.match(raw) else "(a song id is a whole number)"
+                raise SubsonicError(70, f"Song not found: {shown}")
             return int(raw)
         if self.kind == "count":
             if self.clamp and is_whole_number(raw) and int(raw) >= self.least:
