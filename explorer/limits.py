@@ -36,7 +36,9 @@ SQL_MAX_ROWS = 5000
 SQL_TIMEOUT = 10.0
 """Seconds a SQL query from the web may run."""
 SUBSONIC_MAX_COUNT = 500
-"""Most songs one Subsonic call returns."""
+"""Most songs one Subsonic call returns (a larger page ``size`` or ``count`` is this many)."""
+SUBSONIC_MAX_OFFSET = 1_000_000_000
+"""Largest Subsonic page offset (a larger one is this: past the end, an empty page)."""
 BODY_LIMIT = 1 << 20
 """Largest request body, uploads aside."""
 MAX_UPLOAD_MB = 50

@@ -5,8 +5,12 @@ Endpoints (``.view`` suffix optional; GET or form POST; ``f=xml`` (default), ``j
     ping, getOpenSubsonicExtensions (public, as the specification requires),
     getSonicSimilarTracks (id, count=10), findSonicPath (startSongId, endSongId, count=25),
     getSimilarSongs2 (id: an artist id, or a song id; count=50), getSong (id), stream (id),
-    scrobble (id..., time..., submission=true), star (id...), unstar (id...), setRating (id, rating),
-    getStarred2, getPlaylists, getPlaylist (id)
+    download (id), scrobble (id..., time..., submission=true), star (id...), unstar (id...),
+    setRating (id, rating), getStarred2, getPlaylists, getPlaylist (id),
+    getLicense, getMusicFolders, getUser (username), getIndexes (ifModifiedSince), getArtists,
+    getArtist (id), getAlbum (id), getAlbumList2 (type, size=10, offset=0, fromYear, toYear, genre),
+    getGenres, getSongsByGenre (genre, count=10, offset=0), getRandomSongs (size=10, genre, fromYear,
+    toYear), search3 (query, artistCount/albumCount/songCount=20 and their offsets)
 
 Following the OpenSubsonic specification (``sonicSimilarity`` extension, version 1): results are
 ``sonicMatch`` entries — a ``Child`` and a ``similarity`` normalised to 0..1 (musicmap's cosine
@@ -17,7 +21,10 @@ credentials, 43 conflicting mechanisms, 44 invalid API key, 70 not found, 0 othe
 Authentication maps Subsonic's to the server's token (``musicmap serve --token``): ``p`` (plain or
 ``enc:`` hex), ``t`` = md5(token + ``s``), or ``apiKey``; ``u`` is any user name. A server without
 a token (loopback only) accepts every request. Track ids are musicmap's; artist and album ids are
-``ar-``/``al-`` and a hash of the name.
+``ar-``/``al-`` and a hash of the normalised name (album: album artist and album name), so they hold
+across re-index runs and file moves; what an album is (tags, else its folder; discs; various
+artists) is :mod:`explorer.catalog`'s rule. Page sizes over 500 are 500, offsets past the end give
+an empty page; ``musicFolderId`` is accepted and not filtered by (one library).
 
 Players feed the person's taste (issue #31, :mod:`store.taste`): ``scrobble`` with ``submission=true``
 (the default) records a ``played`` event, ``submission=false`` ("now playing") notes the track,
@@ -44,6 +51,7 @@ import hashlib
 import hmac
 import json
 import mimetypes
+import random
 import re
 import threading
 import time
@@ -55,7 +63,8 @@ from pathlib import PurePath
 from typing import Any, Literal, TypeVar
 from xml.etree import ElementTree as ET
 
-from flask import Flask, Response, request
+import numpy as np
+from flask import Flask, Response, g, has_request_context, request
 from werkzeug.datastructures import MultiDict
 
 from store import (
@@ -64,8 +73,10 @@ from store import (
     NotRecording,
     Store,
     StoreError,
+    Taste,
     TrackNotFound,
     TrackRow,
+    genre_key,
     is_whole_number,
     l2_normalise,
     relative_to_roots,
@@ -73,9 +84,10 @@ from store import (
 from store.journal import FUTURE_SLACK_S, MAX_SECONDS
 from store.listening import MAX_PATH
 from store.search import artist_key, vectors_of
-from store.taste import LATE_SKIP_SHARE, Taste
+from store.taste import LATE_SKIP_SHARE
 
-from .limits import SUBSONIC_MAX_COUNT
+from .catalog import IGNORED_ARTICLES, Album, Artist, Catalog, CatalogCache, index_letter, name_id
+from .limits import SUBSONIC_MAX_COUNT, SUBSONIC_MAX_OFFSET
 
 PREFIX = "/rest"
 API_VERSION = "1.16.1"
@@ -84,6 +96,7 @@ EXTENSIONS = [{"name": "sonicSimilarity", "versions": [1]}, {"name": "apiKeyAuth
               {"name": "formPost", "versions": [1]}]
 _CALLBACK = re.compile(r"^[A-Za-z_$][\w$.]{0,63}$")
 _NOT_SOURCE = re.compile(r"[^A-Za-z0-9_.:@ -]")
+_PLAIN_ID = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 NOT_RECORDING = ("cannot record listening: this server does not record (its store folder is read-only, or it was "
                  "started not to record)")
 FOR_YOU_ID = "foryou"
@@ -125,7 +138,9 @@ def _envelope(status: str, body: dict[str, Any]) -> dict[str, Any]:
 
 
 def _xml(parent: ET.Element, name: str, value: Any) -> None:
-    """Subsonic's XML convention: scalars are attributes, objects child elements, lists repeated ones."""
+    """Subsonic's XML convention: scalars are attributes, objects child elements, lists repeated ones
+    (a list of scalars: elements with the value as text, as ``folder`` of ``user``); a ``value`` is
+    its element's text (``<genre songCount="3" albumCount="1">Jazz</genre>``)."""
     if isinstance(value, list):
         for item in value:
             _xml(parent, name, item)
@@ -134,6 +149,8 @@ def _xml(parent: ET.Element, name: str, value: Any) -> None:
         for key, v in value.items():
             if isinstance(v, (dict, list)):
                 _xml(child, key, v)
+            elif key == "value" and v is not None:  # a genre's name is the element's text
+                child.text = _text(v)
             elif v is not None:
                 child.set(key, _text(v))
     elif value is not None:
@@ -205,8 +222,13 @@ def _same(a: str, b: str) -> bool:
                                hmac.new(key, b.encode(), "sha256").digest())
 
 
-def _name_id(prefix: str, name: str) -> str:
-    return f"{prefix}-{hashlib.blake2b(name.encode('utf-8'), digest_size=8).hexdigest()}"
+def folder_id(root: str) -> int:
+    """The ``musicFolder`` id of a library folder: a whole number from its path, the same on every run."""
+    return int.from_bytes(hashlib.blake2b(root.encode("utf-8"), digest_size=4).digest(), "big") & 0x7FFFFFFF
+
+
+def _sql_string(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
 
 
 Args = dict[str, Any]
@@ -221,7 +243,8 @@ class Arg:
     """One parameter of an OpenSubsonic method, read from the query string or a form post.
 
     ``kind``: ``song`` (a track id: not digits is error 70, as the specification has it for an
-    unknown song), ``count`` (a whole number from ``least`` to ``most``: else error 0), ``flag``
+    unknown song), ``count`` (a whole number from ``least`` to ``most``: else error 0; with ``clamp``
+    a larger one is ``most``), ``flag``
     (``true`` or ``false``: else error 0) or ``string``. A ``required`` one that is missing or empty
     is error 10; an optional one is then ``default``. ``many``: the parameter may repeat
     (``id=1&id=2``), and its value is the list of them (empty ones left out; ``[]`` when none).
@@ -234,6 +257,10 @@ class Arg:
     most: int = SUBSONIC_MAX_COUNT
     least: int = 1
     many: bool = False
+    clamp: bool = False
+    """A ``count`` over ``most`` is ``most`` (a page size or offset), not an error."""
+    blank: bool = False
+    """An empty value is the value ``""`` (``search3``'s empty query), not a missing one."""
 
     def read(self, params: Params) -> int | str | bool | list[int | str | bool] | None:
         """This parameter's value from ``params``; :class:`SubsonicError` when it is missing or bad."""
@@ -243,6 +270,8 @@ class Arg:
                 raise SubsonicError(10, f"Required parameter is missing: {self.name}")
             return [self._one(r) for r in raws]
         raw = params.get(self.name)
+        if raw == "" and self.blank:
+            return raw
         if raw is None or raw == "":
             if self.required:
                 raise SubsonicError(10, f"Required parameter is missing: {self.name}")
@@ -251,10 +280,13 @@ class Arg:
 
     def _one(self, raw: str) -> int | str | bool:
         if self.kind == "song":
-            if not is_whole_number(raw):
-                raise SubsonicError(70, f"Song not found: {raw}")
+            if not is_whole_number(raw) or int(raw) >= 1 << 63:  # echoed only when it cannot be a path
+                shown = raw if _PLAIN_ID.match(raw) else "(a song id is a whole number)"
+                raise SubsonicError(70, f"Song not found: {shown}")
             return int(raw)
         if self.kind == "count":
+            if self.clamp and is_whole_number(raw) and int(raw) >= self.least:
+                return min(int(raw), self.most)
             if not is_whole_number(raw) or not self.least <= int(raw) <= self.most:
                 raise SubsonicError(0, f"{self.name}={raw!r}: give a whole number from {self.least} to {self.most}")
             return int(raw)
@@ -278,6 +310,21 @@ def count(default: int, most: int = SUBSONIC_MAX_COUNT) -> Arg:
 def songs(name: str = "id") -> Arg:
     """One or more song (track) ids named ``name`` (``id=1&id=2``), at least one."""
     return Arg(name, "song", required=True, many=True)
+
+
+def size(name: str, default: int, most: int = SUBSONIC_MAX_COUNT) -> Arg:
+    """A page size named ``name``: 0 to ``most`` (a larger one is ``most``), ``default`` when not given."""
+    return Arg(name, "count", default=default, most=most, least=0, clamp=True)
+
+
+def offset(name: str = "offset") -> Arg:
+    """A page offset named ``name``: 0 or more (past the end: an empty page), 0 when not given."""
+    return Arg(name, "count", default=0, most=SUBSONIC_MAX_OFFSET, least=0, clamp=True)
+
+
+def year(name: str, required: bool = False) -> Arg:
+    """A year named ``name`` (a whole number, 0 to 9999)."""
+    return Arg(name, "count", required=required, least=0, most=9999)
 
 
 CLIENT = (Arg("u"), Arg("c"))
@@ -361,6 +408,11 @@ def similarity(cosine: float) -> float:
     return round((1.0 + max(-1.0, min(1.0, float(cosine)))) / 2.0, 6)
 
 
+def _artist(artist: Artist) -> Body:
+    """An artist as OpenSubsonic's ``ArtistID3``."""
+    return {"id": artist.id, "name": artist.name, "albumCount": len(artist.albums)}
+
+
 class Subsonic:
     """OpenSubsonic over one store: one method per OpenSubsonic method (:data:`METHODS`), each taking
     its checked parameters and returning the body of an ``ok`` answer (``stream``: the audio
@@ -377,6 +429,7 @@ class Subsonic:
         """What each (user, source) is playing now, by the last "now playing"."""
         self._playing_lock = threading.Lock()
         self._taste: tuple[object, Taste] | None = None
+        self._catalogs = CatalogCache(store)
 
     def endpoint(self, method: str) -> Response:
         """The Flask view of ``/rest/<method>`` (``.view`` suffix optional)."""
@@ -440,7 +493,221 @@ class Subsonic:
 
     @method("stream", song("id"))
     def stream(self, args: Args) -> Response:
+        """The file as it is (HTTP Range), or error 70 for an unknown song."""
+        self.store.track(args["id"])
         return self.send_audio(args["id"])
+
+    @method("download", song("id"))
+    def download(self, args: Args) -> Response:
+        """The file as it is (as ``stream``: musicmap does not transcode)."""
+        self.store.track(args["id"])
+        return self.send_audio(args["id"])
+
+    # -- browsing: the library's folders, artists, albums, genres; search ----------------------------
+    @method("getLicense")
+    def license(self, args: Args) -> Body:
+        return {"license": {"valid": True}}
+
+    @method("getMusicFolders")
+    def music_folders(self, args: Args) -> Body:
+        """The library folders given to ``musicmap index``."""
+        return {"musicFolders": {"musicFolder": self._folders()}}
+
+    @method("getUser", Arg("username", required=True))
+    def user(self, args: Args) -> Body:
+        """The one user (any name: the server has one token): may stream and download, nothing else."""
+        roles = dict.fromkeys(("adminRole", "settingsRole", "uploadRole", "playlistRole", "coverArtRole", "commentRole",
+                               "podcastRole", "jukeboxRole", "shareRole", "videoConversionRole"), False)
+        return {"user": {"username": args["username"], "scrobblingEnabled": self._recording(), **roles,
+                         "streamRole": True, "downloadRole": True, "folder": [f["id"] for f in self._folders()]}}
+
+    @method("getIndexes", Arg("ifModifiedSince", "count", least=0, most=1 << 62, clamp=True))
+    def indexes(self, args: Args) -> Body:
+        """Artists by letter (``Artist`` entries); only the time when nothing changed since ``ifModifiedSince``."""
+        catalog = self._catalog()
+        body: Body = {"ignoredArticles": IGNORED_ARTICLES, "lastModified": catalog.modified_ms}
+        since = args["ifModifiedSince"]
+        if since is None or since < catalog.modified_ms:
+            body["index"] = self._letters(catalog, lambda a: {"id": a.id, "name": a.name})
+        return {"indexes": body}
+
+    @method("getArtists")
+    def artists(self, args: Args) -> Body:
+        """Artists by letter (``ArtistID3``), "The" and "A" ignored."""
+        return {"artists": {"ignoredArticles": IGNORED_ARTICLES, "index": self._letters(self._catalog(), _artist)}}
+
+    @method("getArtist", Arg("id", required=True))
+    def artist(self, args: Args) -> Body:
+        """An artist and their albums (those they are the album artist of or have a song on)."""
+        catalog = self._catalog()
+        found = catalog.artists.get(args["id"])
+        if found is None:
+            raise SubsonicError(70, "Artist not found")
+        taste = self._taste_now()
+        return {"artist": {**_artist(found), "album": [self._album(catalog.albums[a], taste) for a in found.albums]}}
+
+    @method("getAlbum", Arg("id", required=True))
+    def album(self, args: Args) -> Body:
+        """An album and its songs, in order (by folder, track number, file)."""
+        found = self._catalog().albums.get(args["id"])
+        if found is None:
+            raise SubsonicError(70, "Album not found")
+        rows = self.store.track_rows(list(found.songs))
+        songs = [self._child(rows[t]) for t in found.songs if t in rows]
+        return {"album": {**self._album(found, self._taste_now()), "song": songs}}
+
+    @method("getAlbumList2", Arg("type", required=True), size("size", 10), offset(), year("fromYear"), year("toYear"),
+            Arg("genre"))
+    def album_list2(self, args: Args) -> Body:
+        """Albums by ``type``: ``random``, ``newest`` (first added), ``alphabeticalByName``, ``alphabeticalByArtist``,
+        ``byYear`` (``fromYear`` to ``toYear``, latest first when ``fromYear`` is the later), ``byGenre``
+        (every spelling of ``genre``), and from the listening journal ``frequent`` (most played songs),
+        ``recent`` (latest played), ``starred`` (latest liked song) and ``highest`` (most liked songs)."""
+        catalog, kind, n, skip = self._catalog(), args["type"], args["size"], args["offset"]
+        if kind == "random":
+            albums = list(catalog.albums.values())
+            chosen = random.sample(albums, min(n, len(albums)))
+        elif kind in ("newest", "alphabeticalByName", "alphabeticalByArtist"):
+            chosen = catalog.ordered(kind)[skip:skip + n]
+        elif kind == "byYear":
+            if args["fromYear"] is None or args["toYear"] is None:
+                raise SubsonicError(10, "Required parameter is missing: fromYear and toYear (type=byYear)")
+            first, last = args["fromYear"], args["toYear"]
+            low, high = min(first, last), max(first, last)
+            within = [a for a in catalog.ordered("byYear") if a.year is not None and low <= a.year <= high]
+            chosen = (within if first <= last else within[::-1])[skip:skip + n]
+        elif kind == "byGenre":
+            if not args["genre"]:
+                raise SubsonicError(10, "Required parameter is missing: genre (type=byGenre)")
+            key = genre_key(args["genre"])
+            chosen = [a for a in catalog.ordered("alphabeticalByName") if key in a.genre_keys][skip:skip + n]
+        elif kind in ("frequent", "recent", "starred", "highest"):
+            chosen = [catalog.albums[a] for a in self._by_taste(catalog, kind)][skip:skip + n]
+        else:
+            raise SubsonicError(0, f"type={kind!r}: give random, newest, frequent, recent, starred, highest, "
+                                   "alphabeticalByName, alphabeticalByArtist, byYear or byGenre")
+        taste = self._taste_now()
+        return {"albumList2": {"album": [self._album(a, taste) for a in chosen]}}
+
+    @method("getGenres")
+    def genres(self, args: Args) -> Body:
+        """Every genre (its spellings that differ only in case, spaces or punctuation are one), the largest first."""
+        groups = self.store.genre_groups()
+        albums: dict[str, int] = {}
+        for album in self._catalog().albums.values():
+            for key in album.genre_keys:
+                albums[key] = albums.get(key, 0) + 1
+        order = sorted(groups.tracks, key=lambda k: (-groups.tracks[k], groups.names[k]))
+        return {"genres": {"genre": [{"songCount": groups.tracks[k], "albumCount": albums.get(k, 0),
+                                      "value": groups.names[k]} for k in order]}}
+
+    @method("getSongsByGenre", Arg("genre", required=True), size("count", 10), offset())
+    def songs_by_genre(self, args: Args) -> Body:
+        """The songs of a genre (every spelling of it), by id."""
+        ids = self._matching([self._genre_clause(args["genre"])])
+        return {"songsByGenre": {"song": self._children(ids[args["offset"]:args["offset"] + args["count"]])}}
+
+    @method("getRandomSongs", size("size", 10), Arg("genre"), year("fromYear"), year("toYear"))
+    def random_songs(self, args: Args) -> Body:
+        """Songs at random, of ``genre`` and from ``fromYear`` to ``toYear`` when given."""
+        clauses = [self._genre_clause(args["genre"])] if args["genre"] else []
+        if args["fromYear"] is not None:
+            clauses.append(f"year >= {int(args['fromYear'])}")
+        if args["toYear"] is not None:
+            clauses.append(f"year <= {int(args['toYear'])}")
+        ids = self._matching(clauses) if clauses else list(self._catalog().album_of)
+        return {"randomSongs": {"song": self._children(random.sample(ids, min(args["size"], len(ids))))}}
+
+    @method("search3", Arg("query", blank=True), size("artistCount", 20), offset("artistOffset"),
+            size("albumCount", 20), offset("albumOffset"), size("songCount", 20), offset("songOffset"))
+    def search3(self, args: Args) -> Body:
+        """Artists, albums and songs whose names hold every word of ``query`` (songs: as
+        :meth:`store.Store.find_tracks`, artist, title, album and file name); an empty query (or ``""``)
+        is everything, page by page, for a client that copies the library."""
+        if args["query"] is None:
+            raise SubsonicError(10, "Required parameter is missing: query")
+        words = [w for w in args["query"].replace('"', " ").casefold().split() if w.strip("*")]
+        catalog = self._catalog()
+        artists = [a for a in catalog.ordered_artists() if all(w in a.name.casefold() for w in words)]
+        albums = [a for a in catalog.ordered("alphabeticalByName")
+                  if all(w in f"{a.name} {a.artist}".casefold() for w in words)]
+        a_skip, b_skip, s_skip = args["artistOffset"], args["albumOffset"], args["songOffset"]
+        if words:
+            found = self.store.find_tracks(" ".join(words), limit=s_skip + args["songCount"])
+            song_ids = [int(i) for i in found["id"]][s_skip:]
+        else:
+            _, page = self.store.page_tracks(offset=s_skip, limit=args["songCount"], columns=["id"])
+            song_ids = [int(i) for i in page["id"]]
+        taste = self._taste_now()
+        return {"searchResult3": {"artist": [_artist(a) for a in artists[a_skip:a_skip + args["artistCount"]]],
+                                  "album": [self._album(a, taste) for a in albums[b_skip:b_skip + args["albumCount"]]],
+                                  "song": self._children(song_ids)}}
+
+    def _folders(self) -> list[Body]:
+        try:
+            roots = self.store.library_roots()
+        except StoreError:
+            roots = []
+        return sorted(({"id": folder_id(r), "name": PurePath(r).name or r} for r in roots), key=lambda f: f["name"])
+
+    def _recording(self) -> bool:
+        return self.store.record_events and self.store.journal.writable
+
+    def _catalog(self) -> Catalog:
+        """The albums and artists (:mod:`explorer.catalog`), looked up once a request."""
+        if not has_request_context():
+            return self._catalogs.get()
+        if "musicmap_catalog" not in g:
+            g.musicmap_catalog = self._catalogs.get()
+        catalog: Catalog = g.musicmap_catalog
+        return catalog
+
+    def _letters(self, catalog: Catalog, entry: Callable[[Artist], Body]) -> list[Body]:
+        """The artists by their index letter (``#`` last), each letter's in order."""
+        letters: dict[str, list[Body]] = {}
+        for artist in catalog.ordered_artists():
+            letters.setdefault(index_letter(artist.name), []).append(entry(artist))
+        return [{"name": k, "artist": letters[k]} for k in sorted(letters, key=lambda k: (k == "#", k))]
+
+    def _album(self, album: Album, taste: Taste) -> Body:
+        """An album as OpenSubsonic's ``AlbumID3``; its play count and last play from the listening journal."""
+        heard = [t for t in (taste.tracks.get(i) for i in album.songs) if t is not None and t.plays]
+        out: Body = {"id": album.id, "name": album.name, "artist": album.artist, "artistId": album.artist_id,
+                     "songCount": len(album.songs), "duration": round(album.duration), "created": album.created,
+                     "playCount": sum(t.plays for t in heard), "year": album.year, "genre": album.genre}
+        if heard:
+            out["played"] = _iso(max(t.last for t in heard))
+        return {k: v for k, v in out.items() if v is not None}
+
+    def _by_taste(self, catalog: Catalog, kind: str) -> list[str]:
+        """Album ids by the listening journal: ``frequent`` (plays), ``recent`` (latest play),
+        ``starred`` (latest liked song), ``highest`` (liked songs); those without any left out."""
+        score: dict[str, tuple[float, float]] = {}
+        for track in self._taste_now().tracks.values():
+            album_id = catalog.album_of.get(track.track_id)
+            if album_id is None:
+                continue
+            n, last = score.get(album_id, (0.0, 0.0))
+            if kind in ("frequent", "recent") and track.plays:
+                score[album_id] = (n + track.plays, max(last, track.last))
+            elif kind in ("starred", "highest") and track.liked:
+                score[album_id] = (n + 1, max(last, track.last))
+        first = 0 if kind in ("frequent", "highest") else 1
+        return sorted(score, key=lambda a: (-score[a][first], -score[a][1 - first], a))
+
+    def _genre_clause(self, genre: str) -> str:
+        """A SQL condition: the track's genre is one of ``genre``'s spellings (``FALSE`` when none)."""
+        spellings = self.store.genre_groups().spellings(genre)
+        return f"genre IN ({', '.join(_sql_string(s) for s in spellings)})" if spellings else "FALSE"
+
+    def _matching(self, clauses: list[str]) -> list[int]:
+        """The ids of the tracks meeting every one of ``clauses``, in order."""
+        return [int(i) for i in np.sort(self.store.filter_ids(" AND ".join(clauses)))]
+
+    def _children(self, ids: list[int]) -> list[Body]:
+        """The songs of ``ids`` as ``Child`` entries, in that order."""
+        rows = self.store.track_rows(ids)
+        return [self._child(rows[i]) for i in ids if i in rows]
 
     # -- taste: what players say was played, liked and disliked ------------------------------------
     @method("scrobble", songs(), Arg("time", many=True), Arg("submission", "flag", default=True), *CLIENT)
@@ -594,10 +861,13 @@ class Subsonic:
             "contentType": mimetypes.guess_type(path)[0] or "application/octet-stream",
             "path": self._relative(path), "isVideo": False, "type": "music", "mediaType": "song",
         }
-        if isinstance(album, str) and album:
-            out["albumId"] = out["parent"] = _name_id("al", f"{row.get('album_artist') or artist or ''}\n{album}")
+        catalog = self._catalog()
+        album_id = catalog.album_of.get(int(row["id"]))
+        if album_id is not None:
+            out["albumId"] = out["parent"] = album_id
+            out["album"] = album or catalog.albums[album_id].name
         if isinstance(artist, str) and artist:
-            out["artistId"] = _name_id("ar", artist_key(artist) or artist)
+            out["artistId"] = name_id("ar", artist_key(artist) or artist)
         liked = self._taste_now().tracks.get(int(row["id"]))
         if liked is not None and liked.liked:
             out["starred"] = _iso(liked.last)
@@ -615,7 +885,7 @@ class Subsonic:
         if not artist_id.startswith("ar-"):
             return []
         found = self.store.sql("SELECT id, artist FROM tracks WHERE artist IS NOT NULL", max_rows=10_000_000).rows
-        return [int(i) for i, a in found if _name_id("ar", artist_key(a) or a) == artist_id]
+        return [int(i) for i, a in found if name_id("ar", artist_key(a) or a) == artist_id]
 
 
 def register(server: Flask, store: Store, *, token: str | None,
