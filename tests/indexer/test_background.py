@@ -27,7 +27,8 @@ def _library(root: Path, n: int = 3) -> Path:
     root.mkdir(parents=True)
     t = np.arange(SR * 2) / SR
     for i in range(n):
-        sf.write(root / f"Nobody - tone {i}.flac", (0.3 * np.sin(2 * np.pi * (220 + 110 * i) * t)).astype(np.float32), SR)
+        y = (0.3 * np.sin(2 * np.pi * (220 + 110 * i) * t)).astype(np.float32)
+        sf.write(root / f"Nobody - tone {i}.flac", y, SR)
     return root
 
 
@@ -46,7 +47,8 @@ def test_bad_cores_is_one_line_and_nothing_is_written(tmp_path: Path) -> None:
     for value in ("0", too_many, "lots"):
         proc = run_cli("index", lib, "--store", tmp_path / "store", "--model", "features", "--cores", value)
         assert proc.returncode == 1 and f"--cores {value}:" in proc.stderr and "Traceback" not in proc.stderr
-    proc = run_cli("index", lib, "--store", tmp_path / "store", "--model", "features", "--engine", "ray", "--background")
+    proc = run_cli("index", lib, "--store", tmp_path / "store", "--model", "features", "--engine", "ray",
+                   "--background")
     assert proc.returncode == 1 and "for the local engine" in proc.stderr
     assert not (tmp_path / "store").exists()
 
