@@ -724,7 +724,7 @@ def register(server: Flask, store: Store, *, projection: Callable[[], Any], uplo
     why this server records no listening events (None: it records)."""
     api = Api(store, projection, uploads, panel, no_record)
     server.url_map.converters["int"] = AsciiInteger  # before the rules: /tracks/١ is no track 1
-    subsonic.register(server, store, token=token, send_audio=api.send_audio)
+    subsonic.register(server, store, token=token, send_audio=api.send_audio, cover_art=api.art)
     for operation, endpoint, hold, name in ROUTES:
         declared = ENDPOINTS.get(operation)
         method, path = operation.split(" ", 1)

@@ -5,8 +5,8 @@ Endpoints (``.view`` suffix optional; GET or form POST; ``f=xml`` (default), ``j
     ping, getOpenSubsonicExtensions (public, as the specification requires),
     getSonicSimilarTracks (id, count=10), findSonicPath (startSongId, endSongId, count=25),
     getSimilarSongs2 (id: an artist id, or a song id; count=50), getSong (id), stream (id),
-    download (id), scrobble (id..., time..., submission=true), star (id...), unstar (id...),
-    setRating (id, rating), getStarred2, getPlaylists, getPlaylist (id),
+    download (id), getCoverArt (id: a song, album or artist; size), scrobble (id..., time...,
+    submission=true), star (id...), unstar (id...), setRating (id, rating), getStarred2, getPlaylists, getPlaylist (id),
     getLicense, getMusicFolders, getUser (username), getIndexes (ifModifiedSince), getArtists,
     getArtist (id), getAlbum (id), getAlbumList2 (type, size=10, offset=0, fromYear, toYear, genre),
     getGenres, getSongsByGenre (genre, count=10, offset=0), getRandomSongs (size=10, genre, fromYear,
@@ -86,6 +86,7 @@ from store.listening import MAX_PATH
 from store.search import artist_key, vectors_of
 from store.taste import LATE_SKIP_SHARE
 
+from .art import CoverArt
 from .catalog import IGNORED_ARTICLES, Album, Artist, Catalog, CatalogCache, index_letter, name_id
 from .limits import SUBSONIC_MAX_COUNT, SUBSONIC_MAX_OFFSET
 
@@ -99,6 +100,8 @@ _NOT_SOURCE = re.compile(r"[^A-Za-z0-9_.:@ -]")
 _PLAIN_ID = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 NOT_RECORDING = ("cannot record listening: this server does not record (its store folder is read-only, or it was "
                  "started not to record)")
+COVER_MAX = 1200
+"""The largest cover art edge served (``getCoverArt`` without ``size``, or a larger one)."""
 FOR_YOU_ID = "foryou"
 FOR_YOU_NAME = "musicmap · For you"
 FOR_YOU_SIZE = 30
@@ -201,6 +204,9 @@ def check_credentials(params: Mapping[str, str], token: str | None) -> None:
     if "u" not in params or not (has_password or ("t" in params and "s" in params)):
         raise SubsonicError(10, "Required parameter is missing: u and p, or u, t and s, or apiKey")
     if has_password:
+        if not _private_channel():
+            raise SubsonicError(42, "A plain password (p) is accepted only on this machine or over HTTPS: send a "
+                                    "salted token (t and s) or apiKey")
         given = params["p"]
         if given.startswith("enc:"):
             try:
@@ -213,6 +219,20 @@ def check_credentials(params: Mapping[str, str], token: str | None) -> None:
     expected = hashlib.md5((token + params["s"]).encode("utf-8")).hexdigest()  # the protocol's (weak) token
     if not _same(params["t"].lower(), expected):
         raise SubsonicError(40, "Wrong username or password")
+
+
+def _private_channel() -> bool:
+    """Whether a password sent in this request stays private: the client is on this machine
+    (loopback), or the request came over HTTPS. Outside a request (tests calling in): True."""
+    if not has_request_context():
+        return True
+    import ipaddress
+
+    try:
+        loopback = ipaddress.ip_address((request.remote_addr or "").split("%")[0]).is_loopback
+    except ValueError:
+        loopback = False
+    return loopback or request.is_secure
 
 
 def _same(a: str, b: str) -> bool:
@@ -410,7 +430,7 @@ def similarity(cosine: float) -> float:
 
 def _artist(artist: Artist) -> Body:
     """An artist as OpenSubsonic's ``ArtistID3``."""
-    return {"id": artist.id, "name": artist.name, "albumCount": len(artist.albums)}
+    return {"id": artist.id, "name": artist.name, "coverArt": artist.id, "albumCount": len(artist.albums)}
 
 
 class Subsonic:
@@ -420,8 +440,11 @@ class Subsonic:
     XML/JSON envelope and every error as a ``failed`` answer. ``send_audio(track_id)`` is the
     explorer's audio route (:meth:`explorer.api.Api.send_audio`)."""
 
-    def __init__(self, store: Store, *, token: str | None, send_audio: Callable[[int], Response]) -> None:
+    def __init__(self, store: Store, *, token: str | None, send_audio: Callable[[int], Response],
+                 cover_art: CoverArt | None = None) -> None:
         self.store, self.token, self.send_audio = store, token, send_audio
+        self.cover_art = cover_art if cover_art is not None else CoverArt()
+        """The thumbnails' cache (the explorer's own: one picture decoded once for both)."""
         self._roots: list[str] = []
         self.clock: Callable[[], float] = time.time
         """This server's clock (Unix seconds), for "now playing" and events without a ``time``."""
@@ -502,6 +525,35 @@ class Subsonic:
         """The file as it is (as ``stream``: musicmap does not transcode)."""
         self.store.track(args["id"])
         return self.send_audio(args["id"])
+
+    @method("getCoverArt", Arg("id", required=True), Arg("size", "count", most=COVER_MAX, clamp=True))
+    def get_cover_art(self, args: Args) -> Response:
+        """The picture of a song (``coverArt`` of a ``Child``), an album (``al-…``: its first song's)
+        or an artist (``ar-…``: their first album's): embedded in the file, else the folder's image,
+        as a JPEG fitting ``size`` × ``size`` (not enlarged; no ``size``: at most :data:`COVER_MAX`);
+        error 70 when there is none. Kept in memory once made (:class:`explorer.art.CoverArt`)."""
+        track_id = self._art_track(str(args["id"]))
+        path = self.store.file_path(track_id)
+        picture = self.cover_art.get(track_id, path, int(args["size"] or COVER_MAX))
+        if picture.source == "none":
+            raise SubsonicError(70, "Cover art not found")
+        response = Response(picture.data, mimetype=picture.mimetype)
+        response.headers["Cache-Control"] = "private, max-age=86400"
+        return response
+
+    def _art_track(self, raw: str) -> int:
+        """The song whose picture stands for ``raw`` (a song, album or artist id); error 70 otherwise."""
+        if raw.isascii() and raw.isdigit() and len(raw) < 19:
+            track_id = int(raw)
+            if track_id not in self.store.track_rows([track_id]):
+                raise SubsonicError(70, "Cover art not found")
+            return track_id
+        catalog = self._catalog()
+        artist = catalog.artists.get(raw)
+        album = catalog.albums.get(artist.albums[0] if artist is not None and artist.albums else raw)
+        if album is None or not album.songs:
+            raise SubsonicError(70, "Cover art not found")
+        return album.songs[0]
 
     # -- browsing: the library's folders, artists, albums, genres; search ----------------------------
     @method("getLicense")
@@ -672,7 +724,8 @@ class Subsonic:
     def _album(self, album: Album, taste: Taste) -> Body:
         """An album as OpenSubsonic's ``AlbumID3``; its play count and last play from the listening journal."""
         heard = [t for t in (taste.tracks.get(i) for i in album.songs) if t is not None and t.plays]
-        out: Body = {"id": album.id, "name": album.name, "artist": album.artist, "artistId": album.artist_id,
+        out: Body = {"id": album.id, "name": album.name, "coverArt": album.id, "artist": album.artist,
+                     "artistId": album.artist_id,
                      "songCount": len(album.songs), "duration": round(album.duration), "created": album.created,
                      "playCount": sum(t.plays for t in heard), "year": album.year, "genre": album.genre}
         if heard:
@@ -863,6 +916,7 @@ class Subsonic:
         }
         catalog = self._catalog()
         album_id = catalog.album_of.get(int(row["id"]))
+        out["coverArt"] = str(row["id"])  # its own picture: songs of one album may differ
         if album_id is not None:
             out["albumId"] = out["parent"] = album_id
             out["album"] = album or catalog.albums[album_id].name
@@ -889,7 +943,7 @@ class Subsonic:
 
 
 def register(server: Flask, store: Store, *, token: str | None,
-             send_audio: Callable[[int], Response]) -> None:
+             send_audio: Callable[[int], Response], cover_art: CoverArt | None = None) -> None:
     """Add the ``/rest/`` endpoints to ``server`` (see :class:`Subsonic`)."""
-    subsonic = Subsonic(store, token=token, send_audio=send_audio)
+    subsonic = Subsonic(store, token=token, send_audio=send_audio, cover_art=cover_art)
     server.add_url_rule(f"{PREFIX}/<path:method>", "subsonic", subsonic.endpoint, methods=["GET", "POST"])

@@ -202,3 +202,36 @@ def test_a_changed_picture_is_read_again(tmp_path: Path) -> None:
     (tmp_path / "x" / "cover.jpg").write_bytes(_picture(YELLOW))
     os.utime(tmp_path / "x" / "cover.jpg", ns=(1, 10**18))  # a new mtime even on a coarse clock
     assert np.allclose(_colour(art.get(1, str(song), 48).data), YELLOW, atol=12)
+
+
+def _cover(client: FlaskClient, art_id: str, **extra: object) -> tuple[int, str, bytes]:
+    response = client.get("/rest/getCoverArt", query_string={"u": "player", "p": "x", "v": "1.16.1", "c": "test",
+                                                              "f": "json", "id": art_id, **extra})
+    return response.status_code, response.mimetype, response.data
+
+
+@pytest.mark.parametrize("name", ["mp3", "m4a", "opus", "folder"])
+def test_opensubsonic_cover_art_by_song_album_and_artist(client: FlaskClient, name: str) -> None:
+    """``getCoverArt`` (issue #32): the ``coverArt`` ids that ``getSong``/``getAlbum``/``getArtist``
+    hand out, as JPEGs of the asked size (never enlarged), from the same cache as the explorer."""
+    song = client.get("/rest/getSong", query_string={"u": "player", "p": "x", "f": "json", "id": _id(client, name)})
+    child = song.get_json()["subsonic-response"]["song"]
+    for art_id in (child["coverArt"], child["albumId"]):
+        status, mimetype, data = _cover(client, art_id, size=48)
+        assert status == 200 and mimetype == "image/jpeg", data[:200]
+        with Image.open(io.BytesIO(data)) as image:
+            assert max(image.size) == 48
+        assert np.allclose(_colour(data), BLUE if name == "folder" else RED, atol=12)
+    status, _, data = _cover(client, child["coverArt"])  # no size: as it is, up to 1,200 px
+    with Image.open(io.BytesIO(data)) as image:
+        assert status == 200 and image.size == ((900, 900) if name == "folder" else (600, 400))
+
+
+def test_opensubsonic_cover_art_that_is_not_there(client: FlaskClient) -> None:
+    for art_id in (str(_id(client, "none")), str(_id(client, "corrupt")), "99999", "al-nope", "ar-nope",
+                   "../../etc/passwd", "al-../../etc/passwd", "9" * 40):
+        status, mimetype, data = _cover(client, art_id, size=64)
+        assert status == 200 and mimetype == "application/json", art_id
+        assert b'"code": 70' in data or b'"code":70' in data, data
+    status, _, data = _cover(client, str(_id(client, "flac")), size="big")
+    assert b'"code": 0' in data or b'"code":0' in data

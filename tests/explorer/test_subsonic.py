@@ -61,6 +61,19 @@ def test_every_credential_form_and_each_refusal(client: FlaskClient) -> None:
         body = response.get_json()["subsonic-response"]
         assert response.status_code == 200 and body["status"] == "failed" and body["error"]["code"] == code, creds
         assert body["error"]["message"]
+    # from another machine over plain HTTP a password is refused (42); the salted token and apiKey are not
+    far = {"REMOTE_ADDR": "192.168.1.20"}
+    for creds in good:
+        body = client.get("/rest/ping", query_string={**creds, "f": "json"}, environ_base=far).get_json()
+        body = body["subsonic-response"]
+        if "p" in creds:
+            assert body["status"] == "failed" and body["error"]["code"] == 42 and "salted token" in body["error"][
+                "message"]
+        else:
+            assert body["status"] == "ok", creds
+    secure = client.get("/rest/ping", query_string={"u": "x", "p": TOKEN, "f": "json"}, environ_base=far,
+                        base_url="https://musicmap.example").get_json()["subsonic-response"]
+    assert secure["status"] == "ok"  # over HTTPS the password is not in the clear
     # the explorer's own token check does not stand in the way, and does not open the rest of it
     assert client.get("/api/v1/tracks").status_code == 401
     # public, as the specification requires
@@ -168,7 +181,7 @@ def test_each_method_is_a_row_of_the_table_and_documented() -> None:
                                      "setRating", "getStarred2", "getPlaylists", "getPlaylist", "download",
                                      "getLicense", "getMusicFolders", "getUser", "getIndexes", "getArtists",
                                      "getArtist", "getAlbum", "getAlbumList2", "getGenres", "getSongsByGenre",
-                                     "getRandomSongs", "search3"}
+                                     "getRandomSongs", "search3", "getCoverArt"}
     for name, declared in subsonic.METHODS.items():
         assert callable(getattr(subsonic.Subsonic, declared.attribute)) and name in (subsonic.__doc__ or ""), name
     assert [m.name for m in subsonic.METHODS.values() if m.public] == ["getOpenSubsonicExtensions"]

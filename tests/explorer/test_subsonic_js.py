@@ -74,6 +74,20 @@ def test_the_npm_client_plays_finds_similar_stars_and_scrobbles(store_copy: Path
             assert _ok(out, "star") == "ok" and str(song) in _ok(out, "starred")  # type: ignore[operator]
             assert _ok(out, "scrobble") == "ok"
             assert "musicmap · For you" in _ok(out, "playlists")  # type: ignore[operator]
+            # browsing as a library view does: artists → artist → album → its songs; albums; search
+            artists = _ok(out, "artists")
+            assert isinstance(artists, list) and len(artists) >= 2 and all(a["id"].startswith("ar-") for a in artists)
+            albums = _ok(out, "artist")
+            assert isinstance(albums, list) and albums and all(a["songCount"] >= 1 for a in albums)
+            songs = _ok(out, "album")
+            assert isinstance(songs, list) and len(songs) == albums[0]["songCount"]
+            assert all(s["id"].isdigit() and s["coverArt"] for s in songs)
+            listed = _ok(out, "albumList")
+            assert isinstance(listed, list) and len(listed) == 5
+            found = _ok(out, "search")
+            assert isinstance(found, dict) and str(song) in found["songs"]
+            art = _ok(out, "coverArt")  # the demo's files carry no picture: the protocol's error, as JSON
+            assert isinstance(art, dict) and art["type"].startswith("application/json")
         wrong = _journey(url, "not-the-token", song)
         assert wrong["ping"] == {"ok": True, "value": "failed"}  # the client hands the error envelope back
         assert "value" not in wrong["song"] or wrong["song"]["value"] is None
