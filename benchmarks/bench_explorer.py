@@ -71,7 +71,7 @@ GENRES = ["Jazz", "Rock", "Pop", "Techno", "Folk", "Soul", "Metal", "Blues", "Re
           "House", "Hip Hop", "Country", "Funk", "Punk", "Disco", "Latin", "Gospel", "Drum and Bass"]
 
 
-def build(folder: Path, n: int, d: int) -> float:
+def build(folder: Path, n: int, d: int, root: str = "/music") -> float:
     from store import ModelInfo, Store, TrackRecord
 
     started = time.perf_counter()
@@ -83,7 +83,7 @@ def build(folder: Path, n: int, d: int) -> float:
             stop = min(n, start + 20_000)
             x = clustered(stop - start, d, seed=start)
             store.write_tracks([TrackRecord(
-                path=f"/music/{i:07d}.flac", size=1, mtime=1.0,
+                path=f"{root}/{i:07d}.flac", size=1, mtime=1.0,
                 tags={"title": f"Song number {i}", "artist": f"Artist {i % 9973}", "album": f"Album {i % 31991}",
                       "genre": GENRES[i % len(GENRES)], "year": 1950 + i % 75, "duration": 200.0},
                 vector=x[i - start]) for i in range(start, stop)])

@@ -13,8 +13,15 @@ overall, the server's peak RSS. Goal: 0 errors and p99 ≤ 250 ms. The clients r
 the track list throughout. Recorded: errors, latency, and when the new tracks appeared to the
 running server (no restart).
 
+``subsonic``: the same synthetic store (its tracks in one folder with a ``cover.jpg``: the files
+themselves are not there), served; first one client times each OpenSubsonic browse method
+(``getArtists``, ``getAlbumList2`` with 500 albums of several types, ``search3``, ``getAlbum``,
+``getCoverArt`` once cached, ...) 20 times in a row (median, max: goals ≤ 100 ms, cover art
+≤ 50 ms); then ``--clients`` (20) browse at once for ``--seconds``, as player apps would.
+
     python benchmarks/bench_load.py load [--tracks 100000] [--clients 50] [--seconds 60]
     python benchmarks/bench_load.py concurrency [--new 1000]
+    python benchmarks/bench_load.py subsonic [--tracks 100000] [--clients 20] [--seconds 30]
 """
 
 from __future__ import annotations
@@ -287,17 +294,113 @@ def concurrency(new: int, base: int = 200) -> dict[str, Any]:
     return out
 
 
+AUTH = "u=player&p=bench&v=1.16.1&c=bench&f=json"
+
+
+def subsonic(n: int, clients: int, seconds: float, dim: int) -> dict[str, Any]:
+    from bench_explorer import build
+    from PIL import Image
+
+    out: dict[str, Any] = {"tracks": n, "dim": dim, "clients": clients, "seconds": seconds}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder, music = Path(tmp) / "store", Path(tmp) / "music"
+        music.mkdir()
+        Image.new("RGB", (1000, 1000), (200, 40, 40)).save(music / "cover.jpg", quality=90)
+        out["build_s"] = round(build(folder, n, dim, root=str(music)), 1)
+        proc, port, start_s = _serve(folder)
+        out["server_start_s"] = round(start_s, 1)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+
+        def call(method: str, query: str = "") -> tuple[float, dict[str, Any] | bytes]:
+            started = time.perf_counter()
+            conn.request("GET", f"/rest/{method}?{AUTH}&{query}")
+            response = conn.getresponse()
+            body = response.read()
+            ms = (time.perf_counter() - started) * 1000
+            if response.getheader("Content-Type", "").startswith("application/json"):
+                answer = json.loads(body)["subsonic-response"]
+                if answer["status"] != "ok":
+                    raise RuntimeError(f"{method}?{query}: {answer}")
+                return ms, answer
+            return ms, body
+
+        try:
+            first_ms, artists = call("getArtists")  # the first call builds the catalog of albums and artists
+            out["first_getArtists_ms"] = round(first_ms, 1)
+            assert isinstance(artists, dict)
+            artist_ids = [a["id"] for i in artists["artists"]["index"] for a in i["artist"]]
+            _, albums = call("getAlbumList2", "type=alphabeticalByName&size=500")
+            assert isinstance(albums, dict)
+            album_ids = [a["id"] for a in albums["albumList2"]["album"]]
+            out["artists"], out["albums_listed"] = len(artist_ids), len(album_ids)
+            rng = random.Random(3)
+            cases = {
+                "getArtists": lambda: ("getArtists", ""),
+                "getIndexes": lambda: ("getIndexes", ""),
+                "getAlbumList2 random 500": lambda: ("getAlbumList2", "type=random&size=500"),
+                "getAlbumList2 newest 500": lambda: ("getAlbumList2", "type=newest&size=500"),
+                "getAlbumList2 alphabeticalByName 500": lambda: ("getAlbumList2",
+                                                                 f"type=alphabeticalByName&size=500&offset="
+                                                                 f"{rng.randint(0, 20000)}"),
+                "getAlbumList2 byGenre 500": lambda: ("getAlbumList2", "type=byGenre&genre=Jazz&size=500"),
+                "search3": lambda: ("search3", f"query=song+number+{rng.randint(1, n)}"),
+                "search3 artist": lambda: ("search3", f"query=artist+{rng.randint(1, 9000)}"),
+                "getArtist": lambda: ("getArtist", f"id={rng.choice(artist_ids)}"),
+                "getAlbum": lambda: ("getAlbum", f"id={rng.choice(album_ids)}"),
+                "getSong": lambda: ("getSong", f"id={rng.randint(1, n)}"),
+                "getRandomSongs 50": lambda: ("getRandomSongs", "size=50"),
+                "getCoverArt 300 cached": lambda: ("getCoverArt", "id=1&size=300"),
+            }
+            timings: dict[str, Any] = {}
+            for name, make in cases.items():
+                method, query = make()
+                call(method, query)  # warm: the cover made once, the catalog read
+                ms = [call(*make())[0] for _ in range(20)]
+                timings[name] = {"median_ms": round(float(np.median(ms)), 1), "max_ms": round(max(ms), 1)}
+            out["one_client"] = timings
+            conn.close()
+
+            def pick(rng: random.Random) -> tuple[str, str]:
+                roll = rng.random()
+                if roll < 0.2:
+                    return "getAlbumList2", f"/rest/getAlbumList2?{AUTH}&type=random&size=50"
+                if roll < 0.4:
+                    return "getAlbum", f"/rest/getAlbum?{AUTH}&id={rng.choice(album_ids)}"
+                if roll < 0.55:
+                    return "search3", f"/rest/search3?{AUTH}&query=song+{rng.randint(1, n)}"
+                if roll < 0.7:
+                    return "getArtist", f"/rest/getArtist?{AUTH}&id={rng.choice(artist_ids)}"
+                if roll < 0.85:
+                    return "getCoverArt", f"/rest/getCoverArt?{AUTH}&id={rng.randint(1, n)}&size=300"
+                if roll < 0.95:
+                    return "getSong", f"/rest/getSong?{AUTH}&id={rng.randint(1, n)}"
+                return "getArtists", f"/rest/getArtists?{AUTH}"
+
+            out["browsing"] = Clients(port, clients, pick, processes=min(clients, 4)).run(seconds, proc.pid)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    worst = max(v["median_ms"] for k, v in out["one_client"].items() if not k.startswith("getCoverArt"))
+    out["goal"] = {"browse_median_ms": 100, "cover_cached_ms": 50, "browsing_errors": 0,
+                   "met": worst <= 100 and out["one_client"]["getCoverArt 300 cached"]["median_ms"] <= 50
+                   and out["browsing"]["all"]["errors"] == 0}
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("which", choices=("load", "concurrency"))
+    parser.add_argument("which", choices=("load", "concurrency", "subsonic"))
     parser.add_argument("--tracks", type=int, default=100_000)
     parser.add_argument("--dim", type=int, default=768)
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--new", type=int, default=1000)
     args = parser.parse_args()
-    result = load(args.tracks, args.clients, args.seconds, args.dim) if args.which == "load" \
-        else concurrency(args.new)
+    if args.which == "subsonic":
+        result = subsonic(args.tracks, args.clients if args.clients != 50 else 20, args.seconds, args.dim)
+    else:
+        result = load(args.tracks, args.clients, args.seconds, args.dim) if args.which == "load" \
+            else concurrency(args.new)
     save(f"reliability-{args.which}", result)
 
 

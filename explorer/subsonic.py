@@ -5,8 +5,9 @@ Endpoints (``.view`` suffix optional; GET or form POST; ``f=xml`` (default), ``j
     ping, getOpenSubsonicExtensions (public, as the specification requires),
     getSonicSimilarTracks (id, count=10), findSonicPath (startSongId, endSongId, count=25),
     getSimilarSongs2 (id: an artist id, or a song id; count=50), getSong (id), stream (id),
-    download (id), getCoverArt (id: a song, album or artist; size), scrobble (id..., time...,
-    submission=true), star (id...), unstar (id...), setRating (id, rating), getStarred2, getPlaylists, getPlaylist (id),
+    download (id), getCoverArt (id: a song, album or artist; size), getTopSongs (artist, count=50),
+    scrobble (id..., time..., submission=true), star (id...), unstar (id...), setRating (id, rating),
+    getStarred2, getPlaylists, getPlaylist (id),
     getLicense, getMusicFolders, getUser (username), getIndexes (ifModifiedSince), getArtists,
     getArtist (id), getAlbum (id), getAlbumList2 (type, size=10, offset=0, fromYear, toYear, genre),
     getGenres, getSongsByGenre (genre, count=10, offset=0), getRandomSongs (size=10, genre, fromYear,
@@ -509,6 +510,18 @@ class Subsonic:
                 raise SubsonicError(70, f"Artist not found: {raw}")
             songs = [x.track for x in self.store.search(seeds[:100], k=n)]
         return {"similarSongs2": {"song": [self._child(t) for t in songs]}}
+
+    @method("getTopSongs", Arg("artist", required=True), count(50))
+    def top_songs(self, args: Args) -> Body:
+        """An artist's (by name, as the specification has it) most played songs by the listening
+        journal: plays, then liked, then the latest heard; songs never played nor liked are left out
+        (musicmap asks no outside service). An unknown artist: an empty list."""
+        name = str(args["artist"])
+        tracks = self._artist_tracks(name_id("ar", artist_key(name) or name))
+        taste = self._taste_now().tracks
+        heard = [taste[t] for t in tracks if t in taste and (taste[t].plays or taste[t].liked)]
+        heard.sort(key=lambda t: (-t.plays, not t.liked, -t.last))
+        return {"topSongs": {"song": self._children([t.track_id for t in heard[: args["count"]]])}}
 
     @method("getSong", song("id"))
     def get_song(self, args: Args) -> Body:

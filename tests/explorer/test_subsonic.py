@@ -181,7 +181,7 @@ def test_each_method_is_a_row_of_the_table_and_documented() -> None:
                                      "setRating", "getStarred2", "getPlaylists", "getPlaylist", "download",
                                      "getLicense", "getMusicFolders", "getUser", "getIndexes", "getArtists",
                                      "getArtist", "getAlbum", "getAlbumList2", "getGenres", "getSongsByGenre",
-                                     "getRandomSongs", "search3", "getCoverArt"}
+                                     "getRandomSongs", "search3", "getCoverArt", "getTopSongs"}
     for name, declared in subsonic.METHODS.items():
         assert callable(getattr(subsonic.Subsonic, declared.attribute)) and name in (subsonic.__doc__ or ""), name
     assert [m.name for m in subsonic.METHODS.values() if m.public] == ["getOpenSubsonicExtensions"]

@@ -127,6 +127,23 @@ def test_scrobbles_once_per_time_and_now_playing_then_skip(client: FlaskClient, 
     assert [e["track_id"] for e in events(store) if e["kind"] == "skipped"] == [12]
 
 
+def test_an_artists_top_songs_are_what_was_played(client: FlaskClient, store: Store) -> None:
+    artist = str(store.track(21)["artist"])
+    same = [int(i) for (i,) in store.sql(f"SELECT id FROM tracks WHERE artist = '{artist}' ORDER BY id").rows]
+    assert len(same) >= 3, same
+    a, b, c = same[:3]
+    assert call(client, "getTopSongs", {"artist": artist})["topSongs"] == {"song": []}  # nothing played yet
+    t = int(time.time() * 1000) - 600_000
+    for i, track in enumerate([b, b, a]):
+        call(client, "scrobble", {"id": track, "time": t + i})
+    call(client, "star", {"id": c})
+    top = call(client, "getTopSongs", {"artist": artist.upper(), "count": 5})["topSongs"]["song"]
+    assert [s["id"] for s in top] == [str(b), str(a), str(c)]  # two plays, one play, a like
+    assert call(client, "getTopSongs", {"artist": artist, "count": 1})["topSongs"]["song"][0]["id"] == str(b)
+    assert call(client, "getTopSongs", {"artist": "Nobody at all"})["topSongs"] == {"song": []}
+    assert error(client, "getTopSongs")[0] == 10
+
+
 def test_the_for_you_playlist(client: FlaskClient) -> None:
     listed = call(client, "getPlaylists")["playlists"]["playlist"]
     assert [(p["id"], p["name"], p["songCount"]) for p in listed] == [("foryou", "musicmap · For you", 0)]
