@@ -186,10 +186,12 @@ class LibraryLifeCycle(RuleBasedStateMachine):
     def index(self, prune: bool) -> None:
         if not self.files():  # a folder with no audio is refused; the store is left as it was
             with pytest.raises(IndexerError, match="no audio"):
-                index_library([self.lib], self.store, self.embedder, workers=1, prune=prune, map_name="tsne")
+                index_library([self.lib], self.store, self.embedder, workers=1, prune=prune, map_name="tsne",
+                              tags=False)
             return
         expected = self._expect_index(prune)
-        report = index_library([self.lib], self.store, self.embedder, workers=1, prune=prune, map_name="tsne")
+        report = index_library([self.lib], self.store, self.embedder, workers=1, prune=prune, map_name="tsne",
+                               tags=False)
         self.has_map = self.has_map or bool(self.stored)
         got = {"added": report.added, "updated": report.updated, "moved": report.moved, "failed": report.failed,
                "unchanged": report.unchanged, "pruned": report.pruned}
@@ -248,7 +250,8 @@ class LibraryLifeCycle(RuleBasedStateMachine):
             self.seen["killed"] += 1
             if (self.store / "manifest.json").exists():
                 self.check_store()
-        index_library([self.lib], self.store, self.embedder, workers=1, prune=prune, map_name="tsne")
+        index_library([self.lib], self.store, self.embedder, workers=1, prune=prune, map_name="tsne",
+                      tags=False)
         self._expect_index(prune)
         self.has_map = self.has_map or bool(self.stored)
 
